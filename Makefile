@@ -1,0 +1,50 @@
+# One Makefile drives every gate: people, CI and the demo use the same targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+CACHE ?= .cache
+
+.PHONY: install redis testdata demo server worker test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# redis-server >= 6.2 is needed by the tests (they start their own) and by the demo.
+redis:
+	@command -v redis-server >/dev/null || { \
+	  echo "redis-server missing: installing it with apt"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+# Third-party test data (GitHub's OpenAPI description, webhook examples) from pinned npm packages.
+testdata: $(STAMP)
+	$(PY) -m instruct_lab_bot.testing.testdata --cache $(CACHE)
+
+demo: install redis testdata
+	$(PY) -m instruct_lab_bot.testing.demo
+
+server: install
+	$(VENV)/bin/instruct-lab-bot server
+
+worker: install
+	$(VENV)/bin/instruct-lab-bot worker
+
+test: install redis testdata
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: install redis testdata
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) $(CACHE) var .mypy_cache .ruff_cache .pytest_cache
