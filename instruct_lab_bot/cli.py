@@ -1,0 +1,135 @@
+"""`instruct-lab-bot server|worker|replay`: the only place that reads the environment and runs loops."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+
+from . import __version__, logs
+from .settings import Settings, SettingsError, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="instruct-lab-bot",
+        description="GitHub App that runs InstructLab data generation for taxonomy PRs. "
+        "Settings come from ILAB_BOT_* environment variables (and .env); see the README.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    server = sub.add_parser("server", help="receive GitHub webhooks and dispatch jobs")
+    server.add_argument("--no-dispatcher", action="store_true",
+                        help="only receive webhooks; run dispatchers elsewhere")
+
+    worker = sub.add_parser("worker", help="run jobs from the queue")
+    worker.add_argument("--concurrency", type=int, default=1, metavar="N",
+                        help="jobs this process runs at once (default 1: one per GPU host)")
+
+    replay = sub.add_parser(
+        "replay", help="sign a stored webhook payload and POST it to a running server"
+    )
+    replay.add_argument("payload", type=Path, help="JSON payload file")
+    replay.add_argument("--event", required=True, help="X-GitHub-Event, e.g. issue_comment")
+    replay.add_argument("--url", default=None,
+                        help="webhook URL (default http://<ILAB_BOT_HOST>:<ILAB_BOT_PORT>/api/github/hook)")
+    replay.add_argument("--delivery", default=None, help="X-GitHub-Delivery (default: random)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(require_github=args.command != "replay")
+    except SettingsError as exc:
+        print(f"instruct-lab-bot: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_format, settings.secrets())
+    if args.command == "server":
+        return run_server(settings, dispatcher=not args.no_dispatcher)
+    if args.command == "worker":
+        if args.concurrency < 1:
+            print("instruct-lab-bot: --concurrency must be at least 1", file=sys.stderr)
+            return 2
+        return asyncio.run(run_worker(settings, args.concurrency))
+    return asyncio.run(replay(settings, args.payload, args.event, args.url, args.delivery))
+
+
+def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
+    from aiohttp import web
+
+    from .server import create_app
+
+    web.run_app(
+        create_app(settings, dispatcher=dispatcher), host=settings.host, port=settings.port,
+        print=None, shutdown_timeout=30,
+    )
+    return 0
+
+
+async def run_worker(settings: Settings, concurrency: int) -> int:
+    from .github import GitHubApp
+    from .queue import Queue
+    from .storage import open_store, parse_artifacts_url
+    from .worker import Worker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    queue = Queue.from_url(settings.redis_url)
+    store = open_store(
+        parse_artifacts_url(settings.artifacts_url), public_url=settings.public_url,
+        signing_key=settings.signing_key, link_expiry=settings.link_expiry,
+        s3_endpoint_url=settings.s3_endpoint_url,
+    )
+    timeout = aiohttp.ClientTimeout(total=settings.github_timeout)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            github = GitHubApp(
+                session, app_id=settings.github_app_id,
+                private_key=settings.github_private_key.value,
+                api_url=settings.github_api_url, timeout=settings.github_timeout,
+            )
+            await Worker(settings, queue, github, store, concurrency=concurrency).run(stop)
+    finally:
+        with contextlib.suppress(Exception):
+            await store.aclose()
+        await queue.aclose()
+    return 0
+
+
+async def replay(
+    settings: Settings, payload: Path, event: str, url: str | None, delivery: str | None
+) -> int:
+    """Like `probot receive`: reproduce a delivery against a running server."""
+    from .webhooks import sign
+
+    body = payload.read_bytes()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    target = url or f"http://{host}:{settings.port}/api/github/hook"
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(body, settings.webhook_secret.value.encode()),
+        "User-Agent": f"instruct-lab-bot-replay/{__version__}",
+    }
+    async with aiohttp.ClientSession() as session, session.post(
+        target, data=body, headers=headers
+    ) as response:
+        text = await response.text()
+        print(f"{response.status} {response.reason}: {text}")
+        return 0 if response.status < 300 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""Every text a contributor, reviewer or admin reads, and every check-run payload (pure).
+
+One place, so wording, escaping and GitHub's size limits are handled once. Anything that came
+from outside (seed text, generated samples, log lines, file names) is escaped here before it is
+put into Markdown: no injected HTML, tables, links or @mentions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .jobs import CONCLUSIONS, Job, State
+from .progress import Progress
+
+CHECK_OUTPUT_LIMIT = 65_535  # GitHub's cap on check-run output.summary and output.text
+COMMENT_LIMIT = 65_536  # GitHub's cap on an issue comment body
+PREVIEW_SAMPLES = 5
+PREVIEW_CELL = 300
+FAILURE_LOG_LINES = 50
+CHECK_NAME_PREFIX = "instruct-lab-bot/"
+
+
+def check_name(command: str) -> str:
+    return CHECK_NAME_PREFIX + command
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    url: str
+    size: int
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a finished job produced; built by the worker, rendered here."""
+
+    state: State
+    duration: float
+    exit_code: int | None = None
+    error: str = ""
+    generated: int | None = None
+    discarded: int | None = None
+    samples: Sequence[tuple[str, str]] = ()
+    artifacts: Sequence[Artifact] = ()
+    index_url: str = ""
+    log_tail: Sequence[str] = field(default_factory=tuple)
+    cancelled_by: str = ""
+
+
+# -- escaping -------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+
+
+def escape_md(text: str) -> str:
+    """Inline-safe Markdown: special characters escaped, mentions defused."""
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return text.replace("@", "@\u200b")
+
+
+def table_cell(text: str, limit: int = PREVIEW_CELL) -> str:
+    """One table cell: escaped, newlines as `<br>`, cut to `limit` characters of source text."""
+    text = text.strip()
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return escape_md(text).replace("\r\n", "\n").replace("\n", "<br>")
+
+
+def code_block(lines: Sequence[str], limit: int) -> str:
+    """A fenced block that no backtick run inside can close; keeps the newest lines that fit."""
+    longest = max((len(m) for line in lines for m in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    kept: list[str] = []
+    size = 2 * len(fence) + 2
+    for line in reversed(lines):
+        size += len(line) + 1
+        if size > limit:
+            break
+        kept.append(line)
+    kept.reverse()
+    return f"{fence}\n" + "\n".join(kept) + f"\n{fence}"
+
+
+def cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    marker = "\n\n… (cut to fit GitHub's size limit)"
+    return text[: limit - len(marker)] + marker
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def iso_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def short_sha(sha: str) -> str:
+    return sha[:7]
+
+
+# -- check runs -----------------------------------------------------------------------
+
+
+def check_run_queued(job: Job, *, details_url: str | None = None) -> dict[str, object]:
+    payload: dict[str, object] = {
+        "name": check_name(job.command),
+        "head_sha": job.head_sha,
+        "status": "queued",
+        "external_id": job.id,
+        "output": {
+            "title": "Queued",
+            "summary": (
+                f"`{job.command}` requested by @{job.requester} for "
+                f"{short_sha(job.head_sha)}. Waiting for a worker (job `{job.id}`)."
+            ),
+        },
+    }
+    if details_url:
+        payload["details_url"] = details_url
+    return payload
+
+
+def check_run_started(job: Job) -> dict[str, object]:
+    return {
+        "status": "in_progress",
+        "started_at": iso_now(),
+        "output": {
+            "title": "Running",
+            "summary": f"Worker `{job.worker}` is running `{job.command}` (attempt {job.attempts}).",
+        },
+    }
+
+
+def progress_title(progress: Progress) -> str:
+    title = progress.stage or "Running"
+    if progress.percent is not None:
+        title += f": {progress.percent}%"
+        if progress.counter:
+            title += f" ({progress.counter})"
+    if progress.eta:
+        title += f", ETA {progress.eta}"
+    return title[:255]
+
+
+def check_run_progress(job: Job, progress: Progress) -> dict[str, object]:
+    summary = [
+        f"Running `{job.command}` on {short_sha(job.head_sha)} for {format_duration(job.duration)}.",
+        "",
+        f"- **Stage:** {escape_md(progress.stage)}",
+    ]
+    if progress.percent is not None:
+        summary.append(f"- **Progress:** {progress.percent}% ({escape_md(progress.counter or '')})")
+    if progress.eta:
+        summary.append(f"- **ETA for this stage:** {escape_md(progress.eta)}")
+    if progress.last_message:
+        summary.append(f"- **Last message:** {escape_md(progress.last_message)}")
+    return {
+        "status": "in_progress",
+        "output": {
+            "title": progress_title(progress),
+            "summary": cut("\n".join(summary), CHECK_OUTPUT_LIMIT),
+            "text": log_text(progress.last_lines(progress.tail_lines)),
+        },
+    }
+
+
+def log_text(lines: Sequence[str]) -> str:
+    return "### Log (newest lines)\n\n" + code_block(lines, CHECK_OUTPUT_LIMIT - 100)
+
+
+def check_run_completed(job: Job, result: JobResult) -> dict[str, object]:
+    conclusion = CONCLUSIONS[result.state]
+    return {
+        "status": "completed",
+        "conclusion": conclusion,
+        "completed_at": iso_now(),
+        "output": {
+            "title": completed_title(job, result),
+            "summary": cut(result_summary(job, result), CHECK_OUTPUT_LIMIT),
+            "text": log_text(list(result.log_tail)),
+        },
+    }
+
+
+def completed_title(job: Job, result: JobResult) -> str:
+    if result.state is State.SUCCEEDED:
+        if result.generated is not None:
+            return f"Generated {result.generated} samples in {format_duration(result.duration)}"
+        return f"Finished in {format_duration(result.duration)}"
+    if result.state is State.TIMED_OUT:
+        return f"Timed out after {format_duration(result.duration)}"
+    if result.state is State.CANCELLED:
+        return "Cancelled" + (f" by @{result.cancelled_by}" if result.cancelled_by else "")
+    return f"`{job.command}` failed"
+
+
+# -- PR comments ----------------------------------------------------------------------
+
+
+def result_comment(job: Job, result: JobResult) -> str:
+    """The one comment a finished job posts on its PR."""
+    return cut(result_summary(job, result, for_comment=True), COMMENT_LIMIT)
+
+
+def result_summary(job: Job, result: JobResult, *, for_comment: bool = False) -> str:
+    icon = {State.SUCCEEDED: "✅", State.TIMED_OUT: "⏱️", State.CANCELLED: "🛑"}.get(
+        result.state, "❌"
+    )
+    lines = [
+        f"### {icon} `{job.command}` {_verdict(result.state)}" if for_comment else "",
+        "",
+        f"Ran `ilab data {job.command}` on {job.head_sha} (requested by @{job.requester}) "
+        f"in {format_duration(result.duration)}. Job `{job.id}`.",
+    ]
+    if result.state is State.SUCCEEDED:
+        lines += _success_details(result)
+    else:
+        lines += _failure_details(job, result, for_comment=for_comment)
+    if result.artifacts:
+        lines += ["", "**Files**" + (f" ([index]({result.index_url}))" if result.index_url else "")]
+        lines += [f"- [{escape_md(a.name)}]({a.url}) ({_size(a.size)})" for a in result.artifacts]
+    return "\n".join(lines).strip() + "\n"
+
+
+def _verdict(state: State) -> str:
+    return {
+        State.SUCCEEDED: "succeeded",
+        State.FAILED: "failed",
+        State.TIMED_OUT: "timed out",
+        State.CANCELLED: "was cancelled",
+        State.DEAD: "gave up",
+        State.SUPERSEDED: "was superseded",
+    }.get(state, str(state))
+
+
+def _success_details(result: JobResult) -> list[str]:
+    lines: list[str] = []
+    if result.generated is not None:
+        counts = f"**{result.generated}** samples generated"
+        if result.discarded is not None:
+            counts += f", **{result.discarded}** discarded"
+        lines += ["", counts + "."]
+    if result.samples:
+        lines += [
+            "",
+            f"**Preview** (first {min(len(result.samples), PREVIEW_SAMPLES)})",
+            "",
+            "| # | Question | Answer |",
+            "|---|---|---|",
+        ]
+        for number, (question, answer) in enumerate(result.samples[:PREVIEW_SAMPLES], 1):
+            lines.append(f"| {number} | {table_cell(question)} | {table_cell(answer)} |")
+    return lines
+
+
+def _failure_details(job: Job, result: JobResult, *, for_comment: bool) -> list[str]:
+    lines: list[str] = []
+    if result.state is State.TIMED_OUT:
+        lines += ["", "The job ran past its time limit and was stopped."]
+    if result.cancelled_by:
+        lines += ["", f"Cancelled by @{result.cancelled_by}."]
+    if result.error:
+        lines += ["", "**Error:** " + table_cell(result.error, 2000).replace("<br>", " ")]
+    if result.exit_code is not None and result.state is State.FAILED:
+        lines += ["", f"`ilab` exited with code {result.exit_code}."]
+    if for_comment and result.log_tail:
+        tail = list(result.log_tail)[-FAILURE_LOG_LINES:]
+        lines += [
+            "",
+            "<details><summary>Last log lines</summary>",
+            "",
+            code_block(tail, 40_000),
+            "",
+            "</details>",
+        ]
+    return lines
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def unknown_command(username: str, name: str) -> str:
+    known = ", ".join(f"`@{username} {c}`" for c in ("generate",))
+    return f"I don't know the command `{escape_md(name)}`. I understand: {known}."
+
+
+def job_error(message: str) -> str:
+    """An error told to the contributor before a job could run (bad input, missing PR...)."""
+    return f"⚠️ {message}"

@@ -1,0 +1,125 @@
+"""`ilab` output → progress (pure).
+
+`ilab data generate` reports progress two ways: tqdm bars (redrawn with `\\r`, one bar per
+pipeline block, e.g. `Map (num_proc=8):  40%|████      | 2/5 [00:03<00:04,  1.50s/it]`) and
+log lines (`INFO 2024-07-30 19:57:44,987 instructlab.sdg.generate_data:242: message`). The
+tracker keeps only what a check run shows: the current stage, percent, ETA and a bounded tail
+of the log, so memory stays flat however much the subprocess prints.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+_TQDM = re.compile(
+    r"(?P<desc>[^\r\n|]*?)\s*(?P<pct>\d{1,3})%\|[^|]*\|\s*"
+    r"(?P<n>\d+(?:\.\d+)?[kMG]?)/(?P<total>\d+(?:\.\d+)?[kMG]?|\?)"
+    r"(?:\s*\[(?P<elapsed>[\d:]+)(?:<(?P<eta>[\d:?]+))?[^\]]*\])?"
+)
+_LOG = re.compile(
+    r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+"
+    r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?\s+(?P<logger>\S+?):?\s+(?P<message>.*)$"
+)
+_DISCARDED = re.compile(r"(?:discarded\s+(\d+)|(\d+)\s+(?:\w+\s+)?(?:were\s+)?discarded)", re.I)
+_FAILED = re.compile(r"(?:failed with the following error|Error):\s*(?P<error>.+)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One tqdm redraw."""
+
+    description: str
+    percent: int
+    done: str
+    total: str
+    elapsed: str | None
+    eta: str | None
+
+
+@dataclass(frozen=True)
+class LogLine:
+    level: str
+    logger: str
+    message: str
+
+
+def parse_bar(line: str) -> Bar | None:
+    match = _TQDM.search(line)
+    if not match:
+        return None
+    eta = match.group("eta")
+    return Bar(
+        description=match.group("desc").strip().rstrip(":").strip(),
+        percent=min(100, int(match.group("pct"))),
+        done=match.group("n"),
+        total=match.group("total"),
+        elapsed=match.group("elapsed"),
+        eta=None if eta in (None, "?") else eta,
+    )
+
+
+def parse_log(line: str) -> LogLine | None:
+    match = _LOG.match(line)
+    if not match:
+        return None
+    return LogLine(match.group("level"), match.group("logger"), match.group("message").strip())
+
+
+@dataclass
+class Progress:
+    """What the check run shows while the job runs."""
+
+    tail_lines: int = 200
+    stage: str = "Starting"
+    percent: int | None = None
+    eta: str | None = None
+    counter: str | None = None
+    last_message: str = ""
+    error: str = ""
+    discarded: int | None = None
+    lines_seen: int = 0
+    tail: deque[str] = field(default_factory=deque)
+
+    def feed(self, line: str) -> None:
+        """Take one output line (already split on `\\n` and `\\r`)."""
+        self.lines_seen += 1
+        bar = parse_bar(line)
+        if bar is not None:
+            if bar.description:
+                self.stage = bar.description
+            self.percent, self.eta = bar.percent, bar.eta
+            self.counter = f"{bar.done}/{bar.total}"
+            self._replace_bar_in_tail(line)
+            return
+        self._append(line)
+        discarded = _DISCARDED.search(line)
+        if discarded:
+            self.discarded = int(discarded.group(1) or discarded.group(2))
+        log = parse_log(line)
+        if log is None:
+            return
+        if log.level in ("ERROR", "CRITICAL"):
+            failed = _FAILED.search(log.message)
+            self.error = (failed.group("error") if failed else log.message)[:2000]
+        elif log.level in ("INFO", "WARNING") and log.message:
+            self.last_message = log.message[:500]
+
+    def _append(self, line: str) -> None:
+        self.tail.append(line)
+        while len(self.tail) > self.tail_lines:
+            self.tail.popleft()
+
+    def _replace_bar_in_tail(self, line: str) -> None:
+        """A redraw replaces the previous frame of the same bar, as a terminal would show."""
+        if self.tail and parse_bar(self.tail[-1]) is not None:
+            previous = parse_bar(self.tail[-1])
+            current = parse_bar(line)
+            if previous and current and previous.description == current.description:
+                self.tail[-1] = line
+                return
+        self._append(line)
+
+    def last_lines(self, count: int) -> list[str]:
+        return list(self.tail)[-count:]

@@ -1,0 +1,251 @@
+"""Typed, frozen settings read once from the environment (and `.env`) at start-up.
+
+Every problem is collected before failing, so an admin fixes a bad deployment in one pass
+instead of one restart per mistake. Secrets are held in `Secret` so that no repr, log line or
+error message can print them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+PREFIX = "ILAB_BOT_"
+T = TypeVar("T")
+
+
+class SettingsError(Exception):
+    """Raised with every problem found, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A string that never shows itself in `repr`, `str` or f-strings."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self.value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server and workers need; see the README's settings table."""
+
+    github_app_id: str = ""
+    github_private_key: Secret = Secret("")
+    webhook_secret: Secret = Secret("")
+    github_api_url: str = "https://api.github.com"
+    github_git_url: str = "https://github.com"
+    username: str = "instruct-lab-bot"
+    redis_url: str = "redis://localhost:6379/0"
+    artifacts_url: str = "file://./var/artifacts"
+    s3_endpoint_url: str | None = None
+    link_expiry: int = 7 * 24 * 3600
+    public_url: str = "http://localhost:8080"
+    host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
+    port: int = 8080
+    ilab_command: tuple[str, ...] = ("ilab",)
+    generate_args: tuple[str, ...] = ()
+    work_dir: Path = Path("./var/work")
+    job_timeout: float = 2 * 3600.0
+    progress_interval: float = 30.0
+    log_format: str = "auto"
+    github_timeout: float = 30.0
+    git_timeout: float = 600.0
+    upload_timeout: float = 600.0
+    kill_grace: float = 10.0
+
+    def secrets(self) -> tuple[str, ...]:
+        """Secret values, for scrubbing subprocess environments and log lines."""
+        return tuple(s.value for s in (self.github_private_key, self.webhook_secret) if s)
+
+    @property
+    def signing_key(self) -> bytes:
+        """Key for signed artifact links: derived from the webhook secret, never stored."""
+        import hashlib
+
+        return hashlib.sha256(b"artifact-links\0" + self.webhook_secret.value.encode()).digest()
+
+
+def _parse_duration(text: str) -> float:
+    """Seconds, or a number with a unit: `90`, `30s`, `15m`, `2h`, `7d`."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90, 30s, 15m, 2h, 7d)")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    seconds = number * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+def _parse_url(text: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in schemes or (parts.scheme != "file" and not parts.netloc):
+        raise ValueError(f"{text!r} is not a {'/'.join(schemes)} URL")
+    return text.rstrip("/")
+
+
+def _parse_port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return port
+
+
+def _parse_argv(text: str) -> tuple[str, ...]:
+    """Split like a POSIX shell would, but only to build an argv: nothing is ever executed."""
+    return tuple(shlex.split(text))
+
+
+def _parse_username(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?", text):
+        raise ValueError(f"{text!r} is not a GitHub login")
+    return text.removesuffix("[bot]")
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Values from a `.env` file; the process environment wins over it."""
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    dotenv: Path | None = Path(".env"),
+    require_github: bool = True,
+) -> Settings:
+    """Build `Settings` from `environ` (default: the process environment plus `.env`).
+
+    `require_github=False` is for commands that never talk to GitHub (e.g. `replay`), which
+    only need the webhook secret.
+    """
+    env: dict[str, str] = dict(read_dotenv(dotenv)) if dotenv else {}
+    env.update(os.environ if environ is None else environ)
+    problems: list[str] = []
+    values: dict[str, object] = {}
+
+    def get(name: str, attr: str, parse: Callable[[str], T]) -> None:
+        raw = env.get(PREFIX + name, "").strip()
+        if not raw:
+            return
+        try:
+            values[attr] = parse(raw)
+        except ValueError as exc:
+            problems.append(f"{PREFIX}{name}: {exc}")
+
+    get("GITHUB_API_URL", "github_api_url", lambda v: _parse_url(v, ("http", "https")))
+    get("GITHUB_GIT_URL", "github_git_url", lambda v: _parse_url(v, ("http", "https", "file")))
+    get("USERNAME", "username", _parse_username)
+    get("REDIS_URL", "redis_url", lambda v: _parse_url(v, ("redis", "rediss", "unix")))
+    get("ARTIFACTS_URL", "artifacts_url", _parse_artifacts_url)
+    get("S3_ENDPOINT_URL", "s3_endpoint_url", lambda v: _parse_url(v, ("http", "https")))
+    get("LINK_EXPIRY", "link_expiry", lambda v: int(_parse_duration(v)))
+    get("PUBLIC_URL", "public_url", lambda v: _parse_url(v, ("http", "https")))
+    get("HOST", "host", str)
+    get("PORT", "port", _parse_port)
+    get("ILAB_COMMAND", "ilab_command", _parse_nonempty_argv)
+    get("GENERATE_ARGS", "generate_args", _parse_argv)
+    get("WORK_DIR", "work_dir", Path)
+    get("JOB_TIMEOUT", "job_timeout", _parse_duration)
+    get("PROGRESS_INTERVAL", "progress_interval", _parse_duration)
+    get("LOG_FORMAT", "log_format", _parse_log_format)
+    get("GITHUB_TIMEOUT", "github_timeout", _parse_duration)
+    get("GIT_TIMEOUT", "git_timeout", _parse_duration)
+    get("UPLOAD_TIMEOUT", "upload_timeout", _parse_duration)
+    get("KILL_GRACE", "kill_grace", _parse_duration)
+
+    secret = env.get(PREFIX + "WEBHOOK_SECRET", "")
+    if secret:
+        values["webhook_secret"] = Secret(secret)
+    else:
+        problems.append(f"{PREFIX}WEBHOOK_SECRET: required (the GitHub App's webhook secret)")
+
+    if require_github:
+        _load_github_app(env, values, problems)
+
+    if problems:
+        raise SettingsError(problems)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _load_github_app(env: Mapping[str, str], values: dict[str, object], problems: list[str]) -> None:
+    app_id = env.get(PREFIX + "GITHUB_APP_ID", "").strip()
+    if not app_id:
+        problems.append(f"{PREFIX}GITHUB_APP_ID: required (the GitHub App's numeric id)")
+    elif not app_id.isdigit():
+        problems.append(f"{PREFIX}GITHUB_APP_ID: must be a number")
+    else:
+        values["github_app_id"] = app_id
+
+    pem = env.get(PREFIX + "GITHUB_PRIVATE_KEY", "")
+    pem_file = env.get(PREFIX + "GITHUB_PRIVATE_KEY_FILE", "").strip()
+    if pem and pem_file:
+        problems.append(
+            f"{PREFIX}GITHUB_PRIVATE_KEY and {PREFIX}GITHUB_PRIVATE_KEY_FILE: set only one"
+        )
+        return
+    if pem_file:
+        try:
+            pem = Path(pem_file).read_text()
+        except OSError as exc:
+            problems.append(f"{PREFIX}GITHUB_PRIVATE_KEY_FILE: cannot read {pem_file}: {exc.strerror}")
+            return
+    if not pem:
+        problems.append(
+            f"{PREFIX}GITHUB_PRIVATE_KEY or {PREFIX}GITHUB_PRIVATE_KEY_FILE: required (PEM key)"
+        )
+        return
+    pem = pem.replace("\\n", "\n").strip() + "\n"  # one-line PEMs from env files
+    if "PRIVATE KEY-----" not in pem:
+        problems.append(f"{PREFIX}GITHUB_PRIVATE_KEY: not a PEM private key")
+        return
+    values["github_private_key"] = Secret(pem)
+
+
+def _parse_nonempty_argv(text: str) -> tuple[str, ...]:
+    argv = _parse_argv(text)
+    if not argv:
+        raise ValueError("must name a command")
+    return argv
+
+
+def _parse_log_format(text: str) -> str:
+    if text not in ("auto", "json", "console"):
+        raise ValueError("must be auto, json or console")
+    return text
+
+
+def _parse_artifacts_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ValueError(f"{text!r}: an s3:// URL needs a bucket (s3://bucket/prefix)")
+    elif parts.scheme == "file":
+        if not (parts.path or parts.netloc):
+            raise ValueError(f"{text!r}: a file:// URL needs a folder")
+    else:
+        raise ValueError(f"{text!r}: use s3://bucket/prefix or file:///some/dir")
+    return text

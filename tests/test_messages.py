@@ -1,0 +1,70 @@
+import re
+
+from instruct_lab_bot import messages
+from instruct_lab_bot.jobs import Job, State
+from instruct_lab_bot.messages import Artifact, JobResult
+from instruct_lab_bot.progress import Progress
+
+JOB = Job(id="job1", command="generate", installation_id=1, owner="o", repo="taxonomy",
+          pr_number=5, requester="alice", head_sha="a" * 40, check_run_id=3, worker="w1",
+          started_at=1.0)
+
+
+def test_escaping_defuses_markdown_html_and_mentions() -> None:
+    cell = messages.table_cell("a | b <script>x</script> @octocat [l](http://e)\nnext")
+    assert "|" not in cell.replace("\\|", "")
+    assert "<script>" not in cell
+    assert "@octocat" not in cell and "@\u200boctocat" in cell
+    assert "<br>" in cell and "\n" not in cell
+    assert messages.table_cell("x" * 1000).endswith("…")
+
+
+def test_code_block_cannot_be_closed_from_inside_and_fits() -> None:
+    block = messages.code_block(["```", "ok"], 1000)
+    assert block.startswith("````\n") and block.endswith("\n````")
+    big = messages.code_block([f"line {i} " + "x" * 100 for i in range(10_000)], 5000)
+    assert len(big) <= 5000 and "line 9999" in big
+
+
+def test_progress_payload_under_github_caps() -> None:
+    progress = Progress()
+    for i in range(300):
+        progress.feed("y" * 1000 + str(i))
+    progress.feed("Map (num_proc=8):  40%|████      | 2/5 [00:03<00:04,  1.50s/it]")
+    payload = messages.check_run_progress(JOB, progress)
+    output = payload["output"]
+    assert isinstance(output, dict)
+    assert output["title"] == "Map (num_proc=8): 40% (2/5), ETA 00:04"
+    assert len(output["text"]) <= messages.CHECK_OUTPUT_LIMIT
+    assert len(output["summary"]) <= messages.CHECK_OUTPUT_LIMIT
+
+
+def test_success_comment_has_counts_preview_and_links() -> None:
+    result = JobResult(
+        state=State.SUCCEEDED, duration=185, generated=12, discarded=2,
+        samples=[(f"Q{i} | pipe", f"A{i}\nline") for i in range(8)],
+        artifacts=[Artifact("train.jsonl", "http://x/a?sig=1", 2048)], index_url="http://x/i",
+    )
+    body = messages.result_comment(JOB, result)
+    assert "**12** samples generated, **2** discarded" in body
+    assert "3m 05s" in body and "a" * 40 in body
+    assert len(re.findall(r"^\| \d+ \| Q", body, re.M)) == 5  # preview capped at 5 rows
+    assert "[train.jsonl](http://x/a?sig=1) (2.0 KB)" in body
+    completed = messages.check_run_completed(JOB, result)
+    assert completed["conclusion"] == "success"
+
+
+def test_failure_comment_has_error_and_collapsed_log() -> None:
+    result = JobResult(state=State.FAILED, duration=3, exit_code=1, error="boom",
+                       log_tail=[f"log {i}" for i in range(80)])
+    body = messages.result_comment(JOB, result)
+    assert "**Error:** boom" in body and "<details>" in body
+    assert "log 79" in body and "log 29" not in body  # only the last 50 lines
+    assert messages.check_run_completed(JOB, result)["conclusion"] == "failure"
+    timed_out = JobResult(state=State.TIMED_OUT, duration=7200)
+    assert messages.check_run_completed(JOB, timed_out)["conclusion"] == "timed_out"
+
+
+def test_comment_is_cut_to_github_limit() -> None:
+    result = JobResult(state=State.FAILED, duration=1, error="e" * 100_000)
+    assert len(messages.result_comment(JOB, result)) <= messages.COMMENT_LIMIT

@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from instruct_lab_bot.webhooks import (
+    CommandIntent, Delivery, WebhookError, classify, parse_delivery, sign,
+)
+
+SECRET = b"topsecret"
+
+
+def deliver(body: bytes, signature: str | None = None, event: str = "issue_comment") -> Delivery:
+    return parse_delivery(body, event=event, delivery_id="d-1",
+                          signature=signature if signature is not None else sign(body, SECRET),
+                          secret=SECRET)
+
+
+def test_signature_checked_before_parsing() -> None:
+    with pytest.raises(WebhookError) as missing:
+        parse_delivery(b"{", event="ping", delivery_id="d", signature=None, secret=SECRET)
+    assert missing.value.status == 401
+    with pytest.raises(WebhookError) as bad:
+        deliver(b"not json", signature=sign(b"other", SECRET))
+    assert bad.value.status == 401  # never a 400 for the JSON: it was not parsed
+    with pytest.raises(WebhookError) as malformed:
+        deliver(b"{}", signature="sha1=abc")
+    assert malformed.value.status == 400
+    with pytest.raises(WebhookError) as not_json:
+        deliver(b"not json")
+    assert not_json.value.status == 400
+    with pytest.raises(WebhookError) as no_event:
+        parse_delivery(b"{}", event=None, delivery_id="d", signature=sign(b"{}", SECRET),
+                       secret=SECRET)
+    assert no_event.value.status == 400
+
+
+def comment_payload(body: str = "@instruct-lab-bot generate", **changes: object) -> dict[str, object]:
+    payload: dict[str, object] = {
+        "action": "created",
+        "issue": {"number": 4, "pull_request": {"url": "x"}},
+        "comment": {"id": 11, "body": body, "user": {"login": "alice", "type": "User"},
+                    "author_association": "CONTRIBUTOR"},
+        "repository": {"name": "taxonomy", "owner": {"login": "instructlab"}},
+        "installation": {"id": 77},
+    }
+    payload.update(changes)
+    return payload
+
+
+def test_classify_pr_comment() -> None:
+    intent = classify(deliver(json.dumps(comment_payload()).encode()), "instruct-lab-bot")
+    assert isinstance(intent, CommandIntent)
+    assert (intent.owner, intent.repo, intent.pr_number, intent.installation_id) == (
+        "instructlab", "taxonomy", 4, 77
+    )
+    assert CommandIntent.from_json(intent.to_json()) == intent
+
+
+def test_nothing_to_do() -> None:
+    def nothing(payload: dict[str, object]) -> bool:
+        return classify(deliver(json.dumps(payload).encode()), "instruct-lab-bot") is None
+
+    assert nothing(comment_payload(action="edited"))
+    assert nothing(comment_payload(action="deleted"))
+    assert nothing(comment_payload(issue={"number": 4}))  # plain issue
+    assert nothing(comment_payload("just a comment"))
+    bot = comment_payload()
+    bot["comment"]["user"]["type"] = "Bot"  # type: ignore[index]
+    assert nothing(bot)
+
+
+def test_bad_shapes_are_400() -> None:
+    broken = comment_payload()
+    broken["installation"] = None
+    with pytest.raises(WebhookError) as info:
+        classify(deliver(json.dumps(broken).encode()), "instruct-lab-bot")
+    assert info.value.status == 400
+    wrong_type = comment_payload(issue={"number": "4", "pull_request": {}})
+    wrong_type["issue"] = {"number": "4", "pull_request": {"u": 1}}
+    with pytest.raises(WebhookError):
+        classify(deliver(json.dumps(wrong_type).encode()), "instruct-lab-bot")
