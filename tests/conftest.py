@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.github",
     "tests.fixtures.s3",
     "tests.fixtures.taxonomy",
+    "tests.fixtures.bot",
 ]

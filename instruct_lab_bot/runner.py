@@ -1,0 +1,340 @@
+"""Run a child program (``ilab``, ``git``) and stream its output line by line.
+
+Why this is more than ``create_subprocess_exec``: the child is untrusted in what it prints and
+in how it dies. It may print a gigabyte without a newline, redraw a progress bar with ``\\r``,
+fork helpers that ignore SIGTERM or keep our pipes open after it exits. The runner keeps memory
+bounded, kills the whole process group on timeout/cancel, and always reaps and closes
+everything it opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["LineSplitter", "OnLine", "RunResult", "run_streaming", "scrub_env"]
+
+OnLine = Callable[[str, str], Awaitable[None] | None]
+Outcome = Literal["exited", "timed_out", "cancelled"]
+
+# Pause the pipes when this many unread chunks are queued; resume at the low mark. A chunk is at
+# most one pipe read (asyncio reads up to 256 KiB), so the queue holds a few MiB at worst.
+_HIGH_WATER = 8
+_LOW_WATER = 2
+_PIPE_GRACE = 2.0
+_STREAMS = {1: "stdout", 2: "stderr"}
+_EOL = re.compile(rb"\r\n|\r|\n")
+
+DEFAULT_DROP_PREFIXES = ("ILAB_BOT_", "AWS_", "GITHUB_", "GH_", "GIT_")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a child run ended.
+
+    ``exit_code`` is the status the child passed to ``exit()``; it is None when the child was
+    ended by a signal (then ``signal`` says which) or could not be reaped at all.
+    """
+
+    exit_code: int | None
+    outcome: Outcome
+    duration: float
+    signal: int | None
+    output_bytes: int
+
+
+class LineSplitter:
+    """Turn a byte stream into text lines with bounded memory (pure, no I/O).
+
+    Lines end at ``\\n``, ``\\r\\n`` or a lone ``\\r`` (tqdm redraws with ``\\r``). Empty lines
+    ended by ``\\n`` are kept (they are real blank lines); an empty segment before a lone ``\\r``
+    is dropped (it is a cursor move, not a line). A line longer than ``max_line`` bytes is cut
+    into pieces at a UTF-8 character boundary, so at most ``max_line`` bytes are ever buffered.
+    """
+
+    def __init__(self, max_line: int) -> None:
+        if max_line < 4:
+            raise ValueError("max_line must be at least 4 bytes (one UTF-8 character)")
+        self._max = max_line
+        self._buf = bytearray()
+        self._skip_lf = False  # the previous chunk ended with '\r': a leading '\n' belongs to it
+
+    def feed(self, data: bytes) -> list[str]:
+        out: list[str] = []
+        pos = 0
+        if self._skip_lf and data[:1] == b"\n":
+            pos = 1
+        self._skip_lf = False
+        for match in _EOL.finditer(data, pos):
+            self._append(data[pos : match.start()], out)
+            if self._buf or match.group() != b"\r":
+                out.append(_decode(self._buf))
+            self._buf.clear()
+            pos = match.end()
+            self._skip_lf = match.group() == b"\r" and pos == len(data)
+        self._append(data[pos:], out)
+        return out
+
+    def close(self) -> list[str]:
+        """Flush the final line that had no terminator."""
+        out = [_decode(self._buf)] if self._buf else []
+        self._buf.clear()
+        self._skip_lf = False
+        return out
+
+    def _append(self, segment: bytes, out: list[str]) -> None:
+        self._buf += segment
+        while len(self._buf) > self._max:
+            cut = _utf8_cut(self._buf, self._max)
+            out.append(_decode(self._buf[:cut]))
+            del self._buf[:cut]
+
+
+def _decode(raw: bytes | bytearray) -> str:
+    return bytes(raw).decode("utf-8", errors="replace")
+
+
+def _utf8_cut(buf: bytearray, limit: int) -> int:
+    """Largest cut <= limit that does not split a UTF-8 sequence (falls back to limit)."""
+    for back in range(4):
+        index = limit - back
+        if buf[index] & 0xC0 != 0x80:  # not a continuation byte: a character starts here
+            return index
+    return limit
+
+
+class _ChildProtocol(asyncio.SubprocessProtocol):
+    """Queue pipe chunks for one consumer and pause the pipes when it falls behind."""
+
+    def __init__(self, exited: asyncio.Future[None]) -> None:
+        self.queue: deque[tuple[int, bytes | None]] = deque()
+        self.wakeup = asyncio.Event()
+        self.output_bytes = 0
+        self._exited = exited
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self._transport = transport
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        self.output_bytes += len(raw)
+        self._put((fd, raw))
+        if len(self.queue) >= _HIGH_WATER and not self._paused:
+            self._set_paused(True)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self._put((fd, None))
+
+    def process_exited(self) -> None:
+        if not self._exited.done():
+            self._exited.set_result(None)
+
+    def take(self) -> tuple[int, bytes | None] | None:
+        item = self.queue.popleft() if self.queue else None
+        if self._paused and len(self.queue) <= _LOW_WATER:
+            self._set_paused(False)
+        return item
+
+    def _put(self, item: tuple[int, bytes | None]) -> None:
+        self.queue.append(item)
+        self.wakeup.set()
+
+    def _set_paused(self, paused: bool) -> None:
+        self._paused = paused
+        if self._transport is None:
+            return
+        for fd in _STREAMS:
+            pipe = self._transport.get_pipe_transport(fd)
+            if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
+                if paused:
+                    pipe.pause_reading()
+                else:
+                    pipe.resume_reading()
+
+
+async def _consume(proto: _ChildProtocol, on_line: OnLine, max_line: int) -> None:
+    """Deliver lines until both pipes reach EOF. ``on_line`` is never called concurrently."""
+    splitters = {fd: LineSplitter(max_line) for fd in _STREAMS}
+    open_pipes = len(splitters)
+    while open_pipes:
+        item = proto.take()
+        if item is None:
+            proto.wakeup.clear()
+            await proto.wakeup.wait()
+            continue
+        fd, data = item
+        splitter = splitters.get(fd)
+        if splitter is None:
+            continue
+        if data is None:
+            lines = splitter.close()
+            open_pipes -= 1
+        else:
+            lines = splitter.feed(data)
+        for line in lines:
+            pending = on_line(_STREAMS[fd], line)
+            if pending is not None:
+                await pending
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+async def _wait_for(aws: set[asyncio.Future[None]], seconds: float) -> None:
+    """Wait until all of ``aws`` are done or ``seconds`` pass; never raises their errors."""
+    pending = {aw for aw in aws if not aw.done()}
+    if pending:
+        await asyncio.wait(pending, timeout=max(seconds, 0.0))
+
+
+async def _cancel_and_wait(tasks: Iterable[asyncio.Future[Any] | None]) -> None:
+    live = {task for task in tasks if task is not None and not task.done()}
+    for task in live:
+        task.cancel()
+    if live:
+        await asyncio.wait(live)
+
+
+async def _watch(
+    exited: asyncio.Future[None],
+    consumer: asyncio.Task[None],
+    cancelled: asyncio.Task[bool] | None,
+    deadline: float,
+) -> Outcome:
+    """Wait for the child to exit, the deadline, or the cancel event; surface consumer errors."""
+    loop = asyncio.get_running_loop()
+    while True:
+        watched: set[asyncio.Future[None] | asyncio.Task[bool]] = {exited}
+        if not consumer.done():
+            watched.add(consumer)
+        if cancelled is not None:
+            watched.add(cancelled)
+        done, _ = await asyncio.wait(
+            watched, timeout=max(deadline - loop.time(), 0.0), return_when=asyncio.FIRST_COMPLETED
+        )
+        if consumer in done:
+            consumer.result()  # re-raise an on_line failure
+        if exited.done():
+            return "exited"
+        if cancelled is not None and cancelled in done:
+            return "cancelled"
+        if not done:
+            return "timed_out"
+
+
+async def run_streaming(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    on_line: OnLine,
+    timeout: float,  # noqa: ASYNC109 - the child's wall-clock limit, not a wait on our side
+    cancel: asyncio.Event | None = None,
+    kill_grace: float = 10.0,
+    max_line: int = 16 * 1024,
+    pipe_grace: float = _PIPE_GRACE,
+) -> RunResult:
+    """Run ``argv`` (no shell) in its own process group, calling ``on_line(stream, line)``.
+
+    ``on_line`` may be sync or async. An async one is awaited before more output is read, so a
+    slow consumer slows the child down (back-pressure): keep it cheap, e.g. update in-memory
+    state only. It is never called concurrently, and lines of one stream arrive in order.
+
+    On ``timeout`` seconds (wall clock) or when ``cancel`` is set the group gets SIGTERM, then
+    SIGKILL after ``kill_grace`` seconds. If the child exits but something else in its group
+    keeps the pipes open, the group is killed after ``pipe_grace`` seconds. If the calling task
+    is cancelled, or ``on_line`` raises, the group is killed at once and the error re-raised.
+    Spawn errors (e.g. a missing executable) propagate as ``OSError``.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    exited: asyncio.Future[None] = loop.create_future()
+    transport, proto = await loop.subprocess_exec(
+        lambda: _ChildProtocol(exited),
+        *argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+    )
+    pgid = transport.get_pid()
+    consumer = asyncio.create_task(_consume(proto, on_line, max_line))
+    cancelled = asyncio.create_task(cancel.wait()) if cancel is not None else None
+    try:
+        outcome = await _watch(exited, consumer, cancelled, started + timeout)
+        if outcome != "exited":
+            _killpg(pgid, signal.SIGTERM)
+            await _wait_for({exited, consumer}, kill_grace)
+            _killpg(pgid, signal.SIGKILL)
+            await _wait_for({exited}, kill_grace)
+        await _drain(pgid, consumer, pipe_grace)
+        consumer.result()
+        # The run is over: helpers the child left behind in its group (even with their output
+        # redirected elsewhere) must not outlive it.
+        _killpg(pgid, signal.SIGKILL)
+    except BaseException:
+        _killpg(pgid, signal.SIGKILL)
+        await _cancel_and_wait([consumer, cancelled])
+        transport.close()
+        # Reap briefly so no zombie is left; the loop's child watcher finishes it otherwise.
+        await asyncio.shield(_wait_for({exited}, kill_grace))
+        raise
+    finally:
+        await _cancel_and_wait([consumer, cancelled])
+        transport.close()
+    returncode = transport.get_returncode()
+    return RunResult(
+        exit_code=returncode if returncode is not None and returncode >= 0 else None,
+        outcome=outcome,
+        duration=loop.time() - started,
+        signal=-returncode if returncode is not None and returncode < 0 else None,
+        output_bytes=proto.output_bytes,
+    )
+
+
+async def _drain(pgid: int, consumer: asyncio.Task[None], pipe_grace: float) -> None:
+    """Read what is left after the child exited; kill stragglers that hold the pipes open."""
+    await _wait_for({consumer}, pipe_grace)
+    if not consumer.done():
+        _killpg(pgid, signal.SIGKILL)
+        await _wait_for({consumer}, pipe_grace)
+
+
+def scrub_env(
+    base: Mapping[str, str],
+    *,
+    secrets: Iterable[str],
+    drop_prefixes: Sequence[str] = DEFAULT_DROP_PREFIXES,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Environment for an untrusted child: none of the bot's settings or anything secret.
+
+    Drops names with any of ``drop_prefixes`` (the bot's ``ILAB_BOT_*`` settings hold the App
+    key and webhook secret) and any variable whose value contains a non-empty secret; then
+    applies ``extra`` unchanged.
+    """
+    needles = [secret for secret in secrets if secret]
+    prefixes = tuple(drop_prefixes)
+    env = {
+        name: value
+        for name, value in base.items()
+        if not name.startswith(prefixes) and not any(needle in value for needle in needles)
+    }
+    env.update(extra or {})
+    return env
