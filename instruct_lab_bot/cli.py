@@ -27,20 +27,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     server = sub.add_parser("server", help="receive GitHub webhooks and dispatch jobs")
-    server.add_argument("--no-dispatcher", action="store_true",
-                        help="only receive webhooks; run dispatchers elsewhere")
+    server.add_argument(
+        "--no-dispatcher",
+        action="store_true",
+        help="only receive webhooks; run dispatchers elsewhere",
+    )
 
     worker = sub.add_parser("worker", help="run jobs from the queue")
-    worker.add_argument("--concurrency", type=int, default=1, metavar="N",
-                        help="jobs this process runs at once (default 1: one per GPU host)")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        metavar="N",
+        help="jobs this process runs at once (default 1: one per GPU host)",
+    )
 
     replay = sub.add_parser(
         "replay", help="sign a stored webhook payload and POST it to a running server"
     )
     replay.add_argument("payload", type=Path, help="JSON payload file")
     replay.add_argument("--event", required=True, help="X-GitHub-Event, e.g. issue_comment")
-    replay.add_argument("--url", default=None,
-                        help="webhook URL (default http://<ILAB_BOT_HOST>:<ILAB_BOT_PORT>/api/github/hook)")
+    replay.add_argument(
+        "--url",
+        default=None,
+        help="webhook URL (default http://<ILAB_BOT_HOST>:<ILAB_BOT_PORT>/api/github/hook)",
+    )
     replay.add_argument("--delivery", default=None, help="X-GitHub-Delivery (default: random)")
     return parser
 
@@ -69,8 +80,11 @@ def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
     from .server import create_app
 
     web.run_app(
-        create_app(settings, dispatcher=dispatcher), host=settings.host, port=settings.port,
-        print=None, shutdown_timeout=30,
+        create_app(settings, dispatcher=dispatcher),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=30,
     )
     return 0
 
@@ -87,17 +101,21 @@ async def run_worker(settings: Settings, concurrency: int) -> int:
         loop.add_signal_handler(sig, stop.set)
     queue = Queue.from_url(settings.redis_url)
     store = open_store(
-        parse_artifacts_url(settings.artifacts_url), public_url=settings.public_url,
-        signing_key=settings.signing_key, link_expiry=settings.link_expiry,
+        parse_artifacts_url(settings.artifacts_url),
+        public_url=settings.public_url,
+        signing_key=settings.signing_key,
+        link_expiry=settings.link_expiry,
         s3_endpoint_url=settings.s3_endpoint_url,
     )
     timeout = aiohttp.ClientTimeout(total=settings.github_timeout)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             github = GitHubApp(
-                session, app_id=settings.github_app_id,
+                session,
+                app_id=settings.github_app_id,
                 private_key=settings.github_private_key.value,
-                api_url=settings.github_api_url, timeout=settings.github_timeout,
+                api_url=settings.github_api_url,
+                timeout=settings.github_timeout,
             )
             await Worker(settings, queue, github, store, concurrency=concurrency).run(stop)
     finally:
@@ -123,9 +141,10 @@ async def replay(
         "X-Hub-Signature-256": sign(body, settings.webhook_secret.value.encode()),
         "User-Agent": f"instruct-lab-bot-replay/{__version__}",
     }
-    async with aiohttp.ClientSession() as session, session.post(
-        target, data=body, headers=headers
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(target, data=body, headers=headers) as response,
+    ):
         text = await response.text()
         print(f"{response.status} {response.reason}: {text}")
         return 0 if response.status < 300 else 1

@@ -86,7 +86,9 @@ class Dispatcher:
         for command in intent.commands:
             if not command.known:
                 await self._reply_once(
-                    gh, intent, f"unknown:{delivery_id}:{command.line}",
+                    gh,
+                    intent,
+                    f"unknown:{delivery_id}:{command.line}",
                     messages.unknown_command(self.settings.username, command.name),
                 )
                 continue
@@ -101,16 +103,25 @@ class Dispatcher:
             pull = await gh.get_pull(intent.owner, intent.repo, intent.pr_number)
             if pull.get("state") != "open":
                 await self._reply_once(
-                    gh, intent, f"closed:{job_id}",
+                    gh,
+                    intent,
+                    f"closed:{job_id}",
                     messages.job_error("This pull request is closed; nothing was run."),
                 )
                 return
             job = Job(
-                id=job_id, command=command.name, installation_id=intent.installation_id,
-                owner=intent.owner, repo=intent.repo, pr_number=intent.pr_number,
-                requester=intent.requester, delivery_id=delivery_id,
-                comment_id=intent.comment_id, head_sha=str(pull["head"]["sha"]),
-                head_ref=str(pull["head"]["ref"]), base_branch=str(pull["base"]["ref"]),
+                id=job_id,
+                command=command.name,
+                installation_id=intent.installation_id,
+                owner=intent.owner,
+                repo=intent.repo,
+                pr_number=intent.pr_number,
+                requester=intent.requester,
+                delivery_id=delivery_id,
+                comment_id=intent.comment_id,
+                head_sha=str(pull["head"]["sha"]),
+                head_ref=str(pull["head"]["ref"]),
+                base_branch=str(pull["base"]["ref"]),
             )
             if not await self.queue.create_job(job):
                 job = await self.queue.get_job(job_id) or job

@@ -121,30 +121,39 @@ class Installation:
         return cast(
             dict[str, Any],
             await self._call(
-                "read the pull request", "GET", "/repos/{owner}/{repo}/pulls/{number}",
+                "read the pull request",
+                "GET",
+                "/repos/{owner}/{repo}/pulls/{number}",
                 {"owner": owner, "repo": repo, "number": number},
             ),
         )
 
     async def add_reaction(self, owner: str, repo: str, comment_id: int, content: str) -> None:
         await self._call(
-            "react to the comment", "POST",
+            "react to the comment",
+            "POST",
             "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
-            {"owner": owner, "repo": repo, "comment_id": comment_id}, {"content": content},
+            {"owner": owner, "repo": repo, "comment_id": comment_id},
+            {"content": content},
         )
 
     async def create_comment(self, owner: str, repo: str, number: int, body: str) -> int:
         data = await self._call(
-            "comment on the pull request", "POST",
+            "comment on the pull request",
+            "POST",
             "/repos/{owner}/{repo}/issues/{number}/comments",
-            {"owner": owner, "repo": repo, "number": number}, {"body": body},
+            {"owner": owner, "repo": repo, "number": number},
+            {"body": body},
         )
         return int(data["id"])
 
     async def create_check_run(self, owner: str, repo: str, payload: dict[str, Any]) -> int:
         data = await self._call(
-            "create the check run", "POST", "/repos/{owner}/{repo}/check-runs",
-            {"owner": owner, "repo": repo}, payload,
+            "create the check run",
+            "POST",
+            "/repos/{owner}/{repo}/check-runs",
+            {"owner": owner, "repo": repo},
+            payload,
         )
         return int(data["id"])
 
@@ -152,8 +161,11 @@ class Installation:
         self, owner: str, repo: str, check_run_id: int, payload: dict[str, Any]
     ) -> None:
         await self._call(
-            "update the check run", "PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}",
-            {"owner": owner, "repo": repo, "check_run_id": check_run_id}, payload,
+            "update the check run",
+            "PATCH",
+            "/repos/{owner}/{repo}/check-runs/{check_run_id}",
+            {"owner": owner, "repo": repo, "check_run_id": check_run_id},
+            payload,
         )
 
 

@@ -37,7 +37,9 @@ class Redactor:
         return event
 
 
-def configure(log_format: str = "auto", secrets: Iterable[str] = (), level: int = logging.INFO) -> None:
+def configure(
+    log_format: str = "auto", secrets: Iterable[str] = (), level: int = logging.INFO
+) -> None:
     if log_format == "auto":
         log_format = "console" if sys.stderr.isatty() else "json"
     renderer: Any = (

@@ -33,11 +33,25 @@ def _pair(record: Any) -> tuple[str, str] | None:
         return None
     messages = record.get("messages")
     if isinstance(messages, list):
-        user = next((m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
-        bot = next((m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "assistant"), None)
+        user = next(
+            (m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"),
+            None,
+        )
+        bot = next(
+            (
+                m.get("content")
+                for m in messages
+                if isinstance(m, dict) and m.get("role") == "assistant"
+            ),
+            None,
+        )
         if isinstance(user, str) and isinstance(bot, str):
             return user, bot
-    for q_key, a_key in (("user", "assistant"), ("instruction", "output"), ("question", "response")):
+    for q_key, a_key in (
+        ("user", "assistant"),
+        ("instruction", "output"),
+        ("question", "response"),
+    ):
         question, answer = record.get(q_key), record.get(a_key)
         if isinstance(question, str) and isinstance(answer, str):
             context = record.get("input")
@@ -64,8 +78,10 @@ def summarize(out_dir: Path, preview: int = 5) -> OutputSummary:
     files = list_files(out_dir)
     generated: int | None = None
     samples: list[tuple[str, str]] = []
-    by_prefix = {prefix: [f for f in files if f.name.startswith(prefix)] for prefix in
-                 ("generated_", "messages_", "train_", "test_")}
+    by_prefix = {
+        prefix: [f for f in files if f.name.startswith(prefix)]
+        for prefix in ("generated_", "messages_", "train_", "test_")
+    }
     for path in by_prefix["generated_"]:
         if path.suffix == ".json" and path.stat().st_size <= MAX_JSON_BYTES:
             try:

@@ -110,7 +110,10 @@ class Queue:
     @classmethod
     def from_url(cls, url: str) -> Queue:
         client = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
+            url,
+            decode_responses=True,
+            socket_timeout=10,
+            socket_connect_timeout=5,
             health_check_interval=30,
         )
         return cls(client)

@@ -69,8 +69,11 @@ async def webhook(request: web.Request) -> web.Response:
         log.info("webhook.duplicate", delivery_id=delivery.delivery_id)
         return web.json_response({"message": "duplicate delivery"}, status=200)
     log.info(
-        "webhook.queued", delivery_id=delivery.delivery_id, entry=entry,
-        repo=f"{intent.owner}/{intent.repo}", pr=intent.pr_number,
+        "webhook.queued",
+        delivery_id=delivery.delivery_id,
+        entry=entry,
+        repo=f"{intent.owner}/{intent.repo}",
+        pr=intent.pr_number,
         commands=[c.name for c in intent.commands],
     )
     return web.json_response({"message": "queued", "entry": entry}, status=202)
@@ -125,9 +128,11 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(total=settings.github_timeout)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         github = GitHubApp(
-            session, app_id=settings.github_app_id,
+            session,
+            app_id=settings.github_app_id,
             private_key=settings.github_private_key.value,
-            api_url=settings.github_api_url, timeout=settings.github_timeout,
+            api_url=settings.github_api_url,
+            timeout=settings.github_timeout,
         )
         app[GITHUB] = github
         task = asyncio.create_task(Dispatcher(settings, app[QUEUE], github).run())

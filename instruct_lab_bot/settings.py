@@ -25,9 +25,7 @@ class SettingsError(Exception):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__(
-            "invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems)
-        )
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 @dataclass(frozen=True)
@@ -191,7 +189,9 @@ def load_settings(
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def _load_github_app(env: Mapping[str, str], values: dict[str, object], problems: list[str]) -> None:
+def _load_github_app(
+    env: Mapping[str, str], values: dict[str, object], problems: list[str]
+) -> None:
     app_id = env.get(PREFIX + "GITHUB_APP_ID", "").strip()
     if not app_id:
         problems.append(f"{PREFIX}GITHUB_APP_ID: required (the GitHub App's numeric id)")
@@ -211,7 +211,9 @@ def _load_github_app(env: Mapping[str, str], values: dict[str, object], problems
         try:
             pem = Path(pem_file).read_text()
         except OSError as exc:
-            problems.append(f"{PREFIX}GITHUB_PRIVATE_KEY_FILE: cannot read {pem_file}: {exc.strerror}")
+            problems.append(
+                f"{PREFIX}GITHUB_PRIVATE_KEY_FILE: cannot read {pem_file}: {exc.strerror}"
+            )
             return
     if not pem:
         problems.append(

@@ -56,7 +56,11 @@ def sign(body: bytes, secret: bytes) -> str:
 
 
 def parse_delivery(
-    body: bytes, *, event: str | None, delivery_id: str | None, signature: str | None,
+    body: bytes,
+    *,
+    event: str | None,
+    delivery_id: str | None,
+    signature: str | None,
     secret: bytes,
 ) -> Delivery:
     """Verify, then parse. Raises `WebhookError` with the status to answer."""

@@ -44,10 +44,15 @@ class JobFailed(Exception):
 def generate_argv(settings: Settings, taxonomy: Path, base_ref: str, out_dir: Path) -> list[str]:
     """The `ilab data generate` argv. Only paths and configured args: no PR text ever."""
     return [
-        *settings.ilab_command, "data", "generate",
-        "--taxonomy-path", str(taxonomy),
-        "--taxonomy-base", base_ref,
-        "--output-dir", str(out_dir),
+        *settings.ilab_command,
+        "data",
+        "generate",
+        "--taxonomy-path",
+        str(taxonomy),
+        "--taxonomy-base",
+        base_ref,
+        "--output-dir",
+        str(out_dir),
         *settings.generate_args,
     ]
 
@@ -134,8 +139,9 @@ class Worker:
         try:
             await _best_effort(
                 "check_run.start",
-                gh.update_check_run(job.owner, job.repo, job.check_run_id,
-                                    messages.check_run_started(job)),
+                gh.update_check_run(
+                    job.owner, job.repo, job.check_run_id, messages.check_run_started(job)
+                ),
             )
             log.info("job.started", sha=job.head_sha, worker=self.name)
             if workspace.exists():
@@ -153,15 +159,23 @@ class Worker:
             summary = await asyncio.to_thread(summarize, out_dir)
             artifacts, index_url = await self._upload(job, out_dir, log_path)
             return JobResult(
-                state=state, duration=time.monotonic() - started, exit_code=run.exit_code,
-                error=error, generated=summary.generated if state is State.SUCCEEDED else None,
-                discarded=progress.discarded, samples=summary.samples, artifacts=artifacts,
-                index_url=index_url, log_tail=progress.last_lines(messages.FAILURE_LOG_LINES),
+                state=state,
+                duration=time.monotonic() - started,
+                exit_code=run.exit_code,
+                error=error,
+                generated=summary.generated if state is State.SUCCEEDED else None,
+                discarded=progress.discarded,
+                samples=summary.samples,
+                artifacts=artifacts,
+                index_url=index_url,
+                log_tail=progress.last_lines(messages.FAILURE_LOG_LINES),
             )
         except (JobFailed, GitError, StorageError, GitHubError) as exc:
             log.warning("job.failed", error=str(exc))
             return JobResult(
-                state=State.FAILED, duration=time.monotonic() - started, error=str(exc),
+                state=State.FAILED,
+                duration=time.monotonic() - started,
+                error=str(exc),
                 log_tail=progress.last_lines(messages.FAILURE_LOG_LINES),
             )
         finally:
@@ -173,15 +187,25 @@ class Worker:
         if self.settings.github_git_url.startswith(("http://", "https://")):
             token = await self.github.token(job.installation_id)
         return await checkout_pull_request(
-            git_url_base=self.settings.github_git_url, owner=job.owner, repo=job.repo,
-            pr_number=job.pr_number, base_branch=job.base_branch,
-            expected_head_sha=job.head_sha, dest=workspace / "taxonomy", token=token,
+            git_url_base=self.settings.github_git_url,
+            owner=job.owner,
+            repo=job.repo,
+            pr_number=job.pr_number,
+            base_branch=job.base_branch,
+            expected_head_sha=job.head_sha,
+            dest=workspace / "taxonomy",
+            token=token,
             timeout=self.settings.git_timeout,
         )
 
     async def _run_ilab(
-        self, job: Job, gh: Installation, progress: Progress, checkout: CheckoutResult,
-        out_dir: Path, log_path: Path,
+        self,
+        job: Job,
+        gh: Installation,
+        progress: Progress,
+        checkout: CheckoutResult,
+        out_dir: Path,
+        log_path: Path,
     ) -> RunResult:
         argv = generate_argv(self.settings, checkout.path, checkout.base_ref, out_dir)
         env = scrub_env(os.environ, secrets=self.settings.secrets())
@@ -190,8 +214,12 @@ class Worker:
         with log_path.open("w", encoding="utf-8", errors="replace") as log_file:
             try:
                 return await run_streaming(
-                    argv, cwd=checkout.path, env=env, on_line=_line_sink(progress, log_file),
-                    timeout=self.settings.job_timeout, kill_grace=self.settings.kill_grace,
+                    argv,
+                    cwd=checkout.path,
+                    env=env,
+                    on_line=_line_sink(progress, log_file),
+                    timeout=self.settings.job_timeout,
+                    kill_grace=self.settings.kill_grace,
                 )
             except FileNotFoundError as exc:
                 raise JobFailed(f"cannot start `{argv[0]}`: {exc.strerror}") from None
@@ -212,8 +240,12 @@ class Worker:
             last_seen = progress.lines_seen
             await _best_effort(
                 "check_run.progress",
-                gh.update_check_run(job.owner, job.repo, job.check_run_id,
-                                    messages.check_run_progress(job, progress)),
+                gh.update_check_run(
+                    job.owner,
+                    job.repo,
+                    job.check_run_id,
+                    messages.check_run_progress(job, progress),
+                ),
             )
             await _best_effort_redis(self.queue.update_job(job.id, progress=progress.percent or 0))
 
@@ -221,8 +253,11 @@ class Worker:
         self, job: Job, out_dir: Path, log_path: Path
     ) -> tuple[tuple[Artifact, ...], str]:
         prefix = job.artifact_key_prefix()
-        files = [(p.relative_to(out_dir).as_posix(), p) for p in sorted(out_dir.rglob("*"))
-                 if p.is_file() and not p.is_symlink()]
+        files = [
+            (p.relative_to(out_dir).as_posix(), p)
+            for p in sorted(out_dir.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        ]
         files.append((LOG_NAME, log_path))
         artifacts: list[Artifact] = []
         async with asyncio.timeout(self.settings.upload_timeout):
@@ -233,7 +268,9 @@ class Worker:
                 f"{job.repo_full_name} #{job.pr_number} @ {job.head_sha[:7]}: {job.command}",
                 [(a.name, a.url, a.size) for a in artifacts],
             )
-            await self.store.put_bytes(prefix + "index.html", index.encode(), "text/html; charset=utf-8")
+            await self.store.put_bytes(
+                prefix + "index.html", index.encode(), "text/html; charset=utf-8"
+            )
             index_url = await self.store.link(prefix + "index.html")
         log.info("job.uploaded", files=len(artifacts), bytes=sum(a.size for a in artifacts))
         return tuple(artifacts), index_url
@@ -243,8 +280,9 @@ class Worker:
         gh = self.github.installation(job.installation_id)
         await _best_effort(
             "check_run.complete",
-            gh.update_check_run(job.owner, job.repo, job.check_run_id,
-                                messages.check_run_completed(job, result)),
+            gh.update_check_run(
+                job.owner, job.repo, job.check_run_id, messages.check_run_completed(job, result)
+            ),
         )
         if await self.queue.claim_once(f"result:{job.id}"):
             try:
@@ -256,7 +294,10 @@ class Worker:
                 await self.queue.release_once(f"result:{job.id}")
                 log.error("job.comment_failed", error=str(exc))
         await self.queue.transition(
-            job.id, result.state, finished_at=time.time(), error=result.error[:2000],
+            job.id,
+            result.state,
+            finished_at=time.time(),
+            error=result.error[:2000],
         )
         log.info("job.finished", state=str(result.state), duration=round(result.duration, 3))
 

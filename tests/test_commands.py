@@ -16,7 +16,8 @@ def test_several_commands_keep_their_order_and_args() -> None:
         "@instruct-lab-bot generate\r\n@instruct-lab-bot precheck --fast\n", "instruct-lab-bot"
     )
     assert [(c.name, c.args, c.line) for c in commands] == [
-        ("generate", (), 1), ("precheck", ("--fast",), 2)
+        ("generate", (), 1),
+        ("precheck", ("--fast",), 2),
     ]
     assert commands[0].known and not commands[1].known
 

@@ -16,9 +16,19 @@ def test_state_machine() -> None:
 
 
 def test_job_round_trips_through_redis_fields() -> None:
-    job = Job(id="abc", command="generate", installation_id=7, owner="o", repo="r",
-              pr_number=3, requester="alice", head_sha="f" * 40, state=State.RUNNING,
-              check_run_id=99, progress=41.5)
+    job = Job(
+        id="abc",
+        command="generate",
+        installation_id=7,
+        owner="o",
+        repo="r",
+        pr_number=3,
+        requester="alice",
+        head_sha="f" * 40,
+        state=State.RUNNING,
+        check_run_id=99,
+        progress=41.5,
+    )
     fields = job.to_fields()
     assert all(isinstance(v, str) for v in fields.values())
     assert Job.from_fields(fields) == job

@@ -5,9 +5,19 @@ from instruct_lab_bot.jobs import Job, State
 from instruct_lab_bot.messages import Artifact, JobResult
 from instruct_lab_bot.progress import Progress
 
-JOB = Job(id="job1", command="generate", installation_id=1, owner="o", repo="taxonomy",
-          pr_number=5, requester="alice", head_sha="a" * 40, check_run_id=3, worker="w1",
-          started_at=1.0)
+JOB = Job(
+    id="job1",
+    command="generate",
+    installation_id=1,
+    owner="o",
+    repo="taxonomy",
+    pr_number=5,
+    requester="alice",
+    head_sha="a" * 40,
+    check_run_id=3,
+    worker="w1",
+    started_at=1.0,
+)
 
 
 def test_escaping_defuses_markdown_html_and_mentions() -> None:
@@ -41,9 +51,13 @@ def test_progress_payload_under_github_caps() -> None:
 
 def test_success_comment_has_counts_preview_and_links() -> None:
     result = JobResult(
-        state=State.SUCCEEDED, duration=185, generated=12, discarded=2,
+        state=State.SUCCEEDED,
+        duration=185,
+        generated=12,
+        discarded=2,
         samples=[(f"Q{i} | pipe", f"A{i}\nline") for i in range(8)],
-        artifacts=[Artifact("train.jsonl", "http://x/a?sig=1", 2048)], index_url="http://x/i",
+        artifacts=[Artifact("train.jsonl", "http://x/a?sig=1", 2048)],
+        index_url="http://x/i",
     )
     body = messages.result_comment(JOB, result)
     assert "**12** samples generated, **2** discarded" in body
@@ -55,8 +69,13 @@ def test_success_comment_has_counts_preview_and_links() -> None:
 
 
 def test_failure_comment_has_error_and_collapsed_log() -> None:
-    result = JobResult(state=State.FAILED, duration=3, exit_code=1, error="boom",
-                       log_tail=[f"log {i}" for i in range(80)])
+    result = JobResult(
+        state=State.FAILED,
+        duration=3,
+        exit_code=1,
+        error="boom",
+        log_tail=[f"log {i}" for i in range(80)],
+    )
     body = messages.result_comment(JOB, result)
     assert "**Error:** boom" in body and "<details>" in body
     assert "log 79" in body and "log 29" not in body  # only the last 50 lines

@@ -5,7 +5,11 @@ def test_tqdm_bar() -> None:
     bar = parse_bar("Map (num_proc=8):  40%|████      | 2/5 [00:03<00:04,  1.50s/it]")
     assert bar is not None
     assert (bar.description, bar.percent, bar.done, bar.total, bar.eta) == (
-        "Map (num_proc=8)", 40, "2", "5", "00:04"
+        "Map (num_proc=8)",
+        40,
+        "2",
+        "5",
+        "00:04",
     )
     plain = parse_bar(" 100%|██████████| 10/10 [00:00<?, ?it/s]")
     assert plain is not None and plain.percent == 100 and plain.eta is None
@@ -30,8 +34,10 @@ def test_tracker_keeps_a_bounded_tail_and_collapses_redraws() -> None:
     for i in range(100):
         progress.feed(f"line {i}")
     assert len(progress.tail) == 10 and progress.tail[-1] == "line 99"
-    progress.feed("ERROR 2024-07-30 19:57:44,987 instructlab: Generating dataset failed with "
-                  "the following error: teacher model unreachable")
+    progress.feed(
+        "ERROR 2024-07-30 19:57:44,987 instructlab: Generating dataset failed with "
+        "the following error: teacher model unreachable"
+    )
     assert progress.error == "teacher model unreachable"
     progress.feed("INFO 2024-07-30 19:57:44,987 instructlab.sdg: 3 samples were discarded")
     assert progress.discarded == 3

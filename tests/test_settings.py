@@ -33,8 +33,14 @@ def test_every_problem_is_reported_at_once_without_secrets() -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(env, dotenv=None)
     text = str(info.value)
-    for name in ("WEBHOOK_SECRET", "PORT", "JOB_TIMEOUT", "ARTIFACTS_URL", "GITHUB_APP_ID",
-                 "GITHUB_PRIVATE_KEY"):
+    for name in (
+        "WEBHOOK_SECRET",
+        "PORT",
+        "JOB_TIMEOUT",
+        "ARTIFACTS_URL",
+        "GITHUB_APP_ID",
+        "GITHUB_PRIVATE_KEY",
+    ):
         assert f"ILAB_BOT_{name}" in text
     assert "not a key" not in text
 

@@ -3,16 +3,25 @@ import json
 import pytest
 
 from instruct_lab_bot.webhooks import (
-    CommandIntent, Delivery, WebhookError, classify, parse_delivery, sign,
+    CommandIntent,
+    Delivery,
+    WebhookError,
+    classify,
+    parse_delivery,
+    sign,
 )
 
 SECRET = b"topsecret"
 
 
 def deliver(body: bytes, signature: str | None = None, event: str = "issue_comment") -> Delivery:
-    return parse_delivery(body, event=event, delivery_id="d-1",
-                          signature=signature if signature is not None else sign(body, SECRET),
-                          secret=SECRET)
+    return parse_delivery(
+        body,
+        event=event,
+        delivery_id="d-1",
+        signature=signature if signature is not None else sign(body, SECRET),
+        secret=SECRET,
+    )
 
 
 def test_signature_checked_before_parsing() -> None:
@@ -29,17 +38,24 @@ def test_signature_checked_before_parsing() -> None:
         deliver(b"not json")
     assert not_json.value.status == 400
     with pytest.raises(WebhookError) as no_event:
-        parse_delivery(b"{}", event=None, delivery_id="d", signature=sign(b"{}", SECRET),
-                       secret=SECRET)
+        parse_delivery(
+            b"{}", event=None, delivery_id="d", signature=sign(b"{}", SECRET), secret=SECRET
+        )
     assert no_event.value.status == 400
 
 
-def comment_payload(body: str = "@instruct-lab-bot generate", **changes: object) -> dict[str, object]:
+def comment_payload(
+    body: str = "@instruct-lab-bot generate", **changes: object
+) -> dict[str, object]:
     payload: dict[str, object] = {
         "action": "created",
         "issue": {"number": 4, "pull_request": {"url": "x"}},
-        "comment": {"id": 11, "body": body, "user": {"login": "alice", "type": "User"},
-                    "author_association": "CONTRIBUTOR"},
+        "comment": {
+            "id": 11,
+            "body": body,
+            "user": {"login": "alice", "type": "User"},
+            "author_association": "CONTRIBUTOR",
+        },
         "repository": {"name": "taxonomy", "owner": {"login": "instructlab"}},
         "installation": {"id": 77},
     }
@@ -51,7 +67,10 @@ def test_classify_pr_comment() -> None:
     intent = classify(deliver(json.dumps(comment_payload()).encode()), "instruct-lab-bot")
     assert isinstance(intent, CommandIntent)
     assert (intent.owner, intent.repo, intent.pr_number, intent.installation_id) == (
-        "instructlab", "taxonomy", 4, 77
+        "instructlab",
+        "taxonomy",
+        4,
+        77,
     )
     assert CommandIntent.from_json(intent.to_json()) == intent
 
