@@ -1,10 +1,9 @@
-"""`instruct-lab-bot server|worker|replay`: the only place that reads the environment and runs loops."""
+"""`instruct-lab-bot server|worker|replay`: the one place that reads the environment."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
 import uuid
@@ -90,38 +89,14 @@ def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
 
 
 async def run_worker(settings: Settings, concurrency: int) -> int:
-    from .github import GitHubApp
-    from .queue import Queue
-    from .storage import open_store, parse_artifacts_url
-    from .worker import Worker
+    from .worker import open_worker
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    queue = Queue.from_url(settings.redis_url)
-    store = open_store(
-        parse_artifacts_url(settings.artifacts_url),
-        public_url=settings.public_url,
-        signing_key=settings.signing_key,
-        link_expiry=settings.link_expiry,
-        s3_endpoint_url=settings.s3_endpoint_url,
-    )
-    timeout = aiohttp.ClientTimeout(total=settings.github_timeout)
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            github = GitHubApp(
-                session,
-                app_id=settings.github_app_id,
-                private_key=settings.github_private_key.value,
-                api_url=settings.github_api_url,
-                timeout=settings.github_timeout,
-            )
-            await Worker(settings, queue, github, store, concurrency=concurrency).run(stop)
-    finally:
-        with contextlib.suppress(Exception):
-            await store.aclose()
-        await queue.aclose()
+    async with open_worker(settings, concurrency=concurrency) as worker:
+        await worker.run(stop)
     return 0
 
 
@@ -131,7 +106,7 @@ async def replay(
     """Like `probot receive`: reproduce a delivery against a running server."""
     from .webhooks import sign
 
-    body = payload.read_bytes()
+    body = await asyncio.to_thread(payload.read_bytes)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
     target = url or f"http://{host}:{settings.port}/api/github/hook"
     headers = {

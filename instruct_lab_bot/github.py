@@ -175,7 +175,11 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, gidgethub.BadRequest) and exc.status_code in (408, 429)
 
 
-async def _with_retries(what: str, timeout: float, call: Callable[[], Awaitable[T]]) -> T:
+async def _with_retries(
+    what: str,
+    timeout: float,  # noqa: ASYNC109 - a per-attempt deadline, not the caller's
+    call: Callable[[], Awaitable[T]],
+) -> T:
     delay = 0.5
     for attempt in range(1, RETRIES + 1):
         try:

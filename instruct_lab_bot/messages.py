@@ -93,7 +93,7 @@ def cut(text: str, limit: int) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -139,7 +139,9 @@ def check_run_started(job: Job) -> dict[str, object]:
         "started_at": iso_now(),
         "output": {
             "title": "Running",
-            "summary": f"Worker `{job.worker}` is running `{job.command}` (attempt {job.attempts}).",
+            "summary": (
+                f"Worker `{job.worker}` is running `{job.command}` (attempt {job.attempts})."
+            ),
         },
     }
 
@@ -157,7 +159,8 @@ def progress_title(progress: Progress) -> str:
 
 def check_run_progress(job: Job, progress: Progress) -> dict[str, object]:
     summary = [
-        f"Running `{job.command}` on {short_sha(job.head_sha)} for {format_duration(job.duration)}.",
+        f"Running `{job.command}` on {short_sha(job.head_sha)} "
+        f"for {format_duration(job.duration)}.",
         "",
         f"- **Stage:** {escape_md(progress.stage)}",
     ]

@@ -14,15 +14,16 @@ from collections import deque
 from dataclasses import dataclass, field
 
 _TQDM = re.compile(
-    r"(?P<desc>[^\r\n|]*?)\s*(?P<pct>\d{1,3})%\|[^|]*\|\s*"
+    r"(?P<desc>[^\r\n|]*?)\s*(?P<pct>\d+)%\|[^|]*\|\s*"
     r"(?P<n>\d+(?:\.\d+)?[kMG]?)/(?P<total>\d+(?:\.\d+)?[kMG]?|\?)"
     r"(?:\s*\[(?P<elapsed>[\d:]+)(?:<(?P<eta>[\d:?]+))?[^\]]*\])?"
 )
 _LOG = re.compile(
     r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+"
-    r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?\s+(?P<logger>\S+?):?\s+(?P<message>.*)$"
+    r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?\s+(?P<logger>[^\s:]+)(?::\d+)?:?\s+"
+    r"(?P<message>.*)$"
 )
-_DISCARDED = re.compile(r"(?:discarded\s+(\d+)|(\d+)\s+(?:\w+\s+)?(?:were\s+)?discarded)", re.I)
+_DISCARDED = re.compile(r"\b(\d+) (?:\w+ )?(?:were )?discarded\b", re.IGNORECASE)
 _FAILED = re.compile(r"(?:failed with the following error|Error):\s*(?P<error>.+)$", re.IGNORECASE)
 
 
@@ -94,9 +95,9 @@ class Progress:
             self._replace_bar_in_tail(line)
             return
         self._append(line)
-        discarded = _DISCARDED.search(line)
-        if discarded:
-            self.discarded = int(discarded.group(1) or discarded.group(2))
+        discarded = _DISCARDED.findall(line)
+        if discarded:  # "N instructions generated, 2 discarded due to format, 1 ... rouge score"
+            self.discarded = sum(int(n) for n in discarded)
         log = parse_log(line)
         if log is None:
             return

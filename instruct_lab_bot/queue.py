@@ -74,6 +74,14 @@ end
 return {'refused', current}
 """
 
+# Create a job hash and index it by PR, unless it exists: all or nothing.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
 # Start a queued job: queued → running, recording the worker and counting the attempt.
 _START = """
 local current = redis.call('HGET', KEYS[1], 'state')
@@ -106,6 +114,7 @@ class Queue:
         self._enqueue_once = client.register_script(_ENQUEUE_ONCE)
         self._transition = client.register_script(_TRANSITION)
         self._start = client.register_script(_START)
+        self._create = client.register_script(_CREATE)
 
     @classmethod
     def from_url(cls, url: str) -> Queue:
@@ -151,24 +160,13 @@ class Queue:
         self, stream: str, group: str, consumer: str, *, count: int = 1, block_ms: int = 5000
     ) -> list[StreamEntry]:
         """New entries for this consumer; blocks up to `block_ms` (never busy-polls)."""
-        reply = await self.redis.xreadgroup(
+        reply: Any = await self.redis.xreadgroup(
             group, consumer, {stream: ">"}, count=count, block=block_ms
         )
         return [
             StreamEntry(stream, entry_id, dict(values))
             for _name, entries in reply or ()
             for entry_id, values in entries
-        ]
-
-    async def read_own_pending(
-        self, stream: str, group: str, consumer: str, *, count: int = 10
-    ) -> list[StreamEntry]:
-        reply = await self.redis.xreadgroup(group, consumer, {stream: "0"}, count=count)
-        return [
-            StreamEntry(stream, entry_id, dict(values))
-            for _name, entries in reply or ()
-            for entry_id, values in entries
-            if values
         ]
 
     async def ack(self, entry: StreamEntry, group: str) -> None:
@@ -178,23 +176,24 @@ class Queue:
 
     async def create_job(self, job: Job) -> bool:
         """Store a new job hash; False if one with this id exists (a redelivered event)."""
-        key = job_key(job.id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, "id", job.id)
-            pipe.zadd(pr_jobs_key(job.owner, job.repo, job.pr_number), {job.id: job.created_at})
-            created, _ = await pipe.execute()
-        if created:
-            await self.redis.hset(key, mapping=job.to_fields())
+        flat: list[str] = []
+        for key, value in job.to_fields().items():
+            flat += [key, value]
+        created = await self._create(
+            keys=[job_key(job.id), pr_jobs_key(job.owner, job.repo, job.pr_number)],
+            args=[job.id, repr(job.created_at), *flat],
+        )
         return bool(created)
 
     async def get_job(self, job_id: str) -> Job | None:
-        data = await self.redis.hgetall(job_key(job_id))
+        data: dict[str, str] = await self.redis.hgetall(job_key(job_id))  # type: ignore[assignment]
         if not data or "state" not in data:
             return None
         return Job.from_fields(data)
 
     async def update_job(self, job_id: str, **fields: Any) -> None:
-        await self.redis.hset(job_key(job_id), mapping={k: str(v) for k, v in fields.items()})
+        mapping: dict[str | bytes, str] = {k: str(v) for k, v in fields.items()}
+        await self.redis.hset(job_key(job_id), mapping=mapping)  # type: ignore[arg-type]
 
     async def enqueue_job(self, job: Job) -> str:
         entry_id = await self.redis.xadd(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import structlog
@@ -104,8 +103,8 @@ def create_app(settings: Settings, *, dispatcher: bool = True) -> web.Applicatio
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     location = parse_artifacts_url(settings.artifacts_url)
-    if location.scheme == "file":
-        app.router.add_routes(artifact_routes(Path(location.root), settings.signing_key))
+    if location.root is not None:
+        app.router.add_routes(artifact_routes(location.root.resolve(), settings.signing_key))
     app.cleanup_ctx.append(_redis_ctx)
     if dispatcher:
         app.cleanup_ctx.append(_dispatcher_ctx)

@@ -241,13 +241,7 @@ def _parse_log_format(text: str) -> str:
 
 
 def _parse_artifacts_url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme == "s3":
-        if not parts.netloc:
-            raise ValueError(f"{text!r}: an s3:// URL needs a bucket (s3://bucket/prefix)")
-    elif parts.scheme == "file":
-        if not (parts.path or parts.netloc):
-            raise ValueError(f"{text!r}: a file:// URL needs a folder")
-    else:
-        raise ValueError(f"{text!r}: use s3://bucket/prefix or file:///some/dir")
+    from .storage import parse_artifacts_url
+
+    parse_artifacts_url(text)
     return text

@@ -13,10 +13,11 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import IO
 
+import aiohttp
 import structlog
 from redis.exceptions import RedisError
 
@@ -25,12 +26,19 @@ from .git import CheckoutResult, GitError, checkout_pull_request
 from .github import GitHubApp, GitHubError, Installation
 from .jobs import Job, State
 from .messages import Artifact, JobResult
-from .outputs import summarize
+from .outputs import list_files, summarize
 from .progress import Progress
 from .queue import JOBS_STREAM, WORKER_GROUP, Queue, StreamEntry, consumer_name
 from .runner import RunResult, run_streaming, scrub_env
 from .settings import Settings
-from .storage import ArtifactStore, StorageError, guess_content_type, render_index_html
+from .storage import (
+    ArtifactStore,
+    StorageError,
+    guess_content_type,
+    open_store,
+    parse_artifacts_url,
+    render_index_html,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +63,37 @@ def generate_argv(settings: Settings, taxonomy: Path, base_ref: str, out_dir: Pa
         str(out_dir),
         *settings.generate_args,
     ]
+
+
+@contextlib.asynccontextmanager
+async def open_worker(
+    settings: Settings, *, concurrency: int = 1, name: str | None = None
+) -> AsyncIterator[Worker]:
+    """A worker with its Redis pool, HTTP session and artifact store, closed on exit."""
+    queue = Queue.from_url(settings.redis_url)
+    store = open_store(
+        parse_artifacts_url(settings.artifacts_url),
+        public_url=settings.public_url,
+        signing_key=settings.signing_key,
+        link_expiry=settings.link_expiry,
+        s3_endpoint_url=settings.s3_endpoint_url,
+    )
+    timeout = aiohttp.ClientTimeout(total=settings.github_timeout)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            github = GitHubApp(
+                session,
+                app_id=settings.github_app_id,
+                private_key=settings.github_private_key.value,
+                api_url=settings.github_api_url,
+                timeout=settings.github_timeout,
+            )
+            yield Worker(settings, queue, github, store, concurrency=concurrency, name=name)
+    finally:
+        try:
+            await store.aclose()
+        finally:
+            await queue.aclose()
 
 
 class Worker:
@@ -253,11 +292,8 @@ class Worker:
         self, job: Job, out_dir: Path, log_path: Path
     ) -> tuple[tuple[Artifact, ...], str]:
         prefix = job.artifact_key_prefix()
-        files = [
-            (p.relative_to(out_dir).as_posix(), p)
-            for p in sorted(out_dir.rglob("*"))
-            if p.is_file() and not p.is_symlink()
-        ]
+        listed = await asyncio.to_thread(list_files, out_dir)
+        files = [(p.relative_to(out_dir).as_posix(), p) for p in listed]
         files.append((LOG_NAME, log_path))
         artifacts: list[Artifact] = []
         async with asyncio.timeout(self.settings.upload_timeout):

@@ -17,11 +17,15 @@ def test_tqdm_bar() -> None:
 
 
 def test_log_line() -> None:
-    line = "INFO 2024-07-30 19:57:44,987 instructlab.sdg.generate_data:242: Synthesizing new instructions."
+    line = (
+        "INFO 2024-07-30 19:57:44,987 instructlab.sdg.generate_data:242: "
+        "Synthesizing new instructions."
+    )
     parsed = parse_log(line)
     assert parsed is not None
     assert parsed.level == "INFO"
     assert parsed.message == "Synthesizing new instructions."
+    assert parsed.logger == "instructlab.sdg.generate_data"
 
 
 def test_tracker_keeps_a_bounded_tail_and_collapses_redraws() -> None:
@@ -39,5 +43,12 @@ def test_tracker_keeps_a_bounded_tail_and_collapses_redraws() -> None:
         "the following error: teacher model unreachable"
     )
     assert progress.error == "teacher model unreachable"
-    progress.feed("INFO 2024-07-30 19:57:44,987 instructlab.sdg: 3 samples were discarded")
+    progress.feed(
+        "INFO 2024-07-30 19:57:44,987 instructlab.sdg:466: 60 instructions generated, "
+        "2 discarded due to format (see out/discarded_m.log), 1 discarded due to rouge score"
+    )
     assert progress.discarded == 3
+    overshoot = parse_bar(
+        "gen_skill_freeform Prompt Generation: 3000%|██████████| 150/5 [00:01<00:00]"
+    )
+    assert overshoot is not None and overshoot.percent == 100

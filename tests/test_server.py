@@ -21,8 +21,10 @@ from tests.fixtures.redis import free_port
 @pytest.fixture
 async def server(redis_url: str, artifacts_dir: Path) -> AsyncIterator[TestServer]:
     settings = make_settings(redis_url=redis_url, artifacts_url=f"file://{artifacts_dir}")
-    async with TestServer(create_app(settings, dispatcher=False)) as test_server:
-        yield test_server
+    test_server = TestServer(create_app(settings, dispatcher=False))
+    await test_server.start_server()
+    yield test_server
+    await test_server.close()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ def test_defaults() -> None:
     assert settings.job_timeout == 7200
     assert settings.progress_interval == 30
     assert settings.link_expiry == 7 * 86400
-    assert (settings.host, settings.port) == ("0.0.0.0", 8080)
+    assert (settings.host, settings.port) == ("0.0.0.0", 8080)  # noqa: S104
 
 
 def test_every_problem_is_reported_at_once_without_secrets() -> None:
