@@ -41,17 +41,21 @@ class Dispatcher:
         self.github = github
         self.consumer = consumer_name()
 
-    async def run(self) -> None:
-        """Consume events until cancelled; Redis outages are waited out, never fatal."""
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume events until `stop` is set; Redis outages are waited out, never fatal.
+
+        Blocking reads are short so that stopping never waits on a cancelled Redis call
+        (redis-py drains a blocking reply before it gives the connection back).
+        """
         backoff = 0.5
-        while True:
+        while not stop.is_set():
             try:
                 await self.queue.ensure_groups()
                 entries = await self.queue.claim_stale(
                     EVENTS_STREAM, DISPATCH_GROUP, self.consumer, RECLAIM_IDLE_MS
                 )
                 entries += await self.queue.read(
-                    EVENTS_STREAM, DISPATCH_GROUP, self.consumer, count=10, block_ms=5000
+                    EVENTS_STREAM, DISPATCH_GROUP, self.consumer, count=10, block_ms=1000
                 )
                 for entry in entries:
                     await self.handle(entry)
@@ -75,14 +79,17 @@ class Dispatcher:
                 break
             except GitHubError as exc:
                 bound.warning("dispatcher.github_failed", error=str(exc), attempt=attempt)
-                if attempt == MAX_ATTEMPTS:
+                if attempt == MAX_ATTEMPTS or not exc.transient:
                     break
                 await asyncio.sleep(min(2**attempt, 30))
         await self.queue.ack(entry, DISPATCH_GROUP)
 
     async def dispatch(self, delivery_id: str, intent: CommandIntent) -> None:
         gh = self.github.installation(intent.installation_id)
-        await gh.add_reaction(intent.owner, intent.repo, intent.comment_id, "eyes")
+        try:
+            await gh.add_reaction(intent.owner, intent.repo, intent.comment_id, "eyes")
+        except GitHubError as exc:  # an acknowledgement only: never worth losing the job for
+            log.warning("dispatcher.reaction_failed", error=str(exc))
         for command in intent.commands:
             if not command.known:
                 await self._reply_once(

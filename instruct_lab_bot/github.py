@@ -31,7 +31,16 @@ RETRIES = 3
 
 
 class GitHubError(Exception):
-    """A GitHub call that failed after retries; the message is safe to show users."""
+    """A GitHub call that failed after retries; the message is safe to show users.
+
+    `transient` says whether trying again later may succeed (5xx, timeouts, rate limits), as
+    opposed to a refusal that will not change (404, 422, lost permission).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, transient: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
 
 
 @dataclass
@@ -188,7 +197,12 @@ async def _with_retries(
         except Exception as exc:
             if attempt == RETRIES or not _retryable(exc):
                 log.warning("github.call_failed", what=what, error=_describe(exc), attempt=attempt)
-                raise GitHubError(f"GitHub call failed ({what}): {_describe(exc)}") from exc
+                status = getattr(exc, "status_code", None)
+                raise GitHubError(
+                    f"GitHub call failed ({what}): {_describe(exc)}",
+                    status=int(status) if status is not None else None,
+                    transient=_retryable(exc),
+                ) from exc
             log.info("github.retry", what=what, error=_describe(exc), attempt=attempt)
             await asyncio.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter, not crypto
             delay *= 2

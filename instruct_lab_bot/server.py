@@ -134,9 +134,11 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
             timeout=settings.github_timeout,
         )
         app[GITHUB] = github
-        task = asyncio.create_task(Dispatcher(settings, app[QUEUE], github).run())
+        stop = asyncio.Event()
+        task = asyncio.create_task(Dispatcher(settings, app[QUEUE], github).run(stop))
         app[DISPATCHER_TASK] = task
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        # Let an event in hand finish; a stuck one is cancelled (it stays pending in Redis).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(task, timeout=10)

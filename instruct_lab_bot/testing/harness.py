@@ -1,0 +1,58 @@
+"""Run the real server (with its dispatcher) and real workers in this event loop.
+
+Used by the end-to-end tests and by `make demo`, so both exercise the exact code paths a
+deployment runs: the same app factory, the same `open_worker`, only the settings differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from ..server import create_app
+from ..settings import Settings
+from ..worker import Worker, open_worker
+
+
+@dataclass
+class RunningBot:
+    """A started server and its workers; `url` is the server's base URL."""
+
+    settings: Settings
+    url: str
+    workers: list[Worker] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def webhook_url(self) -> str:
+        return self.url + "/api/github/hook"
+
+
+@contextlib.asynccontextmanager
+async def run_bot(
+    settings: Settings, *, workers: int = 1, concurrency: int = 1
+) -> AsyncIterator[RunningBot]:
+    """Serve on `settings.host:settings.port` and run `workers` worker loops until exit."""
+    runner = web.AppRunner(create_app(settings), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    bot = RunningBot(settings, f"http://{settings.host}:{settings.port}")
+    async with contextlib.AsyncExitStack() as stack:
+        tasks: list[asyncio.Task[None]] = []
+        for number in range(workers):
+            worker = await stack.enter_async_context(
+                open_worker(settings, concurrency=concurrency, name=f"test-worker-{number}")
+            )
+            bot.workers.append(worker)
+            tasks.append(asyncio.create_task(worker.run(bot.stop)))
+        try:
+            yield bot
+        finally:
+            bot.stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runner.cleanup()

@@ -1,0 +1,308 @@
+"""The whole path with real parts: signed real webhook → server → Redis → dispatcher → worker →
+git checkout of a real PR ref → `ilab` stand-in → S3 endpoint / local store → GitHub emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+import aiohttp
+import pytest
+
+from instruct_lab_bot.jobs import State
+from instruct_lab_bot.queue import DISPATCH_GROUP, EVENTS_STREAM, JOBS_STREAM, WORKER_GROUP, Queue
+from instruct_lab_bot.settings import Secret, Settings
+from instruct_lab_bot.testing.github_emulator import AppKey, GitHubEmulator
+from instruct_lab_bot.testing.harness import RunningBot, run_bot
+from instruct_lab_bot.testing.taxonomy import SkillSeed, TaxonomyRemote, leaf_files, skill_qna
+from tests.fixtures.bot import make_settings, post_webhook
+from tests.fixtures.redis import free_port
+from tests.fixtures.s3 import S3Server
+from tests.fixtures.taxonomy import PR_SKILL_DIR, StandinRecord, TaxonomyFactory
+
+CHECK_NAME = "instruct-lab-bot/generate"
+LINK = re.compile(r"\]\((http[^)\s]+)\)")
+
+
+@dataclass
+class World:
+    gh: GitHubEmulator
+    remote: TaxonomyRemote
+    record: StandinRecord
+    settings: Settings
+    payload: Callable[..., dict[str, Any]]
+    comment_id: int = 0
+
+    async def comment(self, bot: RunningBot, body: str = "@instruct-lab-bot generate") -> None:
+        seeded = self.gh.add_comment("instructlab", "taxonomy", 7, body, user_login="contributor")
+        payload = self.payload(
+            body, installation_id=self.gh.installation_id, comment_id=seeded["id"]
+        )
+        self.comment_id = int(seeded["id"])
+        async with aiohttp.ClientSession() as session:
+            status, _ = await post_webhook(session, bot.webhook_url, "issue_comment", payload)
+        assert status == 202
+
+    async def result_comment(self, timeout: float = 60) -> dict[str, Any]:
+        """Wait for the bot's reply on the PR (the last thing a job does on GitHub)."""
+
+        def bot_comments() -> list[dict[str, Any]]:
+            return [
+                c
+                for c in self.gh.comments("instructlab", "taxonomy", 7)
+                if c["user"]["type"] == "Bot"
+            ]
+
+        async with asyncio.timeout(timeout):
+            await self.gh.wait_for(lambda: bool(bot_comments()))
+        comments = bot_comments()
+        assert len(comments) == 1
+        return comments[0]
+
+    def check_run(self) -> dict[str, Any]:
+        runs = self.gh.check_runs("instructlab", "taxonomy", head_sha=self.remote.head_sha)
+        assert [r["name"] for r in runs] == [CHECK_NAME]
+        return runs[0]
+
+
+@pytest.fixture
+async def world(
+    github: GitHubEmulator,
+    github_app_key: AppKey,
+    taxonomy_remote: TaxonomyFactory,
+    standin_record: StandinRecord,
+    ilab_standin: str,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pr_comment_payload: Callable[..., dict[str, Any]],
+) -> AsyncIterator[World]:
+    remote = taxonomy_remote()
+    github.add_pull(
+        "instructlab",
+        "taxonomy",
+        7,
+        head_sha=remote.head_sha,
+        head_ref=remote.head_ref,
+        base_sha=remote.base_sha,
+        files=list(remote.changed_files),
+    )
+    port = free_port()
+    settings = make_settings(
+        github_app_id=str(github_app_key.app_id),
+        github_private_key=Secret(github_app_key.private_key_pem),
+        github_api_url=github.url,
+        github_git_url=remote.git_url_base,
+        redis_url=redis_url,
+        artifacts_url=f"file://{tmp_path / 'artifacts'}",
+        public_url=f"http://127.0.0.1:{port}",
+        host="127.0.0.1",
+        port=port,
+        ilab_command=(ilab_standin,),
+        generate_args=("--sdg-scale-factor", "2", "--pipeline", "simple"),
+        work_dir=tmp_path / "work",
+    )
+    monkeypatch.setenv("ILAB_STANDIN_RECORD", str(standin_record.path))
+    monkeypatch.setenv("ILAB_STANDIN_DURATION", "2.5")
+    # Secrets in the worker's own environment must not reach `ilab`.
+    monkeypatch.setenv("ILAB_BOT_WEBHOOK_SECRET", settings.webhook_secret.value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-for-test")
+    monkeypatch.setenv("SOME_TOOL_TOKEN", settings.webhook_secret.value)
+    yield World(github, remote, standin_record, settings, pr_comment_payload)
+
+
+async def download(url: str) -> tuple[int, bytes, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.read(), response.headers.get("Content-Type", "")
+
+
+def jsonl(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+
+
+async def test_generate_success_local_store(world: World, tmp_path: Path) -> None:
+    async with run_bot(world.settings) as bot:
+        await world.comment(bot)
+        comment = await world.result_comment()
+        queue = Queue.from_url(world.settings.redis_url)
+        try:
+            (job_id,) = await queue.pr_job_ids("instructlab", "taxonomy", 7)
+            job = await queue.get_job(job_id)
+            pending_jobs = await queue.redis.xpending(JOBS_STREAM, WORKER_GROUP)
+            pending_events = await queue.redis.xpending(EVENTS_STREAM, DISPATCH_GROUP)
+        finally:
+            await queue.aclose()
+        links = LINK.findall(comment["body"])
+        downloads = {url: await download(url) for url in links}
+        tampered = await download(links[0].replace("sig=", "sig=0"))
+        expired = await download(re.sub(r"expires=\d+", "expires=1", links[0]))
+
+    gh = world.gh
+    (invocation,) = world.record.entries()
+    expected = 2 * len(invocation["seeds"])  # --sdg-scale-factor 2
+    # 👀 on the contributor's comment
+    assert [r["content"] for r in gh.reactions("instructlab", "taxonomy", world.comment_id)] == [
+        "eyes"
+    ]
+    # one check run: queued → in_progress → progress updates → completed/success
+    run = world.check_run()
+    history = gh.check_run_history(run["id"])
+    assert history[0]["status"] == "queued" and history[0]["head_sha"] == world.remote.head_sha
+    assert history[1]["status"] == "in_progress"
+    progress = [h for h in history[2:-1] if "%" in h.get("output", {}).get("title", "")]
+    assert progress, f"no progress update in {[h.get('output', {}).get('title') for h in history]}"
+    assert history[-1]["conclusion"] == "success"
+    assert run["status"] == "completed" and run["conclusion"] == "success"
+    assert f"Generated {expected} samples" in run["output"]["title"]
+
+    # the reply: what ran, on which sha, counts, preview, links
+    body = comment["body"]
+    assert world.remote.head_sha in body
+    assert f"**{expected}** samples generated" in body
+    assert len(re.findall(r"^\| \d+ \| ", body, re.M)) == 5
+    assert job is not None and job.state is State.SUCCEEDED and job.id in body
+    assert pending_jobs["pending"] == 0 and pending_events["pending"] == 0
+
+    # every link downloads exactly the bytes stored, with signed, expiring URLs
+    names = {url.split("?")[0].rsplit("/", 1)[-1]: url for url in links}
+    assert {"index.html", "ilab.log"} <= set(names)
+    assert any(n.startswith("train_") and n.endswith(".jsonl") for n in names)
+    assert any(n.startswith("generated_") and n.endswith(".json") for n in names)
+    root = tmp_path / "artifacts"
+    for url, (status, data, _type) in downloads.items():
+        assert status == 200, url
+        assert "sig=" in url and "expires=" in url
+        key = url.split("/artifacts/", 1)[1].split("?")[0]
+        assert (root / key).read_bytes() == data
+    train_url = next(u for n, u in names.items() if n.startswith("train_"))
+    records = jsonl(downloads[train_url][1])
+    assert len(records) == expected
+    assert tampered[0] == 403 and expired[0] == 403
+
+    # what reached `ilab`: the real flags, paths only, and none of the bot's secrets
+    argv = invocation["argv"]
+    assert argv[:2] == ["data", "generate"]
+    assert argv[argv.index("--taxonomy-base") + 1] == "origin/main"
+    assert "--output-dir" in argv and argv[-4:] == [
+        "--sdg-scale-factor",
+        "2",
+        "--pipeline",
+        "simple",
+    ]
+    assert not [k for k in invocation["env"] if k.startswith(("ILAB_BOT_", "AWS_", "GIT_"))]
+    assert "SOME_TOOL_TOKEN" not in invocation["env"]
+
+    # what it cost on GitHub (reported in the closing note)
+    routes = [f"{c.method} {c.route}" for c in gh.calls]
+    print(f"\nGitHub API calls for one job: {len(routes)}")
+    for route in sorted(set(routes)):
+        print(f"  {routes.count(route):3d} {route}")
+
+
+async def test_generate_success_s3(world: World, s3_server: S3Server, s3_bucket: str) -> None:
+    settings = world.settings
+    world.settings = Settings(
+        **{
+            **settings.__dict__,
+            "artifacts_url": f"s3://{s3_bucket}/runs",
+            "s3_endpoint_url": s3_server.endpoint_url,
+        }
+    )
+    async with run_bot(world.settings) as bot:
+        await world.comment(bot)
+        comment = await world.result_comment()
+    links = LINK.findall(comment["body"])
+    assert world.check_run()["conclusion"] == "success"
+    session = aioboto3.Session()
+    async with session.client("s3", endpoint_url=s3_server.endpoint_url) as s3:
+        listing = await s3.list_objects_v2(Bucket=s3_bucket, Prefix="runs/")
+        keys = [o["Key"] for o in listing.get("Contents", [])]
+        assert any(k.endswith("/index.html") for k in keys)
+        for url in links:
+            status, data, _ = await download(url)
+            assert status == 200, url
+            key = url.split(f"/{s3_bucket}/", 1)[1].split("?")[0]
+            stored = await s3.get_object(Bucket=s3_bucket, Key=key)
+            assert data == await stored["Body"].read()
+    prefix = f"runs/instructlab/taxonomy/pr-7/{world.remote.head_sha}/"
+    assert keys and all(k.startswith(prefix) for k in keys)
+
+
+async def test_generate_failure_reports_error_and_log(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ILAB_STANDIN_MODE", "fail")
+    monkeypatch.setenv("ILAB_STANDIN_FAIL_MESSAGE", "teacher model at http://teacher:8000 refused")
+    async with run_bot(world.settings) as bot:
+        await world.comment(bot)
+        comment = await world.result_comment()
+    run = world.check_run()
+    assert run["conclusion"] == "failure"
+    body = comment["body"]
+    assert "failed" in body and "teacher model" in body
+    assert "<details><summary>Last log lines</summary>" in body
+    assert "ilab.log" in body  # the full log is still uploaded
+
+
+async def test_generate_timeout_kills_process_group(world: World) -> None:
+    world.settings = Settings(**{**world.settings.__dict__, "job_timeout": 3.0, "kill_grace": 1.0})
+    os.environ["ILAB_STANDIN_MODE"] = "hang-ignore-term"
+    os.environ["ILAB_STANDIN_CHILD"] = "1"
+    try:
+        async with run_bot(world.settings) as bot:
+            await world.comment(bot)
+            comment = await world.result_comment()
+    finally:
+        del os.environ["ILAB_STANDIN_MODE"], os.environ["ILAB_STANDIN_CHILD"]
+    assert world.check_run()["conclusion"] == "timed_out"
+    assert "timed out" in comment["body"]
+    (invocation,) = world.record.entries()
+    for pid in (invocation["pid"], invocation["child_pid"]):
+        assert not _alive(pid), f"process {pid} survived the timeout"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+HOSTILE = [
+    SkillSeed(question="--help", answer="An answer with 'single' and \"double\" quotes."),
+    SkillSeed(question="What does $(touch /tmp/ilab-bot-pwned) do?", answer="`rm -rf /` ; echo x"),
+    SkillSeed(question="Line one\nline two | with a pipe", answer="Ünïcödé 日本語 🚀 @octocat"),
+    SkillSeed(question="<script>alert(1)</script>", answer="[link](javascript:alert(1))"),
+    SkillSeed(question="-x --taxonomy-path /etc", answer="'; DROP TABLE seeds; --"),
+]
+
+
+async def test_hostile_seed_text_reaches_ilab_untouched(
+    world: World, taxonomy_remote: TaxonomyFactory
+) -> None:
+    remote = taxonomy_remote(
+        repo="taxonomy", pr_number=7, pr_files=leaf_files(PR_SKILL_DIR, skill_qna(HOSTILE))
+    )
+    world.remote = remote
+    world.gh.update_pull("instructlab", "taxonomy", 7, head_sha=remote.head_sha)
+    pwned = Path("/tmp/ilab-bot-pwned")
+    pwned.unlink(missing_ok=True)
+    async with run_bot(world.settings) as bot:
+        await world.comment(bot)
+        comment = await world.result_comment()
+    assert world.check_run()["conclusion"] == "success"
+    (invocation,) = world.record.entries()
+    seen = [(s["question"], s["answer"]) for s in invocation["seeds"]]
+    assert seen == [(s.question, s.answer) for s in HOSTILE]
+    assert not pwned.exists()
+    body = comment["body"]
+    assert "<script>" not in body and "@octocat" not in body
+    assert "](javascript:" not in body
