@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -38,10 +38,15 @@ class Redactor:
 
 
 def configure(
-    log_format: str = "auto", secrets: Iterable[str] = (), level: int = logging.INFO
+    log_format: str = "auto",
+    secrets: Iterable[str] = (),
+    level: int = logging.INFO,
+    stream: TextIO | None = None,
 ) -> None:
+    """Set up structlog once per process; `stream` defaults to stderr."""
+    stream = stream or sys.stderr
     if log_format == "auto":
-        log_format = "console" if sys.stderr.isatty() else "json"
+        log_format = "console" if stream.isatty() else "json"
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
@@ -57,6 +62,6 @@ def configure(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )

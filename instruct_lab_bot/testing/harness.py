@@ -44,10 +44,8 @@ async def run_bot(
     bot = RunningBot(settings, f"http://{settings.host}:{settings.port}")
     async with contextlib.AsyncExitStack() as stack:
         tasks: list[asyncio.Task[None]] = []
-        for number in range(workers):
-            worker = await stack.enter_async_context(
-                open_worker(settings, concurrency=concurrency, name=f"test-worker-{number}")
-            )
+        for _ in range(workers):
+            worker = await stack.enter_async_context(open_worker(settings, concurrency=concurrency))
             bot.workers.append(worker)
             tasks.append(asyncio.create_task(worker.run(bot.stop)))
         try:
