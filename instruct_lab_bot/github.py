@@ -100,6 +100,11 @@ class GitHubApp:
             log.info("github.token_refreshed", installation_id=installation_id)
             return token.value
 
+    def forget_token(self, installation_id: int, token: str) -> None:
+        cached = self._tokens.get(installation_id)
+        if cached and cached.value == token:
+            del self._tokens[installation_id]
+
     def installation(self, installation_id: int) -> Installation:
         return Installation(self, installation_id)
 
@@ -115,7 +120,17 @@ class Installation:
         self, what: str, method: str, url: str, url_vars: dict[str, Any], data: Any = None
     ) -> Any:
         async def attempt() -> Any:
-            api = self.app._api(await self.app.token(self.installation_id))
+            token = await self.app.token(self.installation_id)
+            try:
+                return await send(self.app._api(token))
+            except gidgethub.BadRequest as exc:
+                if exc.status_code != 401:
+                    raise
+                # Revoked or expired early (clock skew): fetch a new token once.
+                self.app.forget_token(self.installation_id, token)
+                return await send(self.app._api(await self.app.token(self.installation_id)))
+
+        async def send(api: gidgethub.aiohttp.GitHubAPI) -> Any:
             if method == "GET":
                 return await api.getitem(url, url_vars)
             if method == "POST":

@@ -19,9 +19,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -34,7 +35,7 @@ from .harness import run_bot
 from .openapi import OpenAPISpec
 from .payloads import pr_comment
 from .taxonomy import build_taxonomy_remote, default_skill_seeds, leaf_files, skill_qna
-from .testdata import ensure_testdata, load_webhook_example
+from .testdata import TestDataPaths, ensure_testdata, load_webhook_example
 
 OWNER, REPO, PR = "instructlab", "taxonomy", 42
 SKILL_DIR = "compositional_skills/linguistics/synonyms/formal_register"
@@ -114,12 +115,28 @@ def pick_ilab() -> tuple[str, ...]:
     return (str(standin),)
 
 
-async def demo(keep_serving: bool) -> None:
-    root = Path.cwd()
-    var = root / "var" / "demo"
+@dataclass
+class Sandbox:
+    """Everything standing in for the outside world, and bot settings pointing at it."""
+
+    gh: GitHubEmulator
+    settings: Settings
+    paths: TestDataPaths
+    var: Path
+
+
+@contextlib.asynccontextmanager
+async def sandbox(
+    var: Path,
+    *,
+    ilab_command: tuple[str, ...],
+    progress_interval: float = 2.0,
+    log_file: TextIO | None = None,
+) -> AsyncIterator[Sandbox]:
+    """Redis, a GitHub sandbox with a taxonomy PR, and settings for a bot on them."""
     shutil.rmtree(var, ignore_errors=True)
     var.mkdir(parents=True)
-    paths = ensure_testdata(root / ".cache")
+    paths = ensure_testdata(Path.cwd() / ".cache")
     spec = OpenAPISpec.load(paths.openapi)
     key = generate_app_key()
     remote = build_taxonomy_remote(
@@ -165,32 +182,39 @@ async def demo(keep_serving: bool) -> None:
                 github_api_url=gh.url,
                 github_git_url=remote.git_url_base,
                 redis_url=redis_url,
-                artifacts_url="file://./var/artifacts",
+                artifacts_url=f"file://{var.parent / 'artifacts'}",
                 public_url=f"http://127.0.0.1:{port}",
                 host="127.0.0.1",
                 port=port,
-                ilab_command=pick_ilab(),
+                ilab_command=ilab_command,
                 generate_args=("--sdg-scale-factor", "3"),
                 work_dir=var / "work",
-                progress_interval=2.0,
-                job_timeout=600.0,
+                progress_interval=progress_interval,
+                job_timeout=3600.0,
             )
-            log_file = stack.enter_context((var / "bot.log").open("w", encoding="utf-8"))
+            if log_file is None:
+                log_file = stack.enter_context((var / "bot.log").open("w", encoding="utf-8"))
             logs.configure("json", settings.secrets(), stream=log_file)
-            async with run_bot(settings) as bot:
-                say(
-                    f"bot:       server + dispatcher at {bot.url}, one worker "
-                    f"(logs: {(var / 'bot.log').relative_to(root)})"
-                )
-                say()
-                await play(gh, bot.webhook_url, settings, paths)
-                if keep_serving:
-                    say(f"\nThe bot keeps serving the links above at {bot.url}; Ctrl-C to stop.")
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.Event().wait()
+            yield Sandbox(gh, settings, paths, var)
 
 
-async def play(gh: GitHubEmulator, webhook_url: str, settings: Settings, paths: Any) -> None:
+async def demo(keep_serving: bool) -> None:
+    var = Path.cwd() / "var" / "demo"
+    async with sandbox(var, ilab_command=pick_ilab()) as box, run_bot(box.settings) as bot:
+        say(f"bot:       server + dispatcher at {bot.url}, one worker (logs: var/demo/bot.log)")
+        say()
+        comment = await play(box.gh, bot.webhook_url, box.settings, box.paths)
+        await show_artifacts(comment)
+        if keep_serving:
+            say(f"\nThe bot keeps serving the links above at {bot.url}; Ctrl-C to stop.")
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+
+
+async def play(
+    gh: GitHubEmulator, webhook_url: str, settings: Settings, paths: TestDataPaths
+) -> dict[str, Any]:
+    """Comment the command as a contributor would; print what follows; return the reply."""
     body = "Looks ready to me.\n\n@instruct-lab-bot generate"
     seeded = gh.add_comment(OWNER, REPO, PR, body, user_login="contributor")
     payload = pr_comment(
@@ -219,13 +243,17 @@ async def play(gh: GitHubEmulator, webhook_url: str, settings: Settings, paths: 
                 f"webhook:   {response.status} {await response.text()} "
                 f"({(time.monotonic() - started) * 1000:.1f} ms)"
             )
-        comment = await follow(gh, seeded["id"])
-        say("\ninstruct-lab-bot[bot] commented:")
-        for line in comment["body"].splitlines():
-            say("    " + line)
-        links = LINK.findall(comment["body"])
-        say("\nArtifacts:")
-        for url in links:
+    comment = await follow(gh, seeded["id"])
+    say("\ninstruct-lab-bot[bot] commented:")
+    for line in comment["body"].splitlines():
+        say("    " + line)
+    return comment
+
+
+async def show_artifacts(comment: dict[str, Any]) -> None:
+    say("\nArtifacts (each link fetched once):")
+    async with aiohttp.ClientSession() as session:
+        for url in LINK.findall(comment["body"]):
             async with session.get(url) as response:
                 size = len(await response.read())
             say(f"    {response.status} {size:>7} B  {url}")

@@ -244,6 +244,7 @@ class GitHubEmulator:
         self.public_key_pem = public_key_pem
         self.app_slug = app_slug
         self.installation_id = installation_id
+        self.token_lifetime = TOKEN_LIFETIME  # shorten it to test token refresh
         self.check_responses = check_responses
         self.bot_login = f"{app_slug}[bot]"
 
@@ -364,7 +365,7 @@ class GitHubEmulator:
         """An installation token as if the app had asked for one (skips the JWT dance)."""
         installation = self.installation_id if installation_id is None else installation_id
         token = "ghs_" + secrets.token_urlsafe(27)[:36]
-        self._token_info[token] = (installation, _now() + TOKEN_LIFETIME)
+        self._token_info[token] = (installation, _now() + self.token_lifetime)
         self.tokens.setdefault(installation, []).append(token)
         return token
 
