@@ -24,7 +24,6 @@ from .webhooks import CommandIntent
 
 log = structlog.get_logger(__name__)
 
-RECLAIM_IDLE_MS = 60_000  # an event this long unacknowledged belonged to a dead dispatcher
 MAX_ATTEMPTS = 5
 
 
@@ -52,7 +51,10 @@ class Dispatcher:
             try:
                 await self.queue.ensure_groups()
                 entries = await self.queue.claim_stale(
-                    EVENTS_STREAM, DISPATCH_GROUP, self.consumer, RECLAIM_IDLE_MS
+                    EVENTS_STREAM,
+                    DISPATCH_GROUP,
+                    self.consumer,
+                    int(self.settings.lease_timeout * 1000),
                 )
                 entries += await self.queue.read(
                     EVENTS_STREAM, DISPATCH_GROUP, self.consumer, count=10, block_ms=1000
@@ -130,7 +132,11 @@ class Dispatcher:
                 head_ref=str(pull["head"]["ref"]),
                 base_branch=str(pull["base"]["ref"]),
             )
-            if not await self.queue.create_job(job):
+            created = await self.queue.create_job(job)
+            if created.status == "active":
+                await self._already_running(gh, intent, job_id, created.job_id)
+                return
+            if created.status == "exists":
                 job = await self.queue.get_job(job_id) or job
         bound = log.bind(job_id=job.id, repo=job.repo_full_name, pr=job.pr_number)
         if not job.check_run_id:
@@ -143,6 +149,16 @@ class Dispatcher:
             stream_id = await self.queue.enqueue_job(job)
             await self.queue.update_job(job.id, stream_id=stream_id)
             bound.info("job.queued", command=job.command, sha=job.head_sha, stream_id=stream_id)
+
+    async def _already_running(
+        self, gh: Installation, intent: CommandIntent, job_id: str, other_id: str
+    ) -> None:
+        other = await self.queue.get_job(other_id)
+        if other is None:
+            return
+        log.info("job.duplicate", job_id=job_id, existing=other.id, pr=intent.pr_number)
+        url = messages.check_run_url(self.settings.github_git_url, other)
+        await self._reply_once(gh, intent, f"active:{job_id}", messages.already_running(other, url))
 
     async def _reply_once(
         self, gh: Installation, intent: CommandIntent, marker: str, body: str

@@ -34,6 +34,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.RUNNING: frozenset(
         {State.SUCCEEDED, State.FAILED, State.TIMED_OUT, State.CANCELLED, State.QUEUED, State.DEAD}
     ),
+    State.DEAD: frozenset({State.QUEUED}),  # an admin's `dlq requeue`
 }
 
 #: The GitHub check-run conclusion each terminal state reports.
@@ -93,6 +94,8 @@ class Job:
     error: str = ""
     artifact_prefix: str = ""
     stream_id: str = ""
+    heartbeat_at: float = 0.0
+    check_run_url: str = ""
     traceparent: str = ""
 
     @property

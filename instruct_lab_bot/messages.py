@@ -146,6 +146,16 @@ def check_run_started(job: Job) -> dict[str, object]:
     }
 
 
+def check_run_handed_back(job: Job) -> dict[str, object]:
+    return {
+        "status": "queued",
+        "output": {
+            "title": "Waiting for another worker",
+            "summary": f"Worker `{job.worker}` shut down; the job was handed back to the queue.",
+        },
+    }
+
+
 def progress_title(progress: Progress) -> str:
     title = progress.stage or "Running"
     if progress.percent is not None:
@@ -304,6 +314,30 @@ def _size(size: int) -> str:
 def unknown_command(username: str, name: str) -> str:
     known = ", ".join(f"`@{username} {c}`" for c in ("generate",))
     return f"I don't know the command `{escape_md(name)}`. I understand: {known}."
+
+
+def check_run_url(web_url: str, job: Job) -> str:
+    """Where GitHub shows a check run (`ILAB_BOT_GITHUB_GIT_URL` is the web host too)."""
+    if not web_url.startswith(("http://", "https://")):
+        web_url = "https://github.com"
+    return f"{web_url}/{job.owner}/{job.repo}/runs/{job.check_run_id}"
+
+
+def already_running(job: Job, url: str) -> str:
+    """A second request for the same PR head and command: link the job in flight instead."""
+    where = f"[check run]({url})" if job.check_run_id else f"job `{job.id}`"
+    return (
+        f"⏳ `{job.command}` for {short_sha(job.head_sha)} is already {job.state} "
+        f"(requested by @{job.requester}): see the {where}. Nothing new was queued."
+    )
+
+
+def dead_letter(job: Job, attempts: int) -> str:
+    return (
+        f"`{job.command}` on {short_sha(job.head_sha)} stopped after {attempts} attempts: the "
+        "worker running it kept failing. An admin can retry it with "
+        f"`instruct-lab-bot dlq requeue` (job `{job.id}`)."
+    )
 
 
 def job_error(message: str) -> str:

@@ -28,7 +28,10 @@ DISPATCH_GROUP = "dispatchers"
 WORKER_GROUP = "workers"
 STREAM_MAXLEN = 100_000
 DELIVERY_TTL = 7 * 24 * 3600
+DEAD_STREAM = PREFIX + "dead"
 SCHEMA_VERSION = "1"
+HISTORY_TTL = 30 * 24 * 3600  # default for job records; settings override it
+ACTIVE_TTL = 3 * 24 * 3600  # safety net: an active-job claim never outlives a stuck job
 
 
 def job_key(job_id: str) -> str:
@@ -52,6 +55,38 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
+def dead_letters_key() -> str:
+    return DEAD_STREAM
+
+
+def active_key(job: Job) -> str:
+    """One live job per (repo, PR, head sha, command): a second request links to it."""
+    return f"{PREFIX}active:{job.owner}/{job.repo}#{job.pr_number}:{job.head_sha}:{job.command}"
+
+
+# -- GitHub write governor and missed-deliveries reconciler (issue 4) -----------------
+REDELIVERY_MARK_TTL = 4 * 24 * 3600  # > GitHub's 3-day redelivery window
+RECONCILER_LOCK = PREFIX + "reconciler:lock"
+
+
+def github_writes_key(installation_id: int) -> str:
+    """Sliding window (zset of grant times) of one installation's GitHub writes."""
+    return f"{PREFIX}gh:writes:{installation_id}"
+
+
+def github_pause_key(installation_id: int) -> str:
+    """Set while GitHub has told us to hold this installation's writes (rate limited)."""
+    return f"{PREFIX}gh:pause:{installation_id}"
+
+
+def redelivered_key(guid: str) -> str:
+    """Marks a webhook delivery (by GUID) the reconciler asked GitHub to redeliver."""
+    return f"{PREFIX}redelivered:{guid}"
+
+
+# -- end of the issue-4 governor/reconciler block -------------------------------------
+
+
 # Store a delivery once: the same X-GitHub-Delivery twice appends one entry.
 _ENQUEUE_ONCE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
@@ -60,37 +95,135 @@ end
 return false
 """
 
-# Move a job to ARGV[1] only if its state is one of ARGV[3..2+n]; then set the field pairs.
-_TRANSITION = """
+# Ends a job's active claim (for dedup) if it still names this job; bounds its history.
+_END_LUA = """
+local function end_job(job_key, active_key, job_id, ttl)
+  redis.call('EXPIRE', job_key, ttl)
+  if redis.call('GET', active_key) == job_id then redis.call('DEL', active_key) end
+end
+"""
+
+# Move a job to ARGV[1] only if its state is one of ARGV[5..4+n]; then set the field pairs.
+# KEYS: job, active. ARGV: new state, n, terminal ('1'/'0'), ttl, states..., fields...
+_TRANSITION = (
+    _END_LUA
+    + """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {'missing', ''} end
 local n = tonumber(ARGV[2])
-for i = 3, 2 + n do
+for i = 5, 4 + n do
   if ARGV[i] == current then
-    redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 3 + n))
+    redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 5 + n))
+    if ARGV[3] == '1' then
+      end_job(KEYS[1], KEYS[2], redis.call('HGET', KEYS[1], 'id'), ARGV[4])
+    end
     return {'ok', current}
   end
 end
 return {'refused', current}
 """
+)
 
-# Create a job hash and index it by PR, unless it exists: all or nothing.
+# Create a job hash, index it by PR and claim its (PR, sha, command) slot: all or nothing.
+# KEYS: job, pr index, active. ARGV: id, created_at, history ttl, active ttl, job key prefix,
+# fields...
 _CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', ARGV[1]} end
+local other = redis.call('GET', KEYS[3])
+if other then
+  local state = redis.call('HGET', ARGV[5] .. other, 'state')
+  if state == 'queued' or state == 'running' then return {'active', other} end
+end
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[4])
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return 1
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return {'created', ARGV[1]}
 """
 
-# Start a queued job: queued → running, recording the worker and counting the attempt.
+# Start (or take over) a job for one worker: queued → running; with ARGV[4] == '1' also a
+# running job whose lease expired. Counts the attempt; refuses past the attempt limit.
+# KEYS: job. ARGV: worker, now, max attempts, allow running, lease seconds.
 _START = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {'missing', ''} end
-if current ~= 'queued' then return {'refused', current} end
-redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1], 'started_at', ARGV[2])
+if current ~= 'queued' and not (current == 'running' and ARGV[4] == '1') then
+  return {'refused', current}
+end
+if current == 'running' then
+  local beat = tonumber(redis.call('HGET', KEYS[1], 'heartbeat_at') or '0')
+  if beat > tonumber(ARGV[2]) - tonumber(ARGV[5]) then return {'refused', current} end
+end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if attempts >= tonumber(ARGV[3]) then return {'exhausted', current} end
+redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1], 'started_at', ARGV[2],
+           'heartbeat_at', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 return {'ok', current}
 """
+
+# Renew a lease: reset the entry's idle time (XCLAIM JUSTID keeps the delivery count) if this
+# worker still owns both the stream entry and the job. 0 means the lease was lost.
+# KEYS: stream, job. ARGV: group, worker, entry id, now.
+_HEARTBEAT = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #pending == 0 or pending[1][2] ~= ARGV[2] then return 0 end
+if redis.call('HGET', KEYS[2], 'worker') ~= ARGV[2] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+redis.call('HSET', KEYS[2], 'heartbeat_at', ARGV[4])
+return 1
+"""
+
+# End a running job and acknowledge its entry in one step, only for the worker that runs it.
+# KEYS: job, stream, active. ARGV: group, entry id, worker, new state, ttl, fields...
+_FINISH = (
+    _END_LUA
+    + """
+local current = redis.call('HGET', KEYS[1], 'state')
+if current ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[3] then
+  return {'refused', current or ''}
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[4], unpack(ARGV, 6))
+end_job(KEYS[1], KEYS[3], redis.call('HGET', KEYS[1], 'id'), ARGV[5])
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+return {'ok', current}
+"""
+)
+
+# Give a running job back (graceful shutdown): a fresh entry so another worker starts it now,
+# not after the lease expires; the attempt does not count against the job.
+# KEYS: job, stream. ARGV: group, entry id, worker, maxlen, traceparent.
+_HAND_BACK = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running'
+   or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[3] then
+  return false
+end
+local job_id = redis.call('HGET', KEYS[1], 'id')
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'v', '1', 'job', job_id,
+                         'traceparent', ARGV[5])
+redis.call('HSET', KEYS[1], 'state', 'queued', 'worker', '', 'stream_id', entry)
+redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+return entry
+"""
+
+# Move a job that used up its attempts to the dead-letter stream.
+# KEYS: job, stream, dead stream, active. ARGV: group, entry id, reason, ttl, now, maxlen.
+_DEAD = (
+    _END_LUA
+    + """
+local current = redis.call('HGET', KEYS[1], 'state')
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+if current ~= 'queued' and current ~= 'running' then return {'refused', current or ''} end
+local job_id = redis.call('HGET', KEYS[1], 'id')
+redis.call('HSET', KEYS[1], 'state', 'dead', 'error', ARGV[3], 'finished_at', ARGV[5],
+           'worker', '')
+end_job(KEYS[1], KEYS[4], job_id, ARGV[4])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'job', job_id, 'reason', ARGV[3])
+return {'ok', current}
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -102,22 +235,48 @@ class StreamEntry:
 
 @dataclass(frozen=True)
 class TransitionResult:
-    ok: bool
+    status: str  # ok | refused | missing | exhausted
     previous: State | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    status: str  # created | exists | active
+    job_id: str
+
+
+def _result(status: str, previous: str) -> TransitionResult:
+    return TransitionResult(status, State(previous) if previous else None)
+
+
+def _flat(fields: Mapping[str, Any]) -> list[str]:
+    flat: list[str] = []
+    for key, value in fields.items():
+        flat += [key, str(value)]
+    return flat
 
 
 class Queue:
     """Thin async wrapper over one Redis connection pool."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, *, history_ttl: int = HISTORY_TTL) -> None:
         self.redis = client
+        self.history_ttl = history_ttl
         self._enqueue_once = client.register_script(_ENQUEUE_ONCE)
         self._transition = client.register_script(_TRANSITION)
         self._start = client.register_script(_START)
         self._create = client.register_script(_CREATE)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self._finish = client.register_script(_FINISH)
+        self._hand_back = client.register_script(_HAND_BACK)
+        self._dead = client.register_script(_DEAD)
 
     @classmethod
-    def from_url(cls, url: str) -> Queue:
+    def from_url(cls, url: str, *, history_ttl: int = HISTORY_TTL) -> Queue:
         client = aioredis.Redis.from_url(
             url,
             decode_responses=True,
@@ -125,7 +284,7 @@ class Queue:
             socket_connect_timeout=5,
             health_check_interval=30,
         )
-        return cls(client)
+        return cls(client, history_ttl=history_ttl)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
@@ -174,16 +333,24 @@ class Queue:
 
     # -- jobs ---------------------------------------------------------------------------
 
-    async def create_job(self, job: Job) -> bool:
-        """Store a new job hash; False if one with this id exists (a redelivered event)."""
+    async def create_job(self, job: Job) -> CreateResult:
+        """Store a new job and claim its (PR, sha, command) slot.
+
+        `exists`: this id is stored already (a redelivered event: resume it). `active`: another
+        job for the same PR head and command is queued or running; `job_id` names it.
+        """
         flat: list[str] = []
         for key, value in job.to_fields().items():
             flat += [key, value]
-        created = await self._create(
-            keys=[job_key(job.id), pr_jobs_key(job.owner, job.repo, job.pr_number)],
-            args=[job.id, repr(job.created_at), *flat],
+        status, job_id = await self._create(
+            keys=[
+                job_key(job.id),
+                pr_jobs_key(job.owner, job.repo, job.pr_number),
+                active_key(job),
+            ],
+            args=[job.id, repr(job.created_at), self.history_ttl, ACTIVE_TTL, job_key(""), *flat],
         )
-        return bool(created)
+        return CreateResult(status, job_id)
 
     async def get_job(self, job_id: str) -> Job | None:
         data = cast(dict[str, str], await self.redis.hgetall(job_key(job_id)))
@@ -207,28 +374,122 @@ class Queue:
     async def transition(self, job_id: str, new: State, **fields: Any) -> TransitionResult:
         """Atomically move a job to `new` from any state the state machine allows."""
         allowed = [s.value for s in State if can_transition(s, new)]
-        flat: list[str] = []
-        for key, value in fields.items():
-            flat += [key, str(value)]
+        job = await self.get_job(job_id)
+        active = active_key(job) if job else job_key(job_id)
         status, previous = await self._transition(
-            keys=[job_key(job_id)], args=[new.value, len(allowed), *allowed, *flat]
+            keys=[job_key(job_id), active],
+            args=[
+                new.value,
+                len(allowed),
+                "1" if new.terminal else "0",
+                self.history_ttl,
+                *allowed,
+                *_flat(fields),
+            ],
         )
-        return TransitionResult(status == "ok", State(previous) if previous else None)
+        return _result(status, previous)
 
-    async def start_job(self, job_id: str, worker: str) -> TransitionResult:
-        """queued → running for exactly one worker, however many read the same entry."""
+    async def start_job(
+        self,
+        job_id: str,
+        worker: str,
+        *,
+        max_attempts: int = 1_000_000,
+        takeover: bool = False,
+        lease: float = 0.0,
+    ) -> TransitionResult:
+        """queued → running for exactly one worker; with `takeover`, also a job whose worker
+        lost its lease. `exhausted` (in `status`) means the attempts are used up."""
         status, previous = await self._start(
-            keys=[job_key(job_id)], args=[worker, repr(time.time())]
+            keys=[job_key(job_id)],
+            args=[worker, repr(time.time()), max_attempts, "1" if takeover else "0", lease],
         )
-        return TransitionResult(status == "ok", State(previous) if previous else None)
+        return _result(status, previous)
+
+    async def heartbeat(self, entry: StreamEntry, job_id: str, worker: str) -> bool:
+        """Renew this worker's lease on a job; False if another worker has taken it over."""
+        return bool(
+            await self._heartbeat(
+                keys=[entry.stream, job_key(job_id)],
+                args=[WORKER_GROUP, worker, entry.id, repr(time.time())],
+            )
+        )
+
+    async def finish_job(
+        self, entry: StreamEntry, job: Job, worker: str, state: State, **fields: Any
+    ) -> bool:
+        """Store the end state and acknowledge the entry at once; False if not ours any more."""
+        status, _previous = await self._finish(
+            keys=[job_key(job.id), entry.stream, active_key(job)],
+            args=[WORKER_GROUP, entry.id, worker, state.value, self.history_ttl, *_flat(fields)],
+        )
+        return bool(status == "ok")
+
+    async def hand_back(self, entry: StreamEntry, job: Job, worker: str) -> str | None:
+        """Requeue a running job at the head of the line (graceful shutdown)."""
+        result = await self._hand_back(
+            keys=[job_key(job.id), entry.stream],
+            args=[WORKER_GROUP, entry.id, worker, STREAM_MAXLEN, job.traceparent],
+        )
+        return cast(str | None, result or None)
+
+    async def dead_letter(self, entry: StreamEntry, job: Job, reason: str) -> bool:
+        status, _previous = await self._dead(
+            keys=[job_key(job.id), entry.stream, DEAD_STREAM, active_key(job)],
+            args=[
+                WORKER_GROUP,
+                entry.id,
+                reason,
+                self.history_ttl,
+                repr(time.time()),
+                STREAM_MAXLEN,
+            ],
+        )
+        return bool(status == "ok")
+
+    async def dead_letters(self, count: int = 100) -> list[StreamEntry]:
+        reply: Any = await self.redis.xrevrange(DEAD_STREAM, count=count)
+        return [StreamEntry(DEAD_STREAM, entry_id, dict(values)) for entry_id, values in reply]
+
+    async def requeue_dead(self, entry_id: str) -> Job | None:
+        """Admin action: give a dead job a fresh set of attempts."""
+        reply: Any = await self.redis.xrange(DEAD_STREAM, entry_id, entry_id)
+        if not reply:
+            return None
+        job = await self.get_job(dict(reply[0][1])["job"])
+        if job is None:
+            return None
+        fresh = job.evolve(state=State.QUEUED, attempts=0, worker="", error="", finished_at=0.0)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(job_key(job.id), mapping=cast(Any, fresh.to_fields()))
+            pipe.persist(job_key(job.id))
+            pipe.xadd(
+                JOBS_STREAM,
+                {"v": SCHEMA_VERSION, "job": job.id, "traceparent": job.traceparent},
+                maxlen=STREAM_MAXLEN,
+                approximate=True,
+            )
+            pipe.xdel(DEAD_STREAM, entry_id)
+            await pipe.execute()
+        return fresh
+
+    async def drop_dead(self, entry_id: str) -> bool:
+        return bool(await self.redis.xdel(DEAD_STREAM, entry_id))
 
     async def claim_stale(
         self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int = 10
     ) -> list[StreamEntry]:
-        """Entries left pending by consumers idle for `min_idle_ms` (dead processes)."""
-        _next, claimed, *_ = await self.redis.xautoclaim(
+        """Entries left pending by consumers idle for `min_idle_ms` (dead processes).
+
+        Entries trimmed from the stream meanwhile come back empty: they are acknowledged.
+        """
+        reply: Any = await self.redis.xautoclaim(
             stream, group, consumer, min_idle_ms, "0-0", count=count
         )
+        claimed = reply[1]
+        gone = [entry_id for entry_id, values in claimed if not values]
+        if gone:
+            await self.redis.xack(stream, group, *gone)
         return [StreamEntry(stream, i, dict(v)) for i, v in claimed if v]
 
     async def pr_job_ids(self, owner: str, repo: str, pr_number: int) -> list[str]:

@@ -112,7 +112,7 @@ def create_app(settings: Settings, *, dispatcher: bool = True) -> web.Applicatio
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    queue = Queue.from_url(app[SETTINGS].redis_url)
+    queue = Queue.from_url(app[SETTINGS].redis_url, history_ttl=app[SETTINGS].job_history_ttl)
     app[QUEUE] = queue
     try:
         await queue.ensure_groups()

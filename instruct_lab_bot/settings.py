@@ -70,6 +70,16 @@ class Settings:
     git_timeout: float = 600.0
     upload_timeout: float = 600.0
     kill_grace: float = 10.0
+    max_deliveries: int = 3
+    heartbeat_interval: float = 10.0
+    lease_timeout: float = 60.0
+    shutdown_grace: float = 15 * 60.0
+    job_history_ttl: int = 30 * 24 * 3600
+
+    @property
+    def recovery_bound(self) -> float:
+        """Longest a dead worker's job waits before another worker starts it."""
+        return self.lease_timeout + self.heartbeat_interval
 
     def secrets(self) -> tuple[str, ...]:
         """Secret values, for scrubbing subprocess environments and log lines."""
@@ -174,6 +184,18 @@ def load_settings(
     get("GIT_TIMEOUT", "git_timeout", _parse_duration)
     get("UPLOAD_TIMEOUT", "upload_timeout", _parse_duration)
     get("KILL_GRACE", "kill_grace", _parse_duration)
+    get("MAX_DELIVERIES", "max_deliveries", _parse_positive_int)
+    get("HEARTBEAT_INTERVAL", "heartbeat_interval", _parse_duration)
+    get("LEASE_TIMEOUT", "lease_timeout", _parse_duration)
+    get("SHUTDOWN_GRACE", "shutdown_grace", _parse_duration)
+    get("JOB_HISTORY_TTL", "job_history_ttl", lambda v: int(_parse_duration(v)))
+    heartbeat = float(values.get("heartbeat_interval", Settings.heartbeat_interval))  # type: ignore[arg-type]
+    lease = float(values.get("lease_timeout", Settings.lease_timeout))  # type: ignore[arg-type]
+    if lease < 2 * heartbeat:
+        problems.append(
+            f"{PREFIX}LEASE_TIMEOUT: must be at least twice {PREFIX}HEARTBEAT_INTERVAL "
+            "(or a live worker's job would be taken over)"
+        )
 
     secret = env.get(PREFIX + "WEBHOOK_SECRET", "")
     if secret:
@@ -225,6 +247,13 @@ def _load_github_app(
         problems.append(f"{PREFIX}GITHUB_PRIVATE_KEY: not a PEM private key")
         return
     values["github_private_key"] = Secret(pem)
+
+
+def _parse_positive_int(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
 
 
 def _parse_nonempty_argv(text: str) -> tuple[str, ...]:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import aiohttp
 import structlog
@@ -41,6 +43,7 @@ from .storage import (
 )
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 LOG_NAME = "ilab.log"
 
@@ -70,7 +73,7 @@ async def open_worker(
     settings: Settings, *, concurrency: int = 1, name: str | None = None
 ) -> AsyncIterator[Worker]:
     """A worker with its Redis pool, HTTP session and artifact store, closed on exit."""
-    queue = Queue.from_url(settings.redis_url)
+    queue = Queue.from_url(settings.redis_url, history_ttl=settings.job_history_ttl)
     store = open_store(
         parse_artifacts_url(settings.artifacts_url),
         public_url=settings.public_url,
@@ -96,7 +99,24 @@ async def open_worker(
             await queue.aclose()
 
 
+@dataclass
+class ActiveJob:
+    """A job this process runs; `reason` says why it is being stopped early, if it is."""
+
+    job_id: str
+    entry: StreamEntry
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str = ""  # "" | "shutdown" | "lease-lost"
+
+
 class Worker:
+    """Runs jobs from the `jobs` stream under a lease it renews while the job runs.
+
+    A job's entry stays pending for this consumer while it runs; the heartbeat resets its idle
+    time, so only a worker that stopped heartbeating (dead, frozen, cut off) has its job taken
+    over, after `lease_timeout`. Graceful shutdown hands running jobs back at once instead.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -115,61 +135,169 @@ class Worker:
         self.name = name or consumer_name()
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._active: dict[str, ActiveJob] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Take jobs until `stop` is set, then let running jobs finish."""
+        """Take jobs until `stop` is set, then drain (see `_drain`)."""
         backoff = 0.5
+        next_reclaim = 0.0
         log.info("worker.started", worker=self.name, concurrency=self.concurrency)
-        while not stop.is_set():
-            await self._slots.acquire()
+        while await self._take_slot(stop):
             try:
                 await self.queue.ensure_groups()
-                entries = await self.queue.read(
-                    JOBS_STREAM, WORKER_GROUP, self.name, count=1, block_ms=1000
-                )
+                entries: list[StreamEntry] = []
+                takeover = False
+                if time.monotonic() >= next_reclaim:
+                    next_reclaim = time.monotonic() + self.settings.heartbeat_interval
+                    entries = await self.queue.claim_stale(
+                        JOBS_STREAM,
+                        WORKER_GROUP,
+                        self.name,
+                        int(self.settings.lease_timeout * 1000),
+                        count=1,
+                    )
+                    takeover = bool(entries)
+                if not entries:
+                    entries = await self.queue.read(
+                        JOBS_STREAM, WORKER_GROUP, self.name, count=1, block_ms=1000
+                    )
                 backoff = 0.5
             except (RedisError, OSError) as exc:
                 self._slots.release()
                 log.warning("worker.redis_error", error=repr(exc), retry_in=backoff)
-                await asyncio.sleep(backoff)
+                await _sleep_jitter(backoff, stop)
                 backoff = min(backoff * 2, 30.0)
                 continue
             if not entries:
                 self._slots.release()
                 continue
-            task = asyncio.create_task(self._process_and_release(entries[0]))
+            task = asyncio.create_task(self._process_and_release(entries[0], takeover))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._drain()
         log.info("worker.stopped", worker=self.name)
 
-    async def _process_and_release(self, entry: StreamEntry) -> None:
+    async def _take_slot(self, stop: asyncio.Event) -> bool:
+        """Wait for a free slot; False once `stop` is set (no new job is taken)."""
+        if stop.is_set():
+            return False
+        slot = asyncio.ensure_future(self._slots.acquire())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((slot, stopped), return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if stop.is_set():
+            if slot.done() and not slot.cancelled():
+                self._slots.release()
+            slot.cancel()
+            return False
+        return True
+
+    async def _drain(self) -> None:
+        """Let running jobs finish within the shutdown grace, then hand them back."""
+        if not self._tasks:
+            return
+        log.info("worker.draining", jobs=len(self._tasks), grace=self.settings.shutdown_grace)
+        _done, pending = await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace)
+        if not pending:
+            return
+        for active in self._active.values():
+            active.reason = "shutdown"
+            active.cancel.set()
+        _done, pending = await asyncio.wait(pending, timeout=self.settings.kill_grace + 10)
+        for task in pending:  # stuck outside the subprocess (git, upload): cancel outright
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _process_and_release(self, entry: StreamEntry, takeover: bool) -> None:
         try:
-            await self.process(entry)
+            await self.process(entry, takeover=takeover)
         except Exception:
             log.exception("worker.job_crashed", entry=entry.id)
         finally:
             self._slots.release()
 
-    async def process(self, entry: StreamEntry) -> None:
+    async def process(self, entry: StreamEntry, *, takeover: bool = False) -> None:
         job_id = entry.fields.get("job", "")
-        claimed = await self.queue.start_job(job_id, self.name)
-        if not claimed.ok:
-            log.info("job.skipped", job_id=job_id, state=str(claimed.previous))
-            if claimed.previous is None or claimed.previous.terminal:
+        job = await self.queue.get_job(job_id)
+        if job is None:  # expired or never stored: nothing to run
+            await self.queue.ack(entry, WORKER_GROUP)
+            return
+        started = await self.queue.start_job(
+            job_id,
+            self.name,
+            max_attempts=self.settings.max_deliveries,
+            takeover=takeover,
+            lease=self.settings.lease_timeout,
+        )
+        if started.status == "exhausted":
+            await self._dead_letter(entry, job)
+            return
+        if not started.ok:
+            log.info("job.skipped", job_id=job_id, state=str(started.previous), takeover=takeover)
+            if not takeover:  # ended, or running under its own entry: this one is a duplicate
                 await self.queue.ack(entry, WORKER_GROUP)
             return
-        job = await self.queue.get_job(job_id)
-        assert job is not None
+        job = await self.queue.get_job(job_id) or job
+        active = ActiveJob(job_id, entry)
+        self._active[job_id] = active
+        heartbeat = asyncio.create_task(self._heartbeat(active))
         with structlog.contextvars.bound_contextvars(
             job_id=job.id, repo=job.repo_full_name, pr=job.pr_number, command=job.command
         ):
-            result = await self.execute(job)
-            await self.finish(job, result)
-            await self.queue.ack(entry, WORKER_GROUP)
+            try:
+                if takeover:
+                    log.info("job.taken_over", attempt=job.attempts)
+                result = await self.execute(job, active.cancel)
+                if active.reason == "lease-lost":
+                    log.warning("job.lease_lost")
+                elif active.reason == "shutdown":
+                    await self._hand_back(active, job)
+                else:
+                    await self.finish(entry, job, result)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._hand_back(active, job))
+                raise
+            finally:
+                heartbeat.cancel()
+                del self._active[job_id]
 
-    async def execute(self, job: Job) -> JobResult:
+    async def _heartbeat(self, active: ActiveJob) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            try:
+                mine = await self.queue.heartbeat(active.entry, active.job_id, self.name)
+            except (RedisError, OSError) as exc:  # keep working; the lease may still hold
+                log.warning("job.heartbeat_failed", error=repr(exc))
+                continue
+            if not mine:
+                active.reason = "lease-lost"
+                active.cancel.set()
+                return
+
+    async def _hand_back(self, active: ActiveJob, job: Job) -> None:
+        """Give the job to another worker now, not after the lease expires."""
+        try:
+            entry = await self.queue.hand_back(active.entry, job, self.name)
+        except (RedisError, OSError) as exc:  # the lease expires and another worker reclaims
+            log.warning("job.hand_back_failed", error=repr(exc))
+            return
+        log.info("job.handed_back", entry=entry)
+        gh = self.github.installation(job.installation_id)
+        await _best_effort(
+            "check_run.requeued",
+            gh.update_check_run(
+                job.owner, job.repo, job.check_run_id, messages.check_run_handed_back(job)
+            ),
+        )
+
+    async def _dead_letter(self, entry: StreamEntry, job: Job) -> None:
+        reason = messages.dead_letter(job, job.attempts)
+        log.error("job.dead_letter", job_id=job.id, attempts=job.attempts)
+        result = JobResult(state=State.DEAD, duration=job.duration, error=reason)
+        await self._report(job, result)
+        await _retry_redis("dead_letter", lambda: self.queue.dead_letter(entry, job, reason))
+
+    async def execute(self, job: Job, cancel: asyncio.Event | None = None) -> JobResult:
         """Run the job; every failure becomes a `JobResult`, never an exception."""
         gh = self.github.installation(job.installation_id)
         workspace = self.settings.work_dir / job.id
@@ -190,7 +318,7 @@ class Worker:
             out_dir = workspace / "out"
             out_dir.mkdir()
             log_path = workspace / LOG_NAME
-            run = await self._run_ilab(job, gh, progress, checkout, out_dir, log_path)
+            run = await self._run_ilab(job, gh, progress, checkout, out_dir, log_path, cancel)
             state = _state_for(run)
             error = progress.error if state is State.FAILED else ""
             if state is State.FAILED and not error:
@@ -245,6 +373,7 @@ class Worker:
         checkout: CheckoutResult,
         out_dir: Path,
         log_path: Path,
+        cancel: asyncio.Event | None,
     ) -> RunResult:
         argv = generate_argv(self.settings, checkout.path, checkout.base_ref, out_dir)
         env = scrub_env(os.environ, secrets=self.settings.secrets())
@@ -259,6 +388,7 @@ class Worker:
                     on_line=_line_sink(progress, log_file),
                     timeout=self.settings.job_timeout,
                     kill_grace=self.settings.kill_grace,
+                    cancel=cancel,
                 )
             except FileNotFoundError as exc:
                 raise JobFailed(f"cannot start `{argv[0]}`: {exc.strerror}") from None
@@ -311,8 +441,23 @@ class Worker:
         log.info("job.uploaded", files=len(artifacts), bytes=sum(a.size for a in artifacts))
         return tuple(artifacts), index_url
 
-    async def finish(self, job: Job, result: JobResult) -> None:
-        """Report the end state on GitHub, then store it. Redelivery never comments twice."""
+    async def finish(self, entry: StreamEntry, job: Job, result: JobResult) -> None:
+        """Report the end state on GitHub, then store it and acknowledge in one step."""
+        await self._report(job, result)
+        fields = {"finished_at": time.time(), "error": result.error[:2000]}
+        stored = await _retry_redis(
+            "finish_job",
+            lambda: self.queue.finish_job(entry, job, self.name, result.state, **fields),
+        )
+        log.info(
+            "job.finished",
+            state=str(result.state),
+            duration=round(result.duration, 3),
+            stored=stored,
+        )
+
+    async def _report(self, job: Job, result: JobResult) -> None:
+        """Complete the check run and comment once, however often this job is re-run."""
         gh = self.github.installation(job.installation_id)
         await _best_effort(
             "check_run.complete",
@@ -320,22 +465,18 @@ class Worker:
                 job.owner, job.repo, job.check_run_id, messages.check_run_completed(job, result)
             ),
         )
-        if await self.queue.claim_once(f"result:{job.id}"):
-            try:
-                comment_id = await gh.create_comment(
-                    job.owner, job.repo, job.pr_number, messages.result_comment(job, result)
-                )
-                await self.queue.update_job(job.id, result_comment_id=comment_id)
-            except GitHubError as exc:
-                await self.queue.release_once(f"result:{job.id}")
-                log.error("job.comment_failed", error=str(exc))
-        await self.queue.transition(
-            job.id,
-            result.state,
-            finished_at=time.time(),
-            error=result.error[:2000],
-        )
-        log.info("job.finished", state=str(result.state), duration=round(result.duration, 3))
+        marker = f"result:{job.id}"
+        if not await _retry_redis("claim_once", lambda: self.queue.claim_once(marker)):
+            return
+        try:
+            comment_id = await gh.create_comment(
+                job.owner, job.repo, job.pr_number, messages.result_comment(job, result)
+            )
+        except GitHubError as exc:
+            await _retry_redis("release_once", lambda: self.queue.release_once(marker))
+            log.error("job.comment_failed", error=str(exc))
+            return
+        await _best_effort_redis(self.queue.update_job(job.id, result_comment_id=comment_id))
 
 
 def _state_for(run: RunResult) -> State:
@@ -365,3 +506,23 @@ async def _best_effort(what: str, call: Awaitable[None]) -> None:
 async def _best_effort_redis(call: Awaitable[None]) -> None:
     with contextlib.suppress(RedisError, OSError):
         await call
+
+
+async def _retry_redis(what: str, call: Callable[[], Awaitable[T]], limit: float = 600.0) -> T:
+    """Redis steps that record an outcome: wait out an outage (capped backoff) up to `limit`."""
+    deadline = time.monotonic() + limit
+    delay = 0.2
+    while True:
+        try:
+            return await call()
+        except (RedisError, OSError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("redis.retry", what=what, error=repr(exc), retry_in=round(delay, 2))
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+            delay = min(delay * 2, 10.0)
+
+
+async def _sleep_jitter(seconds: float, stop: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds * (0.5 + random.random()))  # noqa: S311

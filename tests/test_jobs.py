@@ -9,8 +9,9 @@ def test_state_machine() -> None:
     assert can_transition(State.RUNNING, State.QUEUED)  # handed back
     assert not can_transition(State.RUNNING, State.RUNNING)  # two workers, one job
     assert not can_transition(State.QUEUED, State.SUCCEEDED)
-    for terminal in (s for s in State if s.terminal):
+    for terminal in (s for s in State if s.terminal and s is not State.DEAD):
         assert not any(can_transition(terminal, other) for other in State)
+    assert [s for s in State if can_transition(State.DEAD, s)] == [State.QUEUED]  # dlq requeue
     with pytest.raises(TransitionError):
         check_transition(State.SUCCEEDED, State.RUNNING)
 
