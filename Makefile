@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CACHE ?= .cache
 
-.PHONY: install redis testdata demo server worker test lint bench clean
+.PHONY: install redis promtool testdata demo server worker test lint bench deploy-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ redis:
 	  echo "redis-server missing: installing it with apt"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
+# promtool (Debian's prometheus package) checks and unit-tests grafana/alerts.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  echo "promtool missing: installing Debian's prometheus package with apt"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
 # Third-party test data (GitHub's OpenAPI description, webhook examples) from pinned npm packages.
 testdata: $(STAMP)
 	$(PY) -m instruct_lab_bot.testing.testdata --cache $(CACHE)
@@ -35,8 +41,11 @@ server: install
 worker: install
 	$(VENV)/bin/instruct-lab-bot worker
 
-test: install redis testdata
+test: install redis promtool testdata
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+deploy-check: install promtool
+	$(PY) -m pytest tests/test_deploy.py tests/test_grafana.py $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.taxonomy",
     "tests.fixtures.bot",
+    "tests.fixtures.world",
 ]

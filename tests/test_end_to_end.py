@@ -3,12 +3,9 @@ git checkout of a real PR ref → `ilab` stand-in → S3 endpoint / local store 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,104 +15,15 @@ import pytest
 
 from instruct_lab_bot.jobs import State
 from instruct_lab_bot.queue import DISPATCH_GROUP, EVENTS_STREAM, JOBS_STREAM, WORKER_GROUP, Queue
-from instruct_lab_bot.settings import Secret, Settings
-from instruct_lab_bot.testing.github_emulator import AppKey, GitHubEmulator
-from instruct_lab_bot.testing.harness import RunningBot, run_bot
-from instruct_lab_bot.testing.taxonomy import SkillSeed, TaxonomyRemote, leaf_files, skill_qna
-from tests.fixtures.bot import make_settings, post_webhook
-from tests.fixtures.redis import free_port
+from instruct_lab_bot.settings import Settings
+from instruct_lab_bot.testing.harness import run_bot
+from instruct_lab_bot.testing.taxonomy import SkillSeed, leaf_files, skill_qna
 from tests.fixtures.s3 import S3Server
-from tests.fixtures.taxonomy import PR_SKILL_DIR, StandinRecord, TaxonomyFactory
+from tests.fixtures.taxonomy import PR_SKILL_DIR, TaxonomyFactory
+from tests.fixtures.world import World
 
 CHECK_NAME = "instruct-lab-bot/generate"
 LINK = re.compile(r"\]\((http[^)\s]+)\)")
-
-
-@dataclass
-class World:
-    gh: GitHubEmulator
-    remote: TaxonomyRemote
-    record: StandinRecord
-    settings: Settings
-    payload: Callable[..., dict[str, Any]]
-    comment_id: int = 0
-
-    async def comment(self, bot: RunningBot, body: str = "@instruct-lab-bot generate") -> None:
-        seeded = self.gh.add_comment("instructlab", "taxonomy", 7, body, user_login="contributor")
-        payload = self.payload(
-            body, installation_id=self.gh.installation_id, comment_id=seeded["id"]
-        )
-        self.comment_id = int(seeded["id"])
-        async with aiohttp.ClientSession() as session:
-            status, _ = await post_webhook(session, bot.webhook_url, "issue_comment", payload)
-        assert status == 202
-
-    async def result_comment(self, timeout: float = 60) -> dict[str, Any]:
-        """Wait for the bot's reply on the PR (the last thing a job does on GitHub)."""
-
-        def bot_comments() -> list[dict[str, Any]]:
-            return [
-                c
-                for c in self.gh.comments("instructlab", "taxonomy", 7)
-                if c["user"]["type"] == "Bot"
-            ]
-
-        async with asyncio.timeout(timeout):
-            await self.gh.wait_for(lambda: bool(bot_comments()))
-        comments = bot_comments()
-        assert len(comments) == 1
-        return comments[0]
-
-    def check_run(self) -> dict[str, Any]:
-        runs = self.gh.check_runs("instructlab", "taxonomy", head_sha=self.remote.head_sha)
-        assert [r["name"] for r in runs] == [CHECK_NAME]
-        return runs[0]
-
-
-@pytest.fixture
-async def world(
-    github: GitHubEmulator,
-    github_app_key: AppKey,
-    taxonomy_remote: TaxonomyFactory,
-    standin_record: StandinRecord,
-    ilab_standin: str,
-    redis_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    pr_comment_payload: Callable[..., dict[str, Any]],
-) -> AsyncIterator[World]:
-    remote = taxonomy_remote()
-    github.add_pull(
-        "instructlab",
-        "taxonomy",
-        7,
-        head_sha=remote.head_sha,
-        head_ref=remote.head_ref,
-        base_sha=remote.base_sha,
-        files=list(remote.changed_files),
-    )
-    port = free_port()
-    settings = make_settings(
-        github_app_id=str(github_app_key.app_id),
-        github_private_key=Secret(github_app_key.private_key_pem),
-        github_api_url=github.url,
-        github_git_url=remote.git_url_base,
-        redis_url=redis_url,
-        artifacts_url=f"file://{tmp_path / 'artifacts'}",
-        public_url=f"http://127.0.0.1:{port}",
-        host="127.0.0.1",
-        port=port,
-        ilab_command=(ilab_standin,),
-        generate_args=("--sdg-scale-factor", "2", "--pipeline", "simple"),
-        work_dir=tmp_path / "work",
-    )
-    monkeypatch.setenv("ILAB_STANDIN_RECORD", str(standin_record.path))
-    monkeypatch.setenv("ILAB_STANDIN_DURATION", "2.5")
-    # Secrets in the worker's own environment must not reach `ilab`.
-    monkeypatch.setenv("ILAB_BOT_WEBHOOK_SECRET", settings.webhook_secret.value)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-for-test")
-    monkeypatch.setenv("SOME_TOOL_TOKEN", settings.webhook_secret.value)
-    yield World(github, remote, standin_record, settings, pr_comment_payload)
 
 
 async def download(url: str) -> tuple[int, bytes, str]:
@@ -129,7 +37,7 @@ def jsonl(data: bytes) -> list[dict[str, Any]]:
 
 async def test_generate_success_local_store(world: World, tmp_path: Path) -> None:
     async with run_bot(world.settings) as bot:
-        await world.comment(bot)
+        assert (await world.comment(bot))[0] == 202
         comment = await world.result_comment()
         queue = Queue.from_url(world.settings.redis_url)
         try:
@@ -216,7 +124,7 @@ async def test_generate_success_s3(world: World, s3_server: S3Server, s3_bucket:
         }
     )
     async with run_bot(world.settings) as bot:
-        await world.comment(bot)
+        assert (await world.comment(bot))[0] == 202
         comment = await world.result_comment()
     links = LINK.findall(comment["body"])
     assert world.check_run()["conclusion"] == "success"
@@ -241,7 +149,7 @@ async def test_generate_failure_reports_error_and_log(
     monkeypatch.setenv("ILAB_STANDIN_MODE", "fail")
     monkeypatch.setenv("ILAB_STANDIN_FAIL_MESSAGE", "teacher model at http://teacher:8000 refused")
     async with run_bot(world.settings) as bot:
-        await world.comment(bot)
+        assert (await world.comment(bot))[0] == 202
         comment = await world.result_comment()
     run = world.check_run()
     assert run["conclusion"] == "failure"
@@ -257,7 +165,7 @@ async def test_generate_timeout_kills_process_group(world: World) -> None:
     os.environ["ILAB_STANDIN_CHILD"] = "1"
     try:
         async with run_bot(world.settings) as bot:
-            await world.comment(bot)
+            assert (await world.comment(bot))[0] == 202
             comment = await world.result_comment()
     finally:
         del os.environ["ILAB_STANDIN_MODE"], os.environ["ILAB_STANDIN_CHILD"]
@@ -296,7 +204,7 @@ async def test_hostile_seed_text_reaches_ilab_untouched(
     pwned = Path("/tmp/ilab-bot-pwned")
     pwned.unlink(missing_ok=True)
     async with run_bot(world.settings) as bot:
-        await world.comment(bot)
+        assert (await world.comment(bot))[0] == 202
         comment = await world.result_comment()
     assert world.check_run()["conclusion"] == "success"
     (invocation,) = world.record.entries()

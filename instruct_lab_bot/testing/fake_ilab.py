@@ -9,7 +9,9 @@ and the output files have the real names and record shapes, with samples derived
 from the seed examples so tests can prove what reached it.
 
 Environment switches (read at run time, never at import):
-  ILAB_STANDIN_MODE         ok (default) | fail | hang | hang-ignore-term | flood
+  ILAB_STANDIN_MODE         ok (default) | fail | hang | hang-ignore-term | flood |
+                            crash-parent (SIGKILLs the process that started it, 40% in: a
+                            poison job that takes its worker down every time)
   ILAB_STANDIN_DURATION     seconds spread over the progress steps (default 3)
   ILAB_STANDIN_FLOOD_LINES  lines printed in flood mode (default 100000)
   ILAB_STANDIN_FAIL_MESSAGE error text in fail mode
@@ -54,8 +56,8 @@ SYNTHESIZING = (
 CHAT_COMMAND_WORDS = frozenset(
     {"/q", "quit", "exit", "/h", "/a", "/c", "/m", "/n", "/d", "/p", "/md", "/s", "/l", "/lc"}
 )
-MODES = ("ok", "fail", "hang", "hang-ignore-term", "flood")
-STOPPING_MODES = ("fail", "hang", "hang-ignore-term")  # stop 40% into generation
+MODES = ("ok", "fail", "hang", "hang-ignore-term", "flood", "crash-parent")
+STOPPING_MODES = ("fail", "hang", "hang-ignore-term", "crash-parent")  # stop 40% in
 READER = "instructlab.sdg.utils.taxonomy"
 NOT_A_MAPPING = "The top-level element is not an object with key-value pairs."
 
@@ -869,6 +871,10 @@ def _stop_midway(run: Run) -> int:
         sys.stdout.write(
             f"Generating dataset failed with the following error: {run.behaviour.fail_message}\n"
         )
+        return 1
+    if run.behaviour.mode == "crash-parent":
+        sys.stderr.flush()
+        os.kill(os.getppid(), signal.SIGKILL)  # the worker dies; this process is orphaned
         return 1
     return run.hang_forever()
 
