@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 import uuid
@@ -33,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     worker = sub.add_parser("worker", help="run jobs from the queue")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9100,
+        metavar="PORT",
+        help="serve /metrics and /healthz on this port (default 9100; 0 turns it off)",
+    )
     worker.add_argument(
         "--concurrency",
         type=int,
@@ -69,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.concurrency < 1:
             print("instruct-lab-bot: --concurrency must be at least 1", file=sys.stderr)
             return 2
-        return asyncio.run(run_worker(settings, args.concurrency))
+        return asyncio.run(run_worker(settings, args.concurrency, args.metrics_port))
     return asyncio.run(replay(settings, args.payload, args.event, args.url, args.delivery))
 
 
@@ -77,7 +85,9 @@ def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
     from aiohttp import web
 
     from .server import create_app
+    from .tracing import configure_tracing
 
+    configure_tracing("instruct-lab-bot-server")
     web.run_app(
         create_app(settings, dispatcher=dispatcher),
         host=settings.host,
@@ -88,14 +98,25 @@ def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
     return 0
 
 
-async def run_worker(settings: Settings, concurrency: int) -> int:
+async def run_worker(settings: Settings, concurrency: int, metrics_port: int = 0) -> int:
+    from .metrics import WorkerMetrics, serve_metrics
+    from .tracing import configure_tracing
     from .worker import open_worker
 
+    configure_tracing("instruct-lab-bot-worker")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with open_worker(settings, concurrency=concurrency) as worker:
+    metrics = WorkerMetrics()
+    async with contextlib.AsyncExitStack() as stack:
+        if metrics_port:
+            await stack.enter_async_context(
+                serve_metrics(metrics.registry, settings.host, metrics_port)
+            )
+        worker = await stack.enter_async_context(
+            open_worker(settings, concurrency=concurrency, metrics=metrics)
+        )
         await worker.run(stop)
     return 0
 

@@ -18,8 +18,10 @@ from . import messages
 from .commands import Command
 from .github import GitHubApp, GitHubError, Installation
 from .jobs import Job
+from .metrics import ServerMetrics
 from .queue import DISPATCH_GROUP, EVENTS_STREAM, Queue, StreamEntry, consumer_name
 from .settings import Settings
+from .tracing import continue_trace, current_traceparent, span
 from .webhooks import CommandIntent
 
 log = structlog.get_logger(__name__)
@@ -34,7 +36,15 @@ def job_id_for(delivery_id: str, command: Command) -> str:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, queue: Queue, github: GitHubApp) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        queue: Queue,
+        github: GitHubApp,
+        *,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
+        self.metrics = metrics or ServerMetrics()
         self.settings = settings
         self.queue = queue
         self.github = github
@@ -77,7 +87,16 @@ class Dispatcher:
         intent = CommandIntent.from_json(entry.fields["intent"])
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                await self.dispatch(delivery_id, intent)
+                with (
+                    continue_trace(entry.fields.get("traceparent", "")),
+                    span(
+                        "dispatch",
+                        repo=f"{intent.owner}/{intent.repo}",
+                        pr=intent.pr_number,
+                        delivery=delivery_id,
+                    ),
+                ):
+                    await self.dispatch(delivery_id, intent)
                 break
             except GitHubError as exc:
                 bound.warning("dispatcher.github_failed", error=str(exc), attempt=attempt)
@@ -131,6 +150,7 @@ class Dispatcher:
                 head_sha=str(pull["head"]["sha"]),
                 head_ref=str(pull["head"]["ref"]),
                 base_branch=str(pull["base"]["ref"]),
+                traceparent=current_traceparent(),
             )
             created = await self.queue.create_job(job)
             if created.status == "active":
@@ -149,6 +169,7 @@ class Dispatcher:
             stream_id = await self.queue.enqueue_job(job)
             await self.queue.update_job(job.id, stream_id=stream_id)
             bound.info("job.queued", command=job.command, sha=job.head_sha, stream_id=stream_id)
+            self.metrics.jobs_enqueued.labels(job.command).inc()
 
     async def _already_running(
         self, gh: Installation, intent: CommandIntent, job_id: str, other_id: str

@@ -96,6 +96,9 @@ class Job:
     stream_id: str = ""
     heartbeat_at: float = 0.0
     check_run_url: str = ""
+    stage: str = ""  # what `ilab` is doing now, e.g. "Map (num_proc=8): 40% (2/5)"
+    index_url: str = ""  # the artifacts' index page once uploaded
+    generated: int = -1  # samples generated (-1: unknown)
     traceparent: str = ""
 
     @property

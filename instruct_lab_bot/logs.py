@@ -10,6 +10,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from .tracing import add_trace_ids
+
 _TOKENISH = re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{20,}|v1\.[0-9a-f]{40})\b")
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
 
@@ -56,6 +58,7 @@ def configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            add_trace_ids,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             Redactor(secrets),

@@ -55,8 +55,13 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
-def dead_letters_key() -> str:
-    return DEAD_STREAM
+ALL_JOBS_KEY = PREFIX + "jobs-by-time"  # zset: job id → created_at (status page, history)
+WORKERS_KEY = PREFIX + "workers"  # zset: worker name → last heartbeat (registry)
+
+
+def worker_key(name: str) -> str:
+    """A live worker's registration (host, pid, version, current jobs); expires unless renewed."""
+    return f"{PREFIX}worker:{name}"
 
 
 def active_key(job: Job) -> str:
@@ -125,8 +130,8 @@ return {'refused', current}
 )
 
 # Create a job hash, index it by PR and claim its (PR, sha, command) slot: all or nothing.
-# KEYS: job, pr index, active. ARGV: id, created_at, history ttl, active ttl, job key prefix,
-# fields...
+# KEYS: job, pr index, active, all-jobs index. ARGV: id, created_at, history ttl, active ttl,
+# job key prefix, fields...
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', ARGV[1]} end
 local other = redis.call('GET', KEYS[3])
@@ -139,6 +144,8 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
 return {'created', ARGV[1]}
 """
 
@@ -347,20 +354,21 @@ class Queue:
                 job_key(job.id),
                 pr_jobs_key(job.owner, job.repo, job.pr_number),
                 active_key(job),
+                ALL_JOBS_KEY,
             ],
             args=[job.id, repr(job.created_at), self.history_ttl, ACTIVE_TTL, job_key(""), *flat],
         )
         return CreateResult(status, job_id)
 
     async def get_job(self, job_id: str) -> Job | None:
-        data = cast(dict[str, str], await self.redis.hgetall(job_key(job_id)))
+        data: dict[str, str] = await cast(Any, self.redis).hgetall(job_key(job_id))
         if not data or "state" not in data:
             return None
         return Job.from_fields(data)
 
     async def update_job(self, job_id: str, **fields: Any) -> None:
         mapping = {k: str(v) for k, v in fields.items()}
-        await self.redis.hset(job_key(job_id), mapping=cast(Any, mapping))  # stubs: invariant
+        await cast(Any, self.redis).hset(job_key(job_id), mapping=mapping)
 
     async def enqueue_job(self, job: Job) -> str:
         entry_id = await self.redis.xadd(
@@ -491,6 +499,41 @@ class Queue:
         if gone:
             await self.redis.xack(stream, group, *gone)
         return [StreamEntry(stream, i, dict(v)) for i, v in claimed if v]
+
+    async def register_worker(self, name: str, info: Mapping[str, str], ttl: float) -> None:
+        """Announce or renew a live worker; the registration lapses `ttl` after the last call."""
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(worker_key(name), mapping=cast(Any, {**info, "heartbeat_at": repr(now)}))
+            pipe.pexpire(worker_key(name), int(ttl * 1000))
+            pipe.zadd(WORKERS_KEY, {name: now})
+            pipe.zremrangebyscore(WORKERS_KEY, "-inf", now - max(ttl, 3600))
+            await pipe.execute()
+
+    async def unregister_worker(self, name: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(worker_key(name))
+            pipe.zrem(WORKERS_KEY, name)
+            await pipe.execute()
+
+    async def live_workers(self) -> list[dict[str, str]]:
+        """Registrations that have not lapsed, newest heartbeat first."""
+        names: Any = await self.redis.zrevrange(WORKERS_KEY, 0, 999)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(worker_key(name))
+            found: Any = await pipe.execute()
+        return [dict(info) for info in found if info]
+
+    async def recent_job_ids(self, count: int = 100) -> list[str]:
+        return cast(list[str], await self.redis.zrevrange(ALL_JOBS_KEY, 0, count - 1))
+
+    async def get_jobs(self, job_ids: list[str]) -> list[Job]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(job_key(job_id))
+            found: Any = await pipe.execute()
+        return [Job.from_fields(dict(data)) for data in found if data and "state" in data]
 
     async def pr_job_ids(self, owner: str, repo: str, pr_number: int) -> list[str]:
         return cast(list[str], await self.redis.zrange(pr_jobs_key(owner, repo, pr_number), 0, -1))

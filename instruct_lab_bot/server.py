@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aiohttp
 import structlog
@@ -19,9 +22,11 @@ from redis.exceptions import RedisError
 
 from .dispatcher import Dispatcher
 from .github import GitHubApp
+from .metrics import ServerMetrics, metrics_response
 from .queue import Queue
 from .settings import Settings
 from .storage import artifact_routes, parse_artifacts_url
+from .tracing import current_traceparent, server_middlewares
 from .webhooks import MAX_BODY_BYTES, WebhookError, classify, parse_delivery
 
 log = structlog.get_logger(__name__)
@@ -30,16 +35,49 @@ SETTINGS = web.AppKey("settings", Settings)
 QUEUE = web.AppKey("queue", Queue)
 GITHUB = web.AppKey("github", GitHubApp)
 DISPATCHER_TASK = web.AppKey("dispatcher_task", asyncio.Task[None])
+METRICS = web.AppKey("metrics", ServerMetrics)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    return metrics_response(request.app[METRICS].registry)
 
 
 async def webhook(request: web.Request) -> web.Response:
+    """Verify, classify, store, answer; records one metric sample per delivery."""
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    outcome = _Outcome()
+    try:
+        return await _webhook(request, outcome)
+    finally:
+        metrics.handling.observe(time.perf_counter() - started)
+        metrics.webhooks.labels(outcome.event, outcome.action, outcome.result).inc()
+        if outcome.result == "rejected" and outcome.status == 401:
+            metrics.signature_failures.inc()
+
+
+@dataclass
+class _Outcome:
+    """Labels for the webhook metrics; event/action are only taken from verified payloads
+    (an unsigned request must not be able to mint label values)."""
+
+    event: str = "unverified"
+    action: str = ""
+    result: str = "error"
+    status: int = 500
+
+
+_LABEL = re.compile(r"[a-z_]{1,40}")
+
+
+async def _webhook(request: web.Request, outcome: _Outcome) -> web.Response:
     settings = request.app[SETTINGS]
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return _error(413, "payload too large")
+        return _reject(outcome, 413, "payload too large")
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return _error(413, "payload too large")
+        return _reject(outcome, 413, "payload too large")
     headers = request.headers
     try:
         delivery = parse_delivery(
@@ -49,23 +87,34 @@ async def webhook(request: web.Request) -> web.Response:
             signature=headers.get("X-Hub-Signature-256"),
             secret=settings.webhook_secret.value.encode(),
         )
+        outcome.event = delivery.event
+        action = delivery.payload.get("action")
+        outcome.action = action if isinstance(action, str) and _LABEL.fullmatch(action) else ""
         if delivery.event == "ping":
+            outcome.result, outcome.status = "ignored", 200
             return web.json_response({"message": "pong"})
         intent = classify(delivery, settings.username)
     except WebhookError as exc:
         log.info("webhook.rejected", status=exc.status, reason=exc.message)
-        return _error(exc.status, exc.message)
+        return _reject(outcome, exc.status, exc.message)
     if intent is None:
+        outcome.result, outcome.status = "ignored", 202
         return web.json_response({"message": "nothing to do"}, status=202)
+    metrics = request.app[METRICS]
+    for command in intent.commands:
+        name = command.name if command.known else "unknown"
+        metrics.commands.labels(name, "received").inc()
     try:
         entry = await request.app[QUEUE].add_event(
-            delivery.delivery_id, {"type": intent.kind, "intent": intent.to_json()}
+            delivery.delivery_id,
+            {"type": intent.kind, "intent": intent.to_json(), "traceparent": current_traceparent()},
         )
     except (RedisError, OSError) as exc:
         log.error("webhook.store_failed", delivery_id=delivery.delivery_id, error=repr(exc))
-        return _error(503, "could not store the delivery; please redeliver")
+        return _reject(outcome, 503, "could not store the delivery; please redeliver", "error")
     if entry is None:
         log.info("webhook.duplicate", delivery_id=delivery.delivery_id)
+        outcome.result, outcome.status = "duplicate", 200
         return web.json_response({"message": "duplicate delivery"}, status=200)
     log.info(
         "webhook.queued",
@@ -75,7 +124,13 @@ async def webhook(request: web.Request) -> web.Response:
         pr=intent.pr_number,
         commands=[c.name for c in intent.commands],
     )
+    outcome.result, outcome.status = "queued", 202
     return web.json_response({"message": "queued", "entry": entry}, status=202)
+
+
+def _reject(outcome: _Outcome, status: int, message: str, result: str = "rejected") -> web.Response:
+    outcome.result, outcome.status = result, status
+    return _error(status, message)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -95,10 +150,18 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-def create_app(settings: Settings, *, dispatcher: bool = True) -> web.Application:
-    """Build the server app; resources open and close in cleanup contexts."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+def create_app(
+    settings: Settings, *, dispatcher: bool = True, tracing: bool | None = None
+) -> web.Application:
+    """Build the server app; resources open and close in cleanup contexts.
+
+    `tracing` adds the OpenTelemetry middleware (default: when `OTEL_*` asks for tracing).
+    """
+    middlewares = server_middlewares(force=tracing)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app[SETTINGS] = settings
+    app[METRICS] = ServerMetrics()
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_post("/api/github/hook", webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -118,7 +181,11 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await queue.ensure_groups()
     except (RedisError, OSError) as exc:  # /readyz reports it; the dispatcher retries
         log.warning("redis.unavailable_at_start", error=repr(exc))
+    stop = asyncio.Event()
+    gauges = asyncio.create_task(app[METRICS].queue.run(queue, stop))
     yield
+    stop.set()
+    await gauges
     await queue.aclose()
 
 
@@ -135,7 +202,8 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         app[GITHUB] = github
         stop = asyncio.Event()
-        task = asyncio.create_task(Dispatcher(settings, app[QUEUE], github).run(stop))
+        dispatcher = Dispatcher(settings, app[QUEUE], github, metrics=app[METRICS])
+        task = asyncio.create_task(dispatcher.run(stop))
         app[DISPATCHER_TASK] = task
         yield
         stop.set()

@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 import shutil
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,11 +24,12 @@ import aiohttp
 import structlog
 from redis.exceptions import RedisError
 
-from . import messages
+from . import __version__, messages
 from .git import CheckoutResult, GitError, checkout_pull_request
 from .github import GitHubApp, GitHubError, Installation
-from .jobs import Job, State
+from .jobs import CONCLUSIONS, Job, State
 from .messages import Artifact, JobResult
+from .metrics import WorkerMetrics
 from .outputs import list_files, summarize
 from .progress import Progress
 from .queue import JOBS_STREAM, WORKER_GROUP, Queue, StreamEntry, consumer_name
@@ -41,6 +43,7 @@ from .storage import (
     parse_artifacts_url,
     render_index_html,
 )
+from .tracing import continue_trace, span
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -70,7 +73,11 @@ def generate_argv(settings: Settings, taxonomy: Path, base_ref: str, out_dir: Pa
 
 @contextlib.asynccontextmanager
 async def open_worker(
-    settings: Settings, *, concurrency: int = 1, name: str | None = None
+    settings: Settings,
+    *,
+    concurrency: int = 1,
+    name: str | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> AsyncIterator[Worker]:
     """A worker with its Redis pool, HTTP session and artifact store, closed on exit."""
     queue = Queue.from_url(settings.redis_url, history_ttl=settings.job_history_ttl)
@@ -91,7 +98,9 @@ async def open_worker(
                 api_url=settings.github_api_url,
                 timeout=settings.github_timeout,
             )
-            yield Worker(settings, queue, github, store, concurrency=concurrency, name=name)
+            yield Worker(
+                settings, queue, github, store, concurrency=concurrency, name=name, metrics=metrics
+            )
     finally:
         try:
             await store.aclose()
@@ -126,7 +135,10 @@ class Worker:
         *,
         concurrency: int = 1,
         name: str | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or WorkerMetrics()
+        self.metrics.concurrency.set(concurrency)
         self.settings = settings
         self.queue = queue
         self.github = github
@@ -142,6 +154,10 @@ class Worker:
         backoff = 0.5
         next_reclaim = 0.0
         log.info("worker.started", worker=self.name, concurrency=self.concurrency)
+        background = [
+            asyncio.create_task(self._announce(stop)),
+            asyncio.create_task(self.metrics.queue.run(self.queue, stop)),
+        ]
         while await self._take_slot(stop):
             try:
                 await self.queue.ensure_groups()
@@ -175,7 +191,29 @@ class Worker:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         await self._drain()
+        await asyncio.gather(*background, return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError):
+            await self.queue.unregister_worker(self.name)
         log.info("worker.stopped", worker=self.name)
+
+    async def _announce(self, stop: asyncio.Event) -> None:
+        """Keep this worker's registration (status page, `workers_live`) alive while it runs."""
+        info = {
+            "name": self.name,
+            "host": socket.gethostname(),
+            "pid": str(os.getpid()),
+            "version": __version__,
+            "concurrency": str(self.concurrency),
+            "started_at": repr(time.time()),
+        }
+        while not stop.is_set():
+            info["jobs"] = ",".join(sorted(self._active))
+            with contextlib.suppress(RedisError, OSError):
+                await self.queue.register_worker(
+                    self.name, info, ttl=3 * self.settings.heartbeat_interval
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.heartbeat_interval)
 
     async def _take_slot(self, stop: asyncio.Event) -> bool:
         """Wait for a free slot; False once `stop` is set (no new job is taken)."""
@@ -241,8 +279,25 @@ class Worker:
         active = ActiveJob(job_id, entry)
         self._active[job_id] = active
         heartbeat = asyncio.create_task(self._heartbeat(active))
-        with structlog.contextvars.bound_contextvars(
-            job_id=job.id, repo=job.repo_full_name, pr=job.pr_number, command=job.command
+        self.metrics.jobs_started.labels(job.command).inc()
+        self.metrics.queue_wait.labels(job.command).observe(
+            max(0.0, job.started_at - job.created_at)
+        )
+        self.metrics.busy.inc()
+        with (
+            structlog.contextvars.bound_contextvars(
+                job_id=job.id, repo=job.repo_full_name, pr=job.pr_number, command=job.command
+            ),
+            continue_trace(job.traceparent),
+            span(
+                "job",
+                job_id=job.id,
+                repo=job.repo_full_name,
+                pr=job.pr_number,
+                command=job.command,
+                attempt=job.attempts,
+                worker=self.name,
+            ),
         ):
             try:
                 if takeover:
@@ -260,6 +315,7 @@ class Worker:
             finally:
                 heartbeat.cancel()
                 del self._active[job_id]
+                self.metrics.busy.dec()
 
     async def _heartbeat(self, active: ActiveJob) -> None:
         while True:
@@ -353,6 +409,10 @@ class Worker:
         token = None
         if self.settings.github_git_url.startswith(("http://", "https://")):
             token = await self.github.token(job.installation_id)
+        with span("git.fetch", sha=job.head_sha):
+            return await self._fetch(job, workspace, token)
+
+    async def _fetch(self, job: Job, workspace: Path, token: str | None) -> CheckoutResult:
         return await checkout_pull_request(
             git_url_base=self.settings.github_git_url,
             owner=job.owner,
@@ -381,20 +441,26 @@ class Worker:
         updater = asyncio.create_task(self._report_progress(job, gh, progress, stop_updates))
         with log_path.open("w", encoding="utf-8", errors="replace") as log_file:
             try:
-                return await run_streaming(
-                    argv,
-                    cwd=checkout.path,
-                    env=env,
-                    on_line=_line_sink(progress, log_file),
-                    timeout=self.settings.job_timeout,
-                    kill_grace=self.settings.kill_grace,
-                    cancel=cancel,
-                )
-            except FileNotFoundError as exc:
-                raise JobFailed(f"cannot start `{argv[0]}`: {exc.strerror}") from None
+                with span("ilab.run", argv0=argv[0]) as current:
+                    run = await run_streaming(
+                        argv,
+                        cwd=checkout.path,
+                        env=env,
+                        on_line=_line_sink(progress, log_file),
+                        timeout=self.settings.job_timeout,
+                        kill_grace=self.settings.kill_grace,
+                        cancel=cancel,
+                    )
+                    current.set_attribute("ilab_bot.exit_code", str(run.exit_code))
+                    current.set_attribute("ilab_bot.outcome", run.outcome)
+            except OSError as exc:
+                raise JobFailed(f"cannot start `{argv[0]}`: {exc.strerror or exc}") from None
             finally:
                 stop_updates.set()
                 await updater
+        code = "signal" if run.exit_code is None else str(run.exit_code)
+        self.metrics.exits.labels(job.command, code if len(code) <= 3 else "other").inc()
+        return run
 
     async def _report_progress(
         self, job: Job, gh: Installation, progress: Progress, stop: asyncio.Event
@@ -416,7 +482,13 @@ class Worker:
                     messages.check_run_progress(job, progress),
                 ),
             )
-            await _best_effort_redis(self.queue.update_job(job.id, progress=progress.percent or 0))
+            await _best_effort_redis(
+                self.queue.update_job(
+                    job.id,
+                    progress=progress.percent or 0,
+                    stage=messages.progress_title(progress),
+                )
+            )
 
     async def _upload(
         self, job: Job, out_dir: Path, log_path: Path
@@ -426,29 +498,39 @@ class Worker:
         files = [(p.relative_to(out_dir).as_posix(), p) for p in listed]
         files.append((LOG_NAME, log_path))
         artifacts: list[Artifact] = []
-        async with asyncio.timeout(self.settings.upload_timeout):
-            for name, path in files:
-                size = await self.store.put_file(prefix + name, path, guess_content_type(name))
-                artifacts.append(Artifact(name, await self.store.link(prefix + name), size))
-            index = render_index_html(
-                f"{job.repo_full_name} #{job.pr_number} @ {job.head_sha[:7]}: {job.command}",
-                [(a.name, a.url, a.size) for a in artifacts],
-            )
-            await self.store.put_bytes(
-                prefix + "index.html", index.encode(), "text/html; charset=utf-8"
-            )
-            index_url = await self.store.link(prefix + "index.html")
-        log.info("job.uploaded", files=len(artifacts), bytes=sum(a.size for a in artifacts))
+        with span("artifacts.upload", files=len(files)):
+            async with asyncio.timeout(self.settings.upload_timeout):
+                for name, path in files:
+                    size = await self.store.put_file(prefix + name, path, guess_content_type(name))
+                    artifacts.append(Artifact(name, await self.store.link(prefix + name), size))
+                index = render_index_html(
+                    f"{job.repo_full_name} #{job.pr_number} @ {job.head_sha[:7]}: {job.command}",
+                    [(a.name, a.url, a.size) for a in artifacts],
+                )
+                await self.store.put_bytes(
+                    prefix + "index.html", index.encode(), "text/html; charset=utf-8"
+                )
+                index_url = await self.store.link(prefix + "index.html")
+        uploaded = sum(a.size for a in artifacts)
+        self.metrics.artifact_bytes.inc(uploaded)
+        log.info("job.uploaded", files=len(artifacts), bytes=uploaded)
         return tuple(artifacts), index_url
 
     async def finish(self, entry: StreamEntry, job: Job, result: JobResult) -> None:
         """Report the end state on GitHub, then store it and acknowledge in one step."""
         await self._report(job, result)
-        fields = {"finished_at": time.time(), "error": result.error[:2000]}
+        fields = {
+            "finished_at": time.time(),
+            "error": result.error[:2000],
+            "index_url": result.index_url,
+            "generated": -1 if result.generated is None else result.generated,
+        }
         stored = await _retry_redis(
             "finish_job",
             lambda: self.queue.finish_job(entry, job, self.name, result.state, **fields),
         )
+        self.metrics.jobs_completed.labels(job.command, CONCLUSIONS[result.state]).inc()
+        self.metrics.job_duration.labels(job.command).observe(result.duration)
         log.info(
             "job.finished",
             state=str(result.state),
