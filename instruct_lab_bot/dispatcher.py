@@ -151,6 +151,7 @@ class Dispatcher:
                 head_ref=str(pull["head"]["ref"]),
                 base_branch=str(pull["base"]["ref"]),
                 traceparent=current_traceparent(),
+                private=bool(pull.get("base", {}).get("repo", {}).get("private", False)),
             )
             created = await self.queue.create_job(job)
             if created.status == "active":

@@ -99,6 +99,7 @@ class Job:
     stage: str = ""  # what `ilab` is doing now, e.g. "Map (num_proc=8): 40% (2/5)"
     index_url: str = ""  # the artifacts' index page once uploaded
     generated: int = -1  # samples generated (-1: unknown)
+    private: bool = False  # a private repository: never shown to anonymous status viewers
     traceparent: str = ""
 
     @property
@@ -128,6 +129,8 @@ class Job:
                 kwargs[f.name] = int(raw or 0)
             elif kind == "float":
                 kwargs[f.name] = float(raw or 0)
+            elif kind == "bool":
+                kwargs[f.name] = raw == "True"
             elif kind == "State":
                 kwargs[f.name] = State(raw)
             else:

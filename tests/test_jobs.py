@@ -29,6 +29,7 @@ def test_job_round_trips_through_redis_fields() -> None:
         state=State.RUNNING,
         check_run_id=99,
         progress=41.5,
+        private=True,
     )
     fields = job.to_fields()
     assert all(isinstance(v, str) for v in fields.values())
