@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CACHE ?= .cache
 
-.PHONY: install redis promtool testdata demo server worker test lint bench deploy-check clean
+.PHONY: install redis promtool chromium testdata demo server worker test lint bench deploy-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ promtool:
 	  echo "promtool missing: installing Debian's prometheus package with apt"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
+# Debian's headless Chromium for the status-page browser tests (Playwright drives it; never
+# `playwright install`, which downloads browsers).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "chromium missing: installing Debian's chromium with apt"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+
 # Third-party test data (GitHub's OpenAPI description, webhook examples) from pinned npm packages.
 testdata: $(STAMP)
 	$(PY) -m instruct_lab_bot.testing.testdata --cache $(CACHE)
@@ -41,7 +48,7 @@ server: install
 worker: install
 	$(VENV)/bin/instruct-lab-bot worker
 
-test: install redis promtool testdata
+test: install redis promtool chromium testdata
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 deploy-check: install promtool
@@ -53,6 +60,8 @@ lint: install
 	$(VENV)/bin/mypy
 
 bench: install redis testdata
+	@command -v wrk >/dev/null || { echo "wrk missing: installing it with apt"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) -m bench
 
 clean:

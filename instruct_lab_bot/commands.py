@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 
 #: Commands the bot runs; the order is the order `help` lists them in.
-KNOWN_COMMANDS: tuple[str, ...] = ("generate",)
+KNOWN_COMMANDS: tuple[str, ...] = ("help", "generate", "precheck", "status", "retry", "cancel")
+#: Commands that spend GPU time: they need a valid taxonomy change (and labels, if required).
+GPU_COMMANDS: frozenset[str] = frozenset({"generate", "precheck"})
 
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 
@@ -63,6 +65,14 @@ def parse_commands(body: str, username: str, *, limit: int = 10) -> list[Command
         if len(commands) >= limit:
             break
     return commands
+
+
+def suggest(name: str) -> str | None:
+    """The known command closest to a mistyped one ("did you mean ...?")."""
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), KNOWN_COMMANDS, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def mentions(body: str, username: str) -> bool:

@@ -100,6 +100,9 @@ class Job:
     index_url: str = ""  # the artifacts' index page once uploaded
     generated: int = -1  # samples generated (-1: unknown)
     private: bool = False  # a private repository: never shown to anonymous status viewers
+    files: str = ""  # changed taxonomy files (comma-separated), found when the job was made
+    cancel_requested: str = ""  # who asked to cancel it while it ran
+    cancelled_by: str = ""
     traceparent: str = ""
 
     @property

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .jobs import CONCLUSIONS, Job, State
+from .permissions import Policy
+from .precheck import Answer
 from .progress import Progress
 
 CHECK_OUTPUT_LIMIT = 65_535  # GitHub's cap on check-run output.summary and output.text
@@ -49,6 +51,7 @@ class JobResult:
     index_url: str = ""
     log_tail: Sequence[str] = field(default_factory=tuple)
     cancelled_by: str = ""
+    precheck: Sequence[Answer] = ()
 
 
 # -- escaping -------------------------------------------------------------------------
@@ -210,6 +213,9 @@ def check_run_completed(job: Job, result: JobResult) -> dict[str, object]:
 
 def completed_title(job: Job, result: JobResult) -> str:
     if result.state is State.SUCCEEDED:
+        if result.precheck:
+            answered = sum(1 for a in result.precheck if a.answer)
+            return f"Answered {answered} of {len(result.precheck)} seed questions"
         if result.generated is not None:
             return f"Generated {result.generated} samples in {format_duration(result.duration)}"
         return f"Finished in {format_duration(result.duration)}"
@@ -235,9 +241,11 @@ def result_summary(job: Job, result: JobResult, *, for_comment: bool = False) ->
     lines = [
         f"### {icon} `{job.command}` {_verdict(result.state)}" if for_comment else "",
         "",
-        f"Ran `ilab data {job.command}` on {job.head_sha} (requested by @{job.requester}) "
+        f"Ran {_what_ran(job.command)} on {job.head_sha} (requested by @{job.requester}) "
         f"in {format_duration(result.duration)}. Job `{job.id}`.",
     ]
+    if result.precheck:
+        lines += precheck_tables(result.precheck)
     if result.state is State.SUCCEEDED:
         lines += _success_details(result)
     else:
@@ -246,6 +254,75 @@ def result_summary(job: Job, result: JobResult, *, for_comment: bool = False) ->
         lines += ["", "**Files**" + (f" ([index]({result.index_url}))" if result.index_url else "")]
         lines += [f"- [{escape_md(a.name)}]({a.url}) ({_size(a.size)})" for a in result.artifacts]
     return "\n".join(lines).strip() + "\n"
+
+
+def _what_ran(command: str) -> str:
+    return {
+        "generate": "`ilab data generate`",
+        "precheck": "`ilab model chat` on each seed question",
+    }.get(command, f"`{command}`")
+
+
+def precheck_tables(answers: Sequence[Answer], limit: int = 40_000) -> list[str]:
+    """Per file: question | contributor's answer | model's answer, cut to fit a comment."""
+    lines: list[str] = []
+    size = 0
+    for path in dict.fromkeys(a.path for a in answers):
+        lines += [
+            "",
+            f"**`{escape_md(path)}`**",
+            "",
+            "| Question | Contributor's answer | Model's answer |",
+            "|---|---|---|",
+        ]
+        for answer in (a for a in answers if a.path == path):
+            model = table_cell(answer.answer) if answer.answer else f"⚠️ {table_cell(answer.error)}"
+            row = f"| {table_cell(answer.question)} | {table_cell(answer.expected)} | {model} |"
+            size += len(row)
+            if size > limit:
+                lines.append("| … | (more in the files below) | |")
+                return lines
+            lines.append(row)
+    return lines
+
+
+def labels_check_run(command: str, head_sha: str, labels: Sequence[str]) -> dict[str, object]:
+    """A failed check run saying which labels a GPU command needs."""
+    return {
+        "name": check_name(command),
+        "head_sha": head_sha,
+        "status": "completed",
+        "conclusion": "action_required",
+        "completed_at": iso_now(),
+        "details_url": "https://docs.github.com/en/issues/using-labels-and-milestones-to-track-work",
+        "output": {"title": "A label is needed", "summary": labels_needed(command, labels)},
+    }
+
+
+def status_reply(jobs: Sequence[Job], positions: dict[str, int], web_url: str) -> str:
+    """The `status` command's answer: every job of this PR, newest first."""
+    if not jobs:
+        return "No jobs have run on this pull request yet."
+    lines = ["| job | command | sha | state | details |", "|---|---|---|---|---|"]
+    for job in sorted(jobs, key=lambda j: j.created_at, reverse=True)[:30]:
+        if job.state is State.QUEUED:
+            where = positions.get(job.id)
+            details = f"position {where} in the queue" if where else "waiting"
+        elif job.state is State.RUNNING:
+            details = f"on `{escape_md(job.worker)}` for {format_duration(job.duration)}"
+            if job.stage:
+                details += f": {escape_md(job.stage)}"
+        else:
+            details = f"took {format_duration(job.duration)}"
+            if job.generated >= 0:
+                details += f", {job.generated} samples"
+            if job.index_url:
+                details += f", [files]({job.index_url})"
+        run = f"[`{job.id[:8]}`]({check_run_url(web_url, job)})" if job.check_run_id else job.id
+        lines.append(
+            f"| {run} | `{job.command}` | {short_sha(job.head_sha)} | {job.state} | {details} |"
+        )
+    return "\n".join(lines)
 
 
 def _verdict(state: State) -> str:
@@ -311,9 +388,131 @@ def _size(size: int) -> str:
     return f"{size} B"
 
 
-def unknown_command(username: str, name: str) -> str:
-    known = ", ".join(f"`@{username} {c}`" for c in ("generate",))
-    return f"I don't know the command `{escape_md(name)}`. I understand: {known}."
+COMMAND_HELP: dict[str, str] = {
+    "help": "show this list",
+    "generate": "run `ilab data generate` on this PR's head and post the synthetic data",
+    "precheck": "ask the current model each seed question and compare with your answers",
+    "status": "list this PR's jobs: queued, running and finished, with links",
+    "retry": "re-run the last failed, cancelled or timed-out job on the current head",
+    "cancel": "cancel this PR's queued and running jobs",
+}
+WELCOME_MARKER = "<!-- instruct-lab-bot:welcome -->"
+
+
+def who_may(policy: Policy) -> str:
+    """Who may run the restricted commands, in words."""
+    ways: list[str] = []
+    if policy.role_rule:
+        ways.append(f"people with at least **{policy.min_permission}** access to this repository")
+    if policy.allowed_teams:
+        teams = ", ".join(f"`{escape_md(t)}`" for t in policy.allowed_teams)
+        ways.append(f"members of {teams}")
+    return " or ".join(ways) if ways else "nobody (the bot's admins have not allowed anyone yet)"
+
+
+def help_text(username: str, policy: Policy, required_labels: Sequence[str] = ()) -> str:
+    lines = ["| command | what it does | who may run it |", "|---|---|---|"]
+    for command, what in COMMAND_HELP.items():
+        who = "restricted" if policy.restricted(command) else "anyone"
+        lines.append(f"| `@{username} {command}` | {what} | {who} |")
+    text = "\n".join(lines) + f"\n\nRestricted commands may be run by {who_may(policy)}."
+    if required_labels:
+        labels = ", ".join(f"`{escape_md(label)}`" for label in required_labels)
+        text += f" `generate` and `precheck` need one of these labels on the PR: {labels}."
+    return text
+
+
+def welcome(username: str, author: str, policy: Policy, labels: Sequence[str] = ()) -> str:
+    return (
+        f"{WELCOME_MARKER}\n👋 Thanks for the contribution, @{author}! I can test the seed "
+        "examples in this PR. Comment one of these commands at the start of a line:\n\n"
+        + help_text(username, policy, labels)
+    )
+
+
+def unknown_command(username: str, name: str, suggestion: str | None) -> str:
+    text = f"I don't know the command `{escape_md(name[:50])}`."
+    if suggestion:
+        text += f" Did you mean `@{username} {suggestion}`?"
+    known = ", ".join(f"`{c}`" for c in COMMAND_HELP)
+    return text + f" I understand: {known} (`@{username} help` explains them)."
+
+
+def denied(command: str, login: str, policy: Policy) -> str:
+    return (
+        f"Sorry @{escape_md(login)}, `{command}` may only be run by {who_may(policy)}. "
+        "A maintainer can run it for you."
+    )
+
+
+def labels_needed(command: str, labels: Sequence[str]) -> str:
+    wanted = ", ".join(f"`{escape_md(label)}`" for label in labels)
+    return f"`{command}` needs one of these labels on the PR first: {wanted}."
+
+
+def not_a_pull_request(username: str) -> str:
+    return f"`@{username}` commands work on pull requests only; nothing was run."
+
+
+def pull_request_closed(command: str) -> str:
+    return f"This pull request is closed, so `{command}` was not run."
+
+
+def no_taxonomy_change(command: str) -> str:
+    return (
+        f"This pull request changes no `qna.yaml` file, so there is nothing for `{command}` "
+        "to work on."
+    )
+
+
+def validation_failed(command: str, url: str, problems: int) -> str:
+    return (
+        f"`{command}` was not run: {problems} problem(s) in the changed taxonomy files. "
+        f"See the [validation check run]({url}) for each one at its line, fix them and push."
+    )
+
+
+def too_many_commands(limit: int) -> str:
+    return f"That comment holds more than {limit} commands; I took the first {limit}."
+
+
+def cancelled(jobs: Sequence[Job], login: str) -> str:
+    if not jobs:
+        return "There is nothing queued or running on this PR to cancel."
+    listed = ", ".join(f"`{j.command}` ({j.state}, job `{j.id}`)" for j in jobs)
+    return f"🛑 Cancelled at the request of @{escape_md(login)}: {listed}."
+
+
+def nothing_to_retry() -> str:
+    return "There is no failed, cancelled or timed-out job on this PR to retry."
+
+
+def superseded(job: Job, new_sha: str) -> dict[str, object]:
+    """Check-run completion for a queued job whose PR got a new push."""
+    return {
+        "status": "completed",
+        "conclusion": "cancelled",
+        "completed_at": iso_now(),
+        "output": {
+            "title": "Superseded by a new push",
+            "summary": (
+                f"{short_sha(job.head_sha)} was replaced by {short_sha(new_sha)} before this "
+                f"job started; comment `{job.command}` again to run it on the new head."
+            ),
+        },
+    }
+
+
+def cancelled_check_run(job: Job, login: str, reason: str = "") -> dict[str, object]:
+    return {
+        "status": "completed",
+        "conclusion": "cancelled",
+        "completed_at": iso_now(),
+        "output": {
+            "title": f"Cancelled by @{login}" if login else "Cancelled",
+            "summary": reason or f"`{job.command}` was cancelled before it finished.",
+        },
+    }
 
 
 def check_run_url(web_url: str, job: Job) -> str:
@@ -343,3 +542,51 @@ def dead_letter(job: Job, attempts: int) -> str:
 def job_error(message: str) -> str:
     """An error told to the contributor before a job could run (bad input, missing PR...)."""
     return f"⚠️ {message}"
+
+
+# -- status page (issue 5): short labels; the HTML lives in `web_status` -----------------
+
+STATUS_TITLE = "instruct-lab-bot status"
+STATUS_STATE_LABELS: dict[State, str] = {
+    State.QUEUED: "queued",
+    State.RUNNING: "running",
+    State.SUCCEEDED: "succeeded",
+    State.FAILED: "failed",
+    State.TIMED_OUT: "timed out",
+    State.CANCELLED: "cancelled",
+    State.SUPERSEDED: "superseded",
+    State.DEAD: "gave up",
+}
+STATUS_SECTIONS: dict[str, str] = {
+    "queued": "Queue",
+    "running": "Running",
+    "finished": "Recently finished",
+    "workers": "Workers",
+    "builds": "Available builds",
+    "jobs": "All jobs",
+}
+STATUS_EMPTY: dict[str, str] = {
+    "queued": "Nothing is waiting.",
+    "running": "No job is running.",
+    "finished": "No job has finished recently.",
+    "workers": "No worker is alive.",
+    "builds": "No build of this pull request can be downloaded.",
+    "jobs": "No job for this pull request.",
+}
+STATUS_UNAUTHORIZED = "This status page needs credentials."
+STATUS_NOT_FOUND = "No such job (or it is not visible without credentials)."
+
+
+def status_hidden(count: int) -> str:
+    """Jobs of private repositories, counted for viewers who may not see them."""
+    if count == 1:
+        return "1 job of a private repository is not shown."
+    return f"{count} jobs of private repositories are not shown."
+
+
+def status_ago(seconds: float) -> str:
+    return "just now" if seconds < 1 else f"{format_duration(seconds)} ago"
+
+
+def status_pr_title(owner: str, repo: str, pr_number: int) -> str:
+    return f"{owner}/{repo} #{pr_number}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import structlog
 from aiohttp import web
@@ -198,9 +198,9 @@ class GitHubMetrics:
             registry=registry,
         )
 
-    def observe(self, route: str, status: int, headers: object) -> None:
-        """Callback for the GitHub adapter: one call answered."""
-        self.calls.labels(route, str(status)).inc()
+    def observe(self, route: str, status: int | None, headers: Mapping[str, str]) -> None:
+        """Callback for the GitHub adapter: one attempt answered (status None: no answer)."""
+        self.calls.labels(route, "none" if status is None else str(status)).inc()
         remaining = _header(headers, "x-ratelimit-remaining")
         if remaining is not None and remaining.isdigit():
             self.rate_limit_remaining.set(int(remaining))

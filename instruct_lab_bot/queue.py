@@ -171,7 +171,8 @@ return {'ok', current}
 """
 
 # Renew a lease: reset the entry's idle time (XCLAIM JUSTID keeps the delivery count) if this
-# worker still owns both the stream entry and the job. 0 means the lease was lost.
+# worker still owns both the stream entry and the job. 0: the lease was lost; 2: someone asked
+# to cancel the job.
 # KEYS: stream, job. ARGV: group, worker, entry id, now.
 _HEARTBEAT = """
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
@@ -179,6 +180,8 @@ if #pending == 0 or pending[1][2] ~= ARGV[2] then return 0 end
 if redis.call('HGET', KEYS[2], 'worker') ~= ARGV[2] then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 redis.call('HSET', KEYS[2], 'heartbeat_at', ARGV[4])
+local cancel = redis.call('HGET', KEYS[2], 'cancel_requested')
+if cancel and cancel ~= '' then return 2 end
 return 1
 """
 
@@ -414,14 +417,21 @@ class Queue:
         )
         return _result(status, previous)
 
-    async def heartbeat(self, entry: StreamEntry, job_id: str, worker: str) -> bool:
-        """Renew this worker's lease on a job; False if another worker has taken it over."""
-        return bool(
-            await self._heartbeat(
-                keys=[entry.stream, job_key(job_id)],
-                args=[WORKER_GROUP, worker, entry.id, repr(time.time())],
-            )
+    async def heartbeat(self, entry: StreamEntry, job_id: str, worker: str) -> str:
+        """Renew this worker's lease on a job: "ok", "lost" (another worker took it over) or
+        "cancel" (someone asked to cancel it)."""
+        result = await self._heartbeat(
+            keys=[entry.stream, job_key(job_id)],
+            args=[WORKER_GROUP, worker, entry.id, repr(time.time())],
         )
+        return {0: "lost", 1: "ok", 2: "cancel"}[int(result)]
+
+    async def request_cancel(self, job_id: str, login: str) -> None:
+        """Ask the worker running a job to stop it (seen at its next heartbeat)."""
+        await cast(Any, self.redis).hset(job_key(job_id), "cancel_requested", login or "?")
+
+    def memo_key(self, name: str) -> str:
+        return f"{PREFIX}memo:{name}"
 
     async def finish_job(
         self, entry: StreamEntry, job: Job, worker: str, state: State, **fields: Any

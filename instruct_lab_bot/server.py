@@ -9,7 +9,6 @@ background task of this app (and can run in any number of replicas: it is a cons
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
@@ -21,13 +20,15 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from .dispatcher import Dispatcher
-from .github import GitHubApp
+from .github import GitHubApp, build_github_app
 from .metrics import ServerMetrics, metrics_response
 from .queue import Queue
+from .reconciler import Reconciler
 from .settings import Settings
 from .storage import artifact_routes, parse_artifacts_url
 from .tracing import current_traceparent, server_middlewares
-from .webhooks import MAX_BODY_BYTES, WebhookError, classify, parse_delivery
+from .web_status import status_routes
+from .webhooks import MAX_BODY_BYTES, CommandIntent, WebhookError, classify, parse_delivery
 
 log = structlog.get_logger(__name__)
 
@@ -93,17 +94,18 @@ async def _webhook(request: web.Request, outcome: _Outcome) -> web.Response:
         if delivery.event == "ping":
             outcome.result, outcome.status = "ignored", 200
             return web.json_response({"message": "pong"})
-        intent = classify(delivery, settings.username)
+        intent = classify(delivery, settings.username, repos=settings.repos)
     except WebhookError as exc:
         log.info("webhook.rejected", status=exc.status, reason=exc.message)
         return _reject(outcome, exc.status, exc.message)
     if intent is None:
         outcome.result, outcome.status = "ignored", 202
         return web.json_response({"message": "nothing to do"}, status=202)
-    metrics = request.app[METRICS]
-    for command in intent.commands:
-        name = command.name if command.known else "unknown"
-        metrics.commands.labels(name, "received").inc()
+    if isinstance(intent, CommandIntent):
+        metrics = request.app[METRICS]
+        for command in intent.commands:
+            name = command.name if command.known else "unknown"
+            metrics.commands.labels(name, "received").inc()
     try:
         entry = await request.app[QUEUE].add_event(
             delivery.delivery_id,
@@ -120,9 +122,8 @@ async def _webhook(request: web.Request, outcome: _Outcome) -> web.Response:
         "webhook.queued",
         delivery_id=delivery.delivery_id,
         entry=entry,
+        kind=intent.kind,
         repo=f"{intent.owner}/{intent.repo}",
-        pr=intent.pr_number,
-        commands=[c.name for c in intent.commands],
     )
     outcome.result, outcome.status = "queued", 202
     return web.json_response({"message": "queued", "entry": entry}, status=202)
@@ -165,6 +166,7 @@ def create_app(
     app.router.add_post("/api/github/hook", webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_routes(status_routes())
     location = parse_artifacts_url(settings.artifacts_url)
     if location.root is not None:
         app.router.add_routes(artifact_routes(location.root.resolve(), settings.signing_key))
@@ -190,23 +192,25 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The dispatcher and the missed-deliveries reconciler run beside the webhook handler."""
     settings = app[SETTINGS]
     timeout = aiohttp.ClientTimeout(total=settings.github_timeout)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        github = GitHubApp(
-            session,
-            app_id=settings.github_app_id,
-            private_key=settings.github_private_key.value,
-            api_url=settings.github_api_url,
-            timeout=settings.github_timeout,
+        github = build_github_app(
+            session, settings, app[QUEUE].redis, on_response=app[METRICS].github.observe
         )
         app[GITHUB] = github
         stop = asyncio.Event()
         dispatcher = Dispatcher(settings, app[QUEUE], github, metrics=app[METRICS])
-        task = asyncio.create_task(dispatcher.run(stop))
-        app[DISPATCHER_TASK] = task
+        tasks = [asyncio.create_task(dispatcher.run(stop))]
+        if settings.reconcile_interval:
+            reconciler = Reconciler(github, app[QUEUE].redis, interval=settings.reconcile_interval)
+            tasks.append(asyncio.create_task(reconciler.run(stop)))
+        app[DISPATCHER_TASK] = tasks[0]
         yield
         stop.set()
         # Let an event in hand finish; a stuck one is cancelled (it stays pending in Redis).
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(task, timeout=10)
+        _done, pending = await asyncio.wait(tasks, timeout=10)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -75,6 +75,20 @@ class Settings:
     lease_timeout: float = 60.0
     shutdown_grace: float = 15 * 60.0
     job_history_ttl: int = 30 * 24 * 3600
+    status_auth: Secret = Secret("")  # `bearer:<token>` or `basic:<user>:<password>`
+    allowed_teams: tuple[str, ...] = ()
+    min_permission: str = "write"
+    restricted_commands: tuple[str, ...] = ("generate", "precheck", "retry", "cancel")
+    required_labels: tuple[str, ...] = ()
+    repos: frozenset[str] = frozenset()
+    precheck_args: tuple[str, ...] = ()
+    precheck_concurrency: int = 4
+    welcome: bool = True
+    github_max_concurrency: int = 8
+    github_write_limit: int = 80
+    github_retry_deadline: float = 120.0
+    github_max_attempts: int = 5
+    reconcile_interval: float | None = 600.0
 
     @property
     def recovery_bound(self) -> float:
@@ -83,7 +97,10 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """Secret values, for scrubbing subprocess environments and log lines."""
-        return tuple(s.value for s in (self.github_private_key, self.webhook_secret) if s)
+        found = [s.value for s in (self.github_private_key, self.webhook_secret) if s]
+        if self.status_auth:  # bearer:<token> or basic:<user>:<password>: the last part
+            found.append(self.status_auth.value.rsplit(":", 1)[-1])
+        return tuple(found)
 
     @property
     def signing_key(self) -> bytes:
@@ -189,6 +206,20 @@ def load_settings(
     get("LEASE_TIMEOUT", "lease_timeout", _parse_duration)
     get("SHUTDOWN_GRACE", "shutdown_grace", _parse_duration)
     get("JOB_HISTORY_TTL", "job_history_ttl", lambda v: int(_parse_duration(v)))
+    get("STATUS_AUTH", "status_auth", _parse_status_auth)
+    get("ALLOWED_TEAMS", "allowed_teams", _parse_teams)
+    get("MIN_PERMISSION", "min_permission", _parse_permission)
+    get("RESTRICTED_COMMANDS", "restricted_commands", _parse_commands)
+    get("REQUIRED_LABELS", "required_labels", _parse_list)
+    get("REPOS", "repos", _parse_repos)
+    get("PRECHECK_ARGS", "precheck_args", _parse_argv)
+    get("PRECHECK_CONCURRENCY", "precheck_concurrency", _parse_positive_int)
+    get("WELCOME", "welcome", _parse_bool)
+    get("GITHUB_MAX_CONCURRENCY", "github_max_concurrency", _parse_positive_int)
+    get("GITHUB_WRITES_PER_MINUTE", "github_write_limit", _parse_positive_int)
+    get("GITHUB_RETRY_DEADLINE", "github_retry_deadline", _parse_duration)
+    get("GITHUB_MAX_ATTEMPTS", "github_max_attempts", _parse_positive_int)
+    get("RECONCILE_INTERVAL", "reconcile_interval", _parse_optional_duration)
     heartbeat = float(values.get("heartbeat_interval", Settings.heartbeat_interval))  # type: ignore[arg-type]
     lease = float(values.get("lease_timeout", Settings.lease_timeout))  # type: ignore[arg-type]
     if lease < 2 * heartbeat:
@@ -249,6 +280,58 @@ def _load_github_app(
     values["github_private_key"] = Secret(pem)
 
 
+def _parse_optional_duration(text: str) -> float | None:
+    return None if text.lower() in ("off", "none", "0") else _parse_duration(text)
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _parse_teams(text: str) -> tuple[str, ...]:
+    teams = _parse_list(text)
+    for team in teams:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}", team):
+            raise ValueError(f"{team!r} is not an org/team slug")
+    return teams
+
+
+ROLES = ("none", "read", "triage", "write", "maintain", "admin")
+
+
+def _parse_permission(text: str) -> str:
+    if text not in ROLES:
+        raise ValueError(f"must be one of {', '.join(ROLES)}")
+    return text
+
+
+def _parse_commands(text: str) -> tuple[str, ...]:
+    from .commands import KNOWN_COMMANDS
+
+    commands = tuple(c.lower() for c in _parse_list(text))
+    unknown = [c for c in commands if c not in KNOWN_COMMANDS]
+    if unknown:
+        raise ValueError(f"unknown commands {', '.join(unknown)}")
+    return commands
+
+
+def _parse_repos(text: str) -> frozenset[str]:
+    repos = _parse_list(text)
+    for repo in repos:
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}", repo):
+            raise ValueError(f"{repo!r} is not owner/repo")
+    return frozenset(r.lower() for r in repos)
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _parse_positive_int(text: str) -> int:
     number = int(text)
     if number < 1:
@@ -261,6 +344,14 @@ def _parse_nonempty_argv(text: str) -> tuple[str, ...]:
     if not argv:
         raise ValueError("must name a command")
     return argv
+
+
+def _parse_status_auth(text: str) -> Secret:
+    """Validated by the status page's own parser; its errors never quote the value."""
+    from .web_status import parse_status_auth
+
+    parse_status_auth(text)
+    return Secret(text)
 
 
 def _parse_log_format(text: str) -> str:

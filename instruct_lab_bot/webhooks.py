@@ -12,7 +12,7 @@ import hmac
 import json
 import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from .commands import Command, parse_commands
 
@@ -79,35 +79,89 @@ def parse_delivery(
 
 
 @dataclass(frozen=True)
-class CommandIntent:
-    """Commands from one new PR comment, with what is needed to act on them."""
+class _Intent:
+    """Common to every intent: where it happened and who asked."""
 
     installation_id: int
     owner: str
     repo: str
-    pr_number: int
-    comment_id: int
-    requester: str
-    author_association: str
-    commands: tuple[Command, ...]
+    sender: str
 
-    kind = "commands"
+    kind: ClassVar[str] = ""
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["commands"] = [asdict(c) for c in self.commands]
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
 
-    @classmethod
-    def from_json(cls, text: str) -> CommandIntent:
-        data = json.loads(text)
+
+@dataclass(frozen=True)
+class CommandIntent(_Intent):
+    """Commands from one new comment, with what is needed to act on them."""
+
+    pr_number: int
+    comment_id: int
+    author_association: str
+    commands: tuple[Command, ...]
+    on_pull_request: bool = True
+    truncated: bool = False  # more commands than the bot takes from one comment
+
+    kind: ClassVar[str] = "commands"
+
+    @property
+    def requester(self) -> str:
+        return self.sender
+
+
+@dataclass(frozen=True)
+class PullRequestIntent(_Intent):
+    """A PR opened, reopened, pushed to, labelled or closed."""
+
+    action: str
+    pr_number: int
+    head_sha: str
+    head_ref: str
+    base_branch: str
+    author: str
+    labels: tuple[str, ...]
+    private: bool = False
+
+    kind: ClassVar[str] = "pull_request"
+
+
+@dataclass(frozen=True)
+class CheckRunIntent(_Intent):
+    """ "Re-run" or an action button on one of the bot's check runs."""
+
+    action: str
+    check_run_id: int
+    external_id: str
+    name: str
+    identifier: str
+    head_sha: str
+    pr_numbers: tuple[int, ...]
+
+    kind: ClassVar[str] = "check_run"
+
+
+Intent = CommandIntent | PullRequestIntent | CheckRunIntent
+_KINDS: dict[str, type[_Intent]] = {
+    c.kind: c for c in (CommandIntent, PullRequestIntent, CheckRunIntent)
+}
+
+
+def intent_from_json(kind: str, text: str) -> Intent:
+    """The intent stored in a stream entry by `Intent.to_json`."""
+    data = json.loads(text)
+    if kind == CommandIntent.kind:
         data["commands"] = tuple(
             Command(name=c["name"], args=tuple(c["args"]), line=c["line"]) for c in data["commands"]
         )
-        return cls(**data)
-
-
-Intent = CommandIntent
+    for key in ("labels", "pr_numbers"):
+        if key in data:
+            data[key] = tuple(data[key])
+    cls = _KINDS.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown intent kind {kind!r}")
+    return cls(**data)  # type: ignore[return-value]
 
 
 def _get(payload: dict[str, Any], *path: str) -> Any:
@@ -125,19 +179,57 @@ def _typed(value: Any, kind: type, name: str) -> Any:
     return value
 
 
-def classify(delivery: Delivery, username: str) -> Intent | None:
-    """What the bot should do about a delivery; None means nothing (answer 2xx, queue nothing)."""
+def _where(payload: dict[str, Any]) -> dict[str, Any]:
+    installation = payload.get("installation")
+    if not isinstance(installation, dict):
+        raise WebhookError(400, "payload lacks installation (is this a GitHub App webhook?)")
+    sender = payload.get("sender")
+    return {
+        "installation_id": _typed(installation.get("id"), int, "installation.id"),
+        "owner": _typed(
+            _get(payload, "repository", "owner", "login"), str, "repository.owner.login"
+        ),
+        "repo": _typed(_get(payload, "repository", "name"), str, "repository.name"),
+        "sender": str(sender.get("login", "")) if isinstance(sender, dict) else "",
+    }
+
+
+PR_ACTIONS = frozenset({"opened", "reopened", "synchronize", "closed", "labeled"})
+CHECK_RUN_ACTIONS = frozenset({"rerequested", "requested_action"})
+
+
+def classify(
+    delivery: Delivery,
+    username: str,
+    *,
+    repos: frozenset[str] = frozenset(),
+    command_limit: int = 10,
+) -> Intent | None:
+    """What the bot should do about a delivery; None means nothing (answer 2xx, queue nothing).
+
+    `repos`, when given, is the allow-list of `owner/repo` the bot acts in.
+    """
+    payload = delivery.payload
+    if repos:
+        repository = payload.get("repository")
+        name = repository.get("full_name") if isinstance(repository, dict) else None
+        if not isinstance(name, str) or name.lower() not in repos:
+            return None
     if delivery.event == "issue_comment":
-        return _classify_comment(delivery.payload, username)
+        return _classify_comment(payload, username, command_limit)
+    if delivery.event == "pull_request" and payload.get("action") in PR_ACTIONS:
+        return _classify_pull_request(payload)
+    if delivery.event == "check_run" and payload.get("action") in CHECK_RUN_ACTIONS:
+        return _classify_check_run(payload)
     return None
 
 
-def _classify_comment(payload: dict[str, Any], username: str) -> CommandIntent | None:
+def _classify_comment(
+    payload: dict[str, Any], username: str, command_limit: int
+) -> CommandIntent | None:
     if payload.get("action") != "created":
         return None
     issue = _get(payload, "issue")
-    if not isinstance(issue, dict) or not issue.get("pull_request"):
-        return None  # a plain issue, not a PR
     comment = _get(payload, "comment")
     user = _get(payload, "comment", "user")
     if not isinstance(user, dict) or user.get("type") == "Bot":
@@ -145,19 +237,57 @@ def _classify_comment(payload: dict[str, Any], username: str) -> CommandIntent |
     body = comment.get("body") if isinstance(comment, dict) else None
     if not isinstance(body, str):
         return None
-    commands = parse_commands(body, username)
+    commands = parse_commands(body, username, limit=command_limit + 1)
     if not commands:
         return None
-    installation = payload.get("installation")
-    if not isinstance(installation, dict):
-        raise WebhookError(400, "payload lacks installation (is this a GitHub App webhook?)")
+    where = _where(payload)
+    where["sender"] = _typed(user.get("login"), str, "comment.user.login")
     return CommandIntent(
-        installation_id=_typed(installation.get("id"), int, "installation.id"),
-        owner=_typed(_get(payload, "repository", "owner", "login"), str, "repository.owner.login"),
-        repo=_typed(_get(payload, "repository", "name"), str, "repository.name"),
+        **where,
         pr_number=_typed(_get(payload, "issue", "number"), int, "issue.number"),
         comment_id=_typed(_get(payload, "comment", "id"), int, "comment.id"),
-        requester=_typed(user.get("login"), str, "comment.user.login"),
         author_association=str(comment.get("author_association", "NONE")),
-        commands=tuple(commands),
+        commands=tuple(commands[:command_limit]),
+        on_pull_request=isinstance(issue, dict) and bool(issue.get("pull_request")),
+        truncated=len(commands) > command_limit,
+    )
+
+
+def _classify_pull_request(payload: dict[str, Any]) -> PullRequestIntent:
+    pull = _get(payload, "pull_request")
+    labels = pull.get("labels") if isinstance(pull, dict) else None
+    return PullRequestIntent(
+        **_where(payload),
+        action=str(payload["action"]),
+        pr_number=_typed(_get(payload, "pull_request", "number"), int, "pull_request.number"),
+        head_sha=_typed(_get(payload, "pull_request", "head", "sha"), str, "head.sha"),
+        head_ref=_typed(_get(payload, "pull_request", "head", "ref"), str, "head.ref"),
+        base_branch=_typed(_get(payload, "pull_request", "base", "ref"), str, "base.ref"),
+        author=str(_get(payload, "pull_request", "user").get("login", "")),
+        labels=tuple(str(label.get("name")) for label in labels or () if isinstance(label, dict)),
+        private=bool(_get(payload, "repository").get("private", False)),
+    )
+
+
+def _classify_check_run(payload: dict[str, Any]) -> CheckRunIntent | None:
+    run = _get(payload, "check_run")
+    name = run.get("name") if isinstance(run, dict) else None
+    if not isinstance(name, str) or not name.startswith("instruct-lab-bot/"):
+        return None  # another app's check run
+    requested = payload.get("requested_action")
+    identifier = requested.get("identifier", "") if isinstance(requested, dict) else ""
+    pulls = run.get("pull_requests") or []
+    return CheckRunIntent(
+        **_where(payload),
+        action=str(payload["action"]),
+        check_run_id=_typed(run.get("id"), int, "check_run.id"),
+        external_id=str(run.get("external_id") or ""),
+        name=name,
+        identifier=str(identifier),
+        head_sha=str(run.get("head_sha") or ""),
+        pr_numbers=tuple(
+            int(p["number"])
+            for p in pulls
+            if isinstance(p, dict) and isinstance(p.get("number"), int)
+        ),
     )

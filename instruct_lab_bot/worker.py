@@ -16,7 +16,7 @@ import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -24,9 +24,9 @@ import aiohttp
 import structlog
 from redis.exceptions import RedisError
 
-from . import __version__, messages
+from . import __version__, messages, precheck
 from .git import CheckoutResult, GitError, checkout_pull_request
-from .github import GitHubApp, GitHubError, Installation
+from .github import GitHubApp, GitHubError, Installation, build_github_app
 from .jobs import CONCLUSIONS, Job, State
 from .messages import Artifact, JobResult
 from .metrics import WorkerMetrics
@@ -80,6 +80,7 @@ async def open_worker(
     metrics: WorkerMetrics | None = None,
 ) -> AsyncIterator[Worker]:
     """A worker with its Redis pool, HTTP session and artifact store, closed on exit."""
+    metrics = metrics or WorkerMetrics()
     queue = Queue.from_url(settings.redis_url, history_ttl=settings.job_history_ttl)
     store = open_store(
         parse_artifacts_url(settings.artifacts_url),
@@ -91,12 +92,8 @@ async def open_worker(
     timeout = aiohttp.ClientTimeout(total=settings.github_timeout)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            github = GitHubApp(
-                session,
-                app_id=settings.github_app_id,
-                private_key=settings.github_private_key.value,
-                api_url=settings.github_api_url,
-                timeout=settings.github_timeout,
+            github = build_github_app(
+                session, settings, queue.redis, on_response=metrics.github.observe
             )
             yield Worker(
                 settings, queue, github, store, concurrency=concurrency, name=name, metrics=metrics
@@ -115,7 +112,7 @@ class ActiveJob:
     job_id: str
     entry: StreamEntry
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
-    reason: str = ""  # "" | "shutdown" | "lease-lost"
+    reason: str = ""  # "" | "shutdown" | "lease-lost" | "cancelled"
 
 
 class Worker:
@@ -308,6 +305,10 @@ class Worker:
                 elif active.reason == "shutdown":
                     await self._hand_back(active, job)
                 else:
+                    if active.reason == "cancelled":
+                        asked = await self.queue.get_job(job.id)
+                        who = asked.cancel_requested if asked else ""
+                        result = replace(result, state=State.CANCELLED, cancelled_by=who)
                     await self.finish(entry, job, result)
             except asyncio.CancelledError:
                 await asyncio.shield(self._hand_back(active, job))
@@ -321,14 +322,16 @@ class Worker:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
             try:
-                mine = await self.queue.heartbeat(active.entry, active.job_id, self.name)
+                beat = await self.queue.heartbeat(active.entry, active.job_id, self.name)
             except (RedisError, OSError) as exc:  # keep working; the lease may still hold
                 log.warning("job.heartbeat_failed", error=repr(exc))
                 continue
-            if not mine:
-                active.reason = "lease-lost"
-                active.cancel.set()
-                return
+            if beat == "ok":
+                continue
+            active.reason = "lease-lost" if beat == "lost" else "cancelled"
+            log.info("job.stopping", reason=active.reason)
+            active.cancel.set()
+            return
 
     async def _hand_back(self, active: ActiveJob, job: Job) -> None:
         """Give the job to another worker now, not after the lease expires."""
@@ -363,7 +366,11 @@ class Worker:
             await _best_effort(
                 "check_run.start",
                 gh.update_check_run(
-                    job.owner, job.repo, job.check_run_id, messages.check_run_started(job)
+                    job.owner,
+                    job.repo,
+                    job.check_run_id,
+                    messages.check_run_started(job),
+                    droppable=True,  # the first progress update says "in progress" anyway
                 ),
             )
             log.info("job.started", sha=job.head_sha, worker=self.name)
@@ -374,6 +381,10 @@ class Worker:
             out_dir = workspace / "out"
             out_dir.mkdir()
             log_path = workspace / LOG_NAME
+            if cancel is not None and cancel.is_set():
+                return JobResult(state=State.CANCELLED, duration=time.monotonic() - started)
+            if job.command == "precheck":
+                return await self._precheck(job, checkout, out_dir, cancel, started)
             run = await self._run_ilab(job, gh, progress, checkout, out_dir, log_path, cancel)
             state = _state_for(run)
             error = progress.error if state is State.FAILED else ""
@@ -462,6 +473,39 @@ class Worker:
         self.metrics.exits.labels(job.command, code if len(code) <= 3 else "other").inc()
         return run
 
+    async def _precheck(
+        self,
+        job: Job,
+        checkout: CheckoutResult,
+        out_dir: Path,
+        cancel: asyncio.Event | None,
+        started: float,
+    ) -> JobResult:
+        """Ask the model each seed question; compare with the contributor's answers."""
+        seeds = await asyncio.to_thread(
+            precheck.read_seeds, checkout.path, [f for f in job.files.split(",") if f]
+        )
+        env = scrub_env(os.environ, secrets=self.settings.secrets())
+        with span("precheck.ask", questions=len(seeds)):
+            answers = await precheck.ask_all(
+                self.settings, seeds, cwd=checkout.path, env=env, cancel=cancel
+            )
+        await asyncio.to_thread(precheck.write_results, out_dir, answers)
+        if cancel is not None and cancel.is_set():
+            state = State.CANCELLED
+        else:
+            state = State.SUCCEEDED if any(a.answer for a in answers) else State.FAILED
+        artifacts, index_url = await self._upload(job, out_dir, None)
+        failed = [a for a in answers if a.error]
+        return JobResult(
+            state=state,
+            duration=time.monotonic() - started,
+            error=failed[0].error if state is State.FAILED and failed else "",
+            artifacts=artifacts,
+            index_url=index_url,
+            precheck=tuple(answers),
+        )
+
     async def _report_progress(
         self, job: Job, gh: Installation, progress: Progress, stop: asyncio.Event
     ) -> None:
@@ -480,6 +524,7 @@ class Worker:
                     job.repo,
                     job.check_run_id,
                     messages.check_run_progress(job, progress),
+                    droppable=True,
                 ),
             )
             await _best_effort_redis(
@@ -491,12 +536,13 @@ class Worker:
             )
 
     async def _upload(
-        self, job: Job, out_dir: Path, log_path: Path
+        self, job: Job, out_dir: Path, log_path: Path | None
     ) -> tuple[tuple[Artifact, ...], str]:
         prefix = job.artifact_key_prefix()
         listed = await asyncio.to_thread(list_files, out_dir)
         files = [(p.relative_to(out_dir).as_posix(), p) for p in listed]
-        files.append((LOG_NAME, log_path))
+        if log_path is not None:
+            files.append((LOG_NAME, log_path))
         artifacts: list[Artifact] = []
         with span("artifacts.upload", files=len(files)):
             async with asyncio.timeout(self.settings.upload_timeout):

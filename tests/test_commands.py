@@ -19,7 +19,8 @@ def test_several_commands_keep_their_order_and_args() -> None:
         ("generate", (), 1),
         ("precheck", ("--fast",), 2),
     ]
-    assert commands[0].known and not commands[1].known
+    assert commands[0].known and commands[1].known
+    assert not parse_commands("@instruct-lab-bot frobnicate", "instruct-lab-bot")[0].known
 
 
 def test_not_a_command() -> None:

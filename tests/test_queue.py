@@ -112,12 +112,12 @@ async def test_lease_heartbeat_takeover_and_fencing(redis_url: str) -> None:
     await queue.enqueue_job(job)
     entry = await take(queue, "w1")
     assert (await queue.start_job(job.id, "w1")).ok
-    assert await queue.heartbeat(entry, job.id, "w1")
+    assert await queue.heartbeat(entry, job.id, "w1") == "ok"
     # a live lease is never taken over, even when its entry is handed to someone else
     (claimed,) = await queue.claim_stale(JOBS_STREAM, WORKER_GROUP, "w2", min_idle_ms=0)
     refused = await queue.start_job(job.id, "w2", takeover=True, lease=60)
     assert refused.status == "refused"
-    assert not await queue.heartbeat(entry, job.id, "w1")  # w1 learns the entry moved
+    assert await queue.heartbeat(entry, job.id, "w1") == "lost"  # w1 learns the entry moved
     # an expired lease is: the heartbeat is older than the lease
     taken = await queue.start_job(job.id, "w2", takeover=True, lease=0)
     assert taken.ok

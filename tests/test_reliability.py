@@ -32,7 +32,7 @@ from instruct_lab_bot.webhooks import sign
 from tests.fixtures.bot import WEBHOOK_SECRET, WorkerProcess, post_webhook
 from tests.fixtures.redis import free_port
 from tests.fixtures.taxonomy import TaxonomyFactory
-from tests.fixtures.world import World
+from tests.fixtures.world import MAINTAINER, World, publish_pull
 
 StartWorker = Callable[..., WorkerProcess]
 
@@ -58,12 +58,18 @@ async def until(predicate: Callable[[], bool], timeout: float = 30, what: str = 
 
 
 async def the_job(settings: Settings, pr: int = 7, repo: str = "taxonomy") -> Job:
+    """The PR's one job, once it reached an end state (the result comment comes just before
+    the state is stored)."""
     queue = Queue.from_url(settings.redis_url)
     try:
         (job_id,) = await queue.pr_job_ids("instructlab", repo, pr)
-        job = await queue.get_job(job_id)
-        assert job is not None
-        return job
+        async with asyncio.timeout(30):
+            while True:
+                job = await queue.get_job(job_id)
+                assert job is not None
+                if job.state.terminal:
+                    return job
+                await asyncio.sleep(0.05)
     finally:
         await queue.aclose()
 
@@ -169,7 +175,9 @@ async def test_duplicate_deliveries_and_requests_make_one_job(world: World) -> N
     assert len(jobs) == 1 and queued == 1
     replies = [c["body"] for c in world.bot_comments()]
     assert all("already queued" in body and "/runs/" in body for body in replies)
-    assert len(world.gh.check_runs("instructlab", "taxonomy")) == 1
+    assert (
+        len(world.gh.check_runs("instructlab", "taxonomy", name="instruct-lab-bot/generate")) == 1
+    )
 
 
 # -- Redis restarts ---------------------------------------------------------------------
@@ -244,20 +252,14 @@ async def test_redis_restart_loses_nothing(
     settings = fast(world, redis_url=aof_redis.url, lease_timeout=600.0)
     monkeypatch.setenv("ILAB_STANDIN_DURATION", "3")
     second = taxonomy_remote(repo="skills")
-    world.gh.add_pull(
-        "instructlab",
-        "skills",
-        7,
-        head_sha=second.head_sha,
-        head_ref=second.head_ref,
-        base_sha=second.base_sha,
-    )
+    publish_pull(world.gh, second)
     async with run_bot(settings, workers=0) as bot:
         worker_processes(settings)  # one worker: one job runs while the other waits
         assert (await world.comment(bot))[0] == 202
         payload = world.payload(
             installation_id=world.gh.installation_id,
             repo="skills",
+            login=MAINTAINER,
             comment_id=world.gh.add_comment(
                 "instructlab", "skills", 7, "@instruct-lab-bot generate"
             )["id"],
@@ -319,28 +321,23 @@ async def test_burst_of_webhooks_enqueues_each_command_once(
         )
 
     for number in range(1, 201):  # 200 commands, one per PR
-        gh.add_pull(
-            "instructlab",
-            "taxonomy",
-            1000 + number,
-            head_sha=f"{number:040x}",
-            head_ref=f"topic-{number}",
-        )
+        publish_pull(gh, world.remote, number=1000 + number, head_sha=f"{number:040x}")
         comment = gh.add_comment(
             "instructlab", "taxonomy", 1000 + number, "@instruct-lab-bot generate"
         )
         add(
             "issue_comment",
             world.payload(
+                login=MAINTAINER,
                 installation_id=gh.installation_id,
                 pr_number=1000 + number,
                 comment_id=comment["id"],
             ),
         )
     noise = [
-        ("pull_request", webhook_example("pull_request", "opened")),
-        ("pull_request", webhook_example("pull_request", "synchronize")),
-        ("pull_request", webhook_example("pull_request", "labeled")),
+        ("pull_request", webhook_example("pull_request", "unlabeled")),
+        ("pull_request", webhook_example("pull_request", "ready_for_review")),
+        ("check_suite", webhook_example("check_suite", "completed")),
         ("check_run", webhook_example("check_run", "completed")),
         ("issue_comment", webhook_example("issue_comment", "created")),  # a plain issue
         ("issue_comment", world.payload("thanks, looks good")),

@@ -58,7 +58,7 @@ async def test_ping_and_unhandled_events(
     status, _ = await post_webhook(session, url, "ping", webhook_example("ping"))
     assert status == 200
     status, _ = await post_webhook(
-        session, url, "pull_request", webhook_example("pull_request", "opened")
+        session, url, "pull_request", webhook_example("pull_request", "unlabeled")
     )
     assert status == 202
     status, _ = await post_webhook(

@@ -1,12 +1,17 @@
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from instruct_lab_bot.webhooks import (
+    CheckRunIntent,
     CommandIntent,
     Delivery,
+    PullRequestIntent,
     WebhookError,
     classify,
+    intent_from_json,
     parse_delivery,
     sign,
 )
@@ -72,7 +77,7 @@ def test_classify_pr_comment() -> None:
         4,
         77,
     )
-    assert CommandIntent.from_json(intent.to_json()) == intent
+    assert intent_from_json(intent.kind, intent.to_json()) == intent
 
 
 def test_nothing_to_do() -> None:
@@ -81,7 +86,10 @@ def test_nothing_to_do() -> None:
 
     assert nothing(comment_payload(action="edited"))
     assert nothing(comment_payload(action="deleted"))
-    assert nothing(comment_payload(issue={"number": 4}))  # plain issue
+    plain = classify(
+        deliver(json.dumps(comment_payload(issue={"number": 4})).encode()), "instruct-lab-bot"
+    )
+    assert isinstance(plain, CommandIntent) and not plain.on_pull_request  # told: PRs only
     assert nothing(comment_payload("just a comment"))
     bot = comment_payload()
     bot["comment"]["user"]["type"] = "Bot"  # type: ignore[index]
@@ -98,3 +106,40 @@ def test_bad_shapes_are_400() -> None:
     wrong_type["issue"] = {"number": "4", "pull_request": {"u": 1}}
     with pytest.raises(WebhookError):
         classify(deliver(json.dumps(wrong_type).encode()), "instruct-lab-bot")
+
+
+def test_commands_are_capped_and_the_cap_is_said() -> None:
+    body = "\n".join(["@instruct-lab-bot status"] * 50)
+    intent = classify(deliver(json.dumps(comment_payload(body)).encode()), "instruct-lab-bot")
+    assert isinstance(intent, CommandIntent)
+    assert len(intent.commands) == 10 and intent.truncated
+
+
+def test_pull_request_and_check_run_events(webhook_example: Callable[..., dict[str, Any]]) -> None:
+    pushed = webhook_example("pull_request", "synchronize")
+    intent = classify(deliver(json.dumps(pushed).encode(), event="pull_request"), "bot")
+    assert isinstance(intent, PullRequestIntent)
+    assert intent.action == "synchronize"
+    assert intent.head_sha == pushed["pull_request"]["head"]["sha"]
+    assert intent_from_json(intent.kind, intent.to_json()) == intent
+    ignored = webhook_example("pull_request", "unlabeled")
+    assert classify(deliver(json.dumps(ignored).encode(), event="pull_request"), "bot") is None
+    rerun = webhook_example("check_run", "rerequested")
+    assert classify(deliver(json.dumps(rerun).encode(), event="check_run"), "bot") is None
+    rerun["check_run"]["name"] = "instruct-lab-bot/generate"  # only our own check runs
+    rerun["check_run"]["external_id"] = "job-1"
+    ours = classify(deliver(json.dumps(rerun).encode(), event="check_run"), "bot")
+    assert isinstance(ours, CheckRunIntent) and ours.external_id == "job-1"
+    assert intent_from_json(ours.kind, ours.to_json()) == ours
+
+
+def test_repository_allow_list() -> None:
+    payload = comment_payload()
+    payload["repository"] = {
+        "name": "taxonomy",
+        "full_name": "instructlab/taxonomy",
+        "owner": {"login": "instructlab"},
+    }
+    body = json.dumps(payload).encode()
+    assert classify(deliver(body), "instruct-lab-bot", repos=frozenset({"instructlab/taxonomy"}))
+    assert classify(deliver(body), "instruct-lab-bot", repos=frozenset({"other/repo"})) is None

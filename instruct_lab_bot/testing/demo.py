@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
+import structlog
 import redis.asyncio as aioredis
 
 from .. import logs
@@ -195,7 +196,10 @@ async def sandbox(
             if log_file is None:
                 log_file = stack.enter_context((var / "bot.log").open("w", encoding="utf-8"))
             logs.configure("json", settings.secrets(), stream=log_file)
-            yield Sandbox(gh, settings, paths, var)
+            try:
+                yield Sandbox(gh, settings, paths, var)
+            finally:
+                structlog.reset_defaults()  # the log file closes with this sandbox
 
 
 async def demo(keep_serving: bool) -> None:

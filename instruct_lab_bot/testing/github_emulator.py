@@ -44,6 +44,7 @@ HTML_BASE = "https://github.com"
 COMMENT_BODY_MAX = 65536
 CHECK_OUTPUT_MAX = 65535
 JWT_MAX_LIFETIME = 600 + 60
+DROPPED = 499  # the status recorded for a request whose connection was dropped
 TOKEN_LIFETIME = timedelta(hours=1)
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket")
 # Collaborator role → the legacy `permission` field GitHub also returns.
@@ -80,7 +81,8 @@ class Call:
 
 @dataclass
 class Injection:
-    """A planned failure: the next `times` matching requests wait and/or get `status`."""
+    """A planned failure: the next `times` matching requests wait and/or get `status`, or
+    (`drop`) have their connection closed without an answer (recorded with status 499)."""
 
     method: str
     target: str  # a route template or a concrete path
@@ -89,6 +91,7 @@ class Injection:
     delay: float
     headers: dict[str, str]
     body: Any
+    drop: bool = False
 
     def matches(self, method: str, route: str, path: str) -> bool:
         method_ok = self.method in ("*", method)
@@ -346,12 +349,14 @@ class GitHubEmulator:
         delay: float = 0.0,
         headers: Mapping[str, str] | None = None,
         body: Any = None,
+        drop: bool = False,
     ) -> Injection:
         """Make the next `times` requests matching `method` (or "*") and `target` (a route
         template like ``/repos/{owner}/{repo}/check-runs`` or a concrete path) wait `delay`
-        seconds and, if `status` is given, answer it (with `body`, or a GitHub error body)."""
+        seconds and, if `status` is given, answer it (with `body`, or a GitHub error body);
+        `drop=True` closes the connection instead of answering (the client sees it drop)."""
         injection = Injection(
-            method.upper(), target, status, times, delay, dict(headers or {}), body
+            method.upper(), target, status, times, delay, dict(headers or {}), body, drop
         )
         self._injections.append(injection)
         return injection
@@ -637,6 +642,10 @@ class GitHubEmulator:
         if injection is not None:
             if injection.delay and await self._closed_within(injection.delay):
                 return _Reply(503, _error_body("The GitHub emulator is shutting down"))
+            if injection.drop:
+                if request.transport is not None:
+                    request.transport.close()
+                return _Reply(DROPPED)  # never sent: the connection is already closed
             if injection.status is not None:
                 body = injection.body
                 if body is None and injection.status >= 400:

@@ -424,3 +424,360 @@ def default_knowledge_seeds() -> list[KnowledgeSeed]:
         ),
     ]
     return [KnowledgeSeed(context, tuple(pairs)) for context, pairs in chunks]
+
+
+# --------------------------------------------------------------------------------------------
+# Invalid qna.yaml files, one per way INVALID.md lists (added for instruct_lab_bot.validation)
+
+
+@dataclass(frozen=True)
+class InvalidQna:
+    """A qna.yaml broken in one way that `../shared/taxonomy/INVALID.md` lists (modelled on its
+    real cases, not copied), and the problems the validator must report for it.
+
+    `expected` holds (line, level, title) triples; with `exact` the file has no other problem.
+    Each case has its own directory, so all of them fit in one pull request.
+    """
+
+    name: str
+    section: str  # INVALID.md section
+    path: str
+    text: str | bytes
+    attribution: str | None
+    expected: tuple[tuple[int, str, str], ...]
+    exact: bool = True
+
+    def files(self) -> dict[str, FileContent]:
+        """The case as PR files (`path`, plus attribution.txt unless it is missing)."""
+        files: dict[str, FileContent] = {self.path: self.text}
+        if self.attribution is not None:
+            files[str(Path(self.path).with_name("attribution.txt"))] = self.attribution
+        return files
+
+
+def qna_text(lines: Sequence[str], *, final_newline: bool = True) -> str:
+    """Lines joined as a file, so a test can point at line `i + 1` of `lines`."""
+    return "\n".join(lines) + ("\n" if final_newline else "")
+
+
+def line_of(lines: Sequence[str], needle: str, nth: int = 1) -> int:
+    """1-based number of the `nth` line of `lines` that starts with `needle`."""
+    hits = [i + 1 for i, line in enumerate(lines) if line.startswith(needle)]
+    return hits[nth - 1]
+
+
+def skill_lines(
+    seeds: Sequence[SkillSeed] | None = None, *, version: str = "3", header: Sequence[str] = ()
+) -> list[str]:
+    """A version 3 skill written the way contributors write it, one string per line."""
+    import json
+
+    lines = [*header, f"version: {version}", "created_by: taxonomy-contributor"]
+    lines.append(f"task_description: {FREEFORM_TASK}")
+    lines.append("seed_examples:")
+    for seed in default_skill_seeds() if seeds is None else seeds:
+        if seed.context is not None:
+            lines += ["  - context: |", *(f"      {c}" for c in seed.context.splitlines())]
+            lines.append(f"    question: {json.dumps(seed.question, ensure_ascii=False)}")
+        else:
+            lines.append(f"  - question: {json.dumps(seed.question, ensure_ascii=False)}")
+        lines.append(f"    answer: {json.dumps(seed.answer, ensure_ascii=False)}")
+    return lines
+
+
+def knowledge_lines(
+    seeds: Sequence[KnowledgeSeed] | None = None, *, version: str = "3"
+) -> list[str]:
+    """A version 3 knowledge file with `|` contexts, one string per line."""
+    import json
+
+    lines = [
+        f"version: {version}",
+        "domain: astronomy",
+        "created_by: taxonomy-contributor",
+        "document_outline: Facts about the Moon, its orbit, phases and surface.",
+        "seed_examples:",
+    ]
+    for seed in default_knowledge_seeds() if seeds is None else seeds:
+        lines += ["  - context: |", *(f"      {c}" for c in seed.context.splitlines())]
+        lines.append("    questions_and_answers:")
+        for question, answer in seed.questions_and_answers:
+            lines.append(f"      - question: {json.dumps(question, ensure_ascii=False)}")
+            lines.append(f"        answer: {json.dumps(answer, ensure_ascii=False)}")
+    lines += [
+        "document:",
+        "  repo: https://github.com/example/knowledge-docs",
+        "  commit: 0123456789abcdef0123456789abcdef01234567",
+        "  patterns:",
+        "    - moon.md",
+    ]
+    return lines
+
+
+def invalid_qna_cases() -> list[InvalidQna]:
+    """One case per way INVALID.md lists; titles are those of instruct_lab_bot.validation."""
+    att = attribution_txt()
+    cases: list[InvalidQna] = []
+
+    def add(
+        name: str,
+        section: str,
+        lines: Sequence[str] | str | bytes,
+        expected: Sequence[tuple[int, str, str]],
+        *,
+        kind: str = "compositional_skills",
+        attribution: str | None = att,
+        file_name: str = "qna.yaml",
+        exact: bool = True,
+    ) -> None:
+        text = lines if isinstance(lines, str | bytes) else qna_text(lines)
+        path = f"{kind}/invalid/{name.replace('-', '_')}/{file_name}"
+        cases.append(InvalidQna(name, section, path, text, attribution, tuple(expected), exact))
+
+    fail, warn, note = "failure", "warning", "notice"
+    five = default_skill_seeds()
+
+    # 1. fewer than 5 seed examples (PR #1155: three); identical seed examples (uniqueItems)
+    lines = skill_lines(five[:3])
+    add(
+        "too-few-seed-examples",
+        "1",
+        lines,
+        [(line_of(lines, "seed_examples:"), fail, "Too few seed examples")],
+    )
+    lines = skill_lines([*five[:4], five[1]])
+    add(
+        "duplicate-seed-example",
+        "1",
+        lines,
+        [(line_of(lines, "  - question", 5), fail, "Duplicate seed example")],
+    )
+
+    # 2. created_by missing, misspelt, empty, dotted (PR #224), spaced (PR #1269)
+    lines = [line for line in skill_lines() if not line.startswith("created_by")]
+    add("created-by-missing", "2", lines, [(1, fail, "Missing created_by")])
+    lines = skill_lines(header=["# Unit conversions, for a unit test", ""])
+    lines[line_of(lines, "created_by") - 1] = "createdby: taxonomy-contributor"
+    add(
+        "created-by-misspelt",
+        "2",
+        lines,
+        [
+            (line_of(lines, "createdby"), fail, "Unexpected key createdby"),
+            (3, fail, "Missing created_by"),
+        ],
+    )
+    lines = knowledge_lines()
+    lines.remove("created_by: taxonomy-contributor")
+    lines.insert(0, "created_by:")
+    add("created-by-empty", "2", lines, [(1, fail, "Missing value")], kind="knowledge")
+    lines = [
+        line.replace("created_by", "created.by")
+        .replace("task_description", "task.description")
+        .replace("seed_examples", "seed.examples")
+        for line in skill_lines()
+    ]
+    add(
+        "dotted-keys",
+        "2",
+        lines,
+        [
+            (1, fail, "Missing created_by"),
+            (1, fail, "Missing task_description"),
+            (1, fail, "Missing seed_examples"),
+            (line_of(lines, "created.by"), fail, "Unexpected key created.by"),
+            (line_of(lines, "task.description"), fail, "Unexpected key task.description"),
+            (line_of(lines, "seed.examples"), fail, "Unexpected key seed.examples"),
+        ],
+    )
+    lines = [line.replace("seed_examples:", "seed examples:") for line in knowledge_lines()]
+    add(
+        "seed-examples-with-space",
+        "2",
+        lines,
+        [
+            (1, fail, "Missing seed_examples"),
+            (line_of(lines, "seed examples:"), fail, "Unexpected key seed examples"),
+        ],
+        kind="knowledge",
+    )
+
+    # 3. version: 2 (as the README says for skills), missing, quoted; knowledge version 2
+    add("version-2-skill", "3", skill_lines(version="2"), [(1, fail, "Wrong version")])
+    lines = skill_lines(header=["# no version key: version 1 as declared"])[:]
+    lines.remove("version: 3")
+    add("version-missing", "3", lines, [(2, fail, "Missing version")])
+    add(
+        "version-quoted",
+        "3",
+        skill_lines(version='"3"'),
+        [(1, fail, "Wrong kind of value"), (1, fail, "Wrong version")],
+    )
+    old = [
+        "version: 2",
+        "task_description: Facts about the Moon.",
+        "created_by: taxonomy-contributor",
+        "domain: astronomy",
+        "seed_examples:",
+        *[f"  - question: Moon question {i}?\n    answer: Moon answer {i}." for i in range(5)],
+        "document:",
+        "  repo: https://github.com/example/knowledge-docs",
+        "  commit: 0123456789abcdef0123456789abcdef01234567",
+        "  patterns:",
+        "    - moon.md",
+    ]
+    add(
+        "knowledge-version-2",
+        "3",
+        qna_text(old),
+        [
+            (1, fail, "Wrong version"),
+            (2, fail, "Unexpected key task_description"),
+            (1, fail, "Missing document_outline"),
+            (6, fail, "Unexpected key question"),
+            (6, fail, "Missing context"),
+        ],
+        kind="knowledge",
+        exact=False,
+    )
+
+    # 4. tabs (a YAML syntax error before yamllint), yamllint errors and warnings
+    lines = skill_lines()
+    at = line_of(lines, "  - question", 2)
+    lines[at - 1] = "\t" + lines[at - 1].lstrip()
+    add("tab-indentation", "4", lines, [(at, fail, "YAML syntax error")])
+    lines = skill_lines()
+    at = line_of(lines, "    answer", 3)
+    lines[at - 1] += "  "
+    add("trailing-spaces", "4", lines, [(at, fail, "Trailing spaces")])
+    lines = skill_lines()
+    add(
+        "no-final-newline",
+        "4",
+        qna_text(lines, final_newline=False),
+        [(len(lines), fail, "No newline at end of file")],
+    )
+    lines = skill_lines()
+    at = line_of(lines, "    answer", 2)
+    lines.insert(at, "    answer: A second answer for the same question.")
+    add("duplicate-key", "4", lines, [(at + 1, fail, "Duplicate key")])
+    lines = skill_lines()
+    lines[line_of(lines, "seed_examples:") - 1] = "seed_examples:xx"
+    add(
+        "missing-space-after-colon",
+        "4",
+        lines,
+        [(line_of(lines, "seed_examples:xx"), fail, "YAML syntax error")],
+    )
+    lines = [*skill_lines(), ""]
+    add("trailing-blank-line", "4", lines, [(len(lines), warn, "Extra blank lines")])
+    lines = [line.replace("    - moon.md", "  - moon.md") for line in knowledge_lines()]
+    add(
+        "inconsistent-indentation",
+        "4",
+        lines,
+        [(line_of(lines, "  - moon.md"), warn, "Inconsistent indentation")],
+        kind="knowledge",
+    )
+
+    # 5. knowledge: 2 Q&A pairs in a seed example (docs/template_qna.yaml), empty context,
+    #    bare `question:`, seed examples without questions_and_answers (PR #1474)
+    seeds = default_knowledge_seeds()
+    short = KnowledgeSeed(seeds[3].context, seeds[3].questions_and_answers[:2])
+    lines = knowledge_lines([*seeds[:3], short, seeds[4]])
+    add(
+        "too-few-questions-and-answers",
+        "5",
+        lines,
+        [(line_of(lines, "    questions_and_answers:", 4), fail, "Too few questions and answers")],
+        kind="knowledge",
+    )
+    lines = knowledge_lines()
+    at = line_of(lines, "  - context: |", 2)
+    while not lines[at].startswith("    questions_and_answers"):
+        del lines[at]
+    add("empty-context", "5", lines, [(at, fail, "Empty value")], kind="knowledge")
+    lines = knowledge_lines()
+    at = line_of(lines, "      - question", 7)
+    lines[at - 1] = "      - question:"
+    add("bare-question", "5", lines, [(at, fail, "Missing value")], kind="knowledge")
+    lines = knowledge_lines()
+    starts = [line_of(lines, "  - context: |", n) for n in (3, 4, 5)]
+    kept: list[str] = []
+    dropping = False
+    for i, line in enumerate(lines, start=1):
+        if line.startswith("    questions_and_answers") and i > starts[0]:
+            dropping = True
+        elif dropping and not line.startswith("      "):
+            dropping = False
+        if not dropping and not line.startswith("    - moon.md") and line != "  patterns:":
+            kept.append(line)
+    add(
+        "missing-questions-and-answers",
+        "5",
+        kept,
+        [
+            *[
+                (line_of(kept, "  - context: |", n), fail, "Missing questions_and_answers")
+                for n in (3, 4, 5)
+            ],
+            (line_of(kept, "document:"), fail, "Missing patterns"),
+        ],
+        kind="knowledge",
+    )
+
+    # 6. longer than the README's word limits: notices only, CI passes such files
+    words = " ".join(["measure"] * 480)
+    long = [SkillSeed(s.question, f"{s.answer} {words}") for s in five]
+    lines = skill_lines(long)
+    add(
+        "long-seed-text",
+        "6",
+        lines,
+        [(line_of(lines, "seed_examples:"), note, "Longer than the README suggests")],
+    )
+    big = KnowledgeSeed(" ".join(["lunar"] * 520), seeds[0].questions_and_answers)
+    lines = knowledge_lines([big, *seeds[1:]])
+    add(
+        "long-context",
+        "6",
+        lines,
+        [(line_of(lines, "  - context: |"), note, "Longer than the README suggests")],
+        kind="knowledge",
+    )
+
+    # 7. other real failures: qna.yml (PR #1074), a number answer (PR #382), a top-level
+    #    list, an empty file (a warning), attribution.txt missing or empty (PR #1345)
+    add(
+        "qna-yml",
+        "7",
+        skill_lines(),
+        [(1, fail, "File must be named qna.yaml")],
+        file_name="qna.yml",
+    )
+    lines = skill_lines()
+    at = line_of(lines, "    answer", 4)
+    lines[at - 1] = "    answer: 35.67"
+    add("number-answer", "7", lines, [(at, fail, "Wrong kind of value")])
+    add(
+        "top-level-list",
+        "7",
+        qna_text(["# a list, not a mapping", '["a", "b"]']),
+        [(2, fail, "Not a set of keys")],
+    )
+    add("empty-file", "7", qna_text(["# nothing here yet"]), [(1, warn, "Empty file")])
+    add(
+        "attribution-missing",
+        "7",
+        skill_lines(),
+        [(1, fail, "attribution.txt missing")],
+        attribution=None,
+    )
+    add(
+        "attribution-empty",
+        "7",
+        skill_lines(),
+        [(1, fail, "attribution.txt empty")],
+        attribution="",
+    )
+    return cases

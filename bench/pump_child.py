@@ -1,0 +1,83 @@
+"""One `run_streaming` of the line flood with the worker's line sink, in a process of its own so
+its memory can be read from /proc/self/status.
+
+The run stops at BYTES or after SECONDS (the child is then killed: `run_streaming`'s timeout),
+so a slow reader costs bounded time; the rate is over what went through.
+Prints one JSON object: bytes, seconds, lines, rss_before_kb, hwm_kb, rss_after_kb.
+Usage: python -m bench.pump_child BYTES SECONDS WORKDIR
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from instruct_lab_bot.progress import Progress
+from instruct_lab_bot.runner import run_streaming
+from instruct_lab_bot.worker import LOG_NAME, _line_sink
+
+
+def status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return -1
+
+
+def reset_peak() -> bool:
+    """Make VmHWM start from the current RSS (Linux ≥ 4.0: write 5 to clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+async def pump(size: int, limit: float, work: Path) -> dict[str, float]:
+    progress = Progress()
+    log_path = work / LOG_NAME
+    flood = [sys.executable, "-m", "bench.line_flood", str(size)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    with log_path.open("w", encoding="utf-8", errors="replace") as log_file:
+        worker_sink = _line_sink(progress, log_file)
+        worker_sink("stdout", "warm-up line")  # imports and regexes compiled before the baseline
+        consumed = 0
+
+        def sink(stream: str, line: str) -> None:
+            nonlocal consumed
+            consumed += len(line) + 1  # characters: the bars' █ count 1 instead of 3 bytes
+            worker_sink(stream, line)
+
+        rss_before = status_kb("VmRSS")
+        peak_reset = reset_peak()
+        started = time.perf_counter()
+        result = await run_streaming(
+            flood, cwd=work, env=env, on_line=sink, timeout=limit, kill_grace=5
+        )
+        seconds = time.perf_counter() - started
+    hwm = status_kb("VmHWM")
+    log_path.unlink()
+    return {
+        "bytes": consumed,
+        "received": result.output_bytes,
+        "seconds": seconds,
+        "lines": progress.lines_seen,
+        "complete": result.outcome == "exited" and result.exit_code == 0,
+        "rss_before_kb": rss_before,
+        "hwm_kb": hwm,
+        "rss_after_kb": status_kb("VmRSS"),
+        "peak_reset": peak_reset,
+    }
+
+
+def main() -> None:
+    size, limit, work = int(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
+    print(json.dumps(asyncio.run(pump(size, limit, work))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Each benchmark's core runs with tiny sizes and produces numbers (no timing assertions).
+
+`make bench` takes minutes; these take seconds and keep the scripts working as the code they
+measure changes. Real parts throughout: our Redis, real server and worker processes, real
+subprocesses.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+
+from bench import dispatch, github_calls, idle, ingest, output_pump, queue_throughput
+from bench.__main__ import Figure, console, run_figure, table
+from bench.common import Row, bot_argv, bot_env, free_port
+from instruct_lab_bot.queue import EVENTS_STREAM
+
+
+def _numbers(rows: list[Row]) -> None:
+    assert rows
+    for row in rows:
+        assert row.met in ("yes", "no", "info"), row
+        assert any(ch.isdigit() for ch in row.ours), row
+
+
+async def test_ingest_stores_one_event_per_command_and_reports(
+    redis_url: str, tmp_path: Path
+) -> None:
+    secret = "smoke-secret"
+    payloads = ingest.bodies(tmp_path, secret)
+    port = free_port()
+    server = ingest.Server(
+        "ours",
+        bot_argv("server", "--no-dispatcher"),
+        bot_env(redis_url, tmp_path, port, secret),
+        f"http://127.0.0.1:{port}/healthz",
+    )
+    results = ingest.Results({}, {}, {}, {})
+    with ingest.serving(server, tmp_path) as url:
+        rate = ingest._loadgen(url, payloads["command"], tmp_path, "rate", 0.2)
+        closed = ingest._loadgen(url, payloads["plain"], tmp_path, "closed", 0.3)
+    stored = redis.Redis.from_url(redis_url).xlen(EVENTS_STREAM)
+    assert rate.requests > 0 and rate.ok == rate.requests
+    assert closed.requests > 0 and closed.ok == closed.requests
+    assert stored == rate.requests  # the plain comments stored nothing
+    for kind, result in (("command", rate), ("plain", closed)):
+        results.throughput[("ours", kind)] = result
+        results.throughput[("bare", kind)] = result
+    results.p99["ours"] = rate
+    results.p99["bare"] = rate
+    found = ingest.rows(results, payloads)
+    assert [r.met for r in found if "octokit" in r.figure] == ["n/a", "n/a"]
+    _numbers([r for r in found if "octokit" not in r.figure])
+
+
+async def test_dispatch_latencies_are_measured(redis_url: str, tmp_path: Path) -> None:
+    floor = await dispatch.spawn_floor(tmp_path, 3)
+    ours = await dispatch.ours(redis_url, tmp_path, 3)
+    assert len(floor) == len(ours["job"]) == len(ours["ilab"]) == 3
+    assert all(0 < v < 10 for v in floor + ours["job"] + ours["ilab"])
+    found = dispatch.rows(
+        {"floor": {"ilab": floor}, "ours": ours, "saq": ours, "arq": ours}, {}, None
+    )
+    _numbers([r for r in found if r.met != "n/a"])
+
+
+async def test_queue_throughput_ours_and_raw(redis_url: str, tmp_path: Path) -> None:
+    results = {
+        (system, 1): queue_throughput.run_one(system, 1, 30, redis_url, tmp_path)
+        for system in ("ours", "raw")
+    }
+    for result in results.values():
+        assert result.done == result.count == 30
+        assert result.drain_rate > 0 and result.enqueue_rate > 0
+    _numbers([r for r in queue_throughput.rows(results, {}) if r.met != "n/a"])
+
+
+async def test_queue_baselines_arq_and_saq(redis_url: str, tmp_path: Path) -> None:
+    for system in ("saq", "arq"):
+        result = queue_throughput.run_one(system, 1, 20, redis_url, tmp_path)
+        assert result.done == 20
+    latencies = dispatch.baseline("saq", redis_url, tmp_path, 2)
+    assert len(latencies["job"]) == len(latencies["ilab"]) == 2
+    assert all(v > 0 for v in latencies["job"] + latencies["ilab"])
+
+
+async def test_output_pump_reads_everything_with_bounded_memory(tmp_path: Path) -> None:
+    size = 1 << 20
+    assert output_pump.cat_rate(size) > 0
+    result = output_pump.ours(size // 8, 30.0)
+    assert result["complete"]
+    assert result["lines"] > 100
+    assert result["hwm_kb"] > 0 and result["rss_before_kb"] > 0
+
+
+async def test_idle_footprint_of_real_processes() -> None:
+    found = await idle.measure(quick=True)
+    assert len(found) == 3
+    for row in found[:2]:
+        rss = float(row.ours.split()[0])
+        assert 0 < rss < 1000
+
+
+async def test_github_calls_counts_the_calls_of_one_job(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ILAB_BOT_REDIS_URL", redis_url)
+    monkeypatch.setenv("ILAB_STANDIN_DURATION", "1")  # measure() sets it; restored after
+    total, routes = await github_calls.measure(1.0, 0.5)
+    assert total == sum(routes.values()) > 0
+    assert len(github_calls.rows(1.0, 0.5, total, routes)) == 2
+
+
+def test_rows_for_a_scaled_ten_minute_job() -> None:
+    routes = Counter(
+        {
+            "POST /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions": 1,
+            "GET /repos/{owner}/{repo}/pulls/{pull_number}": 1,
+            "POST /repos/{owner}/{repo}/check-runs": 1,
+            "PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}": 22,
+            "POST /repos/{owner}/{repo}/issues/{issue_number}/comments": 1,
+        }
+    )
+    calls, writes = github_calls.rows(30.0, 1.5, sum(routes.values()), routes)
+    assert calls.figure.startswith("GitHub calls for one job (10-min job")
+    assert (calls.ours, calls.target, calls.met) == ("26", "≤ 25 (5 + 1 per interval)", "no")
+    assert "25 writes" in calls.note
+    assert (writes.ours, writes.met) == ("125", "no")  # 50 jobs × 25 writes per 10 minutes
+
+
+def test_table_and_a_failing_figure(tmp_path: Path) -> None:
+    broken = Figure("no_such_figure", "broken figure", 30)
+    rows, seconds = run_figure(broken, True, tmp_path)
+    assert rows[0].met == "n/a" and "exit" in rows[0].note
+    assert seconds >= 0
+    rows.append(Row("a | b", "1", "2", "0.50", "≥ 1", "no", "why"))
+    assert "a \\| b" in table(rows, notes=True)
+    assert "broken figure" in console(rows)
