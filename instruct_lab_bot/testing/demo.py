@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
-import structlog
 import redis.asyncio as aioredis
+import structlog
 
 from .. import logs
 from ..settings import Secret, Settings
