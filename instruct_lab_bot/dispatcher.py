@@ -70,9 +70,12 @@ class Dispatcher:
         (redis-py drains a blocking reply before it gives the connection back).
         """
         backoff = 0.5
+        groups_ready = False
         while not stop.is_set():
             try:
-                await self.queue.ensure_groups()
+                if not groups_ready:  # at start, and again after Redis came back
+                    await self.queue.ensure_groups()
+                    groups_ready = True
                 entries = await self.queue.claim_stale(
                     EVENTS_STREAM,
                     DISPATCH_GROUP,
@@ -86,6 +89,7 @@ class Dispatcher:
                     await self.handle(entry)
                 backoff = 0.5
             except (RedisError, OSError) as exc:
+                groups_ready = False
                 log.warning("dispatcher.redis_error", error=repr(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)

@@ -3,6 +3,10 @@
 Label values are bounded (event, action, command, conclusion, route template, exit code):
 never a PR number, sha or job id. Queue-wide gauges are computed from Redis, so every replica
 reports the same truth and dashboards take `max()` across instances.
+
+Series whose label values are known up front (commands, conclusions) are created at zero when
+the process starts: a counter that first appears at 1 looks flat to `rate()`/`increase()`, so
+the first job after a restart would be missing from every rate panel and duration quantile.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from .commands import GPU_COMMANDS, KNOWN_COMMANDS
+from .jobs import CONCLUSIONS
 from .queue import (
     DEAD_STREAM,
     DISPATCH_GROUP,
@@ -148,6 +154,11 @@ class ServerMetrics:
         )
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
+        for command in KNOWN_COMMANDS:
+            for outcome in ("received", "accepted", "denied"):
+                self.commands.labels(command, outcome)
+        for command in GPU_COMMANDS:
+            self.jobs_enqueued.labels(command)
 
 
 class WorkerMetrics:
@@ -185,6 +196,12 @@ class WorkerMetrics:
         self.artifact_bytes = Counter(f"{NS}_artifact_bytes_uploaded", "Bytes uploaded", registry=r)
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
+        for command in GPU_COMMANDS:
+            self.jobs_started.labels(command)
+            self.job_duration.labels(command)
+            self.queue_wait.labels(command)
+            for conclusion in set(CONCLUSIONS.values()):
+                self.jobs_completed.labels(command, conclusion)
 
 
 class GitHubMetrics:

@@ -13,8 +13,10 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
+# Matched from the percentage on (the description is what precedes it): a pattern that starts
+# with an open-ended description would retry at every offset, quadratic on long lines.
 _TQDM = re.compile(
-    r"(?P<desc>[^\r\n|]*?)\s*(?P<pct>\d+)%\|[^|]*\|\s*"
+    r"(?P<pct>\d+)%\|[^|]*\|\s*"
     r"(?P<n>\d+(?:\.\d+)?[kMG]?)/(?P<total>\d+(?:\.\d+)?[kMG]?|\?)"
     r"(?:\s*\[(?P<elapsed>[\d:]+)(?:<(?P<eta>[\d:?]+))?[^\]]*\])?"
 )
@@ -47,12 +49,14 @@ class LogLine:
 
 
 def parse_bar(line: str) -> Bar | None:
+    if "%|" not in line:  # cheap rejection: most lines are not progress bars
+        return None
     match = _TQDM.search(line)
     if not match:
         return None
     eta = match.group("eta")
     return Bar(
-        description=match.group("desc").strip().rstrip(":").strip(),
+        description=line[: match.start()].strip().rstrip(":").strip()[-200:],
         percent=min(100, int(match.group("pct"))),
         done=match.group("n"),
         total=match.group("total"),
@@ -82,6 +86,8 @@ class Progress:
     discarded: int | None = None
     lines_seen: int = 0
     tail: deque[str] = field(default_factory=deque)
+    _last_bar: Bar | None = field(default=None, repr=False)
+    _last_line: str | None = field(default=None, repr=False)
 
     def feed(self, line: str) -> None:
         """Take one output line (already split on `\\n` and `\\r`)."""
@@ -92,14 +98,20 @@ class Progress:
                 self.stage = bar.description
             self.percent, self.eta = bar.percent, bar.eta
             self.counter = f"{bar.done}/{bar.total}"
-            self._replace_bar_in_tail(line)
+            self._replace_bar_in_tail(line, bar)
             return
         self._append(line)
-        discarded = _DISCARDED.findall(line)
-        if discarded:  # "N instructions generated, 2 discarded due to format, 1 ... rouge score"
-            self.discarded = sum(int(n) for n in discarded)
-        log = parse_log(line)
+        if "iscarded" in line:
+            # "N instructions generated, 2 discarded due to format, 1 ... rouge score"
+            discarded = _DISCARDED.findall(line)
+            if discarded:
+                self.discarded = sum(int(n) for n in discarded)
+        log = parse_log(line) if line[:1] in "DIWEC" else None
         if log is None:
+            if "failed with" in line:  # ilab's own failure line is printed plainly
+                failed = _FAILED.search(line)
+                if failed:
+                    self.error = failed.group("error")[:2000]
             return
         if log.level in ("ERROR", "CRITICAL"):
             failed = _FAILED.search(log.message)
@@ -112,15 +124,15 @@ class Progress:
         while len(self.tail) > self.tail_lines:
             self.tail.popleft()
 
-    def _replace_bar_in_tail(self, line: str) -> None:
+    def _replace_bar_in_tail(self, line: str, bar: Bar) -> None:
         """A redraw replaces the previous frame of the same bar, as a terminal would show."""
-        if self.tail and parse_bar(self.tail[-1]) is not None:
-            previous = parse_bar(self.tail[-1])
-            current = parse_bar(line)
-            if previous and current and previous.description == current.description:
-                self.tail[-1] = line
-                return
+        same_bar = self._last_bar is not None and self._last_bar.description == bar.description
+        if same_bar and self.tail and self.tail[-1] is self._last_line:
+            self.tail[-1] = line
+            self._last_bar, self._last_line = bar, line
+            return
         self._append(line)
+        self._last_bar, self._last_line = bar, line
 
     def last_lines(self, count: int) -> list[str]:
         return list(self.tail)[-count:]

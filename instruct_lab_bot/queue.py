@@ -150,24 +150,29 @@ return {'created', ARGV[1]}
 """
 
 # Start (or take over) a job for one worker: queued → running; with ARGV[4] == '1' also a
-# running job whose lease expired. Counts the attempt; refuses past the attempt limit.
+# running job whose lease expired. Counts the attempt; refuses past the attempt limit. Returns
+# the job's fields too, so starting a job costs one round trip.
 # KEYS: job. ARGV: worker, now, max attempts, allow running, lease seconds.
 _START = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {'missing', ''} end
 if current ~= 'queued' and not (current == 'running' and ARGV[4] == '1') then
-  return {'refused', current}
+  return {'refused', current, redis.call('HGETALL', KEYS[1])}
 end
 if current == 'running' then
   local beat = tonumber(redis.call('HGET', KEYS[1], 'heartbeat_at') or '0')
-  if beat > tonumber(ARGV[2]) - tonumber(ARGV[5]) then return {'refused', current} end
+  if beat > tonumber(ARGV[2]) - tonumber(ARGV[5]) then
+    return {'refused', current, redis.call('HGETALL', KEYS[1])}
+  end
 end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
-if attempts >= tonumber(ARGV[3]) then return {'exhausted', current} end
+if attempts >= tonumber(ARGV[3]) then
+  return {'exhausted', current, redis.call('HGETALL', KEYS[1])}
+end
 redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1], 'started_at', ARGV[2],
            'heartbeat_at', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-return {'ok', current}
+return {'ok', current, redis.call('HGETALL', KEYS[1])}
 """
 
 # Renew a lease: reset the entry's idle time (XCLAIM JUSTID keeps the delivery count) if this
@@ -247,6 +252,7 @@ class StreamEntry:
 class TransitionResult:
     status: str  # ok | refused | missing | exhausted
     previous: State | None
+    job: Job | None = None
 
     @property
     def ok(self) -> bool:
@@ -410,12 +416,17 @@ class Queue:
         lease: float = 0.0,
     ) -> TransitionResult:
         """queued → running for exactly one worker; with `takeover`, also a job whose worker
-        lost its lease. `exhausted` (in `status`) means the attempts are used up."""
-        status, previous = await self._start(
+        lost its lease. `exhausted` (in `status`) means the attempts are used up. `job` is the
+        job as stored after the step (None if there is no such job)."""
+        reply = await self._start(
             keys=[job_key(job_id)],
             args=[worker, repr(time.time()), max_attempts, "1" if takeover else "0", lease],
         )
-        return _result(status, previous)
+        status, previous = reply[0], reply[1]
+        flat = reply[2] if len(reply) > 2 else []
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        job = Job.from_fields(fields) if "state" in fields else None
+        return TransitionResult(status, State(previous) if previous else None, job)
 
     async def heartbeat(self, entry: StreamEntry, job_id: str, worker: str) -> str:
         """Renew this worker's lease on a job: "ok", "lost" (another worker took it over) or

@@ -155,9 +155,12 @@ class Worker:
             asyncio.create_task(self._announce(stop)),
             asyncio.create_task(self.metrics.queue.run(self.queue, stop)),
         ]
+        groups_ready = False
         while await self._take_slot(stop):
             try:
-                await self.queue.ensure_groups()
+                if not groups_ready:  # at start, and again after Redis came back
+                    await self.queue.ensure_groups()
+                    groups_ready = True
                 entries: list[StreamEntry] = []
                 takeover = False
                 if time.monotonic() >= next_reclaim:
@@ -177,6 +180,7 @@ class Worker:
                 backoff = 0.5
             except (RedisError, OSError) as exc:
                 self._slots.release()
+                groups_ready = False  # a restarted Redis without AOF has lost them
                 log.warning("worker.redis_error", error=repr(exc), retry_in=backoff)
                 await _sleep_jitter(backoff, stop)
                 backoff = min(backoff * 2, 30.0)
@@ -253,10 +257,6 @@ class Worker:
 
     async def process(self, entry: StreamEntry, *, takeover: bool = False) -> None:
         job_id = entry.fields.get("job", "")
-        job = await self.queue.get_job(job_id)
-        if job is None:  # expired or never stored: nothing to run
-            await self.queue.ack(entry, WORKER_GROUP)
-            return
         started = await self.queue.start_job(
             job_id,
             self.name,
@@ -264,6 +264,10 @@ class Worker:
             takeover=takeover,
             lease=self.settings.lease_timeout,
         )
+        job = started.job
+        if job is None:  # expired or never stored: nothing to run
+            await self.queue.ack(entry, WORKER_GROUP)
+            return
         if started.status == "exhausted":
             await self._dead_letter(entry, job)
             return
@@ -272,7 +276,6 @@ class Worker:
             if not takeover:  # ended, or running under its own entry: this one is a duplicate
                 await self.queue.ack(entry, WORKER_GROUP)
             return
-        job = await self.queue.get_job(job_id) or job
         active = ActiveJob(job_id, entry)
         self._active[job_id] = active
         heartbeat = asyncio.create_task(self._heartbeat(active))

@@ -52,3 +52,13 @@ def test_tracker_keeps_a_bounded_tail_and_collapses_redraws() -> None:
         "gen_skill_freeform Prompt Generation: 3000%|██████████| 150/5 [00:01<00:00]"
     )
     assert overshoot is not None and overshoot.percent == 100
+
+
+def test_long_lines_and_plain_failure_lines() -> None:
+    progress = Progress()
+    progress.feed("x" * 100_000)  # no bar: rejected without a regex scan
+    assert progress.percent is None
+    progress.feed("y" * 5_000 + " 50%|█████     | 1/2 [00:01<00:01]")
+    assert progress.percent == 50 and len(progress.stage) <= 200
+    progress.feed("Generating dataset failed with the following error: server unreachable")
+    assert progress.error == "server unreachable"

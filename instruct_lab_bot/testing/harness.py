@@ -20,10 +20,12 @@ from ..worker import Worker, open_worker
 
 @dataclass
 class RunningBot:
-    """A started server and its workers; `url` is the server's base URL."""
+    """A started server and its workers; `url` is the server's base URL, `app` the server app
+    (for its metrics and queue, e.g. `bot.app[METRICS].queue.refresh(bot.app[QUEUE])`)."""
 
     settings: Settings
     url: str
+    app: web.Application
     workers: list[Worker] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -34,14 +36,18 @@ class RunningBot:
 
 @contextlib.asynccontextmanager
 async def run_bot(
-    settings: Settings, *, workers: int = 1, concurrency: int = 1
+    settings: Settings, *, workers: int = 1, concurrency: int = 1, tracing: bool | None = None
 ) -> AsyncIterator[RunningBot]:
-    """Serve on `settings.host:settings.port` and run `workers` worker loops until exit."""
-    runner = web.AppRunner(create_app(settings), handle_signals=False)
+    """Serve on `settings.host:settings.port` and run `workers` worker loops until exit.
+
+    `tracing` is `create_app`'s: True adds the OpenTelemetry server middleware.
+    """
+    app = create_app(settings, tracing=tracing)
+    runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    bot = RunningBot(settings, f"http://{settings.host}:{settings.port}")
+    bot = RunningBot(settings, f"http://{settings.host}:{settings.port}", app)
     async with contextlib.AsyncExitStack() as stack:
         tasks: list[asyncio.Task[None]] = []
         for _ in range(workers):
