@@ -23,6 +23,7 @@ from .metrics import ServerMetrics
 from .permissions import Facts, Policy, decide
 from .queue import DISPATCH_GROUP, EVENTS_STREAM, Queue, StreamEntry, consumer_name
 from .settings import Settings
+from .status import ReadOptions, pr_status
 from .tracing import continue_trace, current_traceparent, span
 from .validation_runs import Validator
 from .webhooks import (
@@ -419,15 +420,11 @@ class Dispatcher:
     # -- status -----------------------------------------------------------------------------
 
     async def _status_text(self, owner: str, repo: str, pr_number: int) -> str:
-        jobs = await self.queue.get_jobs(await self.queue.pr_job_ids(owner, repo, pr_number))
-        queued = [
-            j
-            for j in await self.queue.get_jobs(await self.queue.recent_job_ids(1000))
-            if j.state is State.QUEUED
-        ]
-        order = [j.id for j in sorted(queued, key=lambda j: j.created_at)]
-        positions = {job_id: number for number, job_id in enumerate(order, 1)}
-        return messages.status_reply(jobs, positions, self.settings.github_git_url)
+        """The same read model as the status page; PR commenters see their private repo."""
+        options = ReadOptions.from_settings(self.settings, show_private=True)
+        pr = await pr_status(self.queue, owner, repo, pr_number, options)
+        page = f"{self.settings.public_url}/repos/{owner}/{repo}/pulls/{pr_number}"
+        return messages.status_reply(pr, page)
 
     # -- pull request and check run events ------------------------------------------------
 

@@ -11,11 +11,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from .jobs import CONCLUSIONS, Job, State
 from .permissions import Policy
 from .precheck import Answer
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from .status import PrStatus
 
 CHECK_OUTPUT_LIMIT = 65_535  # GitHub's cap on check-run output.summary and output.text
 COMMENT_LIMIT = 65_536  # GitHub's cap on an issue comment body
@@ -299,30 +303,30 @@ def labels_check_run(command: str, head_sha: str, labels: Sequence[str]) -> dict
     }
 
 
-def status_reply(jobs: Sequence[Job], positions: dict[str, int], web_url: str) -> str:
-    """The `status` command's answer: every job of this PR, newest first."""
-    if not jobs:
-        return "No jobs have run on this pull request yet."
+def status_reply(pr: PrStatus, page_url: str) -> str:
+    """The `status` command's answer: the same read model as the status page, as a table."""
+    if not pr.jobs:
+        return f"No jobs have run on this pull request yet. ([status page]({page_url}))"
     lines = ["| job | command | sha | state | details |", "|---|---|---|---|---|"]
-    for job in sorted(jobs, key=lambda j: j.created_at, reverse=True)[:30]:
+    for job in pr.jobs[:30]:
         if job.state is State.QUEUED:
-            where = positions.get(job.id)
-            details = f"position {where} in the queue" if where else "waiting"
+            details = f"position {job.position} in the queue" if job.position else "waiting"
         elif job.state is State.RUNNING:
-            details = f"on `{escape_md(job.worker)}` for {format_duration(job.duration)}"
+            details = f"on `{escape_md(job.worker)}` for {format_duration(job.duration or 0)}"
             if job.stage:
                 details += f": {escape_md(job.stage)}"
         else:
-            details = f"took {format_duration(job.duration)}"
-            if job.generated >= 0:
+            details = f"took {format_duration(job.duration or 0)}"
+            if job.generated is not None and job.generated >= 0:
                 details += f", {job.generated} samples"
-            if job.index_url:
-                details += f", [files]({job.index_url})"
-        run = f"[`{job.id[:8]}`]({check_run_url(web_url, job)})" if job.check_run_id else job.id
+            if job.links.artifacts:
+                details += f", [files]({job.links.artifacts})"
+        name = f"`{job.id[:8]}`"
+        run = f"[{name}]({job.links.check_run})" if job.links.check_run else name
         lines.append(
             f"| {run} | `{job.command}` | {short_sha(job.head_sha)} | {job.state} | {details} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines) + f"\n\nLive view: [status page]({page_url})."
 
 
 def _verdict(state: State) -> str:

@@ -35,10 +35,17 @@ from .github_emulator import GitHubEmulator, generate_app_key
 from .harness import run_bot
 from .openapi import OpenAPISpec
 from .payloads import pr_comment
-from .taxonomy import build_taxonomy_remote, default_skill_seeds, leaf_files, skill_qna
+from .taxonomy import (
+    build_taxonomy_remote,
+    default_skill_seeds,
+    file_at,
+    leaf_files,
+    skill_qna,
+)
 from .testdata import TestDataPaths, ensure_testdata, load_webhook_example
 
 OWNER, REPO, PR = "instructlab", "taxonomy", 42
+REVIEWER = "reviewer"  # has write access: may run `generate` (the default policy)
 SKILL_DIR = "compositional_skills/linguistics/synonyms/formal_register"
 LINK = re.compile(r"\]\((http[^)\s]+)\)")
 
@@ -175,6 +182,10 @@ async def sandbox(
                 title="Add a skill: formal register synonyms",
                 user_login="contributor",
             )
+            for path in remote.changed_files:  # what validation reads through the contents API
+                text = file_at(remote, remote.head_sha, path)
+                gh.set_content(OWNER, REPO, path, text, ref=remote.head_sha)
+            gh.set_permission(OWNER, REPO, REVIEWER, "write")
             port = free_port(int(os.environ.get("ILAB_BOT_PORT", "8080")))
             settings = Settings(
                 github_app_id=str(key.app_id),
@@ -209,6 +220,7 @@ async def demo(keep_serving: bool) -> None:
         say()
         comment = await play(box.gh, bot.webhook_url, box.settings, box.paths)
         await show_artifacts(comment)
+        say(f"\nStatus page: {bot.url}/  (this PR: {bot.url}/repos/{OWNER}/{REPO}/pulls/{PR})")
         if keep_serving:
             say(f"\nThe bot keeps serving the links above at {bot.url}; Ctrl-C to stop.")
             with contextlib.suppress(asyncio.CancelledError):
@@ -218,9 +230,9 @@ async def demo(keep_serving: bool) -> None:
 async def play(
     gh: GitHubEmulator, webhook_url: str, settings: Settings, paths: TestDataPaths
 ) -> dict[str, Any]:
-    """Comment the command as a contributor would; print what follows; return the reply."""
-    body = "Looks ready to me.\n\n@instruct-lab-bot generate"
-    seeded = gh.add_comment(OWNER, REPO, PR, body, user_login="contributor")
+    """A reviewer comments the command; print what follows as the PR shows it; return the reply."""
+    body = "Seed examples look fine, let's see the data.\n\n@instruct-lab-bot generate"
+    seeded = gh.add_comment(OWNER, REPO, PR, body, user_login=REVIEWER)
     payload = pr_comment(
         load_webhook_example(paths, "issue_comment", action="created"),
         body=body,
@@ -228,12 +240,12 @@ async def play(
         repo=REPO,
         pr_number=PR,
         comment_id=int(seeded["id"]),
-        login="contributor",
+        login=REVIEWER,
         installation_id=gh.installation_id,
     )
     data = json.dumps(payload).encode()
     say(f"── {OWNER}/{REPO} #{PR}: Add a skill: formal register synonyms " + "─" * 10)
-    say(f"contributor commented:\n    {body.replace(chr(10), chr(10) + '    ')}")
+    say(f"{REVIEWER} commented:\n    {body.replace(chr(10), chr(10) + '    ')}")
     async with aiohttp.ClientSession() as session:
         headers = {
             "X-GitHub-Event": "issue_comment",

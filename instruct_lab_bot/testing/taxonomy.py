@@ -781,3 +781,14 @@ def invalid_qna_cases() -> list[InvalidQna]:
         attribution="",
     )
     return cases
+
+
+def file_at(remote: TaxonomyRemote, sha: str, path: str) -> str:
+    """A file's exact text at a commit of the bare taxonomy remote (for the contents API)."""
+    shown = subprocess.run(
+        ["git", "--git-dir", str(remote.bare_path), "show", f"{sha}:{path}"],
+        capture_output=True,
+        check=True,
+        env=git_env(),
+    )
+    return shown.stdout.decode()
