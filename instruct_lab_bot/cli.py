@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import uuid
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="jobs this process runs at once (default 1: one per GPU host)",
     )
 
+    dlq = sub.add_parser("dlq", help="dead-letter queue: jobs that kept killing their worker")
+    dlq.add_argument("action", choices=("list", "show", "requeue", "drop"))
+    dlq.add_argument("entry", nargs="?", help="dead-letter entry id (show, requeue, drop)")
+
     replay = sub.add_parser(
         "replay", help="sign a stored webhook payload and POST it to a running server"
     )
@@ -66,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(require_github=args.command != "replay")
+        settings = load_settings(require_github=args.command not in ("replay", "dlq"))
     except SettingsError as exc:
         print(f"instruct-lab-bot: {exc}", file=sys.stderr)
         return 2
@@ -78,7 +83,51 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("instruct-lab-bot: --concurrency must be at least 1", file=sys.stderr)
             return 2
         return asyncio.run(run_worker(settings, args.concurrency, args.metrics_port))
+    if args.command == "dlq":
+        if args.action != "list" and not args.entry:
+            print(f"instruct-lab-bot: dlq {args.action} needs an entry id", file=sys.stderr)
+            return 2
+        return asyncio.run(dead_letters(settings, args.action, args.entry))
     return asyncio.run(replay(settings, args.payload, args.event, args.url, args.delivery))
+
+
+async def dead_letters(settings: Settings, action: str, entry: str | None) -> int:
+    """Admins: see, requeue (fresh attempts) or drop jobs in the dead-letter stream."""
+    from .queue import Queue
+
+    queue = Queue.from_url(settings.redis_url, history_ttl=settings.job_history_ttl)
+    try:
+        if action == "list":
+            for item in await queue.dead_letters():
+                job = await queue.get_job(item.fields.get("job", ""))
+                where = f"{job.repo_full_name}#{job.pr_number} {job.command}" if job else "?"
+                print(
+                    f"{item.id}  job {item.fields.get('job')}  {where}  "
+                    f"{item.fields.get('reason', '')[:100]}"
+                )
+            return 0
+        assert entry is not None
+        if action == "show":
+            found = [i for i in await queue.dead_letters(1000) if i.id == entry]
+            if not found:
+                print(f"no dead letter {entry}", file=sys.stderr)
+                return 1
+            job = await queue.get_job(found[0].fields.get("job", ""))
+            print(
+                json.dumps(
+                    {"entry": found[0].fields, "job": job.to_fields() if job else None}, indent=2
+                )
+            )
+            return 0
+        if action == "requeue":
+            requeued = await queue.requeue_dead(entry)
+            print(f"requeued job {requeued.id}" if requeued else f"no dead letter {entry}")
+            return 0 if requeued else 1
+        dropped = await queue.drop_dead(entry)
+        print("dropped" if dropped else f"no dead letter {entry}")
+        return 0 if dropped else 1
+    finally:
+        await queue.aclose()
 
 
 def run_server(settings: Settings, *, dispatcher: bool = True) -> int:

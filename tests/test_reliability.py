@@ -29,7 +29,7 @@ from instruct_lab_bot.queue import DEAD_STREAM, EVENTS_STREAM, JOBS_STREAM, Queu
 from instruct_lab_bot.settings import Settings
 from instruct_lab_bot.testing.harness import run_bot
 from instruct_lab_bot.webhooks import sign
-from tests.fixtures.bot import WEBHOOK_SECRET, WorkerProcess, post_webhook
+from tests.fixtures.bot import WEBHOOK_SECRET, WorkerProcess, post_webhook, settings_env
 from tests.fixtures.redis import free_port
 from tests.fixtures.taxonomy import TaxonomyFactory
 from tests.fixtures.world import MAINTAINER, World, publish_pull
@@ -157,6 +157,28 @@ async def test_poison_job_goes_to_dead_letters_after_max_deliveries(
     (comment,) = world.result_comments()
     assert "stopped after 3 attempts" in comment["body"]
     assert "dlq requeue" in comment["body"]
+    # the admin's view: list it, then requeue it with fresh attempts
+    listed = dlq(settings, "list")
+    assert job.id in listed.stdout
+    entry = listed.stdout.split()[0]
+    assert job.id in dlq(settings, "show", entry).stdout
+    assert f"requeued job {job.id}" in dlq(settings, "requeue", entry).stdout
+    queue = Queue.from_url(settings.redis_url)
+    requeued = await queue.get_job(job.id)
+    assert await queue.dead_letters() == []
+    await queue.aclose()
+    # a live worker may already have started it again: fresh attempts either way
+    assert requeued is not None and requeued.state in (State.QUEUED, State.RUNNING)
+    assert requeued.attempts <= 1
+
+
+def dlq(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """`instruct-lab-bot dlq ...` as an admin runs it, configured by the environment."""
+    command = [str(Path(sys.executable).with_name("instruct-lab-bot")), "dlq", *args]
+    env = {**os.environ, **settings_env(settings)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 async def test_duplicate_deliveries_and_requests_make_one_job(world: World) -> None:
