@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from instruct_lab_bot.testing.redis_server import running_redis
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
 BENCH_DIR = Path(__file__).resolve().parent
@@ -188,47 +190,11 @@ def redis_version() -> str:
 def redis_server() -> Iterator[str]:
     """A private redis-server on a free loopback port, with an append-only file (fsync every
     second, the usual production setting), so "durably enqueued" means what it does in prod."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed (`make redis` installs it)")
-    with tempfile.TemporaryDirectory(prefix="ilab-bench-redis-") as directory:
-        port = free_port()
-        argv = [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            directory,
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--logfile",
-            str(Path(directory) / "redis.log"),
-        ]
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_redis(port, process)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            stop(process)
-
-
-def _wait_redis(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("redis-server exited at start")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
-            s.sendall(b"PING\r\n")
-            if s.recv(16).startswith(b"+PONG"):
-                return
-        time.sleep(0.02)
-    raise RuntimeError("redis-server did not start")
+    with (
+        tempfile.TemporaryDirectory(prefix="ilab-bench-redis-") as directory,
+        running_redis(Path(directory), appendonly=True, appendfsync="everysec") as server,
+    ):
+        yield server.url
 
 
 # -- the machine ------------------------------------------------------------------------------

@@ -57,8 +57,8 @@ def test_tracker_keeps_a_bounded_tail_and_collapses_redraws() -> None:
 def test_long_lines_and_plain_failure_lines() -> None:
     progress = Progress()
     progress.feed("x" * 100_000)  # no bar: rejected without a regex scan
-    assert progress.percent is None
+    assert progress.stage == "Starting" and progress.lines_seen == 1
     progress.feed("y" * 5_000 + " 50%|█████     | 1/2 [00:01<00:01]")
-    assert progress.percent == 50 and len(progress.stage) <= 200
+    assert progress.counter == "1/2" and len(progress.stage) <= 200
     progress.feed("Generating dataset failed with the following error: server unreachable")
     assert progress.error == "server unreachable"

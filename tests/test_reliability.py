@@ -28,9 +28,9 @@ from instruct_lab_bot.jobs import Job, State
 from instruct_lab_bot.queue import DEAD_STREAM, EVENTS_STREAM, JOBS_STREAM, Queue
 from instruct_lab_bot.settings import Settings
 from instruct_lab_bot.testing.harness import run_bot
+from instruct_lab_bot.testing.redis_server import RedisServer
 from instruct_lab_bot.webhooks import sign
 from tests.fixtures.bot import WEBHOOK_SECRET, WorkerProcess, post_webhook, settings_env
-from tests.fixtures.redis import free_port
 from tests.fixtures.taxonomy import TaxonomyFactory
 from tests.fixtures.world import MAINTAINER, World, publish_pull
 
@@ -205,72 +205,35 @@ async def test_duplicate_deliveries_and_requests_make_one_job(world: World) -> N
 # -- Redis restarts ---------------------------------------------------------------------
 
 
-class RedisProcess:
-    """A redis-server with AOF that can be killed and restarted on the same port and data."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-
-    async def ready(self) -> None:
-        client = aioredis.Redis.from_url(self.url)
-        try:
-            async with asyncio.timeout(20):
-                while True:
-                    with contextlib.suppress(aioredis.ConnectionError, OSError):
-                        if await client.ping():
-                            return
-                    await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
+async def ready(server: RedisServer) -> None:
+    client = aioredis.Redis.from_url(server.url)
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                with contextlib.suppress(aioredis.ConnectionError, OSError):
+                    if await client.ping():
+                        return
+                await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture
-def aof_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path / "aof")
-    server.directory.mkdir()
+def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis with AOF fsynced on every write, that the test kills and restarts."""
+    server = RedisServer(tmp_path / "aof", appendonly=True, appendfsync="always")
     server.start()
     yield server
-    if server.process and server.process.poll() is None:
-        server.kill()
+    server.stop()
 
 
 async def test_redis_restart_loses_nothing(
     world: World,
-    aof_redis: RedisProcess,
+    aof_redis: RedisServer,
     worker_processes: StartWorker,
     taxonomy_remote: TaxonomyFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await aof_redis.ready()
     settings = fast(world, redis_url=aof_redis.url, lease_timeout=600.0)
     monkeypatch.setenv("ILAB_STANDIN_DURATION", "3")
     second = taxonomy_remote(repo="skills")
@@ -296,8 +259,7 @@ async def test_redis_restart_loses_nothing(
             async with session.get(f"{bot.url}/readyz") as response:
                 assert response.status == 503
             await asyncio.sleep(1.5)  # the running job's heartbeats and progress fail meanwhile
-            aof_redis.start()
-            await aof_redis.ready()
+            await asyncio.to_thread(aof_redis.start)  # same port, same AOF: everything back
         await until(
             lambda: (
                 len(world.result_comments()) == 1

@@ -15,11 +15,10 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -35,6 +34,7 @@ from .github_emulator import GitHubEmulator, generate_app_key
 from .harness import run_bot
 from .openapi import OpenAPISpec
 from .payloads import pr_comment
+from .redis_server import RedisUnavailable, running_redis
 from .taxonomy import (
     build_taxonomy_remote,
     default_skill_seeds,
@@ -63,39 +63,6 @@ def free_port(preferred: int) -> int:
                 continue
             return int(sock.getsockname()[1])
     raise RuntimeError("no free port")
-
-
-@contextlib.contextmanager
-def own_redis(var: Path) -> Iterator[str]:
-    """A throwaway redis-server for the demo, so it never touches anyone's data."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is missing: `make demo` installs it with apt")
-    directory = var / "redis"
-    directory.mkdir(parents=True, exist_ok=True)
-    port = free_port(0)
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(directory),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 async def redis_ready(url: str) -> bool:
@@ -161,9 +128,10 @@ async def sandbox(
         if redis_url and await redis_ready(redis_url):
             say(f"redis:     {redis_url} (from ILAB_BOT_REDIS_URL)")
         else:
-            redis_url = stack.enter_context(own_redis(var))
-            if not await redis_ready(redis_url):
-                raise SystemExit("the demo's redis-server did not start")
+            try:
+                redis_url = stack.enter_context(running_redis(var / "redis")).url
+            except RedisUnavailable as exc:
+                raise SystemExit(f"{exc}; `make demo` installs it") from None
             say(f"redis:     started a private redis-server at {redis_url}")
         async with GitHubEmulator(spec, app_id=key.app_id, public_key_pem=key.public_key_pem) as gh:
             say(
