@@ -9,6 +9,7 @@ never both move one job out of the same state.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -318,15 +319,53 @@ class Queue:
 
     # -- events (server → dispatcher) -------------------------------------------------
 
+    # Calls to `add_event` from one event-loop tick, waiting for their shared round trip.
+    _event_batch: list[tuple[list[Any], asyncio.Future[Any]]] | None = None
+
     async def add_event(self, delivery_id: str, fields: Mapping[str, str]) -> str | None:
-        """Append a verified webhook intent once per delivery; None for a redelivery."""
+        """Append a verified webhook intent once per delivery; None for a redelivery.
+
+        Concurrent calls (one per webhook request) made in the same event-loop tick share one
+        pipeline: one round trip instead of one each. Every call is still its own atomic
+        script, and each caller gets its own reply or the error (a broken connection fails
+        them all). EVAL, not EVALSHA: a Redis that lost its script cache needs no reload step.
+        """
         flat: list[str] = ["v", SCHEMA_VERSION, "delivery", delivery_id]
         for key, value in fields.items():
             flat += [key, value]
-        result = await self._enqueue_once(
-            keys=[delivery_key(delivery_id), EVENTS_STREAM],
-            args=[DELIVERY_TTL, STREAM_MAXLEN, *flat],
-        )
+        call = [delivery_key(delivery_id), EVENTS_STREAM, DELIVERY_TTL, STREAM_MAXLEN, *flat]
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
+        if self._event_batch is not None:
+            self._event_batch.append((call, reply))
+            return cast(str | None, await reply or None)
+        batch = self._event_batch = [(call, reply)]
+
+        async def store() -> None:
+            self._event_batch = None  # later calls start the next batch
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for args, _reply in batch:
+                        pipe.eval(_ENQUEUE_ONCE, 2, *args)
+                    results = await pipe.execute(raise_on_error=False)
+            except BaseException as exc:
+                for _args, waiting in batch:
+                    if not waiting.done():
+                        waiting.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for (_args, waiting), result in zip(batch, results, strict=True):
+                if waiting.done():
+                    continue
+                if isinstance(result, Exception):
+                    waiting.set_exception(result)
+                else:
+                    waiting.set_result(result)
+
+        task = loop.create_task(store())  # runs after this tick's other handlers have joined
+        result = await asyncio.shield(reply)
+        await asyncio.shield(task)
         return cast(str | None, result or None)
 
     # -- consuming --------------------------------------------------------------------

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
+
+import orjson
 
 from .commands import Command, parse_commands
 
@@ -64,18 +65,80 @@ def parse_delivery(
     secret: bytes,
 ) -> Delivery:
     """Verify, then parse. Raises `WebhookError` with the status to answer."""
+    event, delivery_id = check_delivery(
+        body, event=event, delivery_id=delivery_id, signature=signature, secret=secret
+    )
+    return Delivery(event, delivery_id, parse_payload(body))
+
+
+def check_delivery(
+    body: bytes,
+    *,
+    event: str | None,
+    delivery_id: str | None,
+    signature: str | None,
+    secret: bytes,
+) -> tuple[str, str]:
+    """Headers and signature, nothing parsed: the verified (event, delivery id)."""
     if not event or not _EVENT.fullmatch(event):
         raise WebhookError(400, "missing or malformed X-GitHub-Event header")
     if not delivery_id or not _DELIVERY.fullmatch(delivery_id):
         raise WebhookError(400, "missing or malformed X-GitHub-Delivery header")
     verify_signature(body, signature, secret)
+    return event, delivery_id
+
+
+def parse_payload(body: bytes) -> dict[str, Any]:
+    """A verified body as a JSON object (orjson: UTF-8 only, as GitHub sends)."""
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise WebhookError(400, f"body is not JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise WebhookError(400, "body is not a JSON object")
-    return Delivery(event, delivery_id, payload)
+    return payload
+
+
+#: Events `classify` can turn into an intent (plus `ping`, answered "pong").
+HANDLED_EVENTS = frozenset({"issue_comment", "pull_request", "check_run", "ping"})
+# GitHub serialises `action` first; only that leading key is trusted without parsing.
+_LEADING_ACTION = re.compile(rb'\s*\{\s*"action"\s*:\s*"([a-z_]{1,40})"')
+# What could hide a mention from a plain byte search: any \u escape, and the non-ASCII
+# letters that `re.IGNORECASE` matches to ASCII ones (U+0130, U+0131 ~ i; U+017F ~ s;
+# U+212A ~ k), raw in UTF-8.
+_DISGUISES = (b"\xc4\xb0", b"\xc4\xb1", b"\xc5\xbf", b"\xe2\x84\xaa")
+
+
+def skip_unparsed(body: bytes, event: str, username: str) -> str | None:
+    """For a verified delivery that surely classifies to "nothing to do": its action (the
+    metrics label, "" if unknown), so the caller answers without parsing. None: parse it.
+
+    Most traffic is events the bot ignores and comments that do not mention it; deciding on
+    the raw bytes saves the JSON parse. Only bodies shaped like an object (`{...}`) skip, so
+    the usual malformed bodies still get their 400, but malformed JSON *inside* an ignored
+    event's braces is answered 202 unnoticed: harmless, as nothing is stored or acted on.
+    """
+    stripped = body.strip()
+    if not (stripped.startswith(b"{") and stripped.endswith(b"}")) or event == "ping":
+        return None
+    leading = _LEADING_ACTION.match(body)
+    action = leading.group(1).decode() if leading else ""
+    if event not in HANDLED_EVENTS:
+        return action
+    if not leading:
+        return None  # unusual shape: let the parser and `classify` decide
+    if event == "pull_request":
+        return action if action not in PR_ACTIONS else None
+    if event == "check_run":
+        return action if action not in CHECK_RUN_ACTIONS else None
+    if action != "created":
+        return action  # an edited or deleted comment never runs a command
+    name = username.lower().encode()
+    if not username.isascii() or b"\\u" in body or name in body.lower():
+        return None
+    if not body.isascii() and any(disguise in body for disguise in _DISGUISES):
+        return None  # (byte searches: a regex alternation here cost more than the parse)
+    return action
 
 
 @dataclass(frozen=True)
@@ -90,7 +153,7 @@ class _Intent:
     kind: ClassVar[str] = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+        return orjson.dumps(self).decode()
 
 
 @dataclass(frozen=True)
@@ -150,7 +213,7 @@ _KINDS: dict[str, type[_Intent]] = {
 
 def intent_from_json(kind: str, text: str) -> Intent:
     """The intent stored in a stream entry by `Intent.to_json`."""
-    data = json.loads(text)
+    data = orjson.loads(text)
     if kind == CommandIntent.kind:
         data["commands"] = tuple(
             Command(name=c["name"], args=tuple(c["args"]), line=c["line"]) for c in data["commands"]

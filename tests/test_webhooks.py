@@ -143,3 +143,25 @@ def test_repository_allow_list() -> None:
     body = json.dumps(payload).encode()
     assert classify(deliver(body), "instruct-lab-bot", repos=frozenset({"instructlab/taxonomy"}))
     assert classify(deliver(body), "instruct-lab-bot", repos=frozenset({"other/repo"})) is None
+
+
+def test_skip_unparsed_never_hides_a_command() -> None:
+    from instruct_lab_bot.webhooks import skip_unparsed
+
+    def skip(payload: dict[str, object], event: str = "issue_comment") -> str | None:
+        return skip_unparsed(json.dumps(payload).encode(), event, "instruct-lab-bot")
+
+    assert skip(comment_payload("thanks, looks good")) == "created"
+    assert skip(comment_payload("@INSTRUCT-LAB-BOT generate")) is None  # case-insensitive
+    assert skip(comment_payload("@instruct\\u002dlab-bot generate")) is None  # escapes
+    escaped = json.dumps(comment_payload("@instruct-lab-bot generate"), ensure_ascii=True)
+    assert (
+        skip_unparsed(escaped.replace("-", "\\u002d").encode(), "issue_comment", "instruct-lab-bot")
+        is None
+    )
+    assert skip(comment_payload("@instruct-lab-\u017fot"), "issue_comment") is None  # ſ folds to s
+    assert skip(comment_payload("@instruct-lab-bot generate", action="edited")) == "edited"
+    assert skip({"action": "completed"}, "check_suite") == "completed"
+    assert skip({"action": "opened", "number": 1}, "pull_request") is None  # handled
+    assert skip({"zen": "x"}, "ping") is None
+    assert skip_unparsed(b"[1, 2]", "issue_comment", "instruct-lab-bot") is None  # -> 400
