@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -26,8 +27,11 @@ from .common import Row, verdict
 async def measure(duration: float, interval: float) -> tuple[int, Counter[str]]:
     os.environ["ILAB_STANDIN_DURATION"] = str(duration)
     standin = str(Path(sys.executable).with_name("ilab-standin"))
-    var = Path.cwd() / "var" / "bench-github-calls"
-    with open(os.devnull, "w") as quiet:  # noqa: PTH123 - the sandbox wants a text stream
+    with (
+        tempfile.TemporaryDirectory(prefix="ilab-bench-calls-") as scratch,  # runs never collide
+        open(os.devnull, "w") as quiet,  # noqa: PTH123 - the sandbox wants a text stream
+    ):
+        var = Path(scratch) / "var"
         async with (
             sandbox(
                 var, ilab_command=(standin,), progress_interval=interval, log_file=quiet
