@@ -38,6 +38,7 @@ from . import __version__
 from .governor import WRITE_METHODS, Outcome, RetryPolicy, WriteBudget, retry_delay
 from .permissions import role_from_permission
 from .settings import Settings
+from .tracing import span
 
 log = structlog.get_logger(__name__)
 USER_AGENT = f"instruct-lab-bot/{__version__}"
@@ -280,6 +281,22 @@ class GitHubApp:
             raise ValueError(f"unsupported method {method}")
         api = _RecordingAPI(self._session, self.api_url, route, self.on_response)
         jwt = None if token is not None else self._app_jwt()
+        with span("github.request", method=method, route=route) as current:
+            outcome, response = await self._send(api, method, url, url_vars, data, jwt, token)
+            if current.is_recording():
+                current.set_attribute("http.response.status_code", str(outcome.status))
+            return outcome, response
+
+    async def _send(
+        self,
+        api: _RecordingAPI,
+        method: str,
+        url: str,
+        url_vars: Mapping[str, Any],
+        data: Any,
+        jwt: str | None,
+        token: str | None,
+    ) -> tuple[Outcome, _Response | None]:
         result: Any = None
         try:
             async with self._slots, asyncio.timeout(self.timeout):

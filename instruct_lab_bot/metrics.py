@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from redis.exceptions import RedisError
 
 from .commands import GPU_COMMANDS, KNOWN_COMMANDS
@@ -38,6 +38,9 @@ NS = "instruct_lab_bot"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 JOB_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
 WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600)
+#: What `generate_latest` writes (newer clients' `CONTENT_TYPE_LATEST` names 1.0.0 instead,
+#: which Prometheus before 3.0 does not know).
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class QueueGauges:
@@ -230,10 +233,7 @@ def _header(headers: object, name: str) -> str | None:
 
 
 def metrics_response(registry: CollectorRegistry) -> web.Response:
-    response = web.Response(body=generate_latest(registry))
-    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    response.charset = "utf-8"
-    return response
+    return web.Response(body=generate_latest(registry), headers={"Content-Type": TEXT_FORMAT})
 
 
 @contextlib.asynccontextmanager

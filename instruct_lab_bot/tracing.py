@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
-from opentelemetry import context, trace
-from opentelemetry.trace import Span, Tracer
+from aiohttp import web
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PROPAGATOR = TraceContextTextMapPropagator()
+UNTRACED = frozenset({"/metrics", "/healthz", "/readyz"})
 _ENABLING = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 
@@ -29,18 +32,28 @@ def tracing_requested(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def configure_tracing(service: str, environ: Mapping[str, str] | None = None) -> bool:
-    """Install an SDK provider exporting over OTLP/HTTP when `OTEL_*` asks for it."""
+    """Install an SDK provider when `OTEL_*` asks for it: OTLP/HTTP (the default exporter)
+    and/or `console` (`OTEL_TRACES_EXPORTER=console`, for a look on a terminal)."""
     if not tracing_requested(environ):
         return False
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SimpleSpanProcessor,
+    )
 
     env = os.environ if environ is None else environ
+    names = {n.strip() for n in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",") if n.strip()}
     resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", service)})
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if "console" in names:
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    if "otlp" in names or "console" not in names:  # OTLP unless only `console` was asked
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     return True
 
@@ -75,10 +88,21 @@ def span(name: str, **attributes: Any) -> Iterator[Span]:
     """A child span of the current one, with bot attributes (job id, repo, PR, command)."""
     with tracer().start_as_current_span(name) as current:
         if current.is_recording():
-            current.set_attributes(
-                {f"ilab_bot.{k}": v for k, v in attributes.items() if v not in (None, "")}
-            )
+            current.set_attributes(_attributes(attributes))
         yield current
+
+
+def record_span(name: str, start: float, end: float, **attributes: Any) -> None:
+    """A child span for something already over, with its real times (epoch seconds): the
+    wait in the queue, say, which is only known once the job starts."""
+    current = tracer().start_span(name, start_time=int(start * 1e9))
+    if current.is_recording():
+        current.set_attributes(_attributes(attributes))
+    current.end(end_time=int(max(start, end) * 1e9))
+
+
+def _attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"ilab_bot.{k}": v for k, v in attributes.items() if v not in (None, "")}
 
 
 def add_trace_ids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
@@ -91,9 +115,43 @@ def add_trace_ids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> 
 
 
 def server_middlewares(force: bool | None = None) -> list[Any]:
-    """The aiohttp server instrumentation, only when tracing is on (it costs per request)."""
+    """A server span per request, only when tracing is on (it costs per request).
+
+    Our own small middleware rather than opentelemetry-instrumentation-aiohttp-server's: that
+    one only works after `AioHttpServerInstrumentor().instrument()`, which replaces
+    `web.Application` for the whole process. Probes and scrapes (`UNTRACED`) get no span.
+    """
     if not (tracing_requested() if force is None else force):
         return []
-    from opentelemetry.instrumentation.aiohttp_server import create_aiohttp_middleware
+    return [_server_span]
 
-    return [create_aiohttp_middleware(trace.get_tracer_provider())]
+
+@web.middleware
+async def _server_span(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`POST /api/github/hook` as a SERVER span, continuing a caller's `traceparent`."""
+    if request.path in UNTRACED:
+        return await handler(request)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else ""
+    attributes = {"http.request.method": request.method, "url.path": request.path}
+    if route:
+        attributes["http.route"] = route
+    with tracer().start_as_current_span(
+        f"{request.method} {route}".strip(),
+        context=propagate.extract(request.headers),
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+    ) as current:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            _set_http_status(current, exc.status)
+            raise
+        _set_http_status(current, response.status)
+        return response
+
+
+def _set_http_status(current: Span, status: int) -> None:
+    current.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        current.set_status(Status(StatusCode.ERROR))

@@ -43,7 +43,7 @@ from .storage import (
     parse_artifacts_url,
     render_index_html,
 )
-from .tracing import continue_trace, span
+from .tracing import continue_trace, record_span, span
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -299,6 +299,7 @@ class Worker:
                 worker=self.name,
             ),
         ):
+            record_span("queue.wait", job.created_at, job.started_at, job_id=job.id)
             try:
                 if takeover:
                     log.info("job.taken_over", attempt=job.attempts)

@@ -5,7 +5,9 @@
   HTTP, parsed with prometheus-client's parser, checked by `promtool check metrics`, and the
   values must have moved; no label value may name a PR, sha or job.
 - Traces: an in-memory exporter sees one trace from the webhook's server span through the
-  dispatcher to the worker's spans, and log lines written inside spans carry its trace id.
+  dispatcher to the worker's spans, and log lines written inside spans carry its trace id; a
+  real worker process configured by `OTEL_*` exports its spans over OTLP/HTTP to a real
+  receiver under that same trace; with no `OTEL_*` nothing records and nothing is printed.
 - Logs: the JSON log of a whole job holds no private key, installation token, webhook secret or
   status-page token; `Redactor` is unit-tested on token shapes, PEM blocks and set secrets.
 """
@@ -14,30 +16,37 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
 import io
 import json
+import os
 import re
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 import structlog
+from aiohttp import web
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import Attributes
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from instruct_lab_bot import logs
+from instruct_lab_bot import logs, tracing
 from instruct_lab_bot.logs import Redactor
 from instruct_lab_bot.queue import Queue
 from instruct_lab_bot.server import METRICS, QUEUE
@@ -61,6 +70,8 @@ Families = dict[str, Metric]
 async def get_text(url: str) -> str:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         assert response.status == 200, url
+        if url.endswith("/metrics"):  # what Prometheus reads to pick its parser
+            assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         return await response.text()
 
 
@@ -251,6 +262,11 @@ async def test_metrics_move_after_a_real_job(
     assert_bounded_labels(server, forbidden)
     assert_bounded_labels(work, forbidden)
     print_metrics(server, work)
+    # the real worker process's own JSON log holds no secret either
+    tokens = [t for issued in world.gh.tokens.values() for t in issued]
+    worker_log = worker.log_path.read_text()
+    assert '"event": "job.finished"' in worker_log
+    assert_no_secret(worker_log, [*world.settings.secrets(), *tokens], private_key(world))
 
 
 def print_metrics(*scrapes: Families) -> None:
@@ -272,57 +288,59 @@ def print_metrics(*scrapes: Families) -> None:
 # --------------------------------------------------------------------------- traces
 
 
-class SwitchSampler(Sampler):
-    """Samples only while a test captures: the session's provider costs nothing elsewhere."""
+class SwitchProvider(trace.TracerProvider):
+    """The process's TracerProvider for the whole session (OpenTelemetry lets a process set
+    one, once): the SDK's while a test captures, otherwise no-op tracers, exactly as in a
+    process without `OTEL_*` (so no other test sees spans, trace ids or traceparents)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sdk: TracerProvider) -> None:
+        self.sdk = sdk
         self.on = False
 
-    def should_sample(
+    def get_tracer(
         self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: Any = None,
-    ) -> SamplingResult:
-        return SamplingResult(Decision.RECORD_AND_SAMPLE if self.on else Decision.DROP)
-
-    def get_description(self) -> str:
-        return "SwitchSampler"
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Attributes | None = None,
+    ) -> trace.Tracer:
+        if not self.on:
+            return trace.NoOpTracer()
+        return self.sdk.get_tracer(
+            instrumenting_module_name, instrumenting_library_version, schema_url, attributes
+        )
 
 
 @dataclass
 class SpanCapture:
     exporter: InMemorySpanExporter
-    sampler: SwitchSampler
+    provider: SwitchProvider
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
 
 
 @pytest.fixture(scope="session")
-def span_provider() -> SpanCapture:
-    """The process's one TracerProvider (OpenTelemetry allows setting it once)."""
+def span_provider() -> Iterator[SpanCapture]:
     exporter = InMemorySpanExporter()
-    sampler = SwitchSampler()
-    provider = TracerProvider(sampler=sampler)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sdk = TracerProvider()
+    sdk.add_span_processor(SimpleSpanProcessor(exporter))
+    provider = SwitchProvider(sdk)
     trace.set_tracer_provider(provider)
     assert trace.get_tracer_provider() is provider, "another TracerProvider was set first"
-    return SpanCapture(exporter, sampler)
+    yield SpanCapture(exporter, provider)
+    sdk.shutdown()
 
 
 @pytest.fixture
 def spans(span_provider: SpanCapture) -> Iterator[SpanCapture]:
+    """Capture the spans of one test (the tracer is looked up per span, so this switches)."""
     span_provider.exporter.clear()
-    span_provider.sampler.on = True
+    span_provider.provider.on = True
     try:
         yield span_provider
     finally:
-        span_provider.sampler.on = False
+        span_provider.provider.on = False
         span_provider.exporter.clear()
 
 
@@ -388,11 +406,14 @@ async def test_one_trace_from_webhook_to_worker(
     ]
     (root,) = webhook
     assert root.context is not None and root.parent is None
+    assert dict(root.attributes or {})["http.route"] == "/api/github/hook"
+    assert dict(root.attributes or {})["http.response.status_code"] == 202
     trace_id = root.context.trace_id
     in_trace = [s for s in finished if s.context and s.context.trace_id == trace_id]
     names = {s.name for s in in_trace}
     wanted = {"dispatch", "permission_check", "job", "git.fetch", "ilab.run", "artifacts.upload"}
     assert wanted <= names, f"missing {wanted - names}; trace has {sorted(names)}"
+    assert {s.context.trace_id for s in finished if s.name in wanted and s.context} == {trace_id}
     (job_span,) = [s for s in in_trace if s.name == "job"]
     attributes = dict(job_span.attributes or {})
     assert attributes["ilab_bot.job_id"] == job_id
@@ -423,19 +444,150 @@ async def _finished(capture: SpanCapture, name: str) -> bool:
     return any(s.name == name for s in capture.spans())
 
 
-async def test_no_spans_and_no_trace_ids_without_tracing(
-    world: World, json_log: Callable[[Settings], io.StringIO], span_provider: SpanCapture
+def test_record_span_keeps_the_real_times_under_the_current_span(spans: SpanCapture) -> None:
+    """For waits known only afterwards (queue wait): real start and end, current parent."""
+    with tracing.span("job", job_id="j1") as job:
+        tracing.record_span("queue.wait", 1_700_000_000.25, 1_700_000_002.5, stream="jobs")
+    (wait,) = [s for s in spans.spans() if s.name == "queue.wait"]
+    assert wait.start_time is not None and wait.end_time is not None
+    # epoch seconds as floats carry about a microsecond of precision, not a nanosecond
+    assert abs(wait.start_time - 1_700_000_000_250_000_000) < 1000
+    assert abs(wait.end_time - 1_700_000_002_500_000_000) < 1000
+    assert wait.parent is not None and wait.parent.span_id == job.get_span_context().span_id
+    assert dict(wait.attributes or {}) == {"ilab_bot.stream": "jobs"}
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str
+    attributes: dict[str, Any]
+
+
+@dataclass
+class OtlpReceiver:
+    """A real OTLP/HTTP endpoint (protobuf over `POST /v1/traces`) collecting what it gets."""
+
+    url: str
+    spans: list[ReceivedSpan]
+
+
+@pytest.fixture
+async def otlp_receiver() -> AsyncIterator[OtlpReceiver]:
+    received: list[ReceivedSpan] = []
+
+    async def traces(request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        message = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in message.resource_spans:
+            resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for item in scope_spans.spans:
+                    attributes = {a.key: _any_value(a.value) for a in item.attributes}
+                    received.append(
+                        ReceivedSpan(
+                            resource.get("service.name", ""),
+                            item.name,
+                            item.trace_id.hex(),
+                            item.span_id.hex(),
+                            item.parent_span_id.hex(),
+                            attributes,
+                        )
+                    )
+        answer = ExportTraceServiceResponse().SerializeToString()
+        return web.Response(body=answer, content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", traces)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield OtlpReceiver(f"http://127.0.0.1:{port}", received)
+    finally:
+        await runner.cleanup()
+
+
+def _any_value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+async def test_trace_continues_in_a_worker_process(
+    world: World,
+    spans: SpanCapture,
+    otlp_receiver: OtlpReceiver,
+    worker_processes: Callable[..., WorkerProcess],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With tracing off (the sampler drops), log lines carry no trace ids and nothing records."""
-    buffer = json_log(world.settings)
-    async with run_bot(world.settings, workers=0) as bot:
-        status, _ = await world.comment(bot, "@instruct-lab-bot help")
-        assert status == 202
-        async with asyncio.timeout(30):
-            await world.gh.wait_for(lambda: len(world.bot_comments()) >= 1)
-    assert not span_provider.spans()
-    events = log_events(buffer)
-    assert events and not [e for e in events if "trace_id" in e]
+    """The trace context crosses Redis into another process: a real `instruct-lab-bot worker`
+    configured by the standard `OTEL_*` variables exports its spans over OTLP/HTTP, under the
+    trace the webhook started in this process."""
+    monkeypatch.setenv("ILAB_STANDIN_DURATION", "0.5")
+    worker = worker_processes(
+        world.settings,
+        metrics_port=free_port(),
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY="100",
+    )
+    await wait_until_serving(worker)
+    async with run_bot(world.settings, workers=0, tracing=True) as bot:
+        job_id = await run_job(world, bot, worker)
+
+    async def exported() -> bool:
+        return {"job", "artifacts.upload"} <= {s.name for s in otlp_receiver.spans}
+
+    await eventually(exported, "the worker's spans over OTLP")
+    (root,) = [s for s in spans.spans() if s.name == "POST /api/github/hook"]
+    (dispatch,) = [s for s in spans.spans() if s.name == "dispatch"]
+    assert root.context is not None and dispatch.context is not None
+    trace_hex = format(root.context.trace_id, "032x")
+    (job,) = [s for s in otlp_receiver.spans if s.name == "job"]
+    assert job.service == "instruct-lab-bot-worker"
+    assert job.trace_id == trace_hex
+    assert job.parent_id == format(dispatch.context.span_id, "016x")
+    assert job.attributes["ilab_bot.job_id"] == job_id
+    children = {s.name for s in otlp_receiver.spans if s.parent_id == job.span_id}
+    assert {"git.fetch", "ilab.run", "artifacts.upload"} <= children
+    # the worker's own log lines inside the job carry the same trace id
+    inside = [e for e in worker.events() if e.get("job_id") == job_id]
+    assert inside and all(e.get("trace_id") == trace_hex for e in inside)
+
+
+def test_tracing_off_by_default_costs_nothing_and_prints_nothing() -> None:
+    """With no `OTEL_*` variable: no provider, no middleware, non-recording spans, no trace ids
+    in log lines, nothing printed (checked in a fresh interpreter: this one has a provider)."""
+    code = """
+import io, sys
+import structlog
+from aiohttp import web
+from opentelemetry import trace
+from instruct_lab_bot import logs, tracing
+assert not tracing.configure_tracing("instruct-lab-bot-server")
+assert tracing.server_middlewares() == []
+buffer = io.StringIO()
+logs.configure("json", stream=buffer)
+with tracing.span("job", job_id="j") as current:
+    assert not current.is_recording()
+    assert tracing.current_traceparent() == ""
+    structlog.get_logger().info("inside.span")
+sys.stdout.write(buffer.getvalue())
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    (line,) = done.stdout.splitlines()
+    event = json.loads(line)
+    assert event["event"] == "inside.span" and "trace_id" not in event
 
 
 # --------------------------------------------------------------------------- logs
@@ -468,12 +620,21 @@ async def test_job_log_holds_no_secret(
     names = {e["event"] for e in events}
     assert {"webhook.queued", "job.queued", "job.started", "job.finished"} <= names
     assert any(e.get("delivery_id") for e in events if e["event"] == "webhook.queued")
-    assert all(e.get("repo") and e.get("pr") == 7 for e in events if e.get("job_id") == job_id)
+    in_job = [e for e in events if e["event"] in ("job.started", "job.uploaded", "job.finished")]
+    assert in_job and all(
+        (e["job_id"], e["repo"], e["pr"], e["command"])
+        == (job_id, "instructlab/taxonomy", 7, "generate")
+        for e in in_job
+    )
 
     tokens = [t for issued in world.gh.tokens.values() for t in issued]
     assert tokens, "the job used no installation token: the check below would prove nothing"
     secrets = [*settings.secrets(), STATUS_TOKEN, *tokens]
-    assert_no_secret(text, secrets, settings.github_private_key.value)
+    assert_no_secret(text, secrets, private_key(world))
+
+
+def private_key(world: World) -> str:
+    return world.settings.github_private_key.value
 
 
 def assert_no_secret(text: str, secrets: Sequence[str], private_key: str) -> None:
