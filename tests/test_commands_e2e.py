@@ -23,7 +23,7 @@ from instruct_lab_bot.testing.taxonomy import (
     leaf_files,
     skill_qna,
 )
-from tests.fixtures.bot import post_webhook
+from tests.fixtures.bot import alive, post_webhook
 from tests.fixtures.taxonomy import PR_SKILL_DIR, TaxonomyFactory
 from tests.fixtures.world import World, publish_pull
 
@@ -233,14 +233,6 @@ async def test_required_labels(world: World) -> None:
 # -- cancel, retry, status ----------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status
-
-
 async def test_cancel_running_job_kills_its_process_group(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,7 +251,7 @@ async def test_cancel_running_job_kills_its_process_group(
         status = (await wait_replies(world, 3))[-1]
     (invocation,) = world.record.entries()
     for pid in (invocation["pid"], invocation["child_pid"]):
-        assert not _alive(pid), f"process {pid} survived the cancel"
+        assert not alive(pid), f"process {pid} survived the cancel"
     run = world.check_run()
     assert run["conclusion"] == "cancelled"
     assert "writer-wu" in result["body"] and "cancelled" in result["body"]

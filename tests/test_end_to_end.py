@@ -18,6 +18,7 @@ from instruct_lab_bot.queue import DISPATCH_GROUP, EVENTS_STREAM, JOBS_STREAM, W
 from instruct_lab_bot.settings import Settings
 from instruct_lab_bot.testing.harness import run_bot
 from instruct_lab_bot.testing.taxonomy import SkillSeed, leaf_files, skill_qna
+from tests.fixtures.bot import alive
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.taxonomy import PR_SKILL_DIR, TaxonomyFactory
 from tests.fixtures.world import World
@@ -173,15 +174,7 @@ async def test_generate_timeout_kills_process_group(world: World) -> None:
     assert "timed out" in comment["body"]
     (invocation,) = world.record.entries()
     for pid in (invocation["pid"], invocation["child_pid"]):
-        assert not _alive(pid), f"process {pid} survived the timeout"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status
+        assert not alive(pid), f"process {pid} survived the timeout"
 
 
 HOSTILE = [
