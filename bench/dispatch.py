@@ -137,7 +137,7 @@ def baseline(system: str, redis_url: str, work: Path, samples: int) -> Latencies
 
 async def full_path(work: Path, samples: int) -> tuple[list[float], list[float]]:
     """(event stored → ilab started, job XADD → ilab started) through the real bot."""
-    from instruct_lab_bot.testing.demo import OWNER, PR, REPO, sandbox
+    from instruct_lab_bot.testing.demo import OWNER, PR, REPO, REVIEWER, sandbox
     from instruct_lab_bot.testing.harness import run_bot
     from instruct_lab_bot.testing.payloads import pr_comment
     from instruct_lab_bot.testing.testdata import load_webhook_example
@@ -156,7 +156,7 @@ async def full_path(work: Path, samples: int) -> tuple[list[float], list[float]]
             try:
                 for number in range(1, samples + 1):
                     body = f"Run {number}, please.\n\n@instruct-lab-bot generate"
-                    seeded = box.gh.add_comment(OWNER, REPO, PR, body, user_login="contributor")
+                    seeded = box.gh.add_comment(OWNER, REPO, PR, body, user_login=REVIEWER)
                     payload = pr_comment(
                         example,
                         body=body,
@@ -164,6 +164,7 @@ async def full_path(work: Path, samples: int) -> tuple[list[float], list[float]]
                         repo=REPO,
                         pr_number=PR,
                         comment_id=int(seeded["id"]),
+                        login=REVIEWER,  # has write access: the default policy lets it run
                         installation_id=box.gh.installation_id,
                     )
                     entry = await _post(session, bot.webhook_url, payload, box.settings)
