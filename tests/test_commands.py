@@ -1,3 +1,6 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from instruct_lab_bot.commands import mentions, parse_commands
 
 
@@ -40,3 +43,55 @@ def test_limit_and_mentions() -> None:
     assert len(parse_commands(body, "instruct-lab-bot")) == 10
     assert mentions("@instruct-lab-bot", "instruct-lab-bot")
     assert not mentions("hello", "instruct-lab-bot")
+
+
+# -- properties ---------------------------------------------------------------------------
+
+
+USERNAME = "instruct-lab-bot"
+texty = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=400)
+lines = st.lists(
+    st.one_of(
+        texty,
+        st.sampled_from(
+            [
+                "@instruct-lab-bot generate",
+                "@INSTRUCT-LAB-BOT status now",
+                "> @instruct-lab-bot help",
+                "```",
+                "~~~",
+                "    @instruct-lab-bot cancel",
+                "@instruct-lab-bot-x generate",
+                "x @instruct-lab-bot retry",
+                "@instruct-lab-bot",
+                "\t@instruct-lab-bot precheck",
+            ]
+        ),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(body=st.one_of(texty, lines.map("\n".join), lines.map("\r\n".join)))
+def test_parser_never_raises_and_only_finds_line_start_mentions(body: str) -> None:
+    commands = parse_commands(body, USERNAME)
+    assert len(commands) <= 10
+    source = body.replace("\r\n", "\n").split("\n")
+    for command in commands:
+        line = source[command.line - 1]
+        stripped = line.lstrip(" \t")
+        assert len(line) - len(stripped) <= 3  # at the start of the line (not a code block)
+        assert stripped.lower().startswith("@" + USERNAME)  # the exact mention
+        rest = stripped[len(USERNAME) + 1 :]
+        assert not rest[:1].isalnum() and rest[:1] != "-"  # not a longer login
+        assert command.name == rest.removeprefix("[bot]").split()[0].lower()
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(prefix=texty.filter(lambda t: "\n" not in t and "\r" not in t and t.strip() != ""))
+def test_text_before_the_mention_means_no_command(prefix: str) -> None:
+    body = f"{prefix.strip()} @instruct-lab-bot generate"
+    if body.lstrip().lower().startswith("@instruct-lab-bot"):
+        return  # the prefix itself is the mention
+    assert parse_commands(body, USERNAME) == []
