@@ -283,6 +283,8 @@ class Queue:
     def __init__(self, client: aioredis.Redis, *, history_ttl: int = HISTORY_TTL) -> None:
         self.redis = client
         self.history_ttl = history_ttl
+        # Calls to `add_event` from one event-loop tick, waiting for their shared round trip.
+        self._event_batch: list[tuple[list[Any], asyncio.Future[Any]]] | None = None
         self._enqueue_once = client.register_script(_ENQUEUE_ONCE)
         self._transition = client.register_script(_TRANSITION)
         self._start = client.register_script(_START)
@@ -318,9 +320,6 @@ class Queue:
                     raise
 
     # -- events (server → dispatcher) -------------------------------------------------
-
-    # Calls to `add_event` from one event-loop tick, waiting for their shared round trip.
-    _event_batch: list[tuple[list[Any], asyncio.Future[Any]]] | None = None
 
     async def add_event(self, delivery_id: str, fields: Mapping[str, str]) -> str | None:
         """Append a verified webhook intent once per delivery; None for a redelivery.
