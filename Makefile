@@ -8,10 +8,10 @@ CACHE ?= .cache
 
 .PHONY: install redis promtool chromium testdata demo server worker test lint bench deploy-check clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml testkit/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -e ./testkit
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -37,10 +37,10 @@ chromium:
 
 # Third-party test data (GitHub's OpenAPI description, webhook examples) from pinned npm packages.
 testdata: $(STAMP)
-	$(PY) -m instruct_lab_bot.testing.testdata --cache $(CACHE)
+	$(PY) -m testkit.testdata --cache $(CACHE)
 
 demo: install redis testdata
-	$(PY) -m instruct_lab_bot.testing.demo
+	$(PY) -m testkit.demo
 
 server: install
 	$(VENV)/bin/instruct-lab-bot server
@@ -58,6 +58,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: install redis testdata
 	@command -v wrk >/dev/null || { echo "wrk missing: installing it with apt"; \

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from instruct_lab_bot.testing.redis_server import running_redis
+from testkit.redis_server import running_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"

@@ -38,8 +38,8 @@ from typing import Any
 import aiohttp
 import redis
 
-from instruct_lab_bot.queue import Queue
-from instruct_lab_bot.webhooks import sign
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.core.webhooks import sign
 
 from . import baselines
 from .common import BENCH_DIR, Row, figure_main, percentile, ratio, redis_server, verdict
@@ -137,10 +137,10 @@ def baseline(system: str, redis_url: str, work: Path, samples: int) -> Latencies
 
 async def full_path(work: Path, samples: int) -> tuple[list[float], list[float]]:
     """(event stored → ilab started, job XADD → ilab started) through the real bot."""
-    from instruct_lab_bot.testing.demo import OWNER, PR, REPO, REVIEWER, sandbox
-    from instruct_lab_bot.testing.harness import run_bot
-    from instruct_lab_bot.testing.payloads import pr_comment
-    from instruct_lab_bot.testing.testdata import load_webhook_example
+    from testkit.demo import OWNER, PR, REPO, REVIEWER, sandbox
+    from testkit.harness import run_bot
+    from testkit.payloads import pr_comment
+    from testkit.testdata import load_webhook_example
 
     log = work / "full.log"
     from_event: list[float] = []
@@ -197,7 +197,7 @@ async def _post(
 
 async def _wait_finished(queue: Queue, count: int) -> dict[str, str]:
     """The newest job, once `count` jobs reached an end state (the worker is idle again)."""
-    from instruct_lab_bot.testing.demo import OWNER, PR, REPO
+    from testkit.demo import OWNER, PR, REPO
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -18,8 +18,8 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from instruct_lab_bot.testing.demo import play, sandbox
-from instruct_lab_bot.testing.harness import run_bot
+from testkit.demo import play, sandbox
+from testkit.harness import run_bot
 
 from .common import Row, verdict
 

@@ -31,10 +31,10 @@ from typing import Any
 
 import redis
 
-from instruct_lab_bot.queue import EVENTS_STREAM
-from instruct_lab_bot.testing.payloads import pr_comment
-from instruct_lab_bot.testing.testdata import ensure_testdata, load_webhook_examples
-from instruct_lab_bot.webhooks import sign
+from instruct_lab_bot.adapters.redis.queue import EVENTS_STREAM
+from instruct_lab_bot.core.webhooks import sign
+from testkit.payloads import pr_comment
+from testkit.testdata import ensure_testdata, load_webhook_examples
 
 from . import baselines
 from .common import (

@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from instruct_lab_bot.progress import Progress
-from instruct_lab_bot.runner import run_streaming
-from instruct_lab_bot.worker import LOG_NAME, _line_sink
+from instruct_lab_bot.adapters.runner import run_streaming
+from instruct_lab_bot.core.progress import Progress
+from instruct_lab_bot.services.worker import LOG_NAME, _line_sink
 
 
 def status_kb(field: str) -> int:

@@ -29,14 +29,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from instruct_lab_bot import logs
-from instruct_lab_bot.jobs import Job, State, new_job_id
-from instruct_lab_bot.messages import JobResult
-from instruct_lab_bot.progress import Progress
-from instruct_lab_bot.queue import Queue, StreamEntry
-from instruct_lab_bot.runner import run_streaming, scrub_env
-from instruct_lab_bot.settings import Secret, Settings
-from instruct_lab_bot.worker import Worker, _line_sink, open_worker
+from instruct_lab_bot.adapters.redis.queue import Queue, StreamEntry
+from instruct_lab_bot.adapters.runner import run_streaming, scrub_env
+from instruct_lab_bot.core.jobs import Job, State, new_job_id
+from instruct_lab_bot.core.messages import JobResult
+from instruct_lab_bot.core.progress import Progress
+from instruct_lab_bot.core.settings import Secret, Settings
+from instruct_lab_bot.services import logs
+from instruct_lab_bot.services.worker import Worker, _line_sink, open_worker
 
 READY_KEY = "bench:ready"
 PROGRESS_KEY = "bench:progress"

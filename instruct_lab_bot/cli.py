@@ -6,16 +6,41 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
 
-from . import __version__, logs
-from .settings import Settings, SettingsError, load_settings
+from instruct_lab_bot import __version__
+from instruct_lab_bot.core.settings import Settings, SettingsError, parse_settings
+from instruct_lab_bot.services import logs
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Values from a `.env` file; the process environment wins over it."""
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    dotenv: Path | None = Path(".env"),
+    require_github: bool = True,
+) -> Settings:
+    """`Settings` from `environ` (default: the process environment) over `.env`."""
+    env: dict[str, str] = dict(read_dotenv(dotenv)) if dotenv else {}
+    env.update(os.environ if environ is None else environ)
+    return parse_settings(
+        env, require_github=require_github, read_file=lambda p: Path(p).read_text()
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def dead_letters(settings: Settings, action: str, entry: str | None) -> int:
     """Admins: see, requeue (fresh attempts) or drop jobs in the dead-letter stream."""
-    from .queue import Queue
+    from instruct_lab_bot.adapters.redis.queue import Queue
 
     queue = Queue.from_url(settings.redis_url, history_ttl=settings.job_history_ttl)
     try:
@@ -133,8 +158,8 @@ async def dead_letters(settings: Settings, action: str, entry: str | None) -> in
 def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
     from aiohttp import web
 
-    from .server import create_app
-    from .tracing import configure_tracing
+    from instruct_lab_bot.adapters.tracing import configure_tracing
+    from instruct_lab_bot.services.server import create_app
 
     configure_tracing("instruct-lab-bot-server")
     web.run_app(
@@ -148,9 +173,9 @@ def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
 
 
 async def run_worker(settings: Settings, concurrency: int, metrics_port: int = 0) -> int:
-    from .metrics import WorkerMetrics, serve_metrics
-    from .tracing import configure_tracing
-    from .worker import open_worker
+    from instruct_lab_bot.adapters.tracing import configure_tracing
+    from instruct_lab_bot.services.metrics import WorkerMetrics, serve_metrics
+    from instruct_lab_bot.services.worker import open_worker
 
     configure_tracing("instruct-lab-bot-worker")
     stop = asyncio.Event()
@@ -174,7 +199,7 @@ async def replay(
     settings: Settings, payload: Path, event: str, url: str | None, delivery: str | None
 ) -> int:
     """Like `probot receive`: reproduce a delivery against a running server."""
-    from .webhooks import sign
+    from instruct_lab_bot.core.webhooks import sign
 
     body = await asyncio.to_thread(payload.read_bytes)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104

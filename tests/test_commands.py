@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instruct_lab_bot.commands import mentions, parse_commands
+from instruct_lab_bot.core.commands import mentions, parse_commands
 
 
 def names(body: str) -> list[str]:

@@ -14,10 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from instruct_lab_bot.jobs import State
-from instruct_lab_bot.queue import DISPATCH_GROUP, EVENTS_STREAM, Queue
-from instruct_lab_bot.testing.harness import RunningBot, run_bot
-from instruct_lab_bot.testing.taxonomy import (
+from instruct_lab_bot.adapters.redis.queue import DISPATCH_GROUP, EVENTS_STREAM, Queue
+from instruct_lab_bot.core.jobs import State
+from testkit.harness import RunningBot, run_bot
+from testkit.taxonomy import (
     SkillSeed,
     add_pr_commit,
     leaf_files,

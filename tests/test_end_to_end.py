@@ -13,11 +13,17 @@ import aioboto3
 import aiohttp
 import pytest
 
-from instruct_lab_bot.jobs import State
-from instruct_lab_bot.queue import DISPATCH_GROUP, EVENTS_STREAM, JOBS_STREAM, WORKER_GROUP, Queue
-from instruct_lab_bot.settings import Settings
-from instruct_lab_bot.testing.harness import run_bot
-from instruct_lab_bot.testing.taxonomy import SkillSeed, leaf_files, skill_qna
+from instruct_lab_bot.adapters.redis.queue import (
+    DISPATCH_GROUP,
+    EVENTS_STREAM,
+    JOBS_STREAM,
+    WORKER_GROUP,
+    Queue,
+)
+from instruct_lab_bot.core.jobs import State
+from instruct_lab_bot.core.settings import Settings
+from testkit.harness import run_bot
+from testkit.taxonomy import SkillSeed, leaf_files, skill_qna
 from tests.fixtures.bot import alive
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.taxonomy import PR_SKILL_DIR, TaxonomyFactory

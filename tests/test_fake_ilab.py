@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from instruct_lab_bot.testing.fake_ilab import SYSTEM_PROMPT
-from instruct_lab_bot.testing.taxonomy import (
+from testkit.fake_ilab import SYSTEM_PROMPT
+from testkit.taxonomy import (
     KnowledgeSeed,
     SkillSeed,
     checkout_pr,

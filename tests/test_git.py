@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from instruct_lab_bot.git import (
+from instruct_lab_bot.adapters.git import (
     CheckoutResult,
     GitError,
     auth_header,

@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from instruct_lab_bot.github import GitHubApp, GitHubError
-from instruct_lab_bot.governor import RetryPolicy
-from instruct_lab_bot.testing.github_emulator import DROPPED, AppKey, GitHubEmulator
+from instruct_lab_bot.adapters.github.client import GitHubApp, GitHubError
+from instruct_lab_bot.core.retry import RetryPolicy
+from testkit.github_emulator import DROPPED, AppKey, GitHubEmulator
 
 PULL = "/repos/{owner}/{repo}/pulls/{pull_number}"
 COMMENTS = "/repos/{owner}/{repo}/issues/{issue_number}/comments"

@@ -16,10 +16,10 @@ import jwt
 import pytest
 from gidgethub.aiohttp import GitHubAPI
 
-from instruct_lab_bot.testing import testdata as testdata_module
-from instruct_lab_bot.testing.github_emulator import AppKey, GitHubEmulator, generate_app_key
-from instruct_lab_bot.testing.openapi import OpenAPISpec, SpecViolation
-from instruct_lab_bot.testing.testdata import ALL_FILES, TestDataPaths, is_fetched
+from testkit import testdata as testdata_module
+from testkit.github_emulator import AppKey, GitHubEmulator, generate_app_key
+from testkit.openapi import OpenAPISpec, SpecViolation
+from testkit.testdata import ALL_FILES, TestDataPaths, is_fetched
 from tests.fixtures.github import WebhookExample
 
 OWNER, REPO = "instructlab", "taxonomy"

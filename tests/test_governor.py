@@ -12,16 +12,16 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.github import GitHubApp
-from instruct_lab_bot.governor import (
+from instruct_lab_bot.adapters.github.client import GitHubApp
+from instruct_lab_bot.adapters.github.governor import (
     SECONDARY_LIMIT_WAIT,
     Outcome,
-    RetryPolicy,
     WriteBudget,
     rate_limit_wait,
     retry_delay,
 )
-from instruct_lab_bot.testing.github_emulator import AppKey, Call, GitHubEmulator
+from instruct_lab_bot.core.retry import RetryPolicy
+from testkit.github_emulator import AppKey, Call, GitHubEmulator
 
 POLICY = RetryPolicy(deadline=30, base_delay=0.01, max_delay=0.05)
 SHA = "a" * 40

@@ -1,6 +1,6 @@
 import pytest
 
-from instruct_lab_bot.jobs import Job, State, TransitionError, can_transition, check_transition
+from instruct_lab_bot.core.jobs import Job, State, TransitionError, can_transition, check_transition
 
 
 def test_state_machine() -> None:

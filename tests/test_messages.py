@@ -1,9 +1,9 @@
 import re
 
-from instruct_lab_bot import messages
-from instruct_lab_bot.jobs import Job, State
-from instruct_lab_bot.messages import Artifact, JobResult
-from instruct_lab_bot.progress import Progress
+from instruct_lab_bot.core import messages
+from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.core.messages import Artifact, JobResult
+from instruct_lab_bot.core.progress import Progress
 
 JOB = Job(
     id="job1",

@@ -46,12 +46,13 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from instruct_lab_bot import logs, tracing
-from instruct_lab_bot.logs import Redactor
-from instruct_lab_bot.queue import Queue
-from instruct_lab_bot.server import METRICS, QUEUE
-from instruct_lab_bot.settings import Secret, Settings
-from instruct_lab_bot.testing.harness import RunningBot, run_bot
+from instruct_lab_bot.adapters import tracing
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.core.redaction import Redactor
+from instruct_lab_bot.core.settings import Secret, Settings
+from instruct_lab_bot.services import logs
+from instruct_lab_bot.services.app_keys import METRICS, QUEUE
+from testkit.harness import RunningBot, run_bot
 from tests.fixtures.bot import WorkerProcess
 from tests.fixtures.redis import free_port
 from tests.fixtures.world import World
@@ -568,7 +569,8 @@ import io, sys
 import structlog
 from aiohttp import web
 from opentelemetry import trace
-from instruct_lab_bot import logs, tracing
+from instruct_lab_bot.services import logs
+from instruct_lab_bot.adapters import tracing
 assert not tracing.configure_tracing("instruct-lab-bot-server")
 assert tracing.server_middlewares() == []
 buffer = io.StringIO()

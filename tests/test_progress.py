@@ -1,4 +1,4 @@
-from instruct_lab_bot.progress import Progress, parse_bar, parse_log
+from instruct_lab_bot.core.progress import Progress, parse_bar, parse_log
 
 
 def test_tqdm_bar() -> None:

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 import yaml
 
-from instruct_lab_bot.testing.harness import run_bot
+from testkit.harness import run_bot
 from tests.fixtures.bot import WorkerProcess
 from tests.fixtures.redis import free_port
 from tests.fixtures.world import World

@@ -2,8 +2,7 @@
 
 import asyncio
 
-from instruct_lab_bot.jobs import Job, State
-from instruct_lab_bot.queue import (
+from instruct_lab_bot.adapters.redis.queue import (
     DEAD_STREAM,
     EVENTS_STREAM,
     JOBS_STREAM,
@@ -12,6 +11,7 @@ from instruct_lab_bot.queue import (
     StreamEntry,
     job_key,
 )
+from instruct_lab_bot.core.jobs import Job, State
 
 
 def make_job(job_id: str = "j1") -> Job:

@@ -12,11 +12,11 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.github import GitHubApp
-from instruct_lab_bot.governor import RetryPolicy
-from instruct_lab_bot.queue import RECONCILER_LOCK, delivery_key
-from instruct_lab_bot.reconciler import Reconciler, pick_redeliveries
-from instruct_lab_bot.testing.github_emulator import AppKey, GitHubEmulator
+from instruct_lab_bot.adapters.github.client import GitHubApp
+from instruct_lab_bot.adapters.redis.queue import RECONCILER_LOCK, delivery_key
+from instruct_lab_bot.core.retry import RetryPolicy
+from instruct_lab_bot.services.reconciler import Reconciler, pick_redeliveries
+from testkit.github_emulator import AppKey, GitHubEmulator
 
 DELIVERIES = "/app/hook/deliveries"
 ATTEMPTS = "/app/hook/deliveries/{delivery_id}/attempts"

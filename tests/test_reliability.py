@@ -24,12 +24,12 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.jobs import Job, State
-from instruct_lab_bot.queue import DEAD_STREAM, EVENTS_STREAM, JOBS_STREAM, Queue
-from instruct_lab_bot.settings import Settings
-from instruct_lab_bot.testing.harness import run_bot
-from instruct_lab_bot.testing.redis_server import RedisServer
-from instruct_lab_bot.webhooks import sign
+from instruct_lab_bot.adapters.redis.queue import DEAD_STREAM, EVENTS_STREAM, JOBS_STREAM, Queue
+from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.core.webhooks import sign
+from testkit.harness import run_bot
+from testkit.redis_server import RedisServer
 from tests.fixtures.bot import WEBHOOK_SECRET, WorkerProcess, post_webhook, settings_env
 from tests.fixtures.taxonomy import TaxonomyFactory
 from tests.fixtures.world import MAINTAINER, World, publish_pull

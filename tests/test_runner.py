@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from instruct_lab_bot.runner import LineSplitter, RunResult, run_streaming, scrub_env
+from instruct_lab_bot.adapters.runner import LineSplitter, RunResult, run_streaming, scrub_env
 
 PY = sys.executable
 

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from instruct_lab_bot.queue import EVENTS_STREAM, Queue
-from instruct_lab_bot.server import create_app
-from instruct_lab_bot.webhooks import sign
+from instruct_lab_bot.adapters.redis.queue import EVENTS_STREAM, Queue
+from instruct_lab_bot.core.webhooks import sign
+from instruct_lab_bot.services.server import create_app
 from tests.fixtures.bot import WEBHOOK_SECRET, make_settings, post_webhook
 from tests.fixtures.redis import free_port
 

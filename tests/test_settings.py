@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from instruct_lab_bot.settings import SettingsError, load_settings
+from instruct_lab_bot.cli import load_settings
+from instruct_lab_bot.core.settings import SettingsError
 
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
 BASE = {

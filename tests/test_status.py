@@ -24,14 +24,16 @@ from openapi_spec_validator import validate as validate_spec
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from instruct_lab_bot import status
-from instruct_lab_bot.jobs import Job, State
-from instruct_lab_bot.queue import JOBS_STREAM, WORKER_GROUP, Queue
-from instruct_lab_bot.server import create_app
-from instruct_lab_bot.settings import Secret, Settings, SettingsError, load_settings
-from instruct_lab_bot.status import ReadOptions
-from instruct_lab_bot.testing.harness import run_bot
-from instruct_lab_bot.web_status import CSP, parse_status_auth, status_routes
+from instruct_lab_bot.adapters.redis.queue import JOBS_STREAM, WORKER_GROUP, Queue
+from instruct_lab_bot.cli import load_settings
+from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.core.settings import Secret, Settings, SettingsError
+from instruct_lab_bot.core.status_auth import parse_status_auth
+from instruct_lab_bot.services import job_status as status
+from instruct_lab_bot.services.job_status import ReadOptions
+from instruct_lab_bot.services.server import create_app
+from instruct_lab_bot.services.status_page import CSP, status_routes
+from testkit.harness import run_bot
 from tests.fixtures.bot import WEBHOOK_SECRET, make_settings
 from tests.fixtures.redis import free_port
 from tests.fixtures.world import World

@@ -25,7 +25,7 @@ from playwright.async_api import (
     async_playwright,
 )
 
-from instruct_lab_bot.testing.harness import run_bot
+from testkit.harness import run_bot
 from tests.fixtures.world import World
 from tests.test_status import (  # noqa: F401 - fixtures shared with the HTTP tests
     NASTY_REF,

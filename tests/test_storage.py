@@ -19,16 +19,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from instruct_lab_bot.storage import (
+from instruct_lab_bot.adapters.storage.stores import (
     S3_MAX_LINK_EXPIRY,
     S3_MIN_PART_SIZE,
-    ArtifactsLocation,
     LocalStore,
     S3Store,
     StorageError,
     artifact_routes,
-    guess_content_type,
     open_store,
+)
+from instruct_lab_bot.core.artifacts import (
+    ArtifactsLocation,
+    guess_content_type,
     parse_artifacts_url,
     render_index_html,
     sign_artifact,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from instruct_lab_bot.testing.taxonomy import (
+from testkit.taxonomy import (
     KnowledgeSeed,
     SkillSeed,
     add_pr_commit,

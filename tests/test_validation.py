@@ -20,8 +20,17 @@ from instructlab.schema.taxonomy import (
     TaxonomyReadingException,
 )
 
-from instruct_lab_bot import validation
-from instruct_lab_bot.testing.taxonomy import (
+from instruct_lab_bot.core import validation
+from instruct_lab_bot.core.validation import (
+    Problem,
+    annotations,
+    batches,
+    failed,
+    summary,
+    taxonomy_files,
+    validate_file,
+)
+from testkit.taxonomy import (
     InvalidQna,
     SkillSeed,
     attribution_txt,
@@ -35,15 +44,6 @@ from instruct_lab_bot.testing.taxonomy import (
     qna_text,
     skill_lines,
     skill_qna,
-)
-from instruct_lab_bot.validation import (
-    Problem,
-    annotations,
-    batches,
-    failed,
-    summary,
-    taxonomy_files,
-    validate_file,
 )
 
 SKILL = "compositional_skills/writing/units/qna.yaml"

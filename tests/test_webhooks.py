@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from instruct_lab_bot.webhooks import (
+from instruct_lab_bot.core.webhooks import (
     CheckRunIntent,
     CommandIntent,
     Delivery,
@@ -146,7 +146,7 @@ def test_repository_allow_list() -> None:
 
 
 def test_skip_unparsed_never_hides_a_command() -> None:
-    from instruct_lab_bot.webhooks import skip_unparsed
+    from instruct_lab_bot.core.webhooks import skip_unparsed
 
     def skip(payload: dict[str, object], event: str = "issue_comment") -> str | None:
         return skip_unparsed(json.dumps(payload).encode(), event, "instruct-lab-bot")

@@ -1,0 +1,155 @@
+"""Jobs: states, allowed transitions and their Redis-hash form (pure).
+
+The Redis adapter (`queue`) applies transitions atomically; this module only decides what is
+allowed, so the rules are unit-testable and the same for every process.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
+
+
+class State(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"
+    DEAD = "dead"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (State.QUEUED, State.RUNNING)
+
+
+#: state → states it may move to. RUNNING → QUEUED hands a job back (shutdown, reclaim).
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({State.RUNNING, State.CANCELLED, State.SUPERSEDED, State.DEAD}),
+    State.RUNNING: frozenset(
+        {State.SUCCEEDED, State.FAILED, State.TIMED_OUT, State.CANCELLED, State.QUEUED, State.DEAD}
+    ),
+    State.DEAD: frozenset({State.QUEUED}),  # an admin's `dlq requeue`
+}
+
+#: The GitHub check-run conclusion each terminal state reports.
+CONCLUSIONS: dict[State, str] = {
+    State.SUCCEEDED: "success",
+    State.FAILED: "failure",
+    State.TIMED_OUT: "timed_out",
+    State.CANCELLED: "cancelled",
+    State.SUPERSEDED: "cancelled",
+    State.DEAD: "failure",
+}
+
+
+class TransitionError(Exception):
+    """A transition the state machine forbids (e.g. two workers starting one job)."""
+
+
+def can_transition(current: State, new: State) -> bool:
+    return new in TRANSITIONS.get(current, frozenset())
+
+
+def check_transition(current: State, new: State) -> None:
+    if not can_transition(current, new):
+        raise TransitionError(f"job cannot go from {current} to {new}")
+
+
+def new_job_id() -> str:
+    """Sortable by creation time, unguessable, and safe in URLs, keys and file names."""
+    return f"{int(time.time() * 1000):013x}{secrets.token_hex(6)}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One requested command on one PR; stored as a Redis hash of strings."""
+
+    id: str
+    command: str
+    installation_id: int
+    owner: str
+    repo: str
+    pr_number: int
+    requester: str
+    delivery_id: str = ""
+    comment_id: int = 0
+    head_sha: str = ""
+    head_ref: str = ""
+    base_branch: str = ""
+    state: State = State.QUEUED
+    check_run_id: int = 0
+    result_comment_id: int = 0
+    attempts: int = 0
+    worker: str = ""
+    created_at: float = field(default_factory=time.time)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    progress: float = 0.0
+    error: str = ""
+    artifact_prefix: str = ""
+    stream_id: str = ""
+    heartbeat_at: float = 0.0
+    check_run_url: str = ""
+    stage: str = ""  # what `ilab` is doing now, e.g. "Map (num_proc=8): 40% (2/5)"
+    index_url: str = ""  # the artifacts' index page once uploaded
+    generated: int = -1  # samples generated (-1: unknown)
+    private: bool = False  # a private repository: never shown to anonymous status viewers
+    files: str = ""  # changed taxonomy files (comma-separated), found when the job was made
+    cancel_requested: str = ""  # who asked to cancel it while it ran
+    cancelled_by: str = ""
+    traceparent: str = ""
+
+    @property
+    def repo_full_name(self) -> str:
+        return f"{self.owner}/{self.repo}"
+
+    @property
+    def repo_ref(self) -> RepoRef:
+        return RepoRef(self.owner, self.repo)
+
+    @property
+    def pull_request(self) -> PullRequestRef:
+        return PullRequestRef(self.repo_ref, self.pr_number)
+
+    @property
+    def duration(self) -> float:
+        end = self.finished_at or time.time()
+        return max(0.0, end - self.started_at) if self.started_at else 0.0
+
+    def evolve(self, **changes: Any) -> Job:
+        return replace(self, **changes)
+
+    def to_fields(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_fields(cls, data: dict[str, str]) -> Job:
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            raw = data[f.name]
+            kind = f.type
+            if kind == "int":
+                kwargs[f.name] = int(raw or 0)
+            elif kind == "float":
+                kwargs[f.name] = float(raw or 0)
+            elif kind == "bool":
+                kwargs[f.name] = raw == "True"
+            elif kind == "State":
+                kwargs[f.name] = State(raw)
+            else:
+                kwargs[f.name] = raw
+        return cls(**kwargs)
+
+    def artifact_key_prefix(self) -> str:
+        """`<owner>/<repo>/pr-<n>/<sha>/<job id>/`: one folder per run, grouped by PR."""
+        return f"{self.owner}/{self.repo}/pr-{self.pr_number}/{self.head_sha}/{self.id}/"

@@ -1,0 +1,48 @@
+"""`precheck`, the pure part: seeds, answers, the prompt and the `ilab model chat` argv.
+
+The question reaches `ilab` as one argv element after `--`: in `ilab model chat` the question
+is a positional argument, so without `--` click would read a question such as `--help` or
+`-x` as an option (and `--quick-question=...` is refused: it is a flag).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from instruct_lab_bot.core.settings import Settings
+
+
+@dataclass(frozen=True)
+class Seed:
+    path: str
+    question: str
+    answer: str
+    context: str = ""
+
+
+@dataclass(frozen=True)
+class Answer:
+    path: str
+    question: str
+    expected: str
+    answer: str
+    error: str = ""
+
+
+def prompt(seed: Seed) -> str:
+    """Grounded skills and knowledge carry a context the question is about: send it along."""
+    if not seed.context.strip():
+        return seed.question
+    return f"{seed.context.strip()}\n\n{seed.question}"
+
+
+def chat_argv(settings: Settings, question: str) -> list[str]:
+    return [
+        *settings.ilab_command,
+        "model",
+        "chat",
+        *settings.precheck_args,
+        "--quick-question",
+        "--",
+        question,
+    ]

@@ -1,0 +1,81 @@
+"""The one redactor: every text that leaves the process (logs, comments, check runs, the
+status page, uploaded logs) passes through it, so a secret or a token that a tool echoed is
+`***` wherever it would have shown."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+_TOKENISH = re.compile(
+    r"\b(?:gh[pousr]_[A-Za-z0-9_]{20,}"  # GitHub tokens: installation, personal, OAuth, ...
+    r"|github_pat_[A-Za-z0-9_]{20,}"  # fine-grained personal access tokens
+    r"|v1\.[0-9a-f]{40}"  # legacy installation tokens
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+)"  # JWTs (the App's own)
+)
+
+
+_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
+
+
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^@\s/]+@")
+
+
+_AUTH_HEADER = re.compile(r"(?i)(authorization\W{1,4}(?:bearer|token|basic)\s+)[^\s\"',;]+")
+
+
+_MIN_SECRET = 4  # shorter "secrets" would blank out ordinary words
+
+
+_MIN_SECRET_LINE = 16  # one line of a multi-line secret (a PEM body line) counts on its own
+
+
+class Redactor:
+    """A processor that replaces known secret values and token-shaped strings with `***`.
+
+    It looks into nested dicts, lists and tuples, exceptions, and the `repr` of other objects
+    (what the renderers would print), so a token cannot slip out inside a structure.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        found: set[str] = set()
+        for secret in secrets:
+            if len(secret) >= _MIN_SECRET:
+                found.add(secret)
+            found.update(
+                line.strip()
+                for line in secret.splitlines()
+                if len(line.strip()) >= _MIN_SECRET_LINE and "-----" not in line
+            )
+        self.secrets = tuple(sorted(found, key=len, reverse=True))  # longest first
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        text = _PEM.sub("***", text)
+        text = _URL_PASSWORD.sub(r"\1***@", text)
+        text = _AUTH_HEADER.sub(r"\1***", text)
+        return _TOKENISH.sub("***", text)
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.redact(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, dict):
+            return {k: self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.value(v) for v in value]
+        if isinstance(value, BaseException):
+            return self.redact(repr(value))
+        shown = repr(value)
+        redacted = self.redact(shown)
+        return value if redacted == shown else redacted
+
+    def __call__(
+        self, _logger: Any, _name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in event.items():
+            event[key] = self.value(value)
+        return event

@@ -1,0 +1,356 @@
+"""Webhook deliveries → intents (pure).
+
+The signature is checked on the raw bytes before anything is parsed, so an unsigned body never
+reaches the JSON parser. Classification keeps only the fields later stages need: the stream
+entry is small, and nothing downstream re-reads an untrusted payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+
+from instruct_lab_bot.core.commands import Command, parse_commands
+
+MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+_SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
+_DELIVERY = re.compile(r"[A-Za-z0-9-]{1,100}")
+_EVENT = re.compile(r"[a-z_]{1,64}")
+
+
+class WebhookError(Exception):
+    """A delivery the bot refuses, with the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Delivery:
+    event: str
+    delivery_id: str
+    payload: dict[str, Any]
+
+
+def verify_signature(body: bytes, header: str | None, secret: bytes) -> None:
+    """Constant-time HMAC-SHA256 check of `X-Hub-Signature-256`."""
+    if not header:
+        raise WebhookError(401, "missing X-Hub-Signature-256 header")
+    match = _SIGNATURE.fullmatch(header.strip())
+    if not match:
+        raise WebhookError(400, "malformed X-Hub-Signature-256 header (expected sha256=<hex>)")
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, match.group(1).lower()):
+        raise WebhookError(401, "signature does not match the payload")
+
+
+def sign(body: bytes, secret: bytes) -> str:
+    """The header value GitHub would send; used by `replay` and the tests."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def parse_delivery(
+    body: bytes,
+    *,
+    event: str | None,
+    delivery_id: str | None,
+    signature: str | None,
+    secret: bytes,
+) -> Delivery:
+    """Verify, then parse. Raises `WebhookError` with the status to answer."""
+    event, delivery_id = check_delivery(
+        body, event=event, delivery_id=delivery_id, signature=signature, secret=secret
+    )
+    return Delivery(event, delivery_id, parse_payload(body))
+
+
+def check_delivery(
+    body: bytes,
+    *,
+    event: str | None,
+    delivery_id: str | None,
+    signature: str | None,
+    secret: bytes,
+) -> tuple[str, str]:
+    """Headers and signature, nothing parsed: the verified (event, delivery id)."""
+    if not event or not _EVENT.fullmatch(event):
+        raise WebhookError(400, "missing or malformed X-GitHub-Event header")
+    if not delivery_id or not _DELIVERY.fullmatch(delivery_id):
+        raise WebhookError(400, "missing or malformed X-GitHub-Delivery header")
+    verify_signature(body, signature, secret)
+    return event, delivery_id
+
+
+def parse_payload(body: bytes) -> dict[str, Any]:
+    """A verified body as a JSON object (orjson: UTF-8 only, as GitHub sends)."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise WebhookError(400, f"body is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise WebhookError(400, "body is not a JSON object")
+    return payload
+
+
+#: Events `classify` can turn into an intent (plus `ping`, answered "pong").
+HANDLED_EVENTS = frozenset({"issue_comment", "pull_request", "check_run", "ping"})
+# GitHub serialises `action` first; only that leading key is trusted without parsing.
+_LEADING_ACTION = re.compile(rb'\s*\{\s*"action"\s*:\s*"([a-z_]{1,40})"')
+# What could hide a mention from a plain byte search: any \u escape, and the non-ASCII
+# letters that `re.IGNORECASE` matches to ASCII ones (U+0130, U+0131 ~ i; U+017F ~ s;
+# U+212A ~ k), raw in UTF-8.
+_DISGUISES = (b"\xc4\xb0", b"\xc4\xb1", b"\xc5\xbf", b"\xe2\x84\xaa")
+
+
+def skip_unparsed(body: bytes, event: str, username: str) -> str | None:
+    """For a verified delivery that surely classifies to "nothing to do": its action (the
+    metrics label, "" if unknown), so the caller answers without parsing. None: parse it.
+
+    Most traffic is events the bot ignores and comments that do not mention it; deciding on
+    the raw bytes saves the JSON parse. Only bodies shaped like an object (`{...}`) skip, so
+    the usual malformed bodies still get their 400, but malformed JSON *inside* an ignored
+    event's braces is answered 202 unnoticed: harmless, as nothing is stored or acted on.
+    """
+    stripped = body.strip()
+    if not (stripped.startswith(b"{") and stripped.endswith(b"}")) or event == "ping":
+        return None
+    leading = _LEADING_ACTION.match(body)
+    action = leading.group(1).decode() if leading else ""
+    if event not in HANDLED_EVENTS:
+        return action
+    if not leading:
+        return None  # unusual shape: let the parser and `classify` decide
+    if event == "pull_request":
+        return action if action not in PR_ACTIONS else None
+    if event == "check_run":
+        return action if action not in CHECK_RUN_ACTIONS else None
+    if action != "created":
+        return action  # an edited or deleted comment never runs a command
+    name = username.lower().encode()
+    if not username.isascii() or b"\\u" in body or name in body.lower():
+        return None
+    if not body.isascii() and any(disguise in body for disguise in _DISGUISES):
+        return None  # (byte searches: a regex alternation here cost more than the parse)
+    return action
+
+
+@dataclass(frozen=True)
+class _Intent:
+    """Common to every intent: where it happened and who asked."""
+
+    installation_id: int
+    owner: str
+    repo: str
+    sender: str
+
+    kind: ClassVar[str] = ""
+
+    def to_json(self) -> str:
+        return orjson.dumps(self).decode()
+
+
+@dataclass(frozen=True)
+class CommandIntent(_Intent):
+    """Commands from one new comment, with what is needed to act on them."""
+
+    pr_number: int
+    comment_id: int
+    author_association: str
+    commands: tuple[Command, ...]
+    on_pull_request: bool = True
+    truncated: bool = False  # more commands than the bot takes from one comment
+
+    kind: ClassVar[str] = "commands"
+
+    @property
+    def requester(self) -> str:
+        return self.sender
+
+
+@dataclass(frozen=True)
+class PullRequestIntent(_Intent):
+    """A PR opened, reopened, pushed to, labelled or closed."""
+
+    action: str
+    pr_number: int
+    head_sha: str
+    head_ref: str
+    base_branch: str
+    author: str
+    labels: tuple[str, ...]
+    private: bool = False
+
+    kind: ClassVar[str] = "pull_request"
+
+
+@dataclass(frozen=True)
+class CheckRunIntent(_Intent):
+    """ "Re-run" or an action button on one of the bot's check runs."""
+
+    action: str
+    check_run_id: int
+    external_id: str
+    name: str
+    identifier: str
+    head_sha: str
+    pr_numbers: tuple[int, ...]
+
+    kind: ClassVar[str] = "check_run"
+
+
+Intent = CommandIntent | PullRequestIntent | CheckRunIntent
+_KINDS: dict[str, type[_Intent]] = {
+    c.kind: c for c in (CommandIntent, PullRequestIntent, CheckRunIntent)
+}
+
+
+def intent_from_json(kind: str, text: str) -> Intent:
+    """The intent stored in a stream entry by `Intent.to_json`."""
+    data = orjson.loads(text)
+    if kind == CommandIntent.kind:
+        data["commands"] = tuple(
+            Command(name=c["name"], args=tuple(c["args"]), line=c["line"]) for c in data["commands"]
+        )
+    for key in ("labels", "pr_numbers"):
+        if key in data:
+            data[key] = tuple(data[key])
+    cls = _KINDS.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown intent kind {kind!r}")
+    return cls(**data)  # type: ignore[return-value]
+
+
+def _get(payload: dict[str, Any], *path: str) -> Any:
+    node: Any = payload
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            raise WebhookError(400, f"payload lacks {'.'.join(path)}")
+        node = node[part]
+    return node
+
+
+def _typed(value: Any, kind: type, name: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise WebhookError(400, f"payload field {name} has the wrong type")
+    return value
+
+
+def _where(payload: dict[str, Any]) -> dict[str, Any]:
+    installation = payload.get("installation")
+    if not isinstance(installation, dict):
+        raise WebhookError(400, "payload lacks installation (is this a GitHub App webhook?)")
+    sender = payload.get("sender")
+    return {
+        "installation_id": _typed(installation.get("id"), int, "installation.id"),
+        "owner": _typed(
+            _get(payload, "repository", "owner", "login"), str, "repository.owner.login"
+        ),
+        "repo": _typed(_get(payload, "repository", "name"), str, "repository.name"),
+        "sender": str(sender.get("login", "")) if isinstance(sender, dict) else "",
+    }
+
+
+PR_ACTIONS = frozenset({"opened", "reopened", "synchronize", "closed", "labeled"})
+CHECK_RUN_ACTIONS = frozenset({"rerequested", "requested_action"})
+
+
+def classify(
+    delivery: Delivery,
+    username: str,
+    *,
+    repos: frozenset[str] = frozenset(),
+    command_limit: int = 10,
+) -> Intent | None:
+    """What the bot should do about a delivery; None means nothing (answer 2xx, queue nothing).
+
+    `repos`, when given, is the allow-list of `owner/repo` the bot acts in.
+    """
+    payload = delivery.payload
+    if repos:
+        repository = payload.get("repository")
+        name = repository.get("full_name") if isinstance(repository, dict) else None
+        if not isinstance(name, str) or name.lower() not in repos:
+            return None
+    if delivery.event == "issue_comment":
+        return _classify_comment(payload, username, command_limit)
+    if delivery.event == "pull_request" and payload.get("action") in PR_ACTIONS:
+        return _classify_pull_request(payload)
+    if delivery.event == "check_run" and payload.get("action") in CHECK_RUN_ACTIONS:
+        return _classify_check_run(payload)
+    return None
+
+
+def _classify_comment(
+    payload: dict[str, Any], username: str, command_limit: int
+) -> CommandIntent | None:
+    if payload.get("action") != "created":
+        return None
+    issue = _get(payload, "issue")
+    comment = _get(payload, "comment")
+    user = _get(payload, "comment", "user")
+    if not isinstance(user, dict) or user.get("type") == "Bot":
+        return None
+    body = comment.get("body") if isinstance(comment, dict) else None
+    if not isinstance(body, str):
+        return None
+    commands = parse_commands(body, username, limit=command_limit + 1)
+    if not commands:
+        return None
+    where = _where(payload)
+    where["sender"] = _typed(user.get("login"), str, "comment.user.login")
+    return CommandIntent(
+        **where,
+        pr_number=_typed(_get(payload, "issue", "number"), int, "issue.number"),
+        comment_id=_typed(_get(payload, "comment", "id"), int, "comment.id"),
+        author_association=str(comment.get("author_association", "NONE")),
+        commands=tuple(commands[:command_limit]),
+        on_pull_request=isinstance(issue, dict) and bool(issue.get("pull_request")),
+        truncated=len(commands) > command_limit,
+    )
+
+
+def _classify_pull_request(payload: dict[str, Any]) -> PullRequestIntent:
+    pull = _get(payload, "pull_request")
+    labels = pull.get("labels") if isinstance(pull, dict) else None
+    return PullRequestIntent(
+        **_where(payload),
+        action=str(payload["action"]),
+        pr_number=_typed(_get(payload, "pull_request", "number"), int, "pull_request.number"),
+        head_sha=_typed(_get(payload, "pull_request", "head", "sha"), str, "head.sha"),
+        head_ref=_typed(_get(payload, "pull_request", "head", "ref"), str, "head.ref"),
+        base_branch=_typed(_get(payload, "pull_request", "base", "ref"), str, "base.ref"),
+        author=str(_get(payload, "pull_request", "user").get("login", "")),
+        labels=tuple(str(label.get("name")) for label in labels or () if isinstance(label, dict)),
+        private=bool(_get(payload, "repository").get("private", False)),
+    )
+
+
+def _classify_check_run(payload: dict[str, Any]) -> CheckRunIntent | None:
+    run = _get(payload, "check_run")
+    name = run.get("name") if isinstance(run, dict) else None
+    if not isinstance(name, str) or not name.startswith("instruct-lab-bot/"):
+        return None  # another app's check run
+    requested = payload.get("requested_action")
+    identifier = requested.get("identifier", "") if isinstance(requested, dict) else ""
+    pulls = run.get("pull_requests") or []
+    return CheckRunIntent(
+        **_where(payload),
+        action=str(payload["action"]),
+        check_run_id=_typed(run.get("id"), int, "check_run.id"),
+        external_id=str(run.get("external_id") or ""),
+        name=name,
+        identifier=str(identifier),
+        head_sha=str(run.get("head_sha") or ""),
+        pr_numbers=tuple(
+            int(p["number"])
+            for p in pulls
+            if isinstance(p, dict) and isinstance(p.get("number"), int)
+        ),
+    )

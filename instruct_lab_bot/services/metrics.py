@@ -1,0 +1,260 @@
+"""Prometheus metrics: one registry per process object, no module-level globals.
+
+Label values are bounded (event, action, command, conclusion, route template, exit code):
+never a PR number, sha or job id. Queue-wide gauges are computed from Redis, so every replica
+reports the same truth and dashboards take `max()` across instances.
+
+Series whose label values are known up front (commands, conclusions) are created at zero when
+the process starts: a counter that first appears at 1 looks flat to `rate()`/`increase()`, so
+the first job after a restart would be missing from every rate panel and duration quantile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+from redis.exceptions import RedisError
+
+from instruct_lab_bot.adapters.redis.queue import (
+    DEAD_STREAM,
+    DISPATCH_GROUP,
+    EVENTS_STREAM,
+    JOBS_STREAM,
+    WORKER_GROUP,
+    Queue,
+)
+from instruct_lab_bot.core.commands import GPU_COMMANDS, KNOWN_COMMANDS
+from instruct_lab_bot.core.jobs import CONCLUSIONS
+
+log = structlog.get_logger(__name__)
+NS = "instruct_lab_bot"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+JOB_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600)
+#: What `generate_latest` writes (newer clients' `CONTENT_TYPE_LATEST` names 1.0.0 instead,
+#: which Prometheus before 3.0 does not know).
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class QueueGauges:
+    """Stream length, pending, lag, oldest queued age, dead letters and live workers."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.length = Gauge(
+            f"{NS}_queue_length", "Entries in the stream", ["stream"], registry=registry
+        )
+        self.pending = Gauge(
+            f"{NS}_queue_pending",
+            "Entries delivered, not yet acknowledged",
+            ["stream"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            f"{NS}_queue_lag",
+            "Entries not yet delivered to the group",
+            ["stream"],
+            registry=registry,
+        )
+        self.oldest_age = Gauge(
+            f"{NS}_queue_oldest_age_seconds",
+            "Age of the oldest job not yet started",
+            registry=registry,
+        )
+        self.dead_letters = Gauge(
+            f"{NS}_dead_letters", "Jobs in the dead-letter stream", registry=registry
+        )
+        self.workers_live = Gauge(
+            f"{NS}_workers_live", "Workers with a live registration", registry=registry
+        )
+        self.worker_heartbeat = Gauge(
+            f"{NS}_worker_last_heartbeat_timestamp_seconds",
+            "Last heartbeat of each live worker",
+            ["worker"],
+            registry=registry,
+        )
+
+    async def refresh(self, queue: Queue) -> None:
+        for name, stream, group in (
+            ("events", EVENTS_STREAM, DISPATCH_GROUP),
+            ("jobs", JOBS_STREAM, WORKER_GROUP),
+        ):
+            self.length.labels(name).set(await queue.redis.xlen(stream))
+            info = await _group_info(queue, stream, group)
+            self.pending.labels(name).set(int(str(info.get("pending") or 0)))
+            self.lag.labels(name).set(int(str(info.get("lag") or 0)))
+        self.oldest_age.set(await _oldest_undelivered_age(queue, JOBS_STREAM, WORKER_GROUP))
+        self.dead_letters.set(await queue.redis.xlen(DEAD_STREAM))
+        workers = await queue.live_workers()
+        self.workers_live.set(len(workers))
+        self.worker_heartbeat.clear()
+        for worker in workers:
+            self.worker_heartbeat.labels(worker.get("name", "?")).set(
+                float(worker.get("heartbeat_at", 0) or 0)
+            )
+
+    async def run(self, queue: Queue, stop: asyncio.Event, interval: float = 10.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.refresh(queue)
+            except (RedisError, OSError) as exc:
+                log.debug("metrics.refresh_failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+
+async def _group_info(queue: Queue, stream: str, group: str) -> dict[str, object]:
+    try:
+        groups = await queue.redis.xinfo_groups(stream)
+    except RedisError:
+        return {}
+    return next((dict(g) for g in groups if g.get("name") == group), {})
+
+
+async def _oldest_undelivered_age(queue: Queue, stream: str, group: str) -> float:
+    """Age of the first entry after the group's last delivered id (what waits longest)."""
+    info = await _group_info(queue, stream, group)
+    last = str(info.get("last-delivered-id") or "0-0")
+    entries = await queue.redis.xrange(stream, min=f"({last}", count=1)
+    if not entries:
+        return 0.0
+    millis = int(str(entries[0][0]).split("-")[0])
+    return max(0.0, time.time() - millis / 1000)
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.webhooks = Counter(
+            f"{NS}_webhooks_received",
+            "Webhook deliveries received",
+            ["event", "action", "outcome"],
+            registry=r,
+        )
+        self.signature_failures = Counter(
+            f"{NS}_webhook_signature_failures",
+            "Deliveries with a missing or wrong signature",
+            registry=r,
+        )
+        self.handling = Histogram(
+            f"{NS}_webhook_handling_seconds",
+            "Time to verify, classify and store a delivery",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commands = Counter(
+            f"{NS}_commands", "Commands seen in PR comments", ["command", "outcome"], registry=r
+        )
+        self.jobs_enqueued = Counter(
+            f"{NS}_jobs_enqueued", "Jobs put on the jobs stream", ["command"], registry=r
+        )
+        self.github = GitHubMetrics(r)
+        self.queue = QueueGauges(r)
+        for command in KNOWN_COMMANDS:
+            for outcome in ("received", "accepted", "denied"):
+                self.commands.labels(command, outcome)
+        for command in GPU_COMMANDS:
+            self.jobs_enqueued.labels(command)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.jobs_started = Counter(f"{NS}_jobs_started", "Jobs started", ["command"], registry=r)
+        self.jobs_completed = Counter(
+            f"{NS}_jobs_completed",
+            "Jobs that reached an end state",
+            ["command", "conclusion"],
+            registry=r,
+        )
+        self.job_duration = Histogram(
+            f"{NS}_job_duration_seconds",
+            "Job run time",
+            ["command"],
+            buckets=JOB_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            f"{NS}_job_queue_wait_seconds",
+            "Time from request to start",
+            ["command"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.busy = Gauge(f"{NS}_worker_busy_jobs", "Jobs running in this process", registry=r)
+        self.concurrency = Gauge(
+            f"{NS}_worker_concurrency", "Jobs this process may run at once", registry=r
+        )
+        self.exits = Counter(
+            f"{NS}_subprocess_exits", "ilab subprocess exits", ["command", "code"], registry=r
+        )
+        self.artifact_bytes = Counter(f"{NS}_artifact_bytes_uploaded", "Bytes uploaded", registry=r)
+        self.github = GitHubMetrics(r)
+        self.queue = QueueGauges(r)
+        for command in GPU_COMMANDS:
+            self.jobs_started.labels(command)
+            self.job_duration.labels(command)
+            self.queue_wait.labels(command)
+            for conclusion in set(CONCLUSIONS.values()):
+                self.jobs_completed.labels(command, conclusion)
+
+
+class GitHubMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.calls = Counter(
+            f"{NS}_github_api_calls", "GitHub API calls", ["route", "status"], registry=registry
+        )
+        self.rate_limit_remaining = Gauge(
+            f"{NS}_github_rate_limit_remaining",
+            "x-ratelimit-remaining of the latest response",
+            registry=registry,
+        )
+
+    def observe(self, route: str, status: int | None, headers: Mapping[str, str]) -> None:
+        """Callback for the GitHub adapter: one attempt answered (status None: no answer)."""
+        self.calls.labels(route, "none" if status is None else str(status)).inc()
+        remaining = _header(headers, "x-ratelimit-remaining")
+        if remaining is not None and remaining.isdigit():
+            self.rate_limit_remaining.set(int(remaining))
+
+
+def _header(headers: object, name: str) -> str | None:
+    getter = getattr(headers, "get", None)
+    value = getter(name) if getter else None
+    return str(value) if value is not None else None
+
+
+def metrics_response(registry: CollectorRegistry) -> web.Response:
+    return web.Response(body=generate_latest(registry), headers={"Content-Type": TEXT_FORMAT})
+
+
+@contextlib.asynccontextmanager
+async def serve_metrics(
+    registry: CollectorRegistry, host: str, port: int
+) -> AsyncIterator[web.AppRunner]:
+    """A small HTTP endpoint for a process that has no web server of its own (the worker)."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return metrics_response(registry)
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    try:
+        yield runner
+    finally:
+        await runner.cleanup()

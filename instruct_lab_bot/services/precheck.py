@@ -1,0 +1,136 @@
+"""`precheck`: ask the current model every seed question, next to the contributor's answer.
+
+One `ilab model chat --quick-question` subprocess per question, a bounded number at a time
+(the argv and prompt are built in `core.precheck`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+from instruct_lab_bot.adapters.runner import run_streaming
+from instruct_lab_bot.core.precheck import Answer, Seed, chat_argv, prompt
+from instruct_lab_bot.core.settings import Settings
+
+MAX_ANSWER = 64 * 1024
+QUESTION_TIMEOUT = 600.0
+
+
+def read_seeds(root: Path, files: Sequence[str]) -> list[Seed]:
+    """Seed questions of the changed qna.yaml files (skills: seed_examples; knowledge:
+    questions_and_answers inside each seed example, with its context)."""
+    seeds: list[Seed] = []
+    for path in files:
+        target = (root / path).resolve()
+        if not target.is_relative_to(root.resolve()) or not target.is_file():
+            continue
+        try:
+            data = yaml.safe_load(target.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError):
+            continue
+        for example in (data or {}).get("seed_examples") or () if isinstance(data, dict) else ():
+            if not isinstance(example, dict):
+                continue
+            context = str(example.get("context") or "")
+            pairs = example.get("questions_and_answers")
+            if isinstance(pairs, list):
+                for pair in pairs:
+                    if isinstance(pair, dict) and pair.get("question"):
+                        seeds.append(
+                            Seed(
+                                path, str(pair["question"]), str(pair.get("answer") or ""), context
+                            )
+                        )
+            elif example.get("question"):
+                seeds.append(
+                    Seed(path, str(example["question"]), str(example.get("answer") or ""), context)
+                )
+    return seeds
+
+
+async def ask(
+    settings: Settings,
+    seed: Seed,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    cancel: asyncio.Event | None,
+) -> Answer:
+    stdout: list[str] = []
+    stderr: list[str] = []
+    size = 0
+
+    def collect(stream: str, line: str) -> None:
+        nonlocal size
+        if size > MAX_ANSWER:
+            return
+        size += len(line)
+        (stdout if stream == "stdout" else stderr).append(line)
+
+    try:
+        result = await run_streaming(
+            chat_argv(settings, prompt(seed)),
+            cwd=cwd,
+            env=env,
+            on_line=collect,
+            timeout=min(settings.job_timeout, QUESTION_TIMEOUT),
+            kill_grace=settings.kill_grace,
+            cancel=cancel,
+        )
+    except OSError as exc:
+        return Answer(seed.path, seed.question, seed.answer, "", f"cannot start ilab: {exc}")
+    text = "\n".join(stdout).strip()
+    if result.outcome != "exited" or result.exit_code != 0:
+        reason = {"timed_out": "timed out", "cancelled": "cancelled"}.get(
+            result.outcome, f"ilab exited with code {result.exit_code}"
+        )
+        detail = (stderr or stdout or [""])[-1][:500]
+        return Answer(seed.path, seed.question, seed.answer, "", f"{reason}: {detail}".strip())
+    return Answer(seed.path, seed.question, seed.answer, text)
+
+
+async def ask_all(
+    settings: Settings,
+    seeds: Sequence[Seed],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    cancel: asyncio.Event | None,
+) -> list[Answer]:
+    slots = asyncio.Semaphore(settings.precheck_concurrency)
+
+    async def one(seed: Seed) -> Answer:
+        async with slots:
+            if cancel is not None and cancel.is_set():
+                return Answer(seed.path, seed.question, seed.answer, "", "cancelled")
+            return await ask(settings, seed, cwd=cwd, env=env, cancel=cancel)
+
+    return list(await asyncio.gather(*(one(seed) for seed in seeds)))
+
+
+def write_results(out_dir: Path, answers: Sequence[Answer]) -> None:
+    """precheck.yaml (for tools) and precheck.html (for people), side by side per file."""
+    (out_dir / "precheck.yaml").write_text(
+        yaml.safe_dump([asdict(a) for a in answers], allow_unicode=True, sort_keys=False),
+        encoding="utf-8",
+    )
+    rows = "\n".join(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+            *(html.escape(v) for v in (a.path, a.question, a.expected, a.answer or a.error))
+        )
+        for a in answers
+    )
+    page = (
+        "<!doctype html><meta charset=utf-8><title>precheck</title>"
+        "<style>body{font-family:sans-serif}td{vertical-align:top;border-top:1px solid #ccc;"
+        "padding:4px;white-space:pre-wrap}</style>"
+        "<table><tr><th>file</th><th>question</th><th>contributor's answer</th>"
+        f"<th>model's answer</th></tr>{rows}</table>"
+    )
+    (out_dir / "precheck.html").write_text(page, encoding="utf-8")

@@ -1,0 +1,237 @@
+"""The webhook server: verify, classify, append to Redis, answer. Never calls GitHub.
+
+GitHub waits 10 s for an answer and does not retry by itself, so the handler does only what
+must happen before the 2xx: check the signature, decide whether the delivery matters, and
+store it durably. Everything that talks to GitHub happens in the dispatcher, which runs as a
+background task of this app (and can run in any number of replicas: it is a consumer group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+import structlog
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from instruct_lab_bot.adapters.github.client import build_github_app
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.storage.stores import artifact_routes
+from instruct_lab_bot.adapters.tracing import current_traceparent, server_middlewares
+from instruct_lab_bot.core.artifacts import parse_artifacts_url
+from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.core.webhooks import (
+    MAX_BODY_BYTES,
+    CommandIntent,
+    Delivery,
+    WebhookError,
+    check_delivery,
+    classify,
+    parse_payload,
+    skip_unparsed,
+)
+from instruct_lab_bot.services.app_keys import DISPATCHER_TASK, GITHUB, METRICS, QUEUE, SETTINGS
+from instruct_lab_bot.services.dispatcher import Dispatcher
+from instruct_lab_bot.services.metrics import ServerMetrics, metrics_response
+from instruct_lab_bot.services.reconciler import Reconciler
+from instruct_lab_bot.services.status_page import status_routes
+
+log = structlog.get_logger(__name__)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    return metrics_response(request.app[METRICS].registry)
+
+
+async def webhook(request: web.Request) -> web.Response:
+    """Verify, classify, store, answer; records one metric sample per delivery."""
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    outcome = _Outcome()
+    try:
+        return await _webhook(request, outcome)
+    finally:
+        metrics.handling.observe(time.perf_counter() - started)
+        metrics.webhooks.labels(outcome.event, outcome.action, outcome.result).inc()
+        if outcome.result == "rejected" and outcome.status == 401:
+            metrics.signature_failures.inc()
+
+
+@dataclass
+class _Outcome:
+    """Labels for the webhook metrics; event/action are only taken from verified payloads
+    (an unsigned request must not be able to mint label values)."""
+
+    event: str = "unverified"
+    action: str = ""
+    result: str = "error"
+    status: int = 500
+
+
+_LABEL = re.compile(r"[a-z_]{1,40}")
+
+
+async def _webhook(request: web.Request, outcome: _Outcome) -> web.Response:
+    settings = request.app[SETTINGS]
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return _reject(outcome, 413, "payload too large")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _reject(outcome, 413, "payload too large")
+    headers = request.headers
+    try:
+        event, delivery_id = check_delivery(
+            body,
+            event=headers.get("X-GitHub-Event"),
+            delivery_id=headers.get("X-GitHub-Delivery"),
+            signature=headers.get("X-Hub-Signature-256"),
+            secret=settings.webhook_secret.value.encode(),
+        )
+        outcome.event = event
+        skipped = skip_unparsed(body, event, settings.username)
+        if skipped is not None:  # most traffic: decided on the verified bytes, never parsed
+            outcome.action, outcome.result, outcome.status = skipped, "ignored", 202
+            return _json(_NOTHING_TO_DO, 202)
+        delivery = Delivery(event, delivery_id, parse_payload(body))
+        action = delivery.payload.get("action")
+        outcome.action = action if isinstance(action, str) and _LABEL.fullmatch(action) else ""
+        if delivery.event == "ping":
+            outcome.result, outcome.status = "ignored", 200
+            return _json(_PONG, 200)
+        intent = classify(delivery, settings.username, repos=settings.repos)
+    except WebhookError as exc:
+        log.info("webhook.rejected", status=exc.status, reason=exc.message)
+        return _reject(outcome, exc.status, exc.message)
+    if intent is None:
+        outcome.result, outcome.status = "ignored", 202
+        return _json(_NOTHING_TO_DO, 202)
+    if isinstance(intent, CommandIntent):
+        metrics = request.app[METRICS]
+        for command in intent.commands:
+            name = command.name if command.known else "unknown"
+            metrics.commands.labels(name, "received").inc()
+    try:
+        entry = await request.app[QUEUE].add_event(
+            delivery.delivery_id,
+            {"type": intent.kind, "intent": intent.to_json(), "traceparent": current_traceparent()},
+        )
+    except (RedisError, OSError) as exc:
+        log.error("webhook.store_failed", delivery_id=delivery.delivery_id, error=repr(exc))
+        return _reject(outcome, 503, "could not store the delivery; please redeliver", "error")
+    if entry is None:
+        log.info("webhook.duplicate", delivery_id=delivery.delivery_id)
+        outcome.result, outcome.status = "duplicate", 200
+        return _json(_DUPLICATE, 200)
+    log.info(
+        "webhook.queued",
+        delivery_id=delivery.delivery_id,
+        entry=entry,
+        kind=intent.kind,
+        repo=f"{intent.owner}/{intent.repo}",
+    )
+    outcome.result, outcome.status = "queued", 202
+    return _json(orjson.dumps({"message": "queued", "entry": entry}), 202)
+
+
+_NOTHING_TO_DO = b'{"message":"nothing to do"}'
+_PONG = b'{"message":"pong"}'
+_DUPLICATE = b'{"message":"duplicate delivery"}'
+
+
+def _json(body: bytes, status: int) -> web.Response:
+    """A pre-serialised JSON answer: cheaper than `web.json_response` on the hot path."""
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _reject(outcome: _Outcome, status: int, message: str, result: str = "rejected") -> web.Response:
+    outcome.result, outcome.status = result, status
+    return _error(status, message)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json(orjson.dumps({"error": message}), status)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        async with asyncio.timeout(2):
+            await request.app[QUEUE].ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        return web.json_response({"status": "unavailable", "redis": repr(exc)}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+def create_app(
+    settings: Settings, *, dispatcher: bool = True, tracing: bool | None = None
+) -> web.Application:
+    """Build the server app; resources open and close in cleanup contexts.
+
+    `tracing` adds the OpenTelemetry middleware (default: when `OTEL_*` asks for tracing).
+    """
+    middlewares = server_middlewares(force=tracing)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
+    app[SETTINGS] = settings
+    app[METRICS] = ServerMetrics()
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_post("/api/github/hook", webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_routes(status_routes())
+    location = parse_artifacts_url(settings.artifacts_url)
+    if location.root is not None:
+        app.router.add_routes(artifact_routes(location.root.resolve(), settings.signing_key))
+    app.cleanup_ctx.append(_redis_ctx)
+    if dispatcher:
+        app.cleanup_ctx.append(_dispatcher_ctx)
+    return app
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    queue = Queue.from_url(app[SETTINGS].redis_url, history_ttl=app[SETTINGS].job_history_ttl)
+    app[QUEUE] = queue
+    try:
+        await queue.ensure_groups()
+    except (RedisError, OSError) as exc:  # /readyz reports it; the dispatcher retries
+        log.warning("redis.unavailable_at_start", error=repr(exc))
+    stop = asyncio.Event()
+    gauges = asyncio.create_task(app[METRICS].queue.run(queue, stop))
+    yield
+    stop.set()
+    await gauges
+    await queue.aclose()
+
+
+async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The dispatcher and the missed-deliveries reconciler run beside the webhook handler."""
+    settings = app[SETTINGS]
+    timeout = aiohttp.ClientTimeout(total=settings.github_timeout)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        github = build_github_app(
+            session, settings, app[QUEUE].redis, on_response=app[METRICS].github.observe
+        )
+        app[GITHUB] = github
+        stop = asyncio.Event()
+        dispatcher = Dispatcher(settings, app[QUEUE], github, metrics=app[METRICS])
+        tasks = [asyncio.create_task(dispatcher.run(stop))]
+        if settings.reconcile_interval:
+            reconciler = Reconciler(github, app[QUEUE].redis, interval=settings.reconcile_interval)
+            tasks.append(asyncio.create_task(reconciler.run(stop)))
+        app[DISPATCHER_TASK] = tasks[0]
+        yield
+        stop.set()
+        # Let an event in hand finish; a stuck one is cancelled (it stays pending in Redis).
+        _done, pending = await asyncio.wait(tasks, timeout=10)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,120 @@
+"""Validation before GPU time: changed taxonomy files → the `instruct-lab-bot/validate` check run.
+
+Changed files come from the PR files API (paginated), contents from the contents API at the
+head sha: no checkout, no `ilab`. The outcome per head sha is remembered, so a PR push and a
+`generate` on the same sha validate once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+import structlog
+
+from instruct_lab_bot.adapters.github.client import Installation
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.core import validation
+from instruct_lab_bot.core.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+CHECK_NAME = "instruct-lab-bot/validate"
+REMEMBER = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Report:
+    failures: int
+    warnings: int
+    url: str
+    check_run_id: int
+
+
+class Validator:
+    def __init__(self, settings: Settings, queue: Queue) -> None:
+        self.settings = settings
+        self.queue = queue
+
+    async def changed_taxonomy_files(
+        self, gh: Installation, owner: str, repo: str, number: int
+    ) -> list[str]:
+        """The PR's taxonomy files to check (and to generate from), removed ones excluded."""
+        entries = await gh.pull_files(owner, repo, number)
+        present = {str(e["filename"]) for e in entries if e.get("status") != "removed"}
+        return [path for path in validation.taxonomy_files(sorted(present)) if path in present]
+
+    async def validate(
+        self, gh: Installation, owner: str, repo: str, sha: str, files: list[str]
+    ) -> Report:
+        key = f"validated:{owner}/{repo}:{sha}:{','.join(files)}"
+        cached = await self.queue.redis.get(self.queue.memo_key(key))
+        if cached:
+            data = json.loads(cached)
+            return Report(**data)
+        problems: list[validation.Problem] = []
+        for path in files:
+            text = await gh.file_text(owner, repo, path, sha)
+            attribution_path = path.rsplit("/", 1)[0] + "/attribution.txt" if "/" in path else ""
+            attribution = (
+                await gh.file_text(owner, repo, attribution_path, sha) if attribution_path else None
+            )
+            # CPU-bound (and runs yamllint): keep it off the event loop
+            problems += await asyncio.to_thread(
+                validation.validate_file, path, text, attribution=attribution
+            )
+        report = await self._publish(gh, owner, repo, sha, problems)
+        await self.queue.redis.set(
+            self.queue.memo_key(key), json.dumps(report.__dict__), ex=REMEMBER
+        )
+        log.info(
+            "validation.done",
+            repo=f"{owner}/{repo}",
+            sha=sha,
+            files=len(files),
+            failures=report.failures,
+            warnings=report.warnings,
+        )
+        return report
+
+    async def _publish(
+        self,
+        gh: Installation,
+        owner: str,
+        repo: str,
+        sha: str,
+        problems: list[validation.Problem],
+    ) -> Report:
+        failures = sum(1 for p in problems if p.level == "failure")
+        warnings = sum(1 for p in problems if p.level == "warning")
+        title, summary = validation.summary(problems)
+        annotations = validation.annotations(problems)
+        batches = validation.batches(annotations) or [[]]
+        conclusion = "failure" if failures else "success"
+        first = batches[0]
+        check_run_id = await gh.create_check_run(
+            owner,
+            repo,
+            {
+                "name": CHECK_NAME,
+                "head_sha": sha,
+                "status": "completed" if len(batches) == 1 else "in_progress",
+                **({"conclusion": conclusion} if len(batches) == 1 else {}),
+                "output": {"title": title, "summary": summary, "annotations": first},
+            },
+        )
+        for number, batch in enumerate(batches[1:], start=2):
+            last = number == len(batches)
+            payload: dict[str, object] = {
+                "output": {"title": title, "summary": summary, "annotations": batch},
+            }
+            if last:
+                payload |= {"status": "completed", "conclusion": conclusion}
+            await gh.update_check_run(owner, repo, check_run_id, payload)
+        url = f"{_web(self.settings.github_git_url)}/{owner}/{repo}/runs/{check_run_id}"
+        return Report(failures, warnings, url, check_run_id)
+
+
+def _web(url: str) -> str:
+    return url if url.startswith(("http://", "https://")) else "https://github.com"
