@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from instruct_lab_bot.adapters.runner import run_streaming
+from instruct_lab_bot.adapters.runner import RunLimits, run_streaming
 from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.services.worker import LOG_NAME, _line_sink
 
@@ -56,7 +56,7 @@ async def pump(size: int, limit: float, work: Path) -> dict[str, float]:
         peak_reset = reset_peak()
         started = time.perf_counter()
         result = await run_streaming(
-            flood, cwd=work, env=env, on_line=sink, timeout=limit, kill_grace=5
+            flood, cwd=work, env=env, on_line=sink, limits=RunLimits(timeout=limit, kill_grace=5)
         )
         seconds = time.perf_counter() - started
     hwm = status_kb("VmHWM")

@@ -30,7 +30,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from instruct_lab_bot.adapters.redis.queue import Queue, StreamEntry
-from instruct_lab_bot.adapters.runner import run_streaming, scrub_env
+from instruct_lab_bot.adapters.runner import RunLimits, run_streaming, scrub_env
 from instruct_lab_bot.core.jobs import Job, State, new_job_id
 from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.progress import Progress
@@ -105,9 +105,10 @@ class BenchWorker(Worker):
                 cwd=workspace,
                 env=scrub_env(os.environ, secrets=self.settings.secrets()),
                 on_line=_line_sink(Progress(), log_file),
-                timeout=self.settings.job_timeout,
-                kill_grace=self.settings.kill_grace,
                 cancel=cancel,
+                limits=RunLimits(
+                    timeout=self.settings.job_timeout, kill_grace=self.settings.kill_grace
+                ),
             )
         state = State.SUCCEEDED if run.exit_code == 0 else State.FAILED
         return JobResult(state=state, duration=time.monotonic() - started)

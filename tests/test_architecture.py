@@ -41,11 +41,10 @@ def definitions(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDe
             yield node
 
 
-def span(node: ast.AST) -> int:
+def span(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> int:
     """Lines from the first decorator to the end, as a reader sees the unit."""
-    decorators = getattr(node, "decorator_list", [])
-    first = min([node.lineno, *(d.lineno for d in decorators)])  # type: ignore[attr-defined]
-    return int(node.end_lineno or 0) - first + 1  # type: ignore[attr-defined]
+    first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    return (node.end_lineno or node.lineno) - first + 1
 
 
 def parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:

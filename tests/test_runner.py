@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from instruct_lab_bot.adapters.runner import LineSplitter, RunResult, run_streaming, scrub_env
+from instruct_lab_bot.adapters.runner import (
+    LineSplitter,
+    RunLimits,
+    RunResult,
+    run_streaming,
+    scrub_env,
+)
 
 PY = sys.executable
 
@@ -137,7 +143,11 @@ async def test_async_on_line_is_awaited(tmp_path: Path) -> None:
 
     code = "for i in range(50): print(i)"
     result = await run_streaming(
-        [PY, "-c", code], cwd=tmp_path, env={}, on_line=slow, timeout=60, kill_grace=1
+        [PY, "-c", code],
+        cwd=tmp_path,
+        env={},
+        on_line=slow,
+        limits=RunLimits(timeout=60, kill_grace=1),
     )
     assert result.exit_code == 0
     assert seen == [str(i) for i in range(50)]
@@ -159,7 +169,11 @@ async def test_flood_without_newlines_stays_bounded(tmp_path: Path) -> None:
         longest = max(longest, len(line))
 
     result = await run_streaming(
-        [PY, "-c", code], cwd=tmp_path, env={}, on_line=on_line, timeout=120, max_line=16 * 1024
+        [PY, "-c", code],
+        cwd=tmp_path,
+        env={},
+        on_line=on_line,
+        limits=RunLimits(timeout=120, max_line=16 * 1024),
     )
     assert result.exit_code == 0
     assert result.output_bytes == 50 << 20
@@ -201,9 +215,8 @@ async def test_sigterm_ignoring_child_gets_sigkill(tmp_path: Path) -> None:
         cwd=tmp_path,
         env={},
         on_line=on_line,
-        timeout=60,
         cancel=cancel,
-        kill_grace=0.5,
+        limits=RunLimits(timeout=60, kill_grace=0.5),
     )
     await trigger
     assert result.outcome == "cancelled"
@@ -223,9 +236,8 @@ async def test_cancel_event(tmp_path: Path) -> None:
         cwd=tmp_path,
         env={},
         on_line=on_line,
-        timeout=60,
         cancel=cancel,
-        kill_grace=5,
+        limits=RunLimits(timeout=60, kill_grace=5),
     )
     assert result.outcome == "cancelled"
     await assert_group_gone(pids[0])
@@ -247,7 +259,11 @@ async def test_caller_cancellation_kills_the_group(tmp_path: Path) -> None:
 
     task = asyncio.create_task(
         run_streaming(
-            [PY, "-c", SPAWNS_GRANDCHILD], cwd=tmp_path, env={}, on_line=on_line, timeout=60
+            [PY, "-c", SPAWNS_GRANDCHILD],
+            cwd=tmp_path,
+            env={},
+            on_line=on_line,
+            limits=RunLimits(timeout=60),
         )
     )
     child_pid, _ = await started
@@ -266,7 +282,11 @@ async def test_on_line_error_kills_the_group_and_propagates(tmp_path: Path) -> N
 
     with pytest.raises(RuntimeError, match="consumer broke"):
         await run_streaming(
-            [PY, "-c", SPAWNS_GRANDCHILD], cwd=tmp_path, env={}, on_line=on_line, timeout=60
+            [PY, "-c", SPAWNS_GRANDCHILD],
+            cwd=tmp_path,
+            env={},
+            on_line=on_line,
+            limits=RunLimits(timeout=60),
         )
     await assert_group_gone(pids[0])
 
@@ -286,7 +306,11 @@ async def test_hostile_argv_reaches_child_untouched(tmp_path: Path) -> None:
     code = "import sys; print(repr(sys.argv[1:]))"
     lines = Lines()
     result = await run_streaming(
-        [PY, "-c", code, *hostile], cwd=tmp_path, env={}, on_line=lines, timeout=60
+        [PY, "-c", code, *hostile],
+        cwd=tmp_path,
+        env={},
+        on_line=lines,
+        limits=RunLimits(timeout=60),
     )
     assert result.exit_code == 0
     assert lines.of("stdout") == [repr(hostile)]
@@ -304,7 +328,11 @@ async def test_child_sees_only_the_given_env_and_no_stdin(tmp_path: Path) -> Non
 async def test_missing_executable_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         await run_streaming(
-            [str(tmp_path / "nope")], cwd=tmp_path, env={}, on_line=Lines(), timeout=5
+            [str(tmp_path / "nope")],
+            cwd=tmp_path,
+            env={},
+            on_line=Lines(),
+            limits=RunLimits(timeout=5),
         )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from instruct_lab_bot.adapters.runner import run_streaming
+from instruct_lab_bot.adapters.runner import RunLimits, run_streaming
 
 __all__ = [
     "CheckoutResult",
@@ -266,7 +266,11 @@ async def run_git(
 
     step = " ".join(argv[:2])
     result = await run_streaming(
-        argv, cwd=cwd, env=env, on_line=on_line, timeout=timeout, kill_grace=_KILL_GRACE
+        argv,
+        cwd=cwd,
+        env=env,
+        on_line=on_line,
+        limits=RunLimits(timeout=timeout, kill_grace=_KILL_GRACE),
     )
     if result.outcome == "timed_out":
         raise GitError(f"{step} timed out")

@@ -236,17 +236,30 @@ async def _watch(
             return "timed_out"
 
 
+@dataclass(frozen=True)
+class RunLimits:
+    """How long a child may run and how much it may print per line.
+
+    On `timeout` seconds (wall clock) or a cancel the group gets SIGTERM, then SIGKILL after
+    `kill_grace` seconds. If the child exits but something else in its group keeps the pipes
+    open, the group is killed after `pipe_grace` seconds. Lines longer than `max_line` bytes
+    are cut.
+    """
+
+    timeout: float
+    kill_grace: float = 10.0
+    max_line: int = 16 * 1024
+    pipe_grace: float = _PIPE_GRACE
+
+
 async def run_streaming(
     argv: Sequence[str],
     *,
     cwd: Path,
     env: Mapping[str, str],
     on_line: OnLine,
-    timeout: float,  # noqa: ASYNC109 - the child's wall-clock limit, not a wait on our side
+    limits: RunLimits,
     cancel: asyncio.Event | None = None,
-    kill_grace: float = 10.0,
-    max_line: int = 16 * 1024,
-    pipe_grace: float = _PIPE_GRACE,
 ) -> RunResult:
     """Run ``argv`` (no shell) in its own process group, calling ``on_line(stream, line)``.
 
@@ -254,11 +267,9 @@ async def run_streaming(
     slow consumer slows the child down (back-pressure): keep it cheap, e.g. update in-memory
     state only. It is never called concurrently, and lines of one stream arrive in order.
 
-    On ``timeout`` seconds (wall clock) or when ``cancel`` is set the group gets SIGTERM, then
-    SIGKILL after ``kill_grace`` seconds. If the child exits but something else in its group
-    keeps the pipes open, the group is killed after ``pipe_grace`` seconds. If the calling task
-    is cancelled, or ``on_line`` raises, the group is killed at once and the error re-raised.
-    Spawn errors (e.g. a missing executable) propagate as ``OSError``.
+    The group is stopped as `limits` says on a timeout or when ``cancel`` is set. If the calling
+    task is cancelled, or ``on_line`` raises, the group is killed at once and the error
+    re-raised. Spawn errors (e.g. a missing executable) propagate as ``OSError``.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -273,36 +284,56 @@ async def run_streaming(
         env=dict(env),
         start_new_session=True,
     )
-    pgid = transport.get_pid()
-    consumer = asyncio.create_task(_consume(proto, on_line, max_line))
+    consumer = asyncio.create_task(_consume(proto, on_line, limits.max_line))
     cancelled = asyncio.create_task(cancel.wait()) if cancel is not None else None
+    child = _Child(transport.get_pid(), exited, consumer)
     try:
-        outcome = await _watch(exited, consumer, cancelled, started + timeout)
-        if outcome != "exited":
-            _killpg(pgid, signal.SIGTERM)
-            await _wait_for({exited, consumer}, kill_grace)
-            _killpg(pgid, signal.SIGKILL)
-            await _wait_for({exited}, kill_grace)
-        await _drain(pgid, consumer, pipe_grace)
-        consumer.result()
-        # The run is over: helpers the child left behind in its group (even with their output
-        # redirected elsewhere) must not outlive it.
-        _killpg(pgid, signal.SIGKILL)
+        outcome = await _supervise(child, cancelled, started + limits.timeout, limits)
     except BaseException:
-        _killpg(pgid, signal.SIGKILL)
+        _killpg(child.pgid, signal.SIGKILL)
         await _cancel_and_wait([consumer, cancelled])
         transport.close()
         # Reap briefly so no zombie is left; the loop's child watcher finishes it otherwise.
-        await asyncio.shield(_wait_for({exited}, kill_grace))
+        await asyncio.shield(_wait_for({exited}, limits.kill_grace))
         raise
     finally:
         await _cancel_and_wait([consumer, cancelled])
         transport.close()
-    returncode = transport.get_returncode()
+    return _result(transport.get_returncode(), outcome, loop.time() - started, proto)
+
+
+@dataclass(frozen=True)
+class _Child:
+    pgid: int
+    exited: asyncio.Future[None]
+    consumer: asyncio.Task[None]
+
+
+async def _supervise(
+    child: _Child, cancelled: asyncio.Task[bool] | None, deadline: float, limits: RunLimits
+) -> Outcome:
+    """Wait for the end (exit, timeout or cancel), stop the group if needed, drain output."""
+    outcome = await _watch(child.exited, child.consumer, cancelled, deadline)
+    if outcome != "exited":
+        _killpg(child.pgid, signal.SIGTERM)
+        await _wait_for({child.exited, child.consumer}, limits.kill_grace)
+        _killpg(child.pgid, signal.SIGKILL)
+        await _wait_for({child.exited}, limits.kill_grace)
+    await _drain(child.pgid, child.consumer, limits.pipe_grace)
+    child.consumer.result()
+    # The run is over: helpers the child left behind in its group (even with their output
+    # redirected elsewhere) must not outlive it.
+    _killpg(child.pgid, signal.SIGKILL)
+    return outcome
+
+
+def _result(
+    returncode: int | None, outcome: Outcome, duration: float, proto: _ChildProtocol
+) -> RunResult:
     return RunResult(
         exit_code=returncode if returncode is not None and returncode >= 0 else None,
         outcome=outcome,
-        duration=loop.time() - started,
+        duration=duration,
         signal=-returncode if returncode is not None and returncode < 0 else None,
         output_bytes=proto.output_bytes,
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from instruct_lab_bot.adapters.runner import run_streaming
+from instruct_lab_bot.adapters.runner import RunLimits, run_streaming
 from instruct_lab_bot.core.precheck import Answer, Seed, chat_argv, prompt
 from instruct_lab_bot.core.settings import Settings
 
@@ -79,9 +79,10 @@ async def ask(
             cwd=cwd,
             env=env,
             on_line=collect,
-            timeout=min(settings.job_timeout, QUESTION_TIMEOUT),
-            kill_grace=settings.kill_grace,
             cancel=cancel,
+            limits=RunLimits(
+                timeout=min(settings.job_timeout, QUESTION_TIMEOUT), kill_grace=settings.kill_grace
+            ),
         )
     except OSError as exc:
         return Answer(seed.path, seed.question, seed.answer, "", f"cannot start ilab: {exc}")

@@ -39,7 +39,7 @@ from instruct_lab_bot.adapters.redis.queue import (
     StreamEntry,
     consumer_name,
 )
-from instruct_lab_bot.adapters.runner import RunResult, run_streaming, scrub_env
+from instruct_lab_bot.adapters.runner import RunLimits, RunResult, run_streaming, scrub_env
 from instruct_lab_bot.adapters.storage.stores import ArtifactStore, StorageError, open_store
 from instruct_lab_bot.adapters.tracing import continue_trace, record_span, span
 from instruct_lab_bot.core import messages
@@ -473,9 +473,10 @@ class Worker:
                         cwd=checkout.path,
                         env=env,
                         on_line=_line_sink(progress, log_file),
-                        timeout=self.settings.job_timeout,
-                        kill_grace=self.settings.kill_grace,
                         cancel=cancel,
+                        limits=RunLimits(
+                            timeout=self.settings.job_timeout, kill_grace=self.settings.kill_grace
+                        ),
                     )
                     current.set_attribute("ilab_bot.exit_code", str(run.exit_code))
                     current.set_attribute("ilab_bot.outcome", run.outcome)
