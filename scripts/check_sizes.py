@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.test_architecture import (  # noqa: E402
+from tests.test_architecture import (
     MAX_CLASS_LINES,
     MAX_FUNCTION_LINES,
     MAX_MODULE_LINES,
