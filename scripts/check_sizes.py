@@ -1,6 +1,6 @@
 """Print every unit over the architecture limits (tests/test_architecture.py holds them).
 
-    python scripts/check_sizes.py [path-prefix]
+python scripts/check_sizes.py [path-prefix]
 """
 
 from __future__ import annotations
