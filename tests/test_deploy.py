@@ -817,7 +817,13 @@ def test_dev_overlay_runs_the_standin_with_minio(rendered: dict[str, list[Obj]])
     objects = rendered["overlays/dev"]
     data = config_map(objects)["data"]
     assert data["ILAB_BOT_ILAB_COMMAND"] == "ilab-standin"
-    assert "ilab-standin" in project()["project"]["scripts"]
+    testkit = tomllib.loads((ROOT / "testkit" / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "ilab-standin" in testkit["project"]["scripts"]
+    assert "ilab-standin" not in project()["project"].get("scripts", {})
+    dev = yaml.safe_load((K8S / "overlays" / "dev" / "kustomization.yaml").read_text())
+    images = {i["name"]: i for i in dev["images"]}
+    assert images["ghcr.io/instructlab/instruct-lab-bot-worker"]["newName"].endswith("-dev")
+    assert "testkit/Containerfile" in (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     _, worker = component(objects, "worker")
     (container,) = worker["spec"]["containers"]
     assert not any(

@@ -165,63 +165,15 @@ def parse_settings(
     """
     problems: list[str] = []
     values: dict[str, object] = {}
-
-    def get(name: str, attr: str, parse: Callable[[str], T]) -> None:
+    for name, attr, parse in _FIELDS:
         raw = env.get(PREFIX + name, "").strip()
         if not raw:
-            return
+            continue
         try:
             values[attr] = parse(raw)
         except ValueError as exc:
             problems.append(f"{PREFIX}{name}: {exc}")
-
-    get("GITHUB_API_URL", "github_api_url", lambda v: _parse_url(v, ("http", "https")))
-    get("GITHUB_GIT_URL", "github_git_url", lambda v: _parse_url(v, ("http", "https", "file")))
-    get("USERNAME", "username", _parse_username)
-    get("REDIS_URL", "redis_url", lambda v: _parse_url(v, ("redis", "rediss", "unix")))
-    get("ARTIFACTS_URL", "artifacts_url", _parse_artifacts_url)
-    get("S3_ENDPOINT_URL", "s3_endpoint_url", lambda v: _parse_url(v, ("http", "https")))
-    get("LINK_EXPIRY", "link_expiry", lambda v: int(_parse_duration(v)))
-    get("PUBLIC_URL", "public_url", lambda v: _parse_url(v, ("http", "https")))
-    get("HOST", "host", str)
-    get("PORT", "port", _parse_port)
-    get("ILAB_COMMAND", "ilab_command", _parse_nonempty_argv)
-    get("GENERATE_ARGS", "generate_args", _parse_argv)
-    get("WORK_DIR", "work_dir", Path)
-    get("JOB_TIMEOUT", "job_timeout", _parse_duration)
-    get("PROGRESS_INTERVAL", "progress_interval", _parse_duration)
-    get("LOG_FORMAT", "log_format", _parse_log_format)
-    get("GITHUB_TIMEOUT", "github_timeout", _parse_duration)
-    get("GIT_TIMEOUT", "git_timeout", _parse_duration)
-    get("UPLOAD_TIMEOUT", "upload_timeout", _parse_duration)
-    get("KILL_GRACE", "kill_grace", _parse_duration)
-    get("MAX_DELIVERIES", "max_deliveries", _parse_positive_int)
-    get("HEARTBEAT_INTERVAL", "heartbeat_interval", _parse_duration)
-    get("LEASE_TIMEOUT", "lease_timeout", _parse_duration)
-    get("SHUTDOWN_GRACE", "shutdown_grace", _parse_duration)
-    get("JOB_HISTORY_TTL", "job_history_ttl", lambda v: int(_parse_duration(v)))
-    get("STATUS_AUTH", "status_auth", _parse_status_auth)
-    get("ALLOWED_TEAMS", "allowed_teams", _parse_teams)
-    get("MIN_PERMISSION", "min_permission", _parse_permission)
-    get("RESTRICTED_COMMANDS", "restricted_commands", _parse_commands)
-    get("REQUIRED_LABELS", "required_labels", _parse_list)
-    get("REPOS", "repos", _parse_repos)
-    get("PRECHECK_ARGS", "precheck_args", _parse_argv)
-    get("PRECHECK_CONCURRENCY", "precheck_concurrency", _parse_positive_int)
-    get("WELCOME", "welcome", _parse_bool)
-    get("GITHUB_MAX_CONCURRENCY", "github_max_concurrency", _parse_positive_int)
-    get("GITHUB_WRITES_PER_MINUTE", "github_write_limit", _parse_positive_int)
-    get("GITHUB_RETRY_DEADLINE", "github_retry_deadline", _parse_duration)
-    get("GITHUB_MAX_ATTEMPTS", "github_max_attempts", _parse_positive_int)
-    get("RECONCILE_INTERVAL", "reconcile_interval", _parse_optional_duration)
-    heartbeat = float(values.get("heartbeat_interval", Settings.heartbeat_interval))  # type: ignore[arg-type]
-    lease = float(values.get("lease_timeout", Settings.lease_timeout))  # type: ignore[arg-type]
-    if lease < 2 * heartbeat:
-        problems.append(
-            f"{PREFIX}LEASE_TIMEOUT: must be at least twice {PREFIX}HEARTBEAT_INTERVAL "
-            "(or a live worker's job would be taken over)"
-        )
-
+    _check_lease(values, problems)
     secret = env.get(PREFIX + "WEBHOOK_SECRET", "")
     if secret:
         values["webhook_secret"] = Secret(secret)
@@ -362,3 +314,57 @@ def _parse_artifacts_url(text: str) -> str:
 
     parse_artifacts_url(text)
     return text
+
+
+def _check_lease(values: Mapping[str, object], problems: list[str]) -> None:
+    heartbeat = float(values.get("heartbeat_interval", Settings.heartbeat_interval))  # type: ignore[arg-type]
+    lease = float(values.get("lease_timeout", Settings.lease_timeout))  # type: ignore[arg-type]
+    if lease < 2 * heartbeat:
+        problems.append(
+            f"{PREFIX}LEASE_TIMEOUT: must be at least twice {PREFIX}HEARTBEAT_INTERVAL "
+            "(or a live worker's job would be taken over)"
+        )
+
+
+# Each setting: its variable (after ILAB_BOT_), the Settings field, and its parser.
+_FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
+    ("GITHUB_API_URL", "github_api_url", lambda v: _parse_url(v, ("http", "https"))),
+    ("GITHUB_GIT_URL", "github_git_url", lambda v: _parse_url(v, ("http", "https", "file"))),
+    ("USERNAME", "username", _parse_username),
+    ("REDIS_URL", "redis_url", lambda v: _parse_url(v, ("redis", "rediss", "unix"))),
+    ("ARTIFACTS_URL", "artifacts_url", _parse_artifacts_url),
+    ("S3_ENDPOINT_URL", "s3_endpoint_url", lambda v: _parse_url(v, ("http", "https"))),
+    ("LINK_EXPIRY", "link_expiry", lambda v: int(_parse_duration(v))),
+    ("PUBLIC_URL", "public_url", lambda v: _parse_url(v, ("http", "https"))),
+    ("HOST", "host", str),
+    ("PORT", "port", _parse_port),
+    ("ILAB_COMMAND", "ilab_command", _parse_nonempty_argv),
+    ("GENERATE_ARGS", "generate_args", _parse_argv),
+    ("WORK_DIR", "work_dir", Path),
+    ("JOB_TIMEOUT", "job_timeout", _parse_duration),
+    ("PROGRESS_INTERVAL", "progress_interval", _parse_duration),
+    ("LOG_FORMAT", "log_format", _parse_log_format),
+    ("GITHUB_TIMEOUT", "github_timeout", _parse_duration),
+    ("GIT_TIMEOUT", "git_timeout", _parse_duration),
+    ("UPLOAD_TIMEOUT", "upload_timeout", _parse_duration),
+    ("KILL_GRACE", "kill_grace", _parse_duration),
+    ("MAX_DELIVERIES", "max_deliveries", _parse_positive_int),
+    ("HEARTBEAT_INTERVAL", "heartbeat_interval", _parse_duration),
+    ("LEASE_TIMEOUT", "lease_timeout", _parse_duration),
+    ("SHUTDOWN_GRACE", "shutdown_grace", _parse_duration),
+    ("JOB_HISTORY_TTL", "job_history_ttl", lambda v: int(_parse_duration(v))),
+    ("STATUS_AUTH", "status_auth", _parse_status_auth),
+    ("ALLOWED_TEAMS", "allowed_teams", _parse_teams),
+    ("MIN_PERMISSION", "min_permission", _parse_permission),
+    ("RESTRICTED_COMMANDS", "restricted_commands", _parse_commands),
+    ("REQUIRED_LABELS", "required_labels", _parse_list),
+    ("REPOS", "repos", _parse_repos),
+    ("PRECHECK_ARGS", "precheck_args", _parse_argv),
+    ("PRECHECK_CONCURRENCY", "precheck_concurrency", _parse_positive_int),
+    ("WELCOME", "welcome", _parse_bool),
+    ("GITHUB_MAX_CONCURRENCY", "github_max_concurrency", _parse_positive_int),
+    ("GITHUB_WRITES_PER_MINUTE", "github_write_limit", _parse_positive_int),
+    ("GITHUB_RETRY_DEADLINE", "github_retry_deadline", _parse_duration),
+    ("GITHUB_MAX_ATTEMPTS", "github_max_attempts", _parse_positive_int),
+    ("RECONCILE_INTERVAL", "reconcile_interval", _parse_optional_duration),
+)
