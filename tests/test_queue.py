@@ -2,15 +2,15 @@
 
 import asyncio
 
-from instruct_lab_bot.adapters.redis.queue import (
+from instruct_lab_bot.adapters.redis.keys import (
     DEAD_STREAM,
     EVENTS_STREAM,
     JOBS_STREAM,
     WORKER_GROUP,
-    Queue,
-    StreamEntry,
     job_key,
 )
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.redis.streams import StreamEntry
 from instruct_lab_bot.core.jobs import Job, State
 
 
