@@ -25,7 +25,7 @@ _registered: weakref.WeakKeyDictionary[aioredis.Redis, dict[str, AsyncScript]] =
 def source(name: str) -> str:
     """The text of `lua/NAME.lua`, its includes expanded."""
     text = resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
-    return _INCLUDE.sub(lambda match: source(match.group(1)), text)
+    return _INCLUDE.sub(lambda match: source(match.group(1)).rstrip(), text)
 
 
 def script(client: aioredis.Redis, name: str) -> AsyncScript:
