@@ -29,7 +29,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.adapters.redis.queue import Queue, StreamEntry
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.redis.streams import StreamEntry
 from instruct_lab_bot.adapters.runner import RunLimits, run_streaming, scrub_env
 from instruct_lab_bot.core.jobs import Job, State, new_job_id
 from instruct_lab_bot.core.messages import JobResult

@@ -16,13 +16,9 @@ import structlog
 from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.github.client import GitHubApp, GitHubError, Installation
-from instruct_lab_bot.adapters.redis.queue import (
-    DISPATCH_GROUP,
-    EVENTS_STREAM,
-    Queue,
-    StreamEntry,
-    consumer_name,
-)
+from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
 from instruct_lab_bot.adapters.tracing import continue_trace, current_traceparent, span
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.commands import GPU_COMMANDS, Command, suggest

@@ -49,7 +49,7 @@ class Validator:
         self, gh: Installation, owner: str, repo: str, sha: str, files: list[str]
     ) -> Report:
         key = f"validated:{owner}/{repo}:{sha}:{','.join(files)}"
-        cached = await self.queue.redis.get(self.queue.memo_key(key))
+        cached = await self.queue.recall(key)
         if cached:
             data = json.loads(cached)
             return Report(**data)
@@ -65,9 +65,7 @@ class Validator:
                 validation.validate_file, path, text, attribution=attribution
             )
         report = await self._publish(gh, owner, repo, sha, problems)
-        await self.queue.redis.set(
-            self.queue.memo_key(key), json.dumps(report.__dict__), ex=REMEMBER
-        )
+        await self.queue.remember(key, json.dumps(report.__dict__), ttl=REMEMBER)
         log.info(
             "validation.done",
             repo=f"{owner}/{repo}",

@@ -32,13 +32,10 @@ from instruct_lab_bot.adapters.github.client import (
     Installation,
     build_github_app,
 )
-from instruct_lab_bot.adapters.redis.queue import (
-    JOBS_STREAM,
-    WORKER_GROUP,
-    Queue,
-    StreamEntry,
-    consumer_name,
-)
+from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
+from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
 from instruct_lab_bot.adapters.runner import RunLimits, RunResult, run_streaming, scrub_env
 from instruct_lab_bot.adapters.storage.stores import ArtifactStore, StorageError, open_store
 from instruct_lab_bot.adapters.tracing import continue_trace, record_span, span
@@ -103,9 +100,8 @@ async def open_worker(
     timeout = aiohttp.ClientTimeout(total=settings.github_timeout)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            github = build_github_app(
-                session, settings, queue.redis, on_response=metrics.github.observe
-            )
+            budget = WriteBudget(queue.redis, limit=settings.github_write_limit)
+            github = build_github_app(session, settings, budget, on_response=metrics.github.observe)
             yield Worker(
                 settings, queue, github, store, concurrency=concurrency, name=name, metrics=metrics
             )
