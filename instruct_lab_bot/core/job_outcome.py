@@ -50,9 +50,10 @@ def precheck_error(state: State, errors: Sequence[str]) -> str:
 
 
 def exit_label(exit_code: int | None) -> str:
-    """The `code` label of the exits metric: bounded, so odd codes cannot explode it."""
-    code = "signal" if exit_code is None else str(exit_code)
-    return code if len(code) <= 3 else "other"
+    """The `code` label of the exits metric, bounded: an end by signal and codes longer
+    than three characters share "other"."""
+    code = "" if exit_code is None else str(exit_code)
+    return code if 0 < len(code) <= 3 else "other"
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ class Worker:
     worker runs a no-op job body and reports nothing).
     """
 
-    def __init__(self, deps: WorkerDeps, *, concurrency: int = 1, name: str | None = None):
+    def __init__(self, deps: WorkerDeps, *, concurrency: int = 1, name: str | None = None) -> None:
         deps.metrics.concurrency.set(concurrency)
         self.deps = deps
         self.settings = deps.settings

@@ -62,7 +62,7 @@ class RunProcess(Protocol):
 
 
 #: Check out a job's PR into `dest` (with an installation token for HTTP remotes).
-FetchPullRequest = Callable[[Settings, Job, Path, "str | None"], Awaitable[CheckoutResult]]
+FetchPullRequest = Callable[[Settings, Job, Path, str | None], Awaitable[CheckoutResult]]
 
 
 async def fetch_pull_request(
