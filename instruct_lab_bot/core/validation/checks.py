@@ -111,23 +111,25 @@ class _Check:
             return [stop.problem]
 
     def _steps(self) -> list[Problem]:
-        at = self.reporter
-        name = PurePosixPath(at.path).name
+        reporter = self.reporter
+        name = PurePosixPath(reporter.path).name
         if name != QNA_NAME:
-            at.stop(1, wording.TITLE_NAME, wording.msg_name(name))
-        parts = PurePosixPath(at.path).parts
+            reporter.stop(1, wording.TITLE_NAME, wording.msg_name(name))
+        parts = PurePosixPath(reporter.path).parts
         if len(parts) < 2 or parts[0] not in TAXONOMY_FOLDERS:
             message = wording.msg_outside(TAXONOMY_FOLDERS)
-            return [at.problem(1, "warning", wording.TITLE_OUTSIDE, message)]
-        self.reporter = at = Reporter(at.path, Lines(self._decode()))
+            return [reporter.problem(1, "warning", wording.TITLE_OUTSIDE, message)]
+        self.reporter = reporter = Reporter(reporter.path, Lines(self._decode()))
         root, data = self._load()
         if not data:
             return [
-                at.problem(1, "warning", wording.TITLE_EMPTY, wording.msg_empty(root is not None))
+                reporter.problem(
+                    1, "warning", wording.TITLE_EMPTY, wording.msg_empty(root is not None)
+                )
             ]
         if not isinstance(data, Mapping):
             message = wording.msg_not_mapping(wording.kind_of(data))
-            at.stop(at.node_line(root), wording.TITLE_NOT_MAPPING, message)
+            reporter.stop(reporter.node_line(root), wording.TITLE_NOT_MAPPING, message)
         assert root is not None
         return self._checks(root, data)
 
@@ -163,10 +165,10 @@ class _Check:
 
     def _load(self) -> tuple[Node | None, object]:
         """Compose with marks (for lines), measure, then construct as `yaml.safe_load` would."""
-        at = self.reporter
+        reporter = self.reporter
         loader: Loader | None = None
         try:
-            loader = Loader(at.lines.text)  # the reader refuses control characters right here
+            loader = Loader(reporter.lines.text)  # the reader refuses control characters right here
             root = loader.get_single_node()
             if root is not None:
                 self._measure(root)
@@ -176,42 +178,50 @@ class _Check:
         except ReaderError as error:
             self._bad_character(error)
         except TooDeep as deep:
-            at.stop(
-                at.lines.line_of(deep.index), wording.TITLE_NESTING, wording.msg_nesting(MAX_DEPTH)
+            reporter.stop(
+                reporter.lines.line_of(deep.index),
+                wording.TITLE_NESTING,
+                wording.msg_nesting(MAX_DEPTH),
             )
         finally:
             if loader is not None:
                 loader.dispose()
 
     def _syntax_error(self, error: MarkedYAMLError) -> NoReturn:
-        at = self.reporter
+        reporter = self.reporter
         mark = error_mark(error)
         index = mark.index if mark is not None else 0
         column = mark.column + 1 if mark is not None else 1
         problem = "; ".join(filter(None, (error.context, error.problem))) or str(error)
-        at.stop(at.lines.line_of(index), wording.TITLE_SYNTAX, wording.msg_syntax(problem, column))
+        reporter.stop(
+            reporter.lines.line_of(index), wording.TITLE_SYNTAX, wording.msg_syntax(problem, column)
+        )
 
     def _bad_character(self, error: ReaderError) -> NoReturn:
-        at = self.reporter
+        reporter = self.reporter
         position = int(error.position)
-        column = position - (at.lines.text.rfind("\n", 0, position) + 1) + 1
+        column = position - (reporter.lines.text.rfind("\n", 0, position) + 1) + 1
         problem = wording.syntax_bad_character(int(error.character), str(error.reason))
         message = wording.msg_syntax(problem, column)
-        at.stop(at.lines.line_of(position), wording.TITLE_SYNTAX, message)
+        reporter.stop(reporter.lines.line_of(position), wording.TITLE_SYNTAX, message)
 
     def _measure(self, root: Node) -> None:
         """Refuse alias bombs and recursive aliases before anything walks the expanded data."""
-        at = self.reporter
+        reporter = self.reporter
         try:
             nodes, chars, depth = expanded_size(root)
         except Recursive as recursive:
-            at.stop(at.node_line(recursive.node), wording.TITLE_RECURSIVE, wording.msg_recursive())
+            reporter.stop(
+                reporter.node_line(recursive.node), wording.TITLE_RECURSIVE, wording.msg_recursive()
+            )
         if depth > MAX_DEPTH:
-            at.stop(at.node_line(root), wording.TITLE_NESTING, wording.msg_nesting(MAX_DEPTH))
+            reporter.stop(
+                reporter.node_line(root), wording.TITLE_NESTING, wording.msg_nesting(MAX_DEPTH)
+            )
         if nodes > MAX_NODES or chars > MAX_CHARS:
-            alias = first_alias_index(at.lines.text)
-            line = at.lines.line_of(alias) if alias is not None else at.node_line(root)
-            at.stop(line, wording.TITLE_ALIASES, wording.msg_aliases())
+            alias = first_alias_index(reporter.lines.text)
+            line = reporter.lines.line_of(alias) if alias is not None else reporter.node_line(root)
+            reporter.stop(line, wording.TITLE_ALIASES, wording.msg_aliases())
 
     def _version(self, data: Mapping[Any, Any]) -> int:
         """CI's rule: the newest schema unless asked for the file's own `version:` key."""
@@ -230,17 +240,17 @@ class _Check:
 
     def _attribution(self) -> list[Problem]:
         """On the qna.yaml's line 1: attribution.txt may not exist, and is often not in the diff."""
-        at, attribution = self.reporter, self.attribution
+        reporter, attribution = self.reporter, self.attribution
         if attribution is None:
-            folder = str(PurePosixPath(at.path).parent)
+            folder = str(PurePosixPath(reporter.path).parent)
             message = wording.msg_attribution_missing(folder)
-            return [at.problem(1, "failure", wording.TITLE_ATTRIBUTION_MISSING, message)]
+            return [reporter.problem(1, "failure", wording.TITLE_ATTRIBUTION_MISSING, message)]
         if len(attribution) == 0:
             message = wording.msg_attribution_empty()
-            return [at.problem(1, "failure", wording.TITLE_ATTRIBUTION_EMPTY, message)]
+            return [reporter.problem(1, "failure", wording.TITLE_ATTRIBUTION_EMPTY, message)]
         if not attribution.strip():
             message = wording.msg_attribution_blank()
-            return [at.problem(1, "warning", wording.TITLE_ATTRIBUTION_BLANK, message)]
+            return [reporter.problem(1, "warning", wording.TITLE_ATTRIBUTION_BLANK, message)]
         return []
 
     def _capped(self, problems: Iterable[Problem], step: str) -> list[Problem]:
