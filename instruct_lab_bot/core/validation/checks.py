@@ -122,11 +122,8 @@ class _Check:
         self.reporter = reporter = Reporter(reporter.path, Lines(self._decode()))
         root, data = self._load()
         if not data:
-            return [
-                reporter.problem(
-                    1, "warning", wording.TITLE_EMPTY, wording.msg_empty(root is not None)
-                )
-            ]
+            message = wording.msg_empty(root is not None)
+            return [reporter.problem(1, "warning", wording.TITLE_EMPTY, message)]
         if not isinstance(data, Mapping):
             message = wording.msg_not_mapping(wording.kind_of(data))
             reporter.stop(reporter.node_line(root), wording.TITLE_NOT_MAPPING, message)
