@@ -15,6 +15,7 @@ import structlog
 
 from instruct_lab_bot.adapters.github.client import Installation
 from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.yamllint import run_yamllint
 from instruct_lab_bot.core import validation
 from instruct_lab_bot.core.settings import Settings
 
@@ -62,7 +63,7 @@ class Validator:
             )
             # CPU-bound (and runs yamllint): keep it off the event loop
             problems += await asyncio.to_thread(
-                validation.validate_file, path, text, attribution=attribution
+                validation.validate_file, path, text, attribution=attribution, lint=run_yamllint
             )
         report = await self._publish(gh, owner, repo, sha, problems)
         await self.queue.remember(key, json.dumps(report.__dict__), ttl=REMEMBER)
