@@ -12,11 +12,11 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.adapters.github.client import GitHubApp
-from instruct_lab_bot.adapters.github.governor import (
+from instruct_lab_bot.adapters.github import GitHubApp, GitHubAppConfig
+from instruct_lab_bot.adapters.github.governor import WriteBudget
+from instruct_lab_bot.adapters.github.rate_limits import (
     SECONDARY_LIMIT_WAIT,
     Outcome,
-    WriteBudget,
     rate_limit_wait,
     retry_delay,
 )
@@ -124,16 +124,14 @@ async def processes(
         budget = None
         if limit is not None:
             budget = WriteBudget(redis_clients(), limit=limit, window=window)
-        return GitHubApp(
-            session,
+        config = GitHubAppConfig(
             app_id=str(github_app_key.app_id),
             private_key=github_app_key.private_key_pem,
             api_url=github.url,
             timeout=5,
-            budget=budget,
             retry=POLICY,
-            **kwargs,
         )
+        return GitHubApp(session, config, budget=budget, **kwargs)
 
     yield process
     for session in sessions:

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from instruct_lab_bot.adapters.github.client import GitHubApp, GitHubError
+from instruct_lab_bot.adapters.github import GitHubApp, GitHubError
 from instruct_lab_bot.adapters.redis.queue import (
     RECONCILER_LOCK,
     REDELIVERY_MARK_TTL,

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from instruct_lab_bot import __version__
 from instruct_lab_bot.adapters.git import CheckoutResult, GitError, checkout_pull_request
-from instruct_lab_bot.adapters.github.client import (
+from instruct_lab_bot.adapters.github import (
     GitHubApp,
     GitHubError,
     Installation,
