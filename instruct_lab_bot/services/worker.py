@@ -40,7 +40,7 @@ from instruct_lab_bot.adapters.redis.queue import (
     consumer_name,
 )
 from instruct_lab_bot.adapters.runner import RunLimits, RunResult, run_streaming, scrub_env
-from instruct_lab_bot.adapters.storage.stores import ArtifactStore, StorageError, open_store
+from instruct_lab_bot.adapters.storage import ArtifactStore, StorageError, open_store
 from instruct_lab_bot.adapters.tracing import continue_trace, record_span, span
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.artifacts import (
