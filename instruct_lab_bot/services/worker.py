@@ -25,7 +25,12 @@ import structlog
 from redis.exceptions import RedisError
 
 from instruct_lab_bot import __version__
-from instruct_lab_bot.adapters.git import CheckoutResult, GitError, checkout_pull_request
+from instruct_lab_bot.adapters.git import (
+    CheckoutRequest,
+    CheckoutResult,
+    GitError,
+    checkout_pull_request,
+)
 from instruct_lab_bot.adapters.github import (
     GitHubApp,
     GitHubError,
@@ -440,15 +445,15 @@ class Worker:
 
     async def _fetch(self, job: Job, workspace: Path, token: str | None) -> CheckoutResult:
         return await checkout_pull_request(
-            git_url_base=self.settings.github_git_url,
-            owner=job.owner,
-            repo=job.repo,
-            pr_number=job.pr_number,
-            base_branch=job.base_branch,
-            expected_head_sha=job.head_sha,
-            dest=workspace / "taxonomy",
-            token=token,
-            timeout=self.settings.git_timeout,
+            CheckoutRequest(
+                git_url_base=self.settings.github_git_url,
+                pull=job.pull_request,
+                base_branch=job.base_branch,
+                expected_head_sha=job.head_sha,
+                dest=workspace / "taxonomy",
+                token=token,
+                timeout=self.settings.git_timeout,
+            )
         )
 
     async def _run_ilab(
