@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from instruct_lab_bot.adapters.git import (
+    CheckoutRequest,
     CheckoutResult,
     GitError,
     auth_header,
@@ -31,6 +32,7 @@ from instruct_lab_bot.adapters.git import (
     validate_branch_name,
     validate_repo_name,
 )
+from instruct_lab_bot.core.refs import RepoRef
 
 TOKEN = "ghs_TestInstallationToken0123456789abcdef"
 
@@ -121,20 +123,22 @@ async def checkout(upstream: Upstream, dest: Path, **kwargs: object) -> Checkout
         "timeout": 60,
     }
     args.update(kwargs)
-    return await checkout_pull_request(**args)  # type: ignore[arg-type]
+    owner, repo, number = args.pop("owner"), args.pop("repo"), args.pop("pr_number")
+    pull = RepoRef(str(owner), str(repo)).pull(int(str(number)))
+    return await checkout_pull_request(CheckoutRequest(pull=pull, **args))  # type: ignore[arg-type]
 
 
 async def test_checkout_over_file_url(upstream: Upstream, tmp_path: Path) -> None:
     dest = tmp_path / "ws"
     result = await checkout_pull_request(
-        git_url_base=upstream.base_url,
-        owner="acme",
-        repo="taxonomy",
-        pr_number=7,
-        base_branch="main",
-        expected_head_sha=upstream.pr_head,
-        dest=dest,
-        token=None,
+        CheckoutRequest(
+            git_url_base=upstream.base_url,
+            pull=RepoRef("acme", "taxonomy").pull(7),
+            base_branch="main",
+            expected_head_sha=upstream.pr_head,
+            dest=dest,
+            token=None,
+        )
     )
     assert result.path == dest
     assert result.head_sha == upstream.pr_head

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from instruct_lab_bot.adapters.github.client import GitHubApp, GitHubError
+from instruct_lab_bot.adapters.github import GitHubApp, GitHubAppConfig, GitHubError
 from instruct_lab_bot.core.retry import RetryPolicy
 from testkit.github_emulator import DROPPED, AppKey, GitHubEmulator
 
@@ -38,13 +38,14 @@ def make_app(
 
     def make(**kwargs: Any) -> GitHubApp:
         options: dict[str, Any] = {"timeout": 5, "retry": FAST, **kwargs}
-        return GitHubApp(
-            session,
+        hooks = {name: options.pop(name) for name in ("budget", "on_response") if name in options}
+        config = GitHubAppConfig(
             app_id=str(github_app_key.app_id),
             private_key=github_app_key.private_key_pem,
             api_url=github.url,
             **options,
         )
+        return GitHubApp(session, config, **hooks)
 
     return make
 

@@ -1,4 +1,4 @@
-"""The GitHub write governor: retry decisions (pure) and the write budget shared in Redis,
+"""GitHub rate limits and retries (pure decisions) and the write budget shared in Redis,
 exercised by several `GitHubApp`s (one per simulated process) against the emulator."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.adapters.github.client import GitHubApp
-from instruct_lab_bot.adapters.github.governor import (
+from instruct_lab_bot.adapters.github import GitHubApp, GitHubAppConfig
+from instruct_lab_bot.adapters.github.rate_limits import (
     SECONDARY_LIMIT_WAIT,
     Outcome,
     rate_limit_wait,
@@ -124,16 +124,14 @@ async def processes(
         budget = None
         if limit is not None:
             budget = WriteBudget(redis_clients(), limit=limit, window=window)
-        return GitHubApp(
-            session,
+        config = GitHubAppConfig(
             app_id=str(github_app_key.app_id),
             private_key=github_app_key.private_key_pem,
             api_url=github.url,
             timeout=5,
-            budget=budget,
             retry=POLICY,
-            **kwargs,
         )
+        return GitHubApp(session, config, budget=budget, **kwargs)
 
     yield process
     for session in sessions:

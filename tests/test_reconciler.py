@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.adapters.github.client import GitHubApp
+from instruct_lab_bot.adapters.github import GitHubApp, GitHubAppConfig
 from instruct_lab_bot.adapters.redis.keys import RECONCILER_LOCK, delivery_key
 from instruct_lab_bot.adapters.redis.redelivery import RedeliveryLedger
 from instruct_lab_bot.core.retry import RetryPolicy
@@ -75,14 +75,14 @@ async def make_reconciler(
         client: aioredis.Redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
         sessions.append(session)
         clients.append(client)
-        app = GitHubApp(
-            session,
+        config = GitHubAppConfig(
             app_id=str(github_app_key.app_id),
             private_key=github_app_key.private_key_pem,
             api_url=github.url,
             timeout=5,
             retry=RetryPolicy(deadline=5, max_attempts=3, base_delay=0.01, max_delay=0.05),
         )
+        app = GitHubApp(session, config)
         return Reconciler(app, RedeliveryLedger(client), **kwargs)
 
     yield make

@@ -63,14 +63,18 @@ async def assert_group_gone(pgid: int) -> None:
     raise AssertionError(f"process group {pgid} still has live members {live_members(pgid)}")
 
 
-async def run_py(code: str, tmp_path: Path, **kwargs: object) -> tuple[RunResult, Lines]:
+async def run_py(
+    code: str, tmp_path: Path, *, cancel: asyncio.Event | None = None, **limits: float
+) -> tuple[RunResult, Lines]:
+    """Run Python `code`; `limits` are `RunLimits` fields."""
     lines = Lines()
     result = await run_streaming(
         [PY, "-c", code],
         cwd=tmp_path,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         on_line=lines,
-        **kwargs,  # type: ignore[arg-type]
+        limits=RunLimits(**limits),  # type: ignore[arg-type]
+        cancel=cancel,
     )
     return result, lines
 

@@ -19,14 +19,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from instruct_lab_bot.adapters.storage.stores import (
+from instruct_lab_bot.adapters.storage import StorageError, open_store
+from instruct_lab_bot.adapters.storage.local import LocalStore, artifact_routes
+from instruct_lab_bot.adapters.storage.s3 import (
     S3_MAX_LINK_EXPIRY,
     S3_MIN_PART_SIZE,
-    LocalStore,
+    S3Config,
     S3Store,
-    StorageError,
-    artifact_routes,
-    open_store,
 )
 from instruct_lab_bot.core.artifacts import (
     ArtifactsLocation,
@@ -405,7 +404,7 @@ async def make_s3_store(s3_server: S3Server) -> AsyncIterator[MakeStore]:
     def make(bucket: str, prefix: str = "", **options: Any) -> S3Store:
         options.setdefault("endpoint_url", s3_server.endpoint_url)
         options.setdefault("link_expiry", 3600)
-        store = S3Store(bucket, prefix, **options)
+        store = S3Store(S3Config(bucket, prefix, **options))
         stores.append(store)
         return store
 

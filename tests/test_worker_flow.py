@@ -17,7 +17,7 @@ from instruct_lab_bot.adapters.git import CheckoutResult
 from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.runner import OnLine, Outcome, RunLimits, RunResult
-from instruct_lab_bot.adapters.storage.stores import StorageError
+from instruct_lab_bot.adapters.storage import StorageError
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics

@@ -16,13 +16,15 @@ import re
 import tempfile
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from instruct_lab_bot.adapters.runner import RunLimits, run_streaming
+from instruct_lab_bot.core.refs import PullRequestRef
 
 __all__ = [
+    "CheckoutRequest",
     "CheckoutResult",
     "GitError",
     "GitOutput",
@@ -281,60 +283,92 @@ async def run_git(
     return GitOutput(result.exit_code, "\n".join(stdout))
 
 
-async def checkout_pull_request(
-    *,
-    git_url_base: str,
-    owner: str,
-    repo: str,
-    pr_number: int,
-    base_branch: str,
-    expected_head_sha: str | None,
-    dest: Path,
-    token: str | None,
-    timeout: float = 300.0,  # noqa: ASYNC109 - one deadline shared by all git steps
-    base_env: Mapping[str, str] | None = None,
-) -> CheckoutResult:
+@dataclass(frozen=True)
+class CheckoutRequest:
+    """Which pull request to check out, from where, into where, within how long.
+
+    ``expected_head_sha``: the commit the job was queued for (None: whatever the head is).
+    ``timeout`` bounds the whole checkout. ``base_env`` (default: the process environment at
+    call time) only provides PATH, proxy and CA settings.
+    """
+
+    git_url_base: str
+    pull: PullRequestRef
+    base_branch: str
+    expected_head_sha: str | None
+    dest: Path
+    token: str | None = field(default=None, repr=False)
+    timeout: float = 300.0
+    base_env: Mapping[str, str] | None = field(default=None, repr=False)
+
+
+class _Git:
+    """Runs the git steps of one checkout: one environment, one shared deadline, the token's
+    forms redacted from every error."""
+
+    def __init__(self, request: CheckoutRequest, home: Path) -> None:
+        token = request.token
+        self._dest = request.dest
+        self._secrets = [token, auth_header(token).split()[-1]] if token else []
+        self._env = git_env(
+            token,
+            os.environ if request.base_env is None else request.base_env,
+            git_url_base=request.git_url_base,
+            home=home,
+        )
+        self._loop = asyncio.get_running_loop()
+        self._deadline = self._loop.time() + request.timeout
+
+    async def __call__(self, argv: list[str], ok_codes: Iterable[int] = (0,)) -> GitOutput:
+        left = max(self._deadline - self._loop.time(), 0.0)
+        return await run_git(
+            argv,
+            cwd=self._dest,
+            env=self._env,
+            timeout=left,
+            secrets=self._secrets,
+            ok_codes=ok_codes,
+        )
+
+
+async def checkout_pull_request(request: CheckoutRequest) -> CheckoutResult:
     """Fetch ``<base_branch>`` and ``refs/pull/<n>/head`` into ``dest`` and detach at the head.
 
     ``dest`` must not exist or be empty; it is left as is on failure (the caller owns it).
     If ``expected_head_sha`` is given and the PR has moved on since, that commit is checked out
-    when it is still in the PR's history; otherwise GitError says the PR moved. ``timeout``
-    bounds the whole checkout. ``base_env`` (default: the process environment at call time)
-    only provides PATH, proxy and CA settings.
+    when it is still in the PR's history; otherwise GitError says the PR moved.
+
+    No retry: git's failures do not say whether they are transient, the whole checkout has one
+    deadline, and a failed job is re-run from the PR with one command.
     """
-    url = repo_url(git_url_base, owner, repo)
-    argv_fetch = fetch_argv(base_branch, pr_number)
-    if expected_head_sha is not None:
-        validate_sha(expected_head_sha)
-    _prepare_dest(dest)
-    secrets = [token, auth_header(token).split()[-1]] if token else []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    pull = request.pull
+    url = repo_url(request.git_url_base, pull.owner, pull.name)
+    argv_fetch = fetch_argv(request.base_branch, pull.number)
+    if request.expected_head_sha is not None:
+        validate_sha(request.expected_head_sha)
+    _prepare_dest(request.dest)
     with tempfile.TemporaryDirectory(prefix="ilab-bot-git-home-") as home:
-        env = git_env(
-            token,
-            os.environ if base_env is None else base_env,
-            git_url_base=git_url_base,
-            home=Path(home),
-        )
-
-        async def git(argv: list[str], ok_codes: Iterable[int] = (0,)) -> GitOutput:
-            left = max(deadline - loop.time(), 0.0)
-            return await run_git(
-                argv, cwd=dest, env=env, timeout=left, secrets=secrets, ok_codes=ok_codes
-            )
-
+        git = _Git(request, Path(home))
         await git(init_argv())
         await git(remote_add_argv(url))
         await git(argv_fetch)
-        head = (await git(rev_parse_argv(f"refs/remotes/origin/pr/{pr_number}"))).stdout.strip()
-        if expected_head_sha is not None and expected_head_sha != head:
-            moved = await git(is_ancestor_argv(expected_head_sha, head), ok_codes=(0, 1, 128))
-            if moved.exit_code != 0:
-                raise GitError(
-                    f"pull request #{pr_number} moved: its head is now {head[:12]}, and "
-                    f"{expected_head_sha[:12]} is no longer in its history"
-                )
-            head = expected_head_sha
+        head = await _head_to_check_out(git, request)
         await git(checkout_argv(head))
-    return CheckoutResult(path=dest, head_sha=head, base_ref=f"origin/{base_branch}")
+    return CheckoutResult(
+        path=request.dest, head_sha=head, base_ref=f"origin/{request.base_branch}"
+    )
+
+
+async def _head_to_check_out(git: _Git, request: CheckoutRequest) -> str:
+    """The PR's head, or the expected commit if the PR moved on but still contains it."""
+    number, expected = request.pull.number, request.expected_head_sha
+    head = (await git(rev_parse_argv(f"refs/remotes/origin/pr/{number}"))).stdout.strip()
+    if expected is None or expected == head:
+        return head
+    moved = await git(is_ancestor_argv(expected, head), ok_codes=(0, 1, 128))
+    if moved.exit_code != 0:
+        raise GitError(
+            f"pull request #{number} moved: its head is now {head[:12]}, and "
+            f"{expected[:12]} is no longer in its history"
+        )
+    return expected

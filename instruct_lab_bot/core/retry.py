@@ -26,6 +26,9 @@ Advise = Callable[[BaseException, int], float | None]
 # Told before each wait: the failure, the attempt that failed and the delay chosen.
 OnRetry = Callable[[BaseException, int, float], None]
 
+# As many attempts as time allows: for loops bounded by their deadline alone.
+UNLIMITED_ATTEMPTS = 2**62
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -93,12 +96,18 @@ def _delay(
     return policy.backoff(attempt) if policy.retryable(error) else None
 
 
+def jittered(delay: float, spread: float) -> float:
+    """`delay` plus up to `spread` seconds at random, so processes told the same wait (a rate
+    limit's reset, a full write budget) come back spread out rather than all at once."""
+    return delay + random.uniform(0, spread)  # noqa: S311 - jitter, not cryptography
+
+
 def forever(policy: RetryPolicy) -> RetryPolicy:
     """The same backoff with no attempt or time limit: for loops that wait out an outage
     (a consumer whose Redis is down) rather than give up."""
     return RetryPolicy(
         deadline=float("inf"),
-        max_attempts=2**62,
+        max_attempts=UNLIMITED_ATTEMPTS,
         base_delay=policy.base_delay,
         max_delay=policy.max_delay,
         jitter=policy.jitter,

@@ -7,7 +7,7 @@ import asyncio
 
 from aiohttp import web
 
-from instruct_lab_bot.adapters.github.client import GitHubApp
+from instruct_lab_bot.adapters.github import GitHubApp
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import ServerMetrics

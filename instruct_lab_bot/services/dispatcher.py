@@ -15,7 +15,7 @@ import time
 import structlog
 from redis.exceptions import RedisError
 
-from instruct_lab_bot.adapters.github.client import GitHubApp, GitHubError, Installation
+from instruct_lab_bot.adapters.github import GitHubApp, GitHubError, Installation
 from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
-from instruct_lab_bot.adapters.github.client import GitHubApp, GitHubError
+from instruct_lab_bot.adapters.github import GitHubApp, GitHubError
 from instruct_lab_bot.adapters.redis.redelivery import RedeliveryLedger
 
 log = structlog.get_logger(__name__)

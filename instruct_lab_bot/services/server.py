@@ -20,11 +20,11 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from instruct_lab_bot.adapters.github.client import build_github_app
+from instruct_lab_bot.adapters.github import build_github_app
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.redelivery import RedeliveryLedger
 from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
-from instruct_lab_bot.adapters.storage.stores import artifact_routes
+from instruct_lab_bot.adapters.storage.local import artifact_routes
 from instruct_lab_bot.adapters.tracing import current_traceparent, server_middlewares
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
 from instruct_lab_bot.core.settings import Settings

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from instruct_lab_bot.adapters.github.client import Installation
+from instruct_lab_bot.adapters.github import Installation
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.yamllint import run_yamllint
 from instruct_lab_bot.core import validation

@@ -7,8 +7,8 @@ limit holds across replicas. Progress updates are *droppable*: they only go out 
 is left, so check-run completions and result comments always find room. A rate-limit answer
 from GitHub pauses every process's writes for that installation until GitHub's stated time.
 
-`WriteBudget` is the Redis implementation of the GitHub adapter's `WriteGate`; the services
-hand one to `build_github_app`.
+`WriteBudget` is the Redis implementation of `core.write_gate.WriteGate`; the services hand
+one to `build_github_app`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.redis.keys import github_pause_key, github_writes_key
 from instruct_lab_bot.adapters.redis.scripts import script
+from instruct_lab_bot.core.write_gate import GateUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -55,10 +56,13 @@ class WriteBudget:
         """0.0 if a write was granted (and counted), else seconds until one might be."""
         allowed = self.droppable_limit if droppable else self.limit
         member = f"{time.time():.6f}-{os.urandom(6).hex()}"
-        wait_ms = await self._take(
-            keys=[github_writes_key(installation_id), github_pause_key(installation_id)],
-            args=[int(self.window * 1000), allowed, member],
-        )
+        try:
+            wait_ms = await self._take(
+                keys=[github_writes_key(installation_id), github_pause_key(installation_id)],
+                args=[int(self.window * 1000), allowed, member],
+            )
+        except (RedisError, OSError) as exc:
+            raise GateUnavailable(repr(exc)) from exc
         return int(cast(Any, wait_ms)) / 1000
 
     async def pause(self, installation_id: int, seconds: float) -> None:

@@ -17,12 +17,12 @@ from dataclasses import replace
 import aiohttp
 import structlog
 
-from instruct_lab_bot.adapters.github.client import build_github_app
+from instruct_lab_bot.adapters.github import build_github_app
 from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
 from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
-from instruct_lab_bot.adapters.storage.stores import open_store
+from instruct_lab_bot.adapters.storage import open_store
 from instruct_lab_bot.adapters.tracing import continue_trace, record_span, span
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.artifacts import parse_artifacts_url

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from instruct_lab_bot.adapters.git import CheckoutResult, checkout_pull_request
+from instruct_lab_bot.adapters.git import CheckoutRequest, CheckoutResult, checkout_pull_request
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.runner import OnLine, RunLimits, RunResult, run_streaming
-from instruct_lab_bot.adapters.storage.stores import ArtifactStore
+from instruct_lab_bot.adapters.storage import ArtifactStore
 from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
@@ -70,15 +70,15 @@ async def fetch_pull_request(
 ) -> CheckoutResult:
     """The real checkout: `git fetch` of the base branch and the PR head, detached at the head."""
     return await checkout_pull_request(
-        git_url_base=settings.github_git_url,
-        owner=job.owner,
-        repo=job.repo,
-        pr_number=job.pr_number,
-        base_branch=job.base_branch,
-        expected_head_sha=job.head_sha,
-        dest=dest,
-        token=token,
-        timeout=settings.git_timeout,
+        CheckoutRequest(
+            git_url_base=settings.github_git_url,
+            pull=job.pull_request,
+            base_branch=job.base_branch,
+            expected_head_sha=job.head_sha,
+            dest=dest,
+            token=token,
+            timeout=settings.git_timeout,
+        )
     )
 
 

@@ -10,9 +10,9 @@ import time
 import structlog
 
 from instruct_lab_bot.adapters.git import CheckoutResult, GitError
-from instruct_lab_bot.adapters.github.client import GitHubError
+from instruct_lab_bot.adapters.github import GitHubError
 from instruct_lab_bot.adapters.runner import scrub_env
-from instruct_lab_bot.adapters.storage.stores import StorageError
+from instruct_lab_bot.adapters.storage import StorageError
 from instruct_lab_bot.adapters.tracing import span
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.job_outcome import (

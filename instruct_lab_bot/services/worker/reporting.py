@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from instruct_lab_bot.adapters.github.client import GitHubError
+from instruct_lab_bot.adapters.github import GitHubError
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.messages import JobResult

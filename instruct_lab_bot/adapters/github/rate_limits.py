@@ -1,32 +1,26 @@
-"""GitHub write governor: retry decisions as data, and the write gate a shared budget fills.
+"""Which GitHub failures are worth another try, and how long to wait first.
 
-GitHub asks integrations to keep content-creating requests (POST/PATCH/PUT/DELETE) under about
-80 a minute and punishes bursts with secondary rate limits. `GitHubApp` asks a `WriteGate`
-before each installation write; the services pass one shared by every process (the Redis
-`WriteBudget`), so the limit holds across replicas. Progress updates are *droppable*: they
-only go out while a reserve is left. A rate-limit answer from GitHub pauses every process's
-writes for that installation until GitHub's stated time.
-
-The retry side is pure: `retry_delay` turns an outcome (status, headers, exception) into how
-long to wait, or None when trying again cannot help.
+Pure decisions, no I/O: `retry_delay` turns what one attempt got back (a status and headers,
+or only an exception) into a wait, or None when trying again cannot help. The request path
+feeds it to `core.retry.retry` as its `advise`, so the backoff itself lives in one place.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Protocol
 
 import aiohttp
 
-from instruct_lab_bot.core.retry import RetryPolicy
+from instruct_lab_bot.core.retry import RetryPolicy, jittered
 
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 # GitHub's advice when a secondary limit names no time: "wait at least one minute".
 SECONDARY_LIMIT_WAIT = 60.0
+# Spread over the wait GitHub names, so replicas told the same reset do not return together.
+_RATE_LIMIT_SPREAD = 0.25
 
 
 @dataclass(frozen=True)
@@ -60,7 +54,7 @@ def retry_delay(outcome: Outcome, attempt: int, policy: RetryPolicy) -> RetryAdv
     if status in (403, 429):
         wait = rate_limit_wait(status, outcome.headers, str(outcome.error or ""))
         if wait is not None:
-            return RetryAdvice(max(wait, 0.0) + random.uniform(0, 0.25), True)  # noqa: S311
+            return RetryAdvice(jittered(max(wait, 0.0), _RATE_LIMIT_SPREAD), True)
     return None
 
 
@@ -96,18 +90,3 @@ def _float(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-class WriteGate(Protocol):
-    """A write budget shared by every process (the Redis one is
-    `adapters.redis.write_budget.WriteBudget`): `GitHubApp` takes a slot before each
-    installation write and pauses everyone when GitHub answers with a rate limit."""
-
-    async def try_take(self, installation_id: int, *, droppable: bool) -> float:
-        """0.0 if a write was granted (and counted), else seconds until one might be.
-        Droppable writes (progress) must leave a reserve for the others."""
-        ...
-
-    async def pause(self, installation_id: int, seconds: float) -> None:
-        """Hold every process's writes for this installation for `seconds`; never raises."""
-        ...

@@ -1,0 +1,215 @@
+"""Calls made as one installation: the few REST methods the bot uses."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any, Protocol, cast
+from urllib.parse import quote
+
+from instruct_lab_bot.adapters.github.errors import GitHubError
+from instruct_lab_bot.adapters.github.transport import ApiCall, Response
+from instruct_lab_bot.core.permissions import role_from_permission
+
+
+class Requester(Protocol):
+    """The request path (`GitHubApp.request`), named here so this module needs no import of
+    the App, which builds installations."""
+
+    async def request(
+        self, call: ApiCall, *, installation_id: int | None = None, droppable: bool = False
+    ) -> Response | None: ...
+
+
+class Installation:
+    """Calls made as one installation; each call fetches a fresh-enough token."""
+
+    def __init__(self, app: Requester, installation_id: int) -> None:
+        self.app = app
+        self.installation_id = installation_id
+
+    async def _call(
+        self,
+        what: str,
+        method: str,
+        url: str,
+        url_vars: dict[str, Any],
+        data: Any = None,
+        *,
+        droppable: bool = False,
+    ) -> Any:
+        response = await self.app.request(
+            ApiCall(what, method, url, url_vars, data),
+            installation_id=self.installation_id,
+            droppable=droppable,
+        )
+        return None if response is None else response.data
+
+    async def get_pull(self, owner: str, repo: str, number: int) -> dict[str, Any]:
+        return cast(
+            dict[str, Any],
+            await self._call(
+                "read the pull request",
+                "GET",
+                "/repos/{owner}/{repo}/pulls/{number}",
+                {"owner": owner, "repo": repo, "number": number},
+            ),
+        )
+
+    async def add_reaction(self, owner: str, repo: str, comment_id: int, content: str) -> None:
+        await self._call(
+            "react to the comment",
+            "POST",
+            "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
+            {"owner": owner, "repo": repo, "comment_id": comment_id},
+            {"content": content},
+        )
+
+    async def create_comment(self, owner: str, repo: str, number: int, body: str) -> int:
+        data = await self._call(
+            "comment on the pull request",
+            "POST",
+            "/repos/{owner}/{repo}/issues/{number}/comments",
+            {"owner": owner, "repo": repo, "number": number},
+            {"body": body},
+        )
+        return int(data["id"])
+
+    async def create_check_run(self, owner: str, repo: str, payload: dict[str, Any]) -> int:
+        data = await self._call(
+            "create the check run",
+            "POST",
+            "/repos/{owner}/{repo}/check-runs",
+            {"owner": owner, "repo": repo},
+            payload,
+        )
+        return int(data["id"])
+
+    async def update_check_run(
+        self,
+        owner: str,
+        repo: str,
+        check_run_id: int,
+        payload: dict[str, Any],
+        *,
+        droppable: bool = False,
+    ) -> None:
+        """`droppable=True` for progress: skipped when the write budget runs short (each
+        progress payload is a full snapshot, so the next one supersedes a skipped one), given
+        up on a rate limit rather than waited for. Completions must use the default."""
+        await self._call(
+            "update the check run",
+            "PATCH",
+            "/repos/{owner}/{repo}/check-runs/{check_run_id}",
+            {"owner": owner, "repo": repo, "check_run_id": check_run_id},
+            payload,
+            droppable=droppable,
+        )
+
+    # -- reads for permissions, validation and welcome ------------------------------------
+
+    async def _optional(self, what: str, url: str, url_vars: dict[str, Any]) -> Any:
+        """A GET whose 404 means "no such thing" rather than an error."""
+        try:
+            return await self._call(what, "GET", url, url_vars)
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def _pages(
+        self,
+        what: str,
+        url: str,
+        url_vars: dict[str, Any],
+        *,
+        key: str | None = None,
+        max_pages: int = 30,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a paginated list (100 a page; GitHub caps PR files at 3,000)."""
+        for page in range(1, max_pages + 1):
+            data = await self._call(
+                what, "GET", url + "{?per_page,page}", {**url_vars, "per_page": 100, "page": page}
+            )
+            items = (data or {}).get(key, []) if key else (data or [])
+            for item in items:
+                yield item
+            if len(items) < 100:
+                return
+
+    async def permission(self, owner: str, repo: str, user: str) -> str:
+        """The person's role in the repository: none, read, triage, write, maintain, admin."""
+        data = await self._optional(
+            "read the collaborator permission",
+            "/repos/{owner}/{repo}/collaborators/{username}/permission",
+            {"owner": owner, "repo": repo, "username": user},
+        )
+        return role_from_permission(data) if isinstance(data, dict) else "none"
+
+    async def team_member(self, org: str, team: str, user: str) -> bool:
+        """Whether the person is an *active* member of the team (pending invites are not)."""
+        data = await self._optional(
+            "read the team membership",
+            "/orgs/{org}/teams/{team_slug}/memberships/{username}",
+            {"org": org, "team_slug": team, "username": user},
+        )
+        return isinstance(data, dict) and data.get("state") == "active"
+
+    async def pull_files(self, owner: str, repo: str, number: int) -> list[dict[str, Any]]:
+        return [
+            item
+            async for item in self._pages(
+                "list the pull request's files",
+                "/repos/{owner}/{repo}/pulls/{number}/files",
+                {"owner": owner, "repo": repo, "number": number},
+            )
+        ]
+
+    async def file_text(self, owner: str, repo: str, path: str, ref: str) -> str | None:
+        """A file's text at `ref`; None if it does not exist there (or is not a file)."""
+        data = await self._optional(
+            "read a file",
+            "/repos/{owner}/{repo}/contents/{+path}{?ref}",
+            {"owner": owner, "repo": repo, "path": quote(path, safe="/"), "ref": ref},
+        )
+        if not isinstance(data, dict) or data.get("type") != "file":
+            return None
+        content = data.get("content")
+        if data.get("encoding") != "base64" or not isinstance(content, str):
+            return None  # over 1 MB: GitHub sends no content
+        return base64.b64decode(content).decode("utf-8", errors="replace")
+
+    async def find_check_run(
+        self, owner: str, repo: str, sha: str, name: str, external_id: str
+    ) -> int | None:
+        """Our check run for a job, if one was created already (external_id is the job id)."""
+        data = await self._call(
+            "list check runs",
+            "GET",
+            "/repos/{owner}/{repo}/commits/{ref}/check-runs{?check_name,filter,per_page}",
+            {
+                "owner": owner,
+                "repo": repo,
+                "ref": sha,
+                "check_name": name,
+                "filter": "all",
+                "per_page": 100,
+            },
+        )
+        for run in (data or {}).get("check_runs", []):
+            if run.get("external_id") == external_id:
+                return int(run["id"])
+        return None
+
+    async def has_comment_with(self, owner: str, repo: str, number: int, marker: str) -> bool:
+        """Whether a bot comment on the PR contains `marker` (e.g. the welcome's)."""
+        async for comment in self._pages(
+            "list comments",
+            "/repos/{owner}/{repo}/issues/{number}/comments",
+            {"owner": owner, "repo": repo, "number": number},
+            max_pages=50,
+        ):
+            user = comment.get("user") or {}
+            if user.get("type") == "Bot" and marker in str(comment.get("body", "")):
+                return True
+        return False
