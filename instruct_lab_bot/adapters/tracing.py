@@ -8,18 +8,22 @@ none of them set no provider is installed and spans are non-recording no-ops.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+import re
+import warnings
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
-from aiohttp import web
-from opentelemetry import context, propagate, trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry import context, trace
+from opentelemetry.trace import Span, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PROPAGATOR = TraceContextTextMapPropagator()
 UNTRACED = frozenset({"/metrics", "/healthz", "/readyz"})
+_EXCLUDED_URLS = "OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS"  # regexes searched in the path
+_ALL_EXCLUDED_URLS = "OTEL_PYTHON_EXCLUDED_URLS"
+_SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 _ENABLING = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 
@@ -115,43 +119,54 @@ def add_trace_ids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> 
 
 
 def server_middlewares(force: bool | None = None) -> list[Any]:
-    """A server span per request, only when tracing is on (it costs per request).
-
-    Our own small middleware rather than opentelemetry-instrumentation-aiohttp-server's: that
-    one only works after `AioHttpServerInstrumentor().instrument()`, which replaces
-    `web.Application` for the whole process. Probes and scrapes (`UNTRACED`) get no span.
-    """
+    """A SERVER span per request, only when tracing is on (no middleware at all otherwise:
+    it costs per request). Probes and scrapes (`UNTRACED`) get no span."""
     if not (tracing_requested() if force is None else force):
         return []
-    return [_server_span]
+    return [_library_middleware()]
 
 
-@web.middleware
-async def _server_span(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """`POST /api/github/hook` as a SERVER span, continuing a caller's `traceparent`."""
-    if request.path in UNTRACED:
-        return await handler(request)
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else ""
-    attributes = {"http.request.method": request.method, "url.path": request.path}
-    if route:
-        attributes["http.route"] = route
-    with tracer().start_as_current_span(
-        f"{request.method} {route}".strip(),
-        context=propagate.extract(request.headers),
-        kind=SpanKind.SERVER,
-        attributes=attributes,
-    ) as current:
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            _set_http_status(current, exc.status)
-            raise
-        _set_http_status(current, response.status)
-        return response
+@functools.cache
+def _library_middleware() -> Any:
+    """opentelemetry-instrumentation-aiohttp-server's plain middleware, for our app factory.
+
+    Its middleware reads a tracer, meters and the excluded-URL list that only
+    `AioHttpServerInstrumentor.instrument()` sets up; `uninstrument()` right after gives the
+    process its own `web.Application` back, so nothing stays patched. The library's settings
+    are read during that call: `UNTRACED` joins any excluded URLs the operator configured, and
+    spans use the stable HTTP attribute names unless `OTEL_SEMCONV_STABILITY_OPT_IN` says
+    otherwise.
+    """
+    from opentelemetry.instrumentation.aiohttp_server import (
+        AioHttpServerInstrumentor,
+        create_aiohttp_middleware,
+    )
+
+    configured = os.environ.get(_EXCLUDED_URLS, os.environ.get(_ALL_EXCLUDED_URLS, ""))
+    untraced = ",".join(f"^{re.escape(path)}$" for path in sorted(UNTRACED))
+    settings = {
+        _EXCLUDED_URLS: f"{untraced},{configured}" if configured else untraced,
+        _SEMCONV_OPT_IN: os.environ.get(_SEMCONV_OPT_IN, "http"),
+    }
+    with _environment(settings), warnings.catch_warnings():
+        # instrument() defines its (here unused) `web.Application` subclass; aiohttp warns.
+        warnings.filterwarnings("ignore", "Inheritance class", DeprecationWarning)
+        instrumentor = AioHttpServerInstrumentor()
+        instrumentor.instrument()
+        instrumentor.uninstrument()
+    return create_aiohttp_middleware()
 
 
-def _set_http_status(current: Span, status: int) -> None:
-    current.set_attribute("http.response.status_code", status)
-    if status >= 500:
-        current.set_status(Status(StatusCode.ERROR))
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a library's set-up, then restore them."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
