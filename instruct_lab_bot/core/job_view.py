@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from instruct_lab_bot.core.jobs import CONCLUSIONS, Job, State
-from instruct_lab_bot.core.messages import check_run_url
 from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.settings import Settings
 
@@ -328,10 +327,19 @@ def link_expires_at(url: str) -> float | None:
 
 
 def pull_request_url(web_url: str, owner: str, repo: str, pr_number: int) -> str:
-    """The PR on GitHub (same web-host rule as `messages.check_run_url`)."""
-    if not web_url.startswith(("http://", "https://")):
-        web_url = "https://github.com"
-    return f"{web_url}/{owner}/{repo}/pull/{pr_number}"
+    """The PR on GitHub."""
+    return f"{_web_host(web_url)}/{owner}/{repo}/pull/{pr_number}"
+
+
+def check_run_url(web_url: str, job: Job) -> str:
+    """Where GitHub shows the job's check run."""
+    return f"{_web_host(web_url)}/{job.owner}/{job.repo}/runs/{job.check_run_id}"
+
+
+def _web_host(web_url: str) -> str:
+    """`ILAB_BOT_GITHUB_GIT_URL` is the web host too, unless it is not http(s) (a file://
+    mirror in tests): then github.com."""
+    return web_url if web_url.startswith(("http://", "https://")) else "https://github.com"
 
 
 def iso(timestamp: float | None) -> str | None:
