@@ -709,6 +709,20 @@ def test_redactor_on_token_shapes_pem_blocks_and_secrets() -> None:
     assert out == {"event": "github.token_refreshed", "text": "token refreshed"}
 
 
+def test_redactor_hides_the_whole_userinfo_of_a_url() -> None:
+    """Redis URLs carry a password with an empty user (`redis://:pw@host`); a bare token can
+    stand where the user goes. Everything before the `@` becomes `***`, the host stays."""
+    redactor = Redactor()
+    cases = {
+        "redis://:s3cret-pw@redis:6379/0": "redis://***@redis:6379/0",
+        "rediss://default:s3cret-pw@redis:6380": "rediss://***@redis:6380",
+        "https://opaque-token@github.com/o/r.git": "https://***@github.com/o/r.git",
+        "mail bob@example.com at https://example.com/x": "mail bob@example.com at https://example.com/x",
+    }
+    for text, redacted in cases.items():
+        assert redactor.redact(f"cannot connect to {text}") == f"cannot connect to {redacted}"
+
+
 def test_redactor_covers_each_line_of_a_multiline_secret() -> None:
     """Part of a PEM key (one base64 line, e.g. in a parser's error) is redacted too."""
     key_line = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"

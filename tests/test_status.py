@@ -27,11 +27,12 @@ from referencing.jsonschema import DRAFT202012
 from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.cli import load_settings
+from instruct_lab_bot.core import job_overview, job_view
+from instruct_lab_bot.core.job_view import ReadOptions
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.settings import Secret, Settings, SettingsError
 from instruct_lab_bot.core.status_auth import parse_status_auth
 from instruct_lab_bot.services import job_status as status
-from instruct_lab_bot.services.job_status import ReadOptions
 from instruct_lab_bot.services.server import create_app
 from instruct_lab_bot.services.status_page import CSP, status_routes
 from testkit.harness import run_bot
@@ -279,18 +280,18 @@ def test_build_overview_orders_the_queue_and_hides_private_jobs() -> None:
     jobs = [first, private, handed_back, running, mine, done]
     infos = [{"name": "w", "host": "h", "pid": "12", "concurrency": "2", "jobs": "zzz"}]
 
-    anonymous = status.build_overview(jobs, infos, ReadOptions(), now=now)
+    anonymous = job_overview.build_overview(jobs, infos, ReadOptions(), now=now)
     assert [(j.id, j.position) for j in anonymous.queued] == [(first.id, 1), (handed_back.id, 3)]
     assert [j.id for j in anonymous.running] == [running.id]
     assert anonymous.running[0].progress == 100.0 and anonymous.running[0].duration == 5.0
     assert [j.id for j in anonymous.finished] == [done.id]
     assert anonymous.finished[0].duration == 30.0 and anonymous.finished[0].conclusion == "success"
-    assert anonymous.hidden == status.Hidden(queued=1, running=1, finished=0)
+    assert anonymous.hidden == job_view.Hidden(queued=1, running=1, finished=0)
     (worker,) = anonymous.workers
     assert [j.id for j in worker.jobs] == [running.id] and worker.hidden_jobs == 1
     assert worker.busy == 2 and worker.pid == 12
 
-    admin = status.build_overview(jobs, infos, ReadOptions(show_private=True), now=now)
+    admin = job_overview.build_overview(jobs, infos, ReadOptions(show_private=True), now=now)
     assert [j.position for j in admin.queued] == [1, 2, 3]
     assert admin.hidden.total == 0
     assert [j.id for j in admin.workers[0].jobs] == [mine.id, running.id]
@@ -307,23 +308,23 @@ def test_job_view_links_and_redaction() -> None:
         index_url="file:///not/a/web/link",
     )
     options = ReadOptions(web_url="https://ghe.example.com", secrets=(WEBHOOK_SECRET,))
-    view = status.view(job, options, now=now)
+    view = job_view.view(job, options, now=now)
     assert "hunter2" not in view.error and "ghp_" not in view.error
     assert WEBHOOK_SECRET not in view.error and "https://***@teacher:8000" in view.error
     assert view.links.pull_request == "https://ghe.example.com/instructlab/taxonomy/pull/7"
     assert view.links.check_run == "https://ghe.example.com/instructlab/taxonomy/runs/907"
     assert view.links.artifacts is None  # only http(s) links are ever shown
     # a git web URL that is not http(s) (a file:// mirror) links to github.com
-    mirror = status.view(job, ReadOptions(web_url="file:///srv/git"), now=now)
+    mirror = job_view.view(job, ReadOptions(web_url="file:///srv/git"), now=now)
     assert mirror.links.pull_request.startswith("https://github.com/")
 
 
 def test_link_expiry_of_local_and_s3_links() -> None:
-    assert status.link_expires_at("http://h/artifacts/k?expires=1700000000&sig=ab") == 1.7e9
+    assert job_view.link_expires_at("http://h/artifacts/k?expires=1700000000&sig=ab") == 1.7e9
     s3 = "https://s3/b/k?X-Amz-Date=20240501T120000Z&X-Amz-Expires=3600&X-Amz-Signature=0"
-    assert status.link_expires_at(s3) == 1714564800.0 + 3600  # 2024-05-01T12:00:00Z + 1 h
-    assert status.link_expires_at("https://h/k?expires=soon") is None
-    assert status.link_expires_at("https://h/k") is None
+    assert job_view.link_expires_at(s3) == 1714564800.0 + 3600  # 2024-05-01T12:00:00Z + 1 h
+    assert job_view.link_expires_at("https://h/k?expires=soon") is None
+    assert job_view.link_expires_at("https://h/k") is None
 
 
 def test_status_auth_setting() -> None:

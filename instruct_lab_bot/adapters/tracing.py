@@ -117,9 +117,11 @@ def add_trace_ids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> 
 def server_middlewares(force: bool | None = None) -> list[Any]:
     """A server span per request, only when tracing is on (it costs per request).
 
-    Our own small middleware rather than opentelemetry-instrumentation-aiohttp-server's: that
-    one only works after `AioHttpServerInstrumentor().instrument()`, which replaces
-    `web.Application` for the whole process. Probes and scrapes (`UNTRACED`) get no span.
+    Our own small middleware rather than opentelemetry-instrumentation-aiohttp-server's
+    `create_aiohttp_middleware()`: in its newest release (0.66b1) that middleware reads module
+    globals (tracer, meters, excluded URLs) that only `AioHttpServerInstrumentor().instrument()`
+    sets, and that call replaces `web.Application` for the whole process; it also pins the
+    semantic conventions to an older SDK. Probes and scrapes (`UNTRACED`) get no span.
     """
     if not (tracing_requested() if force is None else force):
         return []

@@ -19,7 +19,8 @@ _TOKENISH = re.compile(
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
 
 
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^@\s/]+@")
+# The whole userinfo of a URL: `user:password@`, `:password@` (Redis) and a bare `token@`.
+_URL_CREDENTIALS = re.compile(r"(?<=://)(?:[^/\s:@]+(?::[^/\s@]*)?|:[^/\s@]+)@")
 
 
 _AUTH_HEADER = re.compile(r"(?i)(authorization\W{1,4}(?:bearer|token|basic)\s+)[^\s\"',;]+")
@@ -32,7 +33,8 @@ _MIN_SECRET_LINE = 16  # one line of a multi-line secret (a PEM body line) count
 
 
 class Redactor:
-    """A processor that replaces known secret values and token-shaped strings with `***`.
+    """A processor that replaces known secret values, token-shaped strings, PEM keys, URL
+    credentials and Authorization header values with `***`.
 
     It looks into nested dicts, lists and tuples, exceptions, and the `repr` of other objects
     (what the renderers would print), so a token cannot slip out inside a structure.
@@ -54,7 +56,7 @@ class Redactor:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         text = _PEM.sub("***", text)
-        text = _URL_PASSWORD.sub(r"\1***@", text)
+        text = _URL_CREDENTIALS.sub("***@", text)
         text = _AUTH_HEADER.sub(r"\1***", text)
         return _TOKENISH.sub("***", text)
 

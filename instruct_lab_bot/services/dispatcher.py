@@ -22,6 +22,7 @@ from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
 from instruct_lab_bot.adapters.tracing import continue_trace, current_traceparent, span
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.commands import GPU_COMMANDS, Command, suggest
+from instruct_lab_bot.core.job_view import ReadOptions
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.permissions import Facts, Policy, decide
 from instruct_lab_bot.core.settings import Settings
@@ -32,7 +33,7 @@ from instruct_lab_bot.core.webhooks import (
     PullRequestIntent,
     intent_from_json,
 )
-from instruct_lab_bot.services.job_status import ReadOptions, pr_status
+from instruct_lab_bot.services.job_status import pr_status
 from instruct_lab_bot.services.metrics import ServerMetrics
 from instruct_lab_bot.services.validator import Validator
 

@@ -32,6 +32,7 @@ from instruct_lab_bot.core.webhooks import (
     MAX_BODY_BYTES,
     CommandIntent,
     Delivery,
+    Intent,
     WebhookError,
     check_delivery,
     classify,
@@ -81,32 +82,13 @@ _LABEL = re.compile(r"[a-z_]{1,40}")
 
 async def _webhook(request: web.Request, outcome: _Outcome) -> web.Response:
     settings = request.app[SETTINGS]
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+    body = await _read_body(request)
+    if body is None:
         return _reject(outcome, 413, "payload too large")
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _reject(outcome, 413, "payload too large")
-    headers = request.headers
-    try:
-        event, delivery_id = check_delivery(
-            body,
-            event=headers.get("X-GitHub-Event"),
-            delivery_id=headers.get("X-GitHub-Delivery"),
-            signature=headers.get("X-Hub-Signature-256"),
-            secret=settings.webhook_secret.value.encode(),
-        )
-        outcome.event = event
-        skipped = skip_unparsed(body, event, settings.username)
-        if skipped is not None:  # most traffic: decided on the verified bytes, never parsed
-            outcome.action, outcome.result, outcome.status = skipped, "ignored", 202
-            return _json(_NOTHING_TO_DO, 202)
-        delivery = Delivery(event, delivery_id, parse_payload(body))
-        action = delivery.payload.get("action")
-        outcome.action = action if isinstance(action, str) and _LABEL.fullmatch(action) else ""
-        if delivery.event == "ping":
-            outcome.result, outcome.status = "ignored", 200
-            return _json(_PONG, 200)
+        delivery = _verify(body, request, settings, outcome)
+        if isinstance(delivery, web.Response):
+            return delivery
         intent = classify(delivery, settings.username, repos=settings.repos)
     except WebhookError as exc:
         log.info("webhook.rejected", status=exc.status, reason=exc.message)
@@ -115,12 +97,59 @@ async def _webhook(request: web.Request, outcome: _Outcome) -> web.Response:
         outcome.result, outcome.status = "ignored", 202
         return _json(_NOTHING_TO_DO, 202)
     if isinstance(intent, CommandIntent):
-        metrics = request.app[METRICS]
-        for command in intent.commands:
-            name = command.name if command.known else "unknown"
-            metrics.commands.labels(name, "received").inc()
+        _count_commands(request.app[METRICS], intent)
+    return await _store(request.app[QUEUE], delivery, intent, outcome)
+
+
+async def _read_body(request: web.Request) -> bytes | None:
+    """The body, or None when it is (or says it is) larger than GitHub ever sends."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return None
     try:
-        entry = await request.app[QUEUE].add_event(
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return None
+
+
+def _verify(
+    body: bytes, request: web.Request, settings: Settings, outcome: _Outcome
+) -> Delivery | web.Response:
+    """Check the signature, then answer what needs no classifying (skipped events, `ping`)
+    right here; raises `WebhookError` for a delivery to reject."""
+    headers = request.headers
+    event, delivery_id = check_delivery(
+        body,
+        event=headers.get("X-GitHub-Event"),
+        delivery_id=headers.get("X-GitHub-Delivery"),
+        signature=headers.get("X-Hub-Signature-256"),
+        secret=settings.webhook_secret.value.encode(),
+    )
+    outcome.event = event
+    skipped = skip_unparsed(body, event, settings.username)
+    if skipped is not None:  # most traffic: decided on the verified bytes, never parsed
+        outcome.action, outcome.result, outcome.status = skipped, "ignored", 202
+        return _json(_NOTHING_TO_DO, 202)
+    delivery = Delivery(event, delivery_id, parse_payload(body))
+    action = delivery.payload.get("action")
+    outcome.action = action if isinstance(action, str) and _LABEL.fullmatch(action) else ""
+    if delivery.event == "ping":
+        outcome.result, outcome.status = "ignored", 200
+        return _json(_PONG, 200)
+    return delivery
+
+
+def _count_commands(metrics: ServerMetrics, intent: CommandIntent) -> None:
+    for command in intent.commands:
+        name = command.name if command.known else "unknown"
+        metrics.commands.labels(name, "received").inc()
+
+
+async def _store(
+    queue: Queue, delivery: Delivery, intent: Intent, outcome: _Outcome
+) -> web.Response:
+    """Append the intent to the events stream (once per delivery id) and answer."""
+    try:
+        entry = await queue.add_event(
             delivery.delivery_id,
             {"type": intent.kind, "intent": intent.to_json(), "traceparent": current_traceparent()},
         )

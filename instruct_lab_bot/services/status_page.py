@@ -1,8 +1,7 @@
-"""The read-only status page and its JSON API (routes, access control, HTML).
+"""The read-only status page and its JSON API: routes, access control, security headers.
 
-Server-rendered HTML that works without JavaScript and reloads itself; no external assets, a
-strict Content-Security-Policy, and every value that came from outside (repository and branch
-names, errors) escaped. Data comes from `status`, which also applies the privacy rule: with
+The HTML is rendered by `core.pages.status_html`, under a strict Content-Security-Policy set
+here. Data comes from `job_status`, which also applies the privacy rule: with
 `ILAB_BOT_STATUS_AUTH` unset the page is public and private repositories appear only as counts;
 with it set, every request must authenticate and then sees everything.
 """
@@ -11,9 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from html import escape
-from typing import Any
-from urllib.parse import quote
 
 import structlog
 from aiohttp import web
@@ -22,22 +18,16 @@ from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core import messages
+from instruct_lab_bot.core.job_view import MAX_LIMIT, ReadOptions, iso
 from instruct_lab_bot.core.jobs import State
+from instruct_lab_bot.core.pages.status_html import render_error, render_overview, render_pr
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.status_auth import parse_status_auth
 from instruct_lab_bot.services import job_status as status
 from instruct_lab_bot.services.app_keys import QUEUE, SETTINGS
-from instruct_lab_bot.services.job_status import (
-    JobView,
-    Overview,
-    PrStatus,
-    ReadOptions,
-    WorkerView,
-)
 
 log = structlog.get_logger(__name__)
 
-REFRESH_SECONDS = 10
 CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -45,9 +35,6 @@ CSP = (
 _OWNER = r"[A-Za-z0-9-]{1,39}"
 _REPO = r"[A-Za-z0-9._-]{1,100}"
 _JOB_ID = r"[A-Za-z0-9_-]{1,100}"
-
-
-# -- access ---------------------------------------------------------------------------
 
 
 # -- routes ---------------------------------------------------------------------------
@@ -70,7 +57,6 @@ def status_routes() -> list[web.RouteDef]:
 
 
 def _app_state(request: web.Request) -> tuple[Settings, Queue]:
-
     return request.app[SETTINGS], request.app[QUEUE]
 
 
@@ -111,8 +97,7 @@ def _security_headers(*, private: bool) -> CIMultiDict[str]:
 def _error(status_code: int, message: str, *, api: bool) -> web.Response:
     if api:
         return web.json_response({"error": message}, status=status_code)
-    body = f"<h1>{status_code}</h1><p>{escape(message)}</p>"
-    return _html(_page(str(status_code), body, root="/", refresh=False), status=status_code)
+    return _html(render_error(status_code, message), status=status_code)
 
 
 def _html(text: str, *, status: int = 200) -> web.Response:
@@ -134,8 +119,8 @@ async def _jobs_api(request: web.Request, queue: Queue, options: ReadOptions) ->
         limit = int(request.query.get("limit", "100"))
     except ValueError as exc:
         return _error(400, str(exc), api=True)
-    if not 1 <= limit <= status.MAX_LIMIT:
-        return _error(400, f"limit must be between 1 and {status.MAX_LIMIT}", api=True)
+    if not 1 <= limit <= MAX_LIMIT:
+        return _error(400, f"limit must be between 1 and {MAX_LIMIT}", api=True)
     jobs = await status.list_jobs(queue, options, states=states, limit=limit)
     return web.json_response(jobs.to_json())
 
@@ -149,7 +134,7 @@ async def _job_api(request: web.Request, queue: Queue, options: ReadOptions) -> 
 
 async def _workers_api(request: web.Request, queue: Queue, options: ReadOptions) -> web.Response:
     found = await status.workers(queue, options)
-    now = status.iso(time.time())
+    now = iso(time.time())
     return web.json_response({"generated_at": now, "workers": [w.to_json() for w in found]})
 
 
@@ -173,335 +158,3 @@ def _states(values: Sequence[str]) -> list[State]:
     except ValueError:
         allowed = ", ".join(s.value for s in State)
         raise ValueError(f"state must be one of {allowed}") from None
-
-
-# -- HTML -----------------------------------------------------------------------------
-
-_CSS = """
-:root{color-scheme:light dark;--fg:#1f2328;--muted:#59636e;--bg:#fff;--line:#d1d9e0;
---card:#f6f8fa;--ok:#1a7f37;--bad:#cf222e;--warn:#9a6700;--run:#0969da}
-@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--muted:#9198a1;--bg:#0d1117;
---line:#30363d;--card:#151b23;--ok:#3fb950;--bad:#f85149;--warn:#d29922;--run:#4493f8}}
-*{box-sizing:border-box}
-body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
-color:var(--fg);background:var(--bg)}
-header,main,footer{max-width:1200px;margin:0 auto;padding:0 16px}
-header{padding-top:16px}footer{padding:24px 16px;color:var(--muted);font-size:.85rem}
-h1{font-size:1.35rem;margin:0 0 4px}h2{font-size:1.1rem;margin:28px 0 8px}
-h2 .n{color:var(--muted);font-weight:400}
-a{color:var(--run);text-decoration:none}a:hover{text-decoration:underline}
-.meta,.muted,.note{color:var(--muted);font-size:.85rem}.note{margin:6px 0}
-.counts{display:flex;flex-wrap:wrap;gap:8px;list-style:none;padding:0;margin:12px 0 0}
-.counts li{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:3px 10px}
-table{width:100%;border-collapse:collapse}
-th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
-th{font-size:.8rem;color:var(--muted);font-weight:600;white-space:nowrap}
-code{font:.85em ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-.badge{display:inline-block;padding:0 8px;border-radius:10px;font-size:.8rem;font-weight:600;
-border:1px solid currentColor;white-space:nowrap}
-.s-succeeded{color:var(--ok)}.s-failed,.s-dead,.s-timed_out{color:var(--bad)}
-.s-cancelled,.s-superseded{color:var(--muted)}.s-running{color:var(--run)}
-.s-queued{color:var(--warn)}
-progress{width:7em;vertical-align:middle}time{white-space:nowrap}
-.error{color:var(--bad);overflow-wrap:anywhere}.stage{overflow-wrap:anywhere}
-pre{white-space:pre-wrap;overflow-wrap:anywhere;background:var(--card);padding:8px;
-border-radius:6px;margin:4px 0}
-@media (max-width:700px){
-thead{display:none}table,tbody,tr,td{display:block;width:100%}
-tr{border:1px solid var(--line);border-radius:8px;margin:0 0 10px;padding:6px 10px;
-background:var(--card)}
-td{border:0;padding:3px 0;display:flex;gap:8px}
-td::before{content:attr(data-label);flex:0 0 6.5em;color:var(--muted);font-size:.8rem}
-td>div{flex:1;min-width:0;overflow-wrap:anywhere}}
-""".replace("\n", "")
-
-
-def _page(title: str, body: str, *, root: str, refresh: bool = True) -> str:
-    meta_refresh = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">' if refresh else ""
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'{meta_refresh}<meta name="robots" content="noindex">'
-        '<link rel="icon" href="data:,">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>{body}"
-        f'<footer>JSON: <a href="{root}api/v1/jobs">/api/v1/jobs</a> · '
-        f'<a href="{root}api/v1/workers">/api/v1/workers</a> · '
-        "described in docs/status-api.openapi.yaml</footer></body></html>"
-    )
-
-
-def render_overview(ov: Overview) -> str:
-    """The front page: counts, queue, running jobs, recently finished jobs, live workers."""
-    root = "./"
-    counts = [
-        (len(ov.queued) + ov.hidden.queued, "queued"),
-        (len(ov.running) + ov.hidden.running, "running"),
-        (len(ov.workers), "live workers"),
-        (ov.dead_letters, "dead letters"),
-    ]
-    header = (
-        f'<header><h1><a href="{root}">{escape(messages.STATUS_TITLE)}</a></h1>'
-        f"{_updated(ov.generated_at)}"
-        '<ul class="counts">'
-        + "".join(f"<li><b>{n}</b> {escape(label)}</li>" for n, label in counts)
-        + "</ul></header>"
-    )
-    now = ov.generated_at
-    sections = [
-        _section("queued", ov.queued, ov.hidden.queued, _QUEUE_COLUMNS, root, now),
-        _section("running", ov.running, ov.hidden.running, _RUNNING_COLUMNS, root, now),
-        _section("finished", ov.finished, ov.hidden.finished, _FINISHED_COLUMNS, root, now),
-        _workers_section(ov.workers, root, now),
-    ]
-    return _page(
-        messages.STATUS_TITLE, header + "<main>" + "".join(sections) + "</main>", root=root
-    )
-
-
-def render_pr(pr: PrStatus) -> str:
-    """One PR: the builds that can be downloaded, then every job newest first."""
-    root = "../../../../"
-    title = messages.status_pr_title(pr.owner, pr.repo, pr.pr_number)
-    github = f'<a href="{escape(pr.url)}">On GitHub</a> · '
-    header = (
-        f'<header><p class="meta"><a href="{root}">{escape(messages.STATUS_TITLE)}</a></p>'
-        f"<h1>{escape(title)}</h1>{_updated(pr.generated_at, github)}</header>"
-    )
-    now = pr.generated_at
-    body = _section("builds", pr.builds, 0, _BUILD_COLUMNS, root, now) + _section(
-        "jobs", pr.jobs, 0, _PR_JOB_COLUMNS, root, now
-    )
-    return _page(
-        f"{title} · {messages.STATUS_TITLE}", header + "<main>" + body + "</main>", root=root
-    )
-
-
-Cell = Callable[[JobView, str, float], str]
-Columns = Sequence[tuple[str, Cell]]
-
-
-def _section(
-    name: str, jobs: Sequence[JobView], hidden: int, columns: Columns, root: str, now: float
-) -> str:
-    heading = (
-        f'<section id="{name}"><h2>{escape(messages.STATUS_SECTIONS[name])} '
-        f'<span class="n">{len(jobs) + hidden}</span></h2>'
-    )
-    note = f'<p class="note hidden">{escape(messages.status_hidden(hidden))}</p>' if hidden else ""
-    if not jobs:
-        return (
-            heading
-            + f'<p class="muted empty">{escape(messages.STATUS_EMPTY[name])}</p>{note}</section>'
-        )
-    head = "".join(f"<th>{escape(label)}</th>" for label, _cell in columns)
-    rows = "".join(
-        f'<tr class="job" id="{name}-{escape(job.id)}" data-state="{job.state.value}">'
-        + "".join(_td(label, cell(job, root, now)) for label, cell in columns)
-        + "</tr>"
-        for job in jobs
-    )
-    return f"{heading}{_table(head, rows)}{note}</section>"
-
-
-def _workers_section(workers: Sequence[WorkerView], root: str, now: float) -> str:
-    heading = (
-        f'<section id="workers"><h2>{escape(messages.STATUS_SECTIONS["workers"])} '
-        f'<span class="n">{len(workers)}</span></h2>'
-    )
-    if not workers:
-        return (
-            heading
-            + f'<p class="muted empty">{escape(messages.STATUS_EMPTY["workers"])}</p></section>'
-        )
-    labels = ("Worker", "Host", "PID", "Version", "Running", "Slots", "Heartbeat", "Up since")
-    head = "".join(f"<th>{label}</th>" for label in labels)
-    rows = []
-    for worker in workers:
-        cells = (
-            f"<code>{escape(worker.name)}</code>",
-            escape(worker.host),
-            escape(_text(worker.pid)),
-            escape(worker.version),
-            _worker_jobs(worker, root),
-            f"{worker.busy}/{escape(_text(worker.concurrency))}",
-            _ago(worker.heartbeat_at, now),
-            _ago(worker.started_at, now),
-        )
-        rows.append(
-            f'<tr class="worker" id="worker-{escape(worker.name)}">'
-            + "".join(_td(label, cell) for label, cell in zip(labels, cells, strict=True))
-            + "</tr>"
-        )
-    return f"{heading}{_table(head, ''.join(rows))}</section>"
-
-
-def _worker_jobs(worker: WorkerView, root: str) -> str:
-    parts = [
-        f'<a href="{_pr_path(root, job.owner, job.repo, job.pr_number)}">'
-        f"{escape(job.owner)}/{escape(job.repo)}#{job.pr_number}</a> "
-        f"<code>{escape(job.command)}</code>"
-        for job in worker.jobs
-    ]
-    if worker.hidden_jobs:
-        parts.append(f'<span class="muted">{worker.hidden_jobs} private</span>')
-    return "<br>".join(parts) or '<span class="muted">idle</span>'
-
-
-# cells ------------------------------------------------------------------------------
-
-
-def _pr_cell(job: JobView, root: str, _now: float) -> str:
-    return (
-        f'<a href="{_pr_path(root, job.owner, job.repo, job.pr_number)}">'
-        f"{escape(job.owner)}/{escape(job.repo)}#{job.pr_number}</a>"
-    )
-
-
-def _commit_cell(job: JobView, _root: str, _now: float) -> str:
-    ref = f' <span class="muted">{escape(job.head_ref)}</span>' if job.head_ref else ""
-    return f'<code title="{escape(job.head_sha)}">{escape(job.head_sha[:7])}</code>{ref}'
-
-
-def _command_cell(job: JobView, _root: str, _now: float) -> str:
-    return f"<code>{escape(job.command)}</code>"
-
-
-def _requester_cell(job: JobView, _root: str, _now: float) -> str:
-    return escape(job.requester)
-
-
-def _position_cell(job: JobView, _root: str, _now: float) -> str:
-    return escape(_text(job.position))
-
-
-def _waiting_cell(job: JobView, _root: str, _now: float) -> str:
-    return escape(messages.format_duration(job.wait or 0.0))
-
-
-def _worker_cell(job: JobView, _root: str, _now: float) -> str:
-    return f"<code>{escape(job.worker)}</code>" if job.worker else ""
-
-
-def _elapsed_cell(job: JobView, _root: str, _now: float) -> str:
-    return escape(messages.format_duration(job.duration or 0.0))
-
-
-def _progress_cell(job: JobView, _root: str, _now: float) -> str:
-    percent = round(job.progress or 0.0)
-    stage = f' <span class="stage">{escape(job.stage)}</span>' if job.stage else ""
-    bar = f'<progress max="100" value="{percent}">{percent}%</progress>'
-    return f"<span>{bar} {percent}%{stage}</span>"
-
-
-def _state_cell(job: JobView, _root: str, _now: float) -> str:
-    label = messages.STATUS_STATE_LABELS[job.state]
-    return f'<span class="badge s-{job.state.value}">{escape(label)}</span>'
-
-
-def _finished_cell(job: JobView, _root: str, now: float) -> str:
-    return _ago(job.finished_at, now)
-
-
-def _created_cell(job: JobView, _root: str, now: float) -> str:
-    return _ago(job.created_at, now)
-
-
-def _output_cell(job: JobView, root: str, now: float) -> str:
-    parts: list[str] = []
-    if job.state is State.RUNNING:
-        parts.append(_progress_cell(job, root, now))
-    if job.generated is not None:
-        parts.append(f"{job.generated} samples")
-    if job.links.artifacts_live(now):
-        parts.append(f'<a class="artifacts" href="{escape(job.links.artifacts or "")}">files</a>')
-    elif job.links.artifacts:
-        parts.append('<span class="muted">files expired</span>')
-    if job.links.check_run:
-        parts.append(f'<a href="{escape(job.links.check_run)}">check run</a>')
-    if job.error:
-        short = job.error if len(job.error) <= 160 else job.error[:159] + "…"
-        parts.append(f'<span class="error" title="{escape(job.error)}">{escape(short)}</span>')
-    return " · ".join(parts)
-
-
-def _id_cell(job: JobView, root: str, _now: float) -> str:
-    return f'<a href="{root}api/v1/jobs/{quote(job.id, safe="")}"><code>{escape(job.id)}</code></a>'
-
-
-_QUEUE_COLUMNS: Columns = (
-    ("#", _position_cell),
-    ("Pull request", _pr_cell),
-    ("Commit", _commit_cell),
-    ("Command", _command_cell),
-    ("Requested by", _requester_cell),
-    ("Waiting", _waiting_cell),
-)
-_RUNNING_COLUMNS: Columns = (
-    ("Pull request", _pr_cell),
-    ("Commit", _commit_cell),
-    ("Command", _command_cell),
-    ("Worker", _worker_cell),
-    ("Elapsed", _elapsed_cell),
-    ("Progress", _progress_cell),
-)
-_FINISHED_COLUMNS: Columns = (
-    ("Pull request", _pr_cell),
-    ("Commit", _commit_cell),
-    ("Command", _command_cell),
-    ("Result", _state_cell),
-    ("Took", _elapsed_cell),
-    ("Finished", _finished_cell),
-    ("Output", _output_cell),
-)
-_BUILD_COLUMNS: Columns = (
-    ("Commit", _commit_cell),
-    ("Command", _command_cell),
-    ("Finished", _finished_cell),
-    ("Output", _output_cell),
-)
-_PR_JOB_COLUMNS: Columns = (
-    ("Job", _id_cell),
-    ("Commit", _commit_cell),
-    ("Command", _command_cell),
-    ("State", _state_cell),
-    ("Requested by", _requester_cell),
-    ("Requested", _created_cell),
-    ("Took", _elapsed_cell),
-    ("Output", _output_cell),
-)
-
-
-# small helpers ----------------------------------------------------------------------
-
-
-def _pr_path(root: str, owner: str, repo: str, number: int) -> str:
-    return escape(f"{root}repos/{quote(owner, safe='')}/{quote(repo, safe='')}/pulls/{number}")
-
-
-def _td(label: str, content: str) -> str:
-    """One cell; the label shows before the value when rows become cards on a phone."""
-    return f'<td data-label="{escape(label)}"><div>{content}</div></td>'
-
-
-def _table(head: str, rows: str) -> str:
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-
-def _updated(now: float, before: str = "") -> str:
-    stamp = status.iso(now) or ""
-    return (
-        f'<p class="meta">{before}Updated <time datetime="{stamp}">{stamp.replace("T", " ")}</time>'
-        f" · refreshes every {REFRESH_SECONDS} s</p>"
-    )
-
-
-def _ago(timestamp: float | None, now: float) -> str:
-    if timestamp is None:
-        return ""
-    stamp = status.iso(timestamp) or ""
-    label = messages.status_ago(max(0.0, now - timestamp))
-    return f'<time datetime="{stamp}" title="{stamp}">{escape(label)}</time>'
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from instruct_lab_bot.services.job_status import PrStatus
+    from instruct_lab_bot.core.job_view import PrStatus
 
 PREVIEW_SAMPLES = 5
 FAILURE_LOG_LINES = 50

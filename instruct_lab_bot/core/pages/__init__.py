@@ -1,0 +1,1 @@
+"""Pure HTML pages the server renders."""
