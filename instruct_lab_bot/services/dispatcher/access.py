@@ -9,7 +9,7 @@ import structlog
 
 from instruct_lab_bot.adapters.github.client import Installation
 from instruct_lab_bot.adapters.tracing import span
-from instruct_lab_bot.core import messages
+from instruct_lab_bot.core.messages.commands import denied
 from instruct_lab_bot.core.permissions import Facts, Policy, decide
 from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.services.dispatcher.context import Request
@@ -37,7 +37,7 @@ class Gatekeeper:
         if not decision.allowed:
             self.metrics.commands.labels(command, "denied").inc()
             log.info("command.denied", user=login, command=command, reason=decision.reason)
-            await request.reply.once(request.marker, messages.denied(command, login, self.policy))
+            await request.reply.once(request.marker, denied(command, login, self.policy))
         return decision.allowed
 
     async def _facts_for(self, gh: Installation, repo: RepoRef, login: str) -> Facts:

@@ -8,10 +8,17 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from instruct_lab_bot.adapters.github.client import GitHubError, Installation
-from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.command_table import CommandSpec, Handler
 from instruct_lab_bot.core.commands import Command, suggest
 from instruct_lab_bot.core.dispatch_rules import job_id_for
+from instruct_lab_bot.core.messages.commands import (
+    cancelled,
+    help_text,
+    not_a_pull_request,
+    too_many_commands,
+    unknown_command,
+)
+from instruct_lab_bot.core.messages.status import status_reply
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.webhooks import CommandIntent
 from instruct_lab_bot.services.dispatcher.access import Gatekeeper
@@ -53,10 +60,10 @@ class CommandHandlers:
         reply = Replies(self.deps.queue, gh, pull, delivery_id)
         username = self.deps.settings.username
         if not intent.on_pull_request:
-            await reply.once("not-a-pr", messages.not_a_pull_request(username))
+            await reply.once("not-a-pr", not_a_pull_request(username))
             return
         if intent.truncated:
-            await reply.once("truncated", messages.too_many_commands(len(intent.commands)))
+            await reply.once("truncated", too_many_commands(len(intent.commands)))
         for command in intent.commands:
             request = Request(
                 gh,
@@ -75,7 +82,7 @@ class CommandHandlers:
         if spec is None:
             self.deps.metrics.commands.labels("unknown", "unknown").inc()
             name = command.name
-            text = messages.unknown_command(self.deps.settings.username, name, suggest(name))
+            text = unknown_command(self.deps.settings.username, name, suggest(name))
             await request.reply.once(request.marker, text)
             return
         if not await self.gatekeeper.allowed(request, spec.name):
@@ -85,7 +92,7 @@ class CommandHandlers:
 
     async def help(self, request: Request, spec: CommandSpec) -> None:
         settings = self.deps.settings
-        text = messages.help_text(settings.username, self.deps.policy, settings.required_labels)
+        text = help_text(settings.username, self.deps.policy, settings.required_labels)
         await request.reply.once(request.marker, text)
 
     async def status(self, request: Request, spec: CommandSpec) -> None:
@@ -94,7 +101,7 @@ class CommandHandlers:
         options = ReadOptions.from_settings(settings, show_private=True)
         pr = await pr_status(self.deps.queue, pull.owner, pull.name, pull.number, options)
         page = f"{settings.public_url}/repos/{pull.owner}/{pull.name}/pulls/{pull.number}"
-        await request.reply.once(request.marker, messages.status_reply(pr, page))
+        await request.reply.once(request.marker, status_reply(pr, page))
 
     async def start_job(self, request: Request, spec: CommandSpec) -> None:
         assert spec.job_kind is not None, f"{spec.name} names no job kind"
@@ -105,5 +112,5 @@ class CommandHandlers:
         await self.starter.retry(request)
 
     async def cancel(self, request: Request, spec: CommandSpec) -> None:
-        cancelled = await self.stopper.cancel(request.gh, request.pull, request.sender)
-        await request.reply.once(request.marker, messages.cancelled(cancelled, request.sender))
+        stopped = await self.stopper.cancel(request.gh, request.pull, request.sender)
+        await request.reply.once(request.marker, cancelled(stopped, request.sender))

@@ -11,7 +11,6 @@ import structlog
 
 from instruct_lab_bot.adapters.github.client import Installation
 from instruct_lab_bot.adapters.tracing import current_traceparent
-from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.command_table import CommandSpec, spec_for_job
 from instruct_lab_bot.core.dispatch_rules import (
     Refusal,
@@ -20,6 +19,17 @@ from instruct_lab_bot.core.dispatch_rules import (
     retry_source,
 )
 from instruct_lab_bot.core.jobs import Job
+from instruct_lab_bot.core.messages.commands import (
+    already_running,
+    labels_check_run,
+    labels_needed,
+    no_taxonomy_change,
+    nothing_to_retry,
+    pull_request_closed,
+    validation_failed,
+)
+from instruct_lab_bot.core.messages.format import check_name
+from instruct_lab_bot.core.messages.generate import check_run_queued, check_run_url
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
 
 log = structlog.get_logger(__name__)
@@ -57,7 +67,7 @@ class JobStarter:
             ids = await self.queue.pr_job_ids(pull.owner, pull.name, pull.number)
             source = retry_source(await self.queue.get_jobs(ids))
         if source is None:
-            await request.reply.once(request.marker, messages.nothing_to_retry())
+            await request.reply.once(request.marker, nothing_to_retry())
             return
         await self.start(request, source.command)
 
@@ -87,7 +97,7 @@ class JobStarter:
             wanted=wanted,
         )
         if refusal is Refusal.LABELS:
-            payload = messages.labels_check_run(spec.name, head_sha, wanted)
+            payload = labels_check_run(spec.name, head_sha, wanted)
             await request.gh.create_check_run(request.pull.owner, request.pull.name, payload)
         if refusal is None:
             files = await self.deps.validator.changed_taxonomy_files(
@@ -109,7 +119,7 @@ class JobStarter:
             request.gh, pull.owner, pull.name, head_sha, files
         )
         if report.failures:
-            text = messages.validation_failed(spec.name, report.url, report.failures)
+            text = validation_failed(spec.name, report.url, report.failures)
             await request.reply.once(request.marker, text)
         return not report.failures
 
@@ -120,8 +130,8 @@ class JobStarter:
             other = await self.queue.get_job(created.job_id)
             if other is not None:
                 log.info("job.duplicate", job_id=job.id, existing=other.id)
-                url = messages.check_run_url(self.deps.settings.github_git_url, other)
-                await request.reply.once(request.marker, messages.already_running(other, url))
+                url = check_run_url(self.deps.settings.github_git_url, other)
+                await request.reply.once(request.marker, already_running(other, url))
             return None
         if created.status == "exists":
             return await self.queue.get_job(job.id) or job
@@ -149,19 +159,19 @@ class JobStarter:
         """A dispatcher that died between creating the check run and recording it must not
         leave a second one: look for ours (external_id = job id) before creating."""
         existing = await gh.find_check_run(
-            job.owner, job.repo, job.head_sha, messages.check_name(job.command), job.id
+            job.owner, job.repo, job.head_sha, check_name(job.command), job.id
         )
         if existing:
             return existing
-        return await gh.create_check_run(job.owner, job.repo, messages.check_run_queued(job))
+        return await gh.create_check_run(job.owner, job.repo, check_run_queued(job))
 
 
 def _refusal_text(refusal: Refusal, spec: CommandSpec, wanted: tuple[str, ...]) -> str:
     if refusal is Refusal.CLOSED:
-        return messages.pull_request_closed(spec.name)
+        return pull_request_closed(spec.name)
     if refusal is Refusal.LABELS:
-        return messages.labels_needed(spec.name, wanted)
-    return messages.no_taxonomy_change(spec.name)
+        return labels_needed(spec.name, wanted)
+    return no_taxonomy_change(spec.name)
 
 
 def _new_job(

@@ -8,8 +8,8 @@ import contextlib
 from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.github.client import GitHubError, Installation
-from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.dispatch_rules import pull_request_plan, wants_welcome
+from instruct_lab_bot.core.messages.welcome import WELCOME_MARKER, welcome
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.webhooks import PullRequestIntent
 from instruct_lab_bot.services.dispatcher.context import Deps
@@ -51,11 +51,9 @@ class PullRequestEvents:
         if not await queue.claim_once(key, ttl=WELCOME_TTL):
             return
         try:
-            if await gh.has_comment_with(
-                pull.owner, pull.name, pull.number, messages.WELCOME_MARKER
-            ):
+            if await gh.has_comment_with(pull.owner, pull.name, pull.number, WELCOME_MARKER):
                 return
-            text = messages.welcome(settings.username, intent.author, self.deps.policy, wanted)
+            text = welcome(settings.username, intent.author, self.deps.policy, wanted)
             await gh.create_comment(pull.owner, pull.name, pull.number, text)
         except GitHubError:
             with contextlib.suppress(RedisError):

@@ -8,9 +8,9 @@ import time
 
 from instruct_lab_bot.adapters.github.client import Installation
 from instruct_lab_bot.adapters.redis.queue import Queue
-from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.dispatch_rules import Stop, jobs_to_stop
 from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.core.messages.generate import cancelled_check_run, superseded
 from instruct_lab_bot.core.refs import PullRequestRef
 
 
@@ -55,9 +55,9 @@ class JobStopper:
                 continue
             if job.check_run_id:
                 payload = (
-                    messages.superseded(job, new_sha)
+                    superseded(job, new_sha)
                     if state is State.SUPERSEDED
-                    else messages.cancelled_check_run(job, login)
+                    else cancelled_check_run(job, login)
                 )
                 await gh.update_check_run(job.owner, job.repo, job.check_run_id, payload)
             done.append(job)
