@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from instruct_lab_bot.adapters.redis.queue import EVENTS_STREAM
+from instruct_lab_bot.adapters.redis.keys import EVENTS_STREAM
 from instruct_lab_bot.core.webhooks import sign
 from testkit.payloads import pr_comment
 from testkit.testdata import ensure_testdata, load_webhook_examples

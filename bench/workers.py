@@ -29,14 +29,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.adapters.redis.queue import Queue, StreamEntry
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.redis.streams import StreamEntry
 from instruct_lab_bot.adapters.runner import RunLimits, run_streaming, scrub_env
 from instruct_lab_bot.core.jobs import Job, State, new_job_id
 from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.core.settings import Secret, Settings
 from instruct_lab_bot.services import logs
-from instruct_lab_bot.services.worker import Worker, _line_sink, open_worker
+from instruct_lab_bot.services.worker.app import Worker, open_worker
+from instruct_lab_bot.services.worker.ilab import line_sink
 
 READY_KEY = "bench:ready"
 PROGRESS_KEY = "bench:progress"
@@ -104,7 +106,7 @@ class BenchWorker(Worker):
                 [*self.settings.ilab_command, "data", "generate"],
                 cwd=workspace,
                 env=scrub_env(os.environ, secrets=self.settings.secrets()),
-                on_line=_line_sink(Progress(), log_file),
+                on_line=line_sink(Progress(), log_file),
                 cancel=cancel,
                 limits=RunLimits(
                     timeout=self.settings.job_timeout, kill_grace=self.settings.kill_grace
@@ -139,13 +141,11 @@ async def ours_worker(
     with tempfile.TemporaryDirectory(prefix="ilab-bench-worker-") as tmp:
         settings = bench_settings(redis_url, Path(tmp), standin or ("true",))
         async with open_worker(settings, concurrency=concurrency) as real:
-            worker = BenchWorker(
-                real.settings, real.queue, real.github, real.store, concurrency=concurrency
-            )
+            worker = BenchWorker(real.deps, concurrency=concurrency)
             worker.tally = tally
             worker.spawn = bool(standin)
             worker.handoff = handoff
-            await real.queue.ensure_groups()
+            await real.deps.queue.ensure_groups()
             publisher = asyncio.create_task(tally.publish_forever())
             await client.incr(READY_KEY)
             await worker.run(stop)

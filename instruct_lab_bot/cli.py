@@ -175,7 +175,7 @@ def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
 async def run_worker(settings: Settings, concurrency: int, metrics_port: int = 0) -> int:
     from instruct_lab_bot.adapters.tracing import configure_tracing
     from instruct_lab_bot.services.metrics import WorkerMetrics, serve_metrics
-    from instruct_lab_bot.services.worker import open_worker
+    from instruct_lab_bot.services.worker.app import open_worker
 
     configure_tracing("instruct-lab-bot-worker")
     stop = asyncio.Event()

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.server import create_app
-from instruct_lab_bot.services.worker import Worker, open_worker
+from instruct_lab_bot.services.worker.app import Worker, open_worker
 
 
 @dataclass

@@ -16,7 +16,7 @@ import redis
 from bench import dispatch, github_calls, idle, ingest, output_pump, queue_throughput
 from bench.__main__ import Figure, console, run_figure, table
 from bench.common import Row, bot_argv, bot_env, free_port
-from instruct_lab_bot.adapters.redis.queue import EVENTS_STREAM
+from instruct_lab_bot.adapters.redis.keys import EVENTS_STREAM
 
 
 def _numbers(rows: list[Row]) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from instruct_lab_bot.adapters.redis.queue import DISPATCH_GROUP, EVENTS_STREAM, Queue
+from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
+from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import State
 from testkit.harness import RunningBot, run_bot
 from testkit.taxonomy import (

@@ -38,7 +38,7 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from instruct_lab_bot.adapters.redis.queue import JOBS_STREAM, WORKER_GROUP
+from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
 from instruct_lab_bot.cli import load_settings
 from instruct_lab_bot.core.settings import Settings, _parse_duration
 

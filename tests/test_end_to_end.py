@@ -13,13 +13,13 @@ import aioboto3
 import aiohttp
 import pytest
 
-from instruct_lab_bot.adapters.redis.queue import (
+from instruct_lab_bot.adapters.redis.keys import (
     DISPATCH_GROUP,
     EVENTS_STREAM,
     JOBS_STREAM,
     WORKER_GROUP,
-    Queue,
 )
+from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import State
 from instruct_lab_bot.core.settings import Settings
 from testkit.harness import run_bot

@@ -16,10 +16,10 @@ from instruct_lab_bot.adapters.github.client import GitHubApp
 from instruct_lab_bot.adapters.github.governor import (
     SECONDARY_LIMIT_WAIT,
     Outcome,
-    WriteBudget,
     rate_limit_wait,
     retry_delay,
 )
+from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
 from instruct_lab_bot.core.retry import RetryPolicy
 from testkit.github_emulator import AppKey, Call, GitHubEmulator
 

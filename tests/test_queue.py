@@ -2,15 +2,16 @@
 
 import asyncio
 
-from instruct_lab_bot.adapters.redis.queue import (
+from instruct_lab_bot.adapters.redis.keys import (
     DEAD_STREAM,
     EVENTS_STREAM,
     JOBS_STREAM,
     WORKER_GROUP,
-    Queue,
-    StreamEntry,
     job_key,
 )
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.redis.scripts import script, source
+from instruct_lab_bot.adapters.redis.streams import StreamEntry
 from instruct_lab_bot.core.jobs import Job, State
 
 
@@ -174,3 +175,33 @@ async def test_attempts_run_out_into_dead_letters_and_back(redis_url: str) -> No
         "job"
     ] == job.id
     await queue.aclose()
+
+
+async def test_stats_markers_and_memos_are_plain_values(redis_url: str) -> None:
+    queue = Queue.from_url(redis_url)
+    await queue.ensure_groups()
+    stats = await queue.stream_stats(JOBS_STREAM, WORKER_GROUP)
+    assert (stats.length, stats.pending, stats.lag) == (0, 0, 0)
+    assert await queue.oldest_waiting_age(JOBS_STREAM, WORKER_GROUP) == 0.0
+    await queue.enqueue_job(make_job())
+    await take(queue, "w1")
+    await queue.enqueue_job(make_job("j2"))
+    stats = await queue.stream_stats(JOBS_STREAM, WORKER_GROUP)
+    assert (stats.length, stats.pending, stats.lag) == (2, 1, 1)
+    assert 0 <= await queue.oldest_waiting_age(JOBS_STREAM, WORKER_GROUP) < 60
+    assert (await queue.stream_stats("no-such-stream", WORKER_GROUP)).pending == 0
+    assert await queue.dead_letter_count() == 0
+    assert await queue.recall("report") is None
+    await queue.remember("report", "{}", ttl=60)
+    assert await queue.recall("report") == "{}"
+    await queue.aclose()
+
+
+async def test_scripts_are_files_registered_once_per_client(redis_url: str) -> None:
+    assert "local function end_job" in source("finish_job")
+    assert "-- include:" not in source("finish_job")
+    first, second = Queue.from_url(redis_url), Queue.from_url(redis_url)
+    assert script(first.redis, "finish_job") is script(first.redis, "finish_job")
+    assert script(first.redis, "finish_job") is not script(second.redis, "finish_job")
+    await first.aclose()
+    await second.aclose()

@@ -13,7 +13,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from instruct_lab_bot.adapters.github.client import GitHubApp
-from instruct_lab_bot.adapters.redis.queue import RECONCILER_LOCK, delivery_key
+from instruct_lab_bot.adapters.redis.keys import RECONCILER_LOCK, delivery_key
+from instruct_lab_bot.adapters.redis.redelivery import RedeliveryLedger
 from instruct_lab_bot.core.retry import RetryPolicy
 from instruct_lab_bot.services.reconciler import Reconciler, pick_redeliveries
 from testkit.github_emulator import AppKey, GitHubEmulator
@@ -82,7 +83,7 @@ async def make_reconciler(
             timeout=5,
             retry=RetryPolicy(deadline=5, max_attempts=3, base_delay=0.01, max_delay=0.05),
         )
-        return Reconciler(app, client, **kwargs)
+        return Reconciler(app, RedeliveryLedger(client), **kwargs)
 
     yield make
     for session in sessions:

@@ -24,7 +24,8 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.adapters.redis.queue import DEAD_STREAM, EVENTS_STREAM, JOBS_STREAM, Queue
+from instruct_lab_bot.adapters.redis.keys import DEAD_STREAM, EVENTS_STREAM, JOBS_STREAM
+from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.webhooks import sign

@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from instruct_lab_bot.adapters.redis.queue import EVENTS_STREAM, Queue
+from instruct_lab_bot.adapters.redis.keys import EVENTS_STREAM
+from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.webhooks import sign
 from instruct_lab_bot.services.server import create_app
 from tests.fixtures.bot import WEBHOOK_SECRET, make_settings, post_webhook

@@ -24,7 +24,8 @@ from openapi_spec_validator import validate as validate_spec
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from instruct_lab_bot.adapters.redis.queue import JOBS_STREAM, WORKER_GROUP, Queue
+from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
+from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.cli import load_settings
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.settings import Secret, Settings, SettingsError

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from instruct_lab_bot.adapters.redis.queue import DEAD_STREAM, Queue
+from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import CONCLUSIONS, Job, State
 from instruct_lab_bot.core.messages import check_run_url
 from instruct_lab_bot.core.settings import Settings
@@ -264,7 +264,7 @@ async def overview(queue: Queue, options: ReadOptions, *, now: float | None = No
     """Everything the front page shows, from the newest `options.window` jobs."""
     infos = await queue.live_workers()
     jobs = await _recent_jobs(queue, options, infos)
-    dead = int(await queue.redis.xlen(DEAD_STREAM))
+    dead = await queue.dead_letter_count()
     return build_overview(jobs, infos, options, now=_now(now), dead_letters=dead)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Mapping
 
 import structlog
@@ -22,14 +21,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from redis.exceptions import RedisError
 
-from instruct_lab_bot.adapters.redis.queue import (
-    DEAD_STREAM,
+from instruct_lab_bot.adapters.redis.keys import (
     DISPATCH_GROUP,
     EVENTS_STREAM,
     JOBS_STREAM,
     WORKER_GROUP,
-    Queue,
 )
+from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.commands import GPU_COMMANDS, KNOWN_COMMANDS
 from instruct_lab_bot.core.jobs import CONCLUSIONS
 
@@ -85,12 +83,12 @@ class QueueGauges:
             ("events", EVENTS_STREAM, DISPATCH_GROUP),
             ("jobs", JOBS_STREAM, WORKER_GROUP),
         ):
-            self.length.labels(name).set(await queue.redis.xlen(stream))
-            info = await _group_info(queue, stream, group)
-            self.pending.labels(name).set(int(str(info.get("pending") or 0)))
-            self.lag.labels(name).set(int(str(info.get("lag") or 0)))
-        self.oldest_age.set(await _oldest_undelivered_age(queue, JOBS_STREAM, WORKER_GROUP))
-        self.dead_letters.set(await queue.redis.xlen(DEAD_STREAM))
+            stats = await queue.stream_stats(stream, group)
+            self.length.labels(name).set(stats.length)
+            self.pending.labels(name).set(stats.pending)
+            self.lag.labels(name).set(stats.lag)
+        self.oldest_age.set(await queue.oldest_waiting_age(JOBS_STREAM, WORKER_GROUP))
+        self.dead_letters.set(await queue.dead_letter_count())
         workers = await queue.live_workers()
         self.workers_live.set(len(workers))
         self.worker_heartbeat.clear()
@@ -107,25 +105,6 @@ class QueueGauges:
                 log.debug("metrics.refresh_failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
-
-
-async def _group_info(queue: Queue, stream: str, group: str) -> dict[str, object]:
-    try:
-        groups = await queue.redis.xinfo_groups(stream)
-    except RedisError:
-        return {}
-    return next((dict(g) for g in groups if g.get("name") == group), {})
-
-
-async def _oldest_undelivered_age(queue: Queue, stream: str, group: str) -> float:
-    """Age of the first entry after the group's last delivered id (what waits longest)."""
-    info = await _group_info(queue, stream, group)
-    last = str(info.get("last-delivered-id") or "0-0")
-    entries = await queue.redis.xrange(stream, min=f"({last}", count=1)
-    if not entries:
-        return 0.0
-    millis = int(str(entries[0][0]).split("-")[0])
-    return max(0.0, time.time() - millis / 1000)
 
 
 class ServerMetrics:

@@ -13,34 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.github.client import GitHubApp, GitHubError
-from instruct_lab_bot.adapters.redis.queue import (
-    RECONCILER_LOCK,
-    REDELIVERY_MARK_TTL,
-    delivery_key,
-    redelivered_key,
-)
+from instruct_lab_bot.adapters.redis.redelivery import RedeliveryLedger
 
 log = structlog.get_logger(__name__)
 
 GITHUB_REDELIVERY_WINDOW = 3 * 24 * 3600
 DEFAULT_LOOKBACK = GITHUB_REDELIVERY_WINDOW - 15 * 60  # stay clear of the window's edge
-
-# Delete the lock only if it is still ours (it may have expired and been taken since).
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+MAX_PAGES = 50  # deliveries listed per pass: at most this many pages of `per_page`
 
 
 def _timestamp(value: Any) -> float:
@@ -74,22 +62,19 @@ class Reconciler:
     def __init__(
         self,
         github: GitHubApp,
-        client: aioredis.Redis,
+        ledger: RedeliveryLedger,
         *,
         interval: float = 600.0,
         lookback: float = DEFAULT_LOOKBACK,
         lock_ttl: float = 300.0,
         per_page: int = 100,
-        max_pages: int = 50,
     ) -> None:
         self.github = github
-        self.redis = client
+        self.ledger = ledger
         self.interval = interval
         self.lookback = min(lookback, GITHUB_REDELIVERY_WINDOW)
         self.lock_ttl = lock_ttl
         self.per_page = per_page
-        self.max_pages = max_pages
-        self._release = client.register_script(_RELEASE)
 
     async def run(self, stop: asyncio.Event) -> None:
         """A pass now, then one every `interval`, until `stop`; failures wait for the next."""
@@ -104,11 +89,8 @@ class Reconciler:
     async def reconcile_once(self) -> int:
         """One pass; the number of deliveries GitHub accepted to redeliver (0 if another
         replica holds the lock)."""
-        owner = os.urandom(8).hex()
-        locked = await self.redis.set(
-            RECONCILER_LOCK, owner, nx=True, px=max(1, int(self.lock_ttl * 1000))
-        )
-        if not locked:
+        owner = await self.ledger.lock(self.lock_ttl)
+        if owner is None:
             return 0
         try:
             deliveries = await self._recent(time.time() - self.lookback)
@@ -119,14 +101,13 @@ class Reconciler:
                 log.info("reconciler.pass_done", redelivered=redelivered, seen=len(deliveries))
             return redelivered
         finally:
-            with contextlib.suppress(RedisError, OSError):
-                await self._release(keys=[RECONCILER_LOCK], args=[owner])
+            await self.ledger.unlock(owner)
 
     async def _recent(self, since: float) -> list[dict[str, Any]]:
         """Deliveries newer than `since`, page by page (newest first) until older ones."""
         seen: list[dict[str, Any]] = []
         cursor: str | None = None
-        for _page in range(self.max_pages):
+        for _page in range(MAX_PAGES):
             page, cursor = await self.github.hook_deliveries(per_page=self.per_page, cursor=cursor)
             seen += page
             if not page or cursor is None or _timestamp(page[-1]["delivered_at"]) < since:
@@ -136,22 +117,20 @@ class Reconciler:
     async def _redeliver(self, delivery: dict[str, Any]) -> int:
         guid, delivery_id = str(delivery["guid"]), int(delivery["id"])
         bound = log.bind(guid=guid, delivery_id=delivery_id, event=delivery.get("event"))
-        if await self.redis.exists(delivery_key(guid)):
+        if await self.ledger.stored(guid):
             return 0  # the server stored it; only its answer was lost
-        mark = redelivered_key(guid)
         # Claimed for one lock period first: a crash before GitHub answers frees it again.
-        claim_ttl = max(1, int(self.lock_ttl))
-        if not await self.redis.set(mark, str(delivery_id), nx=True, ex=claim_ttl):
+        if not await self.ledger.claim(guid, delivery_id, self.lock_ttl):
             return 0
         try:
             await self.github.redeliver_hook_delivery(delivery_id)
         except GitHubError as exc:
             if exc.transient:
-                await self.redis.delete(mark)  # the next pass tries again
+                await self.ledger.release(guid)  # the next pass tries again
             else:
-                await self.redis.expire(mark, REDELIVERY_MARK_TTL)  # GitHub refused for good
+                await self.ledger.settle(guid)  # GitHub refused for good
             bound.warning("reconciler.redelivery_failed", error=str(exc))
             return 0
-        await self.redis.expire(mark, REDELIVERY_MARK_TTL)
+        await self.ledger.settle(guid)
         bound.info("reconciler.redelivered", status_code=delivery.get("status_code"))
         return 1

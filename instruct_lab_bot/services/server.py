@@ -22,6 +22,8 @@ from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.github.client import build_github_app
 from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.redis.redelivery import RedeliveryLedger
+from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
 from instruct_lab_bot.adapters.storage.stores import artifact_routes
 from instruct_lab_bot.adapters.tracing import current_traceparent, server_middlewares
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
@@ -217,15 +219,17 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     timeout = aiohttp.ClientTimeout(total=settings.github_timeout)
     async with aiohttp.ClientSession(timeout=timeout) as session:
+        budget = WriteBudget(app[QUEUE].redis, limit=settings.github_write_limit)
         github = build_github_app(
-            session, settings, app[QUEUE].redis, on_response=app[METRICS].github.observe
+            session, settings, budget, on_response=app[METRICS].github.observe
         )
         app[GITHUB] = github
         stop = asyncio.Event()
         dispatcher = Dispatcher(settings, app[QUEUE], github, metrics=app[METRICS])
         tasks = [asyncio.create_task(dispatcher.run(stop))]
         if settings.reconcile_interval:
-            reconciler = Reconciler(github, app[QUEUE].redis, interval=settings.reconcile_interval)
+            ledger = RedeliveryLedger(app[QUEUE].redis)
+            reconciler = Reconciler(github, ledger, interval=settings.reconcile_interval)
             tasks.append(asyncio.create_task(reconciler.run(stop)))
         app[DISPATCHER_TASK] = tasks[0]
         yield

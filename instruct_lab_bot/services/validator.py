@@ -15,6 +15,7 @@ import structlog
 
 from instruct_lab_bot.adapters.github.client import Installation
 from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.yamllint import run_yamllint
 from instruct_lab_bot.core import validation
 from instruct_lab_bot.core.settings import Settings
 
@@ -49,7 +50,7 @@ class Validator:
         self, gh: Installation, owner: str, repo: str, sha: str, files: list[str]
     ) -> Report:
         key = f"validated:{owner}/{repo}:{sha}:{','.join(files)}"
-        cached = await self.queue.redis.get(self.queue.memo_key(key))
+        cached = await self.queue.recall(key)
         if cached:
             data = json.loads(cached)
             return Report(**data)
@@ -62,12 +63,10 @@ class Validator:
             )
             # CPU-bound (and runs yamllint): keep it off the event loop
             problems += await asyncio.to_thread(
-                validation.validate_file, path, text, attribution=attribution
+                validation.validate_file, path, text, attribution=attribution, lint=run_yamllint
             )
         report = await self._publish(gh, owner, repo, sha, problems)
-        await self.queue.redis.set(
-            self.queue.memo_key(key), json.dumps(report.__dict__), ex=REMEMBER
-        )
+        await self.queue.remember(key, json.dumps(report.__dict__), ttl=REMEMBER)
         log.info(
             "validation.done",
             repo=f"{owner}/{repo}",

@@ -38,7 +38,7 @@ from instruct_lab_bot import __version__
 from instruct_lab_bot.adapters.github.governor import (
     WRITE_METHODS,
     Outcome,
-    WriteBudget,
+    WriteGate,
     retry_delay,
 )
 from instruct_lab_bot.adapters.tracing import span
@@ -126,7 +126,7 @@ class GitHubApp:
         private_key: str,
         api_url: str,
         timeout: float = 30.0,
-        budget: WriteBudget | None = None,
+        budget: WriteGate | None = None,
         max_concurrency: int = DEFAULT_CONCURRENCY,
         retry: RetryPolicy | None = None,
         on_response: ResponseHook | None = None,
@@ -549,7 +549,7 @@ class Installation:
 def build_github_app(
     session: aiohttp.ClientSession,
     settings: Settings,
-    redis: Any | None,
+    budget: WriteGate | None,
     on_response: Callable[[str, int | None, Mapping[str, str]], None] | None = None,
 ) -> GitHubApp:
     """The one way every process builds its GitHub client (same retries, same budget)."""
@@ -559,7 +559,7 @@ def build_github_app(
         private_key=settings.github_private_key.value,
         api_url=settings.github_api_url,
         timeout=settings.github_timeout,
-        budget=WriteBudget(redis, limit=settings.github_write_limit) if redis else None,
+        budget=budget,
         max_concurrency=settings.github_max_concurrency,
         retry=RetryPolicy(
             deadline=settings.github_retry_deadline, max_attempts=settings.github_max_attempts

@@ -13,13 +13,9 @@ import structlog
 from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.github.client import GitHubApp, GitHubError
-from instruct_lab_bot.adapters.redis.queue import (
-    DISPATCH_GROUP,
-    EVENTS_STREAM,
-    Queue,
-    StreamEntry,
-    consumer_name,
-)
+from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
 from instruct_lab_bot.adapters.tracing import continue_trace, span
 from instruct_lab_bot.core.permissions import Policy
 from instruct_lab_bot.core.settings import Settings

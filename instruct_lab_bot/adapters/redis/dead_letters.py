@@ -1,0 +1,66 @@
+"""The dead-letter stream: jobs that used up their attempts, kept for a person to look at,
+requeue or drop."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+from instruct_lab_bot.adapters.redis.base import RedisPart
+from instruct_lab_bot.adapters.redis.jobs import queue_entry, read_job
+from instruct_lab_bot.adapters.redis.keys import (
+    DEAD_STREAM,
+    JOBS_STREAM,
+    STREAM_MAXLEN,
+    WORKER_GROUP,
+    active_key,
+    job_key,
+)
+from instruct_lab_bot.adapters.redis.streams import StreamEntry
+from instruct_lab_bot.core.jobs import Job, State
+
+
+class DeadLetters(RedisPart):
+    async def dead_letter(self, entry: StreamEntry, job: Job, reason: str) -> bool:
+        """End a job as dead, acknowledge its entry and record it in the dead-letter stream."""
+        status, _previous = await self._script("dead_letter")(
+            keys=[job_key(job.id), entry.stream, DEAD_STREAM, active_key(job)],
+            args=[
+                WORKER_GROUP,
+                entry.id,
+                reason,
+                self.history_ttl,
+                repr(time.time()),
+                STREAM_MAXLEN,
+            ],
+        )
+        return bool(status == "ok")
+
+    async def dead_letters(self, count: int = 100) -> list[StreamEntry]:
+        reply: Any = await self.redis.xrevrange(DEAD_STREAM, count=count)
+        return [StreamEntry(DEAD_STREAM, entry_id, dict(values)) for entry_id, values in reply]
+
+    async def dead_letter_count(self) -> int:
+        return int(await self.redis.xlen(DEAD_STREAM))
+
+    async def requeue_dead(self, entry_id: str) -> Job | None:
+        """Admin action: give a dead job a fresh set of attempts."""
+        reply: Any = await self.redis.xrange(DEAD_STREAM, entry_id, entry_id)
+        if not reply:
+            return None
+        job = await read_job(self.redis, dict(reply[0][1])["job"])
+        if job is None:
+            return None
+        fresh = job.evolve(state=State.QUEUED, attempts=0, worker="", error="", finished_at=0.0)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(job_key(job.id), mapping=cast(Any, fresh.to_fields()))
+            pipe.persist(job_key(job.id))
+            pipe.xadd(
+                JOBS_STREAM, cast(Any, queue_entry(job)), maxlen=STREAM_MAXLEN, approximate=True
+            )
+            pipe.xdel(DEAD_STREAM, entry_id)
+            await pipe.execute()
+        return fresh
+
+    async def drop_dead(self, entry_id: str) -> bool:
+        return bool(await self.redis.xdel(DEAD_STREAM, entry_id))

@@ -1,0 +1,179 @@
+"""Job records: one hash per job, indexed by PR and by time. Every state change runs as one
+Lua script, so two processes can never both move one job out of the same state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+from instruct_lab_bot.adapters.redis.base import RedisPart, flat
+from instruct_lab_bot.adapters.redis.keys import (
+    ACTIVE_TTL,
+    ALL_JOBS_KEY,
+    JOBS_STREAM,
+    SCHEMA_VERSION,
+    STREAM_MAXLEN,
+    WORKER_GROUP,
+    active_key,
+    job_key,
+    pr_jobs_key,
+)
+from instruct_lab_bot.adapters.redis.streams import StreamEntry
+from instruct_lab_bot.core.jobs import Job, State, can_transition
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    status: str  # ok | refused | missing | exhausted
+    previous: State | None
+    job: Job | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    status: str  # created | exists | active
+    job_id: str
+
+
+def queue_entry(job: Job) -> dict[str, str]:
+    """The jobs-stream entry that queues `job`."""
+    return {"v": SCHEMA_VERSION, "job": job.id, "traceparent": job.traceparent}
+
+
+async def read_job(client: aioredis.Redis, job_id: str) -> Job | None:
+    data: dict[str, str] = await cast(Any, client).hgetall(job_key(job_id))
+    if not data or "state" not in data:
+        return None
+    return Job.from_fields(data)
+
+
+class JobStore(RedisPart):
+    """Create, read, queue and move jobs through their states."""
+
+    async def create_job(self, job: Job) -> CreateResult:
+        """Store a new job and claim its (PR, sha, command) slot.
+
+        `exists`: this id is stored already (a redelivered event: resume it). `active`: another
+        job for the same PR head and command is queued or running; `job_id` names it.
+        """
+        status, job_id = await self._script("create_job")(
+            keys=[
+                job_key(job.id),
+                pr_jobs_key(job.owner, job.repo, job.pr_number),
+                active_key(job),
+                ALL_JOBS_KEY,
+            ],
+            args=[
+                job.id,
+                repr(job.created_at),
+                self.history_ttl,
+                ACTIVE_TTL,
+                job_key(""),
+                *flat(job.to_fields()),
+            ],
+        )
+        return CreateResult(status, job_id)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        return await read_job(self.redis, job_id)
+
+    async def get_jobs(self, job_ids: list[str]) -> list[Job]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(job_key(job_id))
+            found: Any = await pipe.execute()
+        return [Job.from_fields(dict(data)) for data in found if data and "state" in data]
+
+    async def recent_job_ids(self, count: int = 100) -> list[str]:
+        return cast(list[str], await self.redis.zrevrange(ALL_JOBS_KEY, 0, count - 1))
+
+    async def pr_job_ids(self, owner: str, repo: str, pr_number: int) -> list[str]:
+        return cast(list[str], await self.redis.zrange(pr_jobs_key(owner, repo, pr_number), 0, -1))
+
+    async def update_job(self, job_id: str, **fields: Any) -> None:
+        mapping = {k: str(v) for k, v in fields.items()}
+        await cast(Any, self.redis).hset(job_key(job_id), mapping=mapping)
+
+    async def enqueue_job(self, job: Job) -> str:
+        entry_id = await self.redis.xadd(
+            JOBS_STREAM, cast(Any, queue_entry(job)), maxlen=STREAM_MAXLEN, approximate=True
+        )
+        return cast(str, entry_id)
+
+    async def transition(self, job_id: str, new: State, **fields: Any) -> TransitionResult:
+        """Atomically move a job to `new` from any state the state machine allows."""
+        allowed = [s.value for s in State if can_transition(s, new)]
+        job = await self.get_job(job_id)
+        active = active_key(job) if job else job_key(job_id)
+        status, previous = await self._script("transition")(
+            keys=[job_key(job_id), active],
+            args=[
+                new.value,
+                len(allowed),
+                "1" if new.terminal else "0",
+                self.history_ttl,
+                *allowed,
+                *flat(fields),
+            ],
+        )
+        return TransitionResult(status, State(previous) if previous else None)
+
+    async def start_job(
+        self,
+        job_id: str,
+        worker: str,
+        *,
+        max_attempts: int = 1_000_000,
+        takeover: bool = False,
+        lease: float = 0.0,
+    ) -> TransitionResult:
+        """queued → running for exactly one worker; with `takeover`, also a job whose worker
+        lost its lease. `exhausted` (in `status`) means the attempts are used up. `job` is the
+        job as stored after the step (None if there is no such job)."""
+        reply = await self._script("start_job")(
+            keys=[job_key(job_id)],
+            args=[worker, repr(time.time()), max_attempts, "1" if takeover else "0", lease],
+        )
+        status, previous = reply[0], reply[1]
+        pairs = reply[2] if len(reply) > 2 else []
+        fields = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        job = Job.from_fields(fields) if "state" in fields else None
+        return TransitionResult(status, State(previous) if previous else None, job)
+
+    async def heartbeat(self, entry: StreamEntry, job_id: str, worker: str) -> str:
+        """Renew this worker's lease on a job: "ok", "lost" (another worker took it over) or
+        "cancel" (someone asked to cancel it)."""
+        result = await self._script("heartbeat")(
+            keys=[entry.stream, job_key(job_id)],
+            args=[WORKER_GROUP, worker, entry.id, repr(time.time())],
+        )
+        return {0: "lost", 1: "ok", 2: "cancel"}[int(result)]
+
+    async def request_cancel(self, job_id: str, login: str) -> None:
+        """Ask the worker running a job to stop it (seen at its next heartbeat)."""
+        await cast(Any, self.redis).hset(job_key(job_id), "cancel_requested", login or "?")
+
+    async def finish_job(
+        self, entry: StreamEntry, job: Job, worker: str, state: State, **fields: Any
+    ) -> bool:
+        """Store the end state and acknowledge the entry at once; False if not ours any more."""
+        status, _previous = await self._script("finish_job")(
+            keys=[job_key(job.id), entry.stream, active_key(job)],
+            args=[WORKER_GROUP, entry.id, worker, state.value, self.history_ttl, *flat(fields)],
+        )
+        return bool(status == "ok")
+
+    async def hand_back(self, entry: StreamEntry, job: Job, worker: str) -> str | None:
+        """Requeue a running job at the head of the line (graceful shutdown)."""
+        result = await self._script("hand_back")(
+            keys=[job_key(job.id), entry.stream],
+            args=[WORKER_GROUP, entry.id, worker, STREAM_MAXLEN, job.traceparent],
+        )
+        return cast(str | None, result or None)

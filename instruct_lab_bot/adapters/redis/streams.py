@@ -1,0 +1,139 @@
+"""Stream plumbing: consumer groups, webhook events in (deduplicated per delivery), reading,
+acknowledging and claiming entries that a dead consumer left pending.
+
+Entries are acknowledged only once their work reached an end state, so a crash leaves them
+pending for another consumer to claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis.exceptions import ResponseError
+
+from instruct_lab_bot.adapters.redis.base import RedisPart
+from instruct_lab_bot.adapters.redis.keys import (
+    DELIVERY_TTL,
+    DISPATCH_GROUP,
+    EVENTS_STREAM,
+    JOBS_STREAM,
+    SCHEMA_VERSION,
+    STREAM_MAXLEN,
+    WORKER_GROUP,
+    delivery_key,
+)
+from instruct_lab_bot.adapters.redis.scripts import source
+
+_Batch = list[tuple[list[Any], asyncio.Future[Any]]]
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    stream: str
+    id: str
+    fields: dict[str, str]
+
+
+def consumer_name() -> str:
+    """Unique per process and readable in `XINFO CONSUMERS`: host, pid, random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+class EventStream(RedisPart):
+    """Groups, events in, entries out."""
+
+    # Calls to `add_event` from one event-loop tick, waiting for their shared round trip;
+    # per instance, set to None by `Queue.__init__`.
+    _event_batch: _Batch | None
+
+    async def ensure_groups(self) -> None:
+        for stream, group in ((EVENTS_STREAM, DISPATCH_GROUP), (JOBS_STREAM, WORKER_GROUP)):
+            try:
+                await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def add_event(self, delivery_id: str, fields: Mapping[str, str]) -> str | None:
+        """Append a verified webhook intent once per delivery; None for a redelivery.
+
+        Concurrent calls (one per webhook request) made in the same event-loop tick share one
+        pipeline: one round trip instead of one each. Every call is still its own atomic
+        script, and each caller gets its own reply or the error (a broken connection fails
+        them all). EVAL, not EVALSHA: a Redis that lost its script cache needs no reload step.
+        """
+        flat: list[str] = ["v", SCHEMA_VERSION, "delivery", delivery_id]
+        for key, value in fields.items():
+            flat += [key, value]
+        call = [delivery_key(delivery_id), EVENTS_STREAM, DELIVERY_TTL, STREAM_MAXLEN, *flat]
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
+        if self._event_batch is not None:
+            self._event_batch.append((call, reply))
+            return cast(str | None, await reply or None)
+        batch = self._event_batch = [(call, reply)]
+        # Runs after this tick's other handlers have joined the batch.
+        task = loop.create_task(self._store_events(batch))
+        result = await asyncio.shield(reply)
+        await asyncio.shield(task)
+        return cast(str | None, result or None)
+
+    async def _store_events(self, batch: _Batch) -> None:
+        """Send one batch of `add_event` calls in one pipeline; settle every caller's reply."""
+        self._event_batch = None  # later calls start the next batch
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for args, _reply in batch:
+                    pipe.eval(source("enqueue_once"), 2, *args)
+                results = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:
+            for _args, waiting in batch:
+                if not waiting.done():
+                    waiting.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_args, waiting), result in zip(batch, results, strict=True):
+            if waiting.done():
+                continue
+            if isinstance(result, Exception):
+                waiting.set_exception(result)
+            else:
+                waiting.set_result(result)
+
+    async def read(
+        self, stream: str, group: str, consumer: str, *, count: int = 1, block_ms: int = 5000
+    ) -> list[StreamEntry]:
+        """New entries for this consumer; blocks up to `block_ms` (never busy-polls)."""
+        reply: Any = await self.redis.xreadgroup(
+            group, consumer, {stream: ">"}, count=count, block=block_ms
+        )
+        return [
+            StreamEntry(stream, entry_id, dict(values))
+            for _name, entries in reply or ()
+            for entry_id, values in entries
+        ]
+
+    async def ack(self, entry: StreamEntry, group: str) -> None:
+        await self.redis.xack(entry.stream, group, entry.id)
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int = 10
+    ) -> list[StreamEntry]:
+        """Entries left pending by consumers idle for `min_idle_ms` (dead processes).
+
+        Entries trimmed from the stream meanwhile come back empty: they are acknowledged.
+        """
+        reply: Any = await self.redis.xautoclaim(
+            stream, group, consumer, min_idle_ms, "0-0", count=count
+        )
+        claimed = reply[1]
+        gone = [entry_id for entry_id, values in claimed if not values]
+        if gone:
+            await self.redis.xack(stream, group, *gone)
+        return [StreamEntry(stream, i, dict(v)) for i, v in claimed if v]

@@ -1,0 +1,37 @@
+"""The worker registry: each live worker renews a registration that lapses if it stops."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, cast
+
+from instruct_lab_bot.adapters.redis.base import RedisPart
+from instruct_lab_bot.adapters.redis.keys import WORKERS_KEY, worker_key
+
+
+class WorkerRegistry(RedisPart):
+    async def register_worker(self, name: str, info: Mapping[str, str], ttl: float) -> None:
+        """Announce or renew a live worker; the registration lapses `ttl` after the last call."""
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(worker_key(name), mapping=cast(Any, {**info, "heartbeat_at": repr(now)}))
+            pipe.pexpire(worker_key(name), int(ttl * 1000))
+            pipe.zadd(WORKERS_KEY, {name: now})
+            pipe.zremrangebyscore(WORKERS_KEY, "-inf", now - max(ttl, 3600))
+            await pipe.execute()
+
+    async def unregister_worker(self, name: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(worker_key(name))
+            pipe.zrem(WORKERS_KEY, name)
+            await pipe.execute()
+
+    async def live_workers(self) -> list[dict[str, str]]:
+        """Registrations that have not lapsed, newest heartbeat first."""
+        names: Any = await self.redis.zrevrange(WORKERS_KEY, 0, 999)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(worker_key(name))
+            found: Any = await pipe.execute()
+        return [dict(info) for info in found if info]

@@ -1,0 +1,102 @@
+"""What the worker's units share, and the ports a test replaces with in-memory fakes.
+
+`WorkerDeps` carries the long-lived parts (settings, queue, GitHub, store, metrics); `JobTools`
+the two steps that start processes (git checkout, the `ilab` run), so the job flow can be
+tested without subprocesses. The GitHub ports name only the calls the worker makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from instruct_lab_bot.adapters.git import CheckoutResult, checkout_pull_request
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.runner import OnLine, RunLimits, RunResult, run_streaming
+from instruct_lab_bot.adapters.storage.stores import ArtifactStore
+from instruct_lab_bot.core.jobs import Job
+from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.services.metrics import WorkerMetrics
+
+
+class JobGitHub(Protocol):
+    """The GitHub calls a job makes on its installation."""
+
+    async def update_check_run(
+        self,
+        owner: str,
+        repo: str,
+        check_run_id: int,
+        payload: dict[str, Any],
+        *,
+        droppable: bool = False,
+    ) -> None: ...
+
+    async def create_comment(self, owner: str, repo: str, number: int, body: str) -> int: ...
+
+
+class WorkerGitHub(Protocol):
+    """The GitHub App as the worker uses it (`GitHubApp` is one)."""
+
+    def installation(self, installation_id: int) -> JobGitHub: ...
+
+    async def token(self, installation_id: int) -> str: ...
+
+
+class RunProcess(Protocol):
+    """`run_streaming`'s shape: run argv, feed each output line, end within the limits."""
+
+    async def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        on_line: OnLine,
+        limits: RunLimits,
+        cancel: asyncio.Event | None = None,
+    ) -> RunResult: ...
+
+
+#: Check out a job's PR into `dest` (with an installation token for HTTP remotes).
+FetchPullRequest = Callable[[Settings, Job, Path, str | None], Awaitable[CheckoutResult]]
+
+
+async def fetch_pull_request(
+    settings: Settings, job: Job, dest: Path, token: str | None
+) -> CheckoutResult:
+    """The real checkout: `git fetch` of the base branch and the PR head, detached at the head."""
+    return await checkout_pull_request(
+        git_url_base=settings.github_git_url,
+        owner=job.owner,
+        repo=job.repo,
+        pr_number=job.pr_number,
+        base_branch=job.base_branch,
+        expected_head_sha=job.head_sha,
+        dest=dest,
+        token=token,
+        timeout=settings.git_timeout,
+    )
+
+
+@dataclass(frozen=True)
+class JobTools:
+    """The process-starting steps of a job; the defaults are the real ones."""
+
+    fetch: FetchPullRequest = fetch_pull_request
+    run: RunProcess = run_streaming
+
+
+@dataclass(frozen=True)
+class WorkerDeps:
+    """Everything a worker's units use, built once by `open_worker`."""
+
+    settings: Settings
+    queue: Queue
+    github: WorkerGitHub
+    store: ArtifactStore
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    tools: JobTools = field(default_factory=JobTools)

@@ -1,0 +1,70 @@
+"""Run `ilab data generate` for a job: its output streamed into the log file and into the
+progress the check run shows, within the job's time limit and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import IO
+
+from instruct_lab_bot.adapters.git import CheckoutResult
+from instruct_lab_bot.adapters.runner import RunLimits, RunResult, scrub_env
+from instruct_lab_bot.adapters.tracing import span
+from instruct_lab_bot.core.ilab_argv import generate_argv
+from instruct_lab_bot.core.job_outcome import exit_label
+from instruct_lab_bot.core.progress import Progress
+from instruct_lab_bot.services.worker.deps import WorkerDeps
+from instruct_lab_bot.services.worker.reporting import Reporter
+from instruct_lab_bot.services.worker.workspace import Workspace
+
+
+class JobFailed(Exception):
+    """A failure to report on the PR as-is (its message is written for contributors)."""
+
+
+def line_sink(progress: Progress, log_file: IO[str]) -> Callable[[str, str], None]:
+    """Each output line to the log file and to the progress parser."""
+
+    def sink(_stream: str, line: str) -> None:
+        log_file.write(line + "\n")
+        progress.feed(line)
+
+    return sink
+
+
+async def run_generate(
+    deps: WorkerDeps,
+    reporter: Reporter,
+    checkout: CheckoutResult,
+    workspace: Workspace,
+    progress: Progress,
+    cancel: asyncio.Event | None,
+) -> RunResult:
+    """Run ilab while `reporter` follows its progress; JobFailed if it cannot start."""
+    settings = deps.settings
+    argv = generate_argv(settings, checkout.path, checkout.base_ref, workspace.out_dir)
+    env = scrub_env(os.environ, secrets=settings.secrets())
+    limits = RunLimits(timeout=settings.job_timeout, kill_grace=settings.kill_grace)
+    stop_updates = asyncio.Event()
+    updater = asyncio.create_task(reporter.follow(progress, stop_updates))
+    with workspace.log_path.open("w", encoding="utf-8", errors="replace") as log_file:
+        try:
+            with span("ilab.run", argv0=argv[0]) as current:
+                run = await deps.tools.run(
+                    argv,
+                    cwd=checkout.path,
+                    env=env,
+                    on_line=line_sink(progress, log_file),
+                    cancel=cancel,
+                    limits=limits,
+                )
+                current.set_attribute("ilab_bot.exit_code", str(run.exit_code))
+                current.set_attribute("ilab_bot.outcome", run.outcome)
+        except OSError as exc:
+            raise JobFailed(f"cannot start `{argv[0]}`: {exc.strerror or exc}") from None
+        finally:
+            stop_updates.set()
+            await updater
+    deps.metrics.exits.labels(reporter.job.command, exit_label(run.exit_code)).inc()
+    return run

@@ -1,0 +1,135 @@
+"""Execute one job: a fresh workspace, the PR checked out, `ilab` (or the precheck) run, the
+outputs uploaded. Every failure becomes a `JobResult` for the PR, never an exception."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import structlog
+
+from instruct_lab_bot.adapters.git import CheckoutResult, GitError
+from instruct_lab_bot.adapters.github.client import GitHubError
+from instruct_lab_bot.adapters.runner import scrub_env
+from instruct_lab_bot.adapters.storage.stores import StorageError
+from instruct_lab_bot.adapters.tracing import span
+from instruct_lab_bot.core import messages
+from instruct_lab_bot.core.job_outcome import (
+    precheck_error,
+    precheck_state,
+    run_error,
+    state_from_run,
+)
+from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.core.messages import JobResult
+from instruct_lab_bot.core.outputs import summarize
+from instruct_lab_bot.core.progress import Progress
+from instruct_lab_bot.services import precheck
+from instruct_lab_bot.services.worker.deps import WorkerDeps
+from instruct_lab_bot.services.worker.ilab import JobFailed, run_generate
+from instruct_lab_bot.services.worker.reporting import Reporter
+from instruct_lab_bot.services.worker.uploads import upload_outputs
+from instruct_lab_bot.services.worker.workspace import Workspace
+
+log = structlog.get_logger(__name__)
+
+#: Failures a contributor can act on (or retry): reported on the PR as they are.
+REPORTED_FAILURES = (JobFailed, GitError, StorageError, GitHubError)
+
+
+class JobExecution:
+    """One run of one job, from its workspace to its result."""
+
+    def __init__(self, deps: WorkerDeps, job: Job, cancel: asyncio.Event | None) -> None:
+        self.deps = deps
+        self.job = job
+        self.cancel = cancel
+        self.reporter = Reporter(deps, job)
+        self.workspace = Workspace(deps.settings.work_dir / job.id)
+        self.progress = Progress()
+        self.started = time.monotonic()
+
+    async def run(self, worker: str) -> JobResult:
+        """Run the job as `worker`; the workspace is removed afterwards, whatever happened."""
+        try:
+            await self.reporter.started()
+            log.info("job.started", sha=self.job.head_sha, worker=worker)
+            await self.workspace.fresh()
+            checkout = await self._checkout()
+            self.workspace.out_dir.mkdir()
+            if self._cancelled():
+                return JobResult(state=State.CANCELLED, duration=self._elapsed())
+            if self.job.command == "precheck":
+                return await self._precheck(checkout)
+            return await self._generate(checkout)
+        except REPORTED_FAILURES as exc:
+            log.warning("job.failed", error=str(exc))
+            return JobResult(
+                state=State.FAILED,
+                duration=self._elapsed(),
+                error=str(exc),
+                log_tail=self.progress.last_lines(messages.FAILURE_LOG_LINES),
+            )
+        finally:
+            await self.workspace.remove()
+
+    async def _checkout(self) -> CheckoutResult:
+        token = None
+        if self.deps.settings.github_git_url.startswith(("http://", "https://")):
+            token = await self.deps.github.token(self.job.installation_id)
+        with span("git.fetch", sha=self.job.head_sha):
+            return await self.deps.tools.fetch(
+                self.deps.settings, self.job, self.workspace.taxonomy, token
+            )
+
+    async def _generate(self, checkout: CheckoutResult) -> JobResult:
+        progress = self.progress
+        run = await run_generate(
+            self.deps, self.reporter, checkout, self.workspace, progress, self.cancel
+        )
+        state = state_from_run(run.outcome, run.exit_code)
+        summary = await asyncio.to_thread(summarize, self.workspace.out_dir)
+        artifacts, index_url = await upload_outputs(
+            self.deps, self.job, self.workspace.out_dir, self.workspace.log_path
+        )
+        return JobResult(
+            state=state,
+            duration=self._elapsed(),
+            exit_code=run.exit_code,
+            error=run_error(state, run.exit_code, progress.error),
+            generated=summary.generated if state is State.SUCCEEDED else None,
+            discarded=progress.discarded,
+            samples=summary.samples,
+            artifacts=artifacts,
+            index_url=index_url,
+            log_tail=progress.last_lines(messages.FAILURE_LOG_LINES),
+        )
+
+    async def _precheck(self, checkout: CheckoutResult) -> JobResult:
+        """Ask the model each seed question; compare with the contributor's answers."""
+        files = [f for f in self.job.files.split(",") if f]
+        seeds = await asyncio.to_thread(precheck.read_seeds, checkout.path, files)
+        env = scrub_env(os.environ, secrets=self.deps.settings.secrets())
+        with span("precheck.ask", questions=len(seeds)):
+            answers = await precheck.ask_all(
+                self.deps.settings, seeds, cwd=checkout.path, env=env, cancel=self.cancel
+            )
+        out_dir = self.workspace.out_dir
+        await asyncio.to_thread(precheck.write_results, out_dir, answers)
+        state = precheck_state(self._cancelled(), [a.answer for a in answers])
+        artifacts, index_url = await upload_outputs(self.deps, self.job, out_dir, None)
+        return JobResult(
+            state=state,
+            duration=self._elapsed(),
+            error=precheck_error(state, [a.error for a in answers]),
+            artifacts=artifacts,
+            index_url=index_url,
+            precheck=tuple(answers),
+        )
+
+    def _cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started
