@@ -1,7 +1,8 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instruct_lab_bot.core.commands import mentions, parse_commands
+from instruct_lab_bot.core.command_table import COMMAND_TABLE
+from instruct_lab_bot.core.commands import KNOWN_COMMANDS, mentions, parse_commands, suggest
 
 
 def names(body: str) -> list[str]:
@@ -95,3 +96,21 @@ def test_text_before_the_mention_means_no_command(prefix: str) -> None:
     if body.lstrip().lower().startswith("@instruct-lab-bot"):
         return  # the prefix itself is the mention
     assert parse_commands(body, USERNAME) == []
+
+
+# -- the command table ------------------------------------------------------------------
+
+
+def test_known_commands_come_from_the_table_in_help_order() -> None:
+    assert tuple(spec.name for spec in COMMAND_TABLE) == KNOWN_COMMANDS
+    assert KNOWN_COMMANDS == ("help", "generate", "precheck", "status", "retry", "cancel")
+    assert all(spec.help and spec.name.islower() for spec in COMMAND_TABLE)
+
+
+def test_suggestions_and_specs_come_from_the_table() -> None:
+    assert suggest("generat") == "generate"
+    assert suggest("CANCLE") == "cancel"
+    assert suggest("xyzzy") is None
+    command = parse_commands("@instruct-lab-bot retry", "instruct-lab-bot")[0]
+    assert command.spec is not None and command.spec.name == "retry"
+    assert parse_commands("@instruct-lab-bot retyr", "instruct-lab-bot")[0].spec is None

@@ -1,8 +1,15 @@
 import re
 
 from instruct_lab_bot.core import messages
+from instruct_lab_bot.core.command_table import COMMAND_TABLE, DEFAULT_RESTRICTED
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.messages import Artifact, JobResult
+from instruct_lab_bot.core.messages import commands as msg_commands
+from instruct_lab_bot.core.messages import generate as msg_generate
+from instruct_lab_bot.core.messages import precheck as msg_precheck
+from instruct_lab_bot.core.messages import status as msg_status
+from instruct_lab_bot.core.messages import welcome as msg_welcome
+from instruct_lab_bot.core.permissions import Policy
 from instruct_lab_bot.core.progress import Progress
 
 JOB = Job(
@@ -87,3 +94,54 @@ def test_failure_comment_has_error_and_collapsed_log() -> None:
 def test_comment_is_cut_to_github_limit() -> None:
     result = JobResult(state=State.FAILED, duration=1, error="e" * 100_000)
     assert len(messages.result_comment(JOB, result)) <= messages.COMMENT_LIMIT
+
+
+# -- texts generated from the command table -------------------------------------------------
+
+POLICY = Policy("write", ("instructlab/reviewers",), frozenset(DEFAULT_RESTRICTED))
+
+
+def test_help_lists_every_row_of_the_table_with_who_may_run_it() -> None:
+    text = messages.help_text("bot", POLICY, ("ready",))
+    rows = [line for line in text.splitlines() if line.startswith("| `@bot ")]
+    assert rows == [
+        f"| `@bot {s.name}` | {s.help} | {'restricted' if s.restricted else 'anyone'} |"
+        for s in COMMAND_TABLE
+    ]
+    assert "at least **write** access" in text and "`instructlab/reviewers`" in text
+    assert text.endswith("`generate` and `precheck` need one of these labels on the PR: `ready`.")
+    assert "need one of these labels" not in messages.help_text("bot", POLICY)
+
+
+def test_unknown_command_suggests_and_lists_the_table() -> None:
+    text = messages.unknown_command("bot", "generat", "generate")
+    assert "Did you mean `@bot generate`?" in text
+    assert "`help`, `generate`, `precheck`, `status`, `retry`, `cancel`" in text
+    assert "Did you mean" not in messages.unknown_command("bot", "<b>x", None)
+    assert "<b>" not in messages.unknown_command("bot", "<b>x", None)
+
+
+def test_welcome_carries_its_marker_and_the_help() -> None:
+    text = messages.welcome("bot", "alice", POLICY)
+    assert text.startswith(messages.WELCOME_MARKER)
+    assert "@alice" in text and messages.help_text("bot", POLICY) in text
+
+
+def test_denied_and_refusals_name_the_command() -> None:
+    assert "`generate` may only be run by people with at least **write**" in messages.denied(
+        "generate", "rae", POLICY
+    )
+    check_run = messages.labels_check_run("precheck", "b" * 40, ("ready",))
+    assert check_run["conclusion"] == "action_required"
+    assert check_run["name"] == messages.check_name("precheck")
+    assert "`ready`" in messages.labels_needed("precheck", ("ready",))
+
+
+def test_facade_re_exports_each_subject_module() -> None:
+    for module in (msg_commands, msg_generate, msg_precheck, msg_status, msg_welcome):
+        for name in dir(module):
+            if not name.startswith("_") and name in messages.__all__:
+                assert getattr(messages, name) is getattr(module, name)
+    assert messages.result_comment is msg_generate.result_comment
+    assert messages.help_text is msg_commands.help_text
+    assert all(hasattr(messages, name) for name in messages.__all__)

@@ -7,13 +7,21 @@ a log never starts a GPU job.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
-#: Commands the bot runs; the order is the order `help` lists them in.
-KNOWN_COMMANDS: tuple[str, ...] = ("help", "generate", "precheck", "status", "retry", "cancel")
-#: Commands that spend GPU time: they need a valid taxonomy change (and labels, if required).
-GPU_COMMANDS: frozenset[str] = frozenset({"generate", "precheck"})
+from instruct_lab_bot.core.command_table import GPU_COMMANDS, KNOWN_COMMANDS, CommandSpec, lookup
+
+__all__ = [
+    "GPU_COMMANDS",  # re-exported: defined by the command table
+    "KNOWN_COMMANDS",
+    "Command",
+    "mention_pattern",
+    "mentions",
+    "parse_commands",
+    "suggest",
+]
 
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 
@@ -28,7 +36,12 @@ class Command:
 
     @property
     def known(self) -> bool:
-        return self.name in KNOWN_COMMANDS
+        return self.spec is not None
+
+    @property
+    def spec(self) -> CommandSpec | None:
+        """Its row in the command table (None for an unknown command)."""
+        return lookup(self.name)
 
 
 def mention_pattern(username: str) -> re.Pattern[str]:
@@ -69,8 +82,6 @@ def parse_commands(body: str, username: str, *, limit: int = 10) -> list[Command
 
 def suggest(name: str) -> str | None:
     """The known command closest to a mistyped one ("did you mean ...?")."""
-    import difflib
-
     close = difflib.get_close_matches(name.lower(), KNOWN_COMMANDS, n=1, cutoff=0.6)
     return close[0] if close else None
 

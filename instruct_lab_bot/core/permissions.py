@@ -1,7 +1,8 @@
 """Who may run what (pure): the policy, and the decision for one person and one command.
 
 Facts (repository role, team memberships, being a bot) are gathered by the dispatcher from
-GitHub; the rules live here so the permission matrix is unit-testable. An empty team list never
+GitHub; the rules live here so the permission matrix is unit-testable. Which commands are
+restricted by default is a column of the command table. An empty team list never
 means "everyone": it only means team membership grants nothing.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from instruct_lab_bot.core.command_table import DEFAULT_RESTRICTED
 from instruct_lab_bot.core.settings import ROLES, Settings
 
 
@@ -74,3 +76,30 @@ def role_from_permission(data: dict[str, object]) -> str:
         if isinstance(value, str) and value in ROLES:
             return value
     return "none"
+
+
+#: The README's example: minimum `write`, one allowed team, the default restricted commands.
+EXAMPLE_TEAM = "instructlab/reviewers"
+EXAMPLE_POLICY = Policy("write", (EXAMPLE_TEAM,), frozenset(DEFAULT_RESTRICTED))
+#: The rows of the README's permission matrix: who, and example people who all answer alike.
+EXAMPLE_PEOPLE: tuple[tuple[str, tuple[Facts, ...]], ...] = (
+    (
+        "admin, maintain, write",
+        (Facts("ada", role="admin"), Facts("max", role="maintain"), Facts("wes", role="write")),
+    ),
+    (
+        "member of an allowed team (read role)",
+        (Facts("tess", role="read", teams=frozenset({EXAMPLE_TEAM})),),
+    ),
+    (
+        "triage, read, outsider, pending team invitee, the PR's author without write",
+        (
+            Facts("trix", role="triage"),
+            Facts("rae", role="read"),
+            Facts("otto"),
+            Facts("ivy"),  # invited to the team, not yet an active member
+            Facts("author", role="read"),
+        ),
+    ),
+    ("a bot", (Facts("helper[bot]", is_bot=True),)),
+)

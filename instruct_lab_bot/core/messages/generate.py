@@ -1,0 +1,300 @@
+"""Texts about jobs: their check runs from queued to completed, and the result comment (pure).
+
+Anything a job produced (samples, log lines, file names) is escaped before it reaches Markdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from instruct_lab_bot.core.jobs import CONCLUSIONS, Job, State
+from instruct_lab_bot.core.messages.format import (
+    CHECK_OUTPUT_LIMIT,
+    COMMENT_LIMIT,
+    check_name,
+    code_block,
+    cut,
+    escape_md,
+    format_duration,
+    iso_now,
+    short_sha,
+    table_cell,
+)
+from instruct_lab_bot.core.messages.precheck import precheck_tables, precheck_title
+from instruct_lab_bot.core.precheck import Answer
+from instruct_lab_bot.core.progress import Progress
+
+PREVIEW_SAMPLES = 5
+FAILURE_LOG_LINES = 50
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    url: str
+    size: int
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a finished job produced; built by the worker, rendered here."""
+
+    state: State
+    duration: float
+    exit_code: int | None = None
+    error: str = ""
+    generated: int | None = None
+    discarded: int | None = None
+    samples: Sequence[tuple[str, str]] = ()
+    artifacts: Sequence[Artifact] = ()
+    index_url: str = ""
+    log_tail: Sequence[str] = field(default_factory=tuple)
+    cancelled_by: str = ""
+    precheck: Sequence[Answer] = ()
+
+
+def check_run_queued(job: Job, *, details_url: str | None = None) -> dict[str, object]:
+    payload: dict[str, object] = {
+        "name": check_name(job.command),
+        "head_sha": job.head_sha,
+        "status": "queued",
+        "external_id": job.id,
+        "output": {
+            "title": "Queued",
+            "summary": (
+                f"`{job.command}` requested by @{job.requester} for "
+                f"{short_sha(job.head_sha)}. Waiting for a worker (job `{job.id}`)."
+            ),
+        },
+    }
+    if details_url:
+        payload["details_url"] = details_url
+    return payload
+
+
+def check_run_started(job: Job) -> dict[str, object]:
+    return {
+        "status": "in_progress",
+        "started_at": iso_now(),
+        "output": {
+            "title": "Running",
+            "summary": (
+                f"Worker `{job.worker}` is running `{job.command}` (attempt {job.attempts})."
+            ),
+        },
+    }
+
+
+def check_run_handed_back(job: Job) -> dict[str, object]:
+    return {
+        "status": "queued",
+        "output": {
+            "title": "Waiting for another worker",
+            "summary": f"Worker `{job.worker}` shut down; the job was handed back to the queue.",
+        },
+    }
+
+
+def progress_title(progress: Progress) -> str:
+    title = progress.stage or "Running"
+    if progress.percent is not None:
+        title += f": {progress.percent}%"
+        if progress.counter:
+            title += f" ({progress.counter})"
+    if progress.eta:
+        title += f", ETA {progress.eta}"
+    return title[:255]
+
+
+def check_run_progress(job: Job, progress: Progress) -> dict[str, object]:
+    summary = [
+        f"Running `{job.command}` on {short_sha(job.head_sha)} "
+        f"for {format_duration(job.duration)}.",
+        "",
+        f"- **Stage:** {escape_md(progress.stage)}",
+    ]
+    if progress.percent is not None:
+        summary.append(f"- **Progress:** {progress.percent}% ({escape_md(progress.counter or '')})")
+    if progress.eta:
+        summary.append(f"- **ETA for this stage:** {escape_md(progress.eta)}")
+    if progress.last_message:
+        summary.append(f"- **Last message:** {escape_md(progress.last_message)}")
+    return {
+        "status": "in_progress",
+        "output": {
+            "title": progress_title(progress),
+            "summary": cut("\n".join(summary), CHECK_OUTPUT_LIMIT),
+            "text": log_text(progress.last_lines(progress.tail_lines)),
+        },
+    }
+
+
+def log_text(lines: Sequence[str]) -> str:
+    return "### Log (newest lines)\n\n" + code_block(lines, CHECK_OUTPUT_LIMIT - 100)
+
+
+def check_run_completed(job: Job, result: JobResult) -> dict[str, object]:
+    conclusion = CONCLUSIONS[result.state]
+    return {
+        "status": "completed",
+        "conclusion": conclusion,
+        "completed_at": iso_now(),
+        "output": {
+            "title": completed_title(job, result),
+            "summary": cut(result_summary(job, result), CHECK_OUTPUT_LIMIT),
+            "text": log_text(list(result.log_tail)),
+        },
+    }
+
+
+def completed_title(job: Job, result: JobResult) -> str:
+    if result.state is State.SUCCEEDED:
+        if result.precheck:
+            return precheck_title(result.precheck)
+        if result.generated is not None:
+            return f"Generated {result.generated} samples in {format_duration(result.duration)}"
+        return f"Finished in {format_duration(result.duration)}"
+    if result.state is State.TIMED_OUT:
+        return f"Timed out after {format_duration(result.duration)}"
+    if result.state is State.CANCELLED:
+        return "Cancelled" + (f" by @{result.cancelled_by}" if result.cancelled_by else "")
+    return f"`{job.command}` failed"
+
+
+def result_comment(job: Job, result: JobResult) -> str:
+    """The one comment a finished job posts on its PR."""
+    return cut(result_summary(job, result, for_comment=True), COMMENT_LIMIT)
+
+
+def result_summary(job: Job, result: JobResult, *, for_comment: bool = False) -> str:
+    icon = {State.SUCCEEDED: "✅", State.TIMED_OUT: "⏱️", State.CANCELLED: "🛑"}.get(
+        result.state, "❌"
+    )
+    lines = [
+        f"### {icon} `{job.command}` {_verdict(result.state)}" if for_comment else "",
+        "",
+        f"Ran {_what_ran(job.command)} on {job.head_sha} (requested by @{job.requester}) "
+        f"in {format_duration(result.duration)}. Job `{job.id}`.",
+    ]
+    if result.precheck:
+        lines += precheck_tables(result.precheck)
+    if result.state is State.SUCCEEDED:
+        lines += _success_details(result)
+    else:
+        lines += _failure_details(job, result, for_comment=for_comment)
+    if result.artifacts:
+        lines += ["", "**Files**" + (f" ([index]({result.index_url}))" if result.index_url else "")]
+        lines += [f"- [{escape_md(a.name)}]({a.url}) ({_size(a.size)})" for a in result.artifacts]
+    return "\n".join(lines).strip() + "\n"
+
+
+def _what_ran(command: str) -> str:
+    return {
+        "generate": "`ilab data generate`",
+        "precheck": "`ilab model chat` on each seed question",
+    }.get(command, f"`{command}`")
+
+
+def _verdict(state: State) -> str:
+    return {
+        State.SUCCEEDED: "succeeded",
+        State.FAILED: "failed",
+        State.TIMED_OUT: "timed out",
+        State.CANCELLED: "was cancelled",
+        State.DEAD: "gave up",
+        State.SUPERSEDED: "was superseded",
+    }.get(state, str(state))
+
+
+def _success_details(result: JobResult) -> list[str]:
+    lines: list[str] = []
+    if result.generated is not None:
+        counts = f"**{result.generated}** samples generated"
+        if result.discarded is not None:
+            counts += f", **{result.discarded}** discarded"
+        lines += ["", counts + "."]
+    if result.samples:
+        lines += [
+            "",
+            f"**Preview** (first {min(len(result.samples), PREVIEW_SAMPLES)})",
+            "",
+            "| # | Question | Answer |",
+            "|---|---|---|",
+        ]
+        for number, (question, answer) in enumerate(result.samples[:PREVIEW_SAMPLES], 1):
+            lines.append(f"| {number} | {table_cell(question)} | {table_cell(answer)} |")
+    return lines
+
+
+def _failure_details(job: Job, result: JobResult, *, for_comment: bool) -> list[str]:
+    lines: list[str] = []
+    if result.state is State.TIMED_OUT:
+        lines += ["", "The job ran past its time limit and was stopped."]
+    if result.cancelled_by:
+        lines += ["", f"Cancelled by @{result.cancelled_by}."]
+    if result.error:
+        lines += ["", "**Error:** " + table_cell(result.error, 2000).replace("<br>", " ")]
+    if result.exit_code is not None and result.state is State.FAILED:
+        lines += ["", f"`ilab` exited with code {result.exit_code}."]
+    if for_comment and result.log_tail:
+        tail = list(result.log_tail)[-FAILURE_LOG_LINES:]
+        lines += [
+            "",
+            "<details><summary>Last log lines</summary>",
+            "",
+            code_block(tail, 40_000),
+            "",
+            "</details>",
+        ]
+    return lines
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def superseded(job: Job, new_sha: str) -> dict[str, object]:
+    """Check-run completion for a queued job whose PR got a new push."""
+    return {
+        "status": "completed",
+        "conclusion": "cancelled",
+        "completed_at": iso_now(),
+        "output": {
+            "title": "Superseded by a new push",
+            "summary": (
+                f"{short_sha(job.head_sha)} was replaced by {short_sha(new_sha)} before this "
+                f"job started; comment `{job.command}` again to run it on the new head."
+            ),
+        },
+    }
+
+
+def cancelled_check_run(job: Job, login: str, reason: str = "") -> dict[str, object]:
+    return {
+        "status": "completed",
+        "conclusion": "cancelled",
+        "completed_at": iso_now(),
+        "output": {
+            "title": f"Cancelled by @{login}" if login else "Cancelled",
+            "summary": reason or f"`{job.command}` was cancelled before it finished.",
+        },
+    }
+
+
+def dead_letter(job: Job, attempts: int) -> str:
+    return (
+        f"`{job.command}` on {short_sha(job.head_sha)} stopped after {attempts} attempts: the "
+        "worker running it kept failing. An admin can retry it with "
+        f"`instruct-lab-bot dlq requeue` (job `{job.id}`)."
+    )
+
+
+def job_error(message: str) -> str:
+    """An error told to the contributor before a job could run (bad input, missing PR...)."""
+    return f"⚠️ {message}"

@@ -1,0 +1,37 @@
+"""Precheck texts: the model's answer next to the contributor's, per seed question (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from instruct_lab_bot.core.messages.format import escape_md, table_cell
+from instruct_lab_bot.core.precheck import Answer
+
+
+def precheck_tables(answers: Sequence[Answer], limit: int = 40_000) -> list[str]:
+    """Per file: question | contributor's answer | model's answer, cut to fit a comment."""
+    lines: list[str] = []
+    size = 0
+    for path in dict.fromkeys(a.path for a in answers):
+        lines += [
+            "",
+            f"**`{escape_md(path)}`**",
+            "",
+            "| Question | Contributor's answer | Model's answer |",
+            "|---|---|---|",
+        ]
+        for answer in (a for a in answers if a.path == path):
+            model = table_cell(answer.answer) if answer.answer else f"⚠️ {table_cell(answer.error)}"
+            row = f"| {table_cell(answer.question)} | {table_cell(answer.expected)} | {model} |"
+            size += len(row)
+            if size > limit:
+                lines.append("| … | (more in the files below) | |")
+                return lines
+            lines.append(row)
+    return lines
+
+
+def precheck_title(answers: Sequence[Answer]) -> str:
+    """The check-run title of a finished precheck."""
+    answered = sum(1 for a in answers if a.answer)
+    return f"Answered {answered} of {len(answers)} seed questions"

@@ -1,0 +1,117 @@
+"""Comment commands: each is looked up in the command table and routed to the handler its
+row names. A new command is a table row, a handler here and its texts."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from instruct_lab_bot.adapters.github import GitHubError, Installation
+from instruct_lab_bot.core.command_table import CommandSpec, Handler
+from instruct_lab_bot.core.commands import Command, suggest
+from instruct_lab_bot.core.dispatch_rules import job_id_for
+from instruct_lab_bot.core.job_view import ReadOptions
+from instruct_lab_bot.core.messages.commands import (
+    cancelled,
+    help_text,
+    not_a_pull_request,
+    too_many_commands,
+    unknown_command,
+)
+from instruct_lab_bot.core.messages.status import status_reply
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
+from instruct_lab_bot.core.webhooks import CommandIntent
+from instruct_lab_bot.services.dispatcher.access import Gatekeeper
+from instruct_lab_bot.services.dispatcher.context import Deps, Request
+from instruct_lab_bot.services.dispatcher.jobs import JobOrigin, JobStarter
+from instruct_lab_bot.services.dispatcher.replies import Replies
+from instruct_lab_bot.services.dispatcher.stopping import JobStopper
+from instruct_lab_bot.services.job_status import pr_status
+
+log = structlog.get_logger(__name__)
+
+CommandHandler = Callable[[Request, CommandSpec], Awaitable[None]]
+
+
+class CommandHandlers:
+    def __init__(
+        self, deps: Deps, gatekeeper: Gatekeeper, starter: JobStarter, stopper: JobStopper
+    ) -> None:
+        self.deps = deps
+        self.gatekeeper = gatekeeper
+        self.starter = starter
+        self.stopper = stopper
+        #: Every `Handler` of the command table, mapped to the method that acts on it.
+        self.handlers: dict[Handler, CommandHandler] = {
+            Handler.HELP: self.help,
+            Handler.STATUS: self.status,
+            Handler.START_JOB: self.start_job,
+            Handler.RETRY: self.retry,
+            Handler.CANCEL: self.cancel,
+        }
+
+    async def comment(self, gh: Installation, delivery_id: str, intent: CommandIntent) -> None:
+        """Acknowledge the comment, then act on each of its commands in order."""
+        try:
+            await gh.add_reaction(intent.owner, intent.repo, intent.comment_id, "eyes")
+        except GitHubError as exc:  # an acknowledgement only: never worth losing the job for
+            log.warning("dispatcher.reaction_failed", error=str(exc))
+        pull = PullRequestRef(RepoRef(intent.owner, intent.repo), intent.pr_number)
+        reply = Replies(self.deps.queue, gh, pull, delivery_id)
+        username = self.deps.settings.username
+        if not intent.on_pull_request:
+            await reply.once("not-a-pr", not_a_pull_request(username))
+            return
+        if intent.truncated:
+            await reply.once("truncated", too_many_commands(len(intent.commands)))
+        for command in intent.commands:
+            request = Request(
+                gh,
+                pull,
+                intent.sender,
+                reply,
+                marker=f"{command.name}:{command.line}",
+                job_id=job_id_for(delivery_id, command.line),
+                comment_id=intent.comment_id,
+            )
+            await self.command(request, command)
+
+    async def command(self, request: Request, command: Command) -> None:
+        """Unknown → a suggestion; not allowed → a polite refusal; else its row's handler."""
+        spec = command.spec
+        if spec is None:
+            self.deps.metrics.commands.labels("unknown", "unknown").inc()
+            name = command.name
+            text = unknown_command(self.deps.settings.username, name, suggest(name))
+            await request.reply.once(request.marker, text)
+            return
+        if not await self.gatekeeper.allowed(request, spec.name):
+            return
+        self.deps.metrics.commands.labels(spec.name, "accepted").inc()
+        await self.handlers[spec.handler](request, spec)
+
+    async def help(self, request: Request, spec: CommandSpec) -> None:
+        settings = self.deps.settings
+        text = help_text(settings.username, self.deps.policy, settings.required_labels)
+        await request.reply.once(request.marker, text)
+
+    async def status(self, request: Request, spec: CommandSpec) -> None:
+        """The same read model as the status page; PR commenters see their private repo."""
+        settings, pull = self.deps.settings, request.pull
+        options = ReadOptions.from_settings(settings, show_private=True)
+        pr = await pr_status(self.deps.queue, pull.owner, pull.name, pull.number, options)
+        page = f"{settings.public_url}/repos/{pull.owner}/{pull.name}/pulls/{pull.number}"
+        await request.reply.once(request.marker, status_reply(pr, page))
+
+    async def start_job(self, request: Request, spec: CommandSpec) -> None:
+        assert spec.job_kind is not None, f"{spec.name} names no job kind"
+        origin = JobOrigin(request.delivery_id, request.comment_id)
+        await self.starter.start(request, spec.job_kind, origin)
+
+    async def retry(self, request: Request, spec: CommandSpec) -> None:
+        await self.starter.retry(request)
+
+    async def cancel(self, request: Request, spec: CommandSpec) -> None:
+        stopped = await self.stopper.cancel(request.gh, request.pull, request.sender)
+        await request.reply.once(request.marker, cancelled(stopped, request.sender))

@@ -1,0 +1,142 @@
+"""The dispatcher's loop: read stored webhook intents from Redis and route each to its part.
+
+Each step records its result before the next one runs, and job ids and reply markers derive
+from the delivery id, so a redelivered or reclaimed event resumes where it stopped: one check
+run, one job, one reply, however often it is processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from redis.exceptions import RedisError
+
+from instruct_lab_bot.adapters.github import GitHubApp, GitHubError
+from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
+from instruct_lab_bot.adapters.tracing import continue_trace, span
+from instruct_lab_bot.core.permissions import Policy
+from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.core.webhooks import (
+    CommandIntent,
+    Intent,
+    PullRequestIntent,
+    intent_from_json,
+)
+from instruct_lab_bot.services.dispatcher.access import Gatekeeper
+from instruct_lab_bot.services.dispatcher.check_runs import CheckRunEvents
+from instruct_lab_bot.services.dispatcher.commands import CommandHandlers
+from instruct_lab_bot.services.dispatcher.context import Deps
+from instruct_lab_bot.services.dispatcher.jobs import JobStarter
+from instruct_lab_bot.services.dispatcher.pull_requests import PullRequestEvents
+from instruct_lab_bot.services.dispatcher.stopping import JobStopper
+from instruct_lab_bot.services.metrics import ServerMetrics
+from instruct_lab_bot.services.validator import Validator
+
+log = structlog.get_logger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        queue: Queue,
+        github: GitHubApp,
+        *,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
+        self.metrics = metrics or ServerMetrics()
+        self.settings = settings
+        self.queue = queue
+        self.github = github
+        self.policy = Policy.from_settings(settings)
+        self.validator = Validator(settings, queue)
+        self.consumer = consumer_name()
+        deps = Deps(settings, queue, self.metrics, self.policy, self.validator)
+        gatekeeper = Gatekeeper(self.policy, self.metrics)
+        starter, stopper = JobStarter(deps), JobStopper(queue)
+        self.commands = CommandHandlers(deps, gatekeeper, starter, stopper)
+        self.pull_requests = PullRequestEvents(deps, stopper)
+        self.check_runs = CheckRunEvents(deps, gatekeeper, starter)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume events until `stop` is set; Redis outages are waited out, never fatal.
+
+        Blocking reads are short so that stopping never waits on a cancelled Redis call
+        (redis-py drains a blocking reply before it gives the connection back).
+        """
+        backoff = 0.5
+        groups_ready = False
+        while not stop.is_set():
+            try:
+                if not groups_ready:  # at start, and again after Redis came back
+                    await self.queue.ensure_groups()
+                    groups_ready = True
+                for entry in await self._next_entries():
+                    await self.handle(entry)
+                backoff = 0.5
+            except (RedisError, OSError) as exc:
+                groups_ready = False
+                log.warning("dispatcher.redis_error", error=repr(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _next_entries(self) -> list[StreamEntry]:
+        """Entries another dispatcher left pending too long, then new ones."""
+        entries = await self.queue.claim_stale(
+            EVENTS_STREAM,
+            DISPATCH_GROUP,
+            self.consumer,
+            int(self.settings.lease_timeout * 1000),
+        )
+        entries += await self.queue.read(
+            EVENTS_STREAM, DISPATCH_GROUP, self.consumer, count=10, block_ms=1000
+        )
+        return entries
+
+    async def handle(self, entry: StreamEntry) -> None:
+        delivery_id = entry.fields.get("delivery", "")
+        bound = log.bind(delivery_id=delivery_id, entry=entry.id)
+        try:
+            intent = intent_from_json(entry.fields.get("type", ""), entry.fields["intent"])
+        except (KeyError, ValueError, TypeError) as exc:
+            bound.warning("dispatcher.bad_entry", error=repr(exc))
+            await self.queue.ack(entry, DISPATCH_GROUP)
+            return
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with (
+                    continue_trace(entry.fields.get("traceparent", "")),
+                    span(
+                        "dispatch",
+                        kind=intent.kind,
+                        repo=f"{intent.owner}/{intent.repo}",
+                        delivery=delivery_id,
+                    ),
+                ):
+                    await self.dispatch(delivery_id, intent)
+                break
+            except GitHubError as exc:
+                bound.warning("dispatcher.github_failed", error=str(exc), attempt=attempt)
+                if attempt == MAX_ATTEMPTS or not exc.transient:
+                    break
+                await asyncio.sleep(min(2**attempt, 30))
+            except (RedisError, OSError):
+                raise  # the entry stays pending; the loop waits Redis out and reclaims it
+            except Exception:  # a bug must not stop every later event: log it, move on
+                bound.exception("dispatcher.failed", kind=intent.kind)
+                break
+        await self.queue.ack(entry, DISPATCH_GROUP)
+
+    async def dispatch(self, delivery_id: str, intent: Intent) -> None:
+        gh = self.github.installation(intent.installation_id)
+        if isinstance(intent, CommandIntent):
+            await self.commands.comment(gh, delivery_id, intent)
+        elif isinstance(intent, PullRequestIntent):
+            await self.pull_requests.handle(gh, intent)
+        else:
+            await self.check_runs.handle(gh, delivery_id, intent)

@@ -1,0 +1,43 @@
+"""What every part of the dispatcher shares, and the one request a handler acts on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from instruct_lab_bot.adapters.github import Installation
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.core.permissions import Policy
+from instruct_lab_bot.core.refs import PullRequestRef
+from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.services.dispatcher.replies import Replies
+from instruct_lab_bot.services.metrics import ServerMetrics
+from instruct_lab_bot.services.validator import Validator
+
+
+@dataclass(frozen=True)
+class Deps:
+    """The dispatcher's configuration and the services its parts call."""
+
+    settings: Settings
+    queue: Queue
+    metrics: ServerMetrics
+    policy: Policy
+    validator: Validator
+
+
+@dataclass(frozen=True)
+class Request:
+    """One thing asked of the bot on one PR: through which installation, by whom, where its
+    answer goes (`marker` keys the one reply within the delivery) and which job id it gets."""
+
+    gh: Installation
+    pull: PullRequestRef
+    sender: str
+    reply: Replies
+    marker: str
+    job_id: str
+    comment_id: int = 0  # the comment that asked (0: a check-run button)
+
+    @property
+    def delivery_id(self) -> str:
+        return self.reply.delivery_id

@@ -1,0 +1,198 @@
+"""Starting jobs: gates (open PR, labels, a valid taxonomy change), the job record, its check
+run and its place in the queue; each step recorded before the next, so a reclaimed event
+resumes where it stopped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from instruct_lab_bot.adapters.github import Installation
+from instruct_lab_bot.adapters.tracing import current_traceparent
+from instruct_lab_bot.core.command_table import CommandSpec, spec_for_job
+from instruct_lab_bot.core.dispatch_rules import (
+    Refusal,
+    refusal_before_files,
+    refusal_for_files,
+    retry_source,
+)
+from instruct_lab_bot.core.job_view import check_run_url
+from instruct_lab_bot.core.jobs import Job
+from instruct_lab_bot.core.messages.commands import (
+    already_running,
+    labels_check_run,
+    labels_needed,
+    no_taxonomy_change,
+    nothing_to_retry,
+    pull_request_closed,
+    validation_failed,
+)
+from instruct_lab_bot.core.messages.format import check_name
+from instruct_lab_bot.core.messages.generate import check_run_queued
+from instruct_lab_bot.services.dispatcher.context import Deps, Request
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class JobOrigin:
+    """The delivery and comment a job was asked for in (empty for retries)."""
+
+    delivery_id: str = ""
+    comment_id: int = 0
+
+
+class JobStarter:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.queue = deps.queue
+
+    async def start(
+        self, request: Request, kind: str, origin: JobOrigin | None = None
+    ) -> Job | None:
+        """Create the job (unless a redelivery did already) and queue it."""
+        job = await self.queue.get_job(request.job_id)
+        if job is None:
+            job = await self._create(request, kind, origin or JobOrigin())
+            if job is None:
+                return None
+        await self._queue(request.gh, job)
+        return job
+
+    async def retry(self, request: Request, source: Job | None = None) -> None:
+        """Run the PR's newest failed, cancelled or timed-out job again, on the current head."""
+        if source is None:
+            pull = request.pull
+            ids = await self.queue.pr_job_ids(pull.owner, pull.name, pull.number)
+            source = retry_source(await self.queue.get_jobs(ids))
+        if source is None:
+            await request.reply.once(request.marker, nothing_to_retry())
+            return
+        await self.start(request, source.command)
+
+    async def _create(self, request: Request, kind: str, origin: JobOrigin) -> Job | None:
+        spec = spec_for_job(kind)
+        if spec is None:
+            log.warning("job.unknown_kind", kind=kind)
+            return None
+        pull = request.pull
+        data = await request.gh.get_pull(pull.owner, pull.name, pull.number)
+        files = await self._files_past_gates(request, spec, data)
+        if files is None:
+            return None
+        job = _new_job(request, kind, origin, data, files)
+        return await self._record(request, job)
+
+    async def _files_past_gates(
+        self, request: Request, spec: CommandSpec, data: dict[str, Any]
+    ) -> list[str] | None:
+        """The PR's changed taxonomy files, or None once a gate refused (and said why)."""
+        head_sha = str(data["head"]["sha"])
+        wanted = self.deps.settings.required_labels
+        refusal = refusal_before_files(
+            spec,
+            is_open=data.get("state") == "open",
+            labels={str(label.get("name")) for label in data.get("labels") or ()},
+            wanted=wanted,
+        )
+        if refusal is Refusal.LABELS:
+            payload = labels_check_run(spec.name, head_sha, wanted)
+            await request.gh.create_check_run(request.pull.owner, request.pull.name, payload)
+        if refusal is None:
+            files = await self.deps.validator.changed_taxonomy_files(
+                request.gh, request.pull.owner, request.pull.name, request.pull.number
+            )
+            refusal = refusal_for_files(spec, files)
+        if refusal is not None:
+            await request.reply.once(request.marker, _refusal_text(refusal, spec, wanted))
+            return None
+        if spec.needs_taxonomy_change and not await self._valid(request, spec, head_sha, files):
+            return None
+        return files
+
+    async def _valid(
+        self, request: Request, spec: CommandSpec, head_sha: str, files: list[str]
+    ) -> bool:
+        pull = request.pull
+        report = await self.deps.validator.validate(
+            request.gh, pull.owner, pull.name, head_sha, files
+        )
+        if report.failures:
+            text = validation_failed(spec.name, report.url, report.failures)
+            await request.reply.once(request.marker, text)
+        return not report.failures
+
+    async def _record(self, request: Request, job: Job) -> Job | None:
+        """Store the job; a live job for the same PR head and command is linked instead."""
+        created = await self.queue.create_job(job)
+        if created.status == "active":
+            other = await self.queue.get_job(created.job_id)
+            if other is not None:
+                log.info("job.duplicate", job_id=job.id, existing=other.id)
+                url = check_run_url(self.deps.settings.github_git_url, other)
+                await request.reply.once(request.marker, already_running(other, url))
+            return None
+        if created.status == "exists":
+            return await self.queue.get_job(job.id) or job
+        return job
+
+    async def _queue(self, gh: Installation, job: Job) -> None:
+        if not job.check_run_id:
+            check_run_id = await self._find_or_create_check_run(gh, job)
+            await self.queue.update_job(job.id, check_run_id=check_run_id)
+            job = job.evolve(check_run_id=check_run_id)
+        if not job.stream_id:
+            stream_id = await self.queue.enqueue_job(job)
+            await self.queue.update_job(job.id, stream_id=stream_id)
+            log.info(
+                "job.queued",
+                job_id=job.id,
+                command=job.command,
+                sha=job.head_sha,
+                pr=job.pr_number,
+                stream_id=stream_id,
+            )
+            self.deps.metrics.jobs_enqueued.labels(job.command).inc()
+
+    async def _find_or_create_check_run(self, gh: Installation, job: Job) -> int:
+        """A dispatcher that died between creating the check run and recording it must not
+        leave a second one: look for ours (external_id = job id) before creating."""
+        existing = await gh.find_check_run(
+            job.owner, job.repo, job.head_sha, check_name(job.command), job.id
+        )
+        if existing:
+            return existing
+        return await gh.create_check_run(job.owner, job.repo, check_run_queued(job))
+
+
+def _refusal_text(refusal: Refusal, spec: CommandSpec, wanted: tuple[str, ...]) -> str:
+    if refusal is Refusal.CLOSED:
+        return pull_request_closed(spec.name)
+    if refusal is Refusal.LABELS:
+        return labels_needed(spec.name, wanted)
+    return no_taxonomy_change(spec.name)
+
+
+def _new_job(
+    request: Request, kind: str, origin: JobOrigin, data: dict[str, Any], files: list[str]
+) -> Job:
+    """The job record, from the request and GitHub's view of the PR (`data`)."""
+    return Job(
+        id=request.job_id,
+        command=kind,
+        installation_id=request.gh.installation_id,
+        owner=request.pull.owner,
+        repo=request.pull.name,
+        pr_number=request.pull.number,
+        requester=request.sender,
+        delivery_id=origin.delivery_id,
+        comment_id=origin.comment_id,
+        head_sha=str(data["head"]["sha"]),
+        head_ref=str(data["head"]["ref"]),
+        base_branch=str(data["base"]["ref"]),
+        traceparent=current_traceparent(),
+        private=bool(data.get("base", {}).get("repo", {}).get("private", False)),
+        files=",".join(files),
+    )

@@ -1,0 +1,61 @@
+"""Pull-request events: close cancels, a push supersedes queued jobs of the old head, a new
+PR gets one welcome, and every new head has its taxonomy files validated."""
+
+from __future__ import annotations
+
+import contextlib
+
+from redis.exceptions import RedisError
+
+from instruct_lab_bot.adapters.github import GitHubError, Installation
+from instruct_lab_bot.core.dispatch_rules import pull_request_plan, wants_welcome
+from instruct_lab_bot.core.messages.welcome import WELCOME_MARKER, welcome
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
+from instruct_lab_bot.core.webhooks import PullRequestIntent
+from instruct_lab_bot.services.dispatcher.context import Deps
+from instruct_lab_bot.services.dispatcher.stopping import JobStopper
+
+WELCOME_TTL = 365 * 24 * 3600  # seconds a welcome claim is kept
+
+
+class PullRequestEvents:
+    def __init__(self, deps: Deps, stopper: JobStopper) -> None:
+        self.deps = deps
+        self.stopper = stopper
+
+    async def handle(self, gh: Installation, intent: PullRequestIntent) -> None:
+        pull = PullRequestRef(RepoRef(intent.owner, intent.repo), intent.pr_number)
+        plan = pull_request_plan(intent.action)
+        if plan.cancel:
+            await self.stopper.cancel(gh, pull, intent.sender)
+        if plan.supersede:
+            await self.stopper.supersede(gh, pull, intent.sender, intent.head_sha)
+        if plan.welcome:
+            await self._welcome(gh, pull, intent)
+        if plan.validate:
+            validator = self.deps.validator
+            files = await validator.changed_taxonomy_files(gh, pull.owner, pull.name, pull.number)
+            if files:
+                await validator.validate(gh, pull.owner, pull.name, intent.head_sha, files)
+
+    async def _welcome(
+        self, gh: Installation, pull: PullRequestRef, intent: PullRequestIntent
+    ) -> None:
+        """One welcome per PR, even under redelivery or a wiped Redis (hidden marker)."""
+        settings = self.deps.settings
+        wanted = settings.required_labels
+        if not wants_welcome(settings.welcome, wanted, intent.labels):
+            return
+        key = f"welcome:{pull}"  # welcome:owner/repo#number
+        queue = self.deps.queue
+        if not await queue.claim_once(key, ttl=WELCOME_TTL):
+            return
+        try:
+            if await gh.has_comment_with(pull.owner, pull.name, pull.number, WELCOME_MARKER):
+                return
+            text = welcome(settings.username, intent.author, self.deps.policy, wanted)
+            await gh.create_comment(pull.owner, pull.name, pull.number, text)
+        except GitHubError:
+            with contextlib.suppress(RedisError):
+                await queue.release_once(key)
+            raise
