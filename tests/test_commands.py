@@ -1,8 +1,8 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instruct_lab_bot.core.command_table import COMMAND_TABLE
-from instruct_lab_bot.core.commands import KNOWN_COMMANDS, mentions, parse_commands, suggest
+from instruct_lab_bot.core.command_table import COMMAND_TABLE, KNOWN_COMMANDS
+from instruct_lab_bot.core.comment_parser import mentions, parse_commands, suggest
 
 
 def names(body: str) -> list[str]:

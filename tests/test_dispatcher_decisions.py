@@ -17,7 +17,7 @@ from instruct_lab_bot.core.command_table import (
     lookup,
     spec_for_job,
 )
-from instruct_lab_bot.core.commands import parse_commands
+from instruct_lab_bot.core.comment_parser import parse_commands
 from instruct_lab_bot.core.dispatch_rules import (
     PullRequestPlan,
     Refusal,

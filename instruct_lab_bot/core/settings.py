@@ -7,6 +7,7 @@ error message can print them.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -14,6 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
+
+from instruct_lab_bot.core.artifacts import parse_artifacts_url
+from instruct_lab_bot.core.command_table import DEFAULT_RESTRICTED, KNOWN_COMMANDS
+from instruct_lab_bot.core.status_auth import parse_status_auth
 
 PREFIX = "ILAB_BOT_"
 T = TypeVar("T")
@@ -77,7 +82,7 @@ class Settings:
     status_auth: Secret = Secret("")  # `bearer:<token>` or `basic:<user>:<password>`
     allowed_teams: tuple[str, ...] = ()
     min_permission: str = "write"
-    restricted_commands: tuple[str, ...] = ("generate", "precheck", "retry", "cancel")
+    restricted_commands: tuple[str, ...] = DEFAULT_RESTRICTED
     required_labels: tuple[str, ...] = ()
     repos: frozenset[str] = frozenset()
     precheck_args: tuple[str, ...] = ()
@@ -104,8 +109,6 @@ class Settings:
     @property
     def signing_key(self) -> bytes:
         """Key for signed artifact links: derived from the webhook secret, never stored."""
-        import hashlib
-
         return hashlib.sha256(b"artifact-links\0" + self.webhook_secret.value.encode()).digest()
 
 
@@ -255,8 +258,6 @@ def _parse_permission(text: str) -> str:
 
 
 def _parse_commands(text: str) -> tuple[str, ...]:
-    from instruct_lab_bot.core.commands import KNOWN_COMMANDS
-
     commands = tuple(c.lower() for c in _parse_list(text))
     unknown = [c for c in commands if c not in KNOWN_COMMANDS]
     if unknown:
@@ -297,8 +298,6 @@ def _parse_nonempty_argv(text: str) -> tuple[str, ...]:
 
 def _parse_status_auth(text: str) -> Secret:
     """Validated by the status page's own parser; its errors never quote the value."""
-    from instruct_lab_bot.core.status_auth import parse_status_auth
-
     parse_status_auth(text)
     return Secret(text)
 
@@ -310,8 +309,6 @@ def _parse_log_format(text: str) -> str:
 
 
 def _parse_artifacts_url(text: str) -> str:
-    from instruct_lab_bot.core.artifacts import parse_artifacts_url
-
     parse_artifacts_url(text)
     return text
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from instruct_lab_bot.core.commands import Command, parse_commands
+from instruct_lab_bot.core.comment_parser import Command, parse_commands
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")

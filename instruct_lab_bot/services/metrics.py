@@ -28,7 +28,7 @@ from instruct_lab_bot.adapters.redis.keys import (
     WORKER_GROUP,
 )
 from instruct_lab_bot.adapters.redis.queue import Queue
-from instruct_lab_bot.core.commands import GPU_COMMANDS, KNOWN_COMMANDS
+from instruct_lab_bot.core.command_table import GPU_COMMANDS, KNOWN_COMMANDS
 from instruct_lab_bot.core.jobs import CONCLUSIONS
 
 log = structlog.get_logger(__name__)

@@ -9,7 +9,7 @@ import structlog
 
 from instruct_lab_bot.adapters.github import GitHubError, Installation
 from instruct_lab_bot.core.command_table import CommandSpec, Handler
-from instruct_lab_bot.core.commands import Command, suggest
+from instruct_lab_bot.core.comment_parser import Command, suggest
 from instruct_lab_bot.core.dispatch_rules import job_id_for
 from instruct_lab_bot.core.job_view import ReadOptions
 from instruct_lab_bot.core.messages.commands import (

@@ -11,11 +11,9 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from instruct_lab_bot.core.command_table import GPU_COMMANDS, KNOWN_COMMANDS, CommandSpec, lookup
+from instruct_lab_bot.core.command_table import KNOWN_COMMANDS, CommandSpec, lookup
 
 __all__ = [
-    "GPU_COMMANDS",  # re-exported: defined by the command table
-    "KNOWN_COMMANDS",
     "Command",
     "mention_pattern",
     "mentions",
