@@ -173,11 +173,17 @@ def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
 
 
 async def run_worker(settings: Settings, concurrency: int, metrics_port: int = 0) -> int:
+    import structlog
+
+    from instruct_lab_bot.adapters.processes import become_subreaper
     from instruct_lab_bot.adapters.tracing import configure_tracing
     from instruct_lab_bot.services.metrics import WorkerMetrics, serve_metrics
     from instruct_lab_bot.services.worker.app import open_worker
 
     configure_tracing("instruct-lab-bot-worker")
+    # Orphans of ilab's helpers re-parent to the worker, so the runner can find and kill them.
+    if not become_subreaper():
+        structlog.get_logger(__name__).warning("worker.no_subreaper")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -3,8 +3,9 @@
 Why this is more than ``create_subprocess_exec``: the child is untrusted in what it prints and
 in how it dies. It may print a gigabyte without a newline, redraw a progress bar with ``\\r``,
 fork helpers that ignore SIGTERM or keep our pipes open after it exits. The runner keeps memory
-bounded, kills the whole process group on timeout/cancel, and always reaps and closes
-everything it opened.
+bounded, kills the whole process group on timeout/cancel, and at the end kills every process
+of the run, even helpers that left the group (`adapters.processes`), and closes the pipes if
+something it cannot find still holds them: it always reaps and closes everything it opened.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import signal
 import subprocess
 from collections import deque
@@ -20,6 +22,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from instruct_lab_bot.adapters.processes import RUN_MARKER, TRACKER
 
 __all__ = ["LineSplitter", "OnLine", "RunResult", "run_streaming", "scrub_env"]
 
@@ -164,9 +168,9 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
                     pipe.resume_reading()
 
 
-async def _consume(proto: _ChildProtocol, on_line: OnLine, max_line: int) -> None:
+async def _consume(proto: _ChildProtocol, on_line: OnLine, limits: RunLimits) -> None:
     """Deliver lines until both pipes reach EOF. ``on_line`` is never called concurrently."""
-    splitters = {fd: LineSplitter(max_line) for fd in _STREAMS}
+    splitters = {fd: LineSplitter(limits.max_line) for fd in _STREAMS}
     open_pipes = len(splitters)
     while open_pipes:
         item = proto.take()
@@ -194,7 +198,7 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-async def _wait_for(aws: set[asyncio.Future[None]], seconds: float) -> None:
+async def _wait_for(aws: set[asyncio.Future[Any]], seconds: float) -> None:
     """Wait until all of ``aws`` are done or ``seconds`` pass; never raises their errors."""
     pending = {aw for aw in aws if not aw.done()}
     if pending:
@@ -242,7 +246,8 @@ class RunLimits:
 
     On `timeout` seconds (wall clock) or a cancel the group gets SIGTERM, then SIGKILL after
     `kill_grace` seconds. If the child exits but something else in its group keeps the pipes
-    open, the group is killed after `pipe_grace` seconds. Lines longer than `max_line` bytes
+    open, every process of the run is killed after `pipe_grace` seconds, and the pipes are
+    closed after another `pipe_grace` if a holder could not be found. Lines longer than `max_line` bytes
     are cut.
     """
 
@@ -274,39 +279,91 @@ async def run_streaming(
     loop = asyncio.get_running_loop()
     started = loop.time()
     exited: asyncio.Future[None] = loop.create_future()
-    transport, proto = await loop.subprocess_exec(
-        lambda: _ChildProtocol(exited),
-        *argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env=dict(env),
-        start_new_session=True,
-    )
-    consumer = asyncio.create_task(_consume(proto, on_line, limits.max_line))
+    token = secrets.token_hex(16)  # marks every process of this run (see adapters.processes)
+    transport, proto = await _spawn(argv, cwd, {**env, RUN_MARKER: token}, exited)
+    child = _Child(transport, token, exited, asyncio.create_task(_consume(proto, on_line, limits)))
     cancelled = asyncio.create_task(cancel.wait()) if cancel is not None else None
-    child = _Child(transport.get_pid(), exited, consumer)
     try:
         outcome = await _supervise(child, cancelled, started + limits.timeout, limits)
     except BaseException:
         _killpg(child.pgid, signal.SIGKILL)
-        await _cancel_and_wait([consumer, cancelled])
+        await _cancel_and_wait([child.consumer, cancelled])
         transport.close()
         # Reap briefly so no zombie is left; the loop's child watcher finishes it otherwise.
         await asyncio.shield(_wait_for({exited}, limits.kill_grace))
         raise
     finally:
-        await _cancel_and_wait([consumer, cancelled])
+        await _cancel_and_wait([child.consumer, cancelled])
         transport.close()
+        await asyncio.shield(child.end(limits.kill_grace))
     return _result(transport.get_returncode(), outcome, loop.time() - started, proto)
 
 
-@dataclass(frozen=True)
+async def _spawn(
+    argv: Sequence[str], cwd: Path, env: dict[str, str], exited: asyncio.Future[None]
+) -> tuple[asyncio.SubprocessTransport, _ChildProtocol]:
+    TRACKER.spawning += 1
+    try:
+        return await asyncio.get_running_loop().subprocess_exec(
+            lambda: _ChildProtocol(exited),
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+    finally:
+        TRACKER.spawning -= 1
+
+
 class _Child:
-    pgid: int
-    exited: asyncio.Future[None]
-    consumer: asyncio.Task[None]
+    """One spawned child: its pipes, its run token, its exit and the task reading its output."""
+
+    def __init__(
+        self,
+        transport: asyncio.SubprocessTransport,
+        token: str,
+        exited: asyncio.Future[None],
+        consumer: asyncio.Task[None],
+    ) -> None:
+        self.transport = transport
+        self.token = token
+        self.pgid = transport.get_pid()
+        self.exited = exited
+        self.consumer = consumer
+        TRACKER.children.add(self.pgid)
+        TRACKER.active.add(token)
+
+    def kill_all(self) -> list[int]:
+        """SIGKILL the group and every other process of this run; the adopted orphans."""
+        _killpg(self.pgid, signal.SIGKILL)
+        return TRACKER.sweep(self.token, self.pgid).adopted
+
+    def close_pipes(self) -> None:
+        """Stop reading: the consumer sees end-of-file on both pipes."""
+        for fd in _STREAMS:
+            pipe = self.transport.get_pipe_transport(fd)
+            if pipe is not None and not pipe.is_closing():
+                pipe.close()
+
+    async def end(self, grace: float) -> None:
+        """After the run: kill what is left of it, reap adopted orphans, forget the child."""
+        try:
+            adopted = self.kill_all()
+            if adopted:
+                reaping = asyncio.gather(*(asyncio.to_thread(_reap, pid) for pid in adopted))
+                await _wait_for({reaping}, grace)
+        finally:
+            if self.exited.done():
+                TRACKER.children.discard(self.pgid)
+            TRACKER.active.discard(self.token)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, 0)
 
 
 async def _supervise(
@@ -317,13 +374,11 @@ async def _supervise(
     if outcome != "exited":
         _killpg(child.pgid, signal.SIGTERM)
         await _wait_for({child.exited, child.consumer}, limits.kill_grace)
-        _killpg(child.pgid, signal.SIGKILL)
+        child.kill_all()
         await _wait_for({child.exited}, limits.kill_grace)
-    await _drain(child.pgid, child.consumer, limits.pipe_grace)
-    child.consumer.result()
-    # The run is over: helpers the child left behind in its group (even with their output
-    # redirected elsewhere) must not outlive it.
-    _killpg(child.pgid, signal.SIGKILL)
+    await _drain(child, limits.pipe_grace)
+    if child.consumer.done() and not child.consumer.cancelled():
+        child.consumer.result()  # re-raise an on_line failure
     return outcome
 
 
@@ -339,12 +394,18 @@ def _result(
     )
 
 
-async def _drain(pgid: int, consumer: asyncio.Task[None], pipe_grace: float) -> None:
-    """Read what is left after the child exited; kill stragglers that hold the pipes open."""
-    await _wait_for({consumer}, pipe_grace)
-    if not consumer.done():
-        _killpg(pgid, signal.SIGKILL)
-        await _wait_for({consumer}, pipe_grace)
+async def _drain(child: _Child, pipe_grace: float) -> None:
+    """Read what is left after the child exited. Stragglers that hold the pipes open (in the
+    group or escaped from it) are killed after `pipe_grace`; if the pipes are still open after
+    another grace (a holder we could not find), they are closed: the run never hangs on them."""
+    await _wait_for({child.consumer}, pipe_grace)
+    if child.consumer.done():
+        return
+    child.kill_all()
+    await _wait_for({child.consumer}, pipe_grace)
+    if not child.consumer.done():
+        child.close_pipes()
+        await _wait_for({child.consumer}, pipe_grace)
 
 
 def scrub_env(
