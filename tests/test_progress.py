@@ -1,3 +1,9 @@
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from instruct_lab_bot.core.progress import Progress, parse_bar, parse_log
 
 
@@ -62,3 +68,61 @@ def test_long_lines_and_plain_failure_lines() -> None:
     assert progress.counter == "1/2" and len(progress.stage) <= 200
     progress.feed("Generating dataset failed with the following error: server unreachable")
     assert progress.error == "server unreachable"
+
+
+# A line of each shape that made a regex search over the line quadratic (or crash `int()`).
+PATHOLOGICAL = {
+    "digit run": lambda n: "1" * n + "%|",
+    "digits before a bar": lambda n: "7" * n + "%|█| 1/2",
+    "marks": lambda n: "1%|" * (n // 3),
+    "bars without counter": lambda n: "5%|x|" * (n // 5),
+    "long counter": lambda n: "5%|x| " + "2" * n + "/3",
+    "discarded": lambda n: "9" * n + " discarded",
+}
+
+
+def _best_time(line: str) -> float:
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        Progress().feed(line)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.parametrize("shape", sorted(PATHOLOGICAL))
+def test_long_lines_parse_in_linear_time(shape: str) -> None:
+    """Four times the line, at most about four times the work (quadratic would be sixteen)."""
+    make = PATHOLOGICAL[shape]
+    small, large = make(8 * 1024), make(32 * 1024)
+    Progress().feed(large)  # never raises, whatever the shape
+    ratio = _best_time(large) / max(_best_time(small), 1e-6)
+    assert ratio < 10, f"{shape}: 4x longer line took {ratio:.1f}x as long"
+
+
+def test_a_huge_percentage_is_capped_not_parsed() -> None:
+    bar = parse_bar("9" * 5000 + "%|██| 3/3")
+    assert bar is not None and bar.percent == 100 and bar.description == ""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789%|/.:[]<>? \tkMGa█Ü")), max_size=300))
+def test_parse_bar_never_raises_and_returns_sane_values(line: str) -> None:
+    bar = parse_bar(line)
+    if bar is not None:
+        assert 0 <= bar.percent <= 100
+        assert len(bar.description) <= 200
+        assert bar.done and bar.total and "%|" in line
+    progress = Progress(tail_lines=3)
+    progress.feed(line)
+    assert len(progress.tail) <= 3 and (progress.percent is None or 0 <= progress.percent <= 100)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=200), max_size=20))
+def test_progress_accepts_any_text(lines: list[str]) -> None:
+    progress = Progress(tail_lines=5)
+    for line in lines:
+        progress.feed(line)
+    assert progress.lines_seen == len(lines) and len(progress.tail) <= 5
+    assert len(progress.error) <= 2000 and len(progress.last_message) <= 500

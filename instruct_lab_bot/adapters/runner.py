@@ -247,8 +247,8 @@ class RunLimits:
     On `timeout` seconds (wall clock) or a cancel the group gets SIGTERM, then SIGKILL after
     `kill_grace` seconds. If the child exits but something else in its group keeps the pipes
     open, every process of the run is killed after `pipe_grace` seconds, and the pipes are
-    closed after another `pipe_grace` if a holder could not be found. Lines longer than `max_line` bytes
-    are cut.
+    closed after another `pipe_grace` if a holder could not be found. Lines longer than
+    `max_line` bytes are cut.
     """
 
     timeout: float

@@ -13,19 +13,23 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-# Matched from the percentage on (the description is what precedes it): a pattern that starts
-# with an open-ended description would retry at every offset, quadratic on long lines.
-_TQDM = re.compile(
-    r"(?P<pct>\d+)%\|[^|]*\|\s*"
-    r"(?P<n>\d+(?:\.\d+)?[kMG]?)/(?P<total>\d+(?:\.\d+)?[kMG]?|\?)"
-    r"(?:\s*\[(?P<elapsed>[\d:]+)(?:<(?P<eta>[\d:?]+))?[^\]]*\])?"
+# A bar is found by its `%|` marks (str.find), not by a regex search over the whole line: for
+# each mark the digits before it are read backwards and the rest is matched anchored right
+# after it. Each character is looked at a bounded number of times (a mark's digit run ends at
+# the mark, and the `[^|]*` of one mark stops at the next `|`), so a line costs linear time
+# however it is built (a search starting with `\d+` was quadratic on a long run of digits).
+_BAR_REST = re.compile(
+    r"\|[^|]*\|[ \t]{0,40}"
+    r"(?P<n>\d{1,15}(?:\.\d{1,6})?[kMG]?)/(?P<total>\d{1,15}(?:\.\d{1,6})?[kMG]?|\?)"
+    r"(?:[ \t]{0,40}\[(?P<elapsed>[\d:]{1,20})(?:<(?P<eta>[\d:?]{1,20}))?[^\]]{0,200}\])?"
 )
+_MAX_PCT_DIGITS = 3
 _LOG = re.compile(
     r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+"
     r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?\s+(?P<logger>[^\s:]+)(?::\d+)?:?\s+"
     r"(?P<message>.*)$"
 )
-_DISCARDED = re.compile(r"\b(\d+) (?:\w+ )?(?:were )?discarded\b", re.IGNORECASE)
+_DISCARDED = re.compile(r"\b(\d{1,9}) (?:\w+ )?(?:were )?discarded\b", re.IGNORECASE)
 _FAILED = re.compile(r"(?:failed with the following error|Error):\s*(?P<error>.+)$", re.IGNORECASE)
 
 
@@ -49,15 +53,25 @@ class LogLine:
 
 
 def parse_bar(line: str) -> Bar | None:
-    if "%|" not in line:  # cheap rejection: most lines are not progress bars
-        return None
-    match = _TQDM.search(line)
-    if not match:
-        return None
+    """The first tqdm bar in `line`, or None; linear in the length of the line."""
+    mark = line.find("%|")
+    while mark != -1:
+        start = mark
+        while start > 0 and "0" <= line[start - 1] <= "9":
+            start -= 1
+        match = _BAR_REST.match(line, mark + 1) if start < mark else None
+        if match:
+            return _bar(line, start, mark, match)
+        mark = line.find("%|", mark + 2)
+    return None
+
+
+def _bar(line: str, start: int, mark: int, match: re.Match[str]) -> Bar:
+    digits = line[start:mark]
     eta = match.group("eta")
     return Bar(
-        description=line[: match.start()].strip().rstrip(":").strip()[-200:],
-        percent=min(100, int(match.group("pct"))),
+        description=line[:start].strip().rstrip(":").strip()[-200:],
+        percent=100 if len(digits) > _MAX_PCT_DIGITS else min(100, int(digits)),
         done=match.group("n"),
         total=match.group("total"),
         elapsed=match.group("elapsed"),
