@@ -1,4 +1,5 @@
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -71,7 +72,7 @@ def test_long_lines_and_plain_failure_lines() -> None:
 
 
 # A line of each shape that made a regex search over the line quadratic (or crash `int()`).
-PATHOLOGICAL = {
+PATHOLOGICAL: dict[str, Callable[[int], str]] = {
     "digit run": lambda n: "1" * n + "%|",
     "digits before a bar": lambda n: "7" * n + "%|█| 1/2",
     "marks": lambda n: "1%|" * (n // 3),
