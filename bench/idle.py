@@ -57,7 +57,7 @@ async def measure(quick: bool) -> list[Row]:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ilab-bench-idle-")))
         redis_url = stack.enter_context(redis_server())
         port = free_port()
-        env = bot_env(redis_url, work, port, os.urandom(16).hex())
+        env = bot_env(redis_url, work, port, os.urandom(32).hex())
         log = work / "server.log"
         server = stack.enter_context(running(bot_argv("server"), env=env, cwd=work, log=log))
         wlog = work / "worker.log"

@@ -196,7 +196,7 @@ class Results:
 
 
 def run_all(redis_url: str, work: Path, quick: bool) -> tuple[Results, dict[str, Body]]:
-    secret = os.urandom(16).hex()
+    secret = os.urandom(32).hex()
     payloads = bodies(work, secret)
     seconds = 1.0 if quick else 4.0
     rate_seconds = 0.3 if quick else 4.0

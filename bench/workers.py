@@ -71,7 +71,7 @@ def bench_settings(redis_url: str, work: Path, standin: tuple[str, ...]) -> Sett
     return Settings(
         github_app_id="4242",
         github_private_key=Secret("unused: this worker never calls GitHub"),
-        webhook_secret=Secret("bench-secret"),
+        webhook_secret=Secret("bench-secret-" + "0" * 32),
         github_api_url="http://127.0.0.1:9",
         redis_url=redis_url,
         artifacts_url=f"file://{work / 'artifacts'}",

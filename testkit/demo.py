@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import sys
@@ -159,7 +160,7 @@ async def sandbox(
             settings = Settings(
                 github_app_id=str(key.app_id),
                 github_private_key=Secret(key.private_key_pem),
-                webhook_secret=Secret(uuid.uuid4().hex),
+                webhook_secret=Secret(secrets.token_hex(32)),
                 github_api_url=gh.url,
                 github_git_url=remote.git_url_base,
                 redis_url=redis_url,

@@ -99,7 +99,7 @@ def test_higher_minimum_denies_write() -> None:
 
 
 def test_restricted_commands_come_from_settings() -> None:
-    env = {"ILAB_BOT_WEBHOOK_SECRET": "s", "ILAB_BOT_RESTRICTED_COMMANDS": "status,generate"}
+    env = {"ILAB_BOT_WEBHOOK_SECRET": "s" * 32, "ILAB_BOT_RESTRICTED_COMMANDS": "status,generate"}
     policy = Policy.from_settings(parse_settings(env, require_github=False))
     outsider = Facts("otto")
     assert not decide(policy, "status", outsider).allowed

@@ -9,7 +9,7 @@ PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
 BASE = {
     "ILAB_BOT_GITHUB_APP_ID": "123",
     "ILAB_BOT_GITHUB_PRIVATE_KEY": PEM,
-    "ILAB_BOT_WEBHOOK_SECRET": "s3cret-value",
+    "ILAB_BOT_WEBHOOK_SECRET": "s3cret-value-0123456789abcdef01234",
 }
 
 

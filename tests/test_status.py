@@ -344,7 +344,7 @@ def test_status_auth_setting() -> None:
     env = {
         "ILAB_BOT_GITHUB_APP_ID": "1",
         "ILAB_BOT_GITHUB_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA KEY-----",
-        "ILAB_BOT_WEBHOOK_SECRET": "s",
+        "ILAB_BOT_WEBHOOK_SECRET": "s" * 32,
     }
     loaded = load_settings({**env, "ILAB_BOT_STATUS_AUTH": f"bearer:{TOKEN}"}, dotenv=None)
     assert loaded.status_auth.value == f"bearer:{TOKEN}" and TOKEN not in repr(loaded)

@@ -7,7 +7,8 @@ error message can print them.
 
 from __future__ import annotations
 
-import hashlib
+import base64
+import binascii
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -93,6 +94,9 @@ class Settings:
     github_retry_deadline: float = 120.0
     github_max_attempts: int = 5
     reconcile_interval: float | None = 600.0
+    link_signing_key: Secret = Secret("")  # hex or base64 of >= 32 bytes; "" = shared via Redis
+    log_limit: int = 20 * 1024 * 1024  # bytes of `ilab.log` kept (head and tail)
+    s3_secret_key: Secret = Secret("")  # AWS_SECRET_ACCESS_KEY, known only to be redacted
 
     @property
     def recovery_bound(self) -> float:
@@ -100,16 +104,63 @@ class Settings:
         return self.lease_timeout + self.heartbeat_interval
 
     def secrets(self) -> tuple[str, ...]:
-        """Secret values, for scrubbing subprocess environments and log lines."""
-        found = [s.value for s in (self.github_private_key, self.webhook_secret) if s]
+        """Every configured secret value, for scrubbing subprocess environments and any text
+        that leaves the process (the one `Redactor` is built from these)."""
+        found = [
+            s.value
+            for s in (
+                self.github_private_key,
+                self.webhook_secret,
+                self.link_signing_key,
+                self.s3_secret_key,
+            )
+            if s
+        ]
         if self.status_auth:  # bearer:<token> or basic:<user>:<password>: the last part
             found.append(self.status_auth.value.rsplit(":", 1)[-1])
+        password = urlsplit(self.redis_url).password
+        if password:
+            found.append(password)
         return tuple(found)
 
-    @property
-    def signing_key(self) -> bytes:
-        """Key for signed artifact links: derived from the webhook secret, never stored."""
-        return hashlib.sha256(b"artifact-links\0" + self.webhook_secret.value.encode()).digest()
+
+MIN_WEBHOOK_SECRET = 32
+MIN_LINK_KEY_BYTES = 32
+
+
+def decode_signing_key(text: str) -> bytes:
+    """A link signing key: hex or base64 of at least 32 bytes. Errors never quote the value."""
+    text = text.strip()
+    if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", text):
+        raw = bytes.fromhex(text)
+    else:
+        standard = text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)
+        try:
+            raw = base64.b64decode(standard, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(
+                "must be hex or base64 (e.g. the output of `openssl rand -hex 32`)"
+            ) from None
+    if len(raw) < MIN_LINK_KEY_BYTES:
+        raise ValueError(f"must hold at least {MIN_LINK_KEY_BYTES} random bytes")
+    return raw
+
+
+def _parse_signing_key(text: str) -> Secret:
+    decode_signing_key(text)
+    return Secret(text.strip())
+
+
+def _parse_size(text: str) -> int:
+    """Bytes, or a number with a unit: `65536`, `512k`, `20M`, `1G`."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*", text)
+    if not match:
+        raise ValueError("not a size (use e.g. 20M, 512k or a number of bytes)")
+    unit: int = 1024 ** " kmg".index(match.group(2).lower() or " ")
+    size = int(match.group(1)) * unit
+    if size < 64 * 1024:
+        raise ValueError("must be at least 64k")
+    return size
 
 
 def _parse_duration(text: str) -> float:
@@ -177,11 +228,10 @@ def parse_settings(
         except ValueError as exc:
             problems.append(f"{PREFIX}{name}: {exc}")
     _check_lease(values, problems)
-    secret = env.get(PREFIX + "WEBHOOK_SECRET", "")
-    if secret:
-        values["webhook_secret"] = Secret(secret)
-    else:
-        problems.append(f"{PREFIX}WEBHOOK_SECRET: required (the GitHub App's webhook secret)")
+    _load_webhook_secret(env, values, problems)
+    s3_secret = env.get("AWS_SECRET_ACCESS_KEY", "")
+    if s3_secret:
+        values["s3_secret_key"] = Secret(s3_secret)
 
     if require_github:
         _load_github_app(env, values, problems, read_file)
@@ -189,6 +239,21 @@ def parse_settings(
     if problems:
         raise SettingsError(problems)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def _load_webhook_secret(
+    env: Mapping[str, str], values: dict[str, object], problems: list[str]
+) -> None:
+    secret = env.get(PREFIX + "WEBHOOK_SECRET", "")
+    if not secret:
+        problems.append(f"{PREFIX}WEBHOOK_SECRET: required (the GitHub App's webhook secret)")
+    elif len(secret) < MIN_WEBHOOK_SECRET:
+        problems.append(
+            f"{PREFIX}WEBHOOK_SECRET: must be at least {MIN_WEBHOOK_SECRET} characters "
+            "(e.g. `openssl rand -hex 32`; a short one can be guessed offline)"
+        )
+    else:
+        values["webhook_secret"] = Secret(secret)
 
 
 def _load_github_app(
@@ -364,4 +429,6 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("GITHUB_RETRY_DEADLINE", "github_retry_deadline", _parse_duration),
     ("GITHUB_MAX_ATTEMPTS", "github_max_attempts", _parse_positive_int),
     ("RECONCILE_INTERVAL", "reconcile_interval", _parse_optional_duration),
+    ("LINK_SIGNING_KEY", "link_signing_key", _parse_signing_key),
+    ("LOG_LIMIT", "log_limit", _parse_size),
 )

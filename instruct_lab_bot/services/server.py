@@ -24,6 +24,7 @@ from instruct_lab_bot.adapters.github import build_github_app
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.redelivery import RedeliveryLedger
 from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
+from instruct_lab_bot.adapters.storage import link_signing_key
 from instruct_lab_bot.adapters.storage.local import artifact_routes
 from instruct_lab_bot.adapters.tracing import current_traceparent, server_middlewares
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
@@ -221,7 +222,8 @@ def create_app(
     app.router.add_routes(status_routes())
     location = parse_artifacts_url(settings.artifacts_url)
     if location.root is not None:
-        app.router.add_routes(artifact_routes(location.root.resolve(), settings.signing_key))
+        key = link_signing_key(settings, lambda: app[QUEUE].shared_link_key())
+        app.router.add_routes(artifact_routes(location.root.resolve(), key))
     app.cleanup_ctx.append(_redis_ctx)
     if dispatcher:
         app.cleanup_ctx.append(_dispatcher_ctx)

@@ -29,6 +29,7 @@ REDELIVERY_MARK_TTL = 4 * 24 * 3600  # > GitHub's 3-day redelivery window
 ALL_JOBS_KEY = PREFIX + "jobs-by-time"  # zset: job id → created_at (status page, history)
 WORKERS_KEY = PREFIX + "workers"  # zset: worker name → last heartbeat (registry)
 RECONCILER_LOCK = PREFIX + "reconciler:lock"
+LINK_KEY = PREFIX + "link-signing-key"  # hex; generated once, shared by every process, no TTL
 
 
 def job_key(job_id: str) -> str:

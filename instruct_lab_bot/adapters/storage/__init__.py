@@ -12,13 +12,15 @@ Every failure of the backend surfaces as ``StorageError`` whose message is safe 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
 from instruct_lab_bot.adapters.storage.errors import StorageError
-from instruct_lab_bot.adapters.storage.local import LocalStore
+from instruct_lab_bot.adapters.storage.local import LocalStore, SigningKey
 from instruct_lab_bot.adapters.storage.s3 import S3Config, S3Store
 from instruct_lab_bot.core.artifacts import ArtifactsLocation
+from instruct_lab_bot.core.settings import Settings, decode_signing_key
 
 __all__ = ["ArtifactStore", "StorageError", "open_store"]
 
@@ -47,7 +49,7 @@ def open_store(
     location: ArtifactsLocation,
     *,
     public_url: str,
-    signing_key: bytes,
+    signing_key: SigningKey,
     link_expiry: int,
     s3_endpoint_url: str | None,
 ) -> ArtifactStore:
@@ -57,3 +59,11 @@ def open_store(
     if location.root is None:
         raise ValueError("a file artifacts location needs a root directory")
     return LocalStore(location.root, public_url, signing_key, link_expiry)
+
+
+def link_signing_key(settings: Settings, shared: Callable[[], Awaitable[bytes]]) -> SigningKey:
+    """`ILAB_BOT_LINK_SIGNING_KEY` when set; otherwise the key every process shares through
+    Redis (`shared`, called once when the first link is signed or checked)."""
+    if settings.link_signing_key:
+        return decode_signing_key(settings.link_signing_key.value)
+    return shared

@@ -8,7 +8,7 @@ import errno
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import quote, urlsplit
@@ -27,6 +27,27 @@ from instruct_lab_bot.core.artifacts import (
 
 _HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
+#: The key for signed links: the bytes, or how to get them (read once, e.g. from Redis).
+SigningKey = bytes | Callable[[], Awaitable[bytes]]
+
+
+class _Key:
+    """A signing key fetched at most once (until a fetch succeeds)."""
+
+    def __init__(self, source: SigningKey) -> None:
+        if not source:
+            raise ValueError("the artifact signing key must not be empty")
+        self._value = source if isinstance(source, bytes) else b""
+        self._fetch = None if isinstance(source, bytes) else source
+
+    async def get(self) -> bytes:
+        if not self._value and self._fetch is not None:
+            value = await self._fetch()
+            if not value:
+                raise ValueError("the artifact signing key must not be empty")
+            self._value = value
+        return self._value
+
 
 class LocalStore:
     """Artifacts in a local folder, served by the bot's server with signed, expiring links."""
@@ -35,19 +56,17 @@ class LocalStore:
         self,
         root: Path,
         public_url: str,
-        signing_key: bytes,
+        signing_key: SigningKey,
         link_expiry: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not signing_key:
-            raise ValueError("the artifact signing key must not be empty")
+        self._signing_key = _Key(signing_key)
         if link_expiry < 1:
             raise ValueError("link expiry must be at least one second")
         if urlsplit(public_url).scheme not in ("http", "https"):
             raise ValueError(f"public URL must be http(s), got {public_url!r}")
         self._root = root.absolute()
         self._public_url = public_url.rstrip("/")
-        self._signing_key = signing_key
         self._link_expiry = link_expiry
         self._clock = clock
 
@@ -69,7 +88,7 @@ class LocalStore:
     async def link(self, key: str) -> str:
         validate_key(key)
         expires = int(self._clock()) + self._link_expiry
-        sig = sign_artifact(key, expires, self._signing_key)
+        sig = sign_artifact(key, expires, await self._signing_key.get())
         return f"{self._public_url}/artifacts/{quote(key, safe='/')}?expires={expires}&sig={sig}"
 
     async def exists(self, key: str) -> bool:
@@ -153,11 +172,10 @@ def _plain(status: int, text: str) -> web.Response:
 
 
 def artifact_routes(
-    root: Path, signing_key: bytes, clock: Callable[[], float] = time.time
+    root: Path, signing_key: SigningKey, clock: Callable[[], float] = time.time
 ) -> list[web.RouteDef]:
     """Routes serving ``LocalStore`` files at ``GET /artifacts/{key}`` for signed, live links."""
-    if not signing_key:
-        raise ValueError("the artifact signing key must not be empty")
+    secret = _Key(signing_key)
     base = root.absolute()
 
     async def serve(request: web.Request) -> web.StreamResponse:
@@ -173,7 +191,7 @@ def artifact_routes(
         expires = int(expires_text)
         if clock() > expires:
             return _plain(403, "this artifact link has expired; ask the bot for a new one")
-        if not verify_artifact(key, expires, sig, signing_key, clock()):
+        if not verify_artifact(key, expires, sig, await secret.get(), clock()):
             return _plain(403, "this artifact link is invalid")
         try:
             path = await asyncio.to_thread(_resolve_inside, base, key)

@@ -22,7 +22,7 @@ from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
 from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
-from instruct_lab_bot.adapters.storage import open_store
+from instruct_lab_bot.adapters.storage import link_signing_key, open_store
 from instruct_lab_bot.adapters.tracing import continue_trace, record_span, span
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
@@ -54,7 +54,7 @@ async def open_worker(
     store = open_store(
         parse_artifacts_url(settings.artifacts_url),
         public_url=settings.public_url,
-        signing_key=settings.signing_key,
+        signing_key=link_signing_key(settings, queue.shared_link_key),
         link_expiry=settings.link_expiry,
         s3_endpoint_url=settings.s3_endpoint_url,
     )
