@@ -19,7 +19,10 @@ from pathlib import Path
 from instruct_lab_bot.adapters.runner import RunLimits, run_streaming
 from instruct_lab_bot.core.job_outcome import LOG_NAME
 from instruct_lab_bot.core.progress import Progress
+from instruct_lab_bot.core.redaction import Redactor
+from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.worker.ilab import line_sink
+from instruct_lab_bot.services.worker.log_file import CappedLog
 
 
 def status_kb(field: str) -> int:
@@ -43,8 +46,8 @@ async def pump(size: int, limit: float, work: Path) -> dict[str, float]:
     log_path = work / LOG_NAME
     flood = [sys.executable, "-m", "bench.line_flood", str(size)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    with log_path.open("w", encoding="utf-8", errors="replace") as log_file:
-        worker_sink = line_sink(progress, log_file)
+    with CappedLog(log_path, Settings.log_limit) as log_file:
+        worker_sink = line_sink(progress, log_file, Redactor(["bench-secret-value"]))
         worker_sink("stdout", "warm-up line")  # imports and regexes compiled before the baseline
         consumed = 0
 

@@ -35,10 +35,12 @@ from instruct_lab_bot.adapters.runner import RunLimits, run_streaming, scrub_env
 from instruct_lab_bot.core.jobs import Job, State, new_job_id
 from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.progress import Progress
+from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.settings import Secret, Settings
 from instruct_lab_bot.services import logs
 from instruct_lab_bot.services.worker.app import Worker, open_worker
 from instruct_lab_bot.services.worker.ilab import line_sink
+from instruct_lab_bot.services.worker.log_file import CappedLog
 
 READY_KEY = "bench:ready"
 PROGRESS_KEY = "bench:progress"
@@ -101,12 +103,12 @@ class BenchWorker(Worker):
         # What `_run_ilab` does once the checkout exists: argv, scrubbed env, the line sink.
         workspace = self.settings.work_dir
         workspace.mkdir(parents=True, exist_ok=True)
-        with open(os.devnull, "w") as log_file:  # noqa: PTH123 - as the worker does
+        with CappedLog(workspace / "ilab.log", self.settings.log_limit) as log_file:
             run = await run_streaming(
                 [*self.settings.ilab_command, "data", "generate"],
                 cwd=workspace,
                 env=scrub_env(os.environ, secrets=self.settings.secrets()),
-                on_line=line_sink(Progress(), log_file),
+                on_line=line_sink(Progress(), log_file, Redactor(self.settings.secrets())),
                 cancel=cancel,
                 limits=RunLimits(
                     timeout=self.settings.job_timeout, kill_grace=self.settings.kill_grace

@@ -11,12 +11,16 @@ from the seed examples so tests can prove what reached it.
 Environment switches (read at run time, never at import):
   ILAB_STANDIN_MODE         ok (default) | fail | hang | hang-ignore-term | flood |
                             crash-parent (SIGKILLs the process that started it, 40% in: a
-                            poison job that takes its worker down every time)
+                            poison job that takes its worker down every time) | leak-secrets
   ILAB_STANDIN_DURATION     seconds spread over the progress steps (default 3)
   ILAB_STANDIN_FLOOD_LINES  lines printed in flood mode (default 100000)
   ILAB_STANDIN_FAIL_MESSAGE error text in fail mode
   ILAB_STANDIN_RECORD       file to append one JSON line per invocation
   ILAB_STANDIN_CHILD=1      also spawn a grandchild `sleep` in the same process group
+  ILAB_STANDIN_LEAK_FILE    in leak-secrets mode: a file of secret values, one a line, that
+                            the run prints in every way ilab prints (log lines, a progress bar,
+                            plain output, the failure message, a chat answer), as a tool that
+                            found them would
 """
 
 from __future__ import annotations
@@ -56,8 +60,8 @@ SYNTHESIZING = (
 CHAT_COMMAND_WORDS = frozenset(
     {"/q", "quit", "exit", "/h", "/a", "/c", "/m", "/n", "/d", "/p", "/md", "/s", "/l", "/lc"}
 )
-MODES = ("ok", "fail", "hang", "hang-ignore-term", "flood", "crash-parent")
-STOPPING_MODES = ("fail", "hang", "hang-ignore-term", "crash-parent")  # stop 40% in
+MODES = ("ok", "fail", "hang", "hang-ignore-term", "flood", "crash-parent", "leak-secrets")
+STOPPING_MODES = ("fail", "hang", "hang-ignore-term", "crash-parent", "leak-secrets")  # 40% in
 READER = "instructlab.sdg.utils.taxonomy"
 NOT_A_MAPPING = "The top-level element is not an object with key-value pairs."
 
@@ -420,6 +424,13 @@ class Behaviour:
     fail_message: str
     record: Path | None
     child: bool
+    leak_file: Path | None = None
+
+    def leaks(self) -> list[str]:
+        """The secret values leak-secrets mode prints (none in any other mode)."""
+        if self.mode != "leak-secrets" or self.leak_file is None:
+            return []
+        return [line for line in self.leak_file.read_text(encoding="utf-8").splitlines() if line]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Behaviour:
@@ -434,6 +445,9 @@ class Behaviour:
             ),
             record=Path(record) if record else None,
             child=env.get("ILAB_STANDIN_CHILD") == "1",
+            leak_file=Path(env["ILAB_STANDIN_LEAK_FILE"])
+            if env.get("ILAB_STANDIN_LEAK_FILE")
+            else None,
         )
 
 
@@ -866,7 +880,21 @@ def _run_pipeline(
     return 0
 
 
+def _leak(run: Run) -> int:
+    """Print each secret as ilab would print text it came across, then fail quoting them."""
+    secrets = run.behaviour.leaks()
+    for secret in secrets:
+        run.log("INFO", "instructlab.sdg.llmblock:51", f"Using credentials {secret}")
+        sys.stderr.write(f"{secret} Prompt Generation:  50%|█████     | 1/2 [00:01<00:01]\r")
+        sys.stdout.write(f"request failed: {secret}\n")
+    sys.stderr.write("\n")
+    sys.stdout.write(f"Generating dataset failed with the following error: {' '.join(secrets)}\n")
+    return 1
+
+
 def _stop_midway(run: Run) -> int:
+    if run.behaviour.mode == "leak-secrets":
+        return _leak(run)
     if run.behaviour.mode == "fail":
         sys.stdout.write(
             f"Generating dataset failed with the following error: {run.behaviour.fail_message}\n"
@@ -906,6 +934,8 @@ def chat(run: Run, opts: Mapping[str, Any], words: Sequence[str]) -> int:
     model_name = Path(os.path.normpath(model)).name
     run.sleep(min(run.behaviour.duration, 0.2))
     sys.stdout.write(f"[{model_name}] This is a stand-in answer to: {question}\n")
+    for secret in run.behaviour.leaks():
+        sys.stdout.write(f"The server said: {secret}\n")
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,27 @@ async def test_generate_failure_reports_error_and_log(
     assert "failed" in body and "teacher model" in body
     assert "<details><summary>Last log lines</summary>" in body
     assert "ilab.log" in body  # the full log is still uploaded
+
+
+async def test_a_flooded_ilab_log_is_capped_with_head_and_tail(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = 64 * 1024
+    world.settings = replace(world.settings, log_limit=limit)
+    monkeypatch.setenv("ILAB_STANDIN_MODE", "flood")
+    monkeypatch.setenv("ILAB_STANDIN_FLOOD_LINES", "20000")  # about 3 MB of log lines
+    async with run_bot(world.settings) as bot:
+        assert (await world.comment(bot))[0] == 202
+        comment = await world.result_comment()
+        log_url = next(u for u in LINK.findall(comment["body"]) if "/ilab.log?" in u)
+        status, data, _type = await download(log_url)
+    assert status == 200 and world.check_run()["conclusion"] == "success"
+    text = data.decode()
+    assert len(data) <= limit + 300
+    assert text.startswith("INFO ") and "NumExpr defaulting" in text[:2000]  # the head
+    assert "[instruct-lab-bot: " in text and "ILAB_BOT_LOG_LIMIT=65536" in text  # the cut
+    assert "[flood 1/20000]" not in text.split("[instruct-lab-bot: ")[1]
+    assert "Generation took" in text[-limit // 2 :]  # the tail: how the run ended
 
 
 async def test_generate_timeout_kills_process_group(world: World) -> None:

@@ -12,7 +12,20 @@ _TOKENISH = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9_]{20,}"  # GitHub tokens: installation, personal, OAuth, ...
     r"|github_pat_[A-Za-z0-9_]{20,}"  # fine-grained personal access tokens
     r"|v1\.[0-9a-f]{40}"  # legacy installation tokens
-    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+)"  # JWTs (the App's own)
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"  # JWTs (the App's own)
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key ids (long-lived and temporary)
+    r"|hf_[A-Za-z0-9]{30,}"  # Hugging Face tokens
+    r"|sk-(?:proj-)?[A-Za-z0-9_-]{20,})"  # OpenAI-style API keys
+)
+
+
+# A value given to a secret-looking name: `aws_secret_access_key = …`, `password: …`,
+# `"api_key": "…"`, `REDIS_PASSWORD=…`. The name stays, the value goes. It starts at the
+# keyword itself (no open-ended prefix), so it stays linear on long lines.
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?i)((?:secret(?:_access)?_key|password|passwd|api[_-]?key|secret|"
+    r"access[_-]?token|private[_-]?key)[\"']?\s{0,3}[=:]\s{0,3}[\"']?)"
+    r"(?!\*\*\*)[^\s\"',;}]{4,}"
 )
 
 
@@ -33,8 +46,9 @@ _MIN_SECRET_LINE = 16  # one line of a multi-line secret (a PEM body line) count
 
 
 class Redactor:
-    """A processor that replaces known secret values, token-shaped strings, PEM keys, URL
-    credentials and Authorization header values with `***`.
+    """A processor that replaces known secret values, token-shaped strings (GitHub, JWT, AWS
+    access key ids, Hugging Face, OpenAI-style keys), PEM keys, URL credentials, Authorization
+    header values and values given to secret-looking names (`password=`, `api_key:`) with `***`.
 
     It looks into nested dicts, lists and tuples, exceptions, and the `repr` of other objects
     (what the renderers would print), so a token cannot slip out inside a structure.
@@ -58,6 +72,7 @@ class Redactor:
         text = _PEM.sub("***", text)
         text = _URL_CREDENTIALS.sub("***@", text)
         text = _AUTH_HEADER.sub(r"\1***", text)
+        text = _SECRET_ASSIGNMENT.sub(r"\1***", text)
         return _TOKENISH.sub("***", text)
 
     def value(self, value: Any) -> Any:

@@ -183,7 +183,7 @@ class Worker:
         await self._report(job, result)
         fields = {
             "finished_at": time.time(),
-            "error": result.error[:2000],
+            "error": self.deps.redactor.redact(result.error)[:2000],
             "index_url": result.index_url,
             "generated": -1 if result.generated is None else result.generated,
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.runner import OnLine, RunLimits, RunResult, run_streaming
 from instruct_lab_bot.adapters.storage import ArtifactStore
 from instruct_lab_bot.core.jobs import Job
+from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
 
@@ -100,3 +102,9 @@ class WorkerDeps:
     store: ArtifactStore
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     tools: JobTools = field(default_factory=JobTools)
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        """The one redactor with this deployment's secrets: applied to every text the worker
+        sends out (ilab.log, check runs, comments, stored errors, precheck answers)."""
+        return Redactor(self.settings.secrets())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from typing import IO
 
 from instruct_lab_bot.adapters.git import CheckoutResult
 from instruct_lab_bot.adapters.runner import RunLimits, RunResult, scrub_env
@@ -14,7 +13,9 @@ from instruct_lab_bot.adapters.tracing import span
 from instruct_lab_bot.core.ilab_argv import generate_argv
 from instruct_lab_bot.core.job_outcome import exit_label
 from instruct_lab_bot.core.progress import Progress
+from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.services.worker.deps import WorkerDeps
+from instruct_lab_bot.services.worker.log_file import CappedLog
 from instruct_lab_bot.services.worker.reporting import Reporter
 from instruct_lab_bot.services.worker.workspace import Workspace
 
@@ -23,11 +24,15 @@ class JobFailed(Exception):
     """A failure to report on the PR as-is (its message is written for contributors)."""
 
 
-def line_sink(progress: Progress, log_file: IO[str]) -> Callable[[str, str], None]:
-    """Each output line to the log file and to the progress parser."""
+def line_sink(
+    progress: Progress, log_file: CappedLog, redactor: Redactor
+) -> Callable[[str, str], None]:
+    """Each output line, redacted, to the log file and to the progress parser: the log, the
+    check run's tail and stage, and the error text never see a secret ilab printed."""
 
     def sink(_stream: str, line: str) -> None:
-        log_file.write(line + "\n")
+        line = redactor.redact(line)
+        log_file.write_line(line)
         progress.feed(line)
 
     return sink
@@ -48,14 +53,14 @@ async def run_generate(
     limits = RunLimits(timeout=settings.job_timeout, kill_grace=settings.kill_grace)
     stop_updates = asyncio.Event()
     updater = asyncio.create_task(reporter.follow(progress, stop_updates))
-    with workspace.log_path.open("w", encoding="utf-8", errors="replace") as log_file:
+    with CappedLog(workspace.log_path, settings.log_limit) as log_file:
         try:
             with span("ilab.run", argv0=argv[0]) as current:
                 run = await deps.tools.run(
                     argv,
                     cwd=checkout.path,
                     env=env,
-                    on_line=line_sink(progress, log_file),
+                    on_line=line_sink(progress, log_file, deps.redactor),
                     cancel=cancel,
                     limits=limits,
                 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import replace
 
 import structlog
 
@@ -24,6 +25,7 @@ from instruct_lab_bot.core.job_outcome import (
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.outputs import summarize
+from instruct_lab_bot.core.precheck import Answer
 from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.services import precheck
 from instruct_lab_bot.services.worker.deps import WorkerDeps
@@ -115,6 +117,7 @@ class JobExecution:
             answers = await precheck.ask_all(
                 self.deps.settings, seeds, cwd=checkout.path, env=env, cancel=self.cancel
             )
+        answers = [self._redacted(answer) for answer in answers]
         out_dir = self.workspace.out_dir
         await asyncio.to_thread(precheck.write_results, out_dir, answers)
         state = precheck_state(self._cancelled(), [a.answer for a in answers])
@@ -127,6 +130,11 @@ class JobExecution:
             index_url=index_url,
             precheck=tuple(answers),
         )
+
+    def _redacted(self, answer: Answer) -> Answer:
+        """An answer as it may be shown: the model's text and errors are ilab output too."""
+        redact = self.deps.redactor.redact
+        return replace(answer, answer=redact(answer.answer), error=redact(answer.error))
 
     def _cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()

@@ -68,7 +68,7 @@ class Reporter:
         if not await redis_calls.record("claim_once", lambda: queue.claim_once(marker)):
             return
         pr = self.job.pull_request
-        body = messages.result_comment(self.job, result)
+        body = self.deps.redactor.redact(messages.result_comment(self.job, result))
         try:
             comment_id = await self.gh.create_comment(pr.owner, pr.name, pr.number, body)
         except GitHubError as exc:
@@ -79,6 +79,7 @@ class Reporter:
 
     async def _update(self, what: str, payload: dict[str, Any], *, droppable: bool = False) -> None:
         pr = self.job.pull_request
+        payload = self.deps.redactor.value(payload)  # titles, summaries, the log tail
         await best_effort(
             f"check_run.{what}",
             self.gh.update_check_run(
