@@ -71,3 +71,25 @@ def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:
     dotenv.write_text("ILAB_BOT_USERNAME=from-dotenv\nILAB_BOT_PORT=9000\n")
     settings = load_settings({**BASE, "ILAB_BOT_PORT": "9100"}, dotenv=dotenv)
     assert settings.username == "from-dotenv" and settings.port == 9100
+
+
+def test_log_limit_and_link_signing_key() -> None:
+    settings = load_settings(BASE, dotenv=None)
+    assert settings.log_limit == 20 * 1024 * 1024 and not settings.link_signing_key
+    key = "ab" * 32
+    env = {**BASE, "ILAB_BOT_LOG_LIMIT": "512k", "ILAB_BOT_LINK_SIGNING_KEY": key}
+    settings = load_settings(env, dotenv=None)
+    assert settings.log_limit == 512 * 1024
+    assert settings.link_signing_key.value == key and key not in repr(settings)
+    assert load_settings({**BASE, "ILAB_BOT_LOG_LIMIT": "20M"}, dotenv=None).log_limit == 20 << 20
+    for bad in ("1k", "lots", "-5"):
+        with pytest.raises(SettingsError) as info:
+            load_settings({**BASE, "ILAB_BOT_LOG_LIMIT": bad}, dotenv=None)
+        assert "ILAB_BOT_LOG_LIMIT" in str(info.value)
+
+
+def test_webhook_secret_minimum_length_never_echoes_the_value() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({**BASE, "ILAB_BOT_WEBHOOK_SECRET": "short-but-secret"}, dotenv=None)
+    assert "at least 32 characters" in str(info.value)
+    assert "short-but-secret" not in str(info.value)
