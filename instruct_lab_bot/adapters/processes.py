@@ -132,7 +132,7 @@ class Tracker:
         `token`, and (as a subreaper, when no other run is active) unmarked orphans."""
         procs = list(_processes())
         me = os.getpid()
-        lone = not (self.active - {token})
+        lone = not (self.active - {token}) and not self.spawning
         doomed = _descendants(procs, root)
         for proc in procs:
             if proc.zombie or proc.pid in (me, root) or proc.pid in doomed:

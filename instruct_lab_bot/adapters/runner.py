@@ -302,7 +302,9 @@ async def run_streaming(
 async def _spawn(
     argv: Sequence[str], cwd: Path, env: dict[str, str], exited: asyncio.Future[None]
 ) -> tuple[asyncio.SubprocessTransport, _ChildProtocol]:
+    """Start the child; until its pid is registered, sweeps leave unmarked orphans alone."""
     TRACKER.spawning += 1
+    TRACKER.active.add(env[RUN_MARKER])
     try:
         return await asyncio.get_running_loop().subprocess_exec(
             lambda: _ChildProtocol(exited),
@@ -314,6 +316,9 @@ async def _spawn(
             env=env,
             start_new_session=True,
         )
+    except BaseException:
+        TRACKER.active.discard(env[RUN_MARKER])
+        raise
     finally:
         TRACKER.spawning -= 1
 
@@ -334,7 +339,6 @@ class _Child:
         self.exited = exited
         self.consumer = consumer
         TRACKER.children.add(self.pgid)
-        TRACKER.active.add(token)
 
     def kill_all(self) -> list[int]:
         """SIGKILL the group and every other process of this run; the adopted orphans."""
