@@ -29,7 +29,7 @@ def _numbers(rows: list[Row]) -> None:
 async def test_ingest_stores_one_event_per_command_and_reports(
     redis_url: str, tmp_path: Path
 ) -> None:
-    secret = "smoke-secret"
+    secret = "smoke-secret-" + "5" * 32
     payloads = ingest.bodies(tmp_path, secret)
     port = free_port()
     server = ingest.Server(
