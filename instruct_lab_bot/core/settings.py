@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
 from instruct_lab_bot.core.command_table import DEFAULT_RESTRICTED, KNOWN_COMMANDS
+from instruct_lab_bot.core.reply_limits import ReplyLimits
 from instruct_lab_bot.core.status_auth import parse_status_auth
 
 PREFIX = "ILAB_BOT_"
@@ -93,11 +94,21 @@ class Settings:
     github_retry_deadline: float = 120.0
     github_max_attempts: int = 5
     reconcile_interval: float | None = 600.0
+    reply_limit_per_user: int = ReplyLimits.per_user
+    reply_limit_per_pr: int = ReplyLimits.per_pull_request
+    reply_limit_window: float = ReplyLimits.window
 
     @property
     def recovery_bound(self) -> float:
         """Longest a dead worker's job waits before another worker starts it."""
         return self.lease_timeout + self.heartbeat_interval
+
+    @property
+    def reply_limits(self) -> ReplyLimits:
+        """How many refusals, help and unknown-command replies one person or PR gets."""
+        return ReplyLimits(
+            self.reply_limit_per_user, self.reply_limit_per_pr, self.reply_limit_window
+        )
 
     def secrets(self) -> tuple[str, ...]:
         """Secret values, for scrubbing subprocess environments and log lines."""
@@ -364,4 +375,7 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("GITHUB_RETRY_DEADLINE", "github_retry_deadline", _parse_duration),
     ("GITHUB_MAX_ATTEMPTS", "github_max_attempts", _parse_positive_int),
     ("RECONCILE_INTERVAL", "reconcile_interval", _parse_optional_duration),
+    ("REPLY_LIMIT_PER_USER", "reply_limit_per_user", _parse_positive_int),
+    ("REPLY_LIMIT_PER_PR", "reply_limit_per_pr", _parse_positive_int),
+    ("REPLY_LIMIT_WINDOW", "reply_limit_window", _parse_duration),
 )
