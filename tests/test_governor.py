@@ -97,6 +97,19 @@ async def test_budget_grants_up_to_the_limit_and_keeps_a_reserve(
     assert await other.try_take(7, write_class=WriteClass.FINAL) > 0  # shared by every process
 
 
+async def test_replies_have_a_share_of_their_own_and_leave_the_reserve(
+    redis_clients: Callable[[], aioredis.Redis],
+) -> None:
+    budget = WriteBudget(redis_clients(), limit=8, window=2.0, reserve=0.25, reply_share=0.25)
+    assert (budget.droppable_limit, budget.reply_limit) == (6, 2)
+    replies = [await budget.try_take(7, write_class=WriteClass.REPLY) for _ in range(3)]
+    assert replies[:2] == [0, 0] and replies[2] > 0  # their own share is spent
+    progress = [await budget.try_take(7, write_class=WriteClass.PROGRESS) for _ in range(5)]
+    assert progress[:4] == [0, 0, 0, 0] and progress[4] > 0  # replies count in the total
+    finals = [await budget.try_take(7, write_class=WriteClass.FINAL) for _ in range(3)]
+    assert finals == [0, 0, finals[2]] and finals[2] > 0  # the reserve was all theirs
+
+
 async def test_a_pause_holds_every_writer(redis_clients: Callable[[], aioredis.Redis]) -> None:
     first = WriteBudget(redis_clients(), limit=5, window=1.0)
     second = WriteBudget(redis_clients(), limit=5, window=1.0)
