@@ -21,6 +21,7 @@ from instruct_lab_bot.adapters.github.rate_limits import (
 )
 from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
 from instruct_lab_bot.core.retry import RetryPolicy
+from instruct_lab_bot.core.write_gate import WriteClass
 from testkit.github_emulator import AppKey, Call, GitHubEmulator
 
 POLICY = RetryPolicy(deadline=30, base_delay=0.01, max_delay=0.05)
@@ -86,14 +87,27 @@ async def test_budget_grants_up_to_the_limit_and_keeps_a_reserve(
 ) -> None:
     budget = WriteBudget(redis_clients(), limit=5, window=2.0, reserve=0.2)
     assert budget.droppable_limit == 4
-    grants = [await budget.try_take(7, droppable=True) for _ in range(5)]
+    grants = [await budget.try_take(7, write_class=WriteClass.PROGRESS) for _ in range(5)]
     assert grants[:4] == [0, 0, 0, 0] and 0 < grants[4] <= 2.0  # progress leaves the reserve
-    assert await budget.try_take(7, droppable=False) == 0  # must-deliver may use it
-    wait = await budget.try_take(7, droppable=False)
+    assert await budget.try_take(7, write_class=WriteClass.FINAL) == 0  # must-deliver may use it
+    wait = await budget.try_take(7, write_class=WriteClass.FINAL)
     assert 0 < wait <= 2.0
-    assert await budget.try_take(8, droppable=False) == 0  # per installation
+    assert await budget.try_take(8, write_class=WriteClass.FINAL) == 0  # per installation
     other = WriteBudget(redis_clients(), limit=5, window=2.0)
-    assert await other.try_take(7, droppable=False) > 0  # shared by every process
+    assert await other.try_take(7, write_class=WriteClass.FINAL) > 0  # shared by every process
+
+
+async def test_replies_have_a_share_of_their_own_and_leave_the_reserve(
+    redis_clients: Callable[[], aioredis.Redis],
+) -> None:
+    budget = WriteBudget(redis_clients(), limit=8, window=2.0, reserve=0.25, reply_share=0.25)
+    assert (budget.droppable_limit, budget.reply_limit) == (6, 2)
+    replies = [await budget.try_take(7, write_class=WriteClass.REPLY) for _ in range(3)]
+    assert replies[:2] == [0, 0] and replies[2] > 0  # their own share is spent
+    progress = [await budget.try_take(7, write_class=WriteClass.PROGRESS) for _ in range(5)]
+    assert progress[:4] == [0, 0, 0, 0] and progress[4] > 0  # replies count in the total
+    finals = [await budget.try_take(7, write_class=WriteClass.FINAL) for _ in range(3)]
+    assert finals == [0, 0, finals[2]] and finals[2] > 0  # the reserve was all theirs
 
 
 async def test_a_pause_holds_every_writer(redis_clients: Callable[[], aioredis.Redis]) -> None:
@@ -101,9 +115,9 @@ async def test_a_pause_holds_every_writer(redis_clients: Callable[[], aioredis.R
     second = WriteBudget(redis_clients(), limit=5, window=1.0)
     await first.pause(3, 5.0)
     await first.pause(3, 1.0)  # a shorter pause never shortens a longer one
-    wait = await second.try_take(3, droppable=False)
+    wait = await second.try_take(3, write_class=WriteClass.FINAL)
     assert 4 < wait <= 5
-    assert await second.try_take(4, droppable=False) == 0
+    assert await second.try_take(4, write_class=WriteClass.FINAL) == 0
 
 
 # -- GitHubApps sharing one budget --------------------------------------------------------

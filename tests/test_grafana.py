@@ -35,6 +35,7 @@ METRICS: dict[str, str] = {
     "instruct_lab_bot_webhook_handling_seconds": "histogram",
     "instruct_lab_bot_commands_total": "counter",
     "instruct_lab_bot_jobs_enqueued_total": "counter",
+    "instruct_lab_bot_replies_silenced_total": "counter",
     # worker
     "instruct_lab_bot_jobs_started_total": "counter",
     "instruct_lab_bot_jobs_completed_total": "counter",

@@ -57,6 +57,9 @@ class FakeChecks:
         self.commented.set()
         return 900 + len(self.comments)
 
+    async def has_comment_with(self, owner: str, repo: str, number: int, marker: str) -> bool:
+        return any(marker in body for (_o, _r, _n, body) in self.comments)
+
     def kinds(self) -> list[str]:
         return [kind(p) for p in self.updates]
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
 from instruct_lab_bot.core.command_table import DEFAULT_RESTRICTED, KNOWN_COMMANDS
+from instruct_lab_bot.core.reply_limits import ReplyLimits
 from instruct_lab_bot.core.status_auth import parse_status_auth
 
 PREFIX = "ILAB_BOT_"
@@ -97,11 +98,21 @@ class Settings:
     link_signing_key: Secret = Secret("")  # hex or base64 of >= 32 bytes; "" = shared via Redis
     log_limit: int = 20 * 1024 * 1024  # bytes of `ilab.log` kept (head and tail)
     s3_secret_key: Secret = Secret("")  # AWS_SECRET_ACCESS_KEY, known only to be redacted
+    reply_limit_per_user: int = ReplyLimits.per_user
+    reply_limit_per_pr: int = ReplyLimits.per_pull_request
+    reply_limit_window: float = ReplyLimits.window
 
     @property
     def recovery_bound(self) -> float:
         """Longest a dead worker's job waits before another worker starts it."""
         return self.lease_timeout + self.heartbeat_interval
+
+    @property
+    def reply_limits(self) -> ReplyLimits:
+        """How many refusals, help and unknown-command replies one person or PR gets."""
+        return ReplyLimits(
+            self.reply_limit_per_user, self.reply_limit_per_pr, self.reply_limit_window
+        )
 
     def secrets(self) -> tuple[str, ...]:
         """Every configured secret value, for scrubbing subprocess environments and any text
@@ -431,4 +442,7 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("RECONCILE_INTERVAL", "reconcile_interval", _parse_optional_duration),
     ("LINK_SIGNING_KEY", "link_signing_key", _parse_signing_key),
     ("LOG_LIMIT", "log_limit", _parse_size),
+    ("REPLY_LIMIT_PER_USER", "reply_limit_per_user", _parse_positive_int),
+    ("REPLY_LIMIT_PER_PR", "reply_limit_per_pr", _parse_positive_int),
+    ("REPLY_LIMIT_WINDOW", "reply_limit_window", _parse_duration),
 )

@@ -4,11 +4,28 @@ GitHub punishes bursts of content-creating requests with secondary rate limits, 
 process shares one budget per installation. The GitHub adapter knows only this interface; the
 services hand it the Redis implementation (`adapters.redis.write_budget.WriteBudget`), and
 tests may hand it anything with these two methods.
+
+Writes come in three classes (`WriteClass`), so that what the bot promised always has room:
+final results may use the whole budget; replies to commands (refusals, help, unknown
+commands: what a stranger can make the bot write) get a small share of their own; progress
+updates take only what is left above the reserve.
 """
 
 from __future__ import annotations
 
+import enum
 from typing import Protocol
+
+
+class WriteClass(enum.StrEnum):
+    FINAL = "final"  # results, check-run creation and completion: wait for room, never skipped
+    REPLY = "reply"  # comments answering a command: their own small share, skipped when spent
+    PROGRESS = "progress"  # check-run progress, reactions: skipped first under pressure
+
+    @property
+    def droppable(self) -> bool:
+        """Skipped (not waited for) when the budget has no room for it."""
+        return self is not WriteClass.FINAL
 
 
 class GateUnavailable(Exception):
@@ -17,10 +34,10 @@ class GateUnavailable(Exception):
 
 
 class WriteGate(Protocol):
-    async def try_take(self, installation_id: int, *, droppable: bool) -> float:
+    async def try_take(self, installation_id: int, *, write_class: WriteClass) -> float:
         """0.0 if a write was granted (and counted), else seconds until one might be.
-        Droppable writes (progress) must leave a reserve for the others. Raises
-        `GateUnavailable` when the budget cannot be asked."""
+        Progress and replies must leave a reserve for final results; replies also stay
+        within their own share. Raises `GateUnavailable` when the budget cannot be asked."""
         ...
 
     async def pause(self, installation_id: int, seconds: float) -> None:

@@ -30,6 +30,7 @@ from instruct_lab_bot.adapters.redis.keys import (
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.command_table import GPU_COMMANDS, KNOWN_COMMANDS
 from instruct_lab_bot.core.jobs import CONCLUSIONS
+from instruct_lab_bot.core.reply_limits import ReplyReason, Silenced, is_limited
 
 log = structlog.get_logger(__name__)
 NS = "instruct_lab_bot"
@@ -134,8 +135,18 @@ class ServerMetrics:
         self.jobs_enqueued = Counter(
             f"{NS}_jobs_enqueued", "Jobs put on the jobs stream", ["command"], registry=r
         )
+        self.replies_silenced = Counter(
+            f"{NS}_replies_silenced",
+            "Replies not written: past a reply limit or the replies' write budget",
+            ["reason", "limit"],
+            registry=r,
+        )
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
+        for reason in ReplyReason:
+            if is_limited(reason):
+                for limit in Silenced:
+                    self.replies_silenced.labels(str(reason), str(limit))
         for command in KNOWN_COMMANDS:
             for outcome in ("received", "accepted", "denied"):
                 self.commands.labels(command, outcome)

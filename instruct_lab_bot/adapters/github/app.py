@@ -8,7 +8,8 @@ write budget, and every call goes through `request`:
   `retry-after` / `x-ratelimit-reset`, all within one deadline per call;
 - a per-process cap on concurrent requests;
 - for installation writes, a budget shared by every process (a `core.write_gate.WriteGate`):
-  droppable writes (progress updates) are skipped when it runs short, the others wait;
+  droppable writes (progress updates, replies to commands: `WriteClass`) are skipped when it
+  runs short, final results wait;
 - installation tokens refreshed well before they expire, and once more if GitHub refuses one;
 - `on_response(route_template, status, headers)` after every response (status None when no
   response came), for metrics.
@@ -49,7 +50,7 @@ from instruct_lab_bot.adapters.github.transport import (
 from instruct_lab_bot.adapters.tracing import span
 from instruct_lab_bot.core.retry import UNLIMITED_ATTEMPTS, RetryPolicy, jittered, retry
 from instruct_lab_bot.core.settings import Settings
-from instruct_lab_bot.core.write_gate import GateUnavailable, WriteGate
+from instruct_lab_bot.core.write_gate import GateUnavailable, WriteClass, WriteGate
 
 log = structlog.get_logger(__name__)
 TOKEN_REFRESH_MARGIN = 10 * 60  # refresh an installation token this long before it expires
@@ -99,11 +100,15 @@ class _CallState:
 
     call: ApiCall
     installation_id: int | None
-    droppable: bool
+    write_class: WriteClass
     max_attempts: int
     deadline: float
     sends: int = 0
     refreshed: bool = False
+
+    @property
+    def droppable(self) -> bool:
+        return self.write_class.droppable
 
     def advise(self, error: BaseException, _attempt: int) -> float | None:
         if not isinstance(error, _Failed) or error.advice is None:
@@ -224,7 +229,11 @@ class GitHubApp:
     # -- the one request path ---------------------------------------------------------
 
     async def request(
-        self, call: ApiCall, *, installation_id: int | None = None, droppable: bool = False
+        self,
+        call: ApiCall,
+        *,
+        installation_id: int | None = None,
+        write_class: WriteClass = WriteClass.FINAL,
     ) -> Response | None:
         """Send with retries and the write budget; None only for a skipped droppable write.
 
@@ -232,9 +241,10 @@ class GitHubApp:
         """
         loop = asyncio.get_running_loop()
         policy = self.config.retry
+        droppable = write_class.droppable
         max_attempts = policy.droppable_attempts if droppable else policy.max_attempts
         state = _CallState(
-            call, installation_id, droppable, max_attempts, loop.time() + policy.deadline
+            call, installation_id, write_class, max_attempts, loop.time() + policy.deadline
         )
         try:
             return await retry(
@@ -314,7 +324,7 @@ class GitHubApp:
 
         async def take() -> bool:
             try:
-                wait = await budget.try_take(installation_id, droppable=droppable)
+                wait = await budget.try_take(installation_id, write_class=state.write_class)
             except (GateUnavailable, OSError) as exc:
                 # Without Redis, final results still go out (GitHub's own limits and our
                 # retries still apply); progress waits for better days.
@@ -324,7 +334,10 @@ class GitHubApp:
                 return True
             if droppable:
                 log.info(
-                    "github.write_skipped", what=state.call.what, installation_id=installation_id
+                    "github.write_skipped",
+                    what=state.call.what,
+                    installation_id=installation_id,
+                    write_class=str(state.write_class),
                 )
                 return False
             raise _NoWriteSlot(wait)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from instruct_lab_bot.adapters.github.errors import GitHubError
 from instruct_lab_bot.adapters.github.transport import ApiCall, Response
 from instruct_lab_bot.core.permissions import role_from_permission
+from instruct_lab_bot.core.write_gate import WriteClass
 
 
 class Requester(Protocol):
@@ -17,7 +18,11 @@ class Requester(Protocol):
     the App, which builds installations."""
 
     async def request(
-        self, call: ApiCall, *, installation_id: int | None = None, droppable: bool = False
+        self,
+        call: ApiCall,
+        *,
+        installation_id: int | None = None,
+        write_class: WriteClass = WriteClass.FINAL,
     ) -> Response | None: ...
 
 
@@ -36,12 +41,12 @@ class Installation:
         url_vars: dict[str, Any],
         data: Any = None,
         *,
-        droppable: bool = False,
+        write_class: WriteClass = WriteClass.FINAL,
     ) -> Any:
         response = await self.app.request(
             ApiCall(what, method, url, url_vars, data),
             installation_id=self.installation_id,
-            droppable=droppable,
+            write_class=write_class,
         )
         return None if response is None else response.data
 
@@ -57,12 +62,14 @@ class Installation:
         )
 
     async def add_reaction(self, owner: str, repo: str, comment_id: int, content: str) -> None:
+        """An acknowledgement only: skipped first when the write budget runs short."""
         await self._call(
             "react to the comment",
             "POST",
             "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
             {"owner": owner, "repo": repo, "comment_id": comment_id},
             {"content": content},
+            write_class=WriteClass.PROGRESS,
         )
 
     async def create_comment(self, owner: str, repo: str, number: int, body: str) -> int:
@@ -74,6 +81,19 @@ class Installation:
             {"body": body},
         )
         return int(data["id"])
+
+    async def reply_comment(self, owner: str, repo: str, number: int, body: str) -> int | None:
+        """A reply to a command, from the replies' own share of the write budget: None when
+        that share is spent (the reply is skipped; final results keep their room)."""
+        data = await self._call(
+            "reply on the pull request",
+            "POST",
+            "/repos/{owner}/{repo}/issues/{number}/comments",
+            {"owner": owner, "repo": repo, "number": number},
+            {"body": body},
+            write_class=WriteClass.REPLY,
+        )
+        return None if data is None else int(data["id"])
 
     async def create_check_run(self, owner: str, repo: str, payload: dict[str, Any]) -> int:
         data = await self._call(
@@ -103,7 +123,7 @@ class Installation:
             "/repos/{owner}/{repo}/check-runs/{check_run_id}",
             {"owner": owner, "repo": repo, "check_run_id": check_run_id},
             payload,
-            droppable=droppable,
+            write_class=WriteClass.PROGRESS if droppable else WriteClass.FINAL,
         )
 
     # -- reads for permissions, validation and welcome ------------------------------------

@@ -24,16 +24,24 @@ DELIVERY_TTL = 7 * 24 * 3600
 HISTORY_TTL = 30 * 24 * 3600  # default for job records; settings override it
 ACTIVE_TTL = 3 * 24 * 3600  # safety net: an active-job claim never outlives a stuck job
 REDELIVERY_MARK_TTL = 4 * 24 * 3600  # > GitHub's 3-day redelivery window
+OUTBOX_TTL = 7 * 24 * 3600  # a final result GitHub would not take for a week is given up
 
 # -- indexes and singletons -------------------------------------------------------------
 ALL_JOBS_KEY = PREFIX + "jobs-by-time"  # zset: job id → created_at (status page, history)
 WORKERS_KEY = PREFIX + "workers"  # zset: worker name → last heartbeat (registry)
 RECONCILER_LOCK = PREFIX + "reconciler:lock"
 LINK_KEY = PREFIX + "link-signing-key"  # hex; generated once, shared by every process, no TTL
+OUTBOX_KEY = PREFIX + "outbox"  # zset: job id → when its final result is next due (ms)
+OUTBOX_ENTRY_PREFIX = PREFIX + "outbox:"
 
 
 def job_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}"
+
+
+def outbox_entry_key(job_id: str) -> str:
+    """A job's final result still to be posted (payload, attempts, owner of the claim)."""
+    return OUTBOX_ENTRY_PREFIX + job_id
 
 
 def delivery_key(delivery_id: str) -> str:
@@ -68,6 +76,11 @@ def github_writes_key(installation_id: int) -> str:
     return f"{PREFIX}gh:writes:{installation_id}"
 
 
+def github_reply_writes_key(installation_id: int) -> str:
+    """Sliding window of one installation's replies to commands (their own share)."""
+    return f"{PREFIX}gh:reply-writes:{installation_id}"
+
+
 def github_pause_key(installation_id: int) -> str:
     """Set while GitHub has told us to hold this installation's writes (rate limited)."""
     return f"{PREFIX}gh:pause:{installation_id}"
@@ -76,3 +89,13 @@ def github_pause_key(installation_id: int) -> str:
 def redelivered_key(guid: str) -> str:
     """Marks a webhook delivery (by GUID) the reconciler asked GitHub to redeliver."""
     return f"{PREFIX}redelivered:{guid}"
+
+
+def user_replies_key(login: str) -> str:
+    """Sliding window (zset of reply times) of the limited replies written to one person."""
+    return f"{PREFIX}replies:user:{login.lower()}"
+
+
+def pr_replies_key(owner: str, repo: str, pr_number: int) -> str:
+    """Sliding window of the limited replies written on one pull request."""
+    return f"{PREFIX}replies:pr:{owner}/{repo}#{pr_number}".lower()

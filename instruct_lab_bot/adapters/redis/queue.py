@@ -13,6 +13,8 @@ from instruct_lab_bot.adapters.redis.dead_letters import DeadLetters
 from instruct_lab_bot.adapters.redis.jobs import JobStore
 from instruct_lab_bot.adapters.redis.keys import HISTORY_TTL
 from instruct_lab_bot.adapters.redis.markers import Markers
+from instruct_lab_bot.adapters.redis.outbox import Outbox
+from instruct_lab_bot.adapters.redis.reply_limits import ReplyCounters
 from instruct_lab_bot.adapters.redis.stats import QueueStats
 from instruct_lab_bot.adapters.redis.streams import EventStream
 from instruct_lab_bot.adapters.redis.workers import WorkerRegistry
@@ -30,7 +32,9 @@ def connect(url: str) -> aioredis.Redis:
     return client
 
 
-class Queue(EventStream, JobStore, DeadLetters, WorkerRegistry, Markers, QueueStats):
+class Queue(
+    EventStream, JobStore, DeadLetters, WorkerRegistry, Markers, QueueStats, ReplyCounters, Outbox
+):
     """Thin async wrapper over one Redis connection pool."""
 
     def __init__(self, client: aioredis.Redis, *, history_ttl: int = HISTORY_TTL) -> None:

@@ -3,9 +3,11 @@
 GitHub asks integrations to keep content-creating requests (POST/PATCH/PUT/DELETE) under about
 80 a minute and punishes bursts with secondary rate limits. Every bot process counts its writes
 in one Redis sorted set per installation (a sliding window, updated by one Lua script), so the
-limit holds across replicas. Progress updates are *droppable*: they only go out while a reserve
-is left, so check-run completions and result comments always find room. A rate-limit answer
-from GitHub pauses every process's writes for that installation until GitHub's stated time.
+limit holds across replicas. Progress updates and replies to commands are *droppable*: they
+only go out while a reserve is left, so check-run completions and result comments always find
+room; replies also stay within a share of their own (`reply_share`), so a stranger flooding a
+PR with commands cannot spend the budget either. A rate-limit answer from GitHub pauses every
+process's writes for that installation until GitHub's stated time.
 
 `WriteBudget` is the Redis implementation of `core.write_gate.WriteGate`; the services hand
 one to `build_github_app`.
@@ -22,9 +24,13 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from instruct_lab_bot.adapters.redis.keys import github_pause_key, github_writes_key
+from instruct_lab_bot.adapters.redis.keys import (
+    github_pause_key,
+    github_reply_writes_key,
+    github_writes_key,
+)
 from instruct_lab_bot.adapters.redis.scripts import script
-from instruct_lab_bot.core.write_gate import GateUnavailable
+from instruct_lab_bot.core.write_gate import GateUnavailable, WriteClass
 
 log = structlog.get_logger(__name__)
 
@@ -32,8 +38,9 @@ log = structlog.get_logger(__name__)
 class WriteBudget:
     """At most `limit` writes per `window` seconds per installation, across every process.
 
-    Droppable writes are granted only while more than `reserve` (a fraction of `limit`) is
-    left, so must-deliver writes never queue behind progress updates.
+    Progress and reply writes are granted only while more than `reserve` (a fraction of
+    `limit`) is left, so final results never queue behind them; replies at most
+    `reply_share` of `limit` per window.
     """
 
     def __init__(
@@ -43,24 +50,30 @@ class WriteBudget:
         limit: int = 80,
         window: float = 60.0,
         reserve: float = 0.2,
+        reply_share: float = 0.25,
     ) -> None:
-        if limit < 1 or window <= 0 or not 0 <= reserve < 1:
-            raise ValueError("need limit >= 1, window > 0 and 0 <= reserve < 1")
+        if limit < 1 or window <= 0 or not 0 <= reserve < 1 or not 0 < reply_share <= 1:
+            raise ValueError(
+                "need limit >= 1, window > 0, 0 <= reserve < 1 and 0 < reply_share <= 1"
+            )
         self.limit = limit
         self.window = window
         self.droppable_limit = limit - math.ceil(limit * reserve)
+        self.reply_limit = min(self.droppable_limit, max(1, int(limit * reply_share)))
         self._take = script(client, "write_take")
         self._pause = script(client, "write_pause")
 
-    async def try_take(self, installation_id: int, *, droppable: bool) -> float:
+    async def try_take(self, installation_id: int, *, write_class: WriteClass) -> float:
         """0.0 if a write was granted (and counted), else seconds until one might be."""
-        allowed = self.droppable_limit if droppable else self.limit
+        allowed = self.droppable_limit if write_class.droppable else self.limit
         member = f"{time.time():.6f}-{os.urandom(6).hex()}"
+        keys = [github_writes_key(installation_id), github_pause_key(installation_id)]
+        args: list[str | int] = [int(self.window * 1000), allowed, member]
+        if write_class is WriteClass.REPLY:
+            keys.append(github_reply_writes_key(installation_id))
+            args.append(self.reply_limit)
         try:
-            wait_ms = await self._take(
-                keys=[github_writes_key(installation_id), github_pause_key(installation_id)],
-                args=[int(self.window * 1000), allowed, member],
-            )
+            wait_ms = await self._take(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             raise GateUnavailable(repr(exc)) from exc
         return int(cast(Any, wait_ms)) / 1000

@@ -59,6 +59,7 @@ from instruct_lab_bot.core.messages.generate import (
     log_text,
     progress_title,
     result_comment,
+    result_marker,
     result_summary,
     superseded,
 )
@@ -124,6 +125,7 @@ __all__ = [
     "progress_title",
     "pull_request_closed",
     "result_comment",
+    "result_marker",
     "result_summary",
     "short_sha",
     "status_ago",

@@ -162,9 +162,16 @@ def completed_title(job: Job, result: JobResult) -> str:
     return f"`{job.command}` failed"
 
 
+def result_marker(job_id: str) -> str:
+    """Hidden in a job's result comment: how a retried post finds one that already went out."""
+    return f"<!-- instruct-lab-bot:result:{job_id} -->"
+
+
 def result_comment(job: Job, result: JobResult) -> str:
-    """The one comment a finished job posts on its PR."""
-    return cut(result_summary(job, result, for_comment=True), COMMENT_LIMIT)
+    """The one comment a finished job posts on its PR (its hidden marker last)."""
+    marker = "\n\n" + result_marker(job.id)
+    body = cut(result_summary(job, result, for_comment=True), COMMENT_LIMIT - len(marker))
+    return body + marker
 
 
 def result_summary(job: Job, result: JobResult, *, for_comment: bool = False) -> str:

@@ -12,6 +12,7 @@ from instruct_lab_bot.adapters.tracing import span
 from instruct_lab_bot.core.messages.commands import denied
 from instruct_lab_bot.core.permissions import Facts, Policy, decide
 from instruct_lab_bot.core.refs import RepoRef
+from instruct_lab_bot.core.reply_limits import ReplyReason
 from instruct_lab_bot.services.dispatcher.context import Request
 from instruct_lab_bot.services.metrics import ServerMetrics
 
@@ -37,7 +38,8 @@ class Gatekeeper:
         if not decision.allowed:
             self.metrics.commands.labels(command, "denied").inc()
             log.info("command.denied", user=login, command=command, reason=decision.reason)
-            await request.reply.once(request.marker, denied(command, login, self.policy))
+            text = denied(command, login, self.policy)
+            await request.reply.once(request.marker, text, ReplyReason.DENIED)
         return decision.allowed
 
     async def _facts_for(self, gh: Installation, repo: RepoRef, login: str) -> Facts:

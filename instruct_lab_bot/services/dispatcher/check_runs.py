@@ -37,7 +37,7 @@ class CheckRunEvents:
             gh,
             pull,
             intent.sender,
-            Replies(self.deps.queue, gh, pull, delivery_id),
+            Replies(self.deps.queue, gh, pull, delivery_id, intent.sender, self.deps.reply_guard),
             marker=RETRY,
             job_id=job_id_for(delivery_id, "check-run"),
         )

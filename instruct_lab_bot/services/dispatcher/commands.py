@@ -21,6 +21,7 @@ from instruct_lab_bot.core.messages.commands import (
 )
 from instruct_lab_bot.core.messages.status import status_reply
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
+from instruct_lab_bot.core.reply_limits import ReplyReason
 from instruct_lab_bot.core.webhooks import CommandIntent
 from instruct_lab_bot.services.dispatcher.access import Gatekeeper
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
@@ -58,13 +59,16 @@ class CommandHandlers:
         except GitHubError as exc:  # an acknowledgement only: never worth losing the job for
             log.warning("dispatcher.reaction_failed", error=str(exc))
         pull = PullRequestRef(RepoRef(intent.owner, intent.repo), intent.pr_number)
-        reply = Replies(self.deps.queue, gh, pull, delivery_id)
+        reply = Replies(
+            self.deps.queue, gh, pull, delivery_id, intent.sender, self.deps.reply_guard
+        )
         username = self.deps.settings.username
         if not intent.on_pull_request:
-            await reply.once("not-a-pr", not_a_pull_request(username))
+            await reply.once("not-a-pr", not_a_pull_request(username), ReplyReason.NOT_A_PR)
             return
         if intent.truncated:
-            await reply.once("truncated", too_many_commands(len(intent.commands)))
+            text = too_many_commands(len(intent.commands))
+            await reply.once("truncated", text, ReplyReason.TRUNCATED)
         for command in intent.commands:
             request = Request(
                 gh,
@@ -84,7 +88,7 @@ class CommandHandlers:
             self.deps.metrics.commands.labels("unknown", "unknown").inc()
             name = command.name
             text = unknown_command(self.deps.settings.username, name, suggest(name))
-            await request.reply.once(request.marker, text)
+            await request.reply.once(request.marker, text, ReplyReason.UNKNOWN)
             return
         if not await self.gatekeeper.allowed(request, spec.name):
             return
@@ -94,7 +98,7 @@ class CommandHandlers:
     async def help(self, request: Request, spec: CommandSpec) -> None:
         settings = self.deps.settings
         text = help_text(settings.username, self.deps.policy, settings.required_labels)
-        await request.reply.once(request.marker, text)
+        await request.reply.once(request.marker, text, ReplyReason.HELP)
 
     async def status(self, request: Request, spec: CommandSpec) -> None:
         """The same read model as the status page; PR commenters see their private repo."""
@@ -102,7 +106,7 @@ class CommandHandlers:
         options = ReadOptions.from_settings(settings, show_private=True)
         pr = await pr_status(self.deps.queue, pull.owner, pull.name, pull.number, options)
         page = f"{settings.public_url}/repos/{pull.owner}/{pull.name}/pulls/{pull.number}"
-        await request.reply.once(request.marker, status_reply(pr, page))
+        await request.reply.once(request.marker, status_reply(pr, page), ReplyReason.STATUS)
 
     async def start_job(self, request: Request, spec: CommandSpec) -> None:
         assert spec.job_kind is not None, f"{spec.name} names no job kind"
@@ -114,4 +118,5 @@ class CommandHandlers:
 
     async def cancel(self, request: Request, spec: CommandSpec) -> None:
         stopped = await self.stopper.cancel(request.gh, request.pull, request.sender)
-        await request.reply.once(request.marker, cancelled(stopped, request.sender))
+        text = cancelled(stopped, request.sender)
+        await request.reply.once(request.marker, text, ReplyReason.CANCELLED)

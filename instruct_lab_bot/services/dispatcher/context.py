@@ -9,7 +9,7 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.permissions import Policy
 from instruct_lab_bot.core.refs import PullRequestRef
 from instruct_lab_bot.core.settings import Settings
-from instruct_lab_bot.services.dispatcher.replies import Replies
+from instruct_lab_bot.services.dispatcher.replies import Replies, ReplyGuard
 from instruct_lab_bot.services.metrics import ServerMetrics
 from instruct_lab_bot.services.validator import Validator
 
@@ -23,6 +23,10 @@ class Deps:
     metrics: ServerMetrics
     policy: Policy
     validator: Validator
+
+    @property
+    def reply_guard(self) -> ReplyGuard:
+        return ReplyGuard(self.settings.reply_limits, self.metrics)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from instruct_lab_bot.core.messages.commands import (
 )
 from instruct_lab_bot.core.messages.format import check_name
 from instruct_lab_bot.core.messages.generate import check_run_queued
+from instruct_lab_bot.core.reply_limits import ReplyReason
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
 
 log = structlog.get_logger(__name__)
@@ -68,7 +69,9 @@ class JobStarter:
             ids = await self.queue.pr_job_ids(pull.owner, pull.name, pull.number)
             source = retry_source(await self.queue.get_jobs(ids))
         if source is None:
-            await request.reply.once(request.marker, nothing_to_retry())
+            await request.reply.once(
+                request.marker, nothing_to_retry(), ReplyReason.NOTHING_TO_RETRY
+            )
             return
         await self.start(request, source.command)
 
@@ -97,16 +100,17 @@ class JobStarter:
             labels={str(label.get("name")) for label in data.get("labels") or ()},
             wanted=wanted,
         )
-        if refusal is Refusal.LABELS:
-            payload = labels_check_run(spec.name, head_sha, wanted)
-            await request.gh.create_check_run(request.pull.owner, request.pull.name, payload)
         if refusal is None:
             files = await self.deps.validator.changed_taxonomy_files(
                 request.gh, request.pull.owner, request.pull.name, request.pull.number
             )
             refusal = refusal_for_files(spec, files)
         if refusal is not None:
-            await request.reply.once(request.marker, _refusal_text(refusal, spec, wanted))
+            text, reason = _refusal_text(refusal, spec, wanted)
+            replied = await request.reply.once(request.marker, text, reason)
+            if refusal is Refusal.LABELS and replied:  # silenced: no check run either
+                payload = labels_check_run(spec.name, head_sha, wanted)
+                await request.gh.create_check_run(request.pull.owner, request.pull.name, payload)
             return None
         if spec.needs_taxonomy_change and not await self._valid(request, spec, head_sha, files):
             return None
@@ -121,7 +125,7 @@ class JobStarter:
         )
         if report.failures:
             text = validation_failed(spec.name, report.url, report.failures)
-            await request.reply.once(request.marker, text)
+            await request.reply.once(request.marker, text, ReplyReason.INVALID)
         return not report.failures
 
     async def _record(self, request: Request, job: Job) -> Job | None:
@@ -132,7 +136,8 @@ class JobStarter:
             if other is not None:
                 log.info("job.duplicate", job_id=job.id, existing=other.id)
                 url = check_run_url(self.deps.settings.github_git_url, other)
-                await request.reply.once(request.marker, already_running(other, url))
+                text = already_running(other, url)
+                await request.reply.once(request.marker, text, ReplyReason.ALREADY_RUNNING)
             return None
         if created.status == "exists":
             return await self.queue.get_job(job.id) or job
@@ -167,12 +172,14 @@ class JobStarter:
         return await gh.create_check_run(job.owner, job.repo, check_run_queued(job))
 
 
-def _refusal_text(refusal: Refusal, spec: CommandSpec, wanted: tuple[str, ...]) -> str:
+def _refusal_text(
+    refusal: Refusal, spec: CommandSpec, wanted: tuple[str, ...]
+) -> tuple[str, ReplyReason]:
     if refusal is Refusal.CLOSED:
-        return pull_request_closed(spec.name)
+        return pull_request_closed(spec.name), ReplyReason.CLOSED
     if refusal is Refusal.LABELS:
-        return labels_needed(spec.name, wanted)
-    return no_taxonomy_change(spec.name)
+        return labels_needed(spec.name, wanted), ReplyReason.LABELS
+    return no_taxonomy_change(spec.name), ReplyReason.NO_CHANGE
 
 
 def _new_job(

@@ -1,9 +1,10 @@
 """The worker process: `open_worker` wires it; `Worker` runs each stream entry to an end state.
 
-Per job: claim it atomically (queued → running), execute it under a renewed lease, report
-the end state on the PR, then store it and acknowledge the entry in one step. Anything that
-goes wrong becomes a clear `failure` on the PR rather than a silent loss; the entry is
-acknowledged only after the end state is stored.
+Per job: claim it atomically (queued → running), execute it under a renewed lease, record
+its final result in the outbox, then store the end state and acknowledge the entry in one
+step, then post the result (the outbox's drain loop retries what GitHub did not take).
+Anything that goes wrong becomes a clear `failure` on the PR rather than a silent loss; the
+entry is acknowledged only after the end state and the result to post are stored.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from instruct_lab_bot.services.worker.consumer import Consumer
 from instruct_lab_bot.services.worker.deps import WorkerDeps
 from instruct_lab_bot.services.worker.job import JobExecution
 from instruct_lab_bot.services.worker.lease import ActiveJob, hand_back, heartbeat
-from instruct_lab_bot.services.worker.reporting import Reporter
+from instruct_lab_bot.services.worker.outbox import ResultOutbox
 
 log = structlog.get_logger(__name__)
 
@@ -85,10 +86,12 @@ class Worker:
         self.settings = deps.settings
         self.name = name or consumer_name()
         self.consumer = Consumer(deps, self.name, concurrency, self._take)
+        self.outbox = ResultOutbox(deps, self.name)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Take jobs until `stop` is set, then drain running ones."""
-        await self.consumer.run(stop)
+        """Take jobs until `stop` is set, then drain running ones; meanwhile post the final
+        results still pending in the outbox."""
+        await asyncio.gather(self.consumer.run(stop), self.outbox.run(stop))
 
     async def _take(self, entry: StreamEntry, takeover: bool) -> None:
         await self.process(entry, takeover=takeover)
@@ -179,7 +182,8 @@ class Worker:
         return await JobExecution(self.deps, job, cancel).run(self.name)
 
     async def finish(self, entry: StreamEntry, job: Job, result: JobResult) -> None:
-        """Report the end state on GitHub, then store it and acknowledge in one step."""
+        """Record the final result, store the end state and acknowledge in one step, then
+        post the result on GitHub."""
         await self._report(job, result)
         fields = {
             "finished_at": time.time(),
@@ -201,10 +205,12 @@ class Worker:
             duration=round(result.duration, 3),
             stored=stored,
         )
+        await self.outbox.deliver(job.id)
 
     async def _report(self, job: Job, result: JobResult) -> None:
-        """Complete the check run and comment once, however often this job is re-run."""
-        await Reporter(self.deps, job).result(result)
+        """Record the check-run completion and the comment in the outbox, once per job
+        however often it is re-run or reported."""
+        await self.outbox.record(job, result)
 
     async def _dead_letter(self, entry: StreamEntry, job: Job) -> None:
         reason = messages.dead_letter(job, job.attempts)
@@ -212,3 +218,4 @@ class Worker:
         await self._report(job, JobResult(state=State.DEAD, duration=job.duration, error=reason))
         queue = self.deps.queue
         await redis_calls.record("dead_letter", lambda: queue.dead_letter(entry, job, reason))
+        await self.outbox.deliver(job.id)

@@ -39,6 +39,8 @@ class JobGitHub(Protocol):
 
     async def create_comment(self, owner: str, repo: str, number: int, body: str) -> int: ...
 
+    async def has_comment_with(self, owner: str, repo: str, number: int, marker: str) -> bool: ...
+
 
 class WorkerGitHub(Protocol):
     """The GitHub App as the worker uses it (`GitHubApp` is one)."""

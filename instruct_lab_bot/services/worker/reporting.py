@@ -1,8 +1,8 @@
-"""What a job tells GitHub: its check run while it runs, and its result once at the end.
+"""What a job tells GitHub while it runs: its check run's start, progress and hand-back.
 
-Check-run updates are best effort (a job that is otherwise fine never fails for them); the
-result comment is posted at most once per job, however often the job is re-run or reported,
-through a claim-once marker in Redis.
+These updates are best effort (a job that is otherwise fine never fails for them). The final
+result (check-run completion and comment) goes through the outbox (`outbox`), which keeps it
+until GitHub took it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import structlog
 from instruct_lab_bot.adapters.github import GitHubError
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.jobs import Job
-from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.services.worker import redis_calls
 from instruct_lab_bot.services.worker.deps import JobGitHub, WorkerDeps
@@ -26,7 +25,7 @@ log = structlog.get_logger(__name__)
 
 
 class Reporter:
-    """Writes one job's check run and result comment."""
+    """Writes one job's check run while it runs."""
 
     def __init__(self, deps: WorkerDeps, job: Job) -> None:
         self.deps = deps
@@ -59,23 +58,6 @@ class Reporter:
 
     async def handed_back(self) -> None:
         await self._update("requeued", messages.check_run_handed_back(self.job))
-
-    async def result(self, result: JobResult) -> None:
-        """Complete the check run and comment once, however often this job is re-run."""
-        await self._update("complete", messages.check_run_completed(self.job, result))
-        marker = f"result:{self.job.id}"
-        queue = self.deps.queue
-        if not await redis_calls.record("claim_once", lambda: queue.claim_once(marker)):
-            return
-        pr = self.job.pull_request
-        body = self.deps.redactor.redact(messages.result_comment(self.job, result))
-        try:
-            comment_id = await self.gh.create_comment(pr.owner, pr.name, pr.number, body)
-        except GitHubError as exc:
-            await redis_calls.record("release_once", lambda: queue.release_once(marker))
-            log.error("job.comment_failed", error=str(exc))
-            return
-        await redis_calls.best_effort(queue.update_job(self.job.id, result_comment_id=comment_id))
 
     async def _update(self, what: str, payload: dict[str, Any], *, droppable: bool = False) -> None:
         pr = self.job.pull_request

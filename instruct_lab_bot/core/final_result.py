@@ -1,0 +1,63 @@
+"""What a finished job must tell GitHub, as one record the outbox keeps until it is posted
+(pure): the check run's completion and the result comment, whose hidden marker lets a retry
+see that an earlier attempt's comment went out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from instruct_lab_bot.core.jobs import Job
+from instruct_lab_bot.core.messages.generate import (
+    JobResult,
+    check_run_completed,
+    result_comment,
+    result_marker,
+)
+
+
+@dataclass(frozen=True)
+class FinalResult:
+    job_id: str
+    installation_id: int
+    owner: str
+    repo: str
+    pr_number: int
+    check_run_id: int  # 0: the job has no check run to complete
+    check_run: dict[str, Any]
+    comment: str
+
+    @property
+    def marker(self) -> str:
+        return result_marker(self.job_id)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> FinalResult:
+        data = json.loads(text)
+        return cls(
+            job_id=str(data["job_id"]),
+            installation_id=int(data["installation_id"]),
+            owner=str(data["owner"]),
+            repo=str(data["repo"]),
+            pr_number=int(data["pr_number"]),
+            check_run_id=int(data["check_run_id"]),
+            check_run=dict(data["check_run"]),
+            comment=str(data["comment"]),
+        )
+
+
+def final_result(job: Job, result: JobResult) -> FinalResult:
+    return FinalResult(
+        job_id=job.id,
+        installation_id=job.installation_id,
+        owner=job.owner,
+        repo=job.repo,
+        pr_number=job.pr_number,
+        check_run_id=job.check_run_id,
+        check_run=check_run_completed(job, result),
+        comment=result_comment(job, result),
+    )

@@ -1,0 +1,142 @@
+"""Final results, delivered from the outbox until GitHub takes them.
+
+A job's check-run completion and result comment are recorded in Redis (`record`) before the
+job is acknowledged, then posted at once (`deliver`); whatever GitHub did not take (an
+outage, a secondary rate limit, a spent budget) or a dead process left behind is posted by
+the drain loop of any worker (`run`), with backoff, even after restarts. Exactly once: a job's
+result is recorded once, each entry is leased to one poster at a time, and a retry first looks
+for the comment's hidden marker on the PR in case an earlier attempt posted it and died before
+settling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+
+import structlog
+
+from instruct_lab_bot.adapters.github import GitHubError
+from instruct_lab_bot.adapters.redis.outbox import ClaimedResult
+from instruct_lab_bot.core.final_result import FinalResult, final_result
+from instruct_lab_bot.core.jobs import Job
+from instruct_lab_bot.core.messages import JobResult
+from instruct_lab_bot.core.retry import RetryPolicy
+from instruct_lab_bot.services.worker import redis_calls
+from instruct_lab_bot.services.worker.deps import WorkerDeps
+
+log = structlog.get_logger(__name__)
+
+#: Between attempts at one entry: 1 s doubling to 5 minutes, for as long as the entry lives.
+OUTBOX_BACKOFF = RetryPolicy(base_delay=1.0, max_delay=300.0)
+BATCH = 10
+
+
+class ResultOutbox:
+    def __init__(self, deps: WorkerDeps, owner: str) -> None:
+        self.deps = deps
+        self.owner = owner
+        self.lease = deps.settings.lease_timeout
+
+    async def record(self, job: Job, result: JobResult) -> None:
+        """Keep the job's final result until it is posted (once per job: a re-run or a
+        second report of the same job records nothing more)."""
+        final = final_result(job, result)
+        redactor = self.deps.redactor
+        final = replace(
+            final,
+            check_run=redactor.value(final.check_run),
+            comment=redactor.redact(final.comment),
+        )
+        payload = final.to_json()
+        queue = self.deps.queue
+        if not await redis_calls.record("outbox_put", lambda: queue.put_result(job.id, payload)):
+            log.info("job.result_recorded_before", job_id=job.id)
+
+    async def deliver(self, job_id: str) -> None:
+        """Post one job's result now, unless another poster holds it or it is not due."""
+        try:
+            claimed = await self.deps.queue.claim_results(self.owner, self.lease, job_id=job_id)
+        except redis_calls.REDIS_ERRORS as exc:
+            log.warning("outbox.unavailable", error=repr(exc))
+            return
+        for entry in claimed:
+            await self._post(entry)
+
+    async def drain(self) -> int:
+        """Post the results that are due; how many were tried."""
+        claimed = await self.deps.queue.claim_results(self.owner, self.lease, count=BATCH)
+        for entry in claimed:
+            await self._post(entry)
+        return len(claimed)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Drain until `stop`: at once at start (a restarted process picks up what is
+        pending), then every heartbeat interval."""
+        interval = self.deps.settings.heartbeat_interval
+        while not stop.is_set():
+            tried = 0
+            try:
+                tried = await self.drain()
+            except redis_calls.REDIS_ERRORS as exc:
+                log.warning("outbox.unavailable", error=repr(exc))
+            if tried < BATCH:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+
+    async def _post(self, claimed: ClaimedResult) -> None:
+        entry = FinalResult.from_json(claimed.payload)
+        renewing = asyncio.create_task(self._renew(claimed.job_id))
+        try:
+            comment_id = await self._send(entry, claimed.attempts)
+        except GitHubError as exc:
+            await self._failed(claimed, exc)
+            return
+        finally:
+            renewing.cancel()
+        queue = self.deps.queue
+        await redis_calls.best_effort(queue.result_done(claimed.job_id, self.owner))
+        log.info("job.result_posted", job_id=entry.job_id, attempts=claimed.attempts)
+        if comment_id is not None:
+            update = queue.update_job(entry.job_id, result_comment_id=comment_id)
+            await redis_calls.best_effort(update)
+
+    async def _send(self, entry: FinalResult, attempts: int) -> int | None:
+        """Complete the check run (idempotent), then comment unless a comment with the
+        entry's marker is on the PR already; the new comment's id, if one was posted."""
+        gh = self.deps.github.installation(entry.installation_id)
+        if entry.check_run_id:
+            await gh.update_check_run(entry.owner, entry.repo, entry.check_run_id, entry.check_run)
+        if attempts > 1 and await gh.has_comment_with(
+            entry.owner, entry.repo, entry.pr_number, entry.marker
+        ):
+            log.info("job.result_found_posted", job_id=entry.job_id)
+            return None
+        return await gh.create_comment(entry.owner, entry.repo, entry.pr_number, entry.comment)
+
+    async def _failed(self, claimed: ClaimedResult, exc: GitHubError) -> None:
+        queue = self.deps.queue
+        if not exc.transient:  # GitHub refuses it for good (e.g. the PR or the App is gone)
+            log.error("job.result_undeliverable", job_id=claimed.job_id, error=str(exc))
+            await redis_calls.best_effort(queue.result_done(claimed.job_id, self.owner))
+            return
+        delay = OUTBOX_BACKOFF.backoff(claimed.attempts)
+        log.warning(
+            "job.result_retry",
+            job_id=claimed.job_id,
+            error=str(exc),
+            attempts=claimed.attempts,
+            retry_in=round(delay, 2),
+        )
+        await redis_calls.best_effort(queue.retry_result(claimed.job_id, self.owner, delay))
+
+    async def _renew(self, job_id: str) -> None:
+        """Keep the claim while posting takes long (GitHub's retries, budget waits)."""
+        interval = self.deps.settings.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(*redis_calls.REDIS_ERRORS):
+                if not await self.deps.queue.renew_result(job_id, self.owner, self.lease):
+                    log.warning("outbox.claim_lost", job_id=job_id)
+                    return
