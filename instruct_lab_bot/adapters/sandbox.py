@@ -89,10 +89,10 @@ def ilab_command(
     home = workspace / "home"
     home.mkdir(parents=True, exist_ok=True)
     env = child_env(environ, settings.ilab_env, home=home, path=environ.get("PATH", os.defpath))
-    inner = [*_limits(settings), *argv]
     if settings.sandbox == "off":
-        return IlabCommand(inner, env)
-    return IlabCommand(sandbox_argv(_plan(settings, workspace, cwd.resolve()), inner), env)
+        return IlabCommand([*_limits(settings), *argv], env)
+    plan = _plan(settings, workspace, cwd.resolve())
+    return IlabCommand(sandbox_argv(plan, [*_limits(settings), *argv]), env)
 
 
 def _limits(settings: Settings) -> list[str]:
