@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CACHE ?= .cache
 
-.PHONY: install redis promtool chromium testdata demo server worker test lint bench deploy-check clean
+.PHONY: install redis bwrap promtool chromium testdata demo server worker test lint bench deploy-check clean
 
 $(STAMP): pyproject.toml testkit/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ redis:
 	@command -v redis-server >/dev/null || { \
 	  echo "redis-server missing: installing it with apt"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+# bubblewrap: workers run `ilab` in it (README "Security"); the tests and the demo run real jobs.
+bwrap:
+	@command -v bwrap >/dev/null || { \
+	  echo "bwrap missing: installing Debian's bubblewrap with apt"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }
 
 # promtool (Debian's prometheus package) checks and unit-tests grafana/alerts.
 promtool:
@@ -39,7 +45,7 @@ chromium:
 testdata: $(STAMP)
 	$(PY) -m testkit.testdata --cache $(CACHE)
 
-demo: install redis testdata
+demo: install redis bwrap testdata
 	$(PY) -m testkit.demo
 
 server: install
@@ -48,7 +54,7 @@ server: install
 worker: install
 	$(VENV)/bin/instruct-lab-bot worker
 
-test: install redis promtool chromium testdata
+test: install redis bwrap promtool chromium testdata
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 deploy-check: install promtool

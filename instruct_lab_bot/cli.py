@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.concurrency < 1:
             print("instruct-lab-bot: --concurrency must be at least 1", file=sys.stderr)
             return 2
-        return asyncio.run(run_worker(settings, args.concurrency, args.metrics_port))
+        return start_worker(settings, args.concurrency, args.metrics_port)
     if args.command == "dlq":
         if args.action != "list" and not args.entry:
             print(f"instruct-lab-bot: dlq {args.action} needs an entry id", file=sys.stderr)
@@ -170,6 +170,18 @@ def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
         shutdown_timeout=30,
     )
     return 0
+
+
+def start_worker(settings: Settings, concurrency: int, metrics_port: int) -> int:
+    """The worker process: not dumpable (its secrets stay out of /proc), ilab sandboxed."""
+    from instruct_lab_bot.adapters.sandbox import SandboxUnavailable, set_non_dumpable
+
+    set_non_dumpable()
+    try:
+        return asyncio.run(run_worker(settings, concurrency, metrics_port))
+    except SandboxUnavailable as exc:
+        print(f"instruct-lab-bot: worker not started: {exc}", file=sys.stderr)
+        return 2
 
 
 async def run_worker(settings: Settings, concurrency: int, metrics_port: int = 0) -> int:

@@ -28,12 +28,13 @@ import aiohttp
 import redis.asyncio as aioredis
 import structlog
 
+from instruct_lab_bot.adapters.sandbox import SandboxUnavailable
 from instruct_lab_bot.core.settings import Secret, Settings
 from instruct_lab_bot.core.webhooks import sign
 from instruct_lab_bot.services import logs
 
 from .github_emulator import GitHubEmulator, generate_app_key
-from .harness import run_bot
+from .harness import RunningBot, run_bot
 from .openapi import OpenAPISpec
 from .payloads import pr_comment
 from .redis_server import RedisUnavailable, running_redis
@@ -173,6 +174,7 @@ async def sandbox(
                 work_dir=var / "work",
                 progress_interval=progress_interval,
                 job_timeout=3600.0,
+                ilab_env=("ILAB_STANDIN_*",),  # the stand-in's switches; nothing else passes
             )
             if log_file is None:
                 log_file = stack.enter_context((var / "bot.log").open("w", encoding="utf-8"))
@@ -185,8 +187,12 @@ async def sandbox(
 
 async def demo(keep_serving: bool) -> None:
     var = Path.cwd() / "var" / "demo"
-    async with sandbox(var, ilab_command=pick_ilab()) as box, run_bot(box.settings) as bot:
+    async with sandbox(var, ilab_command=pick_ilab()) as box, start_bot(box.settings) as bot:
         say(f"bot:       server + dispatcher at {bot.url}, one worker (logs: var/demo/bot.log)")
+        say(
+            "sandbox:   ilab runs in bubblewrap: own user and pid namespaces, no network, "
+            "read-only root, only its job's folder writable, the App key and other jobs hidden"
+        )
         say()
         comment = await play(box.gh, bot.webhook_url, box.settings, box.paths)
         await show_artifacts(comment)
@@ -195,6 +201,16 @@ async def demo(keep_serving: bool) -> None:
             say(f"\nThe bot keeps serving the links above at {bot.url}; Ctrl-C to stop.")
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.Event().wait()
+
+
+@contextlib.asynccontextmanager
+async def start_bot(settings: Settings) -> AsyncIterator[RunningBot]:
+    """The bot, or a clear exit when ilab's sandbox cannot run here."""
+    try:
+        async with run_bot(settings) as bot:
+            yield bot
+    except SandboxUnavailable as exc:
+        raise SystemExit(f"demo: {exc}\n(`make demo` installs bubblewrap)") from None
 
 
 async def play(

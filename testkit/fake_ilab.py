@@ -21,6 +21,8 @@ Environment switches (read at run time, never at import):
                             the run prints in every way ilab prints (log lines, a progress bar,
                             plain output, the failure message, a chat answer), as a tool that
                             found them would
+  ILAB_STANDIN_MODE=attack-environ|attack-files|attack-network|attack-fork: behave like a
+                            hostile ilab instead (testkit/ilab_attacks.py says what each tries)
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TextIO
+
+from testkit.ilab_attacks import ATTACKS, run_attack
 
 ILAB_VERSION = "0.18.4"
 DEFAULT_GENERATE_MODEL = "~/.cache/instructlab/models/mistral-7b-instruct-v0.2.Q4_K_M.gguf"
@@ -60,7 +64,16 @@ SYNTHESIZING = (
 CHAT_COMMAND_WORDS = frozenset(
     {"/q", "quit", "exit", "/h", "/a", "/c", "/m", "/n", "/d", "/p", "/md", "/s", "/l", "/lc"}
 )
-MODES = ("ok", "fail", "hang", "hang-ignore-term", "flood", "crash-parent", "leak-secrets")
+MODES = (
+    "ok",
+    "fail",
+    "hang",
+    "hang-ignore-term",
+    "flood",
+    "crash-parent",
+    "leak-secrets",
+    *ATTACKS,
+)
 STOPPING_MODES = ("fail", "hang", "hang-ignore-term", "crash-parent", "leak-secrets")  # 40% in
 READER = "instructlab.sdg.utils.taxonomy"
 NOT_A_MAPPING = "The top-level element is not an object with key-value pairs."
@@ -1041,6 +1054,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.stderr.write(f"ilab-standin: unknown ILAB_STANDIN_MODE {behaviour.mode!r}\n")
         sys.exit(3)
     run = Run(behaviour, args, IlabLog(sys.stderr))
+    if behaviour.mode in ATTACKS:
+        run.write_record()
+        out = args[args.index("--output-dir") + 1] if "--output-dir" in args[:-1] else None
+        sys.exit(run_attack(behaviour.mode, Path(out) if out else None))
     if behaviour.child:
         run.child = subprocess.Popen(
             ["sleep", "3600"],

@@ -137,7 +137,10 @@ async def test_sigterm_hands_the_job_back_at_once(
 async def test_poison_job_goes_to_dead_letters_after_max_deliveries(
     world: World, worker_processes: StartWorker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = fast(world, max_deliveries=3)
+    # Unsandboxed on purpose: the stand-in takes its worker down by SIGKILLing its parent,
+    # which the sandbox stops (tests/security/test_sandbox.py); a real poison job would do it
+    # another way (the kernel's OOM killer, a driver fault).
+    settings = fast(world, max_deliveries=3, sandbox="off")
     monkeypatch.setenv("ILAB_STANDIN_MODE", "crash-parent")
     monkeypatch.setenv("ILAB_STANDIN_DURATION", "0.5")
     workers: list[WorkerProcess] = []

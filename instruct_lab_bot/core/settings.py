@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
 from instruct_lab_bot.core.command_table import DEFAULT_RESTRICTED, KNOWN_COMMANDS
 from instruct_lab_bot.core.reply_limits import ReplyLimits
+from instruct_lab_bot.core.sandbox import ResourceLimits, parse_count, parse_env_names, parse_size
 from instruct_lab_bot.core.status_auth import parse_status_auth
 
 PREFIX = "ILAB_BOT_"
@@ -101,6 +102,16 @@ class Settings:
     reply_limit_per_user: int = ReplyLimits.per_user
     reply_limit_per_pr: int = ReplyLimits.per_pull_request
     reply_limit_window: float = ReplyLimits.window
+    # How `ilab` runs (core/sandbox.py): bubblewrap or, only when chosen, unsandboxed.
+    github_private_key_file: str = ""  # masked in the sandbox
+    sandbox: str = "bwrap"
+    sandbox_network: str = "none"
+    sandbox_writable: tuple[Path, ...] = ()
+    sandbox_hide: tuple[Path, ...] = ()
+    ilab_env: tuple[str, ...] = ()
+    ilab_memory_limit: int | None = ResourceLimits.memory
+    ilab_max_processes: int | None = ResourceLimits.processes
+    ilab_max_file_size: int | None = ResourceLimits.file_size
 
     @property
     def recovery_bound(self) -> float:
@@ -289,6 +300,7 @@ def _load_github_app(
         )
         return
     if pem_file:
+        values["github_private_key_file"] = pem_file
         try:
             pem = read_file(pem_file)
         except OSError as exc:
@@ -389,6 +401,23 @@ def _parse_artifacts_url(text: str) -> str:
     return text
 
 
+def _parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _parse_paths(text: str) -> tuple[Path, ...]:
+    paths = tuple(Path(item) for item in _parse_list(text))
+    for path in paths:
+        if not path.is_absolute():
+            raise ValueError(f"{str(path)!r} is not an absolute path")
+    return paths
+
+
 def _check_lease(values: Mapping[str, object], problems: list[str]) -> None:
     heartbeat = float(values.get("heartbeat_interval", Settings.heartbeat_interval))  # type: ignore[arg-type]
     lease = float(values.get("lease_timeout", Settings.lease_timeout))  # type: ignore[arg-type]
@@ -445,4 +474,12 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("REPLY_LIMIT_PER_USER", "reply_limit_per_user", _parse_positive_int),
     ("REPLY_LIMIT_PER_PR", "reply_limit_per_pr", _parse_positive_int),
     ("REPLY_LIMIT_WINDOW", "reply_limit_window", _parse_duration),
+    ("SANDBOX", "sandbox", _parse_choice("bwrap", "off")),
+    ("SANDBOX_NETWORK", "sandbox_network", _parse_choice("none", "host")),
+    ("SANDBOX_WRITABLE", "sandbox_writable", _parse_paths),
+    ("SANDBOX_HIDE", "sandbox_hide", _parse_paths),
+    ("ILAB_ENV", "ilab_env", parse_env_names),
+    ("ILAB_MEMORY_LIMIT", "ilab_memory_limit", parse_size),
+    ("ILAB_MAX_PROCESSES", "ilab_max_processes", parse_count),
+    ("ILAB_MAX_FILE_SIZE", "ilab_max_file_size", parse_size),
 )

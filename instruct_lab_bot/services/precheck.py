@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
 from instruct_lab_bot.adapters.runner import RunLimits, run_streaming
+from instruct_lab_bot.adapters.sandbox import ilab_command
 from instruct_lab_bot.core.precheck import Answer, Seed, chat_argv, prompt
 from instruct_lab_bot.core.settings import Settings
 
@@ -59,7 +60,7 @@ async def ask(
     seed: Seed,
     *,
     cwd: Path,
-    env: Mapping[str, str],
+    workspace: Path,
     cancel: asyncio.Event | None,
 ) -> Answer:
     stdout: list[str] = []
@@ -74,10 +75,12 @@ async def ask(
         (stdout if stream == "stdout" else stderr).append(line)
 
     try:
+        argv = chat_argv(settings, prompt(seed))
+        command = ilab_command(settings, argv, workspace=workspace, cwd=cwd)
         result = await run_streaming(
-            chat_argv(settings, prompt(seed)),
+            command.argv,
             cwd=cwd,
-            env=env,
+            env=command.env,
             on_line=collect,
             cancel=cancel,
             limits=RunLimits(
@@ -101,7 +104,7 @@ async def ask_all(
     seeds: Sequence[Seed],
     *,
     cwd: Path,
-    env: Mapping[str, str],
+    workspace: Path,
     cancel: asyncio.Event | None,
 ) -> list[Answer]:
     slots = asyncio.Semaphore(settings.precheck_concurrency)
@@ -110,7 +113,7 @@ async def ask_all(
         async with slots:
             if cancel is not None and cancel.is_set():
                 return Answer(seed.path, seed.question, seed.answer, "", "cancelled")
-            return await ask(settings, seed, cwd=cwd, env=env, cancel=cancel)
+            return await ask(settings, seed, cwd=cwd, workspace=workspace, cancel=cancel)
 
     return list(await asyncio.gather(*(one(seed) for seed in seeds)))
 

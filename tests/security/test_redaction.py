@@ -62,7 +62,8 @@ def leaky(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict
         s3_secret_key=Secret(S3_SECRET),
     )
     printed = leaks(world.settings)
-    leak_file = tmp_path / "leaks.txt"
+    # Beside the stand-in's record: a folder the sandbox shows ilab (its /tmp is private).
+    leak_file = world.record.path.parent / "leaks.txt"
     leak_file.write_text("\n".join(printed) + "\n", encoding="utf-8")
     monkeypatch.setenv("ILAB_STANDIN_MODE", "leak-secrets")
     monkeypatch.setenv("ILAB_STANDIN_LEAK_FILE", str(leak_file))

@@ -23,6 +23,7 @@ from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
 from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
+from instruct_lab_bot.adapters.sandbox import check_sandbox
 from instruct_lab_bot.adapters.storage import link_signing_key, open_store
 from instruct_lab_bot.adapters.tracing import continue_trace, record_span, span
 from instruct_lab_bot.core import messages
@@ -49,7 +50,13 @@ async def open_worker(
     name: str | None = None,
     metrics: WorkerMetrics | None = None,
 ) -> AsyncIterator[Worker]:
-    """A worker with its Redis pool, HTTP session and artifact store, closed on exit."""
+    """A worker with its Redis pool, HTTP session and artifact store, closed on exit.
+
+    Refuses to start (SandboxUnavailable, naming the fix) when ilab's sandbox cannot work.
+    """
+    warning = await check_sandbox(settings)
+    if warning:
+        log.warning("sandbox.off", warning=warning)
     metrics = metrics or WorkerMetrics()
     queue = Queue.from_url(settings.redis_url, history_ttl=settings.job_history_ttl)
     store = open_store(

@@ -4,11 +4,11 @@ progress the check run shows, within the job's time limit and cancel."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 
 from instruct_lab_bot.adapters.git import CheckoutResult
-from instruct_lab_bot.adapters.runner import RunLimits, RunResult, scrub_env
+from instruct_lab_bot.adapters.runner import RunLimits, RunResult
+from instruct_lab_bot.adapters.sandbox import ilab_command
 from instruct_lab_bot.adapters.tracing import span
 from instruct_lab_bot.core.ilab_argv import generate_argv
 from instruct_lab_bot.core.job_outcome import exit_label
@@ -49,17 +49,17 @@ async def run_generate(
     """Run ilab while `reporter` follows its progress; JobFailed if it cannot start."""
     settings = deps.settings
     argv = generate_argv(settings, checkout.path, checkout.base_ref, workspace.out_dir)
-    env = scrub_env(os.environ, secrets=settings.secrets())
     limits = RunLimits(timeout=settings.job_timeout, kill_grace=settings.kill_grace)
     stop_updates = asyncio.Event()
     updater = asyncio.create_task(reporter.follow(progress, stop_updates))
     with CappedLog(workspace.log_path, settings.log_limit) as log_file:
         try:
             with span("ilab.run", argv0=argv[0]) as current:
+                command = ilab_command(settings, argv, workspace=workspace.root, cwd=checkout.path)
                 run = await deps.tools.run(
-                    argv,
+                    command.argv,
                     cwd=checkout.path,
-                    env=env,
+                    env=command.env,
                     on_line=line_sink(progress, log_file, deps.redactor),
                     cancel=cancel,
                     limits=limits,

@@ -4,7 +4,6 @@ outputs uploaded. Every failure becomes a `JobResult` for the PR, never an excep
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import replace
 
@@ -12,7 +11,6 @@ import structlog
 
 from instruct_lab_bot.adapters.git import CheckoutResult, GitError
 from instruct_lab_bot.adapters.github import GitHubError
-from instruct_lab_bot.adapters.runner import scrub_env
 from instruct_lab_bot.adapters.storage import StorageError
 from instruct_lab_bot.adapters.tracing import span
 from instruct_lab_bot.core import messages
@@ -112,10 +110,13 @@ class JobExecution:
         """Ask the model each seed question; compare with the contributor's answers."""
         files = [f for f in self.job.files.split(",") if f]
         seeds = await asyncio.to_thread(precheck.read_seeds, checkout.path, files)
-        env = scrub_env(os.environ, secrets=self.deps.settings.secrets())
         with span("precheck.ask", questions=len(seeds)):
             answers = await precheck.ask_all(
-                self.deps.settings, seeds, cwd=checkout.path, env=env, cancel=self.cancel
+                self.deps.settings,
+                seeds,
+                cwd=checkout.path,
+                workspace=self.workspace.root,
+                cancel=self.cancel,
             )
         answers = [self._redacted(answer) for answer in answers]
         out_dir = self.workspace.out_dir
