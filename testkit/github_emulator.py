@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
 import math
+import posixpath
 import secrets
 import socket
 import time
@@ -280,6 +282,8 @@ class GitHubEmulator:
         self._teams: dict[tuple[str, str], dict[str, str]] = {}
         self._org_members: set[tuple[str, str]] = set()
         self._contents: dict[tuple[str, str, str, str], bytes] = {}
+        self._links: dict[tuple[str, str, str, str], JSON] = {}  # symlinks and submodules
+        self._commit_files: dict[tuple[str, str, str], Pull] = {}  # head sha → PR at that sha
         self._labels: dict[tuple[str, str, int], list[str]] = {}
         self._label_ids: dict[tuple[str, str, str], int] = {}
         self._statuses: list[tuple[str, str, str, JSON]] = []
@@ -459,7 +463,13 @@ class GitHubEmulator:
         if (pull.head_owner, pull.head_repo) != (owner, repo):
             self._repo(pull.head_owner, pull.head_repo)
         self._pulls[(owner, repo, number)] = pull
+        self._remember_head(pull)
         return pull
+
+    def _remember_head(self, pull: Pull) -> None:
+        """The compare API answers for every head a PR ever had, with the files it had then."""
+        snapshot = dataclasses.replace(pull, files=copy.deepcopy(pull.files))
+        self._commit_files[(pull.owner, pull.repo, pull.head_sha)] = snapshot
 
     def update_pull(self, owner: str, repo: str, number: int, **changes: Any) -> Pull:
         """Change fields of a pull request (e.g. a new `head_sha` after a push)."""
@@ -471,6 +481,8 @@ class GitHubEmulator:
                 value = [{"filename": f} if isinstance(f, str) else dict(f) for f in value]
             setattr(pull, name, value)
         pull.updated_at = _now()
+        if {"head_sha", "files"} & set(changes):
+            self._remember_head(pull)
         return pull
 
     def add_comment(
@@ -506,6 +518,24 @@ class GitHubEmulator:
         """A file served by the contents API (`ref` defaults to the default branch)."""
         data = content.encode() if isinstance(content, str) else content
         self._contents[(owner, repo, ref or self._repo(owner, repo).default_branch, path)] = data
+
+    def set_link(
+        self,
+        owner: str,
+        repo: str,
+        path: str,
+        *,
+        ref: str,
+        target: str | None = None,
+        submodule_url: str | None = None,
+    ) -> None:
+        """`path` at `ref` is a symbolic link to `target` or a submodule of `submodule_url`.
+
+        As on GitHub, the contents API answers a link to a file that exists at `ref` with
+        that file (under the target's path), and any other link with the link itself."""
+        kind = "symlink" if submodule_url is None else "submodule"
+        entry: JSON = {"type": kind, "target": target, "submodule_git_url": submodule_url}
+        self._links[(owner, repo, ref, path)] = entry
 
     def add_hook_delivery(
         self,
@@ -902,6 +932,7 @@ class GitHubEmulator:
             ("GET", "/orgs/{org}/teams/{team_slug}/memberships/{username}"): self._get_team_member,
             ("GET", "/orgs/{org}/members/{username}"): self._get_org_member,
             ("GET", f"{repo}/contents/{{path}}"): self._get_content,
+            ("GET", f"{repo}/compare/{{basehead}}"): self._compare,
             ("POST", f"{repo}/issues/{{issue_number}}/labels"): self._add_labels,
             ("DELETE", f"{repo}/issues/{{issue_number}}/labels/{{name}}"): self._remove_label,
             ("POST", f"{repo}/statuses/{{sha}}"): self._create_status,
@@ -1457,21 +1488,36 @@ class GitHubEmulator:
         owner, repo = self._require_repo(ctx)
         path = ctx.params["path"]
         ref = ctx.query.get("ref") or self._repos[(owner, repo)].default_branch
+        link = self._links.get((owner, repo, ref, path))
+        if link is not None:
+            target = posixpath.normpath(
+                posixpath.join(posixpath.dirname(path), link["target"] or "")
+            )
+            if link["type"] == "symlink" and (owner, repo, ref, target) in self._contents:
+                path = target  # GitHub follows a link to a file in the repository
+            else:
+                return _Reply(200, self._link_body(owner, repo, ref, path, link))
         data = self._contents.get((owner, repo, ref, path))
         if data is None:
             raise _HTTPError(404)
+        body = self._content_links(owner, repo, ref, path, data)
+        big = len(data) > 1024 * 1024  # GitHub sends no content for files over 1 MB
+        body.update(
+            type="file",
+            encoding="none" if big else "base64",
+            content="" if big else base64.encodebytes(data).decode(),
+        )
+        return _Reply(200, body)
+
+    def _content_links(self, owner: str, repo: str, ref: str, path: str, data: bytes) -> JSON:
         sha = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
-        encoded = base64.encodebytes(data).decode()
         url = self._api(f"/repos/{owner}/{repo}/contents/{quote(path)}?ref={quote(ref)}")
         git_url = self._api(f"/repos/{owner}/{repo}/git/blobs/{sha}")
         html_url = f"{HTML_BASE}/{owner}/{repo}/blob/{ref}/{quote(path)}"
-        body = {
-            "type": "file",
-            "encoding": "base64",
+        return {
             "size": len(data),
             "name": path.rsplit("/", 1)[-1],
             "path": path,
-            "content": encoded,
             "sha": sha,
             "url": url,
             "git_url": git_url,
@@ -1479,6 +1525,46 @@ class GitHubEmulator:
             "download_url": f"https://raw.githubusercontent.com/{owner}/{repo}/{ref}/{quote(path)}",
             "_links": {"self": url, "git": git_url, "html": html_url},
         }
+
+    def _link_body(self, owner: str, repo: str, ref: str, path: str, link: JSON) -> JSON:
+        if link["type"] == "symlink":
+            target = str(link["target"])
+            body = self._content_links(owner, repo, ref, path, target.encode())
+            body.update(type="symlink", target=target)
+            return body
+        body = self._content_links(owner, repo, ref, path, b"")
+        body.update(type="submodule", submodule_git_url=link["submodule_git_url"])
+        body.update(download_url=None)
+        return body
+
+    # compare ---------------------------------------------------------------------------
+
+    async def _compare(self, ctx: _Ctx) -> _Reply:
+        """`base...head` for a head some PR of the repo had: that PR's files then (at most
+        300, as GitHub lists), one commit."""
+        owner, repo = self._require_repo(ctx)
+        base, dots, head = ctx.params["basehead"].partition("...")
+        pull = self._commit_files.get((owner, repo, head.rsplit(":", 1)[-1]))
+        if not dots or not base or pull is None:
+            raise _HTTPError(404)
+        body: JSON = self._example("commit-comparison")
+        api = self._api(f"/repos/{owner}/{repo}")
+        html = f"{HTML_BASE}/{owner}/{repo}"
+        files = [self._diff_entry(pull, f) for f in pull.files][:300]
+        body.update(
+            url=f"{api}/compare/{quote(ctx.params['basehead'], safe='')}",
+            html_url=f"{html}/compare/{ctx.params['basehead']}",
+            permalink_url=f"{html}/compare/{pull.base_sha}...{pull.head_sha}",
+            diff_url=f"{html}/compare/{ctx.params['basehead']}.diff",
+            patch_url=f"{html}/compare/{ctx.params['basehead']}.patch",
+            status="ahead",
+            ahead_by=1,
+            behind_by=0,
+            total_commits=1,
+            commits=body["commits"][:1],
+            files=files,
+        )
+        body["commits"][0]["sha"] = pull.head_sha
         return _Reply(200, body)
 
     def _label_body(self, owner: str, repo: str, name: str) -> JSON:

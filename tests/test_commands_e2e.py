@@ -26,7 +26,7 @@ from testkit.taxonomy import (
 )
 from tests.fixtures.bot import post_webhook, processes_with_env
 from tests.fixtures.taxonomy import PR_SKILL_DIR, TaxonomyFactory
-from tests.fixtures.world import World, publish_pull
+from tests.fixtures.world import World, publish_pull, push_head
 
 OWNER, REPO, PR = "instructlab", "taxonomy", 7
 RESTRICTED = ("generate", "precheck", "retry", "cancel")
@@ -344,7 +344,7 @@ async def test_new_push_supersedes_and_close_cancels(
             while not await jobs(world):
                 await asyncio.sleep(0.05)
         new_sha = add_pr_commit(world.remote, PR, {"README.md": "# changed\n"})
-        world.gh.update_pull(OWNER, REPO, PR, head_sha=new_sha)
+        push_head(world.gh, world.remote, new_sha, [*world.remote.changed_files, "README.md"])
         pushed = pr_event(world, "synchronize", webhook_example("pull_request", "synchronize"))
         pushed["pull_request"]["head"]["sha"] = new_sha
         assert await event(bot, "pull_request", pushed) == 202

@@ -30,7 +30,7 @@ from testkit.taxonomy import SkillSeed, leaf_files, skill_qna
 from tests.fixtures.bot import processes_with_env
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.taxonomy import PR_SKILL_DIR, TaxonomyFactory
-from tests.fixtures.world import World
+from tests.fixtures.world import World, push_head
 
 CHECK_NAME = "instruct-lab-bot/generate"
 LINK = re.compile(r"\]\((http[^)\s]+)\)")
@@ -226,7 +226,7 @@ async def test_hostile_seed_text_reaches_ilab_untouched(
         repo="taxonomy", pr_number=7, pr_files=leaf_files(PR_SKILL_DIR, skill_qna(HOSTILE))
     )
     world.remote = remote
-    world.gh.update_pull("instructlab", "taxonomy", 7, head_sha=remote.head_sha)
+    push_head(world.gh, remote, remote.head_sha)
     pwned = Path("/tmp/ilab-bot-pwned")
     pwned.unlink(missing_ok=True)
     async with run_bot(world.settings) as bot:

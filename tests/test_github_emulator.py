@@ -465,6 +465,19 @@ async def test_every_served_endpoint_answers_schema_shaped_bodies(
     assert await api.getstatus(f"/orgs/{OWNER}/members/stranger") == 404
     content = await api.getitem(f"{repo}/contents/.github/instruct-lab-bot.yaml")
     assert content["encoding"] == "base64"
+    gh.set_link(OWNER, REPO, "a/link.yaml", ref=SHA, target="../../outside")
+    gh.set_link(OWNER, REPO, "a/sub", ref=SHA, submodule_url="https://github.com/o/r.git")
+    gh.set_content(OWNER, REPO, "a/big.yaml", b"#" * (1024 * 1024 + 1), ref=SHA)
+    link = await api.getitem(f"{repo}/contents/a/link.yaml?ref={SHA}")
+    assert (link["type"], link["target"]) == ("symlink", "../../outside")
+    submodule = await api.getitem(f"{repo}/contents/a/sub?ref={SHA}")
+    assert submodule["type"] == "submodule"
+    big = await api.getitem(f"{repo}/contents/a/big.yaml?ref={SHA}")
+    assert (big["encoding"], big["content"], big["size"]) == ("none", "", 1024 * 1024 + 1)
+    compared = await api.getitem(f"{repo}/compare/main...{SHA}?per_page=1&page=1")
+    assert [f["filename"] for f in compared["files"]] == ["a/qna.yaml", "b.md"]
+    assert compared["commits"][0]["sha"] == SHA
+    assert await api.getstatus(f"{repo}/compare/main...{'f' * 40}") == 404
     await api.post(f"{repo}/issues/9/labels", data={"labels": ["generating"]})
     await api.delete(f"{repo}/issues/9/labels/generating")
     await api.post(f"{repo}/statuses/{SHA}", data={"state": "pending", "context": "bot"})

@@ -346,6 +346,8 @@ def test_many_errors_are_capped_with_a_notice() -> None:
     seeds = "".join(f"  - {{q: q{i}}}\n" for i in range(2000))
     text = f"version: 3\ncreated_by: x\ntask_description: t\nseed_examples:\n{seeds}"
     problems = validate_file(SKILL, text, attribution=ATTRIBUTION)
+    *problems, seed_cap = problems  # the bot's own seed count rule comes last
+    assert (seed_cap.line, seed_cap.title) == (4, "Too many seed examples")
     assert len(problems) == validation.MAX_PER_STEP + 1
     assert all(p.level == "failure" for p in problems[:-1])
     # three problems per seed example: the 51st is the third of seed example 17, on line 21
@@ -362,6 +364,7 @@ def test_a_repeat_in_a_long_list_is_found_and_pointed_at() -> None:
     assert _triples(problems) == {
         (1505, "failure", "Duplicate seed example"),
         (4, "notice", "Longer than the README suggests"),  # 3,002 words
+        (4, "failure", "Too many seed examples"),  # the bot's own cap
     }
     assert "Seed example 1501 is the same as seed example 8" in problems[0].message
 

@@ -90,6 +90,9 @@ class Settings:
     repos: frozenset[str] = frozenset()
     precheck_args: tuple[str, ...] = ()
     precheck_concurrency: int = 4
+    precheck_deadline: float = 30 * 60.0
+    knowledge_hosts: tuple[str, ...] = ("github.com",)
+    validation_max_file_bytes: int = 256 * 1024
     welcome: bool = True
     github_max_concurrency: int = 8
     github_write_limit: int = 80
@@ -377,6 +380,23 @@ def _parse_positive_int(text: str) -> int:
     return number
 
 
+def _parse_hosts(text: str) -> tuple[str, ...]:
+    hosts = tuple(h.lower() for h in _parse_list(text))
+    for host in hosts:
+        if not re.fullmatch(
+            r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", host
+        ):
+            raise ValueError(f"{host!r} is not a host name")
+    return hosts
+
+
+def _parse_file_bytes(text: str) -> int:
+    number = int(text)
+    if not 1024 <= number <= 1024 * 1024:  # GitHub's contents API sends content up to 1 MB
+        raise ValueError("must be between 1024 and 1048576 bytes")
+    return number
+
+
 def _parse_nonempty_argv(text: str) -> tuple[str, ...]:
     argv = _parse_argv(text)
     if not argv:
@@ -463,6 +483,9 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("REPOS", "repos", _parse_repos),
     ("PRECHECK_ARGS", "precheck_args", _parse_argv),
     ("PRECHECK_CONCURRENCY", "precheck_concurrency", _parse_positive_int),
+    ("PRECHECK_DEADLINE", "precheck_deadline", _parse_duration),
+    ("KNOWLEDGE_HOSTS", "knowledge_hosts", _parse_hosts),
+    ("VALIDATION_MAX_FILE_BYTES", "validation_max_file_bytes", _parse_file_bytes),
     ("WELCOME", "welcome", _parse_bool),
     ("GITHUB_MAX_CONCURRENCY", "github_max_concurrency", _parse_positive_int),
     ("GITHUB_WRITES_PER_MINUTE", "github_write_limit", _parse_positive_int),

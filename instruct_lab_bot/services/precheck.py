@@ -1,7 +1,10 @@
 """`precheck`: ask the current model every seed question, next to the contributor's answer.
 
 One `ilab model chat --quick-question` subprocess per question, a bounded number at a time
-(the argv and prompt are built in `core.precheck`).
+(the argv and prompt are built in `core.precheck`), all within one overall deadline
+(`precheck_deadline`, never past the job timeout): questions still waiting or running when it
+passes are reported as not asked. The PR's YAML is read with the validator's bounded loader
+and at most MAX_SEED_QUESTIONS questions a file are asked (validation refuses more).
 """
 
 from __future__ import annotations
@@ -16,10 +19,17 @@ import yaml
 
 from instruct_lab_bot.adapters.runner import RunLimits, run_streaming
 from instruct_lab_bot.adapters.sandbox import ilab_command
+from instruct_lab_bot.core.messages import precheck as wording
 from instruct_lab_bot.core.precheck import Answer, Seed, chat_argv, prompt
 from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.core.validation import (
+    MAX_SEED_QUESTIONS,
+    YamlRefused,
+    load_bounded,
+)
 
 MAX_ANSWER = 64 * 1024
+MAX_YAML_BYTES = 1024 * 1024  # the largest ILAB_BOT_VALIDATION_MAX_FILE_BYTES allows
 QUESTION_TIMEOUT = 600.0
 
 
@@ -32,26 +42,33 @@ def read_seeds(root: Path, files: Sequence[str]) -> list[Seed]:
         if not target.is_relative_to(root.resolve()) or not target.is_file():
             continue
         try:
-            data = yaml.safe_load(target.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError):
-            continue
-        for example in (data or {}).get("seed_examples") or () if isinstance(data, dict) else ():
-            if not isinstance(example, dict):
+            if target.stat().st_size > MAX_YAML_BYTES:
                 continue
-            context = str(example.get("context") or "")
-            pairs = example.get("questions_and_answers")
-            if isinstance(pairs, list):
-                for pair in pairs:
-                    if isinstance(pair, dict) and pair.get("question"):
-                        seeds.append(
-                            Seed(
-                                path, str(pair["question"]), str(pair.get("answer") or ""), context
-                            )
-                        )
-            elif example.get("question"):
-                seeds.append(
-                    Seed(path, str(example["question"]), str(example.get("answer") or ""), context)
-                )
+            data = load_bounded(target.read_text(encoding="utf-8"), max_bytes=MAX_YAML_BYTES)
+        except (YamlRefused, UnicodeDecodeError, OSError):
+            continue
+        seeds += _file_seeds(path, data)[:MAX_SEED_QUESTIONS]
+    return seeds
+
+
+def _file_seeds(path: str, data: object) -> list[Seed]:
+    seeds: list[Seed] = []
+    examples = data.get("seed_examples") if isinstance(data, dict) else None
+    for example in examples if isinstance(examples, list) else ():
+        if not isinstance(example, dict):
+            continue
+        context = str(example.get("context") or "")
+        pairs = example.get("questions_and_answers")
+        if isinstance(pairs, list):
+            seeds += [
+                Seed(path, str(pair["question"]), str(pair.get("answer") or ""), context)
+                for pair in pairs
+                if isinstance(pair, dict) and pair.get("question")
+            ]
+        elif example.get("question"):
+            seeds.append(
+                Seed(path, str(example["question"]), str(example.get("answer") or ""), context)
+            )
     return seeds
 
 
@@ -107,15 +124,36 @@ async def ask_all(
     workspace: Path,
     cancel: asyncio.Event | None,
 ) -> list[Answer]:
+    """Every seed's answer, a bounded number at a time, within the overall deadline."""
     slots = asyncio.Semaphore(settings.precheck_concurrency)
+    deadline = min(settings.precheck_deadline, settings.job_timeout)
+    stop = asyncio.Event()  # set when the deadline passes or the job is cancelled
+    timer = asyncio.get_running_loop().call_later(deadline, stop.set)
+    relay = asyncio.create_task(_relay(cancel, stop)) if cancel is not None else None
+
+    def unasked(seed: Seed) -> Answer:
+        cancelled = cancel is not None and cancel.is_set()
+        why = wording.PRECHECK_CANCELLED if cancelled else wording.not_asked(deadline)
+        return Answer(seed.path, seed.question, seed.answer, "", why)
 
     async def one(seed: Seed) -> Answer:
         async with slots:
-            if cancel is not None and cancel.is_set():
-                return Answer(seed.path, seed.question, seed.answer, "", "cancelled")
-            return await ask(settings, seed, cwd=cwd, workspace=workspace, cancel=cancel)
+            if stop.is_set():
+                return unasked(seed)
+            answer = await ask(settings, seed, cwd=cwd, workspace=workspace, cancel=stop)
+            return unasked(seed) if stop.is_set() and not answer.answer else answer
 
-    return list(await asyncio.gather(*(one(seed) for seed in seeds)))
+    try:
+        return list(await asyncio.gather(*(one(seed) for seed in seeds)))
+    finally:
+        timer.cancel()
+        if relay is not None:
+            relay.cancel()
+
+
+async def _relay(cancel: asyncio.Event, stop: asyncio.Event) -> None:
+    await cancel.wait()
+    stop.set()
 
 
 def write_results(out_dir: Path, answers: Sequence[Answer]) -> None:

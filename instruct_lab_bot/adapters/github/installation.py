@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, cast
 from urllib.parse import quote
@@ -10,6 +11,7 @@ from urllib.parse import quote
 from instruct_lab_bot.adapters.github.errors import GitHubError
 from instruct_lab_bot.adapters.github.transport import ApiCall, Response
 from instruct_lab_bot.core.permissions import role_from_permission
+from instruct_lab_bot.core.validation import RepoFile
 from instruct_lab_bot.core.write_gate import WriteClass
 
 
@@ -175,29 +177,37 @@ class Installation:
         )
         return isinstance(data, dict) and data.get("state") == "active"
 
-    async def pull_files(self, owner: str, repo: str, number: int) -> list[dict[str, Any]]:
-        return [
-            item
-            async for item in self._pages(
-                "list the pull request's files",
-                "/repos/{owner}/{repo}/pulls/{number}/files",
-                {"owner": owner, "repo": repo, "number": number},
-            )
-        ]
-
-    async def file_text(self, owner: str, repo: str, path: str, ref: str) -> str | None:
-        """A file's text at `ref`; None if it does not exist there (or is not a file)."""
-        data = await self._optional(
-            "read a file",
-            "/repos/{owner}/{repo}/contents/{+path}{?ref}",
-            {"owner": owner, "repo": repo, "path": quote(path, safe="/"), "ref": ref},
+    async def compare_files(self, owner: str, repo: str, base: str, head: str) -> list[Any]:
+        """The files changed between the merge base of `base` and the commit `head` (three-dot
+        compare, as a PR's files are), as of that commit; GitHub lists at most 300."""
+        data = await self._call(
+            "compare the head commit with its base",
+            "GET",
+            "/repos/{owner}/{repo}/compare/{basehead}{?per_page,page}",
+            {
+                "owner": owner,
+                "repo": repo,
+                "basehead": f"{base}...{head}",
+                "per_page": 1,
+                "page": 1,
+            },
         )
-        if not isinstance(data, dict) or data.get("type") != "file":
-            return None
-        content = data.get("content")
-        if data.get("encoding") != "base64" or not isinstance(content, str):
-            return None  # over 1 MB: GitHub sends no content
-        return base64.b64decode(content).decode("utf-8", errors="replace")
+        files = (data or {}).get("files")
+        return list(files) if isinstance(files, list) else []
+
+    async def file_at(self, owner: str, repo: str, path: str, ref: str) -> RepoFile:
+        """What `path` is at `ref` (file, symlink, submodule, folder, missing), with its size
+        and bytes; an API error is kind "error", never an exception, so a caller that must
+        not pass what it could not read (validation) can say so."""
+        try:
+            data = await self._optional(
+                "read a file",
+                "/repos/{owner}/{repo}/contents/{+path}{?ref}",
+                {"owner": owner, "repo": repo, "path": quote(path, safe="/"), "ref": ref},
+            )
+        except GitHubError as exc:
+            return RepoFile(path, "error", detail=str(exc))
+        return _repo_file(path, data)
 
     async def find_check_run(
         self, owner: str, repo: str, sha: str, name: str, external_id: str
@@ -233,3 +243,29 @@ class Installation:
             if user.get("type") == "Bot" and marker in str(comment.get("body", "")):
                 return True
         return False
+
+
+def _repo_file(path: str, data: Any) -> RepoFile:
+    """A contents API answer as a RepoFile; a link GitHub followed to another file (it
+    answers with the target's path) counts as the symlink it is."""
+    if data is None:
+        return RepoFile(path, "missing")
+    if isinstance(data, list):
+        return RepoFile(path, "dir")
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind in ("symlink", "submodule"):
+        return RepoFile(path, kind)
+    if kind != "file":
+        return RepoFile(path, "error", detail=f"unexpected type {str(kind)[:40]}")
+    if data.get("path") != path:
+        return RepoFile(path, "symlink")
+    size = data.get("size")
+    size = size if isinstance(size, int) and size >= 0 else 0
+    content = data.get("content")
+    if data.get("encoding") != "base64" or not isinstance(content, str):
+        return RepoFile(path, "file", size)  # over 1 MB: GitHub sends no content
+    try:
+        raw = base64.b64decode(content)
+    except (binascii.Error, ValueError):
+        return RepoFile(path, "error", size, detail="content is not base64")
+    return RepoFile(path, "file", max(size, len(raw)), raw)

@@ -35,3 +35,11 @@ def precheck_title(answers: Sequence[Answer]) -> str:
     """The check-run title of a finished precheck."""
     answered = sum(1 for a in answers if a.answer)
     return f"Answered {answered} of {len(answers)} seed questions"
+
+
+PRECHECK_CANCELLED = "cancelled"
+
+
+def not_asked(deadline: float) -> str:
+    """A seed question precheck stopped or never started: its overall deadline passed."""
+    return f"not asked: precheck stops after {deadline:,.0f} s (ILAB_BOT_PRECHECK_DEADLINE)"

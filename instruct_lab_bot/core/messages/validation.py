@@ -30,6 +30,19 @@ TITLE_ATTRIBUTION_BLANK = "attribution.txt blank"
 TITLE_LENGTH = "Longer than the README suggests"
 TITLE_MORE = "More problems not shown"
 TITLE_INTERNAL = "Could not check this file"
+TITLE_REPO = "Knowledge repository not allowed"
+TITLE_COMMIT = "Knowledge commit must be a full sha"
+TITLE_PATTERN = "Knowledge pattern not allowed"
+TITLE_TOO_MANY_SEEDS = "Too many seed examples"
+TITLE_TOO_MANY_FILES = "Too many changed files"
+UNREADABLE_TITLES = {
+    "symlink": "Symbolic link",
+    "submodule": "Submodule",
+    "dir": "Folder, not a file",
+    "missing": "File not found at this commit",
+    "error": "Could not read this file",
+    "file": "File content not available",
+}
 
 LINT_TITLES = {
     "trailing-spaces": "Trailing spaces",
@@ -204,6 +217,95 @@ def msg_internal(error: BaseException) -> str:
         f"The bot could not check this file ({type(error).__name__}). "
         "Please report this to the bot's maintainers."
     )
+
+
+def msg_repo_not_text() -> str:
+    return "`repo:` must be the https address of a public repository, as text."
+
+
+def msg_repo_url(url: str, hosts: Sequence[str]) -> str:
+    where = " or ".join(f"https://{h}/<owner>/<repo>" for h in hosts) or "(no host is allowed)"
+    return (
+        f'"{shorten(url, 200)}" is not a repository the bot clones. Use {where}: https only, '
+        "with no user name, password, port, query or fragment. The bot does not run `ilab` "
+        "until this is fixed."
+    )
+
+
+def msg_commit(commit: object) -> str:
+    shown = yaml_scalar(commit) if commit is not None else "missing"
+    return (
+        f"`commit:` is {shown}; it must be the full 40-character sha of the commit that holds "
+        "the documents (not a branch or tag, which can change after review)."
+    )
+
+
+def msg_pattern_empty() -> str:
+    return "A pattern must be non-empty text, such as `*.md` or `docs/chapter1.md`."
+
+
+def msg_pattern_characters(pattern: str) -> str:
+    return (
+        f'The pattern "{escape_code(shorten(pattern, 200))}" contains a backslash or a control '
+        "character. Use `/` between folders."
+    )
+
+
+def msg_pattern_absolute(pattern: str) -> str:
+    return (
+        f'The pattern "{escape_code(shorten(pattern, 200))}" is an absolute path. Patterns name '
+        "files inside the repository: write it relative to the repository's top folder."
+    )
+
+
+def msg_pattern_parent(pattern: str) -> str:
+    return (
+        f'The pattern "{escape_code(shorten(pattern, 200))}" contains `..`, which points '
+        "outside the repository. Write the path from the repository's top folder."
+    )
+
+
+def msg_too_many_seeds(count: int, limit: int) -> str:
+    return (
+        f"This file has {count:,} seed examples; the bot accepts at most {limit:,} per file "
+        "(the taxonomy asks for 5). Keep the best ones."
+    )
+
+
+def msg_too_many_questions(count: int, limit: int) -> str:
+    return (
+        f"This file has {count:,} seed questions; the bot accepts at most {limit:,} per file "
+        "(a knowledge file usually has 5 contexts with 3 questions each). Keep the best ones."
+    )
+
+
+def msg_too_many_files(limit: int) -> str:
+    return (
+        f"This pull request changes at least {limit:,} files, more than GitHub lists for one "
+        "commit, so the bot cannot check them all and runs nothing. Split it into smaller "
+        "pull requests."
+    )
+
+
+def unreadable(kind: str, sha: str, detail: str = "") -> tuple[str, str]:
+    """(title, message) for a changed file the bot could not read as a regular file."""
+    title = UNREADABLE_TITLES.get(kind, UNREADABLE_TITLES["error"])
+    at = f"at commit {sha[:12]}"
+    messages = {
+        "symlink": f"This path is a symbolic link {at}. Taxonomy files must be regular files: "
+        "replace the link with the file itself.",
+        "submodule": f"This path is a git submodule {at}. Taxonomy files must be regular files "
+        "in this repository.",
+        "dir": f"This path is a folder {at}, not a file.",
+        "missing": f"The file could not be found {at} (it may have been removed or the branch "
+        "force-pushed). Push again to have it checked.",
+        "file": f"GitHub did not send the file's content {at} (files over 1 MB have none). "
+        "Seed files are a few kilobytes: keep only the seed examples.",
+    }
+    reason = f" ({shorten(detail, 200)})" if detail else ""
+    default = f"The bot could not read this file {at}{reason}, so it cannot pass. Comment a "
+    default += "command again or push to have it checked again."
+    return title, messages.get(kind, default)
 
 
 def msg_length(what: str, words: int, limit: int, readme: str) -> str:

@@ -32,6 +32,8 @@ from instruct_lab_bot.core.validation.limits import (
     MAX_FILE_BYTES,
     MAX_NODES,
     MAX_PER_STEP,
+    MAX_SEED_EXAMPLES,
+    MAX_SEED_QUESTIONS,
     QNA_NAME,
     QNA_WORDS,
     SKILL_TOTAL_WORDS,
@@ -42,6 +44,16 @@ from instruct_lab_bot.core.validation.limits import (
 from instruct_lab_bot.core.validation.lint import Lint, LintFinding, parse_parsable
 from instruct_lab_bot.core.validation.problem import Level, Problem
 from instruct_lab_bot.core.validation.report import annotations, batches, failed, summary
+from instruct_lab_bot.core.validation.rules import (
+    DEFAULT_RULES,
+    RepoFile,
+    Rules,
+    commit_problem,
+    file_problem,
+    pattern_problem,
+    repo_url_problem,
+)
+from instruct_lab_bot.core.validation.yaml_reader import YamlRefused, load_bounded
 
 __all__ = [
     "ANNOTATIONS_PER_REQUEST",
@@ -50,11 +62,14 @@ __all__ = [
     "ATTRIBUTION_NAME",
     "CI_MESSAGE_CHARS",
     "CONTEXT_WORDS",
+    "DEFAULT_RULES",
     "MAX_CHARS",
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "MAX_NODES",
     "MAX_PER_STEP",
+    "MAX_SEED_EXAMPLES",
+    "MAX_SEED_QUESTIONS",
     "QNA_NAME",
     "QNA_WORDS",
     "SKILL_TOTAL_WORDS",
@@ -65,10 +80,18 @@ __all__ = [
     "Lint",
     "LintFinding",
     "Problem",
+    "RepoFile",
+    "Rules",
+    "YamlRefused",
     "annotations",
     "batches",
+    "commit_problem",
     "failed",
+    "file_problem",
+    "load_bounded",
     "parse_parsable",
+    "pattern_problem",
+    "repo_url_problem",
     "summary",
     "taxonomy_files",
     "validate_file",

@@ -17,7 +17,6 @@ from instruct_lab_bot.core.validation.limits import (
     ATTRIBUTION_NAME,
     MAX_CHARS,
     MAX_DEPTH,
-    MAX_FILE_BYTES,
     MAX_NODES,
     MAX_PER_STEP,
     QNA_NAME,
@@ -26,6 +25,12 @@ from instruct_lab_bot.core.validation.limits import (
 )
 from instruct_lab_bot.core.validation.lint import Lint, lint_problems
 from instruct_lab_bot.core.validation.problem import Problem, Reporter, Stop, problem_at
+from instruct_lab_bot.core.validation.rules import (
+    DEFAULT_RULES,
+    Rules,
+    document_problems,
+    seed_count_problems,
+)
 from instruct_lab_bot.core.validation.schema import highest_version
 from instruct_lab_bot.core.validation.schema_problems import schema_problems
 from instruct_lab_bot.core.validation.yaml_reader import (
@@ -67,6 +72,7 @@ def validate_file(
     attribution: str | bytes | None,
     lint: Lint,
     schema_version: int | None = None,
+    rules: Rules = DEFAULT_RULES,
 ) -> list[Problem]:
     """Every problem the taxonomy CI would report for `path`, plus the bot's own notices.
 
@@ -74,7 +80,8 @@ def validate_file(
     deleted files and an annotation cannot point into a file the head commit lacks).
     `attribution` is the sibling attribution.txt (None: missing). `lint` runs yamllint on the
     text (see `adapters.yamllint`). `schema_version` None checks against the newest schema like
-    CI does for changed files; 0 uses the file's own `version:` key. Never raises.
+    CI does for changed files; 0 uses the file's own `version:` key. `rules` are the bot's own
+    (`core.validation.rules`): knowledge document sources, seed counts, file size. Never raises.
 
     Pure apart from `lint`; hostile input is capped, but the worst case is a few seconds of CPU,
     so async callers run it in a thread (`asyncio.to_thread`).
@@ -82,7 +89,7 @@ def validate_file(
     if text is None:
         return []
     try:
-        return _Check(path, text, attribution, lint, schema_version).run()
+        return _Check(path, text, attribution, lint, schema_version, rules).run()
     except Exception as error:  # last resort: a finding, never a crashed check run
         return [problem_at(path, 1, "failure", wording.TITLE_INTERNAL, wording.msg_internal(error))]
 
@@ -97,8 +104,10 @@ class _Check:
         attribution: str | bytes | None,
         lint: Lint,
         schema_version: int | None,
+        rules: Rules,
     ) -> None:
         self.raw = raw
+        self.rules = rules
         self.attribution = attribution
         self.lint = lint
         self.schema_version = schema_version
@@ -138,6 +147,10 @@ class _Check:
             problems += self._capped(lint_problems(self.reporter, self.lint), "formatting")
         problems += self._capped(schema_problems(self.reporter, root, data, version), "schema")
         problems += self._capped(length_notices(self.reporter, root, data), "length")
+        hosts = self.rules.knowledge_hosts
+        documents = document_problems(self.reporter, root, data, hosts)
+        problems += self._capped(documents, "knowledge document")
+        problems += seed_count_problems(self.reporter, root, data)
         if version > 1:
             problems += self._attribution()
         return problems
@@ -147,8 +160,8 @@ class _Check:
     def _decode(self) -> str:
         raw = self.raw
         size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
-        if size > MAX_FILE_BYTES:
-            message = wording.msg_too_large(size, MAX_FILE_BYTES)
+        if size > self.rules.max_file_bytes:
+            message = wording.msg_too_large(size, self.rules.max_file_bytes)
             self.reporter.stop(1, wording.TITLE_TOO_LARGE, message)
         if isinstance(raw, str):
             return raw

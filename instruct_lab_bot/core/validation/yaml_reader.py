@@ -15,7 +15,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.tokens import AliasToken
 
 from instruct_lab_bot.core.messages.validation import syntax_unreadable
-from instruct_lab_bot.core.validation.limits import MAX_CHARS, MAX_DEPTH, MAX_NODES
+from instruct_lab_bot.core.validation.limits import MAX_CHARS, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 
 
 class TooDeep(Exception):
@@ -163,3 +163,30 @@ class Lines:
             newlines = sum("\n" in m.group() for m in itertools.islice(breaks, max(0, line - 1)))
             line = newlines + 1
         return self.clamp(line)
+
+
+class YamlRefused(Exception):
+    """`load_bounded` could not or would not read the text (syntax, size, depth, aliases)."""
+
+
+def load_bounded(text: str, *, max_bytes: int = MAX_FILE_BYTES) -> Any:
+    """`yaml.safe_load` for YAML from a pull request, with the validator's bounds: at most
+    `max_bytes` of text, MAX_DEPTH levels, MAX_NODES nodes and MAX_CHARS characters once
+    aliases are expanded, no recursive aliases. Raises only YamlRefused."""
+    if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise YamlRefused(f"larger than {max_bytes} bytes")
+    loader: Loader | None = None
+    try:
+        loader = Loader(text)
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        nodes, chars, depth = expanded_size(root)
+        if nodes > MAX_NODES or chars > MAX_CHARS or depth > MAX_DEPTH:
+            raise YamlRefused("aliases expand too much")
+        return loader.construct_document(root)
+    except (yaml.YAMLError, TooDeep, Recursive, RecursionError) as error:
+        raise YamlRefused(str(error)) from error
+    finally:
+        if loader is not None:
+            loader.dispose()

@@ -33,6 +33,7 @@ from instruct_lab_bot.core.messages.format import check_name
 from instruct_lab_bot.core.messages.generate import check_run_queued
 from instruct_lab_bot.core.reply_limits import ReplyReason
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
+from instruct_lab_bot.services.validator import Changes
 
 log = structlog.get_logger(__name__)
 
@@ -101,10 +102,14 @@ class JobStarter:
             wanted=wanted,
         )
         if refusal is None:
-            files = await self.deps.validator.changed_taxonomy_files(
-                request.gh, request.pull.owner, request.pull.name, request.pull.number
+            changes = await self.deps.validator.changed_taxonomy_files(
+                request.gh,
+                request.pull.owner,
+                request.pull.name,
+                str(data["base"]["ref"]),
+                head_sha,
             )
-            refusal = refusal_for_files(spec, files)
+            refusal = refusal_for_files(spec, changes.files)
         if refusal is not None:
             text, reason = _refusal_text(refusal, spec, wanted)
             replied = await request.reply.once(request.marker, text, reason)
@@ -112,16 +117,16 @@ class JobStarter:
                 payload = labels_check_run(spec.name, head_sha, wanted)
                 await request.gh.create_check_run(request.pull.owner, request.pull.name, payload)
             return None
-        if spec.needs_taxonomy_change and not await self._valid(request, spec, head_sha, files):
+        if spec.needs_taxonomy_change and not await self._valid(request, spec, head_sha, changes):
             return None
-        return files
+        return changes.files
 
     async def _valid(
-        self, request: Request, spec: CommandSpec, head_sha: str, files: list[str]
+        self, request: Request, spec: CommandSpec, head_sha: str, changes: Changes
     ) -> bool:
         pull = request.pull
         report = await self.deps.validator.validate(
-            request.gh, pull.owner, pull.name, head_sha, files
+            request.gh, pull.owner, pull.name, head_sha, changes
         )
         if report.failures:
             text = validation_failed(spec.name, report.url, report.failures)

@@ -34,9 +34,11 @@ class PullRequestEvents:
             await self._welcome(gh, pull, intent)
         if plan.validate:
             validator = self.deps.validator
-            files = await validator.changed_taxonomy_files(gh, pull.owner, pull.name, pull.number)
-            if files:
-                await validator.validate(gh, pull.owner, pull.name, intent.head_sha, files)
+            changes = await validator.changed_taxonomy_files(
+                gh, pull.owner, pull.name, intent.base_branch, intent.head_sha
+            )
+            if changes.files:
+                await validator.validate(gh, pull.owner, pull.name, intent.head_sha, changes)
 
     async def _welcome(
         self, gh: Installation, pull: PullRequestRef, intent: PullRequestIntent
