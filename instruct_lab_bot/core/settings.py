@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
 from instruct_lab_bot.core.command_table import DEFAULT_RESTRICTED, KNOWN_COMMANDS
+from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.status_auth import parse_status_auth
 
 PREFIX = "ILAB_BOT_"
@@ -125,10 +126,31 @@ def _parse_duration(text: str) -> float:
 
 
 def _parse_url(text: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(text)
-    if parts.scheme not in schemes or (parts.scheme != "file" and not parts.netloc):
-        raise ValueError(f"{text!r} is not a {'/'.join(schemes)} URL")
+    """A URL of one of `schemes`, with a host (except `file:`) and a numeric port if any.
+    Errors describe the URL without its userinfo: a Redis or proxy password never shows."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise ValueError(f"{_without_credentials(text)!r} is not a valid URL") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(
+            f"{_without_credentials(text)!r} has an invalid port (a number up to 65535)"
+        ) from None
+    wanted = "/".join(schemes)
+    if parts.scheme not in schemes:
+        raise ValueError(f"{_without_credentials(text)!r} is not a {wanted} URL")
+    if parts.scheme not in ("file", "unix") and not parts.hostname:
+        raise ValueError(f"{_without_credentials(text)!r} has no host (a {wanted} URL needs one)")
+    if port == 0:
+        raise ValueError(f"{_without_credentials(text)!r} has port 0")
     return text.rstrip("/")
+
+
+def _without_credentials(text: str) -> str:
+    """`text` with any `user:password@` part of a URL replaced by `***@`."""
+    return Redactor().redact(text)
 
 
 def _parse_port(text: str) -> int:
@@ -147,6 +169,19 @@ def _parse_username(text: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?", text):
         raise ValueError(f"{text!r} is not a GitHub login")
     return text.removesuffix("[bot]")
+
+
+def _scrub(message: str, raw: str) -> str:
+    """A parser's error with any URL credentials of the value blanked out, whatever the
+    parser quoted (defence in depth: the parsers themselves avoid quoting them)."""
+    secrets = [part for part in re.split(r"[@/:\s]+", _userinfo(raw)) if part]
+    return Redactor(secrets).redact(message)
+
+
+def _userinfo(raw: str) -> str:
+    """Everything between `scheme://` and the last `@` before the path, if any."""
+    match = re.match(r"[^:/]*://([^/?#]*)@", raw)
+    return match.group(1) if match else ""
 
 
 def _no_files(path: str) -> str:
@@ -175,7 +210,7 @@ def parse_settings(
         try:
             values[attr] = parse(raw)
         except ValueError as exc:
-            problems.append(f"{PREFIX}{name}: {exc}")
+            problems.append(f"{PREFIX}{name}: {_scrub(str(exc), raw)}")
     _check_lease(values, problems)
     secret = env.get(PREFIX + "WEBHOOK_SECRET", "")
     if secret:

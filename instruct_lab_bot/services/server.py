@@ -35,6 +35,7 @@ from instruct_lab_bot.core.webhooks import (
     Intent,
     WebhookError,
     check_delivery,
+    check_headers,
     classify,
     parse_payload,
     skip_unparsed,
@@ -82,10 +83,8 @@ _LABEL = re.compile(r"[a-z_]{1,40}")
 
 async def _webhook(request: web.Request, outcome: _Outcome) -> web.Response:
     settings = request.app[SETTINGS]
-    body = await _read_body(request)
-    if body is None:
-        return _reject(outcome, 413, "payload too large")
     try:
+        body = await _read_body(request)
         delivery = _verify(body, request, settings, outcome)
         if isinstance(delivery, web.Response):
             return delivery
@@ -101,14 +100,22 @@ async def _webhook(request: web.Request, outcome: _Outcome) -> web.Response:
     return await _store(request.app[QUEUE], delivery, intent, outcome)
 
 
-async def _read_body(request: web.Request) -> bytes | None:
-    """The body, or None when it is (or says it is) larger than GitHub ever sends."""
+async def _read_body(request: web.Request) -> bytes:
+    """The body, once its headers are well-formed and its length possible: an unsigned or
+    oversized body is refused before any of it is read (or hashed). A body without a
+    `Content-Length` is cut off as soon as it grows past the limit (`client_max_size`)."""
+    headers = request.headers
+    check_headers(
+        event=headers.get("X-GitHub-Event"),
+        delivery_id=headers.get("X-GitHub-Delivery"),
+        signature=headers.get("X-Hub-Signature-256"),
+    )
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return None
+        raise WebhookError(413, "payload too large")
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return None
+        raise WebhookError(413, "payload too large") from None
 
 
 def _verify(

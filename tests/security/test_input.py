@@ -1,0 +1,268 @@
+"""Bad input gets a 4xx, never a 500, a crash, a leaked secret or unbounded storage.
+
+Issue 12: finding 12 (wrong-typed fields in signed payloads), finding 11 (unbounded Redis
+growth), unsigned bodies hashed before the 401, settings errors echoing the Redis password,
+commands run from inside code fences and HTML comments, the status API's contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from instruct_lab_bot.core.settings import SettingsError, parse_settings
+from instruct_lab_bot.core.webhooks import (
+    MAX_BODY_BYTES,
+    CheckRunIntent,
+    CommandIntent,
+    Delivery,
+    PullRequestIntent,
+    WebhookError,
+    classify,
+)
+from instruct_lab_bot.services.server import create_app
+from testkit.payloads import pr_comment
+from tests.fixtures.bot import make_settings, post_webhook
+from tests.fixtures.github import WebhookExample
+
+HOOK = "/api/github/hook"
+USERNAME = "instruct-lab-bot"
+
+
+@pytest.fixture
+async def server(redis_url: str, artifacts_dir: Path) -> AsyncIterator[TestServer]:
+    settings_ = make_settings(redis_url=redis_url, artifacts_url=f"file://{artifacts_dir}")
+    test_server = TestServer(create_app(settings_, dispatcher=False))
+    await test_server.start_server()
+    yield test_server
+    await test_server.close()
+
+
+# --- Finding 12: wrong-typed fields in a correctly signed payload -> 400, never 500 ----------
+
+
+def _real_deliveries(webhook_example: WebhookExample) -> list[Delivery]:
+    """Real Octokit examples, shaped so that classification reaches every field it reads."""
+    comment = pr_comment(
+        webhook_example("issue_comment", "created"), body=f"@{USERNAME} generate --x"
+    )
+    check_run = webhook_example("check_run", "rerequested")
+    check_run["check_run"]["name"] = "instruct-lab-bot/generate"
+    check_run["check_run"]["pull_requests"] = [{"number": 7}]
+    action = webhook_example("check_run", "requested_action")
+    action["check_run"]["name"] = "instruct-lab-bot/generate"
+    pulls = [webhook_example("pull_request", name) for name in ("opened", "synchronize", "labeled")]
+    payloads = [("issue_comment", comment), ("check_run", check_run), ("check_run", action)]
+    payloads += [("pull_request", pull) for pull in pulls]
+    for _event, payload in payloads:
+        payload.setdefault("installation", {"id": 1})
+    return [Delivery(event, "d-1", payload) for event, payload in payloads]
+
+
+def _paths(node: Any, prefix: tuple[str | int, ...] = (), depth: int = 4) -> list[tuple[Any, ...]]:
+    """Every path into a payload (object keys and list indexes), up to `depth` levels."""
+    found: list[tuple[Any, ...]] = [prefix] if prefix else []
+    if depth == 0:
+        return found
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key), depth - 1)
+    elif isinstance(node, list):
+        for index, value in enumerate(node[:2]):
+            found += _paths(value, (*prefix, index), depth - 1)
+    return found
+
+
+_WRONG = st.sampled_from(
+    [None, 0, 7, -1, 1.5, True, "", "x", "@instruct-lab-bot generate", [], [1], ["a"], {}, {"a": 1}]
+)
+_DELETE = object()
+
+
+def _mutate(payload: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
+    parent: Any = payload
+    for part in path[:-1]:
+        parent = parent[part]
+    if value is _DELETE and isinstance(parent, dict):
+        del parent[path[-1]]
+    elif value is not _DELETE:
+        parent[path[-1]] = value
+
+
+def _classify_safely(delivery: Delivery) -> object:
+    """classify, where a refusal must be a 400; anything else raised fails the test."""
+    try:
+        return classify(delivery, USERNAME)
+    except WebhookError as exc:
+        assert exc.status == 400, exc.message
+        return exc
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_classifier_fuzzed_with_wrong_types(
+    webhook_example: WebhookExample, data: st.DataObject
+) -> None:
+    """Property: real payloads with any fields set to a wrong type (or deleted) classify to
+    an intent, "nothing to do", or WebhookError(400) with a message; nothing else."""
+    delivery = data.draw(st.sampled_from(_real_deliveries(webhook_example)), label="delivery")
+    payload = copy.deepcopy(delivery.payload)
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        paths = _paths(payload)
+        if not paths:
+            break
+        path = data.draw(st.sampled_from(paths), label="path")
+        _mutate(payload, path, data.draw(st.one_of(_WRONG, st.just(_DELETE)), label="value"))
+    outcome = _classify_safely(Delivery(delivery.event, delivery.delivery_id, payload))
+    allowed = (CommandIntent, PullRequestIntent, CheckRunIntent, WebhookError, type(None))
+    assert isinstance(outcome, allowed)
+    if isinstance(outcome, CommandIntent | PullRequestIntent | CheckRunIntent):
+        json.loads(outcome.to_json())  # storable as it is
+
+
+_CRASHERS: list[tuple[str, str | None, tuple[str, ...], Any, str | None]] = [
+    ("pull_request", "opened", ("pull_request", "user"), 5, "pull_request.user"),
+    ("pull_request", "opened", ("pull_request", "labels"), 5, "pull_request.labels"),
+    ("pull_request", "synchronize", ("repository", "private"), "yes", "repository.private"),
+    ("check_run", "rerequested", ("check_run", "pull_requests"), 5, "check_run.pull_requests"),
+    ("check_run", "rerequested", ("action",), ["rerequested"], None),
+    ("issue_comment", None, ("issue", "number"), "7", "issue.number"),
+    ("issue_comment", None, ("comment", "author_association"), [], "comment.author_association"),
+]
+
+
+@pytest.mark.parametrize(("event", "action", "path", "value", "named"), _CRASHERS)
+async def test_signed_payload_with_wrong_types_is_400(
+    server: TestServer,
+    webhook_example: WebhookExample,
+    event: str,
+    action: str | None,
+    path: tuple[str, ...],
+    value: Any,
+    named: str | None,
+) -> None:
+    """Finding 12: these answered 500 (AttributeError/TypeError in the classifier)."""
+    if event == "issue_comment":
+        example = webhook_example("issue_comment", "created")
+        payload = pr_comment(example, body="@instruct-lab-bot x")
+    else:
+        payload = webhook_example(event, action)
+        payload.setdefault("installation", {"id": 1})
+        if event == "check_run":
+            payload["check_run"]["name"] = "instruct-lab-bot/generate"
+    _mutate(payload, path, value)
+    async with aiohttp.ClientSession() as session:
+        status, body = await post_webhook(session, str(server.make_url(HOOK)), event, payload)
+    if named is None:  # an action that is not a string: nothing the bot acts on
+        assert status == 202, body
+        return
+    assert status == 400, body
+    assert named in body["error"] and "must be" in body["error"]
+
+
+# --- Unsigned or oversized bodies are refused before they are read -------------------------
+
+
+async def _post_streaming(
+    server: TestServer, headers: dict[str, str], total: int, *, length: bool
+) -> tuple[int, int]:
+    """POST `total` bytes in 1 MiB chunks over a raw connection, stopping as soon as the
+    server answers: (status, bytes sent before the answer)."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    head = [f"POST {HOOK} HTTP/1.1", f"Host: {server.host}", "Connection: close"]
+    head += [f"{name}: {value}" for name, value in headers.items()]
+    head.append(f"Content-Length: {total}" if length else "Transfer-Encoding: chunked")
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    sent = 0
+    chunk = b" " * (1 << 20)
+
+    async def send() -> None:
+        nonlocal sent
+        while sent < total:
+            piece = chunk[: total - sent]
+            writer.write(piece if length else b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+            sent += len(piece)
+        if not length:
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    sender = asyncio.create_task(send())
+    status_line = await reader.readline()
+    sender.cancel()
+    await asyncio.gather(sender, return_exceptions=True)
+    writer.close()
+    return int(status_line.split()[1]), sent
+
+
+def _headers(signature: str | None) -> dict[str, str]:
+    headers = {"X-GitHub-Event": "issue_comment", "X-GitHub-Delivery": str(uuid.uuid4())}
+    if signature is not None:
+        headers["X-Hub-Signature-256"] = signature
+    return headers
+
+
+@pytest.mark.parametrize("signature", [None, "", "sha256=zz", "sha1=" + "0" * 40])
+async def test_unsigned_body_refused_before_it_is_read(
+    server: TestServer, signature: str | None
+) -> None:
+    """A 24 MB body without a well-formed signature: 401 before the body was sent (it was
+    read in full and hashed before the fix)."""
+    total = 24 << 20
+    status, sent = await _post_streaming(server, _headers(signature), total, length=True)
+    assert status == 401
+    assert sent < total
+
+
+async def test_oversized_bodies_are_413(server: TestServer) -> None:
+    """By Content-Length before reading; without one, cut off once past the limit."""
+    well_formed = "sha256=" + "0" * 64
+    total = MAX_BODY_BYTES + (1 << 20)
+    status, sent = await _post_streaming(server, _headers(well_formed), total, length=True)
+    assert status == 413 and sent < total
+    status, sent = await _post_streaming(server, _headers(well_formed), total, length=False)
+    assert status == 413
+
+
+# --- Settings errors never echo a secret -------------------------------------------------
+
+_URL_SETTINGS = (
+    "GITHUB_API_URL",
+    "GITHUB_GIT_URL",
+    "REDIS_URL",
+    "ARTIFACTS_URL",
+    "S3_ENDPOINT_URL",
+    "PUBLIC_URL",
+)
+_BAD_URLS = (
+    "redis://:hunter2@host:bad",
+    "http://admin:hunter2@host:99999/x",
+    "ftp://admin:hunter2@host/",
+    "https://:hunter2@",
+    "http://admin:hunter2@[::1/",
+    "s3://admin:hunter2@bucket/prefix",
+    "gopher://hunter2@host",
+)
+
+
+@pytest.mark.parametrize("name", _URL_SETTINGS)
+@pytest.mark.parametrize("value", _BAD_URLS)
+def test_settings_errors_never_echo_url_passwords(name: str, value: str) -> None:
+    env = {"ILAB_BOT_WEBHOOK_SECRET": "s" * 40, f"ILAB_BOT_{name}": value}
+    with pytest.raises(SettingsError) as info:
+        parse_settings(env, require_github=False)
+    message = str(info.value)
+    assert f"ILAB_BOT_{name}" in message
+    assert "hunter2" not in message
+    assert "hunter2" not in repr(info.value.problems)
