@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from instruct_lab_bot.core.comment_parser import mentions, parse_commands
 from instruct_lab_bot.core.settings import SettingsError, parse_settings
 from instruct_lab_bot.core.webhooks import (
     MAX_BODY_BYTES,
@@ -266,3 +268,70 @@ def test_settings_errors_never_echo_url_passwords(name: str, value: str) -> None
     assert f"ILAB_BOT_{name}" in message
     assert "hunter2" not in message
     assert "hunter2" not in repr(info.value.problems)
+
+
+# --- Comments: commands only in paragraph text, as CommonMark renders it --------------------
+
+_HIDDEN = {
+    "list-item fence": "- ```\n  @instruct-lab-bot generate\n  ```",
+    "fence in a numbered item": "1. logs:\n   ~~~\n   @instruct-lab-bot generate\n   ~~~",
+    "longer fence around a shorter one": "````\n```\n@instruct-lab-bot generate\n````",
+    "fence with an info string": "```text\n@instruct-lab-bot generate\n```",
+    "unclosed fence": "```\n@instruct-lab-bot generate",
+    "HTML comment": "<!--\n@instruct-lab-bot generate\n-->",
+    "HTML comment inside a paragraph": "see <!-- hidden\n@instruct-lab-bot generate -->",
+    "HTML block": "<details>\n@instruct-lab-bot generate\n</details>",
+    "lazy quote continuation": "> you wrote\n@instruct-lab-bot generate",
+    "quote in a list": "- > @instruct-lab-bot generate",
+    "code span over two lines": "`run\n@instruct-lab-bot generate`",
+}
+
+
+@pytest.mark.parametrize("body", _HIDDEN.values(), ids=_HIDDEN.keys())
+def test_no_command_hidden_in_code_html_or_quotes(body: str) -> None:
+    """These started jobs before: the line-based parser saw `@bot generate` at a line start."""
+    assert parse_commands(body, USERNAME) == []
+    assert not mentions(body, USERNAME)
+
+
+def test_commands_in_paragraphs_still_found() -> None:
+    body = (
+        "Thanks!\n  @instruct-lab-bot generate --x\n\n```\ncode\n```\n<!-- note -->\n\n"
+        "*looks good*\n@instruct-lab-bot precheck"
+    )
+    found = [(c.name, c.args, c.line) for c in parse_commands(body, USERNAME)]
+    assert found == [("generate", ("--x",), 2), ("precheck", (), 10)]
+
+
+_COMMANDISH = st.lists(
+    st.one_of(
+        st.text(st.characters(exclude_categories=["Cs"]), max_size=60),
+        st.sampled_from(
+            ["@instruct-lab-bot generate", "  @instruct-lab-bot retry x", "", "```", "~~~", "-->"]
+        ),
+    ),
+    max_size=20,
+).map("\n".join)
+
+
+def _wrap_fence(body: str) -> str:
+    longest = max((len(run) for run in re.findall("`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{body}\n{fence}"
+
+
+_CONTAINERS: dict[str, Callable[[str], str]] = {
+    "fence": _wrap_fence,
+    "list-item fence": lambda b: "- " + _wrap_fence(b).replace("\n", "\n  "),
+    "indented code": lambda b: "intro\n\n" + "\n".join("    " + line for line in b.split("\n")),
+    "block quote": lambda b: "\n".join("> " + line for line in b.split("\n")),
+    "HTML comment": lambda b: "<!--\n" + b.replace("-->", "") + "\n-->",
+}
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(body=_COMMANDISH, container=st.sampled_from(sorted(_CONTAINERS)))
+def test_nothing_inside_a_container_is_a_command(body: str, container: str) -> None:
+    """Property: whatever a code block, quote or HTML comment holds, it runs no command."""
+    body = body.replace("\r", "")
+    assert parse_commands(_CONTAINERS[container](body), USERNAME) == []
