@@ -30,6 +30,11 @@ __all__ = [
     "suggest",
 ]
 
+#: What a command keeps of its line: the name and at most `MAX_ARGS` arguments, each cut to
+#: `MAX_WORD_CHARS` characters, so a stored intent never grows with the comment.
+MAX_ARGS = 20
+MAX_WORD_CHARS = 200
+
 _LINE_START_MENTION = "ilab_line_start_mention"
 
 
@@ -117,7 +122,8 @@ def parse_commands(body: str, username: str, *, limit: int = 10) -> list[Command
         words = match.group("rest").split()
         if not words:
             continue
-        commands.append(Command(name=words[0].lower(), args=tuple(words[1:]), line=number))
+        name, args = words[0][:MAX_WORD_CHARS].lower(), words[1 : MAX_ARGS + 1]
+        commands.append(Command(name, tuple(a[:MAX_WORD_CHARS] for a in args), number))
         if len(commands) >= limit:
             break
     return commands

@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -22,7 +22,19 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from instruct_lab_bot.adapters.redis.keys import (
+    DEAD_STREAM,
+    DEAD_STREAM_MAX_AGE,
+    EVENTS_STREAM,
+    JOBS_STREAM,
+    STREAM_MAX_AGE,
+    WORKER_GROUP,
+    job_key,
+)
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.redis.streams import min_id
 from instruct_lab_bot.core.comment_parser import mentions, parse_commands
+from instruct_lab_bot.core.jobs import FIELD_LIMITS, MAX_JOB_FILES, Job, State
 from instruct_lab_bot.core.settings import SettingsError, parse_settings
 from instruct_lab_bot.core.webhooks import (
     MAX_BODY_BYTES,
@@ -335,3 +347,101 @@ def test_nothing_inside_a_container_is_a_command(body: str, container: str) -> N
     """Property: whatever a code block, quote or HTML comment holds, it runs no command."""
     body = body.replace("\r", "")
     assert parse_commands(_CONTAINERS[container](body), USERNAME) == []
+
+
+# --- Finding 11: bounded job records and event entries; streams trimmed by age ------------
+
+MEGABYTE = "a" * (1 << 20)
+
+
+def _job(job_id: str = "j1") -> Job:
+    return Job(
+        id=job_id,
+        command="generate",
+        installation_id=1,
+        owner="o",
+        repo="r",
+        pr_number=2,
+        requester="alice",
+        head_sha="c" * 40,
+    )
+
+
+async def _largest_value(queue: Queue, key: str) -> int:
+    values = await cast(Any, queue.redis).hvals(key)
+    return max(len(v) for v in values)
+
+
+async def test_megabyte_comment_argument_is_not_stored(
+    server: TestServer, redis_url: str, webhook_example: WebhookExample
+) -> None:
+    """A 1 MB argument in a command comment: the stored intent stays small (it was 1 MB)."""
+    example = webhook_example("issue_comment", "created")
+    payload = pr_comment(example, body=f"@instruct-lab-bot generate {MEGABYTE} {'b ' * 5000}")
+    async with aiohttp.ClientSession() as session:
+        status, _body = await post_webhook(
+            session, str(server.make_url(HOOK)), "issue_comment", payload
+        )
+    assert status == 202
+    queue = Queue.from_url(redis_url)
+    try:
+        ((_id, fields),) = await queue.redis.xrange(EVENTS_STREAM)
+        assert len(fields["intent"]) < 16_000
+        assert int(await queue.redis.memory_usage(EVENTS_STREAM)) < 64_000
+    finally:
+        await queue.aclose()
+
+
+async def test_job_record_fields_are_bounded(redis_url: str) -> None:
+    """Error texts, stage, files list and dead-letter reasons are capped however they are
+    written (create, update, transition, finish, dead letter)."""
+    queue = Queue.from_url(redis_url)
+    await queue.ensure_groups()
+    files = [f"compositional_skills/s{n}/{'x' * 200}/qna.yaml" for n in range(5000)]
+    job = _job().evolve(files=",".join(files), stage=MEGABYTE, error=MEGABYTE)
+    await queue.create_job(job)
+    assert await _largest_value(queue, job_key(job.id)) <= FIELD_LIMITS["files"]
+    stored = await queue.get_job(job.id)
+    assert stored is not None
+    kept = stored.files.split(",")
+    assert 0 < len(kept) <= MAX_JOB_FILES and set(kept) <= set(files)  # whole paths only
+    await queue.update_job(job.id, stage=MEGABYTE, error=MEGABYTE)
+    await queue.enqueue_job(job)
+    (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, "w1", block_ms=100)
+    await queue.start_job(job.id, "w1")
+    await queue.transition(job.id, State.RUNNING, stage=MEGABYTE)
+    assert await queue.finish_job(entry, job, "w1", State.FAILED, error=MEGABYTE)
+    assert await _largest_value(queue, job_key(job.id)) <= FIELD_LIMITS["files"]
+    dead = _job("j2")
+    await queue.create_job(dead)
+    await queue.enqueue_job(dead)
+    (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, "w1", block_ms=100)
+    assert await queue.dead_letter(entry, dead, MEGABYTE)
+    assert await _largest_value(queue, job_key(dead.id)) <= FIELD_LIMITS["error"]
+    ((_id, fields),) = await queue.redis.xrange(DEAD_STREAM)
+    assert len(fields["reason"]) <= FIELD_LIMITS["error"]
+    await queue.aclose()
+
+
+async def test_old_stream_entries_are_trimmed_by_age(redis_url: str) -> None:
+    """Entries older than the age bound go at the next append, however short the stream
+    (before, only length trimmed them, at ~100k entries)."""
+    queue = Queue.from_url(redis_url)
+    await queue.ensure_groups()
+    old = [f"{n}-0" for n in range(1, 301)]  # 1970: older than any bound
+    for stream in (EVENTS_STREAM, JOBS_STREAM, DEAD_STREAM):
+        for entry_id in old:
+            await queue.redis.xadd(stream, {"v": "1", "old": "1"}, id=entry_id)
+    assert await queue.add_event("d-new", {"type": "commands", "intent": "{}"})
+    job = _job()
+    await queue.create_job(job)
+    await queue.enqueue_job(job)
+    (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, "w1", count=1000, block_ms=100)
+    assert await queue.dead_letter(entry, job, "gave up")
+    for stream in (EVENTS_STREAM, JOBS_STREAM, DEAD_STREAM):
+        remaining = await queue.redis.xrange(stream)
+        assert remaining and not any("old" in fields for _id, fields in remaining), stream
+    recent = min_id(STREAM_MAX_AGE)
+    assert int(recent.split("-")[0]) > 0
+    assert DEAD_STREAM_MAX_AGE >= STREAM_MAX_AGE
+    await queue.aclose()
