@@ -44,7 +44,7 @@ from instruct_lab_bot.services.app_keys import DISPATCHER_TASK, GITHUB, METRICS,
 from instruct_lab_bot.services.dispatcher import Dispatcher
 from instruct_lab_bot.services.metrics import ServerMetrics, metrics_response
 from instruct_lab_bot.services.reconciler import Reconciler
-from instruct_lab_bot.services.status_page import status_routes
+from instruct_lab_bot.services.status_page import api_errors, status_routes
 
 log = structlog.get_logger(__name__)
 
@@ -217,7 +217,7 @@ def create_app(
 
     `tracing` adds the OpenTelemetry middleware (default: when `OTEL_*` asks for tracing).
     """
-    middlewares = server_middlewares(force=tracing)
+    middlewares = [*server_middlewares(force=tracing), api_errors]
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app[SETTINGS] = settings
     app[METRICS] = ServerMetrics()

@@ -18,9 +18,12 @@ from typing import Any, cast
 
 import aiohttp
 import pytest
+import schemathesis
 from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis import APIOperation, GenerationMode
+from schemathesis.core.result import Ok
 
 from instruct_lab_bot.adapters.redis.keys import (
     DEAD_STREAM,
@@ -48,7 +51,7 @@ from instruct_lab_bot.core.webhooks import (
 from instruct_lab_bot.services.server import create_app
 from testkit.payloads import pr_comment
 from tests.fixtures.bot import make_settings, post_webhook
-from tests.fixtures.github import WebhookExample
+from tests.fixtures.github import REPO_ROOT, WebhookExample
 
 HOOK = "/api/github/hook"
 USERNAME = "instruct-lab-bot"
@@ -445,3 +448,65 @@ async def test_old_stream_entries_are_trimmed_by_age(redis_url: str) -> None:
     assert int(recent.split("-")[0]) > 0
     assert DEAD_STREAM_MAX_AGE >= STREAM_MAX_AGE
     await queue.aclose()
+
+
+# --- The status API conforms to its OpenAPI description (schemathesis) ---------------------
+
+STATUS_API = REPO_ROOT / "docs" / "status-api.openapi.yaml"
+
+
+def _fuzz_status_api(base_url: str, examples: int) -> list[str]:
+    """Generated requests (schema-valid and schema-violating) for every operation; returns
+    the failures: a 5xx, an undocumented status or content type, a body off its schema, a
+    valid request refused or an invalid one accepted."""
+    schema = schemathesis.openapi.from_path(str(STATUS_API))
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        if not isinstance(result, Ok):
+            raise AssertionError(f"invalid operation in {STATUS_API.name}: {result.err()}")
+        operation = result.ok()
+        failures += _fuzz_operation(operation, GenerationMode.POSITIVE, base_url, examples)
+        if list(operation.iter_parameters()):  # else nothing to violate
+            failures += _fuzz_operation(operation, GenerationMode.NEGATIVE, base_url, examples)
+    return failures
+
+
+def _fuzz_operation(
+    operation: APIOperation[Any, Any, Any, Any], mode: GenerationMode, base_url: str, examples: int
+) -> list[str]:
+    failures: list[str] = []
+
+    @settings(max_examples=examples, deadline=None, database=None)
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def check(case: schemathesis.Case[Any]) -> None:
+        try:
+            case.call_and_validate(base_url=base_url)
+        except BaseExceptionGroup as exc:  # how schemathesis reports failed checks
+            failures.append(f"{operation.label} ({mode.value}): {exc}")
+
+    check()
+    return failures
+
+
+async def test_status_api_conforms_to_its_description(server: TestServer, redis_url: str) -> None:
+    """Before: `state` values undocumented (valid requests "refused"), and 404s undocumented
+    and text/plain. Now no failure; every answer is documented JSON, never a 5xx."""
+    queue = Queue.from_url(redis_url)
+    await queue.create_job(_job("public1"))
+    await queue.create_job(_job("private1").evolve(private=True, owner="secret"))
+    await queue.aclose()
+    base_url = str(server.make_url("/")).rstrip("/")
+    failures = await asyncio.to_thread(_fuzz_status_api, base_url, 40)
+    assert not failures, "\n\n".join(failures[:5])
+
+
+async def test_unknown_api_paths_answer_json_404(server: TestServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        for path in ("/api/v1/nope", "/api/v1/jobs/a%2Fb", "/api/v1/repos/o/r/pulls/9999999999"):
+            async with session.get(server.make_url(path)) as response:
+                assert response.status == 404
+                assert response.content_type == "application/json"
+                assert (await response.json())["error"]
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
+        async with session.post(server.make_url("/api/v1/jobs")) as response:
+            assert response.status == 405 and response.content_type == "application/json"
