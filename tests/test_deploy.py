@@ -40,7 +40,8 @@ from packaging.utils import canonicalize_name
 
 from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
 from instruct_lab_bot.cli import load_settings
-from instruct_lab_bot.core.settings import Settings, _parse_duration
+from instruct_lab_bot.core.setting_values import parse_duration as _parse_duration
+from instruct_lab_bot.core.settings import Settings
 
 Obj = dict[str, Any]
 

@@ -38,7 +38,7 @@ def test_signature_checked_before_parsing() -> None:
     assert bad.value.status == 401  # never a 400 for the JSON: it was not parsed
     with pytest.raises(WebhookError) as malformed:
         deliver(b"{}", signature="sha1=abc")
-    assert malformed.value.status == 400
+    assert malformed.value.status == 401  # no well-formed signature: unauthenticated
     with pytest.raises(WebhookError) as not_json:
         deliver(b"not json")
     assert not_json.value.status == 400

@@ -1,15 +1,24 @@
 """Comment text → bot commands (pure).
 
-A command is `@<username> <command> [args]` at the start of a line. Lines inside fenced code
-blocks and quoted replies (`> ...`) are skipped, so quoting someone's earlier command or pasting
-a log never starts a GPU job.
+A command is `@<username> <command> [args]` at the start of a line of a paragraph, as
+CommonMark (markdown-it-py) parses the comment. Fenced code (backticks or tildes, any fence
+length, inside list items too), indented code, HTML blocks and comments, inline code spans
+and quoted replies (`> ...`, lazy continuation lines included) are not paragraphs text, so
+quoting someone's earlier command, pasting a log or hiding a line in a comment never starts
+a GPU job.
 """
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+
+from markdown_it import MarkdownIt
+from markdown_it.rules_inline import StateInline
 
 from instruct_lab_bot.core.command_table import KNOWN_COMMANDS, CommandSpec, lookup
 
@@ -21,7 +30,63 @@ __all__ = [
     "suggest",
 ]
 
-_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
+#: What a command keeps of its line: the name and at most `MAX_ARGS` arguments, each cut to
+#: `MAX_WORD_CHARS` characters, so a stored intent never grows with the comment.
+MAX_ARGS = 20
+MAX_WORD_CHARS = 200
+
+_LINE_START_MENTION = "ilab_line_start_mention"
+
+
+def _line_start_mention(state: StateInline, silent: bool) -> bool:
+    """An inline rule that marks an `@` beginning a line of inline text. Code spans, HTML
+    comments and autolinks are consumed whole by their own rules, so an `@` inside them is
+    never seen here."""
+    src, pos = state.src, state.pos
+    if src[pos] != "@" or src[src.rfind("\n", 0, pos) + 1 : pos].strip(" \t"):
+        return False
+    if not silent:
+        breaks = state.env.setdefault("ilab_newlines", {})
+        newlines = breaks.get(src)
+        if newlines is None:
+            newlines = breaks[src] = [i for i, c in enumerate(src) if c == "\n"]
+        token = state.push(_LINE_START_MENTION, "", 0)
+        token.meta = {"line": bisect.bisect_left(newlines, pos)}
+    state.pos += 1
+    return True
+
+
+_MARKDOWN = MarkdownIt("commonmark")
+_MARKDOWN.inline.ruler.before("text", _LINE_START_MENTION, _line_start_mention)
+
+
+def _paragraph_mention_lines(body: str) -> Iterator[int]:
+    """0-based numbers of the lines (of `body` split at "\n") that start a line of paragraph
+    text with an `@`, outside block quotes, in document order."""
+    env: dict[str, Any] = {}
+    quotes = 0
+    seen: set[int] = set()
+    paragraph_start: int | None = None
+    for token in _MARKDOWN.parse(body, env):
+        if token.type == "blockquote_open":
+            quotes += 1
+        elif token.type == "blockquote_close":
+            quotes -= 1
+        elif token.type == "paragraph_open":
+            paragraph_start = token.map[0] if token.map and not quotes else None
+        elif token.type == "inline" and paragraph_start is not None:
+            for child in token.children or ():
+                if child.type == _LINE_START_MENTION:
+                    line = paragraph_start + int(child.meta["line"])
+                    if line not in seen:
+                        seen.add(line)
+                        yield line
+            paragraph_start = None
+
+
+def _normalise(body: str) -> str:
+    """CRLF to LF; a lone CR becomes a space, so lines are exactly `body.split("\n")`."""
+    return body.replace("\r\n", "\n").replace("\r", " ")
 
 
 @dataclass(frozen=True)
@@ -52,30 +117,29 @@ def mention_pattern(username: str) -> re.Pattern[str]:
 
 def parse_commands(body: str, username: str, *, limit: int = 10) -> list[Command]:
     """Every command addressed to `username` in a comment body, at most `limit` of them."""
-    pattern = mention_pattern(username)
     commands: list[Command] = []
-    fence: str | None = None
-    for number, line in enumerate(body.replace("\r\n", "\n").split("\n"), start=1):
-        opening = _FENCE.match(line)
-        if opening:
-            marker = opening.group(1)
-            if fence is None:
-                fence = marker[0] * len(marker)
-            elif marker.startswith(fence):
-                fence = None
-            continue
-        if fence is not None:
-            continue
-        match = pattern.match(line)
-        if not match:
-            continue
+    for number, match in _mentions(body, username):
         words = match.group("rest").split()
         if not words:
             continue
-        commands.append(Command(name=words[0].lower(), args=tuple(words[1:]), line=number))
+        name, args = words[0][:MAX_WORD_CHARS].lower(), words[1 : MAX_ARGS + 1]
+        commands.append(Command(name, tuple(a[:MAX_WORD_CHARS] for a in args), number))
         if len(commands) >= limit:
             break
     return commands
+
+
+def _mentions(body: str, username: str) -> Iterator[tuple[int, re.Match[str]]]:
+    """(1-based line number, match) of each paragraph line that starts with the mention."""
+    pattern = mention_pattern(username)
+    text = _normalise(body)
+    if "@" not in text:
+        return
+    lines = text.split("\n")
+    for index in _paragraph_mention_lines(text):
+        match = pattern.match(lines[index]) if index < len(lines) else None
+        if match:
+            yield index + 1, match
 
 
 def suggest(name: str) -> str | None:
@@ -86,4 +150,4 @@ def suggest(name: str) -> str | None:
 
 def mentions(body: str, username: str) -> bool:
     """Whether the comment addresses the bot at all (to answer a bare mention with help)."""
-    return any(mention_pattern(username).match(line) for line in body.splitlines())
+    return next(_mentions(body, username), None) is not None

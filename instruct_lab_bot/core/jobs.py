@@ -50,6 +50,60 @@ CONCLUSIONS: dict[State, str] = {
 }
 
 
+#: The longest value (characters) each free-text field of a job record keeps: what a job stores
+#: never grows with what a PR, a comment or `ilab` can make long. Longer values are cut and say
+#: so; `files` is cut at a file boundary and keeps at most `MAX_JOB_FILES` paths.
+FIELD_LIMITS: dict[str, int] = {
+    "command": 64,
+    "requester": 100,
+    "delivery_id": 100,
+    "head_sha": 64,
+    "head_ref": 256,
+    "base_branch": 256,
+    "worker": 200,
+    "error": 2000,
+    "artifact_prefix": 1024,
+    "stream_id": 64,
+    "check_run_url": 512,
+    "stage": 200,
+    "index_url": 2048,
+    "files": 16_000,
+    "cancel_requested": 100,
+    "cancelled_by": 100,
+    "traceparent": 128,
+}
+MAX_JOB_FILES = 200
+_CUT = " […cut]"
+
+
+def bounded_field(name: str, value: object) -> str:
+    """`value` as stored in a job record: a string within the field's limit (if it has one)."""
+    text = str(value)
+    limit = FIELD_LIMITS.get(name)
+    if limit is None or (len(text) <= limit and name != "files"):
+        return text
+    if name == "files":
+        return bounded_files(text.split(","))
+    return text[: limit - len(_CUT)] + _CUT
+
+
+def bounded_files(files: list[str]) -> str:
+    """Changed files, comma-separated: at most `MAX_JOB_FILES` whole paths within the limit."""
+    kept: list[str] = []
+    size = 0
+    for path in files[:MAX_JOB_FILES]:
+        size += len(path) + 1
+        if size > FIELD_LIMITS["files"] + 1:
+            break
+        kept.append(path)
+    return ",".join(kept)
+
+
+def bounded_fields(fields: dict[str, Any]) -> dict[str, str]:
+    """Job-record fields as stored: strings, each within its limit."""
+    return {name: bounded_field(name, value) for name, value in fields.items()}
+
+
 class TransitionError(Exception):
     """A transition the state machine forbids (e.g. two workers starting one job)."""
 
@@ -128,7 +182,8 @@ class Job:
         return replace(self, **changes)
 
     def to_fields(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items()}
+        """The Redis-hash form, every field within `FIELD_LIMITS`."""
+        return bounded_fields(asdict(self))
 
     @classmethod
     def from_fields(cls, data: dict[str, str]) -> Job:

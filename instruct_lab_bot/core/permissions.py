@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from instruct_lab_bot.core.command_table import DEFAULT_RESTRICTED
-from instruct_lab_bot.core.settings import ROLES, Settings
+from instruct_lab_bot.core.setting_values import ROLES
+from instruct_lab_bot.core.settings import Settings
 
 
 @dataclass(frozen=True)

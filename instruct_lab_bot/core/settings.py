@@ -7,21 +7,45 @@ error message can print them.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from instruct_lab_bot.core.artifacts import parse_artifacts_url
-from instruct_lab_bot.core.command_table import DEFAULT_RESTRICTED, KNOWN_COMMANDS
+from instruct_lab_bot.core.command_table import DEFAULT_RESTRICTED
 from instruct_lab_bot.core.reply_limits import ReplyLimits
 from instruct_lab_bot.core.sandbox import ResourceLimits, parse_count, parse_env_names, parse_size
-from instruct_lab_bot.core.status_auth import parse_status_auth
+from instruct_lab_bot.core.setting_values import (
+    MIN_WEBHOOK_SECRET,
+    parse_argv,
+    parse_artifacts_setting,
+    parse_bool,
+    parse_choice,
+    parse_commands,
+    parse_duration,
+    parse_file_bytes,
+    parse_hosts,
+    parse_list,
+    parse_log_format,
+    parse_nonempty_argv,
+    parse_optional_duration,
+    parse_paths,
+    parse_permission,
+    parse_port,
+    parse_positive_int,
+    parse_repos,
+    parse_signing_key,
+    parse_size_text,
+    parse_status_auth_secret,
+    parse_teams,
+    parse_url,
+    parse_username,
+    scrub,
+)
+from instruct_lab_bot.core.setting_values import (
+    Secret as Secret,  # part of this module's interface
+)
 
 PREFIX = "ILAB_BOT_"
 T = TypeVar("T")
@@ -33,21 +57,6 @@ class SettingsError(Exception):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-@dataclass(frozen=True)
-class Secret:
-    """A string that never shows itself in `repr`, `str` or f-strings."""
-
-    value: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self.value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self.value)
 
 
 @dataclass(frozen=True)
@@ -149,82 +158,6 @@ class Settings:
         return tuple(found)
 
 
-MIN_WEBHOOK_SECRET = 32
-MIN_LINK_KEY_BYTES = 32
-
-
-def decode_signing_key(text: str) -> bytes:
-    """A link signing key: hex or base64 of at least 32 bytes. Errors never quote the value."""
-    text = text.strip()
-    if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", text):
-        raw = bytes.fromhex(text)
-    else:
-        standard = text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)
-        try:
-            raw = base64.b64decode(standard, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError(
-                "must be hex or base64 (e.g. the output of `openssl rand -hex 32`)"
-            ) from None
-    if len(raw) < MIN_LINK_KEY_BYTES:
-        raise ValueError(f"must hold at least {MIN_LINK_KEY_BYTES} random bytes")
-    return raw
-
-
-def _parse_signing_key(text: str) -> Secret:
-    decode_signing_key(text)
-    return Secret(text.strip())
-
-
-def _parse_size(text: str) -> int:
-    """Bytes, or a number with a unit: `65536`, `512k`, `20M`, `1G`."""
-    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*", text)
-    if not match:
-        raise ValueError("not a size (use e.g. 20M, 512k or a number of bytes)")
-    unit: int = 1024 ** " kmg".index(match.group(2).lower() or " ")
-    size = int(match.group(1)) * unit
-    if size < 64 * 1024:
-        raise ValueError("must be at least 64k")
-    return size
-
-
-def _parse_duration(text: str) -> float:
-    """Seconds, or a number with a unit: `90`, `30s`, `15m`, `2h`, `7d`."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90, 30s, 15m, 2h, 7d)")
-    number, unit = float(match.group(1)), match.group(2) or "s"
-    seconds = number * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-    if seconds <= 0:
-        raise ValueError("must be greater than zero")
-    return seconds
-
-
-def _parse_url(text: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(text)
-    if parts.scheme not in schemes or (parts.scheme != "file" and not parts.netloc):
-        raise ValueError(f"{text!r} is not a {'/'.join(schemes)} URL")
-    return text.rstrip("/")
-
-
-def _parse_port(text: str) -> int:
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError("must be between 0 and 65535")
-    return port
-
-
-def _parse_argv(text: str) -> tuple[str, ...]:
-    """Split like a POSIX shell would, but only to build an argv: nothing is ever executed."""
-    return tuple(shlex.split(text))
-
-
-def _parse_username(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?", text):
-        raise ValueError(f"{text!r} is not a GitHub login")
-    return text.removesuffix("[bot]")
-
-
 def _no_files(path: str) -> str:
     raise OSError(2, "reading files was not allowed", path)
 
@@ -251,7 +184,7 @@ def parse_settings(
         try:
             values[attr] = parse(raw)
         except ValueError as exc:
-            problems.append(f"{PREFIX}{name}: {exc}")
+            problems.append(f"{PREFIX}{name}: {scrub(str(exc), raw)}")
     _check_lease(values, problems)
     _load_webhook_secret(env, values, problems)
     s3_secret = env.get("AWS_SECRET_ACCESS_KEY", "")
@@ -323,121 +256,6 @@ def _load_github_app(
     values["github_private_key"] = Secret(pem)
 
 
-def _parse_optional_duration(text: str) -> float | None:
-    return None if text.lower() in ("off", "none", "0") else _parse_duration(text)
-
-
-def _parse_list(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
-def _parse_teams(text: str) -> tuple[str, ...]:
-    teams = _parse_list(text)
-    for team in teams:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}", team):
-            raise ValueError(f"{team!r} is not an org/team slug")
-    return teams
-
-
-ROLES = ("none", "read", "triage", "write", "maintain", "admin")
-
-
-def _parse_permission(text: str) -> str:
-    if text not in ROLES:
-        raise ValueError(f"must be one of {', '.join(ROLES)}")
-    return text
-
-
-def _parse_commands(text: str) -> tuple[str, ...]:
-    commands = tuple(c.lower() for c in _parse_list(text))
-    unknown = [c for c in commands if c not in KNOWN_COMMANDS]
-    if unknown:
-        raise ValueError(f"unknown commands {', '.join(unknown)}")
-    return commands
-
-
-def _parse_repos(text: str) -> frozenset[str]:
-    repos = _parse_list(text)
-    for repo in repos:
-        if not re.fullmatch(r"[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}", repo):
-            raise ValueError(f"{repo!r} is not owner/repo")
-    return frozenset(r.lower() for r in repos)
-
-
-def _parse_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("must be true or false")
-
-
-def _parse_positive_int(text: str) -> int:
-    number = int(text)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
-
-
-def _parse_hosts(text: str) -> tuple[str, ...]:
-    hosts = tuple(h.lower() for h in _parse_list(text))
-    for host in hosts:
-        if not re.fullmatch(
-            r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", host
-        ):
-            raise ValueError(f"{host!r} is not a host name")
-    return hosts
-
-
-def _parse_file_bytes(text: str) -> int:
-    number = int(text)
-    if not 1024 <= number <= 1024 * 1024:  # GitHub's contents API sends content up to 1 MB
-        raise ValueError("must be between 1024 and 1048576 bytes")
-    return number
-
-
-def _parse_nonempty_argv(text: str) -> tuple[str, ...]:
-    argv = _parse_argv(text)
-    if not argv:
-        raise ValueError("must name a command")
-    return argv
-
-
-def _parse_status_auth(text: str) -> Secret:
-    """Validated by the status page's own parser; its errors never quote the value."""
-    parse_status_auth(text)
-    return Secret(text)
-
-
-def _parse_log_format(text: str) -> str:
-    if text not in ("auto", "json", "console"):
-        raise ValueError("must be auto, json or console")
-    return text
-
-
-def _parse_artifacts_url(text: str) -> str:
-    parse_artifacts_url(text)
-    return text
-
-
-def _parse_choice(*choices: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return text
-
-    return parse
-
-
-def _parse_paths(text: str) -> tuple[Path, ...]:
-    paths = tuple(Path(item) for item in _parse_list(text))
-    for path in paths:
-        if not path.is_absolute():
-            raise ValueError(f"{str(path)!r} is not an absolute path")
-    return paths
-
-
 def _check_lease(values: Mapping[str, object], problems: list[str]) -> None:
     heartbeat = float(values.get("heartbeat_interval", Settings.heartbeat_interval))  # type: ignore[arg-type]
     lease = float(values.get("lease_timeout", Settings.lease_timeout))  # type: ignore[arg-type]
@@ -450,57 +268,57 @@ def _check_lease(values: Mapping[str, object], problems: list[str]) -> None:
 
 # Each setting: its variable (after ILAB_BOT_), the Settings field, and its parser.
 _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
-    ("GITHUB_API_URL", "github_api_url", lambda v: _parse_url(v, ("http", "https"))),
-    ("GITHUB_GIT_URL", "github_git_url", lambda v: _parse_url(v, ("http", "https", "file"))),
-    ("USERNAME", "username", _parse_username),
-    ("REDIS_URL", "redis_url", lambda v: _parse_url(v, ("redis", "rediss", "unix"))),
-    ("ARTIFACTS_URL", "artifacts_url", _parse_artifacts_url),
-    ("S3_ENDPOINT_URL", "s3_endpoint_url", lambda v: _parse_url(v, ("http", "https"))),
-    ("LINK_EXPIRY", "link_expiry", lambda v: int(_parse_duration(v))),
-    ("PUBLIC_URL", "public_url", lambda v: _parse_url(v, ("http", "https"))),
+    ("GITHUB_API_URL", "github_api_url", lambda v: parse_url(v, ("http", "https"))),
+    ("GITHUB_GIT_URL", "github_git_url", lambda v: parse_url(v, ("http", "https", "file"))),
+    ("USERNAME", "username", parse_username),
+    ("REDIS_URL", "redis_url", lambda v: parse_url(v, ("redis", "rediss", "unix"))),
+    ("ARTIFACTS_URL", "artifacts_url", parse_artifacts_setting),
+    ("S3_ENDPOINT_URL", "s3_endpoint_url", lambda v: parse_url(v, ("http", "https"))),
+    ("LINK_EXPIRY", "link_expiry", lambda v: int(parse_duration(v))),
+    ("PUBLIC_URL", "public_url", lambda v: parse_url(v, ("http", "https"))),
     ("HOST", "host", str),
-    ("PORT", "port", _parse_port),
-    ("ILAB_COMMAND", "ilab_command", _parse_nonempty_argv),
-    ("GENERATE_ARGS", "generate_args", _parse_argv),
+    ("PORT", "port", parse_port),
+    ("ILAB_COMMAND", "ilab_command", parse_nonempty_argv),
+    ("GENERATE_ARGS", "generate_args", parse_argv),
     ("WORK_DIR", "work_dir", Path),
-    ("JOB_TIMEOUT", "job_timeout", _parse_duration),
-    ("PROGRESS_INTERVAL", "progress_interval", _parse_duration),
-    ("LOG_FORMAT", "log_format", _parse_log_format),
-    ("GITHUB_TIMEOUT", "github_timeout", _parse_duration),
-    ("GIT_TIMEOUT", "git_timeout", _parse_duration),
-    ("UPLOAD_TIMEOUT", "upload_timeout", _parse_duration),
-    ("KILL_GRACE", "kill_grace", _parse_duration),
-    ("MAX_DELIVERIES", "max_deliveries", _parse_positive_int),
-    ("HEARTBEAT_INTERVAL", "heartbeat_interval", _parse_duration),
-    ("LEASE_TIMEOUT", "lease_timeout", _parse_duration),
-    ("SHUTDOWN_GRACE", "shutdown_grace", _parse_duration),
-    ("JOB_HISTORY_TTL", "job_history_ttl", lambda v: int(_parse_duration(v))),
-    ("STATUS_AUTH", "status_auth", _parse_status_auth),
-    ("ALLOWED_TEAMS", "allowed_teams", _parse_teams),
-    ("MIN_PERMISSION", "min_permission", _parse_permission),
-    ("RESTRICTED_COMMANDS", "restricted_commands", _parse_commands),
-    ("REQUIRED_LABELS", "required_labels", _parse_list),
-    ("REPOS", "repos", _parse_repos),
-    ("PRECHECK_ARGS", "precheck_args", _parse_argv),
-    ("PRECHECK_CONCURRENCY", "precheck_concurrency", _parse_positive_int),
-    ("PRECHECK_DEADLINE", "precheck_deadline", _parse_duration),
-    ("KNOWLEDGE_HOSTS", "knowledge_hosts", _parse_hosts),
-    ("VALIDATION_MAX_FILE_BYTES", "validation_max_file_bytes", _parse_file_bytes),
-    ("WELCOME", "welcome", _parse_bool),
-    ("GITHUB_MAX_CONCURRENCY", "github_max_concurrency", _parse_positive_int),
-    ("GITHUB_WRITES_PER_MINUTE", "github_write_limit", _parse_positive_int),
-    ("GITHUB_RETRY_DEADLINE", "github_retry_deadline", _parse_duration),
-    ("GITHUB_MAX_ATTEMPTS", "github_max_attempts", _parse_positive_int),
-    ("RECONCILE_INTERVAL", "reconcile_interval", _parse_optional_duration),
-    ("LINK_SIGNING_KEY", "link_signing_key", _parse_signing_key),
-    ("LOG_LIMIT", "log_limit", _parse_size),
-    ("REPLY_LIMIT_PER_USER", "reply_limit_per_user", _parse_positive_int),
-    ("REPLY_LIMIT_PER_PR", "reply_limit_per_pr", _parse_positive_int),
-    ("REPLY_LIMIT_WINDOW", "reply_limit_window", _parse_duration),
-    ("SANDBOX", "sandbox", _parse_choice("bwrap", "off")),
-    ("SANDBOX_NETWORK", "sandbox_network", _parse_choice("none", "host")),
-    ("SANDBOX_WRITABLE", "sandbox_writable", _parse_paths),
-    ("SANDBOX_HIDE", "sandbox_hide", _parse_paths),
+    ("JOB_TIMEOUT", "job_timeout", parse_duration),
+    ("PROGRESS_INTERVAL", "progress_interval", parse_duration),
+    ("LOG_FORMAT", "log_format", parse_log_format),
+    ("GITHUB_TIMEOUT", "github_timeout", parse_duration),
+    ("GIT_TIMEOUT", "git_timeout", parse_duration),
+    ("UPLOAD_TIMEOUT", "upload_timeout", parse_duration),
+    ("KILL_GRACE", "kill_grace", parse_duration),
+    ("MAX_DELIVERIES", "max_deliveries", parse_positive_int),
+    ("HEARTBEAT_INTERVAL", "heartbeat_interval", parse_duration),
+    ("LEASE_TIMEOUT", "lease_timeout", parse_duration),
+    ("SHUTDOWN_GRACE", "shutdown_grace", parse_duration),
+    ("JOB_HISTORY_TTL", "job_history_ttl", lambda v: int(parse_duration(v))),
+    ("STATUS_AUTH", "status_auth", parse_status_auth_secret),
+    ("ALLOWED_TEAMS", "allowed_teams", parse_teams),
+    ("MIN_PERMISSION", "min_permission", parse_permission),
+    ("RESTRICTED_COMMANDS", "restricted_commands", parse_commands),
+    ("REQUIRED_LABELS", "required_labels", parse_list),
+    ("REPOS", "repos", parse_repos),
+    ("PRECHECK_ARGS", "precheck_args", parse_argv),
+    ("PRECHECK_CONCURRENCY", "precheck_concurrency", parse_positive_int),
+    ("PRECHECK_DEADLINE", "precheck_deadline", parse_duration),
+    ("KNOWLEDGE_HOSTS", "knowledge_hosts", parse_hosts),
+    ("VALIDATION_MAX_FILE_BYTES", "validation_max_file_bytes", parse_file_bytes),
+    ("WELCOME", "welcome", parse_bool),
+    ("GITHUB_MAX_CONCURRENCY", "github_max_concurrency", parse_positive_int),
+    ("GITHUB_WRITES_PER_MINUTE", "github_write_limit", parse_positive_int),
+    ("GITHUB_RETRY_DEADLINE", "github_retry_deadline", parse_duration),
+    ("GITHUB_MAX_ATTEMPTS", "github_max_attempts", parse_positive_int),
+    ("RECONCILE_INTERVAL", "reconcile_interval", parse_optional_duration),
+    ("LINK_SIGNING_KEY", "link_signing_key", parse_signing_key),
+    ("LOG_LIMIT", "log_limit", parse_size_text),
+    ("REPLY_LIMIT_PER_USER", "reply_limit_per_user", parse_positive_int),
+    ("REPLY_LIMIT_PER_PR", "reply_limit_per_pr", parse_positive_int),
+    ("REPLY_LIMIT_WINDOW", "reply_limit_window", parse_duration),
+    ("SANDBOX", "sandbox", parse_choice("bwrap", "off")),
+    ("SANDBOX_NETWORK", "sandbox_network", parse_choice("none", "host")),
+    ("SANDBOX_WRITABLE", "sandbox_writable", parse_paths),
+    ("SANDBOX_HIDE", "sandbox_hide", parse_paths),
     ("ILAB_ENV", "ilab_env", parse_env_names),
     ("ILAB_MEMORY_LIMIT", "ilab_memory_limit", parse_size),
     ("ILAB_MAX_PROCESSES", "ilab_max_processes", parse_count),

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 
@@ -21,6 +21,7 @@ MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 _DELIVERY = re.compile(r"[A-Za-z0-9-]{1,100}")
 _EVENT = re.compile(r"[a-z_]{1,64}")
+T = TypeVar("T")
 
 
 class WebhookError(Exception):
@@ -39,15 +40,22 @@ class Delivery:
     payload: dict[str, Any]
 
 
-def verify_signature(body: bytes, header: str | None, secret: bytes) -> None:
-    """Constant-time HMAC-SHA256 check of `X-Hub-Signature-256`."""
+def signature_digest(header: str | None) -> str:
+    """The hex digest of a well-formed `X-Hub-Signature-256`; 401 when it is missing or
+    malformed (checked before the body is read, so an unsigned body is never read or hashed)."""
     if not header:
         raise WebhookError(401, "missing X-Hub-Signature-256 header")
     match = _SIGNATURE.fullmatch(header.strip())
     if not match:
-        raise WebhookError(400, "malformed X-Hub-Signature-256 header (expected sha256=<hex>)")
+        raise WebhookError(401, "malformed X-Hub-Signature-256 header (expected sha256=<hex>)")
+    return match.group(1).lower()
+
+
+def verify_signature(body: bytes, header: str | None, secret: bytes) -> None:
+    """Constant-time HMAC-SHA256 check of `X-Hub-Signature-256`."""
+    digest = signature_digest(header)
     expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, match.group(1).lower()):
+    if not hmac.compare_digest(expected, digest):
         raise WebhookError(401, "signature does not match the payload")
 
 
@@ -80,11 +88,20 @@ def check_delivery(
     secret: bytes,
 ) -> tuple[str, str]:
     """Headers and signature, nothing parsed: the verified (event, delivery id)."""
+    checked = check_headers(event=event, delivery_id=delivery_id, signature=signature)
+    verify_signature(body, signature, secret)
+    return checked
+
+
+def check_headers(
+    *, event: str | None, delivery_id: str | None, signature: str | None
+) -> tuple[str, str]:
+    """The headers alone, before any of the body is read: (event, delivery id)."""
     if not event or not _EVENT.fullmatch(event):
         raise WebhookError(400, "missing or malformed X-GitHub-Event header")
     if not delivery_id or not _DELIVERY.fullmatch(delivery_id):
         raise WebhookError(400, "missing or malformed X-GitHub-Delivery header")
-    verify_signature(body, signature, secret)
+    signature_digest(signature)
     return event, delivery_id
 
 
@@ -229,31 +246,69 @@ def intent_from_json(kind: str, text: str) -> Intent:
 
 def _get(payload: dict[str, Any], *path: str) -> Any:
     node: Any = payload
-    for part in path:
-        if not isinstance(node, dict) or part not in node:
+    for number, part in enumerate(path):
+        if not isinstance(node, dict):
+            where = ".".join(path[:number])
+            raise WebhookError(400, f"payload field {where} must be an object, not {_kind(node)}")
+        if part not in node:
             raise WebhookError(400, f"payload lacks {'.'.join(path)}")
         node = node[part]
     return node
 
 
-def _typed(value: Any, kind: type, name: str) -> Any:
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise WebhookError(400, f"payload field {name} has the wrong type")
+def _kind(value: object) -> str:
+    """A JSON type name for error messages (never the value: it is untrusted)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+_NAMES = {str: "a string", int: "an integer", dict: "an object", list: "a list", bool: "a boolean"}
+
+
+def _typed(value: Any, kind: type[T], name: str) -> T:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise WebhookError(
+            400,
+            f"payload field {name} must be {_NAMES.get(kind, kind.__name__)}, not {_kind(value)}",
+        )
     return value
 
 
+def _field(payload: dict[str, Any], path: str, kind: type[T]) -> T:
+    """The required field at a dotted `path`, of type `kind`, or a 400 saying what is wrong."""
+    return _typed(_get(payload, *path.split(".")), kind, path)
+
+
+def _optional(payload: dict[str, Any], path: str, kind: type[T], default: T) -> T:
+    """An optional field: `default` when it (or an object on its path) is absent or null,
+    a 400 when it is there with the wrong type."""
+    node: Any = payload
+    parts = path.split(".")
+    for number, part in enumerate(parts):
+        if node is None:
+            return default
+        if not isinstance(node, dict):
+            where = ".".join(parts[:number])
+            raise WebhookError(400, f"payload field {where} must be an object, not {_kind(node)}")
+        node = node.get(part)
+    return default if node is None else _typed(node, kind, path)
+
+
 def _where(payload: dict[str, Any]) -> dict[str, Any]:
-    installation = payload.get("installation")
-    if not isinstance(installation, dict):
+    if not isinstance(payload.get("installation"), dict):
         raise WebhookError(400, "payload lacks installation (is this a GitHub App webhook?)")
-    sender = payload.get("sender")
     return {
-        "installation_id": _typed(installation.get("id"), int, "installation.id"),
-        "owner": _typed(
-            _get(payload, "repository", "owner", "login"), str, "repository.owner.login"
-        ),
-        "repo": _typed(_get(payload, "repository", "name"), str, "repository.name"),
-        "sender": str(sender.get("login", "")) if isinstance(sender, dict) else "",
+        "installation_id": _field(payload, "installation.id", int),
+        "owner": _field(payload, "repository.owner.login", str),
+        "repo": _field(payload, "repository.name", str),
+        "sender": _optional(payload, "sender.login", str, ""),
     }
 
 
@@ -270,7 +325,8 @@ def classify(
 ) -> Intent | None:
     """What the bot should do about a delivery; None means nothing (answer 2xx, queue nothing).
 
-    `repos`, when given, is the allow-list of `owner/repo` the bot acts in.
+    `repos`, when given, is the allow-list of `owner/repo` the bot acts in. A field the bot
+    needs that is missing or of the wrong type raises `WebhookError(400)`, never anything else.
     """
     payload = delivery.payload
     if repos:
@@ -278,79 +334,78 @@ def classify(
         name = repository.get("full_name") if isinstance(repository, dict) else None
         if not isinstance(name, str) or name.lower() not in repos:
             return None
-    if delivery.event == "issue_comment":
+    action = payload.get("action")
+    if not isinstance(action, str):
+        action = None
+    if delivery.event == "issue_comment" and action == "created":
         return _classify_comment(payload, username, command_limit)
-    if delivery.event == "pull_request" and payload.get("action") in PR_ACTIONS:
-        return _classify_pull_request(payload)
-    if delivery.event == "check_run" and payload.get("action") in CHECK_RUN_ACTIONS:
-        return _classify_check_run(payload)
+    if delivery.event == "pull_request" and action in PR_ACTIONS:
+        return _classify_pull_request(payload, str(action))
+    if delivery.event == "check_run" and action in CHECK_RUN_ACTIONS:
+        return _classify_check_run(payload, str(action))
     return None
 
 
 def _classify_comment(
     payload: dict[str, Any], username: str, command_limit: int
 ) -> CommandIntent | None:
-    if payload.get("action") != "created":
+    user = _field(payload, "comment.user", dict)
+    if user.get("type") == "Bot":
         return None
-    issue = _get(payload, "issue")
-    comment = _get(payload, "comment")
-    user = _get(payload, "comment", "user")
-    if not isinstance(user, dict) or user.get("type") == "Bot":
-        return None
-    body = comment.get("body") if isinstance(comment, dict) else None
-    if not isinstance(body, str):
-        return None
+    body = _optional(payload, "comment.body", str, "")
     commands = parse_commands(body, username, limit=command_limit + 1)
     if not commands:
         return None
     where = _where(payload)
-    where["sender"] = _typed(user.get("login"), str, "comment.user.login")
+    where["sender"] = _field(payload, "comment.user.login", str)
     return CommandIntent(
         **where,
-        pr_number=_typed(_get(payload, "issue", "number"), int, "issue.number"),
-        comment_id=_typed(_get(payload, "comment", "id"), int, "comment.id"),
-        author_association=str(comment.get("author_association", "NONE")),
+        pr_number=_field(payload, "issue.number", int),
+        comment_id=_field(payload, "comment.id", int),
+        author_association=_optional(payload, "comment.author_association", str, "NONE"),
         commands=tuple(commands[:command_limit]),
-        on_pull_request=isinstance(issue, dict) and bool(issue.get("pull_request")),
+        on_pull_request=bool(_optional(payload, "issue.pull_request", dict, {})),
         truncated=len(commands) > command_limit,
     )
 
 
-def _classify_pull_request(payload: dict[str, Any]) -> PullRequestIntent:
-    pull = _get(payload, "pull_request")
-    labels = pull.get("labels") if isinstance(pull, dict) else None
+def _classify_pull_request(payload: dict[str, Any], action: str) -> PullRequestIntent:
+    labels = _optional(payload, "pull_request.labels", list, [])
     return PullRequestIntent(
         **_where(payload),
-        action=str(payload["action"]),
-        pr_number=_typed(_get(payload, "pull_request", "number"), int, "pull_request.number"),
-        head_sha=_typed(_get(payload, "pull_request", "head", "sha"), str, "head.sha"),
-        head_ref=_typed(_get(payload, "pull_request", "head", "ref"), str, "head.ref"),
-        base_branch=_typed(_get(payload, "pull_request", "base", "ref"), str, "base.ref"),
-        author=str(_get(payload, "pull_request", "user").get("login", "")),
-        labels=tuple(str(label.get("name")) for label in labels or () if isinstance(label, dict)),
-        private=bool(_get(payload, "repository").get("private", False)),
+        action=action,
+        pr_number=_field(payload, "pull_request.number", int),
+        head_sha=_field(payload, "pull_request.head.sha", str),
+        head_ref=_field(payload, "pull_request.head.ref", str),
+        base_branch=_field(payload, "pull_request.base.ref", str),
+        author=_optional(payload, "pull_request.user.login", str, ""),
+        labels=tuple(
+            _typed(label.get("name"), str, "pull_request.labels[].name")
+            for label in labels
+            if isinstance(label, dict) and label.get("name") is not None
+        ),
+        private=_optional(payload, "repository.private", bool, False),
     )
 
 
-def _classify_check_run(payload: dict[str, Any]) -> CheckRunIntent | None:
-    run = _get(payload, "check_run")
-    name = run.get("name") if isinstance(run, dict) else None
-    if not isinstance(name, str) or not name.startswith("instruct-lab-bot/"):
+def _classify_check_run(payload: dict[str, Any], action: str) -> CheckRunIntent | None:
+    name = _optional(payload, "check_run.name", str, "")
+    if not name.startswith("instruct-lab-bot/"):
         return None  # another app's check run
-    requested = payload.get("requested_action")
-    identifier = requested.get("identifier", "") if isinstance(requested, dict) else ""
-    pulls = run.get("pull_requests") or []
+    pulls = _optional(payload, "check_run.pull_requests", list, [])
     return CheckRunIntent(
         **_where(payload),
-        action=str(payload["action"]),
-        check_run_id=_typed(run.get("id"), int, "check_run.id"),
-        external_id=str(run.get("external_id") or ""),
+        action=action,
+        check_run_id=_field(payload, "check_run.id", int),
+        external_id=_optional(payload, "check_run.external_id", str, ""),
         name=name,
-        identifier=str(identifier),
-        head_sha=str(run.get("head_sha") or ""),
+        identifier=_optional(payload, "requested_action.identifier", str, ""),
+        head_sha=_optional(payload, "check_run.head_sha", str, ""),
         pr_numbers=tuple(
-            int(p["number"])
-            for p in pulls
-            if isinstance(p, dict) and isinstance(p.get("number"), int)
+            p["number"] for p in pulls if isinstance(p, dict) and _is_int(p.get("number"))
         ),
     )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

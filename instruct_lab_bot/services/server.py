@@ -36,6 +36,7 @@ from instruct_lab_bot.core.webhooks import (
     Intent,
     WebhookError,
     check_delivery,
+    check_headers,
     classify,
     parse_payload,
     skip_unparsed,
@@ -44,7 +45,7 @@ from instruct_lab_bot.services.app_keys import DISPATCHER_TASK, GITHUB, METRICS,
 from instruct_lab_bot.services.dispatcher import Dispatcher
 from instruct_lab_bot.services.metrics import ServerMetrics, metrics_response
 from instruct_lab_bot.services.reconciler import Reconciler
-from instruct_lab_bot.services.status_page import status_routes
+from instruct_lab_bot.services.status_page import api_errors, status_routes
 
 log = structlog.get_logger(__name__)
 
@@ -83,10 +84,8 @@ _LABEL = re.compile(r"[a-z_]{1,40}")
 
 async def _webhook(request: web.Request, outcome: _Outcome) -> web.Response:
     settings = request.app[SETTINGS]
-    body = await _read_body(request)
-    if body is None:
-        return _reject(outcome, 413, "payload too large")
     try:
+        body = await _read_body(request)
         delivery = _verify(body, request, settings, outcome)
         if isinstance(delivery, web.Response):
             return delivery
@@ -102,14 +101,22 @@ async def _webhook(request: web.Request, outcome: _Outcome) -> web.Response:
     return await _store(request.app[QUEUE], delivery, intent, outcome)
 
 
-async def _read_body(request: web.Request) -> bytes | None:
-    """The body, or None when it is (or says it is) larger than GitHub ever sends."""
+async def _read_body(request: web.Request) -> bytes:
+    """The body, once its headers are well-formed and its length possible: an unsigned or
+    oversized body is refused before any of it is read (or hashed). A body without a
+    `Content-Length` is cut off as soon as it grows past the limit (`client_max_size`)."""
+    headers = request.headers
+    check_headers(
+        event=headers.get("X-GitHub-Event"),
+        delivery_id=headers.get("X-GitHub-Delivery"),
+        signature=headers.get("X-Hub-Signature-256"),
+    )
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return None
+        raise WebhookError(413, "payload too large")
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return None
+        raise WebhookError(413, "payload too large") from None
 
 
 def _verify(
@@ -211,7 +218,7 @@ def create_app(
 
     `tracing` adds the OpenTelemetry middleware (default: when `OTEL_*` asks for tracing).
     """
-    middlewares = server_middlewares(force=tracing)
+    middlewares = [*server_middlewares(force=tracing), api_errors]
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app[SETTINGS] = settings
     app[METRICS] = ServerMetrics()

@@ -56,6 +56,25 @@ def status_routes() -> list[web.RouteDef]:
     ]
 
 
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Under `/api/`, the router's own answers (404 no such path, 405 wrong method) are JSON
+    `{"error": ...}` like every other API answer, with the security headers."""
+    if not request.path.startswith("/api/v1/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status not in (404, 405):
+            raise
+        text = messages.STATUS_NO_SUCH_PATH if exc.status == 404 else messages.STATUS_WRONG_METHOD
+        response = _error(exc.status, text, api=True)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        response.headers.update(_security_headers(private=True))
+        return response
+
+
 def _app_state(request: web.Request) -> tuple[Settings, Queue]:
     return request.app[SETTINGS], request.app[QUEUE]
 
@@ -152,9 +171,9 @@ def _pr_params(request: web.Request) -> tuple[str, str, int]:
 
 def _states(values: Sequence[str]) -> list[State]:
     """`?state=queued&state=running` or `?state=queued,running`."""
-    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    names = [name.strip() for value in values for name in value.split(",")]
     try:
-        return [State(name) for name in names]
+        return [State(name) for name in names]  # an empty name (`?state=`) is no state either
     except ValueError:
         allowed = ", ".join(s.value for s in State)
         raise ValueError(f"state must be one of {allowed}") from None

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from instruct_lab_bot.adapters.redis.scripts import script
+from instruct_lab_bot.core.jobs import bounded_field
 
 
 class RedisPart:
@@ -23,8 +24,9 @@ class RedisPart:
 
 
 def flat(fields: Mapping[str, Any]) -> list[str]:
-    """`{k: v, ...}` as `[k, str(v), ...]`: hash fields as Lua ARGV."""
+    """Job-record fields `{k: v, ...}` as `[k, str(v), ...]` (Lua ARGV), each value within the
+    core's `FIELD_LIMITS`."""
     pairs: list[str] = []
     for key, value in fields.items():
-        pairs += [key, str(value)]
+        pairs += [key, bounded_field(key, value)]
     return pairs

@@ -10,14 +10,16 @@ from instruct_lab_bot.adapters.redis.base import RedisPart
 from instruct_lab_bot.adapters.redis.jobs import queue_entry, read_job
 from instruct_lab_bot.adapters.redis.keys import (
     DEAD_STREAM,
+    DEAD_STREAM_MAX_AGE,
     JOBS_STREAM,
+    STREAM_MAX_AGE,
     STREAM_MAXLEN,
     WORKER_GROUP,
     active_key,
     job_key,
 )
-from instruct_lab_bot.adapters.redis.streams import StreamEntry
-from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.adapters.redis.streams import StreamEntry, append_trimmed, min_id
+from instruct_lab_bot.core.jobs import Job, State, bounded_field
 
 
 class DeadLetters(RedisPart):
@@ -28,10 +30,11 @@ class DeadLetters(RedisPart):
             args=[
                 WORKER_GROUP,
                 entry.id,
-                reason,
+                bounded_field("error", reason),
                 self.history_ttl,
                 repr(time.time()),
                 STREAM_MAXLEN,
+                min_id(DEAD_STREAM_MAX_AGE),
             ],
         )
         return bool(status == "ok")
@@ -55,9 +58,7 @@ class DeadLetters(RedisPart):
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(job_key(job.id), mapping=cast(Any, fresh.to_fields()))
             pipe.persist(job_key(job.id))
-            pipe.xadd(
-                JOBS_STREAM, cast(Any, queue_entry(job)), maxlen=STREAM_MAXLEN, approximate=True
-            )
+            append_trimmed(pipe, JOBS_STREAM, queue_entry(job), STREAM_MAX_AGE)
             pipe.xdel(DEAD_STREAM, entry_id)
             await pipe.execute()
         return fresh

@@ -15,14 +15,15 @@ from instruct_lab_bot.adapters.redis.keys import (
     ALL_JOBS_KEY,
     JOBS_STREAM,
     SCHEMA_VERSION,
+    STREAM_MAX_AGE,
     STREAM_MAXLEN,
     WORKER_GROUP,
     active_key,
     job_key,
     pr_jobs_key,
 )
-from instruct_lab_bot.adapters.redis.streams import StreamEntry
-from instruct_lab_bot.core.jobs import Job, State, can_transition
+from instruct_lab_bot.adapters.redis.streams import StreamEntry, append_trimmed, min_id
+from instruct_lab_bot.core.jobs import Job, State, bounded_field, bounded_fields, can_transition
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,12 @@ class JobStore(RedisPart):
         return cast(list[str], await self.redis.zrange(pr_jobs_key(owner, repo, pr_number), 0, -1))
 
     async def update_job(self, job_id: str, **fields: Any) -> None:
-        mapping = {k: str(v) for k, v in fields.items()}
-        await cast(Any, self.redis).hset(job_key(job_id), mapping=mapping)
+        await cast(Any, self.redis).hset(job_key(job_id), mapping=bounded_fields(fields))
 
     async def enqueue_job(self, job: Job) -> str:
-        entry_id = await self.redis.xadd(
-            JOBS_STREAM, cast(Any, queue_entry(job)), maxlen=STREAM_MAXLEN, approximate=True
-        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            append_trimmed(pipe, JOBS_STREAM, queue_entry(job), STREAM_MAX_AGE)
+            entry_id, _trimmed = await pipe.execute()
         return cast(str, entry_id)
 
     async def transition(self, job_id: str, new: State, **fields: Any) -> TransitionResult:
@@ -158,7 +158,8 @@ class JobStore(RedisPart):
 
     async def request_cancel(self, job_id: str, login: str) -> None:
         """Ask the worker running a job to stop it (seen at its next heartbeat)."""
-        await cast(Any, self.redis).hset(job_key(job_id), "cancel_requested", login or "?")
+        requester = bounded_field("cancel_requested", login or "?")
+        await cast(Any, self.redis).hset(job_key(job_id), "cancel_requested", requester)
 
     async def finish_job(
         self, entry: StreamEntry, job: Job, worker: str, state: State, **fields: Any
@@ -174,6 +175,13 @@ class JobStore(RedisPart):
         """Requeue a running job at the head of the line (graceful shutdown)."""
         result = await self._script("hand_back")(
             keys=[job_key(job.id), entry.stream],
-            args=[WORKER_GROUP, entry.id, worker, STREAM_MAXLEN, job.traceparent],
+            args=[
+                WORKER_GROUP,
+                entry.id,
+                worker,
+                STREAM_MAXLEN,
+                job.traceparent,
+                min_id(STREAM_MAX_AGE),
+            ],
         )
         return cast(str | None, result or None)

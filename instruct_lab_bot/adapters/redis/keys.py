@@ -16,7 +16,12 @@ JOBS_STREAM = PREFIX + "jobs"  # queued jobs: dispatchers → workers
 DEAD_STREAM = PREFIX + "dead"  # jobs that used up their attempts
 DISPATCH_GROUP = "dispatchers"
 WORKER_GROUP = "workers"
+# Streams are trimmed on every append, by length (approximately, `MAXLEN ~`) and by age
+# (exactly, `XTRIM MINID`): an entry older than its stream's age bound was handled or given up
+# on long ago (GitHub's redelivery window is 3 days; a job that waited a week is not coming).
 STREAM_MAXLEN = 100_000
+STREAM_MAX_AGE = 7 * 24 * 3600  # events and jobs streams (seconds)
+DEAD_STREAM_MAX_AGE = 30 * 24 * 3600  # dead letters: as long as job records live by default
 SCHEMA_VERSION = "1"  # the `v` field of every stream entry
 
 # -- lifetimes (seconds) ----------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -23,6 +24,7 @@ from instruct_lab_bot.adapters.redis.keys import (
     EVENTS_STREAM,
     JOBS_STREAM,
     SCHEMA_VERSION,
+    STREAM_MAX_AGE,
     STREAM_MAXLEN,
     WORKER_GROUP,
     delivery_key,
@@ -37,6 +39,18 @@ class StreamEntry:
     stream: str
     id: str
     fields: dict[str, str]
+
+
+def min_id(max_age: float, now: float | None = None) -> str:
+    """The stream id below which entries are older than `max_age` seconds (for `XTRIM MINID`)."""
+    oldest_ms = int(((time.time() if now is None else now) - max_age) * 1000)
+    return f"{max(oldest_ms, 0)}-0"
+
+
+def append_trimmed(pipe: Any, stream: str, fields: Mapping[str, str], max_age: float) -> None:
+    """Queue an XADD on `pipe`, trimmed by length and by age (one round trip with the rest)."""
+    pipe.xadd(stream, cast(Any, dict(fields)), maxlen=STREAM_MAXLEN, approximate=True)
+    pipe.xtrim(stream, minid=min_id(max_age), approximate=False)
 
 
 def consumer_name() -> str:
@@ -70,7 +84,15 @@ class EventStream(RedisPart):
         flat: list[str] = ["v", SCHEMA_VERSION, "delivery", delivery_id]
         for key, value in fields.items():
             flat += [key, value]
-        call = [delivery_key(delivery_id), EVENTS_STREAM, DELIVERY_TTL, STREAM_MAXLEN, *flat]
+        oldest = min_id(STREAM_MAX_AGE)
+        call = [
+            delivery_key(delivery_id),
+            EVENTS_STREAM,
+            DELIVERY_TTL,
+            STREAM_MAXLEN,
+            oldest,
+            *flat,
+        ]
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
         if self._event_batch is not None:

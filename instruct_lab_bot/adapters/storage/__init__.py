@@ -20,7 +20,8 @@ from instruct_lab_bot.adapters.storage.errors import StorageError
 from instruct_lab_bot.adapters.storage.local import LocalStore, SigningKey
 from instruct_lab_bot.adapters.storage.s3 import S3Config, S3Store
 from instruct_lab_bot.core.artifacts import ArtifactsLocation
-from instruct_lab_bot.core.settings import Settings, decode_signing_key
+from instruct_lab_bot.core.setting_values import decode_signing_key
+from instruct_lab_bot.core.settings import Settings
 
 __all__ = ["ArtifactStore", "StorageError", "open_store"]
 

@@ -42,6 +42,8 @@ STATUS_EMPTY: dict[str, str] = {
 }
 STATUS_UNAUTHORIZED = "This status page needs credentials."
 STATUS_NOT_FOUND = "No such job (or it is not visible without credentials)."
+STATUS_NO_SUCH_PATH = "No such API endpoint (see docs/status-api.openapi.yaml)."
+STATUS_WRONG_METHOD = "This API endpoint answers GET only."
 
 
 def status_reply(pr: PrStatus, page_url: str) -> str:
