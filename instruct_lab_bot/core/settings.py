@@ -93,6 +93,10 @@ class Settings:
     github_retry_deadline: float = 120.0
     github_max_attempts: int = 5
     reconcile_interval: float | None = 600.0
+    dispatch_concurrency: int = 16
+    validate_max_files: int = 100
+    validate_concurrency: int = 4
+    validate_timeout: float = 120.0
 
     @property
     def recovery_bound(self) -> float:
@@ -364,4 +368,8 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("GITHUB_RETRY_DEADLINE", "github_retry_deadline", _parse_duration),
     ("GITHUB_MAX_ATTEMPTS", "github_max_attempts", _parse_positive_int),
     ("RECONCILE_INTERVAL", "reconcile_interval", _parse_optional_duration),
+    ("DISPATCH_CONCURRENCY", "dispatch_concurrency", _parse_positive_int),
+    ("VALIDATE_MAX_FILES", "validate_max_files", _parse_positive_int),
+    ("VALIDATE_CONCURRENCY", "validate_concurrency", _parse_positive_int),
+    ("VALIDATE_TIMEOUT", "validate_timeout", _parse_duration),
 )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -18,6 +20,7 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.yamllint import run_yamllint
 from instruct_lab_bot.core import validation
 from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.core.validation import bounds
 
 log = structlog.get_logger(__name__)
 
@@ -54,19 +57,10 @@ class Validator:
         if cached:
             data = json.loads(cached)
             return Report(**data)
-        problems: list[validation.Problem] = []
-        for path in files:
-            text = await gh.file_text(owner, repo, path, sha)
-            attribution_path = path.rsplit("/", 1)[0] + "/attribution.txt" if "/" in path else ""
-            attribution = (
-                await gh.file_text(owner, repo, attribution_path, sha) if attribution_path else None
-            )
-            # CPU-bound (and runs yamllint): keep it off the event loop
-            problems += await asyncio.to_thread(
-                validation.validate_file, path, text, attribution=attribution, lint=run_yamllint
-            )
+        problems, complete = await self._check(gh, owner, repo, sha, files)
         report = await self._publish(gh, owner, repo, sha, problems)
-        await self.queue.remember(key, json.dumps(report.__dict__), ttl=REMEMBER)
+        if complete:  # a timed-out validation is not remembered: the next ask checks again
+            await self.queue.remember(key, json.dumps(report.__dict__), ttl=REMEMBER)
         log.info(
             "validation.done",
             repo=f"{owner}/{repo}",
@@ -74,8 +68,51 @@ class Validator:
             files=len(files),
             failures=report.failures,
             warnings=report.warnings,
+            complete=complete,
         )
         return report
+
+    async def _check(
+        self, gh: Installation, owner: str, repo: str, sha: str, files: list[str]
+    ) -> tuple[list[validation.Problem], bool]:
+        """Every file's problems (in `files` order) and whether every file was checked.
+
+        Files are checked `validate_concurrency` at a time, within `validate_timeout`; more
+        than `validate_max_files` files is one failure, and none of them is fetched.
+        """
+        settings = self.settings
+        over = bounds.too_many_files(files, settings.validate_max_files)
+        if over:
+            return over, True
+        slots = asyncio.Semaphore(settings.validate_concurrency)
+        found: dict[str, list[validation.Problem]] = {}
+
+        async def check(path: str) -> None:
+            async with slots:
+                found[path] = await self._check_file(gh, owner, repo, sha, path)
+
+        try:
+            async with asyncio.timeout(settings.validate_timeout):
+                await _all(check(path) for path in files)
+        except TimeoutError:
+            late = [path for path in files if path not in found]
+            log.warning("validation.timed_out", repo=f"{owner}/{repo}", sha=sha, late=len(late))
+            found |= {path: bounds.not_checked([path], settings.validate_timeout) for path in late}
+            return [p for path in files for p in found[path]], False
+        return [p for path in files for p in found[path]], True
+
+    async def _check_file(
+        self, gh: Installation, owner: str, repo: str, sha: str, path: str
+    ) -> list[validation.Problem]:
+        text = await gh.file_text(owner, repo, path, sha)
+        attribution_path = path.rsplit("/", 1)[0] + "/attribution.txt" if "/" in path else ""
+        attribution = (
+            await gh.file_text(owner, repo, attribution_path, sha) if attribution_path else None
+        )
+        # CPU-bound (and runs yamllint): keep it off the event loop
+        return await asyncio.to_thread(
+            validation.validate_file, path, text, attribution=attribution, lint=run_yamllint
+        )
 
     async def _publish(
         self,
@@ -113,6 +150,17 @@ class Validator:
             await gh.update_check_run(owner, repo, check_run_id, payload)
         url = f"{_web(self.settings.github_git_url)}/{owner}/{repo}/runs/{check_run_id}"
         return Report(failures, warnings, url, check_run_id)
+
+
+async def _all(checks: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run `checks` concurrently; the first error cancels the rest and is raised as itself
+    (not as an exception group: callers handle `GitHubError` and Redis errors by type)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for one in checks:
+                group.create_task(one)
+    except BaseExceptionGroup as errors:
+        raise errors.exceptions[0] from None
 
 
 def _web(url: str) -> str:

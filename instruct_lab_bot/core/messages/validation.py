@@ -345,3 +345,24 @@ def escape_code(text: str) -> str:
 def _cell(text: str) -> str:
     cell = escape_md(shorten(text.strip(), SUMMARY_CELL_CHARS))
     return cell.replace("\r", "").replace("\n", "<br>")
+
+
+# -- bounds on one validation (the dispatcher's; see ILAB_BOT_VALIDATE_*) -------------------
+
+TITLE_TOO_MANY_FILES = "Too many taxonomy files"
+TITLE_NOT_CHECKED = "Not checked in time"
+
+
+def msg_too_many_files(count: int, limit: int) -> str:
+    return (
+        f"This pull request changes {count} taxonomy files; the bot checks at most {limit} "
+        "in one pull request, so none of them was checked. Split the change into smaller "
+        "pull requests."
+    )
+
+
+def msg_not_checked(seconds: float) -> str:
+    return (
+        f"The bot could not check this file within {seconds:g} seconds, so it is not "
+        "accepted. Push again or ask the bot again later to have it checked."
+    )
