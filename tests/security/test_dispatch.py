@@ -42,7 +42,8 @@ def publish_big_pull(gh: GitHubEmulator) -> None:
     gh.add_pull(OWNER, REPO, BIG_PR, head_sha=BIG_SHA, head_ref="bulk", files=paths)
     for path in paths:
         gh.set_content(OWNER, REPO, path, qna, ref=BIG_SHA)
-        gh.set_content(OWNER, REPO, path.replace("qna.yaml", "attribution.txt"), attribution_txt())
+        attribution = path.replace("qna.yaml", "attribution.txt")
+        gh.set_content(OWNER, REPO, attribution, attribution_txt(), ref=BIG_SHA)
 
 
 def big_pr_opened(gh: GitHubEmulator, example: dict[str, Any]) -> dict[str, Any]:
