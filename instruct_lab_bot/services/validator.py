@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ import structlog
 
 from instruct_lab_bot.adapters.github import Installation
 from instruct_lab_bot.adapters.redis.queue import Queue
-from instruct_lab_bot.adapters.yamllint import run_yamllint
+from instruct_lab_bot.adapters.yamllint import run_yamllint, run_yamllint_many
 from instruct_lab_bot.core import validation
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.validation import bounds
@@ -26,6 +27,7 @@ log = structlog.get_logger(__name__)
 
 CHECK_NAME = "instruct-lab-bot/validate"
 REMEMBER = 7 * 24 * 3600
+LINT_BATCH = 50  # texts per yamllint process
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,27 @@ class Report:
     warnings: int
     url: str
     check_run_id: int
+
+
+@dataclass(frozen=True)
+class _Head:
+    """The PR head whose files are validated."""
+
+    gh: Installation
+    owner: str
+    repo: str
+    sha: str
+
+    async def texts(self, path: str) -> tuple[str | None, str | None]:
+        """`path`'s text and its folder's attribution.txt (None: missing)."""
+        text = await self.gh.file_text(self.owner, self.repo, path, self.sha)
+        if "/" not in path:
+            return text, None
+        folder = path.rsplit("/", 1)[0]
+        attribution = await self.gh.file_text(
+            self.owner, self.repo, f"{folder}/{validation.ATTRIBUTION_NAME}", self.sha
+        )
+        return text, attribution
 
 
 class Validator:
@@ -77,23 +100,17 @@ class Validator:
     ) -> tuple[list[validation.Problem], bool]:
         """Every file's problems (in `files` order) and whether every file was checked.
 
-        Files are checked `validate_concurrency` at a time, within `validate_timeout`; more
-        than `validate_max_files` files is one failure, and none of them is fetched.
+        More than `validate_max_files` files is one failure, and none of them is fetched;
+        a file not checked within `validate_timeout` is a failure.
         """
         settings = self.settings
         over = bounds.too_many_files(files, settings.validate_max_files)
         if over:
             return over, True
-        slots = asyncio.Semaphore(settings.validate_concurrency)
         found: dict[str, list[validation.Problem]] = {}
-
-        async def check(path: str) -> None:
-            async with slots:
-                found[path] = await self._check_file(gh, owner, repo, sha, path)
-
         try:
             async with asyncio.timeout(settings.validate_timeout):
-                await _all(check(path) for path in files)
+                await self._check_all(_Head(gh, owner, repo, sha), files, found)
         except TimeoutError:
             late = [path for path in files if path not in found]
             log.warning("validation.timed_out", repo=f"{owner}/{repo}", sha=sha, late=len(late))
@@ -101,18 +118,29 @@ class Validator:
             return [p for path in files for p in found[path]], False
         return [p for path in files for p in found[path]], True
 
-    async def _check_file(
-        self, gh: Installation, owner: str, repo: str, sha: str, path: str
-    ) -> list[validation.Problem]:
-        text = await gh.file_text(owner, repo, path, sha)
-        attribution_path = path.rsplit("/", 1)[0] + "/attribution.txt" if "/" in path else ""
-        attribution = (
-            await gh.file_text(owner, repo, attribution_path, sha) if attribution_path else None
-        )
-        # CPU-bound (and runs yamllint): keep it off the event loop
-        return await asyncio.to_thread(
-            validation.validate_file, path, text, attribution=attribution, lint=run_yamllint
-        )
+    async def _check_all(
+        self, head: _Head, files: list[str], found: dict[str, list[validation.Problem]]
+    ) -> None:
+        """Fetch every file, lint them all in a few yamllint processes, then check each in a
+        thread, `validate_concurrency` at a time: the event loop only waits."""
+        width = self.settings.validate_concurrency
+        slots = asyncio.Semaphore(width)
+        fetched: dict[str, tuple[str | None, str | None]] = {}
+
+        async def fetch(path: str) -> None:
+            async with slots:
+                fetched[path] = await head.texts(path)
+
+        async def check(path: str) -> None:
+            text, attribution = fetched[path]
+            async with slots:  # CPU-bound: off the event loop
+                found[path] = await asyncio.to_thread(
+                    validation.validate_file, path, text, attribution=attribution, lint=lint
+                )
+
+        await _all(fetch(path) for path in files)
+        lint = await _batch_lint([text for text, _ in fetched.values() if text], width)
+        await _all(check(path) for path in files)
 
     async def _publish(
         self,
@@ -161,6 +189,31 @@ async def _all(checks: Iterable[Coroutine[Any, Any, None]]) -> None:
                 group.create_task(one)
     except BaseExceptionGroup as errors:
         raise errors.exceptions[0] from None
+
+
+async def _batch_lint(texts: list[str], width: int) -> validation.Lint:
+    """A `Lint` that knows yamllint's findings for `texts` already: they are linted in at
+    most `width` yamllint processes at once, `LINT_BATCH` texts each (one interpreter start
+    per batch, not per file). A text it does not know (another normalisation of the same
+    file, or a batch that failed) is linted on its own."""
+    unique = list(dict.fromkeys(text.replace("\r\n", "\n").replace("\r", "\n") for text in texts))
+    size = max(1, min(LINT_BATCH, math.ceil(len(unique) / width)))
+    chunks = [unique[i : i + size] for i in range(0, len(unique), size)]
+    slots = asyncio.Semaphore(width)
+
+    async def lint_chunk(chunk: list[str]) -> list[list[validation.LintFinding]] | None:
+        async with slots:
+            return await asyncio.to_thread(run_yamllint_many, chunk)
+
+    known: dict[str, list[validation.LintFinding]] = {}
+    for chunk, findings in zip(chunks, await asyncio.gather(*map(lint_chunk, chunks)), strict=True):
+        if findings is not None:
+            known.update(zip(chunk, findings, strict=True))
+
+    def lint(text: str) -> list[validation.LintFinding]:
+        return known[text] if text in known else run_yamllint(text)
+
+    return lint
 
 
 def _web(url: str) -> str:

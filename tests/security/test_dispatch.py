@@ -20,6 +20,7 @@ import aiohttp
 
 from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
 from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.yamllint import run_yamllint, run_yamllint_many
 from instruct_lab_bot.core.jobs import Job
 from testkit.github_emulator import Call, GitHubEmulator
 from testkit.harness import run_bot
@@ -237,3 +238,20 @@ async def test_replayed_comment_under_a_new_delivery_id_runs_nothing(world: Worl
     assert len(replies_on(world.gh, 7)) == 1
     assert len(await pr_jobs(world.settings.redis_url)) == 1
     assert len([r for r in world.gh.check_runs(OWNER, REPO) if r["name"] != VALIDATE]) == 1
+
+
+def test_one_yamllint_process_finds_what_one_per_file_finds() -> None:
+    """Validation lints many files in one yamllint run: the findings are those of one run per
+    file (stdin), file by file, including syntax errors and files with no findings."""
+    texts = [
+        "a: 1\n",
+        "---\nb:   [1,2\n",
+        "---\nkey: value   \n",
+        "---\nx: 1\nx: 2\n",
+        "",
+        "é: ü\n" * 3,
+    ]
+    many = run_yamllint_many(texts)
+    assert many is not None
+    assert many == [run_yamllint(text) for text in texts]
+    assert [len(found) for found in many] == [0, 3, 1, 1, 0, 2]  # (the last: duplicate keys)
