@@ -255,3 +255,34 @@ def test_one_yamllint_process_finds_what_one_per_file_finds() -> None:
     assert many is not None
     assert many == [run_yamllint(text) for text in texts]
     assert [len(found) for found in many] == [0, 3, 1, 1, 0, 2]  # (the last: duplicate keys)
+
+
+async def test_a_renewed_claim_is_not_taken_over(redis_url: str) -> None:
+    """The Redis side of finding 5: `renew_claims` resets the idle time of the entries a
+    dispatcher still handles, so another's `claim_stale` takes only the abandoned ones; it
+    never renews an entry acknowledged or taken over meanwhile."""
+    queue = Queue.from_url(redis_url)
+    try:
+        await queue.ensure_groups()
+        for delivery in ("kept", "abandoned", "done"):
+            await queue.add_event(delivery, {"type": "x", "intent": "{}"})
+        kept, abandoned, done = await queue.read(
+            EVENTS_STREAM, DISPATCH_GROUP, "first", count=3, block_ms=100
+        )
+        await queue.ack(done, DISPATCH_GROUP)
+
+        async def idle_ms() -> int:
+            pending = await queue.redis.xpending_range(EVENTS_STREAM, DISPATCH_GROUP, "-", "+", 10)
+            return min(int(p["time_since_delivered"]) for p in pending)
+
+        async with asyncio.timeout(10):
+            while await idle_ms() < 300:
+                await asyncio.sleep(0.05)
+        ids = [kept.id, abandoned.id, done.id]
+        renewed = await queue.renew_claims(EVENTS_STREAM, DISPATCH_GROUP, "first", ids[::2])
+        assert renewed == [kept.id]
+        taken = await queue.claim_stale(EVENTS_STREAM, DISPATCH_GROUP, "second", 300)
+        assert [entry.id for entry in taken] == [abandoned.id]
+        assert await queue.renew_claims(EVENTS_STREAM, DISPATCH_GROUP, "first", ids) == [kept.id]
+    finally:
+        await queue.aclose()

@@ -82,8 +82,9 @@ class Dispatcher:
         renewer = asyncio.create_task(inflight.renew_claims(drained))
         try:
             await self._consume(stop, inflight)
-        finally:
             await inflight.drain()
+        finally:  # cancelled: events still in flight stay pending in Redis, for a reclaim
+            await inflight.cancel()
             drained.set()
             await renewer
 

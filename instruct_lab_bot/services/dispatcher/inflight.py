@@ -109,3 +109,11 @@ class InFlight:
         """Wait for every event in flight to be handled."""
         if self.tasks:
             await asyncio.wait(list(self.tasks.values()))
+
+    async def cancel(self) -> None:
+        """Cancel the events still in flight and wait until they have stopped."""
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
