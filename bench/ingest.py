@@ -56,6 +56,9 @@ HOOK = "/api/github/hook"
 COMMAND = "Thanks, looks right.\n\n@instruct-lab-bot generate"
 PLAIN = "Thanks, looks right to me. Merging once CI is green."
 RATE = 1000.0
+#: The comment id of the bodies: `bench.loadgen` gives each request its own (same width) and
+#: signs it again, as the bot stores one comment once (a replayed comment is a duplicate).
+COMMENT_ID = 100_000_000_000
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Body:
     path: Path
     signature: str
     size: int
+    secret: str = ""  # set: each request gets its own comment id (see COMMENT_ID)
 
 
 def bodies(work: Path, secret: str) -> dict[str, Body]:
@@ -74,10 +78,11 @@ def bodies(work: Path, secret: str) -> dict[str, Body]:
     example = min(created, key=lambda e: len(json.dumps(e, separators=(",", ":"))))
     out = {}
     for kind, text in (("command", COMMAND), ("plain", PLAIN)):
-        data = json.dumps(pr_comment(example, body=text), separators=(",", ":")).encode()
+        payload = pr_comment(example, body=text, comment_id=COMMENT_ID)
+        data = json.dumps(payload, separators=(",", ":")).encode()
         path = work / f"{kind}.json"
         path.write_bytes(data)
-        out[kind] = Body(kind, path, sign(data, secret.encode()), len(data))
+        out[kind] = Body(kind, path, sign(data, secret.encode()), len(data), secret)
     return out
 
 
@@ -164,7 +169,12 @@ def _loadgen(url: str, body: Body, work: Path, mode: str, seconds: float) -> Loa
         "--json",
         str(out),
     ]
-    subprocess.run(argv, check=True, timeout=seconds + 60, cwd=Path(__file__).parent.parent)
+    env = dict(os.environ)
+    if body.secret:
+        argv += ["--vary-comment", str(COMMENT_ID)]
+        env["LOADGEN_WEBHOOK_SECRET"] = body.secret
+    cwd = Path(__file__).parent.parent
+    subprocess.run(argv, check=True, timeout=seconds + 60, cwd=cwd, env=env)
     return load_result(out)
 
 

@@ -9,13 +9,15 @@ request than aiohttp's, which matters when client and server share two cores):
   the throughput fallback when `wrk` is not installed.
 
 Usage: python -m bench.loadgen URL BODY_FILE --event E --signature S --mode rate --rate 1000
-       --duration 5 --json OUT
+       --duration 5 --json OUT [--vary-comment ID (signing key in LOADGEN_WEBHOOK_SECRET)]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import time
@@ -47,25 +49,46 @@ class LoadResult:
 
 
 class Request:
-    """Builds request bytes; only the delivery id changes from one request to the next."""
+    """Builds request bytes: each has its own delivery id and, with `vary` (a comment id in
+    the body) and `secret`, its own comment id (same width) and signature: the bot stores
+    one comment once, so a body sent again would be answered as a duplicate."""
 
-    def __init__(self, url: str, body: bytes, event: str, signature: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        body: bytes,
+        event: str,
+        signature: str,
+        *,
+        vary: bytes = b"",
+        secret: bytes = b"",
+    ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self._head = (
             f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             "Content-Type: application/json\r\nUser-Agent: GitHub-Hookshot/bench\r\n"
-            f"X-GitHub-Event: {event}\r\nX-Hub-Signature-256: {signature}\r\n"
-            f"Content-Length: {len(body)}\r\nX-GitHub-Delivery: "
+            f"X-GitHub-Event: {event}\r\nX-Hub-Signature-256: "
         ).encode()
+        self._rest = f"\r\nContent-Length: {len(body)}\r\nX-GitHub-Delivery: ".encode()
         self._body = body
+        self._signature = signature.encode()
+        self._vary = vary if vary and secret and vary in body else b""
+        self._secret = secret
         self._prefix = os.urandom(4).hex()
         self._count = 0
 
     def next(self) -> bytes:
         self._count += 1
-        return b"".join((self._head, f"{self._prefix}-{self._count}\r\n\r\n".encode(), self._body))
+        body, signature = self._body, self._signature
+        if self._vary:
+            own = str(int(self._vary) + self._count).encode()
+            body = body.replace(self._vary, own.rjust(len(self._vary), b"0"), 1)
+            digest = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
+            signature = f"sha256={digest}".encode()
+        delivery = f"{self._prefix}-{self._count}\r\n\r\n".encode()
+        return b"".join((self._head, signature, self._rest, delivery, body))
 
 
 class Connection:
@@ -193,8 +216,17 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--vary-comment", default="", help="comment id to vary per request")
     args = parser.parse_args()
-    request = Request(args.url, args.body.read_bytes(), args.event, args.signature)
+    secret = os.environ.get("LOADGEN_WEBHOOK_SECRET", "").encode()
+    request = Request(
+        args.url,
+        args.body.read_bytes(),
+        args.event,
+        args.signature,
+        vary=args.vary_comment.encode(),
+        secret=secret,
+    )
     if args.mode == "rate":
         result = asyncio.run(run_rate(request, args.rate, args.duration, args.connections))
     else:

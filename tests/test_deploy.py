@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import gzip
 import importlib.metadata
+import ipaddress
 import json
 import re
 import shutil
@@ -626,6 +628,146 @@ def test_webhook_is_reachable_only_through_the_ingress(
             assert set(peer) == {"namespaceSelector"}, peer
             peers.append(peer["namespaceSelector"]["matchLabels"])
     assert sorted(map(json.dumps, peers)) == sorted(map(json.dumps, allowed))
+
+
+#: Where a worker (and the `ilab` it runs on untrusted PR content) must never connect.
+PRIVATE_ADDRESSES = (
+    "10.1.2.3",
+    "172.20.0.1",
+    "192.168.1.1",
+    "169.254.169.254",  # cloud metadata
+    "100.64.0.1",
+    "127.0.0.1",
+    "0.0.0.1",
+    "fd00::1",
+    "fe80::1",
+    "::1",
+)
+PUBLIC_ADDRESSES = ("140.82.112.3", "2606:50c0:8000::153")  # github.com's
+CLUSTER_DNS = {
+    "default": ({"kubernetes.io/metadata.name": "kube-system"}, {"k8s-app": "kube-dns"}, 53),
+    "overlays/openshift": (
+        {"kubernetes.io/metadata.name": "openshift-dns"},
+        {"dns.operator.openshift.io/daemonset-dns": "default"},
+        5353,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A connection's far end: an address, or a pod (its labels, its namespace's labels, its
+    named ports); `same_namespace` when it lives in the bot's namespace."""
+
+    port: int
+    protocol: str = "TCP"
+    address: str = ""
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    namespace: dict[str, str] = dataclasses.field(default_factory=dict)
+    same_namespace: bool = False
+    port_names: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def _port_matches(rule: Obj, peer: Peer) -> bool:
+    if not rule.get("ports"):
+        return True
+    for port in rule["ports"]:
+        assert "endPort" not in port, "port ranges are not needed"
+        wanted = port.get("port")
+        number = peer.port_names.get(wanted, -1) if isinstance(wanted, str) else wanted
+        if port.get("protocol", "TCP") == peer.protocol and (wanted is None or number == peer.port):
+            return True
+    return False
+
+
+def _peer_matches(to: Obj, peer: Peer) -> bool:
+    if "ipBlock" in to:
+        if not peer.address:
+            return False  # (pods are reached by their IPs too; the tests keep those private)
+        ip = ipaddress.ip_address(peer.address)
+        block = to["ipBlock"]
+        if ip.version != ipaddress.ip_network(block["cidr"]).version:
+            return False
+        inside = ip in ipaddress.ip_network(block["cidr"])
+        return inside and not any(ip in ipaddress.ip_network(e) for e in block.get("except", []))
+    if peer.address:
+        return False
+    if "namespaceSelector" in to:
+        if not selects(to["namespaceSelector"], peer.namespace):
+            return False
+    elif not peer.same_namespace:
+        return False
+    return selects(to.get("podSelector", {}), peer.labels)
+
+
+def egress_allows(objects: list[Obj], labels: dict[str, str], peer: Peer) -> bool:
+    """Whether pods with `labels` may open a connection to `peer` (NetworkPolicy semantics:
+    isolated for egress by any policy, then allowed by any rule of any of them)."""
+    policies = [
+        p
+        for p in of_kind(objects, "NetworkPolicy")
+        if "Egress" in p["spec"].get("policyTypes", [])
+        and selects(p["spec"]["podSelector"], labels)
+    ]
+    if not policies:
+        return True
+    for rule in (r for p in policies for r in p["spec"].get("egress", [])):
+        peers = rule.get("to")
+        if _port_matches(rule, peer) and (not peers or any(_peer_matches(t, peer) for t in peers)):
+            return True
+    return False
+
+
+def _pod_peer(objects: list[Obj], name: str, port: str, *, protocol: str = "TCP") -> Peer:
+    """The pod of component `name` in the bot's namespace, on its named container `port`."""
+    _, template = component(objects, name)
+    names = {
+        p["name"]: p["containerPort"]
+        for c in template["spec"]["containers"]
+        for p in c.get("ports", [])
+    }
+    return Peer(
+        names[port],
+        protocol,
+        labels=template["metadata"]["labels"],
+        namespace={"kubernetes.io/metadata.name": objects[0]["metadata"].get("namespace", "")},
+        same_namespace=True,
+        port_names=names,
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_workers_reach_only_dns_redis_labelled_pods_and_the_internet(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    """Issue 12: `ilab` runs PR content, so the worker's egress is an allow-list."""
+    objects = rendered[overlay]
+    _, worker = component(objects, "worker")
+    labels = worker["metadata"]["labels"]
+    policy = one(objects, "NetworkPolicy", "instruct-lab-bot-worker-egress")
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    for rule in policy["spec"]["egress"]:
+        assert rule.get("to"), "a rule without `to` allows every address"
+    allows = functools.partial(egress_allows, objects, labels)
+    for address in PUBLIC_ADDRESSES:  # GitHub, an external teacher or S3
+        assert allows(Peer(443, address=address)) and allows(Peer(80, address=address))
+        assert not allows(Peer(22, address=address))
+        assert not allows(Peer(53, "UDP", address=address)), "DNS only through the cluster's"
+    for address in PRIVATE_ADDRESSES:
+        for port in (443, 80, 6379, 9000):
+            assert not allows(Peer(port, address=address)), f"{address}:{port} is reachable"
+    namespace, pods, port = CLUSTER_DNS.get(overlay, CLUSTER_DNS["default"])
+    for protocol in ("UDP", "TCP"):
+        assert allows(Peer(port, protocol, labels=pods, namespace=namespace))
+    assert not allows(Peer(443, labels=pods, namespace=namespace))
+    assert allows(_pod_peer(objects, "redis", "redis"))
+    assert not allows(_pod_peer(objects, "server", "http")), "workers need not call the server"
+    labelled = {"instruct-lab-bot/worker-may-reach": "true", "app": "vllm-teacher"}
+    assert allows(Peer(8000, labels=labelled, namespace={"team": "models"}))
+    assert not allows(Peer(8000, labels={"app": "vllm-teacher"}, namespace={"team": "models"}))
+    assert not allows(Peer(443, labels={}, namespace={}, same_namespace=True))
+    if overlay == "overlays/dev":  # the artifact store
+        assert allows(_pod_peer(objects, "minio", "s3"))
 
 
 # =========================================================================== settings and workers

@@ -124,6 +124,10 @@ class Settings:
     ilab_memory_limit: int | None = ResourceLimits.memory
     ilab_max_processes: int | None = ResourceLimits.processes
     ilab_max_file_size: int | None = ResourceLimits.file_size
+    dispatch_concurrency: int = 16
+    validate_max_files: int = 100
+    validate_concurrency: int = 4
+    validate_timeout: float = 120.0
 
     @property
     def recovery_bound(self) -> float:
@@ -323,4 +327,8 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("ILAB_MEMORY_LIMIT", "ilab_memory_limit", parse_size),
     ("ILAB_MAX_PROCESSES", "ilab_max_processes", parse_count),
     ("ILAB_MAX_FILE_SIZE", "ilab_max_file_size", parse_size),
+    ("DISPATCH_CONCURRENCY", "dispatch_concurrency", parse_positive_int),
+    ("VALIDATE_MAX_FILES", "validate_max_files", parse_positive_int),
+    ("VALIDATE_CONCURRENCY", "validate_concurrency", parse_positive_int),
+    ("VALIDATE_TIMEOUT", "validate_timeout", parse_duration),
 )

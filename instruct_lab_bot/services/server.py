@@ -156,10 +156,18 @@ async def _store(
     queue: Queue, delivery: Delivery, intent: Intent, outcome: _Outcome
 ) -> web.Response:
     """Append the intent to the events stream (once per delivery id) and answer."""
+    # A comment's commands are stored once, whatever the delivery id: a replayed signed body
+    # under a new X-GitHub-Delivery is a duplicate, not a second job.
+    comment = (
+        (intent.owner, intent.repo, intent.comment_id)
+        if isinstance(intent, CommandIntent)
+        else None
+    )
     try:
         entry = await queue.add_event(
             delivery.delivery_id,
             {"type": intent.kind, "intent": intent.to_json(), "traceparent": current_traceparent()},
+            comment=comment,
         )
     except (RedisError, OSError) as exc:
         log.error("webhook.store_failed", delivery_id=delivery.delivery_id, error=repr(exc))

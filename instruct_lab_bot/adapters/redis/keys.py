@@ -53,6 +53,12 @@ def delivery_key(delivery_id: str) -> str:
     return f"{PREFIX}delivery:{delivery_id}"
 
 
+def comment_key(owner: str, repo: str, comment_id: int) -> str:
+    """Marks a comment whose commands were stored: a replayed body under a new delivery id
+    finds it and is not stored again (lives as long as a delivery mark)."""
+    return f"{PREFIX}comment:{owner}/{repo}:{comment_id}"
+
+
 def once_key(marker: str) -> str:
     return f"{PREFIX}once:{marker}"
 

@@ -11,7 +11,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ from instruct_lab_bot.adapters.redis.keys import (
     STREAM_MAX_AGE,
     STREAM_MAXLEN,
     WORKER_GROUP,
+    comment_key,
     delivery_key,
 )
 from instruct_lab_bot.adapters.redis.scripts import source
@@ -73,8 +74,15 @@ class EventStream(RedisPart):
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def add_event(self, delivery_id: str, fields: Mapping[str, str]) -> str | None:
-        """Append a verified webhook intent once per delivery; None for a redelivery.
+    async def add_event(
+        self,
+        delivery_id: str,
+        fields: Mapping[str, str],
+        *,
+        comment: tuple[str, str, int] | None = None,
+    ) -> str | None:
+        """Append a verified webhook intent once per delivery and, for a `comment` (owner,
+        repo, comment id), once per comment; None for a redelivery or a replayed comment.
 
         Concurrent calls (one per webhook request) made in the same event-loop tick share one
         pipeline: one round trip instead of one each. Every call is still its own atomic
@@ -84,15 +92,11 @@ class EventStream(RedisPart):
         flat: list[str] = ["v", SCHEMA_VERSION, "delivery", delivery_id]
         for key, value in fields.items():
             flat += [key, value]
+        keys = [delivery_key(delivery_id), EVENTS_STREAM]
+        if comment is not None:
+            keys.append(comment_key(*comment))
         oldest = min_id(STREAM_MAX_AGE)
-        call = [
-            delivery_key(delivery_id),
-            EVENTS_STREAM,
-            DELIVERY_TTL,
-            STREAM_MAXLEN,
-            oldest,
-            *flat,
-        ]
+        call: list[Any] = [len(keys), *keys, DELIVERY_TTL, STREAM_MAXLEN, oldest, *flat]
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
         if self._event_batch is not None:
@@ -111,7 +115,7 @@ class EventStream(RedisPart):
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for args, _reply in batch:
-                    pipe.eval(source("enqueue_once"), 2, *args)
+                    pipe.eval(source("enqueue_once"), *args)
                 results = await pipe.execute(raise_on_error=False)
         except BaseException as exc:
             for _args, waiting in batch:
@@ -159,3 +163,16 @@ class EventStream(RedisPart):
         if gone:
             await self.redis.xack(stream, group, *gone)
         return [StreamEntry(stream, i, dict(v)) for i, v in claimed if v]
+
+    async def renew_claims(
+        self, stream: str, group: str, consumer: str, entry_ids: Sequence[str]
+    ) -> list[str]:
+        """Reset the idle time of entries `consumer` is still handling, so `claim_stale` of
+        another consumer leaves them alone; the ids still ours (others were taken over or
+        acknowledged meanwhile)."""
+        if not entry_ids:
+            return []
+        renewed: Any = await self._script("renew_claims")(
+            keys=[stream], args=[group, consumer, *entry_ids]
+        )
+        return [str(entry_id) for entry_id in renewed]

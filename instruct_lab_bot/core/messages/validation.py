@@ -34,7 +34,7 @@ TITLE_REPO = "Knowledge repository not allowed"
 TITLE_COMMIT = "Knowledge commit must be a full sha"
 TITLE_PATTERN = "Knowledge pattern not allowed"
 TITLE_TOO_MANY_SEEDS = "Too many seed examples"
-TITLE_TOO_MANY_FILES = "Too many changed files"
+TITLE_TOO_MANY_CHANGED = "Too many changed files"
 UNREADABLE_TITLES = {
     "symlink": "Symbolic link",
     "submodule": "Submodule",
@@ -279,7 +279,7 @@ def msg_too_many_questions(count: int, limit: int) -> str:
     )
 
 
-def msg_too_many_files(limit: int) -> str:
+def msg_too_many_changed(limit: int) -> str:
     return (
         f"This pull request changes at least {limit:,} files, more than GitHub lists for one "
         "commit, so the bot cannot check them all and runs nothing. Split it into smaller "
@@ -447,3 +447,24 @@ def escape_code(text: str) -> str:
 def _cell(text: str) -> str:
     cell = escape_md(shorten(text.strip(), SUMMARY_CELL_CHARS))
     return cell.replace("\r", "").replace("\n", "<br>")
+
+
+# -- bounds on one validation (the dispatcher's; see ILAB_BOT_VALIDATE_*) -------------------
+
+TITLE_TOO_MANY_FILES = "Too many taxonomy files"
+TITLE_NOT_CHECKED = "Not checked in time"
+
+
+def msg_too_many_files(count: int, limit: int) -> str:
+    return (
+        f"This pull request changes {count} taxonomy files; the bot checks at most {limit} "
+        "in one pull request, so none of them was checked. Split the change into smaller "
+        "pull requests."
+    )
+
+
+def msg_not_checked(seconds: float) -> str:
+    return (
+        f"The bot could not check this file within {seconds:g} seconds, so it is not "
+        "accepted. Push again or ask the bot again later to have it checked."
+    )

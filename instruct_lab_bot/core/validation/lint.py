@@ -22,19 +22,24 @@ Lint = Callable[[str], Iterable[LintFinding]]
 """Lints YAML text (line endings already normalised) with the taxonomy's yamllint config."""
 
 _PARSABLE = re.compile(
-    r"^stdin:(?P<line>\d+):(?P<column>\d+): \[(?P<level>error|warning)\] (?P<desc>.*?)"
-    r"(?: \((?P<rule>[a-z-]+)\))?$"
+    r"^(?P<source>[^:\n]+):(?P<line>\d+):(?P<column>\d+): \[(?P<level>error|warning)\] "
+    r"(?P<desc>.*?)(?: \((?P<rule>[a-z-]+)\))?$"
 )
 
 
-def parse_parsable(output: str) -> list[LintFinding]:
-    """The findings in `yamllint -f parsable -` output (text read from stdin); other lines
-    are ignored."""
-    findings: list[LintFinding] = []
+def parse_parsable(output: str, source: str = "stdin") -> list[LintFinding]:
+    """The findings for `source` in `yamllint -f parsable` output (`stdin`: the text read
+    from stdin, else a file name given to yamllint); other lines are ignored."""
+    return parse_parsable_files(output).get(source, [])
+
+
+def parse_parsable_files(output: str) -> dict[str, list[LintFinding]]:
+    """Every finding in `yamllint -f parsable` output, by the file it is about."""
+    findings: dict[str, list[LintFinding]] = {}
     for raw in output.splitlines():
         match = _PARSABLE.match(raw)
         if match:
-            findings.append(
+            findings.setdefault(match["source"], []).append(
                 LintFinding(
                     int(match["line"]),
                     int(match["column"]),

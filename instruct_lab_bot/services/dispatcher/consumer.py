@@ -29,6 +29,7 @@ from instruct_lab_bot.services.dispatcher.access import Gatekeeper
 from instruct_lab_bot.services.dispatcher.check_runs import CheckRunEvents
 from instruct_lab_bot.services.dispatcher.commands import CommandHandlers
 from instruct_lab_bot.services.dispatcher.context import Deps
+from instruct_lab_bot.services.dispatcher.inflight import InFlight
 from instruct_lab_bot.services.dispatcher.jobs import JobStarter
 from instruct_lab_bot.services.dispatcher.pull_requests import PullRequestEvents
 from instruct_lab_bot.services.dispatcher.stopping import JobStopper
@@ -66,9 +67,28 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume events until `stop` is set; Redis outages are waited out, never fatal.
 
+        Up to `dispatch_concurrency` events are handled at once (those of one PR in order),
+        and their stream claims are renewed meanwhile; on stop, those in flight finish.
         Blocking reads are short so that stopping never waits on a cancelled Redis call
         (redis-py drains a blocking reply before it gives the connection back).
         """
+        inflight = InFlight(
+            self.settings.dispatch_concurrency,
+            self.handle,
+            self._renew,
+            renew_every=self.settings.lease_timeout / 3,
+        )
+        drained = asyncio.Event()
+        renewer = asyncio.create_task(inflight.renew_claims(drained))
+        try:
+            await self._consume(stop, inflight)
+            await inflight.drain()
+        finally:  # cancelled: events still in flight stay pending in Redis, for a reclaim
+            await inflight.cancel()
+            drained.set()
+            await renewer
+
+    async def _consume(self, stop: asyncio.Event, inflight: InFlight) -> None:
         backoff = 0.5
         groups_ready = False
         while not stop.is_set():
@@ -76,8 +96,9 @@ class Dispatcher:
                 if not groups_ready:  # at start, and again after Redis came back
                     await self.queue.ensure_groups()
                     groups_ready = True
-                for entry in await self._next_entries():
-                    await self.handle(entry)
+                await inflight.wait_for_slot()
+                for entry in await self._next_entries(inflight):
+                    inflight.start(entry)
                 backoff = 0.5
             except (RedisError, OSError) as exc:
                 groups_ready = False
@@ -85,17 +106,27 @@ class Dispatcher:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    async def _next_entries(self) -> list[StreamEntry]:
-        """Entries another dispatcher left pending too long, then new ones."""
+    async def _renew(self, entry_ids: list[str]) -> list[str]:
+        return await self.queue.renew_claims(
+            EVENTS_STREAM, DISPATCH_GROUP, self.consumer, entry_ids
+        )
+
+    async def _next_entries(self, inflight: InFlight) -> list[StreamEntry]:
+        """Entries another dispatcher left pending too long, then new ones: as many as there
+        are free slots (an entry this dispatcher is still handling is not taken twice)."""
         entries = await self.queue.claim_stale(
             EVENTS_STREAM,
             DISPATCH_GROUP,
             self.consumer,
             int(self.settings.lease_timeout * 1000),
+            count=inflight.free,
         )
-        entries += await self.queue.read(
-            EVENTS_STREAM, DISPATCH_GROUP, self.consumer, count=10, block_ms=1000
-        )
+        entries = [entry for entry in entries if entry.id not in inflight]
+        wanted = inflight.free - len(entries)
+        if wanted > 0:
+            entries += await self.queue.read(
+                EVENTS_STREAM, DISPATCH_GROUP, self.consumer, count=wanted, block_ms=1000
+            )
         return entries
 
     async def handle(self, entry: StreamEntry) -> None:
