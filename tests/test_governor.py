@@ -20,6 +20,7 @@ from instruct_lab_bot.adapters.github.rate_limits import (
     retry_delay,
 )
 from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
+from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.retry import RetryPolicy
 from instruct_lab_bot.core.write_gate import WriteClass
 from testkit.github_emulator import AppKey, Call, GitHubEmulator
@@ -28,6 +29,9 @@ POLICY = RetryPolicy(deadline=30, base_delay=0.01, max_delay=0.05)
 SHA = "a" * 40
 
 # -- retry decisions ----------------------------------------------------------------------
+
+REPO = RepoRef("o", "r")
+PULL = REPO.pull(1)
 
 
 def test_server_errors_and_lost_connections_back_off_with_a_cap() -> None:
@@ -172,18 +176,18 @@ async def test_two_processes_never_exceed_the_shared_budget(
 ) -> None:
     setup = processes().installation(github.installation_id)
     runs = [
-        await setup.create_check_run("o", "r", {"name": f"r{n}", "head_sha": SHA}) for n in range(2)
+        await setup.create_check_run(REPO, {"name": f"r{n}", "head_sha": SHA}) for n in range(2)
     ]
     started = time.time()
     apps = [processes(limit=4, window=1.0) for _ in range(2)]
     installs = [a.installation(github.installation_id) for a in apps]
 
     async def comment(n: int) -> None:
-        await installs[n % 2].create_comment("o", "r", 1, f"result {n}")
+        await installs[n % 2].create_comment(PULL, f"result {n}")
 
     async def progress(n: int) -> None:
         payload = {"status": "in_progress", "output": {"title": "t", "summary": f"{n}"}}
-        await installs[n % 2].update_check_run("o", "r", runs[n % 2], payload, droppable=True)
+        await installs[n % 2].update_check_run(REPO, runs[n % 2], payload, droppable=True)
 
     await asyncio.gather(*(comment(n) for n in range(10)), *(progress(n) for n in range(10)))
     bound = budget_bound(4, 1.0, started)
@@ -202,10 +206,7 @@ async def test_fifty_jobs_reporting_progress_stay_within_the_budget(
     setup = processes().installation(github.installation_id)
     runs = list(
         await asyncio.gather(
-            *(
-                setup.create_check_run("o", "r", {"name": f"job{n}", "head_sha": SHA})
-                for n in range(50)
-            )
+            *(setup.create_check_run(REPO, {"name": f"job{n}", "head_sha": SHA}) for n in range(50))
         )
     )
     started = time.time()
@@ -217,11 +218,11 @@ async def test_fifty_jobs_reporting_progress_stay_within_the_budget(
         for tick in range(10):
             output = {"title": "Generating", "summary": f"{tick * 10}%"}
             await gh.update_check_run(
-                "o", "r", runs[n], {"status": "in_progress", "output": output}, droppable=True
+                REPO, runs[n], {"status": "in_progress", "output": output}, droppable=True
             )
             await asyncio.sleep(0.05)
         done = {"conclusion": "success", "output": {"title": "Done", "summary": "ok"}}
-        await gh.update_check_run("o", "r", runs[n], done)
+        await gh.update_check_run(REPO, runs[n], done)
 
     async with asyncio.timeout(30):
         await asyncio.gather(*(job(n) for n in range(50)))

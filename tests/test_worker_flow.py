@@ -19,6 +19,7 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.runner import OnLine, Outcome, RunLimits, RunResult
 from instruct_lab_bot.adapters.storage import StorageError
 from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
 from instruct_lab_bot.services.worker.app import Worker
@@ -40,24 +41,23 @@ class FakeChecks:
 
     async def update_check_run(
         self,
-        owner: str,
-        repo: str,
+        repo: RepoRef,
         check_run_id: int,
         payload: dict[str, Any],
         *,
         droppable: bool = False,
     ) -> None:
-        assert (owner, repo, check_run_id) == ("o", "r", CHECK_RUN)
+        assert (repo, check_run_id) == (RepoRef("o", "r"), CHECK_RUN)
         self.updates.append(payload)
         if kind(payload) == "progress":
             self.progressed.set()
 
-    async def create_comment(self, owner: str, repo: str, number: int, body: str) -> int:
-        self.comments.append((owner, repo, number, body))
+    async def create_comment(self, pull: PullRequestRef, body: str) -> int:
+        self.comments.append((pull.owner, pull.name, pull.number, body))
         self.commented.set()
         return 900 + len(self.comments)
 
-    async def has_comment_with(self, owner: str, repo: str, number: int, marker: str) -> bool:
+    async def has_comment_with(self, pull: PullRequestRef, marker: str) -> bool:
         return any(marker in body for (_o, _r, _n, body) in self.comments)
 
     def kinds(self) -> list[str]:

@@ -15,6 +15,7 @@ from instruct_lab_bot.core.messages.generate import (
     result_comment,
     result_marker,
 )
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class FinalResult:
     check_run_id: int  # 0: the job has no check run to complete
     check_run: dict[str, Any]
     comment: str
+
+    @property
+    def pull(self) -> PullRequestRef:
+        return PullRequestRef(RepoRef(self.owner, self.repo), self.pr_number)
 
     @property
     def marker(self) -> str:

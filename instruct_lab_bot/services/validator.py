@@ -28,6 +28,7 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.yamllint import run_yamllint, run_yamllint_many
 from instruct_lab_bot.core import validation
 from instruct_lab_bot.core.messages import validation as wording
+from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.validation import bounds
 
@@ -72,13 +73,12 @@ class _Head:
     """The PR head whose files are validated."""
 
     gh: Installation
-    owner: str
-    repo: str
+    repo: RepoRef
     sha: str
     max_bytes: int
 
     async def fetch(self, path: str) -> _Fetched:
-        found = await self.gh.file_at(self.owner, self.repo, path, self.sha)
+        found = await self.gh.file_at(self.repo, path, self.sha)
         unreadable = validation.file_problem(found, self.sha, self.max_bytes)
         if unreadable is not None or found.content is None:
             problems = [unreadable] if unreadable is not None else []
@@ -87,7 +87,7 @@ class _Head:
             return _Fetched(found.content)
         folder = path.rsplit("/", 1)[0]
         sibling = await self.gh.file_at(
-            self.owner, self.repo, f"{folder}/{validation.ATTRIBUTION_NAME}", self.sha
+            self.repo, f"{folder}/{validation.ATTRIBUTION_NAME}", self.sha
         )
         if sibling.transient:
             return _Fetched(problems=[_problem_unread(sibling, self.sha, path)], transient=True)
@@ -107,11 +107,11 @@ class Validator:
         return validation.Rules(settings.knowledge_hosts, settings.validation_max_file_bytes)
 
     async def changed_taxonomy_files(
-        self, gh: Installation, owner: str, repo: str, base: str, sha: str
+        self, gh: Installation, repo: RepoRef, base: str, sha: str
     ) -> Changes:
         """The taxonomy files changed at `sha` against the base branch `base` (to check and
         to generate from), removed ones excluded."""
-        entries = await gh.compare_files(owner, repo, base, sha)
+        entries = await gh.compare_files(repo, base, sha)
         present = {
             str(e["filename"])
             for e in entries
@@ -120,11 +120,9 @@ class Validator:
         files = [path for path in validation.taxonomy_files(sorted(present)) if path in present]
         return Changes(files, complete=len(entries) < COMPARE_FILES)
 
-    async def validate(
-        self, gh: Installation, owner: str, repo: str, sha: str, changes: Changes
-    ) -> Report:
+    async def validate(self, gh: Installation, repo: RepoRef, sha: str, changes: Changes) -> Report:
         files = changes.files
-        key = f"validated:{owner}/{repo}:{sha}:{int(changes.complete)}:{','.join(files)}"
+        key = f"validated:{repo.full_name}:{sha}:{int(changes.complete)}:{','.join(files)}"
         cached = await self.queue.recall(key)
         if cached:
             data = json.loads(cached)
@@ -137,13 +135,13 @@ class Validator:
                     files[0], 1, 1, "failure", message, wording.TITLE_TOO_MANY_CHANGED
                 )
             )
-        checked, final = await self._check(gh, owner, repo, sha, files)
-        report = await self._publish(gh, owner, repo, sha, problems + checked)
+        checked, final = await self._check(gh, repo, sha, files)
+        report = await self._publish(gh, repo, sha, problems + checked)
         if final:  # a failed read or a timed-out check may pass next time: check again then
             await self.queue.remember(key, json.dumps(report.__dict__), ttl=REMEMBER)
         log.info(
             "validation.done",
-            repo=f"{owner}/{repo}",
+            repo=repo.full_name,
             sha=sha,
             files=len(files),
             failures=report.failures,
@@ -152,7 +150,7 @@ class Validator:
         return report
 
     async def _check(
-        self, gh: Installation, owner: str, repo: str, sha: str, files: list[str]
+        self, gh: Installation, repo: RepoRef, sha: str, files: list[str]
     ) -> tuple[list[validation.Problem], bool]:
         """Every file's problems (in `files` order) and whether the outcome is final.
 
@@ -164,13 +162,13 @@ class Validator:
         if over:
             return over, True
         found: dict[str, list[validation.Problem]] = {}
-        head = _Head(gh, owner, repo, sha, self.rules.max_file_bytes)
+        head = _Head(gh, repo, sha, self.rules.max_file_bytes)
         try:
             async with asyncio.timeout(settings.validate_timeout):
                 transient = await self._check_all(head, files, found)
         except TimeoutError:
             late = [path for path in files if path not in found]
-            log.warning("validation.timed_out", repo=f"{owner}/{repo}", sha=sha, late=len(late))
+            log.warning("validation.timed_out", repo=repo.full_name, sha=sha, late=len(late))
             found |= {path: bounds.not_checked([path], settings.validate_timeout) for path in late}
             return [p for path in files for p in found[path]], False
         return [p for path in files for p in found[path]], not transient
@@ -213,8 +211,7 @@ class Validator:
     async def _publish(
         self,
         gh: Installation,
-        owner: str,
-        repo: str,
+        repo: RepoRef,
         sha: str,
         problems: list[validation.Problem],
     ) -> Report:
@@ -226,7 +223,6 @@ class Validator:
         conclusion = "failure" if failures else "success"
         first = batches[0]
         check_run_id = await gh.create_check_run(
-            owner,
             repo,
             {
                 "name": CHECK_NAME,
@@ -243,8 +239,8 @@ class Validator:
             }
             if last:
                 payload |= {"status": "completed", "conclusion": conclusion}
-            await gh.update_check_run(owner, repo, check_run_id, payload)
-        url = f"{_web(self.settings.github_git_url)}/{owner}/{repo}/runs/{check_run_id}"
+            await gh.update_check_run(repo, check_run_id, payload)
+        url = f"{_web(self.settings.github_git_url)}/{repo.full_name}/runs/{check_run_id}"
         return Report(failures, warnings, url, check_run_id)
 
 

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from instruct_lab_bot.adapters.github.errors import GitHubError
 from instruct_lab_bot.adapters.github.transport import ApiCall, Response
 from instruct_lab_bot.core.permissions import role_from_permission
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.validation import RepoFile
 from instruct_lab_bot.core.write_gate import WriteClass
 
@@ -52,65 +53,64 @@ class Installation:
         )
         return None if response is None else response.data
 
-    async def get_pull(self, owner: str, repo: str, number: int) -> dict[str, Any]:
+    async def get_pull(self, pull: PullRequestRef) -> dict[str, Any]:
         return cast(
             dict[str, Any],
             await self._call(
                 "read the pull request",
                 "GET",
                 "/repos/{owner}/{repo}/pulls/{number}",
-                {"owner": owner, "repo": repo, "number": number},
+                _pull_vars(pull),
             ),
         )
 
-    async def add_reaction(self, owner: str, repo: str, comment_id: int, content: str) -> None:
+    async def add_reaction(self, repo: RepoRef, comment_id: int, content: str) -> None:
         """An acknowledgement only: skipped first when the write budget runs short."""
         await self._call(
             "react to the comment",
             "POST",
             "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
-            {"owner": owner, "repo": repo, "comment_id": comment_id},
+            {**_repo_vars(repo), "comment_id": comment_id},
             {"content": content},
             write_class=WriteClass.PROGRESS,
         )
 
-    async def create_comment(self, owner: str, repo: str, number: int, body: str) -> int:
+    async def create_comment(self, pull: PullRequestRef, body: str) -> int:
         data = await self._call(
             "comment on the pull request",
             "POST",
             "/repos/{owner}/{repo}/issues/{number}/comments",
-            {"owner": owner, "repo": repo, "number": number},
+            _pull_vars(pull),
             {"body": body},
         )
         return int(data["id"])
 
-    async def reply_comment(self, owner: str, repo: str, number: int, body: str) -> int | None:
+    async def reply_comment(self, pull: PullRequestRef, body: str) -> int | None:
         """A reply to a command, from the replies' own share of the write budget: None when
         that share is spent (the reply is skipped; final results keep their room)."""
         data = await self._call(
             "reply on the pull request",
             "POST",
             "/repos/{owner}/{repo}/issues/{number}/comments",
-            {"owner": owner, "repo": repo, "number": number},
+            _pull_vars(pull),
             {"body": body},
             write_class=WriteClass.REPLY,
         )
         return None if data is None else int(data["id"])
 
-    async def create_check_run(self, owner: str, repo: str, payload: dict[str, Any]) -> int:
+    async def create_check_run(self, repo: RepoRef, payload: dict[str, Any]) -> int:
         data = await self._call(
             "create the check run",
             "POST",
             "/repos/{owner}/{repo}/check-runs",
-            {"owner": owner, "repo": repo},
+            _repo_vars(repo),
             payload,
         )
         return int(data["id"])
 
     async def update_check_run(
         self,
-        owner: str,
-        repo: str,
+        repo: RepoRef,
         check_run_id: int,
         payload: dict[str, Any],
         *,
@@ -123,7 +123,7 @@ class Installation:
             "update the check run",
             "PATCH",
             "/repos/{owner}/{repo}/check-runs/{check_run_id}",
-            {"owner": owner, "repo": repo, "check_run_id": check_run_id},
+            {**_repo_vars(repo), "check_run_id": check_run_id},
             payload,
             write_class=WriteClass.PROGRESS if droppable else WriteClass.FINAL,
         )
@@ -159,12 +159,12 @@ class Installation:
             if len(items) < 100:
                 return
 
-    async def permission(self, owner: str, repo: str, user: str) -> str:
+    async def permission(self, repo: RepoRef, user: str) -> str:
         """The person's role in the repository: none, read, triage, write, maintain, admin."""
         data = await self._optional(
             "read the collaborator permission",
             "/repos/{owner}/{repo}/collaborators/{username}/permission",
-            {"owner": owner, "repo": repo, "username": user},
+            {**_repo_vars(repo), "username": user},
         )
         return role_from_permission(data) if isinstance(data, dict) else "none"
 
@@ -177,7 +177,7 @@ class Installation:
         )
         return isinstance(data, dict) and data.get("state") == "active"
 
-    async def compare_files(self, owner: str, repo: str, base: str, head: str) -> list[Any]:
+    async def compare_files(self, repo: RepoRef, base: str, head: str) -> list[Any]:
         """The files changed between the merge base of `base` and the commit `head` (three-dot
         compare, as a PR's files are), as of that commit; GitHub lists at most 300."""
         data = await self._call(
@@ -185,8 +185,7 @@ class Installation:
             "GET",
             "/repos/{owner}/{repo}/compare/{basehead}{?per_page,page}",
             {
-                "owner": owner,
-                "repo": repo,
+                **_repo_vars(repo),
                 "basehead": f"{base}...{head}",
                 "per_page": 1,
                 "page": 1,
@@ -195,7 +194,7 @@ class Installation:
         files = (data or {}).get("files")
         return list(files) if isinstance(files, list) else []
 
-    async def file_at(self, owner: str, repo: str, path: str, ref: str) -> RepoFile:
+    async def file_at(self, repo: RepoRef, path: str, ref: str) -> RepoFile:
         """What `path` is at `ref` (file, symlink, submodule, folder, missing), with its size
         and bytes; an API error is kind "error", never an exception, so a caller that must
         not pass what it could not read (validation) can say so."""
@@ -203,14 +202,14 @@ class Installation:
             data = await self._optional(
                 "read a file",
                 "/repos/{owner}/{repo}/contents/{+path}{?ref}",
-                {"owner": owner, "repo": repo, "path": quote(path, safe="/"), "ref": ref},
+                {**_repo_vars(repo), "path": quote(path, safe="/"), "ref": ref},
             )
         except GitHubError as exc:
             return RepoFile(path, "error", detail=str(exc))
         return _repo_file(path, data)
 
     async def find_check_run(
-        self, owner: str, repo: str, sha: str, name: str, external_id: str
+        self, repo: RepoRef, sha: str, name: str, external_id: str
     ) -> int | None:
         """Our check run for a job, if one was created already (external_id is the job id)."""
         data = await self._call(
@@ -218,8 +217,7 @@ class Installation:
             "GET",
             "/repos/{owner}/{repo}/commits/{ref}/check-runs{?check_name,filter,per_page}",
             {
-                "owner": owner,
-                "repo": repo,
+                **_repo_vars(repo),
                 "ref": sha,
                 "check_name": name,
                 "filter": "all",
@@ -231,12 +229,12 @@ class Installation:
                 return int(run["id"])
         return None
 
-    async def has_comment_with(self, owner: str, repo: str, number: int, marker: str) -> bool:
+    async def has_comment_with(self, pull: PullRequestRef, marker: str) -> bool:
         """Whether a bot comment on the PR contains `marker` (e.g. the welcome's)."""
         async for comment in self._pages(
             "list comments",
             "/repos/{owner}/{repo}/issues/{number}/comments",
-            {"owner": owner, "repo": repo, "number": number},
+            _pull_vars(pull),
             max_pages=50,
         ):
             user = comment.get("user") or {}
@@ -269,3 +267,11 @@ def _repo_file(path: str, data: Any) -> RepoFile:
     except (binascii.Error, ValueError):
         return RepoFile(path, "error", size, detail="content is not base64")
     return RepoFile(path, "file", max(size, len(raw)), raw)
+
+
+def _repo_vars(repo: RepoRef) -> dict[str, Any]:
+    return {"owner": repo.owner, "repo": repo.name}
+
+
+def _pull_vars(pull: PullRequestRef) -> dict[str, Any]:
+    return {"owner": pull.owner, "repo": pull.name, "number": pull.number}

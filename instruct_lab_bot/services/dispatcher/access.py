@@ -57,7 +57,7 @@ class Gatekeeper:
     async def _ask_github(self, gh: Installation, repo: RepoRef, login: str) -> Facts:
         role = "none"
         if self.policy.role_rule:
-            role = await gh.permission(repo.owner, repo.name, login)
+            role = await gh.permission(repo, login)
         teams: set[str] = set()
         for team in self.policy.allowed_teams:
             org, slug = team.split("/", 1)

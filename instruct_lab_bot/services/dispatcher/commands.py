@@ -54,11 +54,11 @@ class CommandHandlers:
 
     async def comment(self, gh: Installation, delivery_id: str, intent: CommandIntent) -> None:
         """Acknowledge the comment, then act on each of its commands in order."""
+        pull = PullRequestRef(RepoRef(intent.owner, intent.repo), intent.pr_number)
         try:
-            await gh.add_reaction(intent.owner, intent.repo, intent.comment_id, "eyes")
+            await gh.add_reaction(pull.repo, intent.comment_id, "eyes")
         except GitHubError as exc:  # an acknowledgement only: never worth losing the job for
             log.warning("dispatcher.reaction_failed", error=str(exc))
-        pull = PullRequestRef(RepoRef(intent.owner, intent.repo), intent.pr_number)
         reply = Replies(
             self.deps.queue, gh, pull, delivery_id, intent.sender, self.deps.reply_guard
         )

@@ -82,7 +82,7 @@ class JobStarter:
             log.warning("job.unknown_kind", kind=kind)
             return None
         pull = request.pull
-        data = await request.gh.get_pull(pull.owner, pull.name, pull.number)
+        data = await request.gh.get_pull(pull)
         files = await self._files_past_gates(request, spec, data)
         if files is None:
             return None
@@ -103,11 +103,7 @@ class JobStarter:
         )
         if refusal is None:
             changes = await self.deps.validator.changed_taxonomy_files(
-                request.gh,
-                request.pull.owner,
-                request.pull.name,
-                str(data["base"]["ref"]),
-                head_sha,
+                request.gh, request.pull.repo, str(data["base"]["ref"]), head_sha
             )
             refusal = refusal_for_files(spec, changes.files)
         if refusal is not None:
@@ -115,7 +111,7 @@ class JobStarter:
             replied = await request.reply.once(request.marker, text, reason)
             if refusal is Refusal.LABELS and replied:  # silenced: no check run either
                 payload = labels_check_run(spec.name, head_sha, wanted)
-                await request.gh.create_check_run(request.pull.owner, request.pull.name, payload)
+                await request.gh.create_check_run(request.pull.repo, payload)
             return None
         if spec.needs_taxonomy_change and not await self._valid(request, spec, head_sha, changes):
             return None
@@ -125,9 +121,7 @@ class JobStarter:
         self, request: Request, spec: CommandSpec, head_sha: str, changes: Changes
     ) -> bool:
         pull = request.pull
-        report = await self.deps.validator.validate(
-            request.gh, pull.owner, pull.name, head_sha, changes
-        )
+        report = await self.deps.validator.validate(request.gh, pull.repo, head_sha, changes)
         if report.failures:
             text = validation_failed(spec.name, report.url, report.failures)
             await request.reply.once(request.marker, text, ReplyReason.INVALID)
@@ -170,11 +164,11 @@ class JobStarter:
         """A dispatcher that died between creating the check run and recording it must not
         leave a second one: look for ours (external_id = job id) before creating."""
         existing = await gh.find_check_run(
-            job.owner, job.repo, job.head_sha, check_name(job.command), job.id
+            job.repo_ref, job.head_sha, check_name(job.command), job.id
         )
         if existing:
             return existing
-        return await gh.create_check_run(job.owner, job.repo, check_run_queued(job))
+        return await gh.create_check_run(job.repo_ref, check_run_queued(job))
 
 
 def _refusal_text(

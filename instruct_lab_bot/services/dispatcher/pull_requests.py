@@ -35,10 +35,10 @@ class PullRequestEvents:
         if plan.validate:
             validator = self.deps.validator
             changes = await validator.changed_taxonomy_files(
-                gh, pull.owner, pull.name, intent.base_branch, intent.head_sha
+                gh, pull.repo, intent.base_branch, intent.head_sha
             )
             if changes.files:
-                await validator.validate(gh, pull.owner, pull.name, intent.head_sha, changes)
+                await validator.validate(gh, pull.repo, intent.head_sha, changes)
 
     async def _welcome(
         self, gh: Installation, pull: PullRequestRef, intent: PullRequestIntent
@@ -53,10 +53,10 @@ class PullRequestEvents:
         if not await queue.claim_once(key, ttl=WELCOME_TTL):
             return
         try:
-            if await gh.has_comment_with(pull.owner, pull.name, pull.number, WELCOME_MARKER):
+            if await gh.has_comment_with(pull, WELCOME_MARKER):
                 return
             text = welcome(settings.username, intent.author, self.deps.policy, wanted)
-            await gh.create_comment(pull.owner, pull.name, pull.number, text)
+            await gh.create_comment(pull, text)
         except GitHubError:
             with contextlib.suppress(RedisError):
                 await queue.release_once(key)

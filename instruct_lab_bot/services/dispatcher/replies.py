@@ -53,9 +53,7 @@ class Replies:
         if await self._silenced(reason):
             return False  # the claim stays: a redelivery is silent too
         try:
-            posted = await self.gh.reply_comment(
-                self.pull.owner, self.pull.name, self.pull.number, body
-            )
+            posted = await self.gh.reply_comment(self.pull, body)
         except GitHubError:
             with contextlib.suppress(RedisError):
                 await self.queue.release_once(key)

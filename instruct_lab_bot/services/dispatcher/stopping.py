@@ -59,6 +59,6 @@ class JobStopper:
                     if state is State.SUPERSEDED
                     else cancelled_check_run(job, login)
                 )
-                await gh.update_check_run(job.owner, job.repo, job.check_run_id, payload)
+                await gh.update_check_run(job.repo_ref, job.check_run_id, payload)
             done.append(job)
         return done

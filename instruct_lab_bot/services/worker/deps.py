@@ -20,6 +20,7 @@ from instruct_lab_bot.adapters.runner import OnLine, RunLimits, RunResult, run_s
 from instruct_lab_bot.adapters.storage import ArtifactStore
 from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.redaction import Redactor
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
 
@@ -29,17 +30,16 @@ class JobGitHub(Protocol):
 
     async def update_check_run(
         self,
-        owner: str,
-        repo: str,
+        repo: RepoRef,
         check_run_id: int,
         payload: dict[str, Any],
         *,
         droppable: bool = False,
     ) -> None: ...
 
-    async def create_comment(self, owner: str, repo: str, number: int, body: str) -> int: ...
+    async def create_comment(self, pull: PullRequestRef, body: str) -> int: ...
 
-    async def has_comment_with(self, owner: str, repo: str, number: int, marker: str) -> bool: ...
+    async def has_comment_with(self, pull: PullRequestRef, marker: str) -> bool: ...
 
 
 class WorkerGitHub(Protocol):

@@ -107,13 +107,11 @@ class ResultOutbox:
         entry's marker is on the PR already; the new comment's id, if one was posted."""
         gh = self.deps.github.installation(entry.installation_id)
         if entry.check_run_id:
-            await gh.update_check_run(entry.owner, entry.repo, entry.check_run_id, entry.check_run)
-        if attempts > 1 and await gh.has_comment_with(
-            entry.owner, entry.repo, entry.pr_number, entry.marker
-        ):
+            await gh.update_check_run(entry.pull.repo, entry.check_run_id, entry.check_run)
+        if attempts > 1 and await gh.has_comment_with(entry.pull, entry.marker):
             log.info("job.result_found_posted", job_id=entry.job_id)
             return None
-        return await gh.create_comment(entry.owner, entry.repo, entry.pr_number, entry.comment)
+        return await gh.create_comment(entry.pull, entry.comment)
 
     async def _failed(self, claimed: ClaimedResult, exc: GitHubError) -> None:
         queue = self.deps.queue

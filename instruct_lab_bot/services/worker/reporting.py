@@ -60,12 +60,11 @@ class Reporter:
         await self._update("requeued", messages.check_run_handed_back(self.job))
 
     async def _update(self, what: str, payload: dict[str, Any], *, droppable: bool = False) -> None:
-        pr = self.job.pull_request
         payload = self.deps.redactor.value(payload)  # titles, summaries, the log tail
         await best_effort(
             f"check_run.{what}",
             self.gh.update_check_run(
-                pr.owner, pr.name, self.job.check_run_id, payload, droppable=droppable
+                self.job.repo_ref, self.job.check_run_id, payload, droppable=droppable
             ),
         )
 
