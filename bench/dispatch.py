@@ -39,6 +39,7 @@ import aiohttp
 import redis
 
 from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.webhooks import sign
 
 from . import baselines
@@ -201,7 +202,7 @@ async def _wait_finished(queue: Queue, count: int) -> dict[str, str]:
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        ids = await queue.pr_job_ids(OWNER, REPO, PR)
+        ids = await queue.pr_job_ids(RepoRef(OWNER, REPO).pull(PR))
         jobs = await queue.get_jobs(ids)
         if len(jobs) >= count and all(j.state.terminal for j in jobs):
             newest = max(jobs, key=lambda j: j.created_at)

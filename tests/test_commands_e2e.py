@@ -17,6 +17,7 @@ import pytest
 from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import State
+from instruct_lab_bot.core.refs import RepoRef
 from testkit.harness import RunningBot, run_bot
 from testkit.taxonomy import (
     SkillSeed,
@@ -73,7 +74,7 @@ async def settled(world: World, timeout: float = 30) -> None:
 async def jobs(world: World) -> list[Any]:
     queue = Queue.from_url(world.settings.redis_url)
     try:
-        return await queue.get_jobs(await queue.pr_job_ids(OWNER, REPO, PR))
+        return await queue.get_jobs(await queue.pr_job_ids(RepoRef(OWNER, REPO).pull(PR)))
     finally:
         await queue.aclose()
 

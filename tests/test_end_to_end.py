@@ -23,6 +23,7 @@ from instruct_lab_bot.adapters.redis.keys import (
 )
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import State
+from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.sandbox import FIXED_ENV
 from instruct_lab_bot.core.settings import Settings
 from testkit.harness import run_bot
@@ -51,7 +52,7 @@ async def test_generate_success_local_store(world: World, tmp_path: Path) -> Non
         comment = await world.result_comment()
         queue = Queue.from_url(world.settings.redis_url)
         try:
-            (job_id,) = await queue.pr_job_ids("instructlab", "taxonomy", 7)
+            (job_id,) = await queue.pr_job_ids(RepoRef("instructlab", "taxonomy").pull(7))
             job = await queue.get_job(job_id)
             pending_jobs = await queue.redis.xpending(JOBS_STREAM, WORKER_GROUP)
             pending_events = await queue.redis.xpending(EVENTS_STREAM, DISPATCH_GROUP)

@@ -331,12 +331,12 @@ BRANCHES = {
 
 @pytest.mark.parametrize(("owner", "ok"), OWNERS.items())
 def test_validate_owner(owner: str, ok: bool) -> None:
-    check(lambda: validate_repo_name(owner, "taxonomy"), ok)
+    check(lambda: validate_repo_name(RepoRef(owner, "taxonomy")), ok)
 
 
 @pytest.mark.parametrize(("repo", "ok"), REPOS.items())
 def test_validate_repo(repo: str, ok: bool) -> None:
-    check(lambda: validate_repo_name("acme", repo), ok)
+    check(lambda: validate_repo_name(RepoRef("acme", repo)), ok)
 
 
 @pytest.mark.parametrize(("name", "ok"), BRANCHES.items())
@@ -358,16 +358,19 @@ def check(call: Callable[[], None], ok: bool) -> None:
 
 
 def test_repo_url() -> None:
-    assert repo_url("https://github.com", "acme", "taxonomy") == (
+    assert repo_url("https://github.com", RepoRef("acme", "taxonomy")) == (
         "https://github.com/acme/taxonomy.git"
     )
-    assert repo_url("http://127.0.0.1:8080/git/", "a", "b") == "http://127.0.0.1:8080/git/a/b.git"
-    assert repo_url("file:///srv/git", "a", "b") == "file:///srv/git/a/b.git"
+    assert (
+        repo_url("http://127.0.0.1:8080/git/", RepoRef("a", "b"))
+        == "http://127.0.0.1:8080/git/a/b.git"
+    )
+    assert repo_url("file:///srv/git", RepoRef("a", "b")) == "file:///srv/git/a/b.git"
     for bad_base in ["ssh://github.com", "ext::sh -c touch% /tmp/x", "https://u:p@github.com"]:
         with pytest.raises(ValueError):
-            repo_url(bad_base, "a", "b")
+            repo_url(bad_base, RepoRef("a", "b"))
     with pytest.raises(ValueError):
-        repo_url("https://github.com", "a", "../b")
+        repo_url("https://github.com", RepoRef("a", "../b"))
 
 
 def test_git_env_https_with_token(tmp_path: Path) -> None:

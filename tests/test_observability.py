@@ -49,6 +49,7 @@ from prometheus_client.samples import Sample
 from instruct_lab_bot.adapters import tracing
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.redaction import Redactor
+from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.settings import Secret, Settings
 from instruct_lab_bot.services import logs
 from instruct_lab_bot.services.app_keys import METRICS, QUEUE
@@ -142,7 +143,7 @@ async def run_job(world: World, bot: RunningBot, worker: WorkerProcess | None = 
     await world.result_comment()
     queue = Queue.from_url(world.settings.redis_url)
     try:
-        (job_id,) = await queue.pr_job_ids("instructlab", "taxonomy", 7)
+        (job_id,) = await queue.pr_job_ids(RepoRef("instructlab", "taxonomy").pull(7))
     finally:
         await queue.aclose()
     if worker is not None:  # the worker counts the job just after it comments

@@ -13,6 +13,7 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.scripts import script, source
 from instruct_lab_bot.adapters.redis.streams import StreamEntry
 from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.core.refs import RepoRef
 
 
 def make_job(job_id: str = "j1") -> Job:
@@ -65,7 +66,7 @@ async def test_create_job_is_idempotent_and_indexed_by_pr(redis_url: str) -> Non
     assert (again.status, again.job_id) == ("exists", "j1")
     job = await queue.get_job("j1")
     assert job is not None and job.requester == "alice"
-    assert await queue.pr_job_ids("o", "r", 2) == ["j1"]
+    assert await queue.pr_job_ids(RepoRef("o", "r").pull(2)) == ["j1"]
     await queue.aclose()
 
 

@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from instruct_lab_bot.adapters.redis.keys import DEAD_STREAM, EVENTS_STREAM, JOBS_STREAM
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.webhooks import sign
 from testkit.harness import run_bot
@@ -63,7 +64,7 @@ async def the_job(settings: Settings, pr: int = 7, repo: str = "taxonomy") -> Jo
     the state is stored)."""
     queue = Queue.from_url(settings.redis_url)
     try:
-        (job_id,) = await queue.pr_job_ids("instructlab", repo, pr)
+        (job_id,) = await queue.pr_job_ids(RepoRef("instructlab", repo).pull(pr))
         async with asyncio.timeout(30):
             while True:
                 job = await queue.get_job(job_id)
@@ -195,7 +196,7 @@ async def test_duplicate_deliveries_and_requests_make_one_job(world: World) -> N
             assert (await world.comment(bot))[0] == 202
         await until(lambda: len(world.bot_comments()) == 3, what="three replies")
         queue = Queue.from_url(world.settings.redis_url)
-        jobs = await queue.pr_job_ids("instructlab", "taxonomy", 7)
+        jobs = await queue.pr_job_ids(RepoRef("instructlab", "taxonomy").pull(7))
         queued = await queue.redis.xlen(JOBS_STREAM)
         await queue.aclose()
     assert len(jobs) == 1 and queued == 1

@@ -30,6 +30,7 @@ from instruct_lab_bot.cli import load_settings
 from instruct_lab_bot.core import job_overview, job_view
 from instruct_lab_bot.core.job_view import ReadOptions
 from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.settings import Secret, Settings, SettingsError
 from instruct_lab_bot.core.status_auth import parse_status_auth
 from instruct_lab_bot.services import job_status as status
@@ -533,13 +534,15 @@ async def test_redis_unavailable(tmp_path: Path, api_spec: StatusApiSpec) -> Non
 async def test_pr_status_for_the_status_command(seeded: Seeded, queue: Queue) -> None:
     """The `status` PR command reads the same model; on a private PR it asks for everything."""
     ids = seeded.ids
-    public = await status.pr_status(queue, "instructlab", "taxonomy", 7)
+    public = await status.pr_status(queue, RepoRef("instructlab", "taxonomy").pull(7))
     assert [j.id for j in public.jobs] == [ids["running"], ids["succeeded"], ids["expired"]]
     assert [j.id for j in public.builds] == [ids["succeeded"]]
     assert public.url == "https://github.com/instructlab/taxonomy/pull/7"
-    hidden = await status.pr_status(queue, "acme", PRIVATE_REPO, 7)
+    hidden = await status.pr_status(queue, RepoRef("acme", PRIVATE_REPO).pull(7))
     assert hidden.jobs == ()
-    shown = await status.pr_status(queue, "acme", PRIVATE_REPO, 7, ReadOptions(show_private=True))
+    shown = await status.pr_status(
+        queue, RepoRef("acme", PRIVATE_REPO).pull(7), ReadOptions(show_private=True)
+    )
     assert {j.id for j in shown.jobs} == {
         ids[k] for k in ("private_queued", "private_running", "private_succeeded")
     }

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from instruct_lab_bot.adapters.runner import RunLimits, run_streaming
-from instruct_lab_bot.core.refs import PullRequestRef
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 
 __all__ = [
     "CheckoutRequest",
@@ -86,12 +86,12 @@ class GitOutput:
     stdout: str
 
 
-def validate_repo_name(owner: str, repo: str) -> None:
+def validate_repo_name(repo: RepoRef) -> None:
     """GitHub's owner/repository name rules; ValueError otherwise."""
-    if not _OWNER.fullmatch(owner):
-        raise ValueError(f"invalid repository owner {owner!r}")
-    if not _REPO.fullmatch(repo) or repo in (".", ".."):
-        raise ValueError(f"invalid repository name {repo!r}")
+    if not _OWNER.fullmatch(repo.owner):
+        raise ValueError(f"invalid repository owner {repo.owner!r}")
+    if not _REPO.fullmatch(repo.name) or repo.name in (".", ".."):
+        raise ValueError(f"invalid repository name {repo.name!r}")
 
 
 def validate_branch_name(name: str) -> None:
@@ -122,13 +122,13 @@ def validate_sha(sha: str) -> None:
         raise ValueError(f"invalid commit sha {sha!r}")
 
 
-def repo_url(git_url_base: str, owner: str, repo: str) -> str:
+def repo_url(git_url_base: str, repo: RepoRef) -> str:
     """``<base>/<owner>/<repo>.git``; base is an http(s):// or file:// URL without credentials."""
-    validate_repo_name(owner, repo)
+    validate_repo_name(repo)
     parts = urlsplit(git_url_base)
     if parts.scheme not in _SCHEMES or parts.username or parts.password or parts.query:
         raise ValueError(f"unsupported git URL base {git_url_base!r}")
-    return f"{git_url_base.rstrip('/')}/{owner}/{repo}.git"
+    return f"{git_url_base.rstrip('/')}/{repo.full_name}.git"
 
 
 def auth_header(token: str) -> str:
@@ -342,7 +342,7 @@ async def checkout_pull_request(request: CheckoutRequest) -> CheckoutResult:
     deadline, and a failed job is re-run from the PR with one command.
     """
     pull = request.pull
-    url = repo_url(request.git_url_base, pull.owner, pull.name)
+    url = repo_url(request.git_url_base, pull.repo)
     argv_fetch = fetch_argv(request.base_branch, pull.number)
     if request.expected_head_sha is not None:
         validate_sha(request.expected_head_sha)

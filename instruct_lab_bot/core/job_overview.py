@@ -100,7 +100,7 @@ def build_pr_status(
         repo=pull.name,
         pr_number=pull.number,
         generated_at=now,
-        url=pull_request_url(options.web_url, pull.owner, pull.name, pull.number),
+        url=pull_request_url(options.web_url, pull),
         jobs=tuple(
             view(j, options, now=now, position=positions.get(j.id))
             for j in newest_first

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from instruct_lab_bot.core.jobs import CONCLUSIONS, Job, State
 from instruct_lab_bot.core.redaction import Redactor
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.settings import Settings
 
 WINDOW = 500  # newest jobs read to build the overview (queue, running, recently finished)
@@ -242,6 +243,10 @@ class PrStatus:
     jobs: tuple[JobView, ...] = ()
 
     @property
+    def pull(self) -> PullRequestRef:
+        return PullRequestRef(RepoRef(self.owner, self.repo), self.pr_number)
+
+    @property
     def builds(self) -> tuple[JobView, ...]:
         """Succeeded jobs whose artifact links still work, newest first."""
         return tuple(
@@ -300,7 +305,7 @@ def view(job: Job, options: ReadOptions, *, now: float, position: int | None = N
         generated=job.generated if job.generated >= 0 else None,
         error=options.redactor.redact(job.error)[:ERROR_LIMIT] if job.state.terminal else "",
         links=Links(
-            pull_request=pull_request_url(options.web_url, job.owner, job.repo, job.pr_number),
+            pull_request=pull_request_url(options.web_url, job.pull_request),
             check_run=check_run_url(options.web_url, job) if job.check_run_id else None,
             artifacts=artifacts,
             artifacts_expire_at=link_expires_at(artifacts) if artifacts else None,
@@ -326,9 +331,9 @@ def link_expires_at(url: str) -> float | None:
     return None
 
 
-def pull_request_url(web_url: str, owner: str, repo: str, pr_number: int) -> str:
+def pull_request_url(web_url: str, pull: PullRequestRef) -> str:
     """The PR on GitHub."""
-    return f"{_web_host(web_url)}/{owner}/{repo}/pull/{pr_number}"
+    return f"{_web_host(web_url)}/{pull.repo.full_name}/pull/{pull.number}"
 
 
 def check_run_url(web_url: str, job: Job) -> str:

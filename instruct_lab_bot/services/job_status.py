@@ -27,7 +27,7 @@ from instruct_lab_bot.core.job_view import (
     view,
 )
 from instruct_lab_bot.core.jobs import Job, State
-from instruct_lab_bot.core.refs import RepoRef
+from instruct_lab_bot.core.refs import PullRequestRef
 
 
 async def overview(queue: Queue, options: ReadOptions, *, now: float | None = None) -> Overview:
@@ -66,9 +66,7 @@ async def job_status(
 
 async def pr_status(
     queue: Queue,
-    owner: str,
-    repo: str,
-    pr_number: int,
+    pull: PullRequestRef,
     options: ReadOptions | None = None,
     *,
     now: float | None = None,
@@ -79,11 +77,10 @@ async def pr_status(
     counts: the URL names the repository, so a count would confirm it exists.
     """
     options = options or ReadOptions()
-    jobs = await queue.get_jobs(await queue.pr_job_ids(owner, repo, pr_number))
+    jobs = await queue.get_jobs(await queue.pr_job_ids(pull))
     positions: dict[str, int] = {}
     if any(job.state is State.QUEUED for job in jobs):
         positions = queue_positions(await _recent_jobs(queue, options))
-    pull = RepoRef(owner, repo).pull(pr_number)
     return build_pr_status(pull, jobs, options, now=_now(now), positions=positions)
 
 

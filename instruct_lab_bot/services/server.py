@@ -28,6 +28,7 @@ from instruct_lab_bot.adapters.storage import link_signing_key
 from instruct_lab_bot.adapters.storage.local import artifact_routes
 from instruct_lab_bot.adapters.tracing import current_traceparent, server_middlewares
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
+from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.webhooks import (
     MAX_BODY_BYTES,
@@ -159,7 +160,7 @@ async def _store(
     # A comment's commands are stored once, whatever the delivery id: a replayed signed body
     # under a new X-GitHub-Delivery is a duplicate, not a second job.
     comment = (
-        (intent.owner, intent.repo, intent.comment_id)
+        (RepoRef(intent.owner, intent.repo), intent.comment_id)
         if isinstance(intent, CommandIntent)
         else None
     )

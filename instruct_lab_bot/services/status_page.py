@@ -21,6 +21,7 @@ from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.job_view import MAX_LIMIT, ReadOptions, iso
 from instruct_lab_bot.core.jobs import State
 from instruct_lab_bot.core.pages.status_html import render_error, render_overview, render_pr
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.status_auth import parse_status_auth
 from instruct_lab_bot.services import job_status as status
@@ -128,8 +129,7 @@ async def _overview_page(request: web.Request, queue: Queue, options: ReadOption
 
 
 async def _pr_page(request: web.Request, queue: Queue, options: ReadOptions) -> web.Response:
-    owner, repo, number = _pr_params(request)
-    return _html(render_pr(await status.pr_status(queue, owner, repo, number, options)))
+    return _html(render_pr(await status.pr_status(queue, _pr_params(request), options)))
 
 
 async def _jobs_api(request: web.Request, queue: Queue, options: ReadOptions) -> web.Response:
@@ -158,15 +158,13 @@ async def _workers_api(request: web.Request, queue: Queue, options: ReadOptions)
 
 
 async def _pr_api(request: web.Request, queue: Queue, options: ReadOptions) -> web.Response:
-    owner, repo, number = _pr_params(request)
-    return web.json_response(
-        (await status.pr_status(queue, owner, repo, number, options)).to_json()
-    )
+    pr = await status.pr_status(queue, _pr_params(request), options)
+    return web.json_response(pr.to_json())
 
 
-def _pr_params(request: web.Request) -> tuple[str, str, int]:
+def _pr_params(request: web.Request) -> PullRequestRef:
     info = request.match_info
-    return info["owner"], info["repo"], int(info["number"])
+    return RepoRef(info["owner"], info["repo"]).pull(int(info["number"]))
 
 
 def _states(values: Sequence[str]) -> list[State]:

@@ -22,6 +22,7 @@ from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.yamllint import run_yamllint, run_yamllint_many
 from instruct_lab_bot.core.jobs import Job
+from instruct_lab_bot.core.refs import RepoRef
 from testkit.github_emulator import Call, GitHubEmulator
 from testkit.harness import run_bot
 from testkit.redis_server import free_port
@@ -190,7 +191,7 @@ async def test_validation_over_its_time_bound_fails_and_is_not_remembered(
 async def pr_jobs(redis_url: str) -> list[Job]:
     queue = Queue.from_url(redis_url)
     try:
-        return await queue.get_jobs(await queue.pr_job_ids(OWNER, REPO, 7))
+        return await queue.get_jobs(await queue.pr_job_ids(RepoRef(OWNER, REPO).pull(7)))
     finally:
         await queue.aclose()
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.services.app_keys import METRICS
 from testkit.github_emulator import Call
 from testkit.harness import RunningBot, run_bot
@@ -102,7 +103,7 @@ async def finished_job(world: World) -> Job:
     queue = Queue.from_url(world.settings.redis_url)
     try:
         async with asyncio.timeout(60):
-            while not await queue.pr_job_ids(OWNER, REPO, PR):
+            while not await queue.pr_job_ids(RepoRef(OWNER, REPO).pull(PR)):
                 await asyncio.sleep(0.05)
     finally:
         await queue.aclose()

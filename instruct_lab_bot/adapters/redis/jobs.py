@@ -24,6 +24,7 @@ from instruct_lab_bot.adapters.redis.keys import (
 )
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, append_trimmed, min_id
 from instruct_lab_bot.core.jobs import Job, State, bounded_field, bounded_fields, can_transition
+from instruct_lab_bot.core.refs import PullRequestRef
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class JobStore(RedisPart):
         status, job_id = await self._script("create_job")(
             keys=[
                 job_key(job.id),
-                pr_jobs_key(job.owner, job.repo, job.pr_number),
+                pr_jobs_key(job.pull_request),
                 active_key(job),
                 ALL_JOBS_KEY,
             ],
@@ -95,8 +96,8 @@ class JobStore(RedisPart):
     async def recent_job_ids(self, count: int = 100) -> list[str]:
         return cast(list[str], await self.redis.zrevrange(ALL_JOBS_KEY, 0, count - 1))
 
-    async def pr_job_ids(self, owner: str, repo: str, pr_number: int) -> list[str]:
-        return cast(list[str], await self.redis.zrange(pr_jobs_key(owner, repo, pr_number), 0, -1))
+    async def pr_job_ids(self, pull: PullRequestRef) -> list[str]:
+        return cast(list[str], await self.redis.zrange(pr_jobs_key(pull), 0, -1))
 
     async def update_job(self, job_id: str, **fields: Any) -> None:
         await cast(Any, self.redis).hset(job_key(job_id), mapping=bounded_fields(fields))

@@ -7,6 +7,7 @@ a rolling upgrade has old and new processes share them. Change one only with a m
 from __future__ import annotations
 
 from instruct_lab_bot.core.jobs import Job
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 
 PREFIX = "ilab-bot:"
 
@@ -53,10 +54,10 @@ def delivery_key(delivery_id: str) -> str:
     return f"{PREFIX}delivery:{delivery_id}"
 
 
-def comment_key(owner: str, repo: str, comment_id: int) -> str:
+def comment_key(repo: RepoRef, comment_id: int) -> str:
     """Marks a comment whose commands were stored: a replayed body under a new delivery id
     finds it and is not stored again (lives as long as a delivery mark)."""
-    return f"{PREFIX}comment:{owner}/{repo}:{comment_id}"
+    return f"{PREFIX}comment:{repo.full_name}:{comment_id}"
 
 
 def once_key(marker: str) -> str:
@@ -68,8 +69,8 @@ def memo_key(name: str) -> str:
     return f"{PREFIX}memo:{name}"
 
 
-def pr_jobs_key(owner: str, repo: str, pr_number: int) -> str:
-    return f"{PREFIX}pr:{owner}/{repo}#{pr_number}"
+def pr_jobs_key(pull: PullRequestRef) -> str:
+    return f"{PREFIX}pr:{pull.repo.full_name}#{pull.number}"
 
 
 def worker_key(name: str) -> str:
@@ -107,6 +108,6 @@ def user_replies_key(login: str) -> str:
     return f"{PREFIX}replies:user:{login.lower()}"
 
 
-def pr_replies_key(owner: str, repo: str, pr_number: int) -> str:
+def pr_replies_key(pull: PullRequestRef) -> str:
     """Sliding window of the limited replies written on one pull request."""
-    return f"{PREFIX}replies:pr:{owner}/{repo}#{pr_number}".lower()
+    return f"{PREFIX}replies:pr:{pull.repo.full_name}#{pull.number}".lower()

@@ -19,7 +19,7 @@ class ReplyCounters(RedisPart):
         """Count one reply to `user` on `pull`; the limit that silences it, else None."""
         member = f"{time.time():.6f}-{os.urandom(6).hex()}"
         answer = await self._script("reply_take")(
-            keys=[user_replies_key(user), pr_replies_key(pull.owner, pull.name, pull.number)],
+            keys=[user_replies_key(user), pr_replies_key(pull)],
             args=[
                 int(limits.window * 1000),
                 limits.per_user,

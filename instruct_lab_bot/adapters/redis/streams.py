@@ -31,6 +31,7 @@ from instruct_lab_bot.adapters.redis.keys import (
     delivery_key,
 )
 from instruct_lab_bot.adapters.redis.scripts import source
+from instruct_lab_bot.core.refs import RepoRef
 
 _Batch = list[tuple[list[Any], asyncio.Future[Any]]]
 
@@ -79,7 +80,7 @@ class EventStream(RedisPart):
         delivery_id: str,
         fields: Mapping[str, str],
         *,
-        comment: tuple[str, str, int] | None = None,
+        comment: tuple[RepoRef, int] | None = None,
     ) -> str | None:
         """Append a verified webhook intent once per delivery and, for a `comment` (owner,
         repo, comment id), once per comment; None for a redelivery or a replayed comment.

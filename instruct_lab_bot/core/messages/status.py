@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from instruct_lab_bot.core.jobs import State
 from instruct_lab_bot.core.messages.format import escape_md, format_duration, short_sha
+from instruct_lab_bot.core.refs import PullRequestRef
 
 if TYPE_CHECKING:
     from instruct_lab_bot.core.job_view import PrStatus
@@ -83,5 +84,5 @@ def status_ago(seconds: float) -> str:
     return "just now" if seconds < 1 else f"{format_duration(seconds)} ago"
 
 
-def status_pr_title(owner: str, repo: str, pr_number: int) -> str:
-    return f"{owner}/{repo} #{pr_number}"
+def status_pr_title(pull: PullRequestRef) -> str:
+    return f"{pull.repo.full_name} #{pull.number}"

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.job_view import JobView, Overview, PrStatus, WorkerView, iso
 from instruct_lab_bot.core.jobs import State
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 
 REFRESH_SECONDS = 10
 
@@ -106,7 +107,7 @@ def render_overview(ov: Overview) -> str:
 def render_pr(pr: PrStatus) -> str:
     """One PR: the builds that can be downloaded, then every job newest first."""
     root = "../../../../"
-    title = messages.status_pr_title(pr.owner, pr.repo, pr.pr_number)
+    title = messages.status_pr_title(pr.pull)
     github = f'<a href="{escape(pr.url)}">On GitHub</a> · '
     header = (
         f'<header><p class="meta"><a href="{root}">{escape(messages.STATUS_TITLE)}</a></p>'
@@ -182,7 +183,7 @@ def _workers_section(workers: Sequence[WorkerView], root: str, now: float) -> st
 
 def _worker_jobs(worker: WorkerView, root: str) -> str:
     parts = [
-        f'<a href="{_pr_path(root, job.owner, job.repo, job.pr_number)}">'
+        f'<a href="{_pr_path(root, RepoRef(job.owner, job.repo).pull(job.pr_number))}">'
         f"{escape(job.owner)}/{escape(job.repo)}#{job.pr_number}</a> "
         f"<code>{escape(job.command)}</code>"
         for job in worker.jobs
@@ -197,7 +198,7 @@ def _worker_jobs(worker: WorkerView, root: str) -> str:
 
 def _pr_cell(job: JobView, root: str, _now: float) -> str:
     return (
-        f'<a href="{_pr_path(root, job.owner, job.repo, job.pr_number)}">'
+        f'<a href="{_pr_path(root, RepoRef(job.owner, job.repo).pull(job.pr_number))}">'
         f"{escape(job.owner)}/{escape(job.repo)}#{job.pr_number}</a>"
     )
 
@@ -319,8 +320,9 @@ _PR_JOB_COLUMNS: Columns = (
 # small helpers ----------------------------------------------------------------------
 
 
-def _pr_path(root: str, owner: str, repo: str, number: int) -> str:
-    return escape(f"{root}repos/{quote(owner, safe='')}/{quote(repo, safe='')}/pulls/{number}")
+def _pr_path(root: str, pull: PullRequestRef) -> str:
+    owner, repo = quote(pull.owner, safe=""), quote(pull.name, safe="")
+    return escape(f"{root}repos/{owner}/{repo}/pulls/{pull.number}")
 
 
 def _td(label: str, content: str) -> str:

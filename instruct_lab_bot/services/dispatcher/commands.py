@@ -104,7 +104,7 @@ class CommandHandlers:
         """The same read model as the status page; PR commenters see their private repo."""
         settings, pull = self.deps.settings, request.pull
         options = ReadOptions.from_settings(settings, show_private=True)
-        pr = await pr_status(self.deps.queue, pull.owner, pull.name, pull.number, options)
+        pr = await pr_status(self.deps.queue, pull, options)
         page = f"{settings.public_url}/repos/{pull.owner}/{pull.name}/pulls/{pull.number}"
         await request.reply.once(request.marker, status_reply(pr, page), ReplyReason.STATUS)
 

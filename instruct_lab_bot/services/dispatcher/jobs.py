@@ -67,7 +67,7 @@ class JobStarter:
         """Run the PR's newest failed, cancelled or timed-out job again, on the current head."""
         if source is None:
             pull = request.pull
-            ids = await self.queue.pr_job_ids(pull.owner, pull.name, pull.number)
+            ids = await self.queue.pr_job_ids(pull)
             source = retry_source(await self.queue.get_jobs(ids))
         if source is None:
             await request.reply.once(

@@ -31,7 +31,7 @@ class JobStopper:
         return await self._carry_out(gh, login, stops, State.SUPERSEDED, new_sha)
 
     async def _jobs(self, pull: PullRequestRef) -> list[Job]:
-        ids = await self.queue.pr_job_ids(pull.owner, pull.name, pull.number)
+        ids = await self.queue.pr_job_ids(pull)
         return await self.queue.get_jobs(ids)
 
     async def _carry_out(
