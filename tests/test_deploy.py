@@ -808,8 +808,20 @@ def test_settings_are_known_and_load(rendered: dict[str, list[Obj]], overlay: st
         assert settings.work_dir.is_absolute()
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert any(settings.work_dir.is_relative_to(m) for m in mounts), "work dir is read-only"
-        key_file = Path(data["ILAB_BOT_GITHUB_PRIVATE_KEY_FILE"])
-        assert str(key_file.parent) in mounts
+        if component_name == "server":
+            key_file = Path(data["ILAB_BOT_GITHUB_PRIVATE_KEY_FILE"])
+            assert str(key_file.parent) in mounts
+        else:  # the worker gets the key in its (non-dumpable) environment, never as a file
+            assert env["ILAB_BOT_GITHUB_PRIVATE_KEY_FILE"] == ""
+            secret_refs = {
+                item["name"]: item["valueFrom"]["secretKeyRef"]["key"]
+                for item in container["env"]
+                if "valueFrom" in item
+            }
+            assert secret_refs["ILAB_BOT_GITHUB_PRIVATE_KEY"] == "github-app-private-key"
+            assert not [v for v in template["spec"]["volumes"] if "secret" in v], (
+                "a Secret mounted as files in the worker is readable by the unsandboxed ilab"
+            )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
