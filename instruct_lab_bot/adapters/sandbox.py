@@ -91,7 +91,7 @@ def ilab_command(
     env = child_env(environ, settings.ilab_env, home=home, path=environ.get("PATH", os.defpath))
     if settings.sandbox == "off":
         return IlabCommand([*_limits(settings), *argv], env)
-    plan = _plan(settings, workspace, cwd.resolve())
+    plan = _plan(settings, workspace, cwd.resolve(), argv[0])
     return IlabCommand(sandbox_argv(plan, [*_limits(settings), *argv]), env)
 
 
@@ -109,7 +109,7 @@ def _limits(settings: Settings) -> list[str]:
     return limits_argv(prlimit, limits)
 
 
-def _plan(settings: Settings, workspace: Path, cwd: Path) -> SandboxPlan:
+def _plan(settings: Settings, workspace: Path, cwd: Path, program: str) -> SandboxPlan:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable(f"ILAB_BOT_SANDBOX=bwrap but `bwrap` is not on PATH: {FIX}")
@@ -127,10 +127,26 @@ def _plan(settings: Settings, workspace: Path, cwd: Path) -> SandboxPlan:
         cwd=cwd,
         hide_dirs=tuple(dirs),
         hide_files=tuple(files),
+        readable=needed_from_tmp(program),
         writable=tuple(p.resolve() for p in settings.sandbox_writable if p.exists()),
         devices=tuple(devices),
         network=settings.sandbox_network == "host",
     )
+
+
+def needed_from_tmp(program: str) -> tuple[Path, ...]:
+    """What the private `/tmp` would hide that `ilab` needs: the environment it is installed
+    in (the folder holding `pyvenv.cfg` above its executable) and the bot's own working folder
+    (an editable checkout, as in a test run or `make demo`), when they lie under /tmp. The
+    rest of the file system is visible read-only anyway; the bot's secrets stay masked."""
+    tmp = Path("/tmp").resolve()  # noqa: S108 - the folder the sandbox replaces
+    found = shutil.which(program)
+    candidates = [Path.cwd().resolve()]
+    if found is not None:
+        executable = Path(found).absolute()  # a venv's python is a symlink out of the venv
+        venv = next((p for p in executable.parents if (p / "pyvenv.cfg").exists()), None)
+        candidates.append((venv or executable.parent).resolve())
+    return tuple(sorted({p for p in candidates if p != tmp and p.is_relative_to(tmp)}))
 
 
 def secret_paths(settings: Settings) -> list[Path]:

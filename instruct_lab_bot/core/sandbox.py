@@ -68,6 +68,7 @@ class SandboxPlan:
     cwd: Path
     hide_dirs: tuple[Path, ...] = ()
     hide_files: tuple[Path, ...] = ()
+    readable: tuple[Path, ...] = ()  # under /tmp, shown again (read-only) over the private one
     writable: tuple[Path, ...] = ()
     devices: tuple[Path, ...] = ()
     network: bool = False
@@ -76,9 +77,10 @@ class SandboxPlan:
 def sandbox_argv(plan: SandboxPlan, argv: Sequence[str]) -> list[str]:
     """`bwrap … -- argv`: the mounts go in order, so later ones win over earlier ones.
 
-    The read-only root comes first, then the private `/tmp`, the writable extras, the masks
-    over the bot's secret folders and files, and last this job's workspace (which may lie
-    inside a masked folder such as the work dir).
+    The read-only root comes first, then the private `/tmp`, what `ilab` needs from the real
+    `/tmp` (read-only), the writable extras, the masks over the bot's secret folders and
+    files, and last this job's workspace (which may lie inside a masked folder such as the
+    work dir).
     """
     out = [
         plan.bwrap,
@@ -102,6 +104,8 @@ def sandbox_argv(plan: SandboxPlan, argv: Sequence[str]) -> list[str]:
     ]
     for device in plan.devices:
         out += ["--dev-bind", str(device), str(device)]
+    for path in plan.readable:
+        out += ["--ro-bind", str(path), str(path)]
     for path in plan.writable:
         out += ["--bind", str(path), str(path)]
     for path in plan.hide_dirs:

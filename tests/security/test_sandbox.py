@@ -157,6 +157,7 @@ def test_sandbox_argv_mounts_in_order() -> None:
         cwd=Path("/w/job/taxonomy"),
         hide_dirs=(Path("/w"),),
         hide_files=(Path("/etc/bot/key.pem"),),
+        readable=(Path("/tmp/checkout"),),
         writable=(Path("/cache"),),
         devices=(Path("/dev/nvidia0"),),
     )
@@ -172,6 +173,7 @@ def test_sandbox_argv_mounts_in_order() -> None:
         "--proc /proc",
         "--tmpfs /tmp",
         "--dev-bind /dev/nvidia0 /dev/nvidia0",
+        "--ro-bind /tmp/checkout /tmp/checkout",
         "--bind /cache /cache",
         "--tmpfs /w ",
         "--ro-bind /dev/null /etc/bot/key.pem",
