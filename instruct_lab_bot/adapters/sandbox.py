@@ -127,7 +127,9 @@ def _plan(settings: Settings, workspace: Path, cwd: Path, program: str) -> Sandb
         cwd=cwd,
         hide_dirs=tuple(dirs),
         hide_files=tuple(files),
-        readable=needed_from_tmp(program),
+        readable=tuple(
+            sorted({*needed_from_tmp(program), *(p.resolve() for p in settings.sandbox_readable)})
+        ),
         writable=tuple(p.resolve() for p in settings.sandbox_writable if p.exists()),
         devices=tuple(devices),
         network=settings.sandbox_network == "host",

@@ -119,6 +119,7 @@ class Settings:
     sandbox: str = "bwrap"
     sandbox_network: str = "none"
     sandbox_writable: tuple[Path, ...] = ()
+    sandbox_readable: tuple[Path, ...] = ()
     sandbox_hide: tuple[Path, ...] = ()
     ilab_env: tuple[str, ...] = ()
     ilab_memory_limit: int | None = ResourceLimits.memory
@@ -322,6 +323,7 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("SANDBOX", "sandbox", parse_choice("bwrap", "off")),
     ("SANDBOX_NETWORK", "sandbox_network", parse_choice("none", "host")),
     ("SANDBOX_WRITABLE", "sandbox_writable", parse_paths),
+    ("SANDBOX_READABLE", "sandbox_readable", parse_paths),
     ("SANDBOX_HIDE", "sandbox_hide", parse_paths),
     ("ILAB_ENV", "ilab_env", parse_env_names),
     ("ILAB_MEMORY_LIMIT", "ilab_memory_limit", parse_size),
