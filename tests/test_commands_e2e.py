@@ -14,7 +14,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import State
 from instruct_lab_bot.core.refs import RepoRef
@@ -26,6 +25,7 @@ from testkit.taxonomy import (
     skill_qna,
 )
 from tests.fixtures.bot import post_webhook, processes_with_env
+from tests.fixtures.redis import events_settled
 from tests.fixtures.taxonomy import PR_SKILL_DIR, TaxonomyFactory
 from tests.fixtures.world import World, publish_pull, push_head
 
@@ -58,17 +58,8 @@ async def wait_replies(world: World, count: int, after: int = 0, timeout: float 
 
 async def settled(world: World, timeout: float = 30) -> None:
     """Every stored event has been dispatched and acknowledged."""
-    queue = Queue.from_url(world.settings.redis_url)
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                groups = await queue.redis.xinfo_groups(EVENTS_STREAM)
-                group = next((g for g in groups if g["name"] == DISPATCH_GROUP), None)
-                if group and not group["pending"] and not group.get("lag"):
-                    return
-                await asyncio.sleep(0.05)
-    finally:
-        await queue.aclose()
+    async with asyncio.timeout(timeout):
+        await events_settled(world.settings.redis_url)
 
 
 async def jobs(world: World) -> list[Any]:

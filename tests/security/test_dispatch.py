@@ -28,6 +28,7 @@ from testkit.harness import run_bot
 from testkit.redis_server import free_port
 from testkit.taxonomy import SkillSeed, attribution_txt, skill_qna
 from tests.fixtures.bot import post_webhook
+from tests.fixtures.redis import events_settled
 from tests.fixtures.world import World
 
 OWNER, REPO = "instructlab", "taxonomy"
@@ -70,20 +71,6 @@ def replies_on(gh: GitHubEmulator, number: int) -> list[Call]:
     """The bot's comments on PR `number`, as the emulator received them (with their time)."""
     posted = gh.calls_matching("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments")
     return [c for c in posted if c.path.endswith(f"/issues/{number}/comments")]
-
-
-async def settled(redis_url: str) -> None:
-    """Every stored event has been dispatched and acknowledged."""
-    queue = Queue.from_url(redis_url)
-    try:
-        while True:
-            groups = await queue.redis.xinfo_groups(EVENTS_STREAM)
-            group = next((g for g in groups if g["name"] == DISPATCH_GROUP), None)
-            if group and not group["pending"] and not group.get("lag"):
-                return
-            await asyncio.sleep(0.05)
-    finally:
-        await queue.aclose()
 
 
 async def test_big_pr_neither_stalls_help_nor_is_validated_twice(
@@ -132,7 +119,7 @@ async def test_big_pr_neither_stalls_help_nor_is_validated_twice(
             await world.gh.wait_for(
                 lambda: bool(world.gh.check_runs(OWNER, REPO, head_sha=BIG_SHA, name=VALIDATE))
             )
-            await settled(settings.redis_url)
+            await events_settled(settings.redis_url)
     runs = world.gh.check_runs(OWNER, REPO, head_sha=BIG_SHA, name=VALIDATE)
     assert len(runs) == 1, f"validated {len(runs)} times"
     assert runs[0]["status"] == "completed"
@@ -177,7 +164,7 @@ async def test_validation_over_its_time_bound_fails_and_is_not_remembered(
             await world.gh.wait_for(
                 lambda: bool(world.gh.check_runs(OWNER, REPO, head_sha=BIG_SHA, name=VALIDATE))
             )
-            await settled(settings.redis_url)
+            await events_settled(settings.redis_url)
     (run,) = world.gh.check_runs(OWNER, REPO, head_sha=BIG_SHA, name=VALIDATE)
     assert run["conclusion"] == "failure"
     assert "Not checked in time" in json.dumps(world.gh.check_run_history(run["id"]))
@@ -217,7 +204,7 @@ async def test_replayed_comment_under_a_new_delivery_id_runs_nothing(world: Worl
                 assert (status, body) == (200, {"message": "duplicate delivery"})
         async with asyncio.timeout(30):
             await world.gh.wait_for(lambda: bool(world.gh.check_runs(OWNER, REPO)))
-            await settled(world.settings.redis_url)
+            await events_settled(world.settings.redis_url)
         assert len(await pr_jobs(world.settings.redis_url)) == 1
 
         status, _ = await world.comment(bot, "@instruct-lab-bot help")
@@ -235,7 +222,7 @@ async def test_replayed_comment_under_a_new_delivery_id_runs_nothing(world: Worl
         assert status == 200
         async with asyncio.timeout(30):
             await world.gh.wait_for(lambda: bool(replies_on(world.gh, 7)))
-            await settled(world.settings.redis_url)
+            await events_settled(world.settings.redis_url)
     assert len(replies_on(world.gh, 7)) == 1
     assert len(await pr_jobs(world.settings.redis_url)) == 1
     assert len([r for r in world.gh.check_runs(OWNER, REPO) if r["name"] != VALIDATE]) == 1

@@ -37,7 +37,7 @@ from instruct_lab_bot.adapters.redis.keys import (
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import min_id
 from instruct_lab_bot.core.comment_parser import mentions, parse_commands
-from instruct_lab_bot.core.jobs import FIELD_LIMITS, MAX_JOB_FILES, Job, State
+from instruct_lab_bot.core.jobs import FIELD_LIMITS, MAX_JOB_FILES, State
 from instruct_lab_bot.core.settings import SettingsError, parse_settings
 from instruct_lab_bot.core.webhooks import (
     MAX_BODY_BYTES,
@@ -52,6 +52,7 @@ from instruct_lab_bot.services.server import create_app
 from testkit.payloads import pr_comment
 from tests.fixtures.bot import make_settings, post_webhook
 from tests.fixtures.github import REPO_ROOT, WebhookExample
+from tests.test_queue import make_job
 
 HOOK = "/api/github/hook"
 USERNAME = "instruct-lab-bot"
@@ -357,19 +358,6 @@ def test_nothing_inside_a_container_is_a_command(body: str, container: str) -> N
 MEGABYTE = "a" * (1 << 20)
 
 
-def _job(job_id: str = "j1") -> Job:
-    return Job(
-        id=job_id,
-        command="generate",
-        installation_id=1,
-        owner="o",
-        repo="r",
-        pr_number=2,
-        requester="alice",
-        head_sha="c" * 40,
-    )
-
-
 async def _largest_value(queue: Queue, key: str) -> int:
     values = await cast(Any, queue.redis).hvals(key)
     return max(len(v) for v in values)
@@ -401,7 +389,7 @@ async def test_job_record_fields_are_bounded(redis_url: str) -> None:
     queue = Queue.from_url(redis_url)
     await queue.ensure_groups()
     files = [f"compositional_skills/s{n}/{'x' * 200}/qna.yaml" for n in range(5000)]
-    job = _job().evolve(files=",".join(files), stage=MEGABYTE, error=MEGABYTE)
+    job = make_job().evolve(files=",".join(files), stage=MEGABYTE, error=MEGABYTE)
     await queue.create_job(job)
     assert await _largest_value(queue, job_key(job.id)) <= FIELD_LIMITS["files"]
     stored = await queue.get_job(job.id)
@@ -415,7 +403,7 @@ async def test_job_record_fields_are_bounded(redis_url: str) -> None:
     await queue.transition(job.id, State.RUNNING, stage=MEGABYTE)
     assert await queue.finish_job(entry, job, "w1", State.FAILED, error=MEGABYTE)
     assert await _largest_value(queue, job_key(job.id)) <= FIELD_LIMITS["files"]
-    dead = _job("j2")
+    dead = make_job("j2")
     await queue.create_job(dead)
     await queue.enqueue_job(dead)
     (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, "w1", block_ms=100)
@@ -436,7 +424,7 @@ async def test_old_stream_entries_are_trimmed_by_age(redis_url: str) -> None:
         for entry_id in old:
             await queue.redis.xadd(stream, {"v": "1", "old": "1"}, id=entry_id)
     assert await queue.add_event("d-new", {"type": "commands", "intent": "{}"})
-    job = _job()
+    job = make_job()
     await queue.create_job(job)
     await queue.enqueue_job(job)
     (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, "w1", count=1000, block_ms=100)
@@ -492,8 +480,8 @@ async def test_status_api_conforms_to_its_description(server: TestServer, redis_
     """Before: `state` values undocumented (valid requests "refused"), and 404s undocumented
     and text/plain. Now no failure; every answer is documented JSON, never a 5xx."""
     queue = Queue.from_url(redis_url)
-    await queue.create_job(_job("public1"))
-    await queue.create_job(_job("private1").evolve(private=True, owner="secret"))
+    await queue.create_job(make_job("public1"))
+    await queue.create_job(make_job("private1").evolve(private=True, owner="secret"))
     await queue.aclose()
     base_url = str(server.make_url("/")).rstrip("/")
     failures = await asyncio.to_thread(_fuzz_status_api, base_url, 40)
