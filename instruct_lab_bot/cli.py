@@ -12,12 +12,16 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from instruct_lab_bot import __version__
 from instruct_lab_bot.core.settings import Settings, SettingsError, parse_settings
 from instruct_lab_bot.services import logs
+
+if TYPE_CHECKING:
+    from instruct_lab_bot.services.ilab_runner import RunnerConfig
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -75,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="jobs this process runs at once (default 1: one per GPU host)",
     )
 
+    _add_runner_parser(sub)
+
     dlq = sub.add_parser("dlq", help="dead-letter queue: jobs that kept killing their worker")
     dlq.add_argument("action", choices=("list", "show", "requeue", "drop"))
     dlq.add_argument("entry", nargs="?", help="dead-letter entry id (show, requeue, drop)")
@@ -93,8 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_runner_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    runner = sub.add_parser(
+        "ilab-runner",
+        help="run ilab for the worker in a container with no secrets (ILAB_BOT_SANDBOX=runner)",
+    )
+    runner.add_argument("--socket", type=Path, required=True, help="Unix socket to listen on")
+    runner.add_argument(
+        "--jobs-root",
+        type=Path,
+        required=True,
+        help="the folder shared with the worker (its ILAB_BOT_WORK_DIR or a parent): every "
+        "path ilab is given must lie in it",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "ilab-runner":
+        return start_ilab_runner(args.socket, args.jobs_root)
     try:
         settings = load_settings(require_github=args.command not in ("replay", "dlq"))
     except SettingsError as exc:
@@ -177,6 +200,8 @@ def start_worker(settings: Settings, concurrency: int, metrics_port: int) -> int
     from instruct_lab_bot.adapters.sandbox import SandboxUnavailable, set_non_dumpable
 
     set_non_dumpable()
+    if settings.sandbox == "runner":
+        os.umask(0o002)  # the runner (another uid, same group) writes in the job folders
     try:
         return asyncio.run(run_worker(settings, concurrency, metrics_port))
     except SandboxUnavailable as exc:
@@ -210,6 +235,48 @@ async def run_worker(settings: Settings, concurrency: int, metrics_port: int = 0
             open_worker(settings, concurrency=concurrency, metrics=metrics)
         )
         await worker.run(stop)
+    return 0
+
+
+def start_ilab_runner(socket: Path, jobs_root: Path) -> int:
+    """The ilab runner: refuses to start with any of the bot's secrets in its environment."""
+    from instruct_lab_bot.adapters.processes import become_subreaper
+    from instruct_lab_bot.adapters.sandbox import limits_of
+    from instruct_lab_bot.core.settings import parse_runner_settings
+    from instruct_lab_bot.services.ilab_runner import (
+        RunnerConfig,
+        RunnerRefusesToStart,
+        check_environment,
+    )
+
+    try:
+        check_environment(os.environ)
+        settings = parse_runner_settings(os.environ)
+        logs.configure(settings.log_format, ())
+        become_subreaper()  # ilab's orphans re-parent here, so each run's end finds them
+        os.umask(0o002)  # what ilab writes stays writable for the worker (same group)
+        config = RunnerConfig(
+            ilab_command=settings.ilab_command,
+            jobs_root=jobs_root.resolve(),
+            allow_env=settings.ilab_env,
+            limits=limits_of(settings),
+            path=os.environ.get("PATH", os.defpath),
+        )
+        return asyncio.run(run_ilab_runner(config, socket))
+    except (RunnerRefusesToStart, SettingsError) as exc:
+        print(f"instruct-lab-bot: ilab runner not started: {exc}", file=sys.stderr)
+        return 2
+
+
+async def run_ilab_runner(config: RunnerConfig, socket: Path) -> int:
+    from instruct_lab_bot.services.ilab_runner import serve_runner
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve_runner(config, socket):
+        await stop.wait()
     return 0
 
 

@@ -282,6 +282,12 @@ def containers(pod_spec: Obj) -> list[Obj]:
     return [*pod_spec.get("initContainers", []), *pod_spec["containers"]]
 
 
+def container_named(pod_spec: Obj, name: str) -> Obj:
+    found: list[Obj] = [c for c in pod_spec["containers"] if c["name"] == name]
+    assert len(found) == 1, f"one container named {name}"
+    return found[0]
+
+
 def component(objects: list[Obj], name: str) -> tuple[Obj, Obj]:
     """The workload and pod template of one app.kubernetes.io/component."""
     (found,) = [
@@ -796,7 +802,7 @@ def test_settings_are_known_and_load(rendered: dict[str, list[Obj]], overlay: st
         )
     for component_name in ("server", "worker"):
         _, template = component(objects, component_name)
-        (container,) = template["spec"]["containers"]
+        container = container_named(template["spec"], component_name)
         env = dict(data)
         for item in container.get("env", []):
             value = item.get("value")
@@ -844,7 +850,7 @@ def test_worker_grace_covers_the_shutdown_grace(
 def test_worker_metrics_port_and_work_volume(rendered: dict[str, list[Obj]], overlay: str) -> None:
     objects = rendered[overlay]
     _, worker = component(objects, "worker")
-    (container,) = worker["spec"]["containers"]
+    container = container_named(worker["spec"], "worker")
     args = container["args"]
     assert args[0] == "worker"
     (port,) = container["ports"]
@@ -855,11 +861,56 @@ def test_worker_metrics_port_and_work_volume(rendered: dict[str, list[Obj]], ove
     assert "emptyDir" in volumes["data"] and "emptyDir" in volumes["home"]
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ilab_runs_in_a_container_without_secrets(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    """Issue 12 on Kubernetes: no user namespaces for bubblewrap, so `ilab` runs in the
+    ilab-runner container, which holds no secret and is not the worker's uid."""
+    objects = rendered[overlay]
+    _, template = component(objects, "worker")
+    spec = template["spec"]
+    worker = container_named(spec, "worker")
+    runner = container_named(spec, "ilab-runner")
+    worker_env = {item["name"]: item for item in worker["env"]}
+    assert worker_env["ILAB_BOT_SANDBOX"]["value"] == "runner", "not ILAB_BOT_SANDBOX=off"
+    assert not runner.get("envFrom"), "the runner must not take the bot's settings wholesale"
+    for item in runner.get("env", []):
+        source = item.get("valueFrom", {})
+        assert set(source) <= {"configMapKeyRef"}, f"runner env {item['name']} from {source}"
+        assert not re.search(r"SECRET|PASSWORD|TOKEN|PRIVATE_KEY|GITHUB", item["name"])
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for mount in runner["volumeMounts"]:
+        assert set(volumes[mount["name"]]) == {"name", "emptyDir"}, mount["name"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec.get("shareProcessNamespace", False) is False
+    assert not runner.get("ports"), "nothing in the pod should call the runner but its socket"
+    # The job folders and the socket are shared, at the same paths.
+    socket = worker_env["ILAB_BOT_RUNNER_SOCKET"]["value"]
+    assert socket == arg_after(runner["args"], "--socket") and runner["args"][0] == "ilab-runner"
+    runner_mounts = {m["mountPath"]: m["name"] for m in runner["volumeMounts"]}
+    worker_mounts = {m["mountPath"]: m["name"] for m in worker["volumeMounts"]}
+    jobs_root = arg_after(runner["args"], "--jobs-root")
+    assert runner_mounts[jobs_root] == worker_mounts[jobs_root]
+    socket_dir = str(Path(socket).parent)
+    assert runner_mounts[socket_dir] == worker_mounts[socket_dir]
+    data = config_map(objects)["data"]
+    assert Path(data["ILAB_BOT_WORK_DIR"]).is_relative_to(jobs_root)
+    if overlay != "overlays/openshift":  # restricted-v2 gives the pod's containers one uid
+        pod_user = spec["securityContext"]["runAsUser"]
+        worker_user = worker.get("securityContext", {}).get("runAsUser", pod_user)
+        runner_user = runner["securityContext"]["runAsUser"]
+        assert runner_user not in (worker_user, 0)
+        assert runner["securityContext"]["runAsGroup"] == spec["securityContext"]["fsGroup"]
+    else:
+        assert "runAsUser" not in runner["securityContext"]
+
+
 @pytest.mark.parametrize("overlay", ["base", "overlays/kubernetes", "overlays/openshift"])
 def test_production_workers_get_a_gpu(rendered: dict[str, list[Obj]], overlay: str) -> None:
     objects = rendered[overlay]
     _, worker = component(objects, "worker")
-    (container,) = worker["spec"]["containers"]
+    container = container_named(worker["spec"], "ilab-runner")  # the GPU is ilab's
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in worker[
         "spec"
@@ -942,7 +993,7 @@ def test_keda_scales_workers_on_the_backlog(rendered: dict[str, list[Obj]], over
     assert "lagCount" in triggers["lag"]["metadata"]
     modifiers = spec["advanced"]["scalingModifiers"]
     assert modifiers["formula"] == "pending + lag" and modifiers["metricType"] == "AverageValue"
-    (container,) = template["spec"]["containers"]
+    container = container_named(template["spec"], "worker")
     assert modifiers["target"] == arg_after(container["args"], "--concurrency")
 
 
@@ -980,9 +1031,10 @@ def test_dev_overlay_runs_the_standin_with_minio(rendered: dict[str, list[Obj]])
     assert images["ghcr.io/instructlab/instruct-lab-bot-worker"]["newName"].endswith("-dev")
     assert "testkit/Containerfile" in (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     _, worker = component(objects, "worker")
-    (container,) = worker["spec"]["containers"]
     assert not any(
-        "nvidia.com/gpu" in container["resources"].get(k, {}) for k in ("requests", "limits")
+        "nvidia.com/gpu" in container["resources"].get(k, {})
+        for container in worker["spec"]["containers"]
+        for k in ("requests", "limits")
     )
     assert not worker["spec"].get("tolerations")
     minio = one(objects, "Service", "instruct-lab-bot-minio")

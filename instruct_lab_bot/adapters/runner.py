@@ -21,11 +21,18 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from instruct_lab_bot.adapters.processes import RUN_MARKER, TRACKER
 
-__all__ = ["LineSplitter", "OnLine", "RunResult", "run_streaming", "scrub_env"]
+__all__ = [
+    "LineSplitter",
+    "OnLine",
+    "RunProcess",
+    "RunResult",
+    "run_streaming",
+    "scrub_env",
+]
 
 OnLine = Callable[[str, str], Awaitable[None] | None]
 Outcome = Literal["exited", "timed_out", "cancelled"]
@@ -255,6 +262,22 @@ class RunLimits:
     kill_grace: float = 10.0
     max_line: int = 16 * 1024
     pipe_grace: float = _PIPE_GRACE
+
+
+class RunProcess(Protocol):
+    """`run_streaming`'s shape (the ilab runner's client has it too): run argv, feed each
+    output line, end within the limits."""
+
+    async def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        on_line: OnLine,
+        limits: RunLimits,
+        cancel: asyncio.Event | None = None,
+    ) -> RunResult: ...
 
 
 async def run_streaming(

@@ -1,6 +1,9 @@
 """Run `ilab` in a bubblewrap sandbox: find the programs, check at start-up that the sandbox
 can be created, and build each run's argv and environment (`core.sandbox` is the pure part).
 
+With `ILAB_BOT_SANDBOX=runner` (Kubernetes) `ilab` runs in the ilab runner's container
+instead (`adapters.runner_client`): the argv goes there bare, the runner adds its own limits.
+
 What is masked: the App's key file, `.env`, the work dir (other jobs' workspaces), the
 artifacts folder, a Redis unix socket and the admin's `ILAB_BOT_SANDBOX_HIDE` paths. The
 runner still gets a plain argv (no shell); bubblewrap and prlimit are simply its first words.
@@ -20,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from instruct_lab_bot.adapters.runner import RunProcess, run_streaming
+from instruct_lab_bot.adapters.runner_client import RunnerClient
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
+from instruct_lab_bot.core.retry import UNLIMITED_ATTEMPTS, RetryPolicy, retry
 from instruct_lab_bot.core.sandbox import (
     ResourceLimits,
     SandboxPlan,
@@ -36,6 +42,7 @@ __all__ = [
     "SandboxUnavailable",
     "check_sandbox",
     "ilab_command",
+    "process_runner",
     "set_non_dumpable",
 ]
 
@@ -50,6 +57,7 @@ FIX = (
 _DEVICES = ("nvidia*", "dri", "kfd")  # GPUs: NVIDIA, DRM render nodes, AMD ROCm
 _PR_SET_DUMPABLE = 4
 _PROBE_TIMEOUT = 30.0
+RUNNER_START_WAIT = 60.0  # how long a starting worker waits for the ilab runner's socket
 
 
 class SandboxUnavailable(OSError):
@@ -80,7 +88,8 @@ def ilab_command(
     cwd: Path,
     environ: Mapping[str, str] | None = None,
 ) -> IlabCommand:
-    """`argv` wrapped in prlimit and (unless ILAB_BOT_SANDBOX=off) bubblewrap for one job.
+    """`argv` wrapped in prlimit and (unless ILAB_BOT_SANDBOX=off) bubblewrap for one job;
+    for the ilab runner, bare (it applies its own limits).
 
     Raises SandboxUnavailable when a program it needs is missing.
     """
@@ -89,6 +98,8 @@ def ilab_command(
     home = workspace / "home"
     home.mkdir(parents=True, exist_ok=True)
     env = child_env(environ, settings.ilab_env, home=home, path=environ.get("PATH", os.defpath))
+    if settings.sandbox == "runner":  # the runner sets PATH and the limits itself
+        return IlabCommand(list(argv), {k: v for k, v in env.items() if k != "PATH"})
     if settings.sandbox == "off":
         return IlabCommand([*_limits(settings), *argv], env)
     plan = _plan(settings, workspace, cwd.resolve(), argv[0])
@@ -165,11 +176,22 @@ def secret_paths(settings: Settings) -> list[Path]:
     return [path.resolve() for path in paths]
 
 
+def process_runner(settings: Settings) -> RunProcess:
+    """What runs `ilab_command`'s argv: the ilab runner's client or the local runner."""
+    if settings.sandbox == "runner":
+        return RunnerClient(settings.runner_socket).run
+    return run_streaming
+
+
 async def check_sandbox(settings: Settings) -> str | None:
-    """Refuse (SandboxUnavailable) unless the sandbox works here: runs `true` inside it.
+    """Refuse (SandboxUnavailable) unless the sandbox works here: runs `true` inside it, or
+    asks the ilab runner whether it runs our ilab command in our work dir.
 
     Returns the warning to log loudly when the admin turned the sandbox off.
     """
+    if settings.sandbox == "runner":
+        await check_runner(settings)
+        return None
     if settings.sandbox == "off":
         _limits(settings)
         return (
@@ -195,6 +217,39 @@ async def check_sandbox(settings: Settings) -> str | None:
             f"cannot create ilab's sandbox ({why[-1] if why else f'exit {done.returncode}'}): {FIX}"
         )
     return None
+
+
+async def check_runner(settings: Settings) -> None:
+    """SandboxUnavailable unless the ilab runner answers and runs what this worker would."""
+    # In a pod the runner may still be starting: wait for its socket a little while.
+    waiting = RetryPolicy(
+        deadline=RUNNER_START_WAIT,
+        max_attempts=UNLIMITED_ATTEMPTS,
+        max_delay=2.0,
+        retry_on=(FileNotFoundError, ConnectionRefusedError),
+    )
+    try:
+        async with asyncio.timeout(RUNNER_START_WAIT + _PROBE_TIMEOUT):
+            answer = await retry(RunnerClient(settings.runner_socket).version, waiting)
+    except (OSError, TimeoutError) as exc:
+        raise SandboxUnavailable(
+            f"ILAB_BOT_SANDBOX=runner but the ilab runner does not answer on "
+            f"{settings.runner_socket} ({exc}): start `instruct-lab-bot ilab-runner` in a "
+            "container sharing that socket's folder and the work dir (docs/deploy.md)"
+        ) from None
+    problems = []
+    if tuple(answer.get("ilab_command") or ()) != settings.ilab_command:
+        problems.append(
+            f"it runs {answer.get('ilab_command')} but ILAB_BOT_ILAB_COMMAND is "
+            f"{list(settings.ilab_command)}"
+        )
+    root = Path(str(answer.get("jobs_root")))
+    if not settings.work_dir.resolve().is_relative_to(root):
+        problems.append(f"its jobs folder {root} does not hold ILAB_BOT_WORK_DIR")
+    if problems:
+        raise SandboxUnavailable(
+            "the ilab runner does not match this worker: " + "; ".join(problems)
+        )
 
 
 def set_non_dumpable() -> bool:

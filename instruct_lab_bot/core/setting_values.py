@@ -254,6 +254,13 @@ def parse_choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def parse_path(text: str) -> Path:
+    path = Path(text.strip())
+    if not path.is_absolute():
+        raise ValueError(f"{text.strip()!r} is not an absolute path")
+    return path
+
+
 def parse_paths(text: str) -> tuple[Path, ...]:
     paths = tuple(Path(item) for item in parse_list(text))
     for path in paths:

@@ -7,7 +7,7 @@ error message can print them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +30,7 @@ from instruct_lab_bot.core.setting_values import (
     parse_log_format,
     parse_nonempty_argv,
     parse_optional_duration,
+    parse_path,
     parse_paths,
     parse_permission,
     parse_port,
@@ -121,6 +122,7 @@ class Settings:
     sandbox_writable: tuple[Path, ...] = ()
     sandbox_readable: tuple[Path, ...] = ()
     sandbox_hide: tuple[Path, ...] = ()
+    runner_socket: Path = Path("/run/instruct-lab-bot/ilab-runner.sock")  # ILAB_BOT_SANDBOX=runner
     ilab_env: tuple[str, ...] = ()
     ilab_memory_limit: int | None = ResourceLimits.memory
     ilab_max_processes: int | None = ResourceLimits.processes
@@ -181,15 +183,7 @@ def parse_settings(
     only need the webhook secret.
     """
     problems: list[str] = []
-    values: dict[str, object] = {}
-    for name, attr, parse in _FIELDS:
-        raw = env.get(PREFIX + name, "").strip()
-        if not raw:
-            continue
-        try:
-            values[attr] = parse(raw)
-        except ValueError as exc:
-            problems.append(f"{PREFIX}{name}: {scrub(str(exc), raw)}")
+    values = _parse_fields(env, _FIELDS, problems)
     _check_lease(values, problems)
     _load_webhook_secret(env, values, problems)
     s3_secret = env.get("AWS_SECRET_ACCESS_KEY", "")
@@ -202,6 +196,39 @@ def parse_settings(
     if problems:
         raise SettingsError(problems)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+#: What `ilab-runner` reads: it holds no secrets, so it needs no GitHub or webhook settings.
+RUNNER_FIELDS = frozenset(
+    {"ILAB_COMMAND", "ILAB_ENV", "ILAB_MEMORY_LIMIT", "ILAB_MAX_PROCESSES", "ILAB_MAX_FILE_SIZE"}
+    | {"LOG_FORMAT"}
+)
+
+
+def parse_runner_settings(env: Mapping[str, str]) -> Settings:
+    """The ilab runner's settings (`RUNNER_FIELDS`); every other field keeps its default."""
+    problems: list[str] = []
+    values = _parse_fields(env, [f for f in _FIELDS if f[0] in RUNNER_FIELDS], problems)
+    if problems:
+        raise SettingsError(problems)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _parse_fields(
+    env: Mapping[str, str],
+    fields: Sequence[tuple[str, str, Callable[[str], object]]],
+    problems: list[str],
+) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for name, attr, parse in fields:
+        raw = env.get(PREFIX + name, "").strip()
+        if not raw:
+            continue
+        try:
+            values[attr] = parse(raw)
+        except ValueError as exc:
+            problems.append(f"{PREFIX}{name}: {scrub(str(exc), raw)}")
+    return values
 
 
 def _load_webhook_secret(
@@ -320,7 +347,8 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("REPLY_LIMIT_PER_USER", "reply_limit_per_user", parse_positive_int),
     ("REPLY_LIMIT_PER_PR", "reply_limit_per_pr", parse_positive_int),
     ("REPLY_LIMIT_WINDOW", "reply_limit_window", parse_duration),
-    ("SANDBOX", "sandbox", parse_choice("bwrap", "off")),
+    ("SANDBOX", "sandbox", parse_choice("bwrap", "runner", "off")),
+    ("RUNNER_SOCKET", "runner_socket", parse_path),
     ("SANDBOX_NETWORK", "sandbox_network", parse_choice("none", "host")),
     ("SANDBOX_WRITABLE", "sandbox_writable", parse_paths),
     ("SANDBOX_READABLE", "sandbox_readable", parse_paths),

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from instruct_lab_bot.adapters.runner import RunLimits, run_streaming
-from instruct_lab_bot.adapters.sandbox import ilab_command
+from instruct_lab_bot.adapters.runner import RunLimits
+from instruct_lab_bot.adapters.sandbox import ilab_command, process_runner
 from instruct_lab_bot.core.messages import precheck as wording
 from instruct_lab_bot.core.precheck import Answer, Seed, chat_argv, prompt
 from instruct_lab_bot.core.settings import Settings
@@ -94,7 +94,7 @@ async def ask(
     try:
         argv = chat_argv(settings, prompt(seed))
         command = ilab_command(settings, argv, workspace=workspace, cwd=cwd)
-        result = await run_streaming(
+        result = await process_runner(settings)(
             command.argv,
             cwd=cwd,
             env=command.env,

@@ -23,7 +23,7 @@ from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
 from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
-from instruct_lab_bot.adapters.sandbox import check_sandbox
+from instruct_lab_bot.adapters.sandbox import check_sandbox, process_runner
 from instruct_lab_bot.adapters.storage import link_signing_key, open_store
 from instruct_lab_bot.adapters.tracing import continue_trace, record_span, span
 from instruct_lab_bot.core import messages
@@ -34,7 +34,7 @@ from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
 from instruct_lab_bot.services.worker import redis_calls
 from instruct_lab_bot.services.worker.consumer import Consumer
-from instruct_lab_bot.services.worker.deps import WorkerDeps
+from instruct_lab_bot.services.worker.deps import JobTools, WorkerDeps
 from instruct_lab_bot.services.worker.job import JobExecution
 from instruct_lab_bot.services.worker.lease import ActiveJob, hand_back, heartbeat
 from instruct_lab_bot.services.worker.outbox import ResultOutbox
@@ -71,7 +71,8 @@ async def open_worker(
         async with aiohttp.ClientSession(timeout=timeout) as session:
             budget = WriteBudget(queue.redis, limit=settings.github_write_limit)
             github = build_github_app(session, settings, budget, on_response=metrics.github.observe)
-            deps = WorkerDeps(settings, queue, github, store, metrics)
+            tools = JobTools(run=process_runner(settings))
+            deps = WorkerDeps(settings, queue, github, store, metrics, tools)
             yield Worker(deps, concurrency=concurrency, name=name)
     finally:
         try:

@@ -7,8 +7,7 @@ tested without subprocesses. The GitHub ports name only the calls the worker mak
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Protocol
 
 from instruct_lab_bot.adapters.git import CheckoutRequest, CheckoutResult, checkout_pull_request
 from instruct_lab_bot.adapters.redis.queue import Queue
-from instruct_lab_bot.adapters.runner import OnLine, RunLimits, RunResult, run_streaming
+from instruct_lab_bot.adapters.runner import RunProcess, run_streaming
 from instruct_lab_bot.adapters.storage import ArtifactStore
 from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.redaction import Redactor
@@ -48,21 +47,6 @@ class WorkerGitHub(Protocol):
     def installation(self, installation_id: int) -> JobGitHub: ...
 
     async def token(self, installation_id: int) -> str: ...
-
-
-class RunProcess(Protocol):
-    """`run_streaming`'s shape: run argv, feed each output line, end within the limits."""
-
-    async def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: Path,
-        env: Mapping[str, str],
-        on_line: OnLine,
-        limits: RunLimits,
-        cancel: asyncio.Event | None = None,
-    ) -> RunResult: ...
 
 
 #: Check out a job's PR into `dest` (with an installation token for HTTP remotes).
