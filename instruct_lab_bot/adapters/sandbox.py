@@ -50,9 +50,9 @@ FIX = (
     "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora/UBI: "
     "`dnf install bubblewrap`) and allow unprivileged user namespaces (sysctl "
     "user.max_user_namespaces > 0; in a container, a seccomp/AppArmor profile that permits "
-    "them); or set ILAB_BOT_SANDBOX=off to run ilab unsandboxed, which lets a pull request "
-    "read this worker's secrets (on Kubernetes only when ilab runs in its own container "
-    "with no secrets mounted)"
+    "them); or run ilab in a container of its own with no secrets (ILAB_BOT_SANDBOX=runner "
+    "and `instruct-lab-bot ilab-runner`, as the Kubernetes manifests do); ILAB_BOT_SANDBOX=off "
+    "runs ilab unsandboxed, which lets a pull request read this worker's secrets"
 )
 _DEVICES = ("nvidia*", "dri", "kfd")  # GPUs: NVIDIA, DRM render nodes, AMD ROCm
 _PR_SET_DUMPABLE = 4

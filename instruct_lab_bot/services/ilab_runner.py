@@ -88,10 +88,10 @@ def prepare(config: RunnerConfig, request: RunRequest) -> tuple[list[str], Path,
         raise Refused("cwd is not a folder")
     for arg in path_arguments(request.argv[len(prefix) :]):
         inside(config.jobs_root, arg.split("=", 1)[-1] if arg.startswith("-") else arg, cwd)
-    inside(config.jobs_root, request.env.get("HOME", ""), cwd)
+    home = inside(config.jobs_root, request.env.get("HOME", ""), cwd)
     if request.env.get("TMPDIR", "/tmp") != "/tmp":  # noqa: S108 - the container's own /tmp
         inside(config.jobs_root, request.env["TMPDIR"], cwd)
-    env = {**request.env, **FIXED_ENV, "PATH": config.path}
+    env = {**request.env, **FIXED_ENV, "HOME": str(home), "PATH": config.path}
     return [*_limits(config.limits), *request.argv], cwd, env
 
 
@@ -172,7 +172,8 @@ async def _run(
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
-        await asyncio.to_thread(share_back, config.jobs_root, cwd)
+        # The job's own folder is HOME's parent (`adapters.sandbox.ilab_command`).
+        await asyncio.to_thread(share_back, config.jobs_root, Path(env["HOME"]).parent)
     log.info("runner.done", outcome=result.outcome, exit_code=result.exit_code)
     writer.write(encode({"type": "result", **_result_fields(result)}))
 
@@ -202,21 +203,21 @@ def _result_fields(result: RunResult) -> dict[str, Any]:
     }
 
 
-def share_back(root: Path, cwd: Path) -> None:
-    """Make what ilab wrote in this job's folder group-writable, so the worker (another uid,
-    same group) can upload and delete it even where ilab created a private (0700) folder."""
-    parts = cwd.relative_to(root).parts
-    if not parts:
+def share_back(root: Path, folder: Path) -> None:
+    """Make what ilab wrote in its job's folder (`folder`, in `root`) group-writable, so the
+    worker (another uid, same group) can upload and delete it even where ilab created a
+    private (0700) folder. Runs after every process of the run is gone; links are skipped."""
+    if folder == root or not folder.is_relative_to(root):
         return
     uid = os.getuid()
-    for folder, dirs, files in os.walk(root / parts[0]):
+    for parent, dirs, files in os.walk(folder):
         for name in (*dirs, *files):
-            path = Path(folder, name)
+            path = Path(parent, name)
             with contextlib.suppress(OSError):
                 info = path.lstat()
                 if info.st_uid == uid and not stat.S_ISLNK(info.st_mode):
                     extra = stat.S_IRWXG if stat.S_ISDIR(info.st_mode) else stat.S_IRGRP
-                    path.chmod(info.st_mode | extra | stat.S_IWGRP, follow_symlinks=False)
+                    path.chmod(info.st_mode | extra | stat.S_IWGRP)
 
 
 def _bind_socket_path(config: RunnerConfig, socket_path: Path) -> None:

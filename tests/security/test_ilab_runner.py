@@ -249,6 +249,24 @@ async def test_lines_and_result_come_back(start_runner: StartRunner, tmp_path: P
     assert (result.outcome, result.exit_code, lines) == ("exited", 3, ["out y"])
 
 
+async def test_what_ilab_writes_is_handed_back_to_the_workers_group(
+    start_runner: StartRunner, tmp_path: Path
+) -> None:
+    """The worker (another uid, same group) must upload and delete even a private folder."""
+    script = (
+        "import os; os.makedirs('out/private', mode=0o700); "
+        "os.close(os.open('out/private/data', os.O_CREAT | os.O_WRONLY, 0o600))"
+    )
+    ilab = (sys.executable, "-c", script)
+    runner = await start_runner(ilab, tmp_path / "jobs")
+    job = runner.jobs_root / "job-1"
+    (job / "home").mkdir(parents=True)
+    result, _ = await run_in(runner, list(ilab), job, {"HOME": str(job / "home")})
+    assert result.exit_code == 0
+    assert (job / "out" / "private").stat().st_mode & 0o070 == 0o070
+    assert (job / "out" / "private" / "data").stat().st_mode & 0o060 == 0o060
+
+
 @pytest.mark.parametrize("ignore_term", [False, True])
 async def test_cancel_kills_the_run(
     start_runner: StartRunner, tmp_path: Path, ignore_term: bool
