@@ -28,7 +28,9 @@ from instruct_lab_bot.adapters import sandbox
 from instruct_lab_bot.adapters.runner import RunLimits, RunResult
 from instruct_lab_bot.adapters.runner_client import RunnerClient, RunnerRefused
 from instruct_lab_bot.adapters.sandbox import SandboxUnavailable, check_sandbox, ilab_command
+from instruct_lab_bot.core.precheck import Seed
 from instruct_lab_bot.core.runner_protocol import path_arguments, secrets_in_environment
+from instruct_lab_bot.services import precheck
 from testkit.harness import run_bot
 from tests.fixtures.bot import WorkerProcess, make_settings, processes_with_env
 from tests.fixtures.world import World
@@ -170,8 +172,6 @@ def test_secrets_in_the_environment_are_found() -> None:
     "secret",
     [
         ("ILAB_BOT_GITHUB_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----"),
-        ("ILAB_BOT_WEBHOOK_SECRET", "0123456789abcdef0123456789abcdef"),
-        ("AWS_SECRET_ACCESS_KEY", "aws-secret-for-test"),
         ("ILAB_BOT_REDIS_URL", "redis://:hunter2hunter2@redis:6379/0"),
     ],
 )
@@ -355,6 +355,27 @@ async def test_check_sandbox_asks_the_runner(
     command = ilab_command(settings, [*ilab, "x"], workspace=jobs / "work" / "j", cwd=jobs)
     assert command.argv == [*ilab, "x"], "the runner applies its own limits"
     assert "PATH" not in command.env and command.env["HOME"] == str(jobs / "work" / "j" / "home")
+
+
+async def test_precheck_chat_goes_through_the_runner(
+    start_runner: StartRunner, tmp_path: Path
+) -> None:
+    """`ilab model chat` takes the same path; a question after `--` is data, even one that
+    looks like a path outside the jobs folder."""
+    ilab = (sys.executable, "-c", "import os, sys; print(os.getppid(), sys.argv[-1])")
+    runner = await start_runner(ilab, tmp_path / "jobs")
+    settings = make_settings(
+        sandbox="runner",
+        runner_socket=runner.socket,
+        ilab_command=ilab,
+        work_dir=runner.jobs_root / "work",
+    )
+    job = runner.jobs_root / "work" / "job"
+    job.mkdir(parents=True)
+    seed = Seed("q.yaml", "/etc/passwd: what is in it?", "Users.", "")
+    answer = await precheck.ask(settings, seed, cwd=job, workspace=job, cancel=None)
+    assert answer.error == ""
+    assert answer.answer == f"{runner.process.pid} /etc/passwd: what is in it?"
 
 
 def published(world: World, comment: dict[str, Any], log: str) -> str:
