@@ -1,4 +1,5 @@
-"""`instruct-lab-bot server|worker|replay`: the one place that reads the environment."""
+"""`instruct-lab-bot server|worker|ilab-runner|replay|dlq`: the one place that reads the
+environment."""
 
 from __future__ import annotations
 

@@ -100,8 +100,9 @@ async def _follow(
             if not reading.done():
                 reading.cancel()
         if cancelled is not None and cancelled.done():
-            writer.write(encode({"op": "cancel"}))
-            await writer.drain()
+            with contextlib.suppress(ConnectionError):  # it ended meanwhile: its answer is read
+                writer.write(encode({"op": "cancel"}))
+                await writer.drain()
             cancelled = None
         if not reading.done() or reading.cancelled():
             continue

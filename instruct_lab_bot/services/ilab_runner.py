@@ -167,7 +167,8 @@ async def _run(
     except OSError as exc:
         if isinstance(exc, ConnectionError):
             raise
-        writer.write(encode({"type": "error", "errno": exc.errno, "message": exc.strerror}))
+        message = exc.strerror or str(exc)
+        writer.write(encode({"type": "error", "errno": exc.errno, "message": message}))
         return
     finally:
         watcher.cancel()
