@@ -330,6 +330,25 @@ async def test_a_worker_dying_mid_run_kills_the_run(
     assert (await runner.client.version())["ilab_command"] == list(sleeper(ignore_term=True))
 
 
+async def test_a_detached_child_does_not_outlive_ilab_in_the_runner(
+    start_runner: StartRunner, tmp_path: Path
+) -> None:
+    """The stand-in's fork attack (new session, double fork) run by the runner: nothing of it
+    is left once the run's result is back."""
+    script = "import os; from testkit.ilab_attacks import fork_attack; fork_attack(os.environ)"
+    ilab = (sys.executable, "-c", script)
+    runner = await start_runner(ilab, tmp_path / "jobs")
+    needle = f"fork-{tmp_path.name}"
+    env = {"HOME": str(runner.jobs_root), "ILAB_STANDIN_NEEDLE": needle}
+    try:
+        result, _ = await run_in(runner, list(ilab), runner.jobs_root, env)
+        assert (result.outcome, result.exit_code) == ("exited", 0)
+        assert not processes_with_env(needle), "a detached child survived the run"
+    finally:
+        for pid in processes_with_env(needle):
+            os.kill(pid, signal.SIGKILL)
+
+
 # --------------------------------------------------------------------------------------------
 # The worker in runner mode
 
