@@ -283,7 +283,7 @@ def containers(pod_spec: Obj) -> list[Obj]:
 
 
 def container_named(pod_spec: Obj, name: str) -> Obj:
-    found: list[Obj] = [c for c in pod_spec["containers"] if c["name"] == name]
+    found: list[Obj] = [c for c in containers(pod_spec) if c["name"] == name]
     assert len(found) == 1, f"one container named {name}"
     return found[0]
 
@@ -872,6 +872,9 @@ def test_ilab_runs_in_a_container_without_secrets(
     spec = template["spec"]
     worker = container_named(spec, "worker")
     runner = container_named(spec, "ilab-runner")
+    # A native sidecar: ready before the worker starts, stopped after the worker is done.
+    assert runner in spec["initContainers"] and runner["restartPolicy"] == "Always"
+    assert runner["startupProbe"]["exec"]["command"][-1] == arg_after(runner["args"], "--socket")
     worker_env = {item["name"]: item for item in worker["env"]}
     assert worker_env["ILAB_BOT_SANDBOX"]["value"] == "runner", "not ILAB_BOT_SANDBOX=off"
     assert not runner.get("envFrom"), "the runner must not take the bot's settings wholesale"
@@ -1033,7 +1036,7 @@ def test_dev_overlay_runs_the_standin_with_minio(rendered: dict[str, list[Obj]])
     _, worker = component(objects, "worker")
     assert not any(
         "nvidia.com/gpu" in container["resources"].get(k, {})
-        for container in worker["spec"]["containers"]
+        for container in containers(worker["spec"])
         for k in ("requests", "limits")
     )
     assert not worker["spec"].get("tolerations")
