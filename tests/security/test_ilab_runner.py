@@ -284,7 +284,7 @@ async def test_cancel_kills_the_run(
         cwd=runner.jobs_root,
         env={"HOME": str(runner.jobs_root), "ILAB_STANDIN_NEEDLE": needle},
         on_line=on_line,
-        limits=RunLimits(timeout=600, kill_grace=0.5),
+        limits=RunLimits(timeout=600, kill_grace=2.0),
         cancel=cancel,
     )
     assert result.outcome == "cancelled"
@@ -305,7 +305,7 @@ async def test_a_worker_dying_mid_run_kills_the_run(
         "cwd": str(runner.jobs_root),
         "env": {"HOME": str(runner.jobs_root), "ILAB_STANDIN_NEEDLE": needle},
         "timeout": 600,
-        "kill_grace": 0.5,
+        "kill_grace": 2.0,
         "max_line": 1024,
     }
     payload = json.dumps(request).encode() + b"\n"
@@ -328,6 +328,28 @@ async def test_a_worker_dying_mid_run_kills_the_run(
     await runner.event("runner.done")
     assert not processes_with_env(needle)
     assert (await runner.client.version())["ilab_command"] == list(sleeper(ignore_term=True))
+
+
+async def test_a_stopping_runner_leaves_no_run_behind(
+    start_runner: StartRunner, tmp_path: Path
+) -> None:
+    runner = await start_runner(sleeper(ignore_term=True), tmp_path / "jobs")
+    needle = f"stopped-{tmp_path.name}"
+
+    def on_line(_stream: str, _line: str) -> None:
+        assert processes_with_env(needle)
+        runner.process.send_signal(signal.SIGTERM)
+
+    with pytest.raises(ConnectionError, match="closed the connection"):
+        await runner.client.run(
+            list(sleeper(ignore_term=True)),
+            cwd=runner.jobs_root,
+            env={"HOME": str(runner.jobs_root), "ILAB_STANDIN_NEEDLE": needle},
+            on_line=on_line,
+            limits=RunLimits(timeout=600, kill_grace=10.0),
+        )
+    assert await runner.process.wait() == 0
+    assert not processes_with_env(needle)
 
 
 async def test_a_detached_child_does_not_outlive_ilab_in_the_runner(
