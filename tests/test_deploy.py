@@ -43,7 +43,7 @@ from packaging.utils import canonicalize_name
 from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
 from instruct_lab_bot.cli import load_settings
 from instruct_lab_bot.core.setting_values import parse_duration as _parse_duration
-from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.core.settings import RUNNER_FIELDS, Settings
 
 Obj = dict[str, Any]
 
@@ -882,6 +882,8 @@ def test_ilab_runs_in_a_container_without_secrets(
         source = item.get("valueFrom", {})
         assert set(source) <= {"configMapKeyRef"}, f"runner env {item['name']} from {source}"
         assert not re.search(r"SECRET|PASSWORD|TOKEN|PRIVATE_KEY|GITHUB", item["name"])
+        if item["name"].startswith("ILAB_BOT_"):  # only what `ilab-runner` reads
+            assert item["name"].removeprefix("ILAB_BOT_") in RUNNER_FIELDS, item["name"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     for mount in runner["volumeMounts"]:
         assert set(volumes[mount["name"]]) == {"name", "emptyDir"}, mount["name"]
