@@ -30,6 +30,7 @@ from instruct_lab_bot.adapters.runner_client import RunnerClient, RunnerRefused
 from instruct_lab_bot.adapters.sandbox import SandboxUnavailable, check_sandbox, ilab_command
 from instruct_lab_bot.core.precheck import Seed
 from instruct_lab_bot.core.runner_protocol import path_arguments, secrets_in_environment
+from instruct_lab_bot.core.settings import SettingsError, parse_runner_settings, parse_settings
 from instruct_lab_bot.services import precheck
 from testkit.harness import run_bot
 from tests.fixtures.bot import WorkerProcess, make_settings, processes_with_env
@@ -188,6 +189,24 @@ def test_the_runner_refuses_to_start_with_a_secret(tmp_path: Path, secret: tuple
     assert name in done.stderr and "must hold no secrets" in done.stderr
     assert value not in done.stderr + done.stdout
     assert not (tmp_path / "s").exists()
+
+
+def test_settings_of_the_runner_mode() -> None:
+    env = {"ILAB_BOT_SANDBOX": "runner", "ILAB_BOT_RUNNER_SOCKET": "/run/bot/r.sock"}
+    settings = parse_settings({**env, "ILAB_BOT_WEBHOOK_SECRET": "w" * 32}, require_github=False)
+    assert (settings.sandbox, settings.runner_socket) == ("runner", Path("/run/bot/r.sock"))
+    with pytest.raises(
+        SettingsError, match="ILAB_BOT_RUNNER_SOCKET: 'r\\.sock' is not an absolute"
+    ):
+        parse_settings({**env, "ILAB_BOT_RUNNER_SOCKET": "r.sock"}, require_github=False)
+    # The runner needs (and reads) no secret: only its own few settings.
+    runner = parse_runner_settings(
+        {"ILAB_BOT_ILAB_COMMAND": "/opt/ilab/bin/ilab --x", "ILAB_BOT_ILAB_ENV": "HF_*", **env}
+    )
+    assert (runner.ilab_command, runner.ilab_env) == (("/opt/ilab/bin/ilab", "--x"), ("HF_*",))
+    assert runner.sandbox == "bwrap", "settings outside RUNNER_FIELDS are not read"
+    with pytest.raises(SettingsError, match="ILAB_BOT_ILAB_ENV"):
+        parse_runner_settings({"ILAB_BOT_ILAB_ENV": "ILAB_BOT_*"})
 
 
 def test_path_arguments() -> None:
