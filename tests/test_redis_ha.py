@@ -158,25 +158,6 @@ def script_names() -> list[str]:
     return [n for n in names if n not in included]
 
 
-def test_no_script_builds_a_key() -> None:
-    """Every key a script touches comes from KEYS (declared, so a Cluster can route the call):
-    no string is built inside Lua (`..`), and no command takes a key from ARGV."""
-    folder = resources.files("instruct_lab_bot.adapters.redis").joinpath("lua")
-    for path in folder.iterdir():
-        code = [line.split("--", 1)[0] for line in path.read_text().splitlines()]
-        text = "\n".join(code)
-        assert ".." not in text, path.name
-        for call in re.findall(r"redis\.call\('(\w+)',\s*([^,)]+)", text):
-            command, first = call
-            if command not in ("TIME",):
-                assert first.startswith("KEYS[") or first in (
-                    "key",
-                    "entry",
-                    "job_key",
-                    "active_key",
-                ), (path.name, command, first)
-
-
 async def run_the_other_scripts(queue: Queue) -> None:
     """The scripts a successful `generate` does not need, through the bot's own calls."""
     job = Job.from_fields(
