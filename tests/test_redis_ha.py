@@ -107,7 +107,7 @@ async def test_sentinel_failover_mid_run_loses_nothing_and_runs_each_job_once(
     for repo in REPOS[1:]:
         publish_pull(world.gh, taxonomy_remote(repo=repo))
         world.gh.set_permission("instructlab", repo, MAINTAINER, "maintain")
-    monkeypatch.setenv("ILAB_STANDIN_DURATION", "5")
+    monkeypatch.setenv("ILAB_STANDIN_DURATION", "4")
     async with run_bot(settings, workers=2) as bot, aiohttp.ClientSession() as session:
         for repo in REPOS[:2]:
             status, _ = await post_webhook(
