@@ -247,10 +247,10 @@ def create_app(
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    queue = Queue.from_url(app[SETTINGS].redis_url, history_ttl=app[SETTINGS].job_history_ttl)
+    queue = Queue.from_settings(app[SETTINGS])
     app[QUEUE] = queue
-    try:
-        await queue.ensure_groups()
+    try:  # the events group; the dispatcher makes the jobs group (a webhook user may not)
+        await queue.ensure_groups(jobs=False)
     except (RedisError, OSError) as exc:  # /readyz reports it; the dispatcher retries
         log.warning("redis.unavailable_at_start", error=repr(exc))
     stop = asyncio.Event()

@@ -30,6 +30,7 @@ from instruct_lab_bot.adapters.redis.keys import (
     comment_key,
     delivery_key,
 )
+from instruct_lab_bot.adapters.redis.migrate import migrate_prefix
 from instruct_lab_bot.adapters.redis.scripts import source
 from instruct_lab_bot.core.refs import RepoRef
 
@@ -67,8 +68,14 @@ class EventStream(RedisPart):
     # per instance, set to None by `Queue.__init__`.
     _event_batch: _Batch | None
 
-    async def ensure_groups(self) -> None:
-        for stream, group in ((EVENTS_STREAM, DISPATCH_GROUP), (JOBS_STREAM, WORKER_GROUP)):
+    async def ensure_groups(self, *, events: bool = True, jobs: bool = True) -> None:
+        """The consumer groups a process reads from or feeds (a worker: only `jobs`, so its
+        Redis user needs no write access to the events stream), and, once after an upgrade,
+        the legacy keys renamed."""
+        await migrate_prefix(self.redis)
+        wanted = [(EVENTS_STREAM, DISPATCH_GROUP)] if events else []
+        wanted += [(JOBS_STREAM, WORKER_GROUP)] if jobs else []
+        for stream, group in wanted:
             try:
                 await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
             except ResponseError as exc:
@@ -117,7 +124,11 @@ class EventStream(RedisPart):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for args, _reply in batch:
                     pipe.eval(source("enqueue_once"), *args)
+                if self.wait_replicas:
+                    self._wait(pipe)
                 results = await pipe.execute(raise_on_error=False)
+            if self.wait_replicas:  # a stored delivery must outlive a failover before the 2xx
+                self._check_replicas(results.pop())
         except BaseException as exc:
             for _args, waiting in batch:
                 if not waiting.done():
