@@ -107,6 +107,10 @@ class FakeStore:
     async def exists(self, key: str) -> bool:
         return key in self.objects
 
+    async def read_head(self, key: str, limit: int) -> bytes | None:
+        data = self.objects.get(key)
+        return None if data is None else data[:limit]
+
     async def aclose(self) -> None:
         pass
 

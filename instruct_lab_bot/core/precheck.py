@@ -27,11 +27,14 @@ class Answer:
     expected: str
     answer: str
     error: str = ""
+    model: str = ""  # the model that answered, as ilab named it (0.26's panel title)
 
 
-def prompt(seed: Seed) -> str:
-    """Grounded skills and knowledge carry a context the question is about: send it along."""
-    if not seed.context.strip():
+def prompt(seed: Seed, with_context: bool = False) -> str:
+    """The question alone by default: maintainers want to see what the model knows without
+    the seed's context (`ILAB_BOT_PRECHECK_CONTEXT=on` sends grounded skills' and knowledge's
+    context along)."""
+    if not with_context or not seed.context.strip():
         return seed.question
     return f"{seed.context.strip()}\n\n{seed.question}"
 

@@ -30,6 +30,7 @@ from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
 from instruct_lab_bot.core.jobs import CONCLUSIONS, Job, State
 from instruct_lab_bot.core.messages import JobResult
+from instruct_lab_bot.core.run_compare import leaf_counts_json
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
 from instruct_lab_bot.services.worker import redis_calls
@@ -59,10 +60,11 @@ async def open_worker(
         log.warning("sandbox.off", warning=warning)
     metrics = metrics or WorkerMetrics()
     queue = Queue.from_url(settings.redis_url, history_ttl=settings.job_history_ttl)
+    link_key = link_signing_key(settings, queue.shared_link_key)
     store = open_store(
         parse_artifacts_url(settings.artifacts_url),
         public_url=settings.public_url,
-        signing_key=link_signing_key(settings, queue.shared_link_key),
+        signing_key=link_key,
         link_expiry=settings.link_expiry,
         s3_endpoint_url=settings.s3_endpoint_url,
     )
@@ -71,7 +73,7 @@ async def open_worker(
         async with aiohttp.ClientSession(timeout=timeout) as session:
             budget = WriteBudget(queue.redis, limit=settings.github_write_limit)
             github = build_github_app(session, settings, budget, on_response=metrics.github.observe)
-            deps = WorkerDeps(settings, queue, github, store, metrics)
+            deps = WorkerDeps(settings, queue, github, store, metrics, link_key=link_key)
             yield Worker(deps, concurrency=concurrency, name=name)
     finally:
         try:
@@ -197,6 +199,8 @@ class Worker:
             "error": self.deps.redactor.redact(result.error)[:2000],
             "index_url": result.index_url,
             "generated": -1 if result.generated is None else result.generated,
+            "leaf_counts": leaf_counts_json(result.per_leaf),
+            "command_line": result.command_line,
         }
         queue = self.deps.queue
         stored = await redis_calls.record(
