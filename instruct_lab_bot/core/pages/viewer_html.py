@@ -120,7 +120,7 @@ def _jsonl_body(request: ViewRequest, data: bytes) -> tuple[str, str]:
     pages = max(1, -(-len(matches) // PAGE_SIZE))
     page = min(max(1, request.page), pages)
     shown = matches[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-    what = f"{len(matches)} records" + (
+    what = f"{len(matches)} record{'' if len(matches) == 1 else 's'}" + (
         f" matching “{html.escape(request.query)}”" if needle else ""
     )
     nav = _nav(request, page, pages)
