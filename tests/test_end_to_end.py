@@ -47,6 +47,8 @@ def jsonl(data: bytes) -> list[dict[str, Any]]:
 
 
 async def test_generate_success_local_store(world: World, tmp_path: Path) -> None:
+    # the storage's own expiring links (`/jobs/…` stable links: tests/test_job_files.py)
+    world.settings = replace(world.settings, stable_links=False)
     async with run_bot(world.settings) as bot:
         assert (await world.comment(bot))[0] == 202
         comment = await world.result_comment()
@@ -134,6 +136,7 @@ async def test_generate_success_s3(world: World, s3_server: S3Server, s3_bucket:
             **settings.__dict__,
             "artifacts_url": f"s3://{s3_bucket}/runs",
             "s3_endpoint_url": s3_server.endpoint_url,
+            "stable_links": False,  # the presigned links themselves
         }
     )
     async with run_bot(world.settings) as bot:

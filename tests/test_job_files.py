@@ -3,8 +3,10 @@ job in a real Redis, the bot's real server answering `/jobs/<id>/files/…` and 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,8 +24,10 @@ from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.pages.viewer_html import PAGE_SIZE, VIEWER_CSP
 from instruct_lab_bot.core.settings import Secret, Settings
 from instruct_lab_bot.services.server import create_app
+from testkit.harness import run_bot
 from tests.fixtures.bot import make_settings
 from tests.fixtures.s3 import S3Server
+from tests.fixtures.world import World
 from tests.test_status_browser import (  # noqa: F401 - the session browser
     browser,
     open_page,
@@ -172,3 +176,38 @@ async def test_viewer_pages_searches_and_escapes_in_chromium(
         assert HOSTILE in await page.locator("pre.yaml").inner_text()
         assert problems == []
         await page.context.close()
+
+
+LINK = re.compile(r"\]\((http[^)\s]+)\)")
+
+
+async def test_a_real_generate_replies_with_stable_links_and_links_reissues_them(
+    world: World,
+) -> None:
+    """The whole path with the default settings: the worker's reply links through the bot's
+    server, each link reaches the stored bytes, and `links` answers with links that work."""
+    async with run_bot(world.settings) as bot:
+        assert (await world.comment(bot))[0] == 202
+        body = (await world.result_comment())["body"]
+        links = LINK.findall(body)
+        assert links and all("/jobs/" in url and "expires=" not in url for url in links)
+        fetched = {url: await _get(url) for url in links}
+        log_url = next(url for url in links if "/files/ilab.log?" in url)
+        mention = f"@{world.settings.username} links"
+        assert (await world.comment(bot, mention))[0] == 202
+        async with asyncio.timeout(30):
+            await world.gh.wait_for(
+                lambda: any("Links to the files" in c["body"] for c in world.bot_comments())
+            )
+        reissued = next(
+            c["body"] for c in world.bot_comments() if "Links to the files" in c["body"]
+        )
+        again = [await _get(url) for url in LINK.findall(reissued)]
+    assert all(status == 200 for status, _, _ in fetched.values())
+    assert fetched[log_url][2].startswith("$ ")  # the command line ilab ran, first
+    assert "data generate" in fetched[log_url][2].splitlines()[0]
+    views = [text for url, (_, _, text) in fetched.items() if "/view/" in url]
+    assert views and all(
+        'section class="card"' in text or 'pre class="yaml"' in text for text in views
+    )
+    assert "ilab.log" in reissued and again and all(status == 200 for status, _, _ in again)

@@ -13,8 +13,9 @@ from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.chat_output import plain_chat
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.messages import JobResult
+from instruct_lab_bot.core.messages.precheck import precheck_tables
 from instruct_lab_bot.core.outputs import Count
-from instruct_lab_bot.core.precheck import Seed, prompt
+from instruct_lab_bot.core.precheck import Answer, Seed, chat_model, prompt
 from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.run_compare import (
@@ -138,3 +139,19 @@ def test_precheck_asks_without_the_seeds_context_unless_told() -> None:
 
 def test_leaf_seed_fixture_is_what_the_example_uses() -> None:
     assert len(HAIKU.seeds) == 5
+
+
+def test_precheck_reply_names_the_model_and_aligns_one_row_per_question() -> None:
+    answers = [
+        Answer("skills/a/qna.yaml", f"Q{n}?", f"Mine {n}\nline 2", f"Model {n}", model="granite-7b")
+        for n in range(3)
+    ]
+    answers.append(Answer("skills/a/qna.yaml", "Q3?", "Mine 3", "", error="timed out"))
+    lines = precheck_tables(answers)
+    text = "\n".join(lines)
+    assert "Answers from `granite-7b` (each question asked alone" in text
+    rows = [line for line in lines if re.match(r"\| Q\d", line)]
+    assert len(rows) == 4 and all(row.count(" | ") == 2 for row in rows)
+    assert rows[0] == "| Q0? | Mine 0<br>line 2 | Model 0 |"
+    assert chat_model(["--endpoint-url", "http://x/v1", "-m", "granite-7b"]) == "granite-7b"
+    assert chat_model(["--model=merlinite"]) == "merlinite" and chat_model([]) == ""

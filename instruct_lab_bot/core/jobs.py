@@ -76,6 +76,7 @@ FIELD_LIMITS: dict[str, int] = {
     "pipeline": 512,
     "command_line": 4000,
     "leaf_counts": 16_000,
+    "artifact_names": 16_000,
 }
 MAX_JOB_FILES = 200
 _CUT = " […cut]"
@@ -171,6 +172,7 @@ class Job:
     pipeline: str = ""
     command_line: str = ""  # the redacted argv, as at the top of ilab.log
     leaf_counts: str = ""  # JSON {leaf: samples} of a generate run, to compare the next one
+    artifact_names: str = ""  # the stored files' names, one a line (for the `links` command)
 
     @property
     def repo_full_name(self) -> str:

@@ -7,6 +7,7 @@ is a positional argument, so without `--` click would read a question such as `-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from instruct_lab_bot.core.settings import Settings
@@ -27,7 +28,8 @@ class Answer:
     expected: str
     answer: str
     error: str = ""
-    model: str = ""  # the model that answered, as ilab named it (0.26's panel title)
+    model: str = ""  # the model that answered (0.26's panel title, else `--model`)
+    with_context: bool = False  # the seed's context was sent along with the question
 
 
 def prompt(seed: Seed, with_context: bool = False) -> str:
@@ -49,3 +51,13 @@ def chat_argv(settings: Settings, question: str) -> list[str]:
         "--",
         question,
     ]
+
+
+def chat_model(argv: Sequence[str]) -> str:
+    """The model `ilab model chat` was told to use (`-m`/`--model`), or ""."""
+    for index, arg in enumerate(argv):
+        if arg.startswith("--model="):
+            return arg.split("=", 1)[1]
+        if arg in ("-m", "--model") and index + 1 < len(argv):
+            return argv[index + 1]
+    return ""

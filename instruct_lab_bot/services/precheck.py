@@ -21,7 +21,7 @@ from instruct_lab_bot.adapters.runner import RunLimits, run_streaming
 from instruct_lab_bot.adapters.sandbox import ilab_command
 from instruct_lab_bot.core.chat_output import plain_chat, strip_ansi
 from instruct_lab_bot.core.messages import precheck as wording
-from instruct_lab_bot.core.precheck import Answer, Seed, chat_argv, prompt
+from instruct_lab_bot.core.precheck import Answer, Seed, chat_argv, chat_model, prompt
 from instruct_lab_bot.core.progress import error_in
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.validation import (
@@ -115,7 +115,11 @@ async def ask(
         )
         detail = _last_words(stderr) or _last_words(stdout)
         return Answer(seed.path, seed.question, seed.answer, "", f"{reason}: {detail}".strip())
-    return Answer(seed.path, seed.question, seed.answer, chat.text, model=chat.model)
+    model = chat.model or chat_model(settings.precheck_args)
+    with_context = settings.precheck_context and bool(seed.context.strip())
+    return Answer(
+        seed.path, seed.question, seed.answer, chat.text, model=model, with_context=with_context
+    )
 
 
 def _last_words(lines: Sequence[str]) -> str:

@@ -10,6 +10,7 @@ LINK_INVALID = "this link is invalid"
 LINK_NO_JOB = "this job is no longer known to the bot (its record expired)"
 LINK_NO_FILE = "this file is not stored (it may have been cleaned up)"
 LINK_STORE_DOWN = "the artifact store cannot be reached right now; try again later"
+LINKS_STORE_DOWN = "⚠️ The artifact store cannot be reached right now; ask again later."
 
 
 def links_reply(

@@ -201,6 +201,7 @@ class Worker:
             "generated": -1 if result.generated is None else result.generated,
             "leaf_counts": leaf_counts_json(result.per_leaf),
             "command_line": result.command_line,
+            "artifact_names": "\n".join(a.name for a in result.artifacts),
         }
         queue = self.deps.queue
         stored = await redis_calls.record(
