@@ -190,7 +190,9 @@ async def test_a_flooded_ilab_log_is_capped_with_head_and_tail(
     assert status == 200 and world.check_run()["conclusion"] == "success"
     text = data.decode()
     assert len(data) <= limit + 300
-    assert text.startswith("INFO ") and "NumExpr defaulting" in text[:2000]  # the head
+    command, rest = text.split("\n", 1)
+    assert command.startswith("$ ") and "data generate" in command  # what ran, first
+    assert rest.startswith("INFO ") and "NumExpr defaulting" in rest[:2000]  # the head
     assert "[instruct-lab-bot: " in text and "ILAB_BOT_LOG_LIMIT=65536" in text  # the cut
     assert "[flood 1/20000]" not in text.split("[instruct-lab-bot: ")[1]
     assert "Generation took" in text[-limit // 2 :]  # the tail: how the run ended
