@@ -22,7 +22,9 @@ from instruct_lab_bot.adapters.storage.s3 import S3Config, S3Store
 from instruct_lab_bot.core.artifacts import sign_stable, stable_link
 from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.pages.viewer_html import PAGE_SIZE, VIEWER_CSP
+from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.settings import Secret, Settings
+from instruct_lab_bot.services.job_links import file_names, pick_job
 from instruct_lab_bot.services.server import create_app
 from testkit.harness import run_bot
 from tests.fixtures.bot import make_settings
@@ -203,6 +205,16 @@ async def test_a_real_generate_replies_with_stable_links_and_links_reissues_them
             c["body"] for c in world.bot_comments() if "Links to the files" in c["body"]
         )
         again = [await _get(url) for url in LINK.findall(reissued)]
+        queue = Queue.from_url(world.settings.redis_url)
+        try:
+            pull = RepoRef("instructlab", "taxonomy").pull(7)
+            (job,) = await queue.get_jobs(await queue.pr_job_ids(pull))
+        finally:
+            await queue.aclose()
+    # the status page's `files` link is the same stable link to the index
+    assert job.index_url.startswith(f"{world.settings.public_url}/jobs/{job.id}/files/index.html")
+    assert {"ilab.log", "index.html"} - set(file_names(job)) == {"index.html"}
+    assert pick_job([job], job.id) is job and pick_job([job], "other") is None
     assert all(status == 200 for status, _, _ in fetched.values())
     assert fetched[log_url][2].startswith("$ ")  # the command line ilab ran, first
     assert "data generate" in fetched[log_url][2].splitlines()[0]
