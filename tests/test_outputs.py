@@ -98,3 +98,16 @@ def test_hostile_or_missing_outputs_do_not_break_the_summary(tmp_path: Path) -> 
     summary = summarize(tmp_path)
     assert summary.generated == 3 and summary.samples == ()
     assert "outside" not in _names(tmp_path)
+
+
+def test_symlinked_folders_are_never_followed_out(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    write_026(outside, [skill_leaf()])
+    out = tmp_path / "out"
+    root = write_026(out, [skill_leaf("compositional_skills_mine", 1)])
+    (root / "generated_2026-12-06T05_00_00").symlink_to(outside / DATED / f"generated_{TS}")
+    (out / "2099-01-01_000000").symlink_to(outside / DATED)  # a newer "dated" folder
+    summary = summarize(out)
+    assert [c.name for c in summary.per_leaf] == ["compositional_skills_mine"]
+    assert summary.generated == 2
+    assert all(str(p).startswith(str(out)) and "2099" not in str(p) for p in summary.files)

@@ -1,7 +1,7 @@
 """Reading what `ilab data generate` wrote (pure, no network I/O): which files are results,
 how many samples each file and each taxonomy leaf holds, and a preview spread over the seeds.
 
-Layouts (facts from the real packages, see the README's "Supported ilab versions"):
+Layouts (read from the real instructlab 0.18.4 / 0.26.1 packages and a real 0.26.1 run):
 
 - 0.18.x writes straight into the output folder: `messages_<model>_<ts>.jsonl`,
   `train_<model>_<ts>.jsonl`, `test_<model>_<ts>.jsonl`, `node_datasets_<ts>/<leaf>.jsonl`
@@ -80,7 +80,11 @@ def _empty_mix(path: Path) -> bool:
 def layout_of(out_dir: Path) -> tuple[str, Path]:
     """Which layout `out_dir` holds ("0.26", "0.18", "0.17" or "") and the folder whose
     files are the run's results (0.26: the newest dated subfolder)."""
-    dated = sorted(p for p in out_dir.iterdir() if p.is_dir() and _DATED.fullmatch(p.name))
+    dated = sorted(
+        p
+        for p in out_dir.iterdir()
+        if _DATED.fullmatch(p.name) and p.is_dir() and not p.is_symlink()
+    )
     if dated:
         return "0.26", dated[-1]
     if any(out_dir.glob("node_datasets_*")) or any(out_dir.glob("*_train_msgs_*.jsonl")):
@@ -106,15 +110,23 @@ def count_records(path: Path) -> int:
     return sum(1 for _ in _jsonl(path))
 
 
+def _own(paths: Iterator[Path]) -> list[Path]:
+    """Regular files that are neither symlinks nor in a symlinked folder (a
+    pattern like `generated_*/*.jsonl` would follow a symlinked folder out)."""
+    return sorted(
+        p for p in paths if not p.is_symlink() and not p.parent.is_symlink() and p.is_file()
+    )
+
+
 def leaf_files(root: Path) -> list[tuple[str, Path]]:
     """(leaf, file) for each leaf's generated samples: 0.26's `generated_*/<leaf>.jsonl`,
     else 0.18's `node_datasets_*/<leaf>.jsonl` (a knowledge leaf's `<leaf>_p07.jsonl`)."""
-    generated = sorted(root.glob("generated_*/*.jsonl"))
+    generated = _own(root.glob("generated_*/*.jsonl"))
     if generated:
-        return [(p.stem, p) for p in generated if not p.is_symlink()]
+        return [(p.stem, p) for p in generated]
     found = []
-    for path in sorted(root.glob("node_datasets_*/*.jsonl")):
-        if path.is_symlink() or _NOT_LEAF.fullmatch(path.name):
+    for path in _own(root.glob("node_datasets_*/*.jsonl")):
+        if _NOT_LEAF.fullmatch(path.name):
             continue
         found.append((path.stem.removesuffix("_p07"), path))
     return found
@@ -122,7 +134,7 @@ def leaf_files(root: Path) -> list[tuple[str, Path]]:
 
 def _legacy_train_file(root: Path) -> Path | None:
     """The legacy-format `train_*.jsonl` (one record per generated sample), if written."""
-    trains = sorted(p for p in root.glob("train_*.jsonl") if not p.is_symlink())
+    trains = _own(root.glob("train_*.jsonl"))
     return trains[-1] if trains else None
 
 
