@@ -79,6 +79,8 @@ FIELD_LIMITS: dict[str, int] = {
     "artifact_names": 16_000,
 }
 MAX_JOB_FILES = 200
+#: What ran, recorded on the job while it runs; the result reply shows whichever are set.
+RUN_FACTS = ("ilab_version", "teacher_model", "pipeline", "command_line")
 _CUT = " […cut]"
 
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import aiohttp
 import structlog
+from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.github import build_github_app
 from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP
@@ -28,7 +29,7 @@ from instruct_lab_bot.adapters.storage import link_signing_key, open_store
 from instruct_lab_bot.adapters.tracing import continue_trace, record_span, span
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
-from instruct_lab_bot.core.jobs import CONCLUSIONS, Job, State
+from instruct_lab_bot.core.jobs import CONCLUSIONS, RUN_FACTS, Job, State
 from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.run_compare import leaf_counts_json
 from instruct_lab_bot.core.settings import Settings
@@ -193,6 +194,7 @@ class Worker:
     async def finish(self, entry: StreamEntry, job: Job, result: JobResult) -> None:
         """Record the final result, store the end state and acknowledge in one step, then
         post the result on GitHub."""
+        job = await self._with_run_facts(job)
         await self._report(job, result)
         fields = {
             "finished_at": time.time(),
@@ -218,6 +220,19 @@ class Worker:
             stored=stored,
         )
         await self.outbox.deliver(job.id)
+
+    async def _with_run_facts(self, job: Job) -> Job:
+        """The job with the facts recorded on its hash while it ran (ilab version, teacher,
+        pipeline: the reply renders whichever are there)."""
+        try:
+            stored = await self.deps.queue.get_job(job.id)
+        except (RedisError, OSError) as exc:
+            log.warning("job.facts_unread", error=str(exc))
+            return job
+        if stored is None:
+            return job
+        facts = {name: getattr(stored, name) for name in RUN_FACTS if getattr(stored, name)}
+        return job.evolve(**facts)
 
     async def _report(self, job: Job, result: JobResult) -> None:
         """Record the check-run completion and the comment in the outbox, once per job
