@@ -24,7 +24,7 @@ from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.pages.viewer_html import PAGE_SIZE, VIEWER_CSP
 from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.settings import Secret, Settings
-from instruct_lab_bot.services.job_links import file_names, pick_job
+from instruct_lab_bot.services.job_links import file_names, links_text, pick_job
 from instruct_lab_bot.services.server import create_app
 from testkit.harness import run_bot
 from tests.fixtures.bot import make_settings
@@ -223,3 +223,23 @@ async def test_a_real_generate_replies_with_stable_links_and_links_reissues_them
         'section class="card"' in text or 'pre class="yaml"' in text for text in views
     )
     assert "ilab.log" in reissued and again and all(status == 200 for status, _, _ in again)
+
+
+async def test_links_reissues_stable_or_freshly_signed_links(stored: tuple[Settings, Job]) -> None:
+    settings, job = stored
+    queue = Queue.from_url(settings.redis_url)
+    try:
+        await queue.update_job(job.id, artifact_names=f"{SAMPLES}\n{RECIPE}\nilab.l")
+        stable = await links_text(settings, queue, job.pull_request, "")
+        signed = await links_text(
+            replace(settings, stable_links=False), queue, job.pull_request, ""
+        )
+        unknown = await links_text(settings, queue, job.pull_request, "nope")
+    finally:
+        await queue.aclose()
+    assert f"/jobs/{job.id}/files/{SAMPLES}?sig=" in stable and "/view/" in stable
+    urls = LINK.findall(signed)
+    assert len(urls) == 3 and all("X-Amz-Signature=" in url for url in urls)
+    for url in urls[:2]:
+        assert (await _get(url))[0] == 200
+    assert "no job `nope`" in unknown
