@@ -75,7 +75,7 @@ def test_018_knowledge_leaf_counts_its_p07_dataset_only(tmp_path: Path) -> None:
     ):
         (node / f"{name}.jsonl").write_text((json.dumps(row) + "\n") * rows)
     (tmp_path / f"knowledge_recipe_{TS}.yaml").write_text(
-        f"datasets:\n- path: node_datasets_{TS}/knowledge_x_p07.jsonl\n  sampling_size: 1.0\n"
+        f"datasets: [{{path: node_datasets_{TS}/knowledge_x_p07.jsonl, sampling_size: 1.0}}]\n"
     )
     summary = summarize(tmp_path)
     assert [(c.name, c.samples) for c in summary.per_leaf] == [("knowledge_x", 4)]

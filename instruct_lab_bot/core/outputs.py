@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from instruct_lab_bot.core.output_preview import Sample, pick_samples, sample_from
+from instruct_lab_bot.core.validation.yaml_reader import YamlRefused, load_bounded
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
+#: A recipe lists a few datasets; a larger one is kept without being read.
+MAX_RECIPE_BYTES = 1024 * 1024
 #: SDG's checkpoint folder directly under the output folder: reused internals, not results.
 CHECKPOINTS = "checkpoints"
 _DATED = re.compile(r"\d{4}-\d{2}-\d{2}_\d{6}")
@@ -71,10 +74,13 @@ def _empty_mix(path: Path) -> bool:
     """A recipe with no datasets, or a training mix with no records: noise for a reviewer."""
     if _TRAIN_MSGS.fullmatch(path.name):
         return path.stat().st_size == 0 or not any(True for _ in _jsonl(path))
-    if not _RECIPE.fullmatch(path.name) or path.stat().st_size > MAX_JSON_BYTES:
+    if not _RECIPE.fullmatch(path.name) or path.stat().st_size > MAX_RECIPE_BYTES:
         return False
-    text = path.read_text(encoding="utf-8", errors="replace")
-    return re.search(r"^\s*-\s*path\s*:", text, re.M) is None
+    try:
+        recipe = load_bounded(path.read_text(encoding="utf-8"), max_bytes=MAX_RECIPE_BYTES)
+    except (YamlRefused, UnicodeDecodeError):
+        return False
+    return isinstance(recipe, dict) and not recipe.get("datasets")
 
 
 def layout_of(out_dir: Path) -> tuple[str, Path]:
