@@ -39,14 +39,16 @@ def test_preview_is_spread_over_leaves_and_seeds_with_the_seed_question(tmp_path
     haiku, limerick = skill_leaf(), skill_leaf("compositional_skills_writing_limerick", 3)
     write_026(tmp_path, [haiku, limerick])
     samples = summarize(tmp_path, preview=6).samples
+    # 8 seeds for 6 rows: the interleaved first round (h0 l0 h1 l1 h2 l2 h3 h4) thinned evenly
     assert [(s.leaf, s.seed_question) for s in samples] == [
         (haiku.name, haiku.seeds[0][0]),
         (limerick.name, limerick.seeds[0][0]),
         (haiku.name, haiku.seeds[1][0]),
-        (limerick.name, limerick.seeds[1][0]),
         (haiku.name, haiku.seeds[2][0]),
         (limerick.name, limerick.seeds[2][0]),
+        (haiku.name, haiku.seeds[3][0]),
     ]
+    assert len(summarize(tmp_path, preview=10).samples) == 10  # all 8 seeds, then repeats
     first = samples[0]  # the simple pipeline's raw output, split at the first "?" as SDG does
     assert first.question == "Seed question 0 of compositional_skills_writing_haiku variant 0?"
     assert first.answer == f"Answer 0 to {haiku.seeds[0][0]}"
@@ -111,3 +113,10 @@ def test_symlinked_folders_are_never_followed_out(tmp_path: Path) -> None:
     assert [c.name for c in summary.per_leaf] == ["compositional_skills_mine"]
     assert summary.generated == 2
     assert all(str(p).startswith(str(out)) and "2099" not in str(p) for p in summary.files)
+
+
+def test_more_seeds_than_the_preview_are_thinned_evenly(tmp_path: Path) -> None:
+    leaf = skill_leaf(seeds=10)
+    write_026(tmp_path, [leaf])
+    samples = summarize(tmp_path, preview=5).samples
+    assert [s.seed_question for s in samples] == [leaf.seeds[i][0] for i in (0, 2, 4, 6, 8)]

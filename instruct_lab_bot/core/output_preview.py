@@ -111,15 +111,22 @@ def _by_seed(leaf: str, records: Iterable[Any], preview: int) -> list[list[Sampl
 
 def pick_samples(sources: Sequence[tuple[str, Iterable[Any]]], preview: int) -> tuple[Sample, ...]:
     """`preview` samples taken round-robin: each leaf's first seed, then each leaf's second
-    seed, ..., then the second sample of each seed, so every seed shows before any repeats."""
+    seed, ..., then the second sample of each seed, so every seed shows before any repeats.
+    With more seeds than `preview`, the first round is thinned evenly (not its head)."""
     per_leaf = [_by_seed(leaf, records, preview) for leaf, records in sources]
     picked: list[Sample] = []
-    depth = 0
-    while len(picked) < preview and depth < preview:
+    for depth in range(preview):
         widest = max((len(groups) for groups in per_leaf), default=0)
-        for seed_index in range(widest):
-            for groups in per_leaf:
-                if seed_index < len(groups) and depth < len(groups[seed_index]):
-                    picked.append(groups[seed_index][depth])
-        depth += 1
-    return tuple(picked[:preview])
+        round_ = [
+            groups[seed][depth]
+            for seed in range(widest)
+            for groups in per_leaf
+            if seed < len(groups) and depth < len(groups[seed])
+        ]
+        wanted = preview - len(picked)
+        if len(round_) > wanted:
+            round_ = [round_[i * len(round_) // wanted] for i in range(wanted)]
+        picked += round_
+        if len(picked) >= preview:
+            break
+    return tuple(picked)
