@@ -50,7 +50,7 @@ def _records() -> bytes:
         answer = (
             f"Weathered tower {n},\nsweeping light across the dark,\nships find their way home."
         )
-        if n == 3:
+        if n == 1:
             answer = HOSTILE
         rows.append(
             {
