@@ -24,7 +24,7 @@ from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
 from instruct_lab_bot.services.worker.app import Worker
 from instruct_lab_bot.services.worker.deps import JobGitHub, JobTools, WorkerDeps
-from tests.fixtures.bot import make_settings
+from tests.fixtures.bot import WEBHOOK_SECRET, make_settings
 from tests.fixtures.ilab_outputs import skill_leaf, write_026
 
 CHECK_RUN = 77
@@ -413,3 +413,30 @@ async def test_a_026_run_replies_with_its_facts_counts_and_the_change_since_the_
     log = r.store.objects[f"o/r/pr-3/{'a' * 40}/job-2/ilab.log"].decode()
     assert log.startswith("$ ") and "data generate" in log.splitlines()[0]
     assert job.command_line == log.splitlines()[0][2:]
+
+
+async def test_ilabs_reason_after_a_progress_bar_reaches_comment_and_check_run(
+    rig: Callable[..., Rig],
+) -> None:
+    """0.26.1 against a teacher answering 500 prints its reason right after a tqdm frame, on
+    the same line; the reply said only "ilab exited with code 1"."""
+    token = WEBHOOK_SECRET  # one of the deployment's secrets: redacted wherever it shows
+
+    async def script(argv: Argv, on_line: OnLine, cancel: Cancel) -> RunResult:
+        on_line(
+            "stdout",
+            f"{BAR}\x1b[31mfailed to generate data with exception: PipelineBlockError("
+            f"gen_skill_freeform): Error code: 500 - teacher down (key {token})\x1b[0m",
+        )
+        return ended("exited", 1)
+
+    r = rig(script)
+    await r.submit()
+    await r.process_next()
+
+    (comment,) = r.github.checks.comments
+    completed = r.github.checks.updates[-1]
+    for text in (comment[3], completed["output"]["title"], completed["output"]["summary"]):
+        assert "Error code: 500 - teacher down" in text and token not in text
+    assert "ilab exited with code 1" not in comment[3].split("**Error:**")[1].split("\n")[0]
+    assert (await r.stored()).error.startswith("PipelineBlockError(gen_skill_freeform)")
