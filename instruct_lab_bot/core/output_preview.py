@@ -19,6 +19,14 @@ _PAIR_KEYS = (("question", "response"), ("user", "assistant"), ("instruction", "
 
 
 @dataclass(frozen=True)
+class Count:
+    """Samples in one file or one taxonomy leaf."""
+
+    name: str
+    samples: int
+
+
+@dataclass(frozen=True)
 class Sample:
     """One generated question/answer, with the leaf and seed question it came from."""
 

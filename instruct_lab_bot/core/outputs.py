@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from instruct_lab_bot.core.output_preview import Sample, pick_samples, sample_from
+from instruct_lab_bot.core.output_preview import Count, Sample, pick_samples, sample_from
 from instruct_lab_bot.core.validation.yaml_reader import YamlRefused, load_bounded
+
+__all__ = ["Count", "OutputSummary", "Sample", "list_files", "summarize"]
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 #: A recipe lists a few datasets; a larger one is kept without being read.
@@ -38,14 +40,6 @@ _RECIPE = re.compile(r"(skills|knowledge)_recipe_.*\.ya?ml")
 _TRAIN_MSGS = re.compile(r"(skills|knowledge)_train_msgs_.*\.jsonl")
 #: Per-leaf files in `node_datasets_*` that are not that leaf's generated samples.
 _NOT_LEAF = re.compile(r"(mmlubench_.*|.*_p10)\.jsonl")
-
-
-@dataclass(frozen=True)
-class Count:
-    """Samples in one file or one taxonomy leaf."""
-
-    name: str
-    samples: int
 
 
 @dataclass(frozen=True)
@@ -113,7 +107,9 @@ def _jsonl(path: Path) -> Iterator[Any]:
 
 
 def count_records(path: Path) -> int:
-    return sum(1 for _ in _jsonl(path))
+    """Non-blank lines: one record each (parsed or not), counted without parsing them."""
+    with path.open("rb") as handle:
+        return sum(1 for raw in handle if raw.strip())
 
 
 def _own(paths: Iterator[Path]) -> list[Path]:

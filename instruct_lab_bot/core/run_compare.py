@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from instruct_lab_bot.core.jobs import Job, State
-from instruct_lab_bot.core.outputs import Count
+from instruct_lab_bot.core.output_preview import Count
 
 
 @dataclass(frozen=True)

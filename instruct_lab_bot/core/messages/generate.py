@@ -33,8 +33,7 @@ from instruct_lab_bot.core.messages.generate_result import (
     run_facts,
 )
 from instruct_lab_bot.core.messages.precheck import precheck_tables, precheck_title
-from instruct_lab_bot.core.output_preview import Sample
-from instruct_lab_bot.core.outputs import Count
+from instruct_lab_bot.core.output_preview import Count, Sample
 from instruct_lab_bot.core.precheck import Answer
 from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.core.run_compare import SampleChange

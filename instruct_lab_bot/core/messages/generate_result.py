@@ -8,8 +8,7 @@ from collections.abc import Sequence
 
 from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.messages.format import code_block, escape_md, format_duration, table_cell
-from instruct_lab_bot.core.output_preview import Sample
-from instruct_lab_bot.core.outputs import Count
+from instruct_lab_bot.core.output_preview import Count, Sample
 from instruct_lab_bot.core.run_compare import SampleChange
 
 PREVIEW_SAMPLES = 5
