@@ -222,6 +222,8 @@ async def test_a_real_generate_replies_with_stable_links_and_links_reissues_them
     assert views and all(
         'section class="card"' in text or 'pre class="yaml"' in text for text in views
     )
+    index = next(text for url, (_, _, text) in fetched.items() if "/files/index.html" in url)
+    assert "/view/" in index and ">view</a>" in index  # the index links the viewer too
     assert "ilab.log" in reissued and again and all(status == 200 for status, _, _ in again)
 
 

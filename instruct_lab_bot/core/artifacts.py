@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import html
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -143,18 +144,24 @@ def _human_size(size: int) -> str:
     return f"{value:.1f} GiB"
 
 
-def render_index_html(title: str, entries: list[tuple[str, str, int]]) -> str:
-    """A small index page for one job's files: ``(name, href, size)`` rows, all escaped.
+def render_index_html(
+    title: str, entries: list[tuple[str, str, int]], views: Mapping[str, str] | None = None
+) -> str:
+    """A small index page for one job's files: ``(name, href, size)`` rows, all escaped, with
+    a `view` link where ``views`` has one for the name (the bot's jsonl/yaml viewer).
 
     File names come from generated output, so nothing is trusted; hrefs must be http(s) or
     relative (the served CSP blocks scripts as a second line of defence).
     """
     rows = []
     for name, href, size in entries:
-        if urlsplit(href).scheme not in ("", "http", "https"):
-            raise ValueError(f"refusing a non-http link in the index: {href!r}")
+        view = (views or {}).get(name, "")
+        for link in (href, view):
+            if urlsplit(link).scheme not in ("", "http", "https"):
+                raise ValueError(f"refusing a non-http link in the index: {link!r}")
+        viewer = f' · <a href="{html.escape(view)}">view</a>' if view else ""
         rows.append(
-            f'<tr><td><a href="{html.escape(href)}">{html.escape(name)}</a></td>'
+            f'<tr><td><a href="{html.escape(href)}">{html.escape(name)}</a>{viewer}</td>'
             f'<td title="{size} bytes">{html.escape(_human_size(size))}</td></tr>'
         )
     safe_title = html.escape(title)

@@ -81,6 +81,7 @@ async def _put_index(deps: WorkerDeps, job: Job, artifacts: list[Artifact], link
     page = render_index_html(
         index_title(job.pull_request, job.head_sha, job.command),
         [(a.name, a.url, a.size) for a in artifacts],
+        {a.name: a.view_url for a in artifacts if a.view_url},
     )
     await deps.store.put_bytes(key, page.encode(), "text/html; charset=utf-8")
     return await links.file(INDEX_NAME)
