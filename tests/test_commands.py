@@ -103,7 +103,15 @@ def test_text_before_the_mention_means_no_command(prefix: str) -> None:
 
 def test_known_commands_come_from_the_table_in_help_order() -> None:
     assert tuple(spec.name for spec in COMMAND_TABLE) == KNOWN_COMMANDS
-    assert KNOWN_COMMANDS == ("help", "generate", "precheck", "status", "retry", "cancel")
+    assert KNOWN_COMMANDS == (
+        "help",
+        "generate",
+        "precheck",
+        "status",
+        "retry",
+        "cancel",
+        "links",
+    )
     assert all(spec.help and spec.name.islower() for spec in COMMAND_TABLE)
 
 

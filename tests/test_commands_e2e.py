@@ -31,7 +31,7 @@ from tests.fixtures.world import World, publish_pull, push_head
 
 OWNER, REPO, PR = "instructlab", "taxonomy", 7
 RESTRICTED = ("generate", "precheck", "retry", "cancel")
-OPEN = ("help", "status")
+OPEN = ("help", "status", "links")
 
 
 async def comment_as(world: World, bot: RunningBot, login: str, body: str) -> int:

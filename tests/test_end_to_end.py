@@ -47,6 +47,8 @@ def jsonl(data: bytes) -> list[dict[str, Any]]:
 
 
 async def test_generate_success_local_store(world: World, tmp_path: Path) -> None:
+    # the storage's own expiring links (`/jobs/…` stable links: tests/test_job_files.py)
+    world.settings = replace(world.settings, stable_links=False)
     async with run_bot(world.settings) as bot:
         assert (await world.comment(bot))[0] == 202
         comment = await world.result_comment()
@@ -134,6 +136,7 @@ async def test_generate_success_s3(world: World, s3_server: S3Server, s3_bucket:
             **settings.__dict__,
             "artifacts_url": f"s3://{s3_bucket}/runs",
             "s3_endpoint_url": s3_server.endpoint_url,
+            "stable_links": False,  # the presigned links themselves
         }
     )
     async with run_bot(world.settings) as bot:
@@ -187,7 +190,9 @@ async def test_a_flooded_ilab_log_is_capped_with_head_and_tail(
     assert status == 200 and world.check_run()["conclusion"] == "success"
     text = data.decode()
     assert len(data) <= limit + 300
-    assert text.startswith("INFO ") and "NumExpr defaulting" in text[:2000]  # the head
+    command, rest = text.split("\n", 1)
+    assert command.startswith("$ ") and "data generate" in command  # what ran, first
+    assert rest.startswith("INFO ") and "NumExpr defaulting" in rest[:2000]  # the head
     assert "[instruct-lab-bot: " in text and "ILAB_BOT_LOG_LIMIT=65536" in text  # the cut
     assert "[flood 1/20000]" not in text.split("[instruct-lab-bot: ")[1]
     assert "Generation took" in text[-limit // 2 :]  # the tail: how the run ended

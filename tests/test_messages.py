@@ -9,6 +9,7 @@ from instruct_lab_bot.core.messages import generate as msg_generate
 from instruct_lab_bot.core.messages import precheck as msg_precheck
 from instruct_lab_bot.core.messages import status as msg_status
 from instruct_lab_bot.core.messages import welcome as msg_welcome
+from instruct_lab_bot.core.output_preview import Sample
 from instruct_lab_bot.core.permissions import Policy
 from instruct_lab_bot.core.progress import Progress
 
@@ -62,7 +63,7 @@ def test_success_comment_has_counts_preview_and_links() -> None:
         duration=185,
         generated=12,
         discarded=2,
-        samples=[(f"Q{i} | pipe", f"A{i}\nline") for i in range(8)],
+        samples=[Sample(f"Q{i} | pipe", f"A{i}\nline") for i in range(8)],
         artifacts=[Artifact("train.jsonl", "http://x/a?sig=1", 2048)],
         index_url="http://x/i",
     )

@@ -21,7 +21,7 @@ from instruct_lab_bot.core.permissions import (
 from instruct_lab_bot.core.settings import Settings, parse_settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-OPEN = ("help", "status")
+OPEN = ("help", "status", "links")
 RESTRICTED = ("generate", "precheck", "retry", "cancel")
 
 #: (person, expected reason for the restricted commands); open commands are "open" for all.
@@ -65,7 +65,10 @@ def test_bots_are_never_obeyed(command: str) -> None:
 
 def test_readme_matrix_is_the_generated_one() -> None:
     matrix = messages.permission_matrix(EXAMPLE_POLICY, EXAMPLE_PEOPLE)
-    assert matrix.splitlines()[0] == "| who | help, status | generate, precheck, retry, cancel |"
+    assert (
+        matrix.splitlines()[0]
+        == "| who | help, status, links | generate, precheck, retry, cancel |"
+    )
     assert "| a bot | ignored | ignored |" in matrix
     assert matrix in README.read_text()
 

@@ -148,6 +148,8 @@ def test_render_index_html_escapes_hostile_names() -> None:
 def test_render_index_html_refuses_script_links() -> None:
     with pytest.raises(ValueError):
         render_index_html("t", [("x", "javascript:alert(1)", 1)])
+    with pytest.raises(ValueError):
+        render_index_html("t", [("x", "https://ok", 1)], {"x": "javascript:alert(1)"})
 
 
 # --------------------------------------------------------------------------- local store

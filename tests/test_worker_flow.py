@@ -24,7 +24,8 @@ from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
 from instruct_lab_bot.services.worker.app import Worker
 from instruct_lab_bot.services.worker.deps import JobGitHub, JobTools, WorkerDeps
-from tests.fixtures.bot import make_settings
+from tests.fixtures.bot import WEBHOOK_SECRET, make_settings
+from tests.fixtures.ilab_outputs import skill_leaf, write_026
 
 CHECK_RUN = 77
 BAR = "Generating synthetic data: 40%|████      | 2/5 [00:02<00:03, 1.0it/s]"
@@ -106,6 +107,10 @@ class FakeStore:
 
     async def exists(self, key: str) -> bool:
         return key in self.objects
+
+    async def read_head(self, key: str, limit: int) -> bytes | None:
+        data = self.objects.get(key)
+        return None if data is None else data[:limit]
 
     async def aclose(self) -> None:
         pass
@@ -374,3 +379,64 @@ async def test_a_shutdown_hands_a_running_job_back(rig: Callable[..., Rig]) -> N
     job = await r.stored()
     assert job.state is State.QUEUED and job.attempts == 0  # a hand-back uses no attempt
     assert await r.queue.redis.xlen(JOBS_STREAM) == 2  # a fresh entry for the next worker
+
+
+async def test_a_026_run_replies_with_its_facts_counts_and_the_change_since_the_last_run(
+    rig: Callable[..., Rig],
+) -> None:
+    """Real 0.26-shaped outputs; the facts another part records on the job hash while it runs
+    (ilab version, teacher, pipeline) reach the reply; the second run is compared with the
+    first; the command line heads ilab.log."""
+    seeds = {"job-1": 5, "job-2": 3}
+
+    async def script(argv: Argv, on_line: OnLine, cancel: Cancel) -> RunResult:
+        out_dir = Path(argv[argv.index("--output-dir") + 1])
+        job_id = out_dir.parent.name
+        await r.queue.update_job(
+            job_id, ilab_version="0.26.1", teacher_model="mixtral-8x7b", pipeline="simple"
+        )
+        write_026(out_dir, [skill_leaf(seeds=seeds[job_id])])
+        return ended("exited", 0)
+
+    r = rig(script)
+    for job_id in seeds:
+        await r.submit(job_id)
+        await r.process_next()
+    first, second = r.github.checks.comments
+    assert "**10** samples generated." in first[3]
+    assert "**Run:** ilab 0.26.1 · teacher model `mixtral-8x7b` · pipeline `simple`" in second[3]
+    assert "**6** samples generated (compared with the previous run on this PR" in second[3]
+    assert "+0/−4 samples" in second[3] and "| Seed question |" in second[3]
+    assert "checkpoints" not in second[3] and "knowledge_recipe" not in second[3]
+    job = await r.stored("job-2")
+    assert job.leaf_counts == '{"compositional_skills_writing_haiku":6}'
+    log = r.store.objects[f"o/r/pr-3/{'a' * 40}/job-2/ilab.log"].decode()
+    assert log.startswith("$ ") and "data generate" in log.splitlines()[0]
+    assert job.command_line == log.splitlines()[0][2:]
+
+
+async def test_ilabs_reason_after_a_progress_bar_reaches_comment_and_check_run(
+    rig: Callable[..., Rig],
+) -> None:
+    """0.26.1 against a teacher answering 500 prints its reason right after a tqdm frame, on
+    the same line; the reply said only "ilab exited with code 1"."""
+    token = WEBHOOK_SECRET  # one of the deployment's secrets: redacted wherever it shows
+
+    async def script(argv: Argv, on_line: OnLine, cancel: Cancel) -> RunResult:
+        on_line(
+            "stdout",
+            f"{BAR}\x1b[31mfailed to generate data with exception: PipelineBlockError("
+            f"gen_skill_freeform): Error code: 500 - teacher down (key {token})\x1b[0m",
+        )
+        return ended("exited", 1)
+
+    r = rig(script)
+    await r.submit()
+    await r.process_next()
+
+    (comment,) = r.github.checks.comments
+    completed = r.github.checks.updates[-1]
+    for text in (comment[3], completed["output"]["title"], completed["output"]["summary"]):
+        assert "Error code: 500 - teacher down" in text and token not in text
+    assert "ilab exited with code 1" not in comment[3].split("**Error:**")[1].split("\n")[0]
+    assert (await r.stored()).error.startswith("PipelineBlockError(gen_skill_freeform)")

@@ -7,10 +7,11 @@ import hashlib
 import hmac
 import html
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 # S3's limit on the full object key, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
@@ -143,18 +144,24 @@ def _human_size(size: int) -> str:
     return f"{value:.1f} GiB"
 
 
-def render_index_html(title: str, entries: list[tuple[str, str, int]]) -> str:
-    """A small index page for one job's files: ``(name, href, size)`` rows, all escaped.
+def render_index_html(
+    title: str, entries: list[tuple[str, str, int]], views: Mapping[str, str] | None = None
+) -> str:
+    """A small index page for one job's files: ``(name, href, size)`` rows, all escaped, with
+    a `view` link where ``views`` has one for the name (the bot's jsonl/yaml viewer).
 
     File names come from generated output, so nothing is trusted; hrefs must be http(s) or
     relative (the served CSP blocks scripts as a second line of defence).
     """
     rows = []
     for name, href, size in entries:
-        if urlsplit(href).scheme not in ("", "http", "https"):
-            raise ValueError(f"refusing a non-http link in the index: {href!r}")
+        view = (views or {}).get(name, "")
+        for link in (href, view):
+            if urlsplit(link).scheme not in ("", "http", "https"):
+                raise ValueError(f"refusing a non-http link in the index: {link!r}")
+        viewer = f' · <a href="{html.escape(view)}">view</a>' if view else ""
         rows.append(
-            f'<tr><td><a href="{html.escape(href)}">{html.escape(name)}</a></td>'
+            f'<tr><td><a href="{html.escape(href)}">{html.escape(name)}</a>{viewer}</td>'
             f'<td title="{size} bytes">{html.escape(_human_size(size))}</td></tr>'
         )
     safe_title = html.escape(title)
@@ -185,3 +192,30 @@ def verify_artifact(key: str, expires: int, sig: str, signing_key: bytes, now: f
         return False
     expected = sign_artifact(key, expires, signing_key).encode()
     return hmac.compare_digest(expected, sig.encode("utf-8", "surrogateescape"))
+
+
+_STABLE_CONTEXT = b"instruct-lab-bot stable job link v1\n"
+
+
+def sign_stable(job_id: str, name: str, signing_key: bytes) -> str:
+    """Hex HMAC-SHA256 binding a job and one of its file names, without expiry: the bot's
+    stable link (`/jobs/<id>/files/<name>`) re-signs a short-lived storage link on each visit,
+    and the signature keeps other jobs' files (job ids are on the status page) out of reach."""
+    message = _STABLE_CONTEXT + f"{job_id}\n{name}".encode()
+    return hmac.new(signing_key, message, hashlib.sha256).hexdigest()
+
+
+def verify_stable(job_id: str, name: str, sig: str, signing_key: bytes) -> bool:
+    expected = sign_stable(job_id, name, signing_key).encode()
+    return hmac.compare_digest(expected, sig.encode("utf-8", "surrogateescape"))
+
+
+def stable_link(public_url: str, job_id: str, name: str, sig: str, *, view: bool = False) -> str:
+    """`<public_url>/jobs/<id>/files/<name>?sig=…` (or `/view/` for the browser viewer)."""
+    kind = "view" if view else "files"
+    return f"{public_url.rstrip('/')}/jobs/{job_id}/{kind}/{quote(name)}?sig={sig}"
+
+
+def viewable(name: str) -> bool:
+    """Files the browser viewer shows: JSON lines and YAML."""
+    return name.endswith((".jsonl", ".yaml", ".yml"))

@@ -23,6 +23,7 @@ class Handler(enum.StrEnum):
     START_JOB = "start_job"
     RETRY = "retry"
     CANCEL = "cancel"
+    LINKS = "links"
 
 
 #: The worker capability that spends GPU time.
@@ -87,6 +88,12 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "cancel", "cancel this PR's queued and running jobs", Handler.CANCEL, restricted=True
+    ),
+    CommandSpec(
+        "links",
+        "fresh links to the files of this PR's latest job (or `links <job id>`)",
+        Handler.LINKS,
+        restricted=False,
     ),
 )
 

@@ -71,8 +71,16 @@ FIELD_LIMITS: dict[str, int] = {
     "cancel_requested": 100,
     "cancelled_by": 100,
     "traceparent": 128,
+    "ilab_version": 64,
+    "teacher_model": 512,
+    "pipeline": 512,
+    "command_line": 4000,
+    "leaf_counts": 16_000,
+    "artifact_names": 16_000,
 }
 MAX_JOB_FILES = 200
+#: What ran, recorded on the job while it runs; the result reply shows whichever are set.
+RUN_FACTS = ("ilab_version", "teacher_model", "pipeline", "command_line")
 _CUT = " […cut]"
 
 
@@ -160,6 +168,13 @@ class Job:
     cancel_requested: str = ""  # who asked to cancel it while it ran
     cancelled_by: str = ""
     traceparent: str = ""
+    # What ran, for the reply (set by the worker when known; "" = unknown).
+    ilab_version: str = ""
+    teacher_model: str = ""
+    pipeline: str = ""
+    command_line: str = ""  # the redacted argv, as at the top of ilab.log
+    leaf_counts: str = ""  # JSON {leaf: samples} of a generate run, to compare the next one
+    artifact_names: str = ""  # the stored files' names, one a line (for the `links` command)
 
     @property
     def repo_full_name(self) -> str:

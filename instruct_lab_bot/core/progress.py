@@ -30,7 +30,22 @@ _LOG = re.compile(
     r"(?P<message>.*)$"
 )
 _DISCARDED = re.compile(r"\b(\d{1,9}) (?:\w+ )?(?:were )?discarded\b", re.IGNORECASE)
-_FAILED = re.compile(r"(?:failed with the following error|Error):\s*(?P<error>.+)$", re.IGNORECASE)
+_FAILED = re.compile(
+    r"(?:failed to generate data with exception|failed with the following error|failed with"
+    r"|Error):\s*(?P<error>.+)$",
+    re.IGNORECASE,
+)
+#: Colour and cursor codes (0.26 prints its red error text with raw ANSI codes).
+ANSI = re.compile(r"\x1b\[[0-9;?]{0,40}[ -/]{0,5}[@-~]|\x1b[@-_]")
+
+
+def error_in(line: str) -> str:
+    """ilab's own failure text in `line`, or "": also when it follows a progress bar that
+    tqdm left on the same line (`Map: 100%|██| 5/5 [00:01<00:00]failed to generate ...`)."""
+    if "ailed" not in line and "rror" not in line:
+        return ""
+    failed = _FAILED.search(ANSI.sub("", line))
+    return failed.group("error").strip()[:2000] if failed else ""
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,8 @@ class Progress:
         """Take one output line (already split on `\\n` and `\\r`)."""
         self.lines_seen += 1
         bar = parse_bar(line)
+        if bar is not None and (error := error_in(line)):
+            self.error = error
         if bar is not None:
             if bar.description:
                 self.stage = bar.description
@@ -122,10 +139,8 @@ class Progress:
                 self.discarded = sum(int(n) for n in discarded)
         log = parse_log(line) if line[:1] in "DIWEC" else None
         if log is None:
-            if "failed with" in line:  # ilab's own failure line is printed plainly
-                failed = _FAILED.search(line)
-                if failed:
-                    self.error = failed.group("error")[:2000]
+            if error := error_in(line):  # ilab's own failure line is printed plainly
+                self.error = error
             return
         if log.level in ("ERROR", "CRITICAL"):
             failed = _FAILED.search(log.message)

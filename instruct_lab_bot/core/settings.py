@@ -141,6 +141,9 @@ class Settings:
     validate_max_files: int = 100
     validate_concurrency: int = 4
     validate_timeout: float = 120.0
+    # The result reply (branch `reply`): stable artifact links, precheck's prompt.
+    stable_links: bool = True  # links on the bot's server that re-sign on each visit
+    precheck_context: bool = False  # send a seed's context along with its question
 
     @property
     def recovery_bound(self) -> float:
@@ -391,4 +394,6 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("VALIDATE_MAX_FILES", "validate_max_files", parse_positive_int),
     ("VALIDATE_CONCURRENCY", "validate_concurrency", parse_positive_int),
     ("VALIDATE_TIMEOUT", "validate_timeout", parse_duration),
+    ("STABLE_LINKS", "stable_links", parse_bool),
+    ("PRECHECK_CONTEXT", "precheck_context", parse_bool),
 )

@@ -19,8 +19,10 @@ import yaml
 
 from instruct_lab_bot.adapters.runner import RunLimits
 from instruct_lab_bot.adapters.sandbox import ilab_command, process_runner
+from instruct_lab_bot.core.chat_output import plain_chat, strip_ansi
 from instruct_lab_bot.core.messages import precheck as wording
-from instruct_lab_bot.core.precheck import Answer, Seed, chat_argv, prompt
+from instruct_lab_bot.core.precheck import Answer, Seed, chat_argv, chat_model, prompt
+from instruct_lab_bot.core.progress import error_in
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.validation import (
     MAX_SEED_QUESTIONS,
@@ -92,7 +94,7 @@ async def ask(
         (stdout if stream == "stdout" else stderr).append(line)
 
     try:
-        argv = chat_argv(settings, prompt(seed))
+        argv = chat_argv(settings, prompt(seed, settings.precheck_context))
         command = ilab_command(settings, argv, workspace=workspace, cwd=cwd)
         result = await process_runner(settings)(
             command.argv,
@@ -106,14 +108,26 @@ async def ask(
         )
     except OSError as exc:
         return Answer(seed.path, seed.question, seed.answer, "", f"cannot start ilab: {exc}")
-    text = "\n".join(stdout).strip()
+    chat = plain_chat("\n".join(stdout))
     if result.outcome != "exited" or result.exit_code != 0:
         reason = {"timed_out": "timed out", "cancelled": "cancelled"}.get(
             result.outcome, f"ilab exited with code {result.exit_code}"
         )
-        detail = (stderr or stdout or [""])[-1][:500]
+        detail = _last_words(stderr) or _last_words(stdout)
         return Answer(seed.path, seed.question, seed.answer, "", f"{reason}: {detail}".strip())
-    return Answer(seed.path, seed.question, seed.answer, text)
+    model = chat.model or chat_model(settings.precheck_args)
+    with_context = settings.precheck_context and bool(seed.context.strip())
+    return Answer(
+        seed.path, seed.question, seed.answer, chat.text, model=model, with_context=with_context
+    )
+
+
+def _last_words(lines: Sequence[str]) -> str:
+    """ilab's own error line (0.26 prints it with ANSI codes), else its last non-empty line."""
+    plain = [strip_ansi(line).strip() for line in lines]
+    plain = [line for line in plain if line]
+    errors = [line for line in plain if error_in(line)]
+    return (errors or plain or [""])[-1][:500]
 
 
 async def ask_all(

@@ -44,6 +44,7 @@ from instruct_lab_bot.core.webhooks import (
 )
 from instruct_lab_bot.services.app_keys import DISPATCHER_TASK, GITHUB, METRICS, QUEUE, SETTINGS
 from instruct_lab_bot.services.dispatcher import Dispatcher
+from instruct_lab_bot.services.job_files import job_file_routes, job_files_ctx
 from instruct_lab_bot.services.metrics import ServerMetrics, metrics_response
 from instruct_lab_bot.services.reconciler import Reconciler
 from instruct_lab_bot.services.status_page import api_errors, status_routes
@@ -241,6 +242,9 @@ def create_app(
         key = link_signing_key(settings, lambda: app[QUEUE].shared_link_key())
         app.router.add_routes(artifact_routes(location.root.resolve(), key))
     app.cleanup_ctx.append(_redis_ctx)
+    if settings.stable_links:
+        app.router.add_routes(job_file_routes())
+        app.cleanup_ctx.append(job_files_ctx)
     if dispatcher:
         app.cleanup_ctx.append(_dispatcher_ctx)
     return app

@@ -23,7 +23,7 @@ from instruct_lab_bot.core.artifacts import ArtifactsLocation
 from instruct_lab_bot.core.setting_values import decode_signing_key
 from instruct_lab_bot.core.settings import Settings
 
-__all__ = ["ArtifactStore", "StorageError", "open_store"]
+__all__ = ["ArtifactStore", "SigningKey", "StorageError", "open_store"]
 
 
 class ArtifactStore(Protocol):
@@ -42,6 +42,11 @@ class ArtifactStore(Protocol):
         ...
 
     async def exists(self, key: str) -> bool: ...
+
+    async def read_head(self, key: str, limit: int) -> bytes | None:
+        """At most the first ``limit`` bytes of ``key`` (for the browser viewer); None if
+        there is no such object."""
+        ...
 
     async def aclose(self) -> None: ...
 

@@ -31,7 +31,7 @@ _HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 SigningKey = bytes | Callable[[], Awaitable[bytes]]
 
 
-class _Key:
+class CachedKey:
     """A signing key fetched at most once (until a fetch succeeds)."""
 
     def __init__(self, source: SigningKey) -> None:
@@ -60,7 +60,7 @@ class LocalStore:
         link_expiry: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._signing_key = _Key(signing_key)
+        self._signing_key = CachedKey(signing_key)
         if link_expiry < 1:
             raise ValueError("link expiry must be at least one second")
         if urlsplit(public_url).scheme not in ("http", "https"):
@@ -94,6 +94,21 @@ class LocalStore:
     async def exists(self, key: str) -> bool:
         validate_key(key)
         return await asyncio.to_thread((self._root / key).is_file)
+
+    async def read_head(self, key: str, limit: int) -> bytes | None:
+        validate_key(key)
+
+        def read() -> bytes | None:
+            try:
+                path = _resolve_inside(self._root, key)
+            except _Escapes:
+                return None
+            if path is None:
+                return None
+            with path.open("rb") as src:
+                return src.read(limit)
+
+        return await asyncio.to_thread(read)
 
     async def aclose(self) -> None:
         """Nothing to release; present for the Protocol."""
@@ -175,7 +190,7 @@ def artifact_routes(
     root: Path, signing_key: SigningKey, clock: Callable[[], float] = time.time
 ) -> list[web.RouteDef]:
     """Routes serving ``LocalStore`` files at ``GET /artifacts/{key}`` for signed, live links."""
-    secret = _Key(signing_key)
+    secret = CachedKey(signing_key)
     base = root.absolute()
 
     async def serve(request: web.Request) -> web.StreamResponse:

@@ -153,6 +153,23 @@ class S3Store:
 
         return await self._run("check", key, head)
 
+    async def read_head(self, key: str, limit: int) -> bytes | None:
+        s3_key = self.object_key(key)
+
+        async def get(client: S3Client) -> bytes | None:
+            try:
+                answer = await client.get_object(
+                    Bucket=self.config.bucket, Key=s3_key, Range=f"bytes=0-{max(limit, 1) - 1}"
+                )
+            except ClientError as exc:
+                if _error_code(exc) in ("404", "NoSuchKey", "NotFound", "InvalidRange"):
+                    return None if _error_code(exc) != "InvalidRange" else b""
+                raise
+            async with answer["Body"] as body:
+                return bytes(await body.read())
+
+        return await self._run("read", key, get)
+
     async def aclose(self) -> None:
         self._closed = True
         async with self._lock:

@@ -21,11 +21,23 @@ from instruct_lab_bot.core.messages.format import (
     short_sha,
     table_cell,
 )
+from instruct_lab_bot.core.messages.generate_result import (
+    PREVIEW_SAMPLES as PREVIEW_SAMPLES,
+)
+from instruct_lab_bot.core.messages.generate_result import (
+    command_block,
+    counts_line,
+    file_table,
+    leaf_table,
+    preview_table,
+    run_facts,
+)
 from instruct_lab_bot.core.messages.precheck import precheck_tables, precheck_title
+from instruct_lab_bot.core.output_preview import Count, Sample
 from instruct_lab_bot.core.precheck import Answer
 from instruct_lab_bot.core.progress import Progress
+from instruct_lab_bot.core.run_compare import SampleChange
 
-PREVIEW_SAMPLES = 5
 FAILURE_LOG_LINES = 50
 
 
@@ -34,6 +46,7 @@ class Artifact:
     name: str
     url: str
     size: int
+    view_url: str = ""  # the bot's browser viewer, for jsonl/yaml files
 
 
 @dataclass(frozen=True)
@@ -46,12 +59,16 @@ class JobResult:
     error: str = ""
     generated: int | None = None
     discarded: int | None = None
-    samples: Sequence[tuple[str, str]] = ()
+    samples: Sequence[Sample] = ()
+    per_leaf: Sequence[Count] = ()
+    per_file: Sequence[Count] = ()
     artifacts: Sequence[Artifact] = ()
     index_url: str = ""
     log_tail: Sequence[str] = field(default_factory=tuple)
     cancelled_by: str = ""
     precheck: Sequence[Answer] = ()
+    change: SampleChange | None = None  # against the PR's previous successful generate
+    command_line: str = ""  # the redacted command ilab ran (the first line of ilab.log)
 
 
 def check_run_queued(job: Job, *, details_url: str | None = None) -> dict[str, object]:
@@ -159,6 +176,8 @@ def completed_title(job: Job, result: JobResult) -> str:
         return f"Timed out after {format_duration(result.duration)}"
     if result.state is State.CANCELLED:
         return "Cancelled" + (f" by @{result.cancelled_by}" if result.cancelled_by else "")
+    if result.error:
+        return f"`{job.command}` failed: {result.error}"[:255]
     return f"`{job.command}` failed"
 
 
@@ -184,16 +203,24 @@ def result_summary(job: Job, result: JobResult, *, for_comment: bool = False) ->
         f"Ran {_what_ran(job.command)} on {job.head_sha} (requested by @{job.requester}) "
         f"in {format_duration(result.duration)}. Job `{job.id}`.",
     ]
+    if facts := run_facts(job, result.duration):
+        lines += ["", facts]
     if result.precheck:
         lines += precheck_tables(result.precheck)
     if result.state is State.SUCCEEDED:
         lines += _success_details(result)
     else:
         lines += _failure_details(job, result, for_comment=for_comment)
+    lines += command_block(result.command_line or job.command_line)
     if result.artifacts:
         lines += ["", "**Files**" + (f" ([index]({result.index_url}))" if result.index_url else "")]
-        lines += [f"- [{escape_md(a.name)}]({a.url}) ({_size(a.size)})" for a in result.artifacts]
+        lines += [_artifact_line(a) for a in result.artifacts]
     return "\n".join(lines).strip() + "\n"
+
+
+def _artifact_line(artifact: Artifact) -> str:
+    line = f"- [{escape_md(artifact.name)}]({artifact.url}) ({_size(artifact.size)})"
+    return line + (f" · [view]({artifact.view_url})" if artifact.view_url else "")
 
 
 def _what_ran(command: str) -> str:
@@ -217,20 +244,10 @@ def _verdict(state: State) -> str:
 def _success_details(result: JobResult) -> list[str]:
     lines: list[str] = []
     if result.generated is not None:
-        counts = f"**{result.generated}** samples generated"
-        if result.discarded is not None:
-            counts += f", **{result.discarded}** discarded"
-        lines += ["", counts + "."]
-    if result.samples:
-        lines += [
-            "",
-            f"**Preview** (first {min(len(result.samples), PREVIEW_SAMPLES)})",
-            "",
-            "| # | Question | Answer |",
-            "|---|---|---|",
-        ]
-        for number, (question, answer) in enumerate(result.samples[:PREVIEW_SAMPLES], 1):
-            lines.append(f"| {number} | {table_cell(question)} | {table_cell(answer)} |")
+        lines += ["", counts_line(result.generated, result.discarded, result.change)]
+    lines += leaf_table(result.per_leaf)
+    lines += preview_table(result.samples)
+    lines += file_table(result.per_file)
     return lines
 
 

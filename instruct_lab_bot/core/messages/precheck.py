@@ -8,9 +8,28 @@ from instruct_lab_bot.core.messages.format import escape_md, table_cell
 from instruct_lab_bot.core.precheck import Answer
 
 
+def precheck_about(answers: Sequence[Answer]) -> list[str]:
+    """Which model answered, and whether it saw the seeds' context."""
+    models = sorted({a.model for a in answers if a.model})
+    if not answers:
+        return []
+    who = (
+        "Answers from " + ", ".join(f"`{m.replace('`', '')[:200]}`" for m in models)
+        if models
+        else "Answers from the configured model"
+    )
+    context = (
+        "some questions were sent with their seed's context"
+        if any(a.with_context for a in answers)
+        else "each question asked alone, without its seed's context"
+    )
+    return ["", f"{who} ({context})."]
+
+
 def precheck_tables(answers: Sequence[Answer], limit: int = 40_000) -> list[str]:
-    """Per file: question | contributor's answer | model's answer, cut to fit a comment."""
-    lines: list[str] = []
+    """Per file: question | contributor's answer | model's answer, one row per question,
+    cut to fit a comment."""
+    lines: list[str] = precheck_about(answers)
     size = 0
     for path in dict.fromkeys(a.path for a in answers):
         lines += [

@@ -28,6 +28,7 @@ from instruct_lab_bot.services.dispatcher.context import Deps, Request
 from instruct_lab_bot.services.dispatcher.jobs import JobOrigin, JobStarter
 from instruct_lab_bot.services.dispatcher.replies import Replies
 from instruct_lab_bot.services.dispatcher.stopping import JobStopper
+from instruct_lab_bot.services.job_links import links_text
 from instruct_lab_bot.services.job_status import pr_status
 
 log = structlog.get_logger(__name__)
@@ -50,6 +51,7 @@ class CommandHandlers:
             Handler.START_JOB: self.start_job,
             Handler.RETRY: self.retry,
             Handler.CANCEL: self.cancel,
+            Handler.LINKS: self.links,
         }
 
     async def comment(self, gh: Installation, delivery_id: str, intent: CommandIntent) -> None:
@@ -78,6 +80,7 @@ class CommandHandlers:
                 marker=f"{command.name}:{command.line}",
                 job_id=job_id_for(delivery_id, command.line),
                 comment_id=intent.comment_id,
+                args=command.args,
             )
             await self.command(request, command)
 
@@ -120,3 +123,9 @@ class CommandHandlers:
         stopped = await self.stopper.cancel(request.gh, request.pull, request.sender)
         text = cancelled(stopped, request.sender)
         await request.reply.once(request.marker, text, ReplyReason.CANCELLED)
+
+    async def links(self, request: Request, spec: CommandSpec) -> None:
+        """Fresh links to the files of the PR's latest job with files, or of a named one."""
+        wanted = request.args[0] if request.args else ""
+        text = await links_text(self.deps.settings, self.deps.queue, request.pull, wanted)
+        await request.reply.once(request.marker, text, ReplyReason.LINKS)

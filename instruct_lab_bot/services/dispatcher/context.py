@@ -41,6 +41,7 @@ class Request:
     marker: str
     job_id: str
     comment_id: int = 0  # the comment that asked (0: a check-run button)
+    args: tuple[str, ...] = ()  # the command's arguments as typed
 
     @property
     def delivery_id(self) -> str:

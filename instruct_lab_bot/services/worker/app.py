@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import aiohttp
 import structlog
+from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.github import build_github_app
 from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP
@@ -28,8 +29,9 @@ from instruct_lab_bot.adapters.storage import link_signing_key, open_store
 from instruct_lab_bot.adapters.tracing import continue_trace, record_span, span
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
-from instruct_lab_bot.core.jobs import CONCLUSIONS, Job, State
+from instruct_lab_bot.core.jobs import CONCLUSIONS, RUN_FACTS, Job, State
 from instruct_lab_bot.core.messages import JobResult
+from instruct_lab_bot.core.run_compare import leaf_counts_json
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
 from instruct_lab_bot.services.worker import redis_calls
@@ -59,10 +61,11 @@ async def open_worker(
         log.warning("sandbox.off", warning=warning)
     metrics = metrics or WorkerMetrics()
     queue = Queue.from_settings(settings)
+    link_key = link_signing_key(settings, queue.shared_link_key)
     store = open_store(
         parse_artifacts_url(settings.artifacts_url),
         public_url=settings.public_url,
-        signing_key=link_signing_key(settings, queue.shared_link_key),
+        signing_key=link_key,
         link_expiry=settings.link_expiry,
         s3_endpoint_url=settings.s3_endpoint_url,
     )
@@ -72,7 +75,7 @@ async def open_worker(
             budget = WriteBudget(queue.redis, limit=settings.github_write_limit)
             github = build_github_app(session, settings, budget, on_response=metrics.github.observe)
             tools = JobTools(run=process_runner(settings))
-            deps = WorkerDeps(settings, queue, github, store, metrics, tools)
+            deps = WorkerDeps(settings, queue, github, store, metrics, tools, link_key=link_key)
             yield Worker(deps, concurrency=concurrency, name=name)
     finally:
         try:
@@ -192,12 +195,16 @@ class Worker:
     async def finish(self, entry: StreamEntry, job: Job, result: JobResult) -> None:
         """Record the final result, store the end state and acknowledge in one step, then
         post the result on GitHub."""
+        job = await self._with_run_facts(job)
         await self._report(job, result)
         fields = {
             "finished_at": time.time(),
             "error": self.deps.redactor.redact(result.error)[:2000],
             "index_url": result.index_url,
             "generated": -1 if result.generated is None else result.generated,
+            "leaf_counts": leaf_counts_json(result.per_leaf),
+            "command_line": result.command_line,
+            "artifact_names": "\n".join(a.name for a in result.artifacts),
         }
         queue = self.deps.queue
         stored = await redis_calls.record(
@@ -214,6 +221,19 @@ class Worker:
             stored=stored,
         )
         await self.outbox.deliver(job.id)
+
+    async def _with_run_facts(self, job: Job) -> Job:
+        """The job with the facts recorded on its hash while it ran (ilab version, teacher,
+        pipeline: the reply renders whichever are there)."""
+        try:
+            stored = await self.deps.queue.get_job(job.id)
+        except (RedisError, OSError) as exc:
+            log.warning("job.facts_unread", error=str(exc))
+            return job
+        if stored is None:
+            return job
+        facts = {name: getattr(stored, name) for name in RUN_FACTS if getattr(stored, name)}
+        return job.evolve(**facts)
 
     async def _report(self, job: Job, result: JobResult) -> None:
         """Record the check-run completion and the comment in the outbox, once per job

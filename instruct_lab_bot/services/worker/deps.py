@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from instruct_lab_bot.adapters.git import CheckoutRequest, CheckoutResult, checkout_pull_request
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.runner import RunProcess, run_streaming
-from instruct_lab_bot.adapters.storage import ArtifactStore
+from instruct_lab_bot.adapters.storage import ArtifactStore, SigningKey
 from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
@@ -88,6 +88,8 @@ class WorkerDeps:
     store: ArtifactStore
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     tools: JobTools = field(default_factory=JobTools)
+    #: Signs stable links (`ILAB_BOT_STABLE_LINKS`); b"": the store's expiring links only.
+    link_key: SigningKey = b""
 
     @cached_property
     def redactor(self) -> Redactor:

@@ -4,7 +4,8 @@ progress the check run shows, within the job's time limit and cancel."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Sequence
 
 from instruct_lab_bot.adapters.git import CheckoutResult
 from instruct_lab_bot.adapters.runner import RunLimits, RunResult
@@ -38,6 +39,11 @@ def line_sink(
     return sink
 
 
+def shown_command(argv: Sequence[str], redactor: Redactor) -> str:
+    """The exact command ilab ran, redacted: the first line of `ilab.log` and the reply's."""
+    return redactor.redact(shlex.join(argv))
+
+
 async def run_generate(
     deps: WorkerDeps,
     reporter: Reporter,
@@ -45,14 +51,17 @@ async def run_generate(
     workspace: Workspace,
     progress: Progress,
     cancel: asyncio.Event | None,
-) -> RunResult:
-    """Run ilab while `reporter` follows its progress; JobFailed if it cannot start."""
+) -> tuple[RunResult, str]:
+    """Run ilab while `reporter` follows its progress; the run and the command line shown.
+    JobFailed if it cannot start."""
     settings = deps.settings
     argv = generate_argv(settings, checkout.path, checkout.base_ref, workspace.out_dir)
+    command_line = shown_command(argv, deps.redactor)
     limits = RunLimits(timeout=settings.job_timeout, kill_grace=settings.kill_grace)
     stop_updates = asyncio.Event()
     updater = asyncio.create_task(reporter.follow(progress, stop_updates))
     with CappedLog(workspace.log_path, settings.log_limit) as log_file:
+        log_file.write_line(f"$ {command_line}")
         try:
             with span("ilab.run", argv0=argv[0]) as current:
                 command = ilab_command(settings, argv, workspace=workspace.root, cwd=checkout.path)
@@ -72,4 +81,4 @@ async def run_generate(
             stop_updates.set()
             await updater
     deps.metrics.exits.labels(reporter.job.command, exit_label(run.exit_code)).inc()
-    return run
+    return run, command_line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 import structlog
@@ -22,9 +23,10 @@ from instruct_lab_bot.core.job_outcome import (
 )
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.messages import JobResult
-from instruct_lab_bot.core.outputs import summarize
+from instruct_lab_bot.core.outputs import Count, summarize
 from instruct_lab_bot.core.precheck import Answer
 from instruct_lab_bot.core.progress import Progress
+from instruct_lab_bot.core.run_compare import SampleChange, previous_generate, sample_change
 from instruct_lab_bot.services import precheck
 from instruct_lab_bot.services.worker.deps import WorkerDeps
 from instruct_lab_bot.services.worker.ilab import JobFailed, run_generate
@@ -85,11 +87,12 @@ class JobExecution:
 
     async def _generate(self, checkout: CheckoutResult) -> JobResult:
         progress = self.progress
-        run = await run_generate(
+        run, command_line = await run_generate(
             self.deps, self.reporter, checkout, self.workspace, progress, self.cancel
         )
         state = state_from_run(run.outcome, run.exit_code)
         summary = await asyncio.to_thread(summarize, self.workspace.out_dir)
+        generated = summary.generated if state is State.SUCCEEDED else None
         artifacts, index_url = await upload_outputs(
             self.deps, self.job, self.workspace.out_dir, self.workspace.log_path
         )
@@ -98,9 +101,13 @@ class JobExecution:
             duration=self._elapsed(),
             exit_code=run.exit_code,
             error=run_error(state, run.exit_code, progress.error),
-            generated=summary.generated if state is State.SUCCEEDED else None,
+            generated=generated,
             discarded=progress.discarded,
             samples=summary.samples,
+            per_leaf=summary.per_leaf,
+            per_file=summary.per_file,
+            change=await self._change(summary.per_leaf, generated),
+            command_line=command_line,
             artifacts=artifacts,
             index_url=index_url,
             log_tail=progress.last_lines(messages.FAILURE_LOG_LINES),
@@ -131,6 +138,17 @@ class JobExecution:
             index_url=index_url,
             precheck=tuple(answers),
         )
+
+    async def _change(
+        self, per_leaf: Sequence[Count], generated: int | None
+    ) -> SampleChange | None:
+        """Samples gained and lost since the PR's previous successful generate, if any."""
+        if generated is None:
+            return None
+        queue = self.deps.queue
+        jobs = await queue.get_jobs(await queue.pr_job_ids(self.job.pull_request))
+        previous = previous_generate(jobs, self.job)
+        return sample_change(previous, per_leaf, generated) if previous else None
 
     def _redacted(self, answer: Answer) -> Answer:
         """An answer as it may be shown: the model's text and errors are ilab output too."""
