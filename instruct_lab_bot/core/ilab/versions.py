@@ -17,6 +17,8 @@ __all__ = [
     "IlabProfile",
     "IlabRelease",
     "IlabVersion",
+    "UnsupportedIlab",
+    "choose_release",
     "nearest_profile",
     "parse_ilab_version",
     "profile_for",
@@ -103,3 +105,37 @@ class IlabRelease:
         version = parse_ilab_version(f"version {profile.tested}")
         assert version is not None
         return cls(version, profile)
+
+
+class UnsupportedIlab(Exception):
+    """The worker's `ilab` is missing, unreadable or of an unsupported line; the message says
+    what was found and what to do."""
+
+
+def supported_lines() -> str:
+    return ", ".join(f"{p.name}.x" for p in PROFILES)
+
+
+def choose_release(output: str, exit_code: int | None, *, allow_unsupported: bool) -> IlabRelease:
+    """The release `ilab --version` reported (its output and exit code), with its profile.
+
+    Raises UnsupportedIlab when no version can be read, or when the line is unsupported and
+    the admin did not allow it (ILAB_BOT_ILAB_ALLOW_UNSUPPORTED); allowed, the nearest profile
+    is used and the release is marked unsupported (the worker warns)."""
+    version = parse_ilab_version(output) if exit_code == 0 else None
+    if version is None:
+        last = output.strip().splitlines()[-1:] or [f"exit code {exit_code}"]
+        raise UnsupportedIlab(
+            f"`ilab --version` did not report a version ({last[0][:200]}): install a supported "
+            f"ilab ({supported_lines()}) or point ILAB_BOT_ILAB_COMMAND at it"
+        )
+    profile = profile_for(version)
+    if profile is not None:
+        return IlabRelease(version, profile)
+    if not allow_unsupported:
+        raise UnsupportedIlab(
+            f"ilab {version} is not a supported release (supported: {supported_lines()}): "
+            "install a supported one, or set ILAB_BOT_ILAB_ALLOW_UNSUPPORTED=true to drive it "
+            "like the nearest supported line"
+        )
+    return IlabRelease(version, nearest_profile(version), supported=False)
