@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from instruct_lab_bot.adapters.ilab_version import admin_config
 from instruct_lab_bot.core.ilab import (
     CHAT_ENV,
     PROFILES,
@@ -20,6 +21,7 @@ from instruct_lab_bot.core.ilab import (
     nearest_profile,
     parse_ilab_version,
     profile_for,
+    with_ilab_config,
 )
 from instruct_lab_bot.core.settings import SettingsError, parse_settings
 from tests.fixtures.bot import make_settings
@@ -165,3 +167,24 @@ def test_teacher_settings_parse() -> None:
     assert settings.teacher_model == "/models/mixtral-8x7b"
     assert settings.teacher_endpoint_url == "http://teacher.models.svc:8000/v1"
     assert (settings.generate_pipeline, settings.ilab_allow_unsupported) == ("simple", True)
+
+
+def test_config_default_unless_the_admin_gave_ilab_a_config() -> None:
+    settings = make_settings(ilab_command=("ilab",))
+    fresh = with_ilab_config(settings, admin_config=False)
+    assert fresh.ilab_command == ("ilab", "--config", "DEFAULT")
+    assert chat_argv(V026, fresh, "Q")[:5] == ["ilab", "--config", "DEFAULT", "model", "chat"]
+    assert with_ilab_config(settings, admin_config=True) is settings
+    named = make_settings(ilab_command=("ilab", "--config=/etc/ilab.yaml"))
+    assert with_ilab_config(named, admin_config=False) is named
+
+
+def test_admin_config_is_the_one_under_a_passed_xdg_config_home(tmp_path: Path) -> None:
+    config = tmp_path / "instructlab" / "config.yaml"
+    environ = {"XDG_CONFIG_HOME": str(tmp_path)}
+    passing = make_settings(ilab_env=("XDG_CONFIG_HOME",))
+    assert admin_config(passing, environ) is None  # no file there yet
+    config.parent.mkdir()
+    config.write_text("version: 1.0.0\n", encoding="utf-8")
+    assert admin_config(passing, environ) == config
+    assert admin_config(make_settings(ilab_env=()), environ) is None  # ilab would not see it

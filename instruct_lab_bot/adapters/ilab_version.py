@@ -1,14 +1,18 @@
-"""Ask the worker's `ilab` its version (`ilab --version`), the way jobs run it: through the
-sandbox and the runner, with an argv list, in a scratch folder removed afterwards."""
+"""The worker's `ilab` at start-up: its version (`ilab --version`, run the way jobs run it:
+through the sandbox and the runner, with an argv list, in a scratch folder removed
+afterwards), and whether the admin gave it a configuration of its own."""
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from instruct_lab_bot.adapters.runner import RunLimits, run_streaming
 from instruct_lab_bot.adapters.sandbox import ilab_command
 from instruct_lab_bot.core.ilab import IlabRelease, UnsupportedIlab, choose_release
+from instruct_lab_bot.core.sandbox import child_env
 from instruct_lab_bot.core.settings import Settings
 
 _TIMEOUT = 120.0  # importing ilab's CLI alone takes seconds on a loaded machine
@@ -43,3 +47,13 @@ async def detect_ilab(settings: Settings) -> IlabRelease:
             ) from None
     code = result.exit_code if result.outcome == "exited" else None
     return choose_release("\n".join(lines), code, allow_unsupported=settings.ilab_allow_unsupported)
+
+
+def admin_config(settings: Settings, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config.yaml ilab would read in a job despite its fresh HOME: the one under an
+    XDG_CONFIG_HOME the allow-list passes to ilab (docs/deploy.md), if it exists."""
+    environ = os.environ if environ is None else environ
+    passed = child_env(environ, settings.ilab_env, home=Path("/nonexistent"), path="")
+    base = passed.get("XDG_CONFIG_HOME")
+    config = Path(base) / "instructlab" / "config.yaml" if base else None
+    return config if config is not None and config.is_file() else None

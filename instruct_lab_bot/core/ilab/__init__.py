@@ -3,6 +3,7 @@ builds for each (`commands`)."""
 
 from instruct_lab_bot.core.ilab.commands import (
     CHAT_ENV,
+    CONFIG_DEFAULT,
     BotArgv,
     FlagUse,
     GenerateRun,
@@ -11,6 +12,8 @@ from instruct_lab_bot.core.ilab.commands import (
     config_init_argv,
     generate_run,
     last_value,
+    names_config,
+    with_ilab_config,
 )
 from instruct_lab_bot.core.ilab.versions import (
     PROFILES,
@@ -26,6 +29,7 @@ from instruct_lab_bot.core.ilab.versions import (
 
 __all__ = [
     "CHAT_ENV",
+    "CONFIG_DEFAULT",
     "PROFILES",
     "BotArgv",
     "FlagUse",
@@ -40,7 +44,9 @@ __all__ = [
     "config_init_argv",
     "generate_run",
     "last_value",
+    "names_config",
     "nearest_profile",
     "parse_ilab_version",
     "profile_for",
+    "with_ilab_config",
 ]

@@ -18,6 +18,7 @@ from instruct_lab_bot.core.settings import Settings
 
 __all__ = [
     "CHAT_ENV",
+    "CONFIG_DEFAULT",
     "BotArgv",
     "FlagUse",
     "GenerateRun",
@@ -26,12 +27,18 @@ __all__ = [
     "config_init_argv",
     "generate_run",
     "last_value",
+    "names_config",
+    "with_ilab_config",
 ]
 
 #: `model chat` wraps its answer at 80 columns when not on a terminal, unless told wider.
 CHAT_ENV = {"COLUMNS": "10000"}
 #: What `ilab --version` is asked with (click's eager version option).
 VERSION_ARGS = ("--version",)
+#: ilab's own "no config file": built-in defaults, and the storage folders created under HOME
+#: (the job's folder). Without a config every `ilab <group> <command>` exits 2 ("run `ilab
+#: config init`"), and `config init` clones the taxonomy from the internet.
+CONFIG_DEFAULT = ("--config", "DEFAULT")
 
 
 @dataclass(frozen=True)
@@ -45,8 +52,9 @@ class FlagUse:
 @dataclass(frozen=True)
 class BotArgv:
     """One command line the bot builds: the words after the `ilab` executable, split into the
-    command path (`data generate`) and its arguments; `expect` holds the parameters click
-    must parse them into (by click's parameter name)."""
+    command path (`data generate`) and its arguments; `expect` holds the value click must
+    parse each flag's parameter into (by flag; a positional argument by its name). A switch
+    pair's second flag (`--non-interactive` of `--interactive/--non-interactive`) sets False."""
 
     command: tuple[str, ...]
     args: tuple[str, ...]
@@ -125,6 +133,21 @@ def _config_init_args(taxonomy: Path) -> list[str]:
     return ["config", "init", "--non-interactive", "--taxonomy-path", str(taxonomy)]
 
 
+def names_config(ilab_command: Sequence[str]) -> bool:
+    """Whether ILAB_BOT_ILAB_COMMAND already gives ilab a configuration (`--config …`)."""
+    return any(arg == "--config" or arg.startswith("--config=") for arg in ilab_command)
+
+
+def with_ilab_config(settings: Settings, *, admin_config: bool) -> Settings:
+    """The settings a worker drives ilab with: unless the admin gave ilab a configuration
+    (`--config` in ILAB_BOT_ILAB_COMMAND, or a config.yaml under an XDG_CONFIG_HOME passed
+    to ilab), every command gets `--config DEFAULT`, so a job's fresh HOME needs no
+    `ilab config init`."""
+    if admin_config or names_config(settings.ilab_command):
+        return settings
+    return replace(settings, ilab_command=(*settings.ilab_command, *CONFIG_DEFAULT))
+
+
 def last_value(args: Sequence[str], flag: str) -> str | None:
     """The value the last `flag V` or `flag=V` in `args` gives (click keeps the last one)."""
     found: str | None = None
@@ -151,27 +174,33 @@ def bot_argvs(profile: IlabProfile) -> tuple[BotArgv, ...]:
         generate_pipeline="simple",
     )
     found: list[BotArgv] = [BotArgv((), VERSION_ARGS, (FlagUse("--version", "flag"),))]
+    config_args = (*CONFIG_DEFAULT, "data", "generate")
+    config_uses = (FlagUse("--config", "path"),)
+    found.append(BotArgv((), config_args, config_uses, {"--config": "DEFAULT"}))
     for settings in (bare, teacher):
         args = _generate_args(profile, settings, root / "taxonomy", "origin/main", root / "out")
         expect: dict[str, object] = {
-            "taxonomy_path": str(root / "taxonomy"),
-            "taxonomy_base": "origin/main",
-            "output_dir": str(root / "out"),
-            "pipeline": settings.generate_pipeline or profile.default_pipeline,
+            "--taxonomy-path": str(root / "taxonomy"),
+            "--taxonomy-base": "origin/main",
+            "--output-dir": str(root / "out"),
+            "--pipeline": settings.generate_pipeline or profile.default_pipeline,
         }
         if settings.teacher_model:
-            expect |= {"model": "teacher-model", "model_family": "mixtral"}
-            expect["endpoint_url"] = "http://teacher:8000/v1"
+            expect |= {"--model": "teacher-model", "--model-family": "mixtral"}
+            expect["--endpoint-url"] = "http://teacher:8000/v1"
         uses = tuple(u for u in _GENERATE_USES if u.flag in args)
         found.append(BotArgv(("data", "generate"), tuple(args), uses, expect))
     chat_uses = (FlagUse("-qq", "flag"), *(FlagUse(f, "flag") for f in profile.chat_plain_flags))
     for question in ("What is 2 + 2?", "--help", "-qq --model x"):
-        expect = {"question": [question], "quick_question": True}
-        expect |= {f.lstrip("-").replace("-", "_"): True for f in profile.chat_plain_flags}
+        expect = {"question": [question], "-qq": True}
+        expect |= dict.fromkeys(profile.chat_plain_flags, True)
         args = _chat_args(profile, bare, question)
         found.append(BotArgv(("model", "chat"), tuple(args), chat_uses, expect))
     init_uses = (FlagUse("--non-interactive", "flag"), FlagUse("--taxonomy-path", "path"))
     init_args = _config_init_args(root / "taxonomy")
-    init_expect: dict[str, object] = {"interactive": False, "taxonomy_path": str(root / "taxonomy")}
+    init_expect: dict[str, object] = {
+        "--non-interactive": False,
+        "--taxonomy-path": str(root / "taxonomy"),
+    }
     found.append(BotArgv(("config", "init"), tuple(init_args[2:]), init_uses, init_expect))
     return tuple(found)

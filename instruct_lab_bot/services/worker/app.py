@@ -19,7 +19,7 @@ import aiohttp
 import structlog
 
 from instruct_lab_bot.adapters.github import build_github_app
-from instruct_lab_bot.adapters.ilab_version import detect_ilab
+from instruct_lab_bot.adapters.ilab_version import admin_config, detect_ilab
 from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
@@ -29,6 +29,7 @@ from instruct_lab_bot.adapters.storage import link_signing_key, open_store
 from instruct_lab_bot.adapters.tracing import continue_trace, record_span, span
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
+from instruct_lab_bot.core.ilab import IlabRelease, with_ilab_config
 from instruct_lab_bot.core.jobs import CONCLUSIONS, Job, State
 from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.settings import Settings
@@ -59,16 +60,7 @@ async def open_worker(
     warning = await check_sandbox(settings)
     if warning:
         log.warning("sandbox.off", warning=warning)
-    release = await detect_ilab(settings)
-    if release.supported:
-        log.info("ilab.detected", ilab_version=str(release.version), profile=release.profile.name)
-    else:
-        log.warning(
-            "ilab.unsupported",
-            ilab_version=str(release.version),
-            profile=release.profile.name,
-            warning="ILAB_BOT_ILAB_ALLOW_UNSUPPORTED: driving it like the nearest supported line",
-        )
+    settings, release = await prepare_ilab(settings)
     metrics = metrics or WorkerMetrics()
     metrics.ilab_detected(str(release.version), release.profile.name)
     queue = Queue.from_url(settings.redis_url, history_ttl=settings.job_history_ttl)
@@ -91,6 +83,27 @@ async def open_worker(
             await store.aclose()
         finally:
             await queue.aclose()
+
+
+async def prepare_ilab(settings: Settings) -> tuple[Settings, IlabRelease]:
+    """The worker's ilab release (UnsupportedIlab if none it may drive) and the settings that
+    give it a configuration in each job's fresh HOME (`--config DEFAULT` unless the admin's)."""
+    release = await detect_ilab(settings)
+    if release.supported:
+        log.info("ilab.detected", ilab_version=str(release.version), profile=release.profile.name)
+    else:
+        log.warning(
+            "ilab.unsupported",
+            ilab_version=str(release.version),
+            profile=release.profile.name,
+            warning="ILAB_BOT_ILAB_ALLOW_UNSUPPORTED: driving it like the nearest supported line",
+        )
+    configured = admin_config(settings)
+    settings = with_ilab_config(settings, admin_config=configured is not None)
+    log.info(
+        "ilab.config", config=str(configured) if configured else " ".join(settings.ilab_command)
+    )
+    return settings, release
 
 
 class Worker:
