@@ -23,11 +23,21 @@ import click
 KINDS = {"text": "text", "path": "path"}  # the bot's value kinds -> click's ParamType.name
 
 
-def find_command(root: click.Command, words: Sequence[str], default_map: Any) -> click.Context:
+class Lab:
+    """What ilab's root callback leaves in `ctx.obj` (0.26's ConfigOption reads `.config`)."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+
+def find_command(
+    root: click.Command, words: Sequence[str], default_map: Any, obj: Any = None
+) -> click.Context:
     """The context of `ilab <words…>`'s command, set up as ilab's own callbacks set it: the
-    root's default map is the whole config, and each group passes the whole map on (ilab's
-    groups do `ctx.default_map = ctx.parent.default_map`), so a command reads its section."""
-    ctx = click.Context(root, info_name="ilab", default_map=default_map)
+    root's default map is the whole config (and `obj` the loaded config), and each group passes
+    the whole map on (`ctx.default_map = ctx.parent.default_map`), so a command reads its
+    section."""
+    ctx = click.Context(root, info_name="ilab", default_map=default_map, obj=obj)
     for word in words:
         group = ctx.command
         if not isinstance(group, click.Group):
@@ -84,12 +94,14 @@ def plain(value: object) -> object:
     return value
 
 
-def check_one(root: click.Command, spec: Mapping[str, Any], default_map: Any) -> dict[str, Any]:
+def check_one(
+    root: click.Command, spec: Mapping[str, Any], default_map: Any, obj: Any = None
+) -> dict[str, Any]:
     """Parse one command line; its flag and value problems and what it printed."""
     out = io.StringIO()
     problems: list[str] = []
     try:
-        parent = find_command(root, spec["command"], default_map)
+        parent = find_command(root, spec["command"], default_map, obj)
         command = parent.command
         problems += flag_problems(command, spec["uses"])
         with contextlib.redirect_stdout(out):
@@ -117,16 +129,18 @@ def check_one(root: click.Command, spec: Mapping[str, Any], default_map: Any) ->
 
 
 def check_all(
-    root: click.Command, specs: Sequence[Mapping[str, Any]], default_map: Any
+    root: click.Command, specs: Sequence[Mapping[str, Any]], default_map: Any, obj: Any = None
 ) -> list[dict[str, Any]]:
-    return [check_one(root, spec, default_map) for spec in specs]
+    return [check_one(root, spec, default_map, obj) for spec in specs]
 
 
-def real_ilab() -> tuple[click.Command, Any]:
-    """The installed release's `ilab` group and the default map its default config gives."""
+def real_ilab() -> tuple[click.Command, Any, Lab]:
+    """The installed release's `ilab` group, the default map its default config gives, and
+    the config object its commands find in `ctx.obj`."""
     configuration: Any = importlib.import_module("instructlab.configuration")
     lab: Any = importlib.import_module("instructlab.lab")
-    return lab.ilab, configuration.get_dict(configuration.get_default_config())
+    config = configuration.get_default_config()
+    return lab.ilab, configuration.get_dict(config), Lab(config)
 
 
 def rename(root: click.Command, words: Sequence[str], old: str, new: str) -> None:
@@ -141,10 +155,10 @@ def rename(root: click.Command, words: Sequence[str], old: str, new: str) -> Non
 def main(argv: Sequence[str]) -> None:
     """`check.py [--rename WORDS… OLD NEW]` < command lines (JSON) > results (JSON)."""
     request = json.load(sys.stdin)
-    root, default_map = real_ilab()
+    root, default_map, obj = real_ilab()
     if argv[:1] == ["--rename"]:
         rename(root, argv[1:-2], argv[-2], argv[-1])
-    print(json.dumps(check_all(root, request, default_map)))
+    print(json.dumps(check_all(root, request, default_map, obj)))
 
 
 if __name__ == "__main__":
