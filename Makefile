@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 CACHE ?= .cache
 
 .PHONY: install redis bwrap promtool chromium testdata demo server worker test lint bench deploy-check clean
+.PHONY: ilab-contract
 
 $(STAMP): pyproject.toml testkit/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +57,11 @@ worker: install
 
 test: install redis bwrap promtool chromium testdata
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The bot's ilab command lines parsed by the real instructlab releases' own click commands, in
+# throwaway venvs cached under .cache/ilab-contract (README "Supported ilab versions").
+ilab-contract: install
+	$(PY) -m testkit.ilab_contract --cache $(CACHE)/ilab-contract
 
 deploy-check: install promtool
 	$(PY) -m pytest tests/test_deploy.py tests/test_grafana.py $(PYTEST_ARGS)

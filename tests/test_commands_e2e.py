@@ -284,8 +284,13 @@ async def test_retry_after_failure_and_check_run_rerun(
         async with asyncio.timeout(60):
             while len(world.result_comments()) < 3:
                 await asyncio.sleep(0.05)
-    states = sorted(str(j.state) for j in await jobs(world))
+    found = await jobs(world)
+    states = sorted(str(j.state) for j in found)
     assert states == ["failed", "succeeded", "succeeded"]
+    # what the result reply shows: the worker's ilab and the generate run's pipeline/teacher
+    assert {(j.ilab_version, j.pipeline, j.teacher_model) for j in found} == {
+        ("0.18.4", "simple", "")
+    }
 
 
 # -- pull request events -----------------------------------------------------------------
@@ -397,3 +402,4 @@ async def test_precheck_asks_each_question_intact(
     assert "precheck.yaml" in body and "precheck.html" in body
     (run,) = world.gh.check_runs(OWNER, REPO, name="instruct-lab-bot/precheck")
     assert run["conclusion"] == "success"
+    assert [(j.ilab_version, j.pipeline) for j in await jobs(world)] == [("0.18.4", "")]

@@ -87,9 +87,11 @@ def ilab_command(
     workspace: Path,
     cwd: Path,
     environ: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> IlabCommand:
     """`argv` wrapped in prlimit and (unless ILAB_BOT_SANDBOX=off) bubblewrap for one job;
-    for the ilab runner, bare (it applies its own limits).
+    for the ilab runner, bare (it applies its own limits). `extra_env` is set on top of
+    the allow-list (the bot's own values, e.g. COLUMNS for chat).
 
     Raises SandboxUnavailable when a program it needs is missing.
     """
@@ -98,6 +100,7 @@ def ilab_command(
     home = workspace / "home"
     home.mkdir(parents=True, exist_ok=True)
     env = child_env(environ, settings.ilab_env, home=home, path=environ.get("PATH", os.defpath))
+    env.update(extra_env or {})
     if settings.sandbox == "runner":  # the runner sets PATH and the limits itself
         return IlabCommand(list(argv), {k: v for k, v in env.items() if k != "PATH"})
     if settings.sandbox == "off":

@@ -169,9 +169,9 @@ class Job:
     cancelled_by: str = ""
     traceparent: str = ""
     # What ran, for the reply (set by the worker when known; "" = unknown).
-    ilab_version: str = ""
-    teacher_model: str = ""
-    pipeline: str = ""
+    ilab_version: str = ""  # the worker's `ilab --version` (e.g. "0.26.1")
+    teacher_model: str = ""  # `data generate --model`, when the bot passed one
+    pipeline: str = ""  # `data generate --pipeline`
     command_line: str = ""  # the redacted argv, as at the top of ilab.log
     leaf_counts: str = ""  # JSON {leaf: samples} of a generate run, to compare the next one
     artifact_names: str = ""  # the stored files' names, one a line (for the `links` command)

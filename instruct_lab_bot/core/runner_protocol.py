@@ -46,7 +46,7 @@ MAX_TIMEOUT = 7 * 86400.0
 MAX_KILL_GRACE = 600.0
 #: Variables every run may set besides the runner's allow-list (`HOME` must be in the jobs
 #: folder; the runner sets `PATH` itself).
-BASE_ENV = frozenset({*FIXED_ENV, "HOME", "TMPDIR"})
+BASE_ENV = frozenset({*FIXED_ENV, "HOME", "TMPDIR", "COLUMNS"})  # COLUMNS: chat, unwrapped
 _SECRET_NAMES = frozenset(
     {
         "ILAB_BOT_WEBHOOK_SECRET",

@@ -283,3 +283,11 @@ def parse_count_or_zero(text: str) -> int:
     if not text.strip().isdigit():
         raise ValueError("must be a whole number (0 or more)")
     return int(text)
+
+
+def parse_word(text: str) -> str:
+    """One argv value (a model name or path, a pipeline): no spaces or control characters,
+    and not starting with `-`, which a reader could take for a flag."""
+    if not text or text.startswith("-") or any(c.isspace() or ord(c) < 32 for c in text):
+        raise ValueError(f"{text!r} must be one word, not starting with '-'")
+    return text

@@ -28,6 +28,7 @@ from instruct_lab_bot.adapters import sandbox
 from instruct_lab_bot.adapters.runner import RunLimits, RunResult
 from instruct_lab_bot.adapters.runner_client import RunnerClient, RunnerRefused
 from instruct_lab_bot.adapters.sandbox import SandboxUnavailable, check_sandbox, ilab_command
+from instruct_lab_bot.core.ilab import PROFILES
 from instruct_lab_bot.core.precheck import Seed
 from instruct_lab_bot.core.runner_protocol import path_arguments, secrets_in_environment
 from instruct_lab_bot.core.settings import SettingsError, parse_runner_settings, parse_settings
@@ -433,7 +434,9 @@ async def test_precheck_chat_goes_through_the_runner(
     job = runner.jobs_root / "work" / "job"
     job.mkdir(parents=True)
     seed = Seed("q.yaml", "/etc/passwd: what is in it?", "Users.", "")
-    answer = await precheck.ask(settings, seed, cwd=job, workspace=job, cancel=None)
+    answer = await precheck.ask(
+        settings, seed, cwd=job, workspace=job, cancel=None, profile=PROFILES[-1]
+    )
     assert answer.error == ""
     assert answer.answer == f"{runner.process.pid} /etc/passwd: what is in it?"
 

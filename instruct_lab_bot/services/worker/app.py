@@ -20,6 +20,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.github import build_github_app
+from instruct_lab_bot.adapters.ilab_version import admin_config, detect_ilab
 from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
@@ -29,6 +30,7 @@ from instruct_lab_bot.adapters.storage import link_signing_key, open_store
 from instruct_lab_bot.adapters.tracing import continue_trace, record_span, span
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
+from instruct_lab_bot.core.ilab import IlabRelease, with_ilab_config
 from instruct_lab_bot.core.jobs import CONCLUSIONS, RUN_FACTS, Job, State
 from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.run_compare import leaf_counts_json
@@ -54,12 +56,15 @@ async def open_worker(
 ) -> AsyncIterator[Worker]:
     """A worker with its Redis pool, HTTP session and artifact store, closed on exit.
 
-    Refuses to start (SandboxUnavailable, naming the fix) when ilab's sandbox cannot work.
+    Refuses to start (SandboxUnavailable, naming the fix) when ilab's sandbox cannot work,
+    and (UnsupportedIlab) when `ilab --version` names no supported release.
     """
     warning = await check_sandbox(settings)
     if warning:
         log.warning("sandbox.off", warning=warning)
+    settings, release = await prepare_ilab(settings)
     metrics = metrics or WorkerMetrics()
+    metrics.ilab_detected(str(release.version), release.profile.name)
     queue = Queue.from_settings(settings)
     link_key = link_signing_key(settings, queue.shared_link_key)
     store = open_store(
@@ -75,13 +80,36 @@ async def open_worker(
             budget = WriteBudget(queue.redis, limit=settings.github_write_limit)
             github = build_github_app(session, settings, budget, on_response=metrics.github.observe)
             tools = JobTools(run=process_runner(settings))
-            deps = WorkerDeps(settings, queue, github, store, metrics, tools, link_key=link_key)
+            deps = WorkerDeps(
+                settings, queue, github, store, metrics, tools, link_key=link_key, ilab=release
+            )
             yield Worker(deps, concurrency=concurrency, name=name)
     finally:
         try:
             await store.aclose()
         finally:
             await queue.aclose()
+
+
+async def prepare_ilab(settings: Settings) -> tuple[Settings, IlabRelease]:
+    """The worker's ilab release (UnsupportedIlab if none it may drive) and the settings that
+    give it a configuration in each job's fresh HOME (`--config DEFAULT` unless the admin's)."""
+    release = await detect_ilab(settings)
+    if release.supported:
+        log.info("ilab.detected", ilab_version=str(release.version), profile=release.profile.name)
+    else:
+        log.warning(
+            "ilab.unsupported",
+            ilab_version=str(release.version),
+            profile=release.profile.name,
+            warning="ILAB_BOT_ILAB_ALLOW_UNSUPPORTED: driving it like the nearest supported line",
+        )
+    configured = admin_config(settings)
+    settings = with_ilab_config(settings, admin_config=configured is not None)
+    log.info(
+        "ilab.config", config=str(configured) if configured else " ".join(settings.ilab_command)
+    )
+    return settings, release
 
 
 class Worker:

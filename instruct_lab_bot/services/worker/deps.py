@@ -17,6 +17,7 @@ from instruct_lab_bot.adapters.git import CheckoutRequest, CheckoutResult, check
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.runner import RunProcess, run_streaming
 from instruct_lab_bot.adapters.storage import ArtifactStore, SigningKey
+from instruct_lab_bot.core.ilab import PROFILES, IlabRelease
 from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
@@ -90,6 +91,8 @@ class WorkerDeps:
     tools: JobTools = field(default_factory=JobTools)
     #: Signs stable links (`ILAB_BOT_STABLE_LINKS`); b"": the store's expiring links only.
     link_key: SigningKey = b""
+    #: The `ilab` found at start-up (`open_worker`); a hand-built worker assumes the oldest line.
+    ilab: IlabRelease = field(default_factory=lambda: IlabRelease.tested(PROFILES[0]))
 
     @cached_property
     def redactor(self) -> Redactor:
