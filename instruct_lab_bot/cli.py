@@ -1,4 +1,5 @@
-"""`instruct-lab-bot server|worker|replay`: the one place that reads the environment."""
+"""`instruct-lab-bot server|worker|replay|app|relay|doctor`: the one place that reads the
+environment."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from instruct_lab_bot import __version__
+from instruct_lab_bot.core.app_manifest import DEFAULT_APP_NAME
 from instruct_lab_bot.core.settings import Settings, SettingsError, parse_settings
 from instruct_lab_bot.services import logs
 
@@ -34,12 +37,16 @@ def load_settings(
     *,
     dotenv: Path | None = Path(".env"),
     require_github: bool = True,
+    require_secret: bool = True,
 ) -> Settings:
     """`Settings` from `environ` (default: the process environment) over `.env`."""
     env: dict[str, str] = dict(read_dotenv(dotenv)) if dotenv else {}
     env.update(os.environ if environ is None else environ)
     return parse_settings(
-        env, require_github=require_github, read_file=lambda p: Path(p).read_text()
+        env,
+        require_github=require_github,
+        require_secret=require_secret,
+        read_file=lambda p: Path(p).read_text(),
     )
 
 
@@ -90,17 +97,59 @@ def build_parser() -> argparse.ArgumentParser:
         help="webhook URL (default http://<ILAB_BOT_HOST>:<ILAB_BOT_PORT>/api/github/hook)",
     )
     replay.add_argument("--delivery", default=None, help="X-GitHub-Delivery (default: random)")
+    _add_onboarding_parsers(sub)
     return parser
+
+
+def _add_onboarding_parsers(sub: Any) -> None:
+    app = sub.add_parser("app", help="register the bot's GitHub App (manifest flow)")
+    app_sub = app.add_subparsers(dest="app_command", required=True, metavar="ACTION")
+    create = app_sub.add_parser(
+        "create", help="open a local page that registers the App and writes .env (0600)"
+    )
+    create.add_argument("--name", default=DEFAULT_APP_NAME, help="the App's name on GitHub")
+    create.add_argument("--org", default=None, help="register it for this organization")
+    create.add_argument(
+        "--github-url", default=None, help="GitHub's website (default ILAB_BOT_GITHUB_GIT_URL)"
+    )
+    create.add_argument(
+        "--api-url",
+        default=None,
+        help="GitHub's API (default: api.github.com, or <github-url>/api/v3 for Enterprise)",
+    )
+    create.add_argument("--public-url", default=None, help="default ILAB_BOT_PUBLIC_URL")
+    create.add_argument("--webhook-url", default=None, help="e.g. a relay channel's URL")
+    create.add_argument("--env-file", type=Path, default=Path(".env"))
+    create.add_argument("--key-file", type=Path, default=None, help="key to this file (0600)")
+    create.add_argument("--force", action="store_true", help="replace existing files")
+    create.add_argument("--port", type=int, default=0, help="local page's port (default: any)")
+    relay = sub.add_parser(
+        "relay", help="replay webhooks from a smee.io-style channel to a local server"
+    )
+    relay.add_argument("channel", help="the channel URL, e.g. https://smee.io/abc123")
+    relay.add_argument(
+        "--target", default=None, help="default http://127.0.0.1:<PORT>/api/github/hook"
+    )
+    doctor = sub.add_parser("doctor", help="check the configuration and every service it names")
+    doctor.add_argument("--role", choices=("server", "worker", "all"), default="all")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    before_app = args.command in ("app", "relay")
     try:
-        settings = load_settings(require_github=args.command not in ("replay", "dlq"))
+        settings = load_settings(
+            require_github=args.command not in ("replay", "dlq") and not before_app,
+            require_secret=not before_app,
+        )
     except SettingsError as exc:
         print(f"instruct-lab-bot: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.secrets())
+    if args.command == "app":
+        return asyncio.run(create_app(settings, args))
+    if args.command == "relay":
+        return asyncio.run(relay(settings, args.channel, args.target))
     if args.command == "server":
         return run_server(settings, dispatcher=not args.no_dispatcher)
     if args.command == "worker":
@@ -236,6 +285,56 @@ async def replay(
         text = await response.text()
         print(f"{response.status} {response.reason}: {text}")
         return 0 if response.status < 300 else 1
+
+
+async def create_app(settings: Settings, args: argparse.Namespace) -> int:
+    """`app create`: the manifest flow; prints where to go and where things went, no secret."""
+    from instruct_lab_bot.services.app_setup import (
+        AppSetupError,
+        AppSetupOptions,
+        create_github_app,
+    )
+
+    github_url = (args.github_url or settings.github_git_url).rstrip("/")
+    api_url = args.api_url or (
+        settings.github_api_url
+        if args.github_url is None or github_url == "https://github.com"
+        else f"{github_url}/api/v3"
+    )
+    options = AppSetupOptions(
+        github_url=github_url,
+        api_url=api_url,
+        public_url=args.public_url or settings.public_url,
+        env_path=args.env_file,
+        name=args.name,
+        org=args.org,
+        webhook_url=args.webhook_url,
+        teams=bool(settings.allowed_teams),
+        key_file=args.key_file,
+        force=args.force,
+        port=args.port,
+    )
+    try:
+        creds = await create_github_app(
+            options, lambda url: print(f"Open {url} in a browser on this machine.", flush=True)
+        )
+    except (AppSetupError, ValueError) as exc:
+        print(f"instruct-lab-bot: app create: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"App {creds.slug or creds.app_id} (id {creds.app_id}) registered; "
+        f"credentials written to {args.env_file} (mode 0600)."
+    )
+    return 0
+
+
+async def relay(settings: Settings, channel: str, target: str | None) -> int:
+    """`relay`: smee.io-style channel → this machine's webhook endpoint, until interrupted."""
+    from instruct_lab_bot.services.relay import run_relay
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    await run_relay(channel, target or f"http://{host}:{settings.port}/api/github/hook")
+    return 0
 
 
 if __name__ == "__main__":

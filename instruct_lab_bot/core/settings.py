@@ -171,6 +171,7 @@ def parse_settings(
     env: Mapping[str, str],
     *,
     require_github: bool = True,
+    require_secret: bool = True,
     read_file: Callable[[str], str] = _no_files,
 ) -> Settings:
     """Build `Settings` from a mapping of variables, listing every problem at once.
@@ -178,7 +179,8 @@ def parse_settings(
     Pure: the caller supplies the variables and how to read a named file (the App's key file);
     `cli.load_settings` passes the process environment, `.env` and the file system.
     `require_github=False` is for commands that never talk to GitHub (e.g. `replay`), which
-    only need the webhook secret.
+    only need the webhook secret; `require_secret=False` for those that run before an App
+    exists (`app create`, `relay`).
     """
     problems: list[str] = []
     values: dict[str, object] = {}
@@ -191,7 +193,8 @@ def parse_settings(
         except ValueError as exc:
             problems.append(f"{PREFIX}{name}: {scrub(str(exc), raw)}")
     _check_lease(values, problems)
-    _load_webhook_secret(env, values, problems)
+    if require_secret or env.get(PREFIX + "WEBHOOK_SECRET"):
+        _load_webhook_secret(env, values, problems)
     s3_secret = env.get("AWS_SECRET_ACCESS_KEY", "")
     if s3_secret:
         values["s3_secret_key"] = Secret(s3_secret)
