@@ -19,6 +19,7 @@ import aiohttp
 
 from instruct_lab_bot import __version__
 from instruct_lab_bot.core.app_manifest import DEFAULT_APP_NAME
+from instruct_lab_bot.core.messages import doctor as doctor_text
 from instruct_lab_bot.core.settings import Settings, SettingsError, parse_settings
 from instruct_lab_bot.services import logs
 
@@ -143,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             require_secret=not before_app,
         )
     except SettingsError as exc:
+        if args.command == "doctor":
+            print("\n".join(doctor_text.settings_problem(p) for p in exc.problems))
+            return 1
         print(f"instruct-lab-bot: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.secrets())
@@ -150,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(create_app(settings, args))
     if args.command == "relay":
         return asyncio.run(relay(settings, args.channel, args.target))
+    if args.command == "doctor":
+        return asyncio.run(doctor(settings, args.role))
     if args.command == "server":
         return run_server(settings, dispatcher=not args.no_dispatcher)
     if args.command == "worker":
@@ -205,17 +211,23 @@ async def dead_letters(settings: Settings, action: str, entry: str | None) -> in
 
 
 def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
+    import structlog
     from aiohttp import web
 
     from instruct_lab_bot.adapters.tracing import configure_tracing
+    from instruct_lab_bot.services.doctor import startup_preflight
     from instruct_lab_bot.services.server import create_app
 
+    if not asyncio.run(startup_preflight(settings, "server")):
+        print("instruct-lab-bot: server not started: see preflight.failed", file=sys.stderr)
+        return 2
     configure_tracing("instruct-lab-bot-server")
+    announce = doctor_text.listening(settings.host, settings.port, settings.public_url)
     web.run_app(
         create_app(settings, dispatcher=dispatcher),
         host=settings.host,
         port=settings.port,
-        print=None,
+        print=lambda _: structlog.get_logger(__name__).info(announce),
         shutdown_timeout=30,
     )
     return 0
@@ -238,9 +250,13 @@ async def run_worker(settings: Settings, concurrency: int, metrics_port: int = 0
 
     from instruct_lab_bot.adapters.processes import become_subreaper
     from instruct_lab_bot.adapters.tracing import configure_tracing
+    from instruct_lab_bot.services.doctor import startup_preflight
     from instruct_lab_bot.services.metrics import WorkerMetrics, serve_metrics
     from instruct_lab_bot.services.worker.app import open_worker
 
+    if not await startup_preflight(settings, "worker"):
+        print("instruct-lab-bot: worker not started: see preflight.failed", file=sys.stderr)
+        return 2
     configure_tracing("instruct-lab-bot-worker")
     # Orphans of ilab's helpers re-parent to the worker, so the runner can find and kill them.
     if not become_subreaper():
@@ -326,6 +342,16 @@ async def create_app(settings: Settings, args: argparse.Namespace) -> int:
         f"credentials written to {args.env_file} (mode 0600)."
     )
     return 0
+
+
+async def doctor(settings: Settings, role: str) -> int:
+    """`doctor`: one line per check, a fix for each failure; non-zero when any failed."""
+    from instruct_lab_bot.core.preflight import report
+    from instruct_lab_bot.services.doctor import run_checks
+
+    text, ok = report(await run_checks(settings, role))
+    print(text)
+    return 0 if ok else 1
 
 
 async def relay(settings: Settings, channel: str, target: str | None) -> int:

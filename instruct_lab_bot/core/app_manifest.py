@@ -6,9 +6,10 @@ POSTs the manifest to `<github>/settings/apps/new?state=…` (or an organization
 manifest's `redirect_url` with `?code=…&state=…`, and `POST /app-manifests/{code}/conversions`
 trades the code (valid one hour, once) for the App's id, private key and webhook secret.
 
-The permissions are exactly what the code calls (pure, so a test can hold them against the
-calls the GitHub adapter makes): check runs (write), PR comments and reactions (issues and
-pull requests, write), the PR's files and the taxonomy (contents, read), and, only when
+The permissions are exactly what the code calls (listed per call in the README, "Registering
+the GitHub App"): check runs (write), PR comments and 👀 reactions (issues,
+write: GitHub files PR conversations under issues), the PR and its files (pull requests,
+read: the bot never edits a PR), the taxonomy's contents (read), and, only when
 `ILAB_BOT_ALLOWED_TEAMS` is set, team membership (members, read).
 """
 
@@ -31,7 +32,7 @@ BASE_PERMISSIONS: Mapping[str, str] = {
     "contents": "read",  # changed files, qna.yaml contents, git fetch of the PR head
     "issues": "write",  # comments and 👀 reactions on PR conversations
     "metadata": "read",  # always granted; listed so the manifest says it
-    "pull_requests": "write",  # the PR, its files, its labels
+    "pull_requests": "read",  # the PR, its head, its files and labels (read, never written)
 }
 TEAM_PERMISSIONS: Mapping[str, str] = {"members": "read"}  # team membership checks
 # `installation` events reach every App without subscribing (GitHub refuses them here).
