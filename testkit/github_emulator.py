@@ -498,7 +498,7 @@ class GitHubEmulator:
         user_login: str = "contributor",
         author_association: str = "CONTRIBUTOR",
     ) -> JSON:
-        """A comment by a person (e.g. ``@instruct-lab-bot generate``); returns its body."""
+        """A comment by a person (e.g. ``@instructlab-bot generate``); returns its body."""
         return self._new_comment(owner, repo, number, body, user_login, "User", author_association)
 
     def set_permission(self, owner: str, repo: str, user: str, permission: str) -> None:

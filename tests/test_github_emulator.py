@@ -20,6 +20,7 @@ from testkit import testdata as testdata_module
 from testkit.github_emulator import AppKey, GitHubEmulator, generate_app_key
 from testkit.openapi import OpenAPISpec, SpecViolation
 from testkit.testdata import ALL_FILES, TestDataPaths, is_fetched
+from tests.fixtures.bot import MENTION
 from tests.fixtures.github import WebhookExample
 
 OWNER, REPO = "instructlab", "taxonomy"
@@ -86,10 +87,10 @@ def test_cli_reports_one_line_per_package(
 
 def test_webhook_examples_are_deep_copies(webhook_example: WebhookExample) -> None:
     first = webhook_example("issue_comment", action="created")
-    first["comment"]["body"] = "@instruct-lab-bot generate"
+    first["comment"]["body"] = f"{MENTION} generate"
     again = webhook_example("issue_comment", action="created")
     assert again["action"] == "created"
-    assert again["comment"]["body"] != "@instruct-lab-bot generate"
+    assert again["comment"]["body"] != f"{MENTION} generate"
     on_pr = webhook_example("pull_request", predicate=lambda p: p["action"] == "synchronize")
     assert on_pr["action"] == "synchronize"
     with pytest.raises(LookupError):
@@ -388,7 +389,7 @@ async def test_reactions(
     session: aiohttp.ClientSession, github: GitHubEmulator, api: GitHubAPI
 ) -> None:
     github.add_pull(OWNER, REPO, 5, head_sha=SHA, head_ref="skill")
-    command = github.add_comment(OWNER, REPO, 5, "@instruct-lab-bot generate")
+    command = github.add_comment(OWNER, REPO, 5, f"{MENTION} generate")
     url = f"/repos/{OWNER}/{REPO}/issues/comments/{command['id']}/reactions"
     status, _, first = await raw_request(session, github, "POST", url, {"content": "eyes"})
     assert status == 201

@@ -41,6 +41,7 @@ from instruct_lab_bot.core.setting_values import (
     parse_teams,
     parse_url,
     parse_username,
+    parse_usernames,
     scrub,
 )
 from instruct_lab_bot.core.setting_values import (
@@ -68,7 +69,8 @@ class Settings:
     webhook_secret: Secret = Secret("")
     github_api_url: str = "https://api.github.com"
     github_git_url: str = "https://github.com"
-    username: str = "instruct-lab-bot"
+    username: str = "instructlab-bot"
+    legacy_usernames: tuple[str, ...] = ("instruct-lab-bot",)  # still obeyed, with a note
     redis_url: str = "redis://localhost:6379/0"
     artifacts_url: str = "file://./var/artifacts"
     s3_endpoint_url: str | None = None
@@ -192,6 +194,8 @@ def parse_settings(
             values[attr] = parse(raw)
         except ValueError as exc:
             problems.append(f"{PREFIX}{name}: {scrub(str(exc), raw)}")
+    if not env.get(PREFIX + "LEGACY_USERNAMES", "x").strip():
+        values["legacy_usernames"] = ()  # set and empty: the old names are not obeyed
     _check_lease(values, problems)
     if require_secret or env.get(PREFIX + "WEBHOOK_SECRET"):
         _load_webhook_secret(env, values, problems)
@@ -279,6 +283,7 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("GITHUB_API_URL", "github_api_url", lambda v: parse_url(v, ("http", "https"))),
     ("GITHUB_GIT_URL", "github_git_url", lambda v: parse_url(v, ("http", "https", "file"))),
     ("USERNAME", "username", parse_username),
+    ("LEGACY_USERNAMES", "legacy_usernames", parse_usernames),
     ("REDIS_URL", "redis_url", lambda v: parse_url(v, ("redis", "rediss", "unix"))),
     ("ARTIFACTS_URL", "artifacts_url", parse_artifacts_setting),
     ("S3_ENDPOINT_URL", "s3_endpoint_url", lambda v: parse_url(v, ("http", "https"))),
