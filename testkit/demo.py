@@ -201,6 +201,17 @@ async def demo(keep_serving: bool) -> None:
             say(f"\nThe bot keeps serving the links above at {bot.url}; Ctrl-C to stop.")
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.Event().wait()
+        else:
+            say(STOPPED)
+
+
+#: Without a terminal (CI, a pipe) the demo ends after the PR: say so, or the links look alive.
+STOPPED = (
+    "\nThe demo is over and the bot has stopped: the links above no longer work.\n"
+    "To keep it serving them, run it from a terminal (`make demo`), or ask for it:\n"
+    "    make demo DEMO_ARGS=--keep-serving\n"
+    "Everything listens on 127.0.0.1 only, so only this machine can open them."
+)
 
 
 @contextlib.asynccontextmanager
