@@ -150,10 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"instruct-lab-bot: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.secrets())
-    if args.command == "app":
-        return asyncio.run(create_app(settings, args))
-    if args.command == "relay":
-        return asyncio.run(relay(settings, args.channel, args.target))
+    if args.command in ("app", "relay"):
+        try:
+            if args.command == "app":
+                return asyncio.run(create_app(settings, args))
+            return asyncio.run(relay(settings, args.channel, args.target))
+        except KeyboardInterrupt:
+            return 130
     if args.command == "doctor":
         return asyncio.run(doctor(settings, args.role))
     if args.command == "server":

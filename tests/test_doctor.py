@@ -158,3 +158,37 @@ def test_redis_verdicts() -> None:
     assert preflight.redis_persistence("no", "3600 1").ok
     assert preflight.redis_persistence(None, None).ok  # managed Redis hides CONFIG
     assert not preflight.redis_persistence("no", "").ok
+
+
+async def test_a_healthy_server_says_where_it_listens(
+    healthy: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**healthy, "ILAB_BOT_HOST": "127.0.0.1", "ILAB_BOT_PORT": str(port)}
+    env["ILAB_BOT_PUBLIC_URL"] = "https://bot.example.org"
+    process = await asyncio.create_subprocess_exec(
+        BOT,
+        "server",
+        "--no-dispatcher",
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    try:
+        async with asyncio.timeout(90):
+            while not any("listening on" in line for line in seen):
+                line = (await process.stdout.readline()).decode()
+                assert line, "the server exited:\n" + "".join(seen)
+                seen.append(line)
+    finally:
+        process.terminate()
+        await process.wait()
+    assert any("preflight.ok" in line and "github app" in line for line in seen)
+    expected = (
+        f"listening on http://127.0.0.1:{port} (webhook: https://bot.example.org/api/github/hook,"
+        " status: https://bot.example.org/)"
+    )
+    assert any(expected in line for line in seen), "".join(seen)
