@@ -10,11 +10,17 @@ import subprocess
 PROBE_TIMEOUT = 60.0  # ilab imports torch: its first start on a cold disk is slow
 
 
-async def ilab_version(command: tuple[str, ...]) -> str:
-    """The first line `ilab --version` prints; `RuntimeError` saying why not."""
+def find_ilab(command: tuple[str, ...]) -> str:
+    """The path of the program `command` starts with; `RuntimeError` when there is none."""
     program = shutil.which(command[0])
     if program is None:
         raise RuntimeError(f"`{command[0]}` is not on PATH")
+    return program
+
+
+async def ilab_version(command: tuple[str, ...]) -> str:
+    """The first line `ilab --version` prints; `RuntimeError` saying why not."""
+    program = find_ilab(command)
     try:
         done = await asyncio.to_thread(
             subprocess.run,

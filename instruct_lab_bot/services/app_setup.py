@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,10 +130,10 @@ async def create_github_app(
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, LOOPBACK, options.port)
-            await site.start()
-            port = _bound_port(site)
-            base = f"http://{LOOPBACK}:{port}"
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((LOOPBACK, options.port))  # port 0: any free one, known before serving
+            await web.SockSite(runner, sock).start()
+            base = f"http://{LOOPBACK}:{sock.getsockname()[1]}"
             flow.redirect_url = base + app_manifest.CALLBACK_PATH
             announce(base + "/")
             try:
@@ -141,12 +142,6 @@ async def create_github_app(
                 raise AppSetupError("no answer from GitHub in time; run it again") from None
         finally:
             await runner.cleanup()
-
-
-def _bound_port(site: web.TCPSite) -> int:
-    server = site._server  # aiohttp keeps the asyncio server here; port 0 picks one
-    assert isinstance(server, asyncio.Server)
-    return int(server.sockets[0].getsockname()[1])
 
 
 def _html(text: str, status: int = 200) -> web.Response:

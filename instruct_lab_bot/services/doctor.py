@@ -17,7 +17,7 @@ import structlog
 
 from instruct_lab_bot.adapters.github import GitHubError
 from instruct_lab_bot.adapters.github.onboarding import app_jwt, get_app
-from instruct_lab_bot.adapters.ilab_probe import ilab_version
+from instruct_lab_bot.adapters.ilab_probe import find_ilab, ilab_version
 from instruct_lab_bot.adapters.redis.preflight import redis_facts
 from instruct_lab_bot.adapters.sandbox import FIX as SANDBOX_FIX
 from instruct_lab_bot.adapters.sandbox import SandboxUnavailable, check_sandbox
@@ -33,8 +33,11 @@ ROLES = ("server", "worker", "all")
 PROBE_KEY = "preflight/doctor-{}.txt"
 
 
-async def run_checks(settings: Settings, role: str = "all") -> list[CheckResult]:
-    """Every check for `role`, in order; none raises."""
+async def run_checks(
+    settings: Settings, role: str = "all", *, run_ilab: bool = True
+) -> list[CheckResult]:
+    """Every check for `role`, in order; none raises. `run_ilab=False` (start-up) only finds
+    `ilab` rather than starting it (a second or more on a GPU image, at every restart)."""
     results = [
         *await check_github(settings),
         preflight.webhook_secret(settings.webhook_secret.value),
@@ -42,7 +45,7 @@ async def run_checks(settings: Settings, role: str = "all") -> list[CheckResult]
     results += await check_redis(settings)
     results.append(await check_store(settings))
     if role in ("worker", "all"):
-        results.append(await check_ilab(settings))
+        results.append(await check_ilab(settings, run=run_ilab))
         results.append(await check_sandbox_works(settings))
     return results
 
@@ -105,8 +108,10 @@ async def _no_shared_key() -> bytes:
     raise RuntimeError("the preflight signs no link")
 
 
-async def check_ilab(settings: Settings) -> CheckResult:
+async def check_ilab(settings: Settings, *, run: bool = True) -> CheckResult:
     try:
+        if not run:
+            return passed("ilab", f"found at {find_ilab(settings.ilab_command)}")
         version = await ilab_version(settings.ilab_command)
     except RuntimeError as exc:
         return failed("ilab", str(exc), text.FIX_ILAB, fatal=True)
@@ -126,7 +131,7 @@ async def check_sandbox_works(settings: Settings) -> CheckResult:
 
 async def startup_preflight(settings: Settings, role: str) -> bool:
     """Log every check; False when a fatal one failed (the process must not start)."""
-    results = await run_checks(settings, role)
+    results = await run_checks(settings, role, run_ilab=False)
     for result in results:
         if result.ok:
             log.info("preflight.ok", check=result.name, detail=result.detail)
