@@ -10,7 +10,9 @@ stop the process, so a GitHub or Redis outage during a deploy does not crash-loo
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Awaitable
 
 import aiohttp
 import structlog
@@ -36,18 +38,19 @@ PROBE_KEY = "preflight/doctor-{}.txt"
 async def run_checks(
     settings: Settings, role: str = "all", *, run_ilab: bool = True
 ) -> list[CheckResult]:
-    """Every check for `role`, in order; none raises. `run_ilab=False` (start-up) only finds
-    `ilab` rather than starting it (a second or more on a GPU image, at every restart)."""
-    results = [
-        *await check_github(settings),
-        preflight.webhook_secret(settings.webhook_secret.value),
-    ]
-    results += await check_redis(settings)
-    results.append(await check_store(settings))
+    """Every check for `role`, at once (a worker's start waits for the slowest, not the sum),
+    reported in a fixed order; none raises. `run_ilab=False` (start-up) only finds `ilab`
+    rather than starting it (a second or more on a GPU image, at every restart)."""
+    checks = [check_github(settings), check_redis(settings), _one(check_store(settings))]
     if role in ("worker", "all"):
-        results.append(await check_ilab(settings, run=run_ilab))
-        results.append(await check_sandbox_works(settings))
-    return results
+        checks += [_one(check_ilab(settings, run=run_ilab)), _one(check_sandbox_works(settings))]
+    github, redis, *rest = await asyncio.gather(*checks)
+    secret = preflight.webhook_secret(settings.webhook_secret.value)
+    return [*github, secret, *redis, *(r for group in rest for r in group)]
+
+
+async def _one(check: Awaitable[CheckResult]) -> list[CheckResult]:
+    return [await check]
 
 
 async def check_github(settings: Settings) -> list[CheckResult]:
