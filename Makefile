@@ -46,8 +46,10 @@ chromium:
 testdata: $(STAMP)
 	$(PY) -m testkit.testdata --cache $(CACHE)
 
+# Listens on 127.0.0.1 only. Without a terminal it stops after the PR unless
+# DEMO_ARGS=--keep-serving.
 demo: install redis bwrap testdata
-	$(PY) -m testkit.demo
+	$(PY) -m testkit.demo $(DEMO_ARGS)
 
 server: install
 	$(VENV)/bin/instruct-lab-bot server

@@ -263,6 +263,8 @@ def bot_env(redis_url: str, work: Path, port: int, secret: str, **extra: str) ->
             "ILAB_BOT_ARTIFACTS_URL": f"file://{work / 'artifacts'}",
             "ILAB_BOT_WORK_DIR": str(work / "jobs"),
             "ILAB_BOT_LOG_FORMAT": "json",
+            # workers check at start-up that `ilab` runs; these run no job, the stand-in will do
+            "ILAB_BOT_ILAB_COMMAND": str(Path(sys.executable).with_name("ilab-standin")),
         }
     )
     env.update({f"ILAB_BOT_{k}": v for k, v in extra.items()})

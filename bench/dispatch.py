@@ -156,7 +156,7 @@ async def full_path(work: Path, samples: int) -> tuple[list[float], list[float]]
             queue = Queue.from_url(box.settings.redis_url)
             try:
                 for number in range(1, samples + 1):
-                    body = f"Run {number}, please.\n\n@instruct-lab-bot generate"
+                    body = f"Run {number}, please.\n\n@{box.settings.username} generate"
                     seeded = box.gh.add_comment(OWNER, REPO, PR, body, user_login=REVIEWER)
                     payload = pr_comment(
                         example,

@@ -32,6 +32,7 @@ from typing import Any
 import redis
 
 from instruct_lab_bot.adapters.redis.keys import EVENTS_STREAM
+from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.webhooks import sign
 from testkit.payloads import pr_comment
 from testkit.testdata import ensure_testdata, load_webhook_examples
@@ -53,7 +54,7 @@ from .common import (
 from .loadgen import LoadResult, load_result
 
 HOOK = "/api/github/hook"
-COMMAND = "Thanks, looks right.\n\n@instruct-lab-bot generate"
+COMMAND = f"Thanks, looks right.\n\n@{Settings().username} generate"
 PLAIN = "Thanks, looks right to me. Merging once CI is green."
 RATE = 1000.0
 #: The comment id of the bodies: `bench.loadgen` gives each request its own (same width) and

@@ -1,5 +1,5 @@
-"""`instruct-lab-bot server|worker|ilab-runner|replay|dlq`: the one place that reads the
-environment."""
+"""`instruct-lab-bot server|worker|ilab-runner|replay|dlq|app|relay|doctor`: the one place
+that reads the environment."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from instruct_lab_bot import __version__
+from instruct_lab_bot.core.app_manifest import DEFAULT_APP_NAME
+from instruct_lab_bot.core.messages import doctor as doctor_text
 from instruct_lab_bot.core.settings import Settings, SettingsError, parse_settings
 from instruct_lab_bot.services import logs
 
@@ -39,12 +41,16 @@ def load_settings(
     *,
     dotenv: Path | None = Path(".env"),
     require_github: bool = True,
+    require_secret: bool = True,
 ) -> Settings:
     """`Settings` from `environ` (default: the process environment) over `.env`."""
     env: dict[str, str] = dict(read_dotenv(dotenv)) if dotenv else {}
     env.update(os.environ if environ is None else environ)
     return parse_settings(
-        env, require_github=require_github, read_file=lambda p: Path(p).read_text()
+        env,
+        require_github=require_github,
+        require_secret=require_secret,
+        read_file=lambda p: Path(p).read_text(),
     )
 
 
@@ -97,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="webhook URL (default http://<ILAB_BOT_HOST>:<ILAB_BOT_PORT>/api/github/hook)",
     )
     replay.add_argument("--delivery", default=None, help="X-GitHub-Delivery (default: random)")
+    _add_onboarding_parsers(sub)
     return parser
 
 
@@ -115,16 +122,65 @@ def _add_runner_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
 
 
+def _add_onboarding_parsers(sub: Any) -> None:
+    app = sub.add_parser("app", help="register the bot's GitHub App (manifest flow)")
+    app_sub = app.add_subparsers(dest="app_command", required=True, metavar="ACTION")
+    create = app_sub.add_parser(
+        "create", help="open a local page that registers the App and writes .env (0600)"
+    )
+    create.add_argument("--name", default=DEFAULT_APP_NAME, help="the App's name on GitHub")
+    create.add_argument("--org", default=None, help="register it for this organization")
+    create.add_argument(
+        "--github-url", default=None, help="GitHub's website (default ILAB_BOT_GITHUB_GIT_URL)"
+    )
+    create.add_argument(
+        "--api-url",
+        default=None,
+        help="GitHub's API (default: api.github.com, or <github-url>/api/v3 for Enterprise)",
+    )
+    create.add_argument("--public-url", default=None, help="default ILAB_BOT_PUBLIC_URL")
+    create.add_argument("--webhook-url", default=None, help="e.g. a relay channel's URL")
+    create.add_argument("--env-file", type=Path, default=Path(".env"))
+    create.add_argument("--key-file", type=Path, default=None, help="key to this file (0600)")
+    create.add_argument("--force", action="store_true", help="replace existing files")
+    create.add_argument("--port", type=int, default=0, help="local page's port (default: any)")
+    relay = sub.add_parser(
+        "relay", help="replay webhooks from a smee.io-style channel to a local server"
+    )
+    relay.add_argument("channel", help="the channel URL, e.g. https://smee.io/abc123")
+    relay.add_argument(
+        "--target", default=None, help="default http://127.0.0.1:<PORT>/api/github/hook"
+    )
+    doctor = sub.add_parser("doctor", help="check the configuration and every service it names")
+    doctor.add_argument("--role", choices=("server", "worker", "all"), default="all")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "ilab-runner":
         return start_ilab_runner(args.socket, args.jobs_root)
+    before_app = args.command in ("app", "relay")
     try:
-        settings = load_settings(require_github=args.command not in ("replay", "dlq"))
+        settings = load_settings(
+            require_github=args.command not in ("replay", "dlq") and not before_app,
+            require_secret=not before_app,
+        )
     except SettingsError as exc:
+        if args.command == "doctor":
+            print("\n".join(doctor_text.settings_problem(p) for p in exc.problems))
+            return 1
         print(f"instruct-lab-bot: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.secrets())
+    if args.command in ("app", "relay"):
+        try:
+            if args.command == "app":
+                return asyncio.run(create_app(settings, args))
+            return asyncio.run(relay(settings, args.channel, args.target))
+        except KeyboardInterrupt:
+            return 130
+    if args.command == "doctor":
+        return asyncio.run(doctor(settings, args.role))
     if args.command == "server":
         return run_server(settings, dispatcher=not args.no_dispatcher)
     if args.command == "worker":
@@ -180,17 +236,23 @@ async def dead_letters(settings: Settings, action: str, entry: str | None) -> in
 
 
 def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
+    import structlog
     from aiohttp import web
 
     from instruct_lab_bot.adapters.tracing import configure_tracing
+    from instruct_lab_bot.services.doctor import startup_preflight
     from instruct_lab_bot.services.server import create_app
 
+    if not asyncio.run(startup_preflight(settings, "server")):
+        print("instruct-lab-bot: server not started: see preflight.failed", file=sys.stderr)
+        return 2
     configure_tracing("instruct-lab-bot-server")
+    announce = doctor_text.listening(settings.host, settings.port, settings.public_url)
     web.run_app(
         create_app(settings, dispatcher=dispatcher),
         host=settings.host,
         port=settings.port,
-        print=None,
+        print=lambda _: structlog.get_logger(__name__).info(announce),
         shutdown_timeout=30,
     )
     return 0
@@ -216,9 +278,13 @@ async def run_worker(settings: Settings, concurrency: int, metrics_port: int = 0
 
     from instruct_lab_bot.adapters.processes import become_subreaper
     from instruct_lab_bot.adapters.tracing import configure_tracing
+    from instruct_lab_bot.services.doctor import startup_preflight
     from instruct_lab_bot.services.metrics import WorkerMetrics, serve_metrics
     from instruct_lab_bot.services.worker.app import open_worker
 
+    if not await startup_preflight(settings, "worker"):
+        print("instruct-lab-bot: worker not started: see preflight.failed", file=sys.stderr)
+        return 2
     configure_tracing("instruct-lab-bot-worker")
     # Orphans of ilab's helpers re-parent to the worker, so the runner can find and kill them.
     if not become_subreaper():
@@ -305,6 +371,66 @@ async def replay(
         text = await response.text()
         print(f"{response.status} {response.reason}: {text}")
         return 0 if response.status < 300 else 1
+
+
+async def create_app(settings: Settings, args: argparse.Namespace) -> int:
+    """`app create`: the manifest flow; prints where to go and where things went, no secret."""
+    from instruct_lab_bot.services.app_setup import (
+        AppSetupError,
+        AppSetupOptions,
+        create_github_app,
+    )
+
+    github_url = (args.github_url or settings.github_git_url).rstrip("/")
+    api_url = args.api_url or (
+        settings.github_api_url
+        if args.github_url is None or github_url == "https://github.com"
+        else f"{github_url}/api/v3"
+    )
+    options = AppSetupOptions(
+        github_url=github_url,
+        api_url=api_url,
+        public_url=args.public_url or settings.public_url,
+        env_path=args.env_file,
+        name=args.name,
+        org=args.org,
+        webhook_url=args.webhook_url,
+        teams=bool(settings.allowed_teams),
+        key_file=args.key_file,
+        force=args.force,
+        port=args.port,
+    )
+    try:
+        creds = await create_github_app(
+            options, lambda url: print(f"Open {url} in a browser on this machine.", flush=True)
+        )
+    except (AppSetupError, ValueError) as exc:
+        print(f"instruct-lab-bot: app create: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"App {creds.slug or creds.app_id} (id {creds.app_id}) registered; "
+        f"credentials written to {args.env_file} (mode 0600)."
+    )
+    return 0
+
+
+async def doctor(settings: Settings, role: str) -> int:
+    """`doctor`: one line per check, a fix for each failure; non-zero when any failed."""
+    from instruct_lab_bot.core.preflight import report
+    from instruct_lab_bot.services.doctor import run_checks
+
+    text, ok = report(await run_checks(settings, role))
+    print(text)
+    return 0 if ok else 1
+
+
+async def relay(settings: Settings, channel: str, target: str | None) -> int:
+    """`relay`: smee.io-style channel → this machine's webhook endpoint, until interrupted."""
+    from instruct_lab_bot.services.relay import run_relay
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    await run_relay(channel, target or f"http://{host}:{settings.port}/api/github/hook")
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Stands up what a deployment would get from outside (Redis, GitHub, a taxonomy repository with
 a PR, and `ilab` when no real one is installed), runs the real server, dispatcher and worker,
-comments `@instruct-lab-bot generate` and prints the conversation as a contributor sees it.
+comments `@instructlab-bot generate` and prints the conversation as a contributor sees it.
 """
 
 from __future__ import annotations
@@ -201,6 +201,17 @@ async def demo(keep_serving: bool) -> None:
             say(f"\nThe bot keeps serving the links above at {bot.url}; Ctrl-C to stop.")
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.Event().wait()
+        else:
+            say(STOPPED)
+
+
+#: Without a terminal (CI, a pipe) the demo ends after the PR: say so, or the links look alive.
+STOPPED = (
+    "\nThe demo is over and the bot has stopped: the links above no longer work.\n"
+    "To keep it serving them, run it from a terminal (`make demo`), or ask for it:\n"
+    "    make demo DEMO_ARGS=--keep-serving\n"
+    "Everything listens on 127.0.0.1 only, so only this machine can open them."
+)
 
 
 @contextlib.asynccontextmanager
@@ -217,7 +228,7 @@ async def play(
     gh: GitHubEmulator, webhook_url: str, settings: Settings, paths: TestDataPaths
 ) -> dict[str, Any]:
     """A reviewer comments the command; print what follows as the PR shows it; return the reply."""
-    body = "Seed examples look fine, let's see the data.\n\n@instruct-lab-bot generate"
+    body = f"Seed examples look fine, let's see the data.\n\n@{settings.username} generate"
     seeded = gh.add_comment(OWNER, REPO, PR, body, user_login=REVIEWER)
     payload = pr_comment(
         load_webhook_example(paths, "issue_comment", action="created"),

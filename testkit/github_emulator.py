@@ -38,6 +38,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from testkit.github_manifest import ManifestFlow
 from testkit.openapi import OpenAPISpec, Operation, SpecViolation
 
 JSON = dict[str, Any]
@@ -289,6 +290,8 @@ class GitHubEmulator:
         self._statuses: list[tuple[str, str, str, JSON]] = []
         self._deliveries: list[JSON] = []
         self.redeliveries: list[int] = []
+        self.manifests = ManifestFlow(spec)  # the App manifest flow (settings/apps/new)
+        self.created_app_key: AppKey | None = None
 
         self._handlers: dict[tuple[str, str], Handler] = self._routes()
         self._runner: web.AppRunner | None = None
@@ -495,7 +498,7 @@ class GitHubEmulator:
         user_login: str = "contributor",
         author_association: str = "CONTRIBUTOR",
     ) -> JSON:
-        """A comment by a person (e.g. ``@instruct-lab-bot generate``); returns its body."""
+        """A comment by a person (e.g. ``@instructlab-bot generate``); returns its body."""
         return self._new_comment(owner, repo, number, body, user_login, "User", author_association)
 
     def set_permission(self, owner: str, repo: str, user: str, permission: str) -> None:
@@ -635,6 +638,8 @@ class GitHubEmulator:
     # -- request pipeline ----------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "POST" and request.rel_url.path.endswith("/settings/apps/new"):
+            return await self._new_app_form(request)
         raw_path = request.rel_url.raw_path
         query = dict(request.query.items())
         raw_body = await request.read()
@@ -750,8 +755,8 @@ class GitHubEmulator:
     def _authenticate(self, operation: Operation, request: web.Request) -> int | None:
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
         credential = credential.strip()
-        if operation.template == "/rate_limit":
-            return None
+        if operation.template in ("/rate_limit", "/app-manifests/{code}/conversions"):
+            return None  # the manifest code is the credential
         if operation.template.startswith("/app") or operation.template in JWT_ROUTES:
             if scheme.lower() != "bearer":
                 raise _HTTPError(401, "A JSON web token could not be decoded")
@@ -906,6 +911,7 @@ class GitHubEmulator:
         return {
             ("POST", "/app/installations/{installation_id}/access_tokens"): self._create_token,
             ("GET", "/app"): self._get_app,
+            ("POST", "/app-manifests/{code}/conversions"): self._convert_manifest,
             ("GET", f"{repo}/installation"): self._get_repo_installation,
             ("GET", "/installation/repositories"): self._list_installation_repos,
             ("GET", "/rate_limit"): self._get_rate_limit,
@@ -954,6 +960,39 @@ class GitHubEmulator:
 
     async def _get_app(self, ctx: _Ctx) -> _Reply:
         return _Reply(200, self._app_body())
+
+    async def _new_app_form(self, request: web.Request) -> web.StreamResponse:
+        """GitHub's website: the manifest form's POST, confirmed at once (no login page)."""
+        form = await request.post()
+        status, where = self.manifests.submit(
+            str(form.get("manifest", "")), request.rel_url.query.get("state")
+        )
+        if status != 302:
+            self.violations.append(f"App manifest refused: {where}")
+            return web.Response(status=status, text=where)
+        raise web.HTTPFound(where)
+
+    async def _convert_manifest(self, ctx: _Ctx) -> _Reply:
+        """The code becomes an App: this emulator then answers as that App (its key)."""
+        manifest = self.manifests.take(ctx.params["code"])
+        if manifest is None:
+            raise _HTTPError(404)
+        key = generate_app_key(next(self._ids))
+        self.created_app_key = key
+        self.app_id, self.public_key_pem = key.app_id, key.public_key_pem
+        self.app_slug = str(manifest.get("name", "app")).lower().replace(" ", "-")
+        body = self._example("integration-from-manifest")
+        body.update(
+            self._app_body(),
+            name=manifest.get("name"),
+            permissions=manifest.get("default_permissions", {}),
+            events=manifest.get("default_events", []),
+            external_url=manifest["url"],
+            pem=key.private_key_pem,
+            webhook_secret=secrets.token_hex(20),
+            client_secret=secrets.token_hex(20),
+        )
+        return _Reply(201, body)
 
     def _installation_body(self, installation_id: int, account: str) -> JSON:
         body: JSON = self._example("installation")

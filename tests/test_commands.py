@@ -3,69 +3,67 @@ from hypothesis import strategies as st
 
 from instruct_lab_bot.core.command_table import COMMAND_TABLE, KNOWN_COMMANDS
 from instruct_lab_bot.core.comment_parser import mentions, parse_commands, suggest
+from instruct_lab_bot.core.settings import Settings
+from tests.fixtures.bot import BOT_NAME, MENTION
 
 
 def names(body: str) -> list[str]:
-    return [c.name for c in parse_commands(body, "instruct-lab-bot")]
+    return [c.name for c in parse_commands(body, BOT_NAME)]
 
 
 def test_command_at_line_start_case_insensitive() -> None:
-    assert names("@instruct-lab-bot generate") == ["generate"]
-    assert names("@Instruct-Lab-Bot GENERATE please") == ["generate"]
-    assert names("Thanks!\n  @instruct-lab-bot generate\n") == ["generate"]
+    assert names(f"{MENTION} generate") == ["generate"]
+    assert names(f"{MENTION.upper()} GENERATE please") == ["generate"]
+    assert names(f"Thanks!\n  {MENTION} generate\n") == ["generate"]
 
 
 def test_several_commands_keep_their_order_and_args() -> None:
-    commands = parse_commands(
-        "@instruct-lab-bot generate\r\n@instruct-lab-bot precheck --fast\n", "instruct-lab-bot"
-    )
+    commands = parse_commands(f"{MENTION} generate\r\n{MENTION} precheck --fast\n", BOT_NAME)
     assert [(c.name, c.args, c.line) for c in commands] == [
         ("generate", (), 1),
         ("precheck", ("--fast",), 2),
     ]
     assert commands[0].known and commands[1].known
-    assert not parse_commands("@instruct-lab-bot frobnicate", "instruct-lab-bot")[0].known
+    assert not parse_commands(f"{MENTION} frobnicate", BOT_NAME)[0].known
 
 
 def test_not_a_command() -> None:
-    assert names("please @instruct-lab-bot generate") == []  # not at line start
-    assert names("@instruct-lab-bot-dev generate") == []  # another login
-    assert names("@instruct-lab-bot") == []  # bare mention
-    assert names("> @instruct-lab-bot generate") == []  # quoted reply
-    assert names("```\n@instruct-lab-bot generate\n```") == []  # inside a code fence
-    assert names("~~~~\n@instruct-lab-bot generate\n~~~~\n@instruct-lab-bot generate") == [
-        "generate"
-    ]
-    assert names("    @instruct-lab-bot generate") == []  # indented code block
+    assert names(f"please {MENTION} generate") == []  # not at line start
+    assert names(f"{MENTION}-dev generate") == []  # another login
+    assert names(f"{MENTION}") == []  # bare mention
+    assert names(f"> {MENTION} generate") == []  # quoted reply
+    assert names(f"```\n{MENTION} generate\n```") == []  # inside a code fence
+    assert names(f"~~~~\n{MENTION} generate\n~~~~\n{MENTION} generate") == ["generate"]
+    assert names(f"    {MENTION} generate") == []  # indented code block
 
 
 def test_limit_and_mentions() -> None:
-    body = "\n".join(["@instruct-lab-bot generate"] * 50)
-    assert len(parse_commands(body, "instruct-lab-bot")) == 10
-    assert mentions("@instruct-lab-bot", "instruct-lab-bot")
-    assert not mentions("hello", "instruct-lab-bot")
+    body = "\n".join([f"{MENTION} generate"] * 50)
+    assert len(parse_commands(body, BOT_NAME)) == 10
+    assert mentions(f"{MENTION}", BOT_NAME)
+    assert not mentions("hello", BOT_NAME)
 
 
 # -- properties ---------------------------------------------------------------------------
 
 
-USERNAME = "instruct-lab-bot"
+USERNAME = BOT_NAME
 texty = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=400)
 lines = st.lists(
     st.one_of(
         texty,
         st.sampled_from(
             [
-                "@instruct-lab-bot generate",
+                f"{MENTION} generate",
                 "@INSTRUCT-LAB-BOT status now",
-                "> @instruct-lab-bot help",
+                f"> {MENTION} help",
                 "```",
                 "~~~",
-                "    @instruct-lab-bot cancel",
-                "@instruct-lab-bot-x generate",
-                "x @instruct-lab-bot retry",
-                "@instruct-lab-bot",
-                "\t@instruct-lab-bot precheck",
+                f"    {MENTION} cancel",
+                f"{MENTION}-x generate",
+                f"x {MENTION} retry",
+                f"{MENTION}",
+                f"\t{MENTION} precheck",
             ]
         ),
     ),
@@ -92,8 +90,8 @@ def test_parser_never_raises_and_only_finds_line_start_mentions(body: str) -> No
 @settings(max_examples=200, deadline=None, database=None)
 @given(prefix=texty.filter(lambda t: "\n" not in t and "\r" not in t and t.strip() != ""))
 def test_text_before_the_mention_means_no_command(prefix: str) -> None:
-    body = f"{prefix.strip()} @instruct-lab-bot generate"
-    if body.lstrip().lower().startswith("@instruct-lab-bot"):
+    body = f"{prefix.strip()} {MENTION} generate"
+    if body.lstrip().lower().startswith(f"{MENTION}"):
         return  # the prefix itself is the mention
     assert parse_commands(body, USERNAME) == []
 
@@ -119,6 +117,15 @@ def test_suggestions_and_specs_come_from_the_table() -> None:
     assert suggest("generat") == "generate"
     assert suggest("CANCLE") == "cancel"
     assert suggest("xyzzy") is None
-    command = parse_commands("@instruct-lab-bot retry", "instruct-lab-bot")[0]
+    command = parse_commands(f"{MENTION} retry", BOT_NAME)[0]
     assert command.spec is not None and command.spec.name == "retry"
-    assert parse_commands("@instruct-lab-bot retyr", "instruct-lab-bot")[0].spec is None
+    assert parse_commands(f"{MENTION} retyr", BOT_NAME)[0].spec is None
+
+
+def test_former_names_are_obeyed_and_marked() -> None:
+    former = Settings().legacy_usernames
+    assert former == ("instruct-lab-bot",) and BOT_NAME == "instructlab-bot"
+    body = f"@{former[0]} generate\n{MENTION} status\n@{former[0]}-x help"
+    commands = parse_commands(body, BOT_NAME, aliases=former)
+    assert [(c.name, c.legacy) for c in commands] == [("generate", True), ("status", False)]
+    assert parse_commands(f"@{former[0]} generate", BOT_NAME) == []  # no alias, no command

@@ -24,7 +24,7 @@ from testkit.taxonomy import (
     leaf_files,
     skill_qna,
 )
-from tests.fixtures.bot import post_webhook, processes_with_env
+from tests.fixtures.bot import MENTION, post_webhook, processes_with_env
 from tests.fixtures.redis import events_settled
 from tests.fixtures.taxonomy import PR_SKILL_DIR, TaxonomyFactory
 from tests.fixtures.world import World, publish_pull, push_head
@@ -107,7 +107,7 @@ async def test_permission_matrix(world: World) -> None:
         for login in MATRIX:
             for command in (*OPEN, *RESTRICTED):
                 last = max([int(c["id"]) for c in world.gh.comments(OWNER, REPO, PR)] or [0])
-                await comment_as(world, bot, login, f"@instruct-lab-bot {command}")
+                await comment_as(world, bot, login, f"{MENTION} {command}")
                 await settled(world)
                 denied = [r for r in replies(world, last) if r.startswith("Sorry")]
                 table[(login, command)] = not denied
@@ -140,15 +140,15 @@ async def test_bots_are_never_obeyed(world: World) -> None:
 async def test_help_unknown_and_capped_commands(world: World) -> None:
     world.gh.set_permission(OWNER, REPO, "writer-wu", "write")
     async with run_bot(world.settings, workers=0) as bot:
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot help")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} help")
         (help_reply,) = await wait_replies(world, 1)
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot generat")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} generat")
         unknown = (await wait_replies(world, 2))[-1]
-        body = "\n".join(["@instruct-lab-bot status"] * 40)
+        body = "\n".join([f"{MENTION} status"] * 40)
         await comment_as(world, bot, "writer-wu", body)
         everything = await wait_replies(world, 13)
-    assert "`@instruct-lab-bot precheck`" in help_reply and "restricted" in help_reply
-    assert "Did you mean `@instruct-lab-bot generate`?" in unknown
+    assert f"`{MENTION} precheck`" in help_reply and "restricted" in help_reply
+    assert f"Did you mean `{MENTION} generate`?" in unknown
     assert any("more than 10 commands" in r for r in everything)
     assert await jobs(world) == []
 
@@ -159,10 +159,10 @@ async def test_closed_pr_plain_issue_and_no_taxonomy_change(
     world.gh.set_permission(OWNER, REPO, "writer-wu", "write")
     async with run_bot(world.settings, workers=0) as bot:
         world.gh.update_pull(OWNER, REPO, PR, state="closed")
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot generate")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} generate")
         (closed,) = await wait_replies(world, 1)
         world.gh.update_pull(OWNER, REPO, PR, state="open", files=["README.md"])
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot generate")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} generate")
         no_change = (await wait_replies(world, 2))[-1]
         issue = world.payload(installation_id=world.gh.installation_id)
         issue["issue"].pop("pull_request")
@@ -182,7 +182,7 @@ async def test_invalid_qna_is_annotated_and_refused(
     world.gh.set_permission(OWNER, "broken", "writer-wu", "write")
     async with run_bot(world.settings, workers=0) as bot:
         seeded = world.gh.add_comment(
-            OWNER, "broken", 7, "@instruct-lab-bot generate", user_login="writer-wu"
+            OWNER, "broken", 7, f"{MENTION} generate", user_login="writer-wu"
         )
         payload = world.payload(
             installation_id=world.gh.installation_id,
@@ -215,7 +215,7 @@ async def test_required_labels(world: World) -> None:
     settings = replace(world.settings, required_labels=("skill", "knowledge"))
     world.gh.set_permission(OWNER, REPO, "writer-wu", "write")
     async with run_bot(settings, workers=0) as bot:
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot generate")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} generate")
         (reply,) = await wait_replies(world, 1)
     assert "`skill`" in reply and "`knowledge`" in reply
     (run,) = world.gh.check_runs(OWNER, REPO, name="instruct-lab-bot/generate")
@@ -234,13 +234,13 @@ async def test_cancel_running_job_kills_its_process_group(
     monkeypatch.setenv("ILAB_STANDIN_CHILD", "1")
     world.gh.set_permission(OWNER, REPO, "writer-wu", "write")
     async with run_bot(settings) as bot:
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot generate")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} generate")
         async with asyncio.timeout(30):
             while not world.record.entries():
                 await asyncio.sleep(0.05)
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot cancel")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} cancel")
         result = await world.result_comment()
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot status")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} status")
         status = (await wait_replies(world, 3))[-1]
     (invocation,) = world.record.entries()
     assert invocation["child_pid"]  # it did start a helper
@@ -260,10 +260,10 @@ async def test_retry_after_failure_and_check_run_rerun(
     world.gh.set_permission(OWNER, REPO, "writer-wu", "write")
     monkeypatch.setenv("ILAB_STANDIN_MODE", "fail")
     async with run_bot(world.settings) as bot:
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot generate")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} generate")
         await world.result_comment()
         monkeypatch.setenv("ILAB_STANDIN_MODE", "ok")
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot retry")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} retry")
         async with asyncio.timeout(60):
             while len(world.result_comments()) < 2:
                 await asyncio.sleep(0.05)
@@ -336,7 +336,7 @@ async def test_new_push_supersedes_and_close_cancels(
 ) -> None:
     world.gh.set_permission(OWNER, REPO, "writer-wu", "write")
     async with run_bot(world.settings, workers=0) as bot:  # no worker: jobs stay queued
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot generate")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} generate")
         async with asyncio.timeout(30):
             while not await jobs(world):
                 await asyncio.sleep(0.05)
@@ -348,7 +348,7 @@ async def test_new_push_supersedes_and_close_cancels(
         async with asyncio.timeout(30):
             while (await jobs(world))[0].state is State.QUEUED:
                 await asyncio.sleep(0.05)
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot generate")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} generate")
         async with asyncio.timeout(30):
             while len(await jobs(world)) < 2:
                 await asyncio.sleep(0.05)
@@ -391,7 +391,7 @@ async def test_precheck_asks_each_question_intact(
     pwned = Path("/tmp/ilab-bot-precheck-pwned")
     pwned.unlink(missing_ok=True)
     async with run_bot(world.settings) as bot:
-        await comment_as(world, bot, "writer-wu", "@instruct-lab-bot precheck")
+        await comment_as(world, bot, "writer-wu", f"{MENTION} precheck")
         comment = await world.result_comment()
     questions = [e["question"] for e in world.record.entries() if e.get("command") == "model chat"]
     assert sorted(questions) == sorted(s.question for s in PRECHECK_SEEDS)
@@ -403,3 +403,21 @@ async def test_precheck_asks_each_question_intact(
     (run,) = world.gh.check_runs(OWNER, REPO, name="instruct-lab-bot/precheck")
     assert run["conclusion"] == "success"
     assert [(j.ilab_version, j.pipeline) for j in await jobs(world)] == [("0.18.4", "")]
+
+
+async def test_the_former_name_is_obeyed_with_a_one_line_note(world: World) -> None:
+    former = f"@{world.settings.legacy_usernames[0]}"
+    world.gh.set_permission(OWNER, REPO, "writer-wu", "write")
+    async with run_bot(world.settings, workers=0) as bot:
+        await comment_as(world, bot, "writer-wu", f"{former} help")
+        note, help_reply = await wait_replies(world, 2)
+    assert "\n" not in note and f"`{MENTION}`" in note and f"`{former}`" in note
+    assert f"`{MENTION} precheck`" in help_reply  # obeyed, and told the new name
+
+    world.gh.set_permission(OWNER, REPO, "writer-wu", "write")
+    without = replace(world.settings, legacy_usernames=())
+    async with run_bot(without, workers=0) as bot:
+        before = max((int(c["id"]) for c in world.bot_comments()), default=0)
+        await comment_as(world, bot, "writer-wu", f"{former} help")
+        await settled(world)
+    assert replies(world, before) == []  # no alias: the old name is just text

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import gidgethub
@@ -16,10 +17,12 @@ import jwt
 import pytest
 from gidgethub.aiohttp import GitHubAPI
 
+from instruct_lab_bot.core import app_manifest
 from testkit import testdata as testdata_module
 from testkit.github_emulator import AppKey, GitHubEmulator, generate_app_key
 from testkit.openapi import OpenAPISpec, SpecViolation
 from testkit.testdata import ALL_FILES, TestDataPaths, is_fetched
+from tests.fixtures.bot import MENTION
 from tests.fixtures.github import WebhookExample
 
 OWNER, REPO = "instructlab", "taxonomy"
@@ -86,10 +89,10 @@ def test_cli_reports_one_line_per_package(
 
 def test_webhook_examples_are_deep_copies(webhook_example: WebhookExample) -> None:
     first = webhook_example("issue_comment", action="created")
-    first["comment"]["body"] = "@instruct-lab-bot generate"
+    first["comment"]["body"] = f"{MENTION} generate"
     again = webhook_example("issue_comment", action="created")
     assert again["action"] == "created"
-    assert again["comment"]["body"] != "@instruct-lab-bot generate"
+    assert again["comment"]["body"] != f"{MENTION} generate"
     on_pr = webhook_example("pull_request", predicate=lambda p: p["action"] == "synchronize")
     assert on_pr["action"] == "synchronize"
     with pytest.raises(LookupError):
@@ -388,7 +391,7 @@ async def test_reactions(
     session: aiohttp.ClientSession, github: GitHubEmulator, api: GitHubAPI
 ) -> None:
     github.add_pull(OWNER, REPO, 5, head_sha=SHA, head_ref="skill")
-    command = github.add_comment(OWNER, REPO, 5, "@instruct-lab-bot generate")
+    command = github.add_comment(OWNER, REPO, 5, f"{MENTION} generate")
     url = f"/repos/{OWNER}/{REPO}/issues/comments/{command['id']}/reactions"
     status, _, first = await raw_request(session, github, "POST", url, {"content": "eyes"})
     assert status == 201
@@ -481,6 +484,20 @@ async def test_every_served_endpoint_answers_schema_shaped_bodies(
     await api.post(f"{repo}/issues/9/labels", data={"labels": ["generating"]})
     await api.delete(f"{repo}/issues/9/labels/generating")
     await api.post(f"{repo}/statuses/{SHA}", data={"state": "pending", "context": "bot"})
+    # last: the conversion makes the emulator answer as the new App (another key)
+    manifest = app_manifest.manifest(
+        name="b",
+        public_url="https://b.test",
+        webhook_url="https://b.test/h",
+        redirect_url="http://127.0.0.1:1/callback",
+        teams=True,
+    )
+    _, location = gh.manifests.submit(json.dumps(manifest), "s" * 43)
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    created = await api.post(f"/app-manifests/{code}/conversions", data=b"")
+    assert created["permissions"] == manifest["default_permissions"] and "pem" in created
+    with pytest.raises(gidgethub.BadRequest):  # a code converts once
+        await api.post(f"/app-manifests/{code}/conversions", data=b"")
 
     served = {(c.method, c.route) for c in gh.calls if c.status is not None and c.status < 300}
     assert served >= set(gh._handlers), set(gh._handlers) - served

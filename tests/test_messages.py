@@ -92,6 +92,22 @@ def test_failure_comment_has_error_and_collapsed_log() -> None:
     assert messages.check_run_completed(JOB, timed_out)["conclusion"] == "timed_out"
 
 
+def test_outages_say_not_your_fault_and_contributor_mistakes_do_not() -> None:
+    from instruct_lab_bot.core.job_outcome import crash_cause
+
+    mistake = messages.result_comment(JOB, JobResult(State.FAILED, 3, exit_code=1, error="bad"))
+    assert "Not your fault" not in mistake and "**Error:** bad" in mistake
+    page = "https://bot.example/repos/instructlab/taxonomy/pulls/7"
+    for cause in ("ilab_crashed", "storage", "github", "worker"):
+        result = JobResult(State.FAILED, 3, error="x", infrastructure=cause, status_url=page)
+        body = messages.result_comment(JOB, result)
+        assert "🛠️ **Not your fault:**" in body and "an admin has been notified" in body
+        assert f"[Status page]({page})" in body
+    assert "it will be retried" in str(messages.check_run_handed_back(JOB)["output"])
+    assert crash_cause(State.FAILED, None) == crash_cause(State.FAILED, 137) == "ilab_crashed"
+    assert crash_cause(State.FAILED, 1) == crash_cause(State.SUCCEEDED, 0) == ""
+
+
 def test_comment_is_cut_to_github_limit() -> None:
     result = JobResult(state=State.FAILED, duration=1, error="e" * 100_000)
     assert len(messages.result_comment(JOB, result)) <= messages.COMMENT_LIMIT

@@ -32,7 +32,7 @@ from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.webhooks import sign
 from testkit.harness import run_bot
 from testkit.redis_server import RedisServer
-from tests.fixtures.bot import WEBHOOK_SECRET, WorkerProcess, post_webhook, settings_env
+from tests.fixtures.bot import MENTION, WEBHOOK_SECRET, WorkerProcess, post_webhook, settings_env
 from tests.fixtures.taxonomy import TaxonomyFactory
 from tests.fixtures.world import MAINTAINER, World, publish_pull
 
@@ -250,9 +250,9 @@ async def test_redis_restart_loses_nothing(
             installation_id=world.gh.installation_id,
             repo="skills",
             login=MAINTAINER,
-            comment_id=world.gh.add_comment(
-                "instructlab", "skills", 7, "@instruct-lab-bot generate"
-            )["id"],
+            comment_id=world.gh.add_comment("instructlab", "skills", 7, f"{MENTION} generate")[
+                "id"
+            ],
         )
         async with aiohttp.ClientSession() as session:
             status, _ = await post_webhook(session, bot.webhook_url, "issue_comment", payload)
@@ -311,9 +311,7 @@ async def test_burst_of_webhooks_enqueues_each_command_once(
 
     for number in range(1, 201):  # 200 commands, one per PR
         publish_pull(gh, world.remote, number=1000 + number, head_sha=f"{number:040x}")
-        comment = gh.add_comment(
-            "instructlab", "taxonomy", 1000 + number, "@instruct-lab-bot generate"
-        )
+        comment = gh.add_comment("instructlab", "taxonomy", 1000 + number, f"{MENTION} generate")
         add(
             "issue_comment",
             world.payload(

@@ -93,3 +93,14 @@ def test_webhook_secret_minimum_length_never_echoes_the_value() -> None:
         load_settings({**BASE, "ILAB_BOT_WEBHOOK_SECRET": "short-but-secret"}, dotenv=None)
     assert "at least 32 characters" in str(info.value)
     assert "short-but-secret" not in str(info.value)
+
+
+def test_legacy_usernames_default_list_and_off() -> None:
+    assert load_settings(BASE, dotenv=None).legacy_usernames == ("instruct-lab-bot",)
+    for off in ("", "none", " "):
+        env = {**BASE, "ILAB_BOT_LEGACY_USERNAMES": off}
+        assert load_settings(env, dotenv=None).legacy_usernames == ()
+    env = {**BASE, "ILAB_BOT_LEGACY_USERNAMES": "old-bot, older-bot[bot]"}
+    assert load_settings(env, dotenv=None).legacy_usernames == ("old-bot", "older-bot")
+    with pytest.raises(SettingsError, match="LEGACY_USERNAMES"):
+        load_settings({**BASE, "ILAB_BOT_LEGACY_USERNAMES": "not a login"}, dotenv=None)

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.webhooks import (
     CheckRunIntent,
     CommandIntent,
@@ -15,6 +16,7 @@ from instruct_lab_bot.core.webhooks import (
     parse_delivery,
     sign,
 )
+from tests.fixtures.bot import BOT_NAME, MENTION
 
 SECRET = b"topsecret"
 
@@ -49,9 +51,7 @@ def test_signature_checked_before_parsing() -> None:
     assert no_event.value.status == 400
 
 
-def comment_payload(
-    body: str = "@instruct-lab-bot generate", **changes: object
-) -> dict[str, object]:
+def comment_payload(body: str = f"{MENTION} generate", **changes: object) -> dict[str, object]:
     payload: dict[str, object] = {
         "action": "created",
         "issue": {"number": 4, "pull_request": {"url": "x"}},
@@ -69,7 +69,7 @@ def comment_payload(
 
 
 def test_classify_pr_comment() -> None:
-    intent = classify(deliver(json.dumps(comment_payload()).encode()), "instruct-lab-bot")
+    intent = classify(deliver(json.dumps(comment_payload()).encode()), BOT_NAME)
     assert isinstance(intent, CommandIntent)
     assert (intent.owner, intent.repo, intent.pr_number, intent.installation_id) == (
         "instructlab",
@@ -82,13 +82,11 @@ def test_classify_pr_comment() -> None:
 
 def test_nothing_to_do() -> None:
     def nothing(payload: dict[str, object]) -> bool:
-        return classify(deliver(json.dumps(payload).encode()), "instruct-lab-bot") is None
+        return classify(deliver(json.dumps(payload).encode()), BOT_NAME) is None
 
     assert nothing(comment_payload(action="edited"))
     assert nothing(comment_payload(action="deleted"))
-    plain = classify(
-        deliver(json.dumps(comment_payload(issue={"number": 4})).encode()), "instruct-lab-bot"
-    )
+    plain = classify(deliver(json.dumps(comment_payload(issue={"number": 4})).encode()), BOT_NAME)
     assert isinstance(plain, CommandIntent) and not plain.on_pull_request  # told: PRs only
     assert nothing(comment_payload("just a comment"))
     bot = comment_payload()
@@ -100,17 +98,17 @@ def test_bad_shapes_are_400() -> None:
     broken = comment_payload()
     broken["installation"] = None
     with pytest.raises(WebhookError) as info:
-        classify(deliver(json.dumps(broken).encode()), "instruct-lab-bot")
+        classify(deliver(json.dumps(broken).encode()), BOT_NAME)
     assert info.value.status == 400
     wrong_type = comment_payload(issue={"number": "4", "pull_request": {}})
     wrong_type["issue"] = {"number": "4", "pull_request": {"u": 1}}
     with pytest.raises(WebhookError):
-        classify(deliver(json.dumps(wrong_type).encode()), "instruct-lab-bot")
+        classify(deliver(json.dumps(wrong_type).encode()), BOT_NAME)
 
 
 def test_commands_are_capped_and_the_cap_is_said() -> None:
-    body = "\n".join(["@instruct-lab-bot status"] * 50)
-    intent = classify(deliver(json.dumps(comment_payload(body)).encode()), "instruct-lab-bot")
+    body = "\n".join([f"{MENTION} status"] * 50)
+    intent = classify(deliver(json.dumps(comment_payload(body)).encode()), BOT_NAME)
     assert isinstance(intent, CommandIntent)
     assert len(intent.commands) == 10 and intent.truncated
 
@@ -141,27 +139,36 @@ def test_repository_allow_list() -> None:
         "owner": {"login": "instructlab"},
     }
     body = json.dumps(payload).encode()
-    assert classify(deliver(body), "instruct-lab-bot", repos=frozenset({"instructlab/taxonomy"}))
-    assert classify(deliver(body), "instruct-lab-bot", repos=frozenset({"other/repo"})) is None
+    assert classify(deliver(body), BOT_NAME, repos=frozenset({"instructlab/taxonomy"}))
+    assert classify(deliver(body), BOT_NAME, repos=frozenset({"other/repo"})) is None
 
 
 def test_skip_unparsed_never_hides_a_command() -> None:
     from instruct_lab_bot.core.webhooks import skip_unparsed
 
     def skip(payload: dict[str, object], event: str = "issue_comment") -> str | None:
-        return skip_unparsed(json.dumps(payload).encode(), event, "instruct-lab-bot")
+        return skip_unparsed(json.dumps(payload).encode(), event, BOT_NAME)
 
     assert skip(comment_payload("thanks, looks good")) == "created"
-    assert skip(comment_payload("@INSTRUCT-LAB-BOT generate")) is None  # case-insensitive
-    assert skip(comment_payload("@instruct\\u002dlab-bot generate")) is None  # escapes
-    escaped = json.dumps(comment_payload("@instruct-lab-bot generate"), ensure_ascii=True)
+    assert skip(comment_payload(f"{MENTION.upper()} generate")) is None  # case-insensitive
+    assert skip(comment_payload("@instructlab\\u002dbot generate")) is None  # escapes
+    escaped = json.dumps(comment_payload(f"{MENTION} generate"), ensure_ascii=True)
     assert (
-        skip_unparsed(escaped.replace("-", "\\u002d").encode(), "issue_comment", "instruct-lab-bot")
+        skip_unparsed(escaped.replace("-", "\\u002d").encode(), "issue_comment", BOT_NAME) is None
+    )
+    assert skip(comment_payload("@instructlab-\u017fot"), "issue_comment") is None  # ſ folds to s
+    former = Settings().legacy_usernames
+    assert (
+        skip_unparsed(  # a former name still obeyed is never skipped
+            json.dumps(comment_payload(f"@{former[0]} generate")).encode(),
+            "issue_comment",
+            BOT_NAME,
+            former,
+        )
         is None
     )
-    assert skip(comment_payload("@instruct-lab-\u017fot"), "issue_comment") is None  # ſ folds to s
-    assert skip(comment_payload("@instruct-lab-bot generate", action="edited")) == "edited"
+    assert skip(comment_payload(f"{MENTION} generate", action="edited")) == "edited"
     assert skip({"action": "completed"}, "check_suite") == "completed"
     assert skip({"action": "opened", "number": 1}, "pull_request") is None  # handled
     assert skip({"zen": "x"}, "ping") is None
-    assert skip_unparsed(b"[1, 2]", "issue_comment", "instruct-lab-bot") is None  # -> 400
+    assert skip_unparsed(b"[1, 2]", "issue_comment", BOT_NAME) is None  # -> 400

@@ -5,6 +5,7 @@ afterwards), and whether the admin gave it a configuration of its own."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,3 +60,11 @@ def admin_config(settings: Settings, environ: Mapping[str, str] | None = None) -
     base = passed.get("XDG_CONFIG_HOME")
     config = Path(base) / "instructlab" / "config.yaml" if base else None
     return config if config is not None and config.is_file() else None
+
+
+def find_ilab(command: tuple[str, ...]) -> str:
+    """The path of the program `command` starts with; `RuntimeError` when there is none."""
+    program = shutil.which(command[0])
+    if program is None:
+        raise RuntimeError(f"`{command[0]}` is not on PATH")
+    return program

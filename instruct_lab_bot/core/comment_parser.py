@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +96,7 @@ class Command:
     name: str
     args: tuple[str, ...]
     line: int
+    legacy: bool = False  # addressed by a former name of the bot (answered with a note)
 
     @property
     def known(self) -> bool:
@@ -107,31 +108,39 @@ class Command:
         return lookup(self.name)
 
 
-def mention_pattern(username: str) -> re.Pattern[str]:
-    """`@username` (case-insensitive) at a line start, not a prefix of a longer login."""
+def mention_pattern(username: str, aliases: Sequence[str] = ()) -> re.Pattern[str]:
+    """`@username` or `@alias` (case-insensitive) at a line start, not a prefix of a longer
+    login; the group `name` says which."""
+    names = "|".join(re.escape(n) for n in (username, *aliases))
     return re.compile(
-        rf"^[ \t]{{0,3}}@{re.escape(username)}(?![A-Za-z0-9-])(?:\[bot\])?(?P<rest>[^\n]*)$",
+        rf"^[ \t]{{0,3}}@(?P<name>{names})(?![A-Za-z0-9-])(?:\[bot\])?(?P<rest>[^\n]*)$",
         re.IGNORECASE,
     )
 
 
-def parse_commands(body: str, username: str, *, limit: int = 10) -> list[Command]:
-    """Every command addressed to `username` in a comment body, at most `limit` of them."""
+def parse_commands(
+    body: str, username: str, *, limit: int = 10, aliases: Sequence[str] = ()
+) -> list[Command]:
+    """Every command addressed to `username` (or a former name, `aliases`) in a comment
+    body, at most `limit` of them."""
     commands: list[Command] = []
-    for number, match in _mentions(body, username):
+    for number, match in _mentions(body, username, aliases):
         words = match.group("rest").split()
         if not words:
             continue
         name, args = words[0][:MAX_WORD_CHARS].lower(), words[1 : MAX_ARGS + 1]
-        commands.append(Command(name, tuple(a[:MAX_WORD_CHARS] for a in args), number))
+        legacy = match.group("name").lower() != username.lower()
+        commands.append(Command(name, tuple(a[:MAX_WORD_CHARS] for a in args), number, legacy))
         if len(commands) >= limit:
             break
     return commands
 
 
-def _mentions(body: str, username: str) -> Iterator[tuple[int, re.Match[str]]]:
+def _mentions(
+    body: str, username: str, aliases: Sequence[str] = ()
+) -> Iterator[tuple[int, re.Match[str]]]:
     """(1-based line number, match) of each paragraph line that starts with the mention."""
-    pattern = mention_pattern(username)
+    pattern = mention_pattern(username, aliases)
     text = _normalise(body)
     if "@" not in text:
         return
@@ -148,6 +157,6 @@ def suggest(name: str) -> str | None:
     return close[0] if close else None
 
 
-def mentions(body: str, username: str) -> bool:
+def mentions(body: str, username: str, aliases: Sequence[str] = ()) -> bool:
     """Whether the comment addresses the bot at all (to answer a bare mention with help)."""
-    return next(_mentions(body, username), None) is not None
+    return next(_mentions(body, username, aliases), None) is not None

@@ -36,6 +36,14 @@ def run_error(state: State, exit_code: int | None, logged_error: str) -> str:
     return logged_error or f"ilab exited with code {exit_code}"
 
 
+def crash_cause(state: State, exit_code: int | None) -> str:
+    """ "ilab_crashed" when a failed run ended by a signal (inside the sandbox, bubblewrap
+    reports it as 128 + the signal), which no content of a pull request explains; else ""."""
+    if state is State.FAILED and (exit_code is None or exit_code >= 128):
+        return "ilab_crashed"
+    return ""
+
+
 def precheck_state(cancelled: bool, answers: Sequence[str]) -> State:
     """A precheck succeeds when the model answered at least one question."""
     if cancelled:

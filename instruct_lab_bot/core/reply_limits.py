@@ -31,6 +31,7 @@ class ReplyReason(enum.StrEnum):
     NOTHING_TO_RETRY = "nothing_to_retry"
     CANCELLED = "cancelled"
     LINKS = "links"
+    FORMER_NAME = "former_name"  # addressed by the bot's old name: a one-line note
 
 
 #: Answers to a permitted request's action: never silenced (they follow a permission check

@@ -135,6 +135,13 @@ def parse_username(text: str) -> str:
     return text.removesuffix("[bot]")
 
 
+def parse_usernames(text: str) -> tuple[str, ...]:
+    """Comma-separated logins (the bot's former names); "none" for no alias."""
+    if text.strip().lower() == "none":
+        return ()
+    return tuple(parse_username(part.strip()) for part in text.split(",") if part.strip())
+
+
 def scrub(message: str, raw: str) -> str:
     """A parser's error with any URL credentials of the value blanked out, whatever the
     parser quoted (defence in depth: the parsers themselves avoid quoting them)."""

@@ -45,6 +45,7 @@ from instruct_lab_bot.core.setting_values import (
     parse_teams,
     parse_url,
     parse_username,
+    parse_usernames,
     parse_word,
     scrub,
 )
@@ -73,7 +74,8 @@ class Settings:
     webhook_secret: Secret = Secret("")
     github_api_url: str = "https://api.github.com"
     github_git_url: str = "https://github.com"
-    username: str = "instruct-lab-bot"
+    username: str = "instructlab-bot"
+    legacy_usernames: tuple[str, ...] = ("instruct-lab-bot",)  # still obeyed, with a note
     redis_url: str = "redis://localhost:6379/0"
     # Redis TLS (a CA to verify the server; a client certificate if Redis asks for one) and
     # durability: how many replicas must have a write that must survive a failover.
@@ -193,6 +195,7 @@ def parse_settings(
     env: Mapping[str, str],
     *,
     require_github: bool = True,
+    require_secret: bool = True,
     read_file: Callable[[str], str] = _no_files,
 ) -> Settings:
     """Build `Settings` from a mapping of variables, listing every problem at once.
@@ -200,13 +203,17 @@ def parse_settings(
     Pure: the caller supplies the variables and how to read a named file (the App's key file);
     `cli.load_settings` passes the process environment, `.env` and the file system.
     `require_github=False` is for commands that never talk to GitHub (e.g. `replay`), which
-    only need the webhook secret.
+    only need the webhook secret; `require_secret=False` for those that run before an App
+    exists (`app create`, `relay`).
     """
     problems: list[str] = []
     values = _parse_fields(env, _FIELDS, problems)
+    if not env.get(PREFIX + "LEGACY_USERNAMES", "x").strip():
+        values["legacy_usernames"] = ()  # set and empty: the old names are not obeyed
     _check_lease(values, problems)
     _check_redis(values, problems)
-    _load_webhook_secret(env, values, problems)
+    if require_secret or env.get(PREFIX + "WEBHOOK_SECRET"):
+        _load_webhook_secret(env, values, problems)
     s3_secret = env.get("AWS_SECRET_ACCESS_KEY", "")
     if s3_secret:
         values["s3_secret_key"] = Secret(s3_secret)
@@ -338,6 +345,7 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("GITHUB_API_URL", "github_api_url", lambda v: parse_url(v, ("http", "https"))),
     ("GITHUB_GIT_URL", "github_git_url", lambda v: parse_url(v, ("http", "https", "file"))),
     ("USERNAME", "username", parse_username),
+    ("LEGACY_USERNAMES", "legacy_usernames", parse_usernames),
     ("REDIS_URL", "redis_url", parse_redis_setting),
     ("REDIS_CA_FILE", "redis_ca_file", str),
     ("REDIS_CERT_FILE", "redis_cert_file", str),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -126,7 +127,9 @@ _LEADING_ACTION = re.compile(rb'\s*\{\s*"action"\s*:\s*"([a-z_]{1,40})"')
 _DISGUISES = (b"\xc4\xb0", b"\xc4\xb1", b"\xc5\xbf", b"\xe2\x84\xaa")
 
 
-def skip_unparsed(body: bytes, event: str, username: str) -> str | None:
+def skip_unparsed(
+    body: bytes, event: str, username: str, aliases: Sequence[str] = ()
+) -> str | None:
     """For a verified delivery that surely classifies to "nothing to do": its action (the
     metrics label, "" if unknown), so the caller answers without parsing. None: parse it.
 
@@ -150,8 +153,11 @@ def skip_unparsed(body: bytes, event: str, username: str) -> str | None:
         return action if action not in CHECK_RUN_ACTIONS else None
     if action != "created":
         return action  # an edited or deleted comment never runs a command
-    name = username.lower().encode()
-    if not username.isascii() or b"\\u" in body or name in body.lower():
+    names = (username, *aliases)
+    lowered = body.lower()
+    if not all(n.isascii() for n in names) or b"\\u" in body:
+        return None
+    if any(n.lower().encode() in lowered for n in names):
         return None
     if not body.isascii() and any(disguise in body for disguise in _DISGUISES):
         return None  # (byte searches: a regex alternation here cost more than the parse)
@@ -233,7 +239,8 @@ def intent_from_json(kind: str, text: str) -> Intent:
     data = orjson.loads(text)
     if kind == CommandIntent.kind:
         data["commands"] = tuple(
-            Command(name=c["name"], args=tuple(c["args"]), line=c["line"]) for c in data["commands"]
+            Command(c["name"], tuple(c["args"]), c["line"], bool(c.get("legacy", False)))
+            for c in data["commands"]
         )
     for key in ("labels", "pr_numbers"):
         if key in data:
@@ -322,6 +329,7 @@ def classify(
     *,
     repos: frozenset[str] = frozenset(),
     command_limit: int = 10,
+    aliases: Sequence[str] = (),
 ) -> Intent | None:
     """What the bot should do about a delivery; None means nothing (answer 2xx, queue nothing).
 
@@ -338,7 +346,7 @@ def classify(
     if not isinstance(action, str):
         action = None
     if delivery.event == "issue_comment" and action == "created":
-        return _classify_comment(payload, username, command_limit)
+        return _classify_comment(payload, (username, *aliases), command_limit)
     if delivery.event == "pull_request" and action in PR_ACTIONS:
         return _classify_pull_request(payload, str(action))
     if delivery.event == "check_run" and action in CHECK_RUN_ACTIONS:
@@ -347,13 +355,13 @@ def classify(
 
 
 def _classify_comment(
-    payload: dict[str, Any], username: str, command_limit: int
+    payload: dict[str, Any], names: tuple[str, ...], command_limit: int
 ) -> CommandIntent | None:
     user = _field(payload, "comment.user", dict)
     if user.get("type") == "Bot":
         return None
     body = _optional(payload, "comment.body", str, "")
-    commands = parse_commands(body, username, limit=command_limit + 1)
+    commands = parse_commands(body, names[0], limit=command_limit + 1, aliases=names[1:])
     if not commands:
         return None
     where = _where(payload)

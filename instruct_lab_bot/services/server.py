@@ -91,7 +91,9 @@ async def _webhook(request: web.Request, outcome: _Outcome) -> web.Response:
         delivery = _verify(body, request, settings, outcome)
         if isinstance(delivery, web.Response):
             return delivery
-        intent = classify(delivery, settings.username, repos=settings.repos)
+        intent = classify(
+            delivery, settings.username, repos=settings.repos, aliases=settings.legacy_usernames
+        )
     except WebhookError as exc:
         log.info("webhook.rejected", status=exc.status, reason=exc.message)
         return _reject(outcome, exc.status, exc.message)
@@ -135,7 +137,7 @@ def _verify(
         secret=settings.webhook_secret.value.encode(),
     )
     outcome.event = event
-    skipped = skip_unparsed(body, event, settings.username)
+    skipped = skip_unparsed(body, event, settings.username, settings.legacy_usernames)
     if skipped is not None:  # most traffic: decided on the verified bytes, never parsed
         outcome.action, outcome.result, outcome.status = skipped, "ignored", 202
         return _json(_NOTHING_TO_DO, 202)

@@ -27,7 +27,7 @@ from testkit.github_emulator import Call, GitHubEmulator
 from testkit.harness import run_bot
 from testkit.redis_server import free_port
 from testkit.taxonomy import SkillSeed, attribution_txt, skill_qna
-from tests.fixtures.bot import post_webhook
+from tests.fixtures.bot import MENTION, post_webhook
 from tests.fixtures.redis import events_settled
 from tests.fixtures.world import World
 
@@ -105,7 +105,7 @@ async def test_big_pr_neither_stalls_help_nor_is_validated_twice(
         assert not world.gh.check_runs(OWNER, REPO, head_sha=BIG_SHA, name=VALIDATE)
 
         asked = time.time()
-        status, _ = await world.comment(first, "@instruct-lab-bot help")
+        status, _ = await world.comment(first, f"{MENTION} help")
         assert status == 202
         async with asyncio.timeout(90):
             await world.gh.wait_for(lambda: bool(replies_on(world.gh, 7)))
@@ -187,10 +187,10 @@ async def test_replayed_comment_under_a_new_delivery_id_runs_nothing(world: Worl
     """Finding 10: the same signed comment body sent again with another X-GitHub-Delivery is
     answered 200 (duplicate) and starts no second job; a `help` replayed gets no second reply."""
     async with run_bot(world.settings, workers=0) as bot:
-        status, _ = await world.comment(bot, "@instruct-lab-bot generate")
+        status, _ = await world.comment(bot, f"{MENTION} generate")
         assert status == 202
         payload = world.payload(
-            "@instruct-lab-bot generate",
+            f"{MENTION} generate",
             installation_id=world.gh.installation_id,
             comment_id=world.comment_id,
             login="maintainer-mo",
@@ -207,10 +207,10 @@ async def test_replayed_comment_under_a_new_delivery_id_runs_nothing(world: Worl
             await events_settled(world.settings.redis_url)
         assert len(await pr_jobs(world.settings.redis_url)) == 1
 
-        status, _ = await world.comment(bot, "@instruct-lab-bot help")
+        status, _ = await world.comment(bot, f"{MENTION} help")
         assert status == 202
         help_payload = world.payload(
-            "@instruct-lab-bot help",
+            f"{MENTION} help",
             installation_id=world.gh.installation_id,
             comment_id=world.comment_id,
             login="maintainer-mo",

@@ -50,12 +50,12 @@ from instruct_lab_bot.core.webhooks import (
 )
 from instruct_lab_bot.services.server import create_app
 from testkit.payloads import pr_comment
-from tests.fixtures.bot import make_settings, post_webhook
+from tests.fixtures.bot import BOT_NAME, MENTION, make_settings, post_webhook
 from tests.fixtures.github import REPO_ROOT, WebhookExample
 from tests.test_queue import make_job
 
 HOOK = "/api/github/hook"
-USERNAME = "instruct-lab-bot"
+USERNAME = BOT_NAME
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def _paths(node: Any, prefix: tuple[str | int, ...] = (), depth: int = 4) -> lis
 
 
 _WRONG = st.sampled_from(
-    [None, 0, 7, -1, 1.5, True, "", "x", "@instruct-lab-bot generate", [], [1], ["a"], {}, {"a": 1}]
+    [None, 0, 7, -1, 1.5, True, "", "x", f"{MENTION} generate", [], [1], ["a"], {}, {"a": 1}]
 )
 _DELETE = object()
 
@@ -173,7 +173,7 @@ async def test_signed_payload_with_wrong_types_is_400(
     """Finding 12: these answered 500 (AttributeError/TypeError in the classifier)."""
     if event == "issue_comment":
         example = webhook_example("issue_comment", "created")
-        payload = pr_comment(example, body="@instruct-lab-bot x")
+        payload = pr_comment(example, body=f"{MENTION} x")
     else:
         payload = webhook_example(event, action)
         payload.setdefault("installation", {"id": 1})
@@ -289,17 +289,17 @@ def test_settings_errors_never_echo_url_passwords(name: str, value: str) -> None
 # --- Comments: commands only in paragraph text, as CommonMark renders it --------------------
 
 _HIDDEN = {
-    "list-item fence": "- ```\n  @instruct-lab-bot generate\n  ```",
-    "fence in a numbered item": "1. logs:\n   ~~~\n   @instruct-lab-bot generate\n   ~~~",
-    "longer fence around a shorter one": "````\n```\n@instruct-lab-bot generate\n````",
-    "fence with an info string": "```text\n@instruct-lab-bot generate\n```",
-    "unclosed fence": "```\n@instruct-lab-bot generate",
-    "HTML comment": "<!--\n@instruct-lab-bot generate\n-->",
-    "HTML comment inside a paragraph": "see <!-- hidden\n@instruct-lab-bot generate -->",
-    "HTML block": "<details>\n@instruct-lab-bot generate\n</details>",
-    "lazy quote continuation": "> you wrote\n@instruct-lab-bot generate",
-    "quote in a list": "- > @instruct-lab-bot generate",
-    "code span over two lines": "`run\n@instruct-lab-bot generate`",
+    "list-item fence": f"- ```\n  {MENTION} generate\n  ```",
+    "fence in a numbered item": f"1. logs:\n   ~~~\n   {MENTION} generate\n   ~~~",
+    "longer fence around a shorter one": f"````\n```\n{MENTION} generate\n````",
+    "fence with an info string": f"```text\n{MENTION} generate\n```",
+    "unclosed fence": f"```\n{MENTION} generate",
+    "HTML comment": f"<!--\n{MENTION} generate\n-->",
+    "HTML comment inside a paragraph": f"see <!-- hidden\n{MENTION} generate -->",
+    "HTML block": f"<details>\n{MENTION} generate\n</details>",
+    "lazy quote continuation": f"> you wrote\n{MENTION} generate",
+    "quote in a list": f"- > {MENTION} generate",
+    "code span over two lines": f"`run\n{MENTION} generate`",
 }
 
 
@@ -312,8 +312,8 @@ def test_no_command_hidden_in_code_html_or_quotes(body: str) -> None:
 
 def test_commands_in_paragraphs_still_found() -> None:
     body = (
-        "Thanks!\n  @instruct-lab-bot generate --x\n\n```\ncode\n```\n<!-- note -->\n\n"
-        "*looks good*\n@instruct-lab-bot precheck"
+        f"Thanks!\n  {MENTION} generate --x\n\n```\ncode\n```\n<!-- note -->\n\n"
+        f"*looks good*\n{MENTION} precheck"
     )
     found = [(c.name, c.args, c.line) for c in parse_commands(body, USERNAME)]
     assert found == [("generate", ("--x",), 2), ("precheck", (), 10)]
@@ -322,9 +322,7 @@ def test_commands_in_paragraphs_still_found() -> None:
 _COMMANDISH = st.lists(
     st.one_of(
         st.text(st.characters(exclude_categories=["Cs"]), max_size=60),
-        st.sampled_from(
-            ["@instruct-lab-bot generate", "  @instruct-lab-bot retry x", "", "```", "~~~", "-->"]
-        ),
+        st.sampled_from([f"{MENTION} generate", f"  {MENTION} retry x", "", "```", "~~~", "-->"]),
     ),
     max_size=20,
 ).map("\n".join)
@@ -368,7 +366,7 @@ async def test_megabyte_comment_argument_is_not_stored(
 ) -> None:
     """A 1 MB argument in a command comment: the stored intent stays small (it was 1 MB)."""
     example = webhook_example("issue_comment", "created")
-    payload = pr_comment(example, body=f"@instruct-lab-bot generate {MEGABYTE} {'b ' * 5000}")
+    payload = pr_comment(example, body=f"{MENTION} generate {MEGABYTE} {'b ' * 5000}")
     async with aiohttp.ClientSession() as session:
         status, _body = await post_webhook(
             session, str(server.make_url(HOOK)), "issue_comment", payload

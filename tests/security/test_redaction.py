@@ -21,7 +21,7 @@ import pytest
 from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.settings import Secret, Settings, parse_settings
 from testkit.harness import run_bot
-from tests.fixtures.bot import WEBHOOK_SECRET
+from tests.fixtures.bot import MENTION, WEBHOOK_SECRET
 from tests.fixtures.world import World
 
 STATUS_TOKEN = "status-token-" + secrets.token_hex(12)
@@ -115,7 +115,7 @@ async def test_precheck_answers_with_secrets_are_redacted(
 ) -> None:
     values = list(leaky.values())
     async with run_bot(world.settings) as bot:
-        assert (await world.comment(bot, "@instruct-lab-bot precheck"))[0] == 202
+        assert (await world.comment(bot, f"{MENTION} precheck"))[0] == 202
         comment = await world.result_comment()
         links = {url.split("?")[0].rsplit("/", 1)[-1]: url for url in LINK.findall(comment["body"])}
         artifacts = [await fetch(links[name]) for name in ("precheck.yaml", "precheck.html")]

@@ -19,7 +19,7 @@ from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.services.app_keys import METRICS
 from testkit.github_emulator import Call
 from testkit.harness import RunningBot, run_bot
-from tests.fixtures.bot import WorkerProcess
+from tests.fixtures.bot import MENTION, WorkerProcess
 from tests.fixtures.world import World
 from tests.test_commands_e2e import OWNER, PR, REPO, comment_as, jobs, settled
 from tests.test_reliability import fast, the_job, until
@@ -46,7 +46,7 @@ def silenced(bot: RunningBot, **labels: str) -> float:
 async def flood(world: World, bot: RunningBot, login: str = OUTSIDER, count: int = FLOOD) -> None:
     """`count` comments, each asking for a command the person may not run or that is unknown."""
     for n in range(count):
-        body = "@instruct-lab-bot generate" if n % 2 else "@instruct-lab-bot frobnicate"
+        body = f"{MENTION} generate" if n % 2 else f"{MENTION} frobnicate"
         await comment_as(world, bot, login, body)
 
 

@@ -58,8 +58,10 @@ def open_store(
     signing_key: SigningKey,
     link_expiry: int,
     s3_endpoint_url: str | None,
-) -> ArtifactStore:
-    """Build the store the settings ask for; the caller owns it and must ``aclose`` it."""
+) -> LocalStore | S3Store:
+    """Build the store the settings ask for; the caller owns it and must ``aclose`` it.
+
+    Both also read back and delete (`get_bytes`, `delete`), which only the preflight uses."""
     if location.scheme == "s3":
         return S3Store(S3Config(location.bucket, location.prefix, s3_endpoint_url, link_expiry))
     if location.root is None:

@@ -110,6 +110,24 @@ class LocalStore:
 
         return await asyncio.to_thread(read)
 
+    async def get_bytes(self, key: str) -> bytes:
+        validate_key(key)
+        try:
+            return await asyncio.to_thread((self._root / key).read_bytes)
+        except OSError as exc:
+            raise StorageError(
+                f"could not read {key}: {exc.strerror or type(exc).__name__}"
+            ) from exc
+
+    async def delete(self, key: str) -> None:
+        validate_key(key)
+        try:
+            await asyncio.to_thread((self._root / key).unlink, missing_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"could not delete {key}: {exc.strerror or type(exc).__name__}"
+            ) from exc
+
     async def aclose(self) -> None:
         """Nothing to release; present for the Protocol."""
 

@@ -170,6 +170,24 @@ class S3Store:
 
         return await self._run("read", key, get)
 
+    async def get_bytes(self, key: str) -> bytes:
+        s3_key = self.object_key(key)
+
+        async def get(client: S3Client) -> bytes:
+            answer = await client.get_object(Bucket=self.config.bucket, Key=s3_key)
+            async with answer["Body"] as body:
+                return bytes(await body.read())
+
+        return await self._run("download", key, get)
+
+    async def delete(self, key: str) -> None:
+        s3_key = self.object_key(key)
+
+        async def remove(client: S3Client) -> None:
+            await client.delete_object(Bucket=self.config.bucket, Key=s3_key)
+
+        await self._run("delete", key, remove)
+
     async def aclose(self) -> None:
         self._closed = True
         async with self._lock:

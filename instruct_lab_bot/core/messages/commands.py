@@ -129,6 +129,15 @@ def too_many_commands(limit: int) -> str:
     return f"That comment holds more than {limit} commands; I took the first {limit}."
 
 
+def former_name_note(username: str, former: Sequence[str]) -> str:
+    """One line for a command addressed by the bot's old name (still obeyed, for now)."""
+    old = " / ".join(f"`@{name}`" for name in former) or "that name"
+    return (
+        f"ℹ️ I am now `@{username}`: {old} still works for now but will stop; "
+        "please use the new name."
+    )
+
+
 def cancelled(jobs: Sequence[Job], login: str) -> str:
     if not jobs:
         return "There is nothing queued or running on this PR to cancel."

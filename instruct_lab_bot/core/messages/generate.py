@@ -69,6 +69,32 @@ class JobResult:
     precheck: Sequence[Answer] = ()
     change: SampleChange | None = None  # against the PR's previous successful generate
     command_line: str = ""  # the redacted command ilab ran (the first line of ilab.log)
+    # Set when something outside the contributor's change ended the job (a key of
+    # INFRASTRUCTURE_CAUSES), with the status page to watch: the reply then says so.
+    infrastructure: str = ""
+    status_url: str = ""
+
+
+#: What failed, when it was not the contributor's change (worded for the contributor).
+INFRASTRUCTURE_CAUSES = {
+    "ilab_crashed": "`ilab` crashed or was killed (for instance the machine ran out of memory)",
+    "storage": "the bot could not store the job's files",
+    "github": "the bot could not reach GitHub",
+    "worker": "the workers running this job kept failing",
+}
+
+
+def not_your_fault(cause: str, status_url: str = "", *, retried: bool = False) -> str:
+    """One paragraph for a failure the contributor did not cause, kept apart from the
+    wording of their own mistakes."""
+    what = INFRASTRUCTURE_CAUSES.get(cause, "the bot's infrastructure failed")
+    then = (
+        "it will be retried automatically."
+        if retried
+        else "an admin has been notified; comment `retry` once it is fixed."
+    )
+    status = f" [Status page]({status_url})" if status_url else ""
+    return f"🛠️ **Not your fault:** {what}; {then}{status}"
 
 
 def check_run_queued(job: Job, *, details_url: str | None = None) -> dict[str, object]:
@@ -108,7 +134,8 @@ def check_run_handed_back(job: Job) -> dict[str, object]:
         "status": "queued",
         "output": {
             "title": "Waiting for another worker",
-            "summary": f"Worker `{job.worker}` shut down; the job was handed back to the queue.",
+            "summary": f"Worker `{job.worker}` shut down; the job was handed back to the queue. "
+            "Not your fault: it will be retried automatically.",
         },
     }
 
@@ -261,6 +288,8 @@ def _failure_details(job: Job, result: JobResult, *, for_comment: bool) -> list[
         lines += ["", "**Error:** " + table_cell(result.error, 2000).replace("<br>", " ")]
     if result.exit_code is not None and result.state is State.FAILED:
         lines += ["", f"`ilab` exited with code {result.exit_code}."]
+    if result.infrastructure:
+        lines += ["", not_your_fault(result.infrastructure, result.status_url)]
     if for_comment and result.log_tail:
         tail = list(result.log_tail)[-FAILURE_LOG_LINES:]
         lines += [

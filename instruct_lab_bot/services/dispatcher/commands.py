@@ -14,6 +14,7 @@ from instruct_lab_bot.core.dispatch_rules import job_id_for
 from instruct_lab_bot.core.job_view import ReadOptions
 from instruct_lab_bot.core.messages.commands import (
     cancelled,
+    former_name_note,
     help_text,
     not_a_pull_request,
     too_many_commands,
@@ -71,6 +72,10 @@ class CommandHandlers:
         if intent.truncated:
             text = too_many_commands(len(intent.commands))
             await reply.once("truncated", text, ReplyReason.TRUNCATED)
+        former = next((c for c in intent.commands if c.legacy), None)
+        if former is not None:  # still obeyed, once told the new name
+            note = former_name_note(username, self.deps.settings.legacy_usernames)
+            await reply.once("former-name", note, ReplyReason.FORMER_NAME)
         for command in intent.commands:
             request = Request(
                 gh,

@@ -39,7 +39,7 @@ from instruct_lab_bot.services.metrics import WorkerMetrics
 from instruct_lab_bot.services.worker import redis_calls
 from instruct_lab_bot.services.worker.consumer import Consumer
 from instruct_lab_bot.services.worker.deps import JobTools, WorkerDeps
-from instruct_lab_bot.services.worker.job import JobExecution
+from instruct_lab_bot.services.worker.job import JobExecution, status_page_url
 from instruct_lab_bot.services.worker.lease import ActiveJob, hand_back, heartbeat
 from instruct_lab_bot.services.worker.outbox import ResultOutbox
 
@@ -271,7 +271,15 @@ class Worker:
     async def _dead_letter(self, entry: StreamEntry, job: Job) -> None:
         reason = messages.dead_letter(job, job.attempts)
         log.error("job.dead_letter", job_id=job.id, attempts=job.attempts)
-        await self._report(job, JobResult(state=State.DEAD, duration=job.duration, error=reason))
+        status = status_page_url(self.deps.settings.public_url, job)
+        result = JobResult(
+            state=State.DEAD,
+            duration=job.duration,
+            error=reason,
+            infrastructure="worker",
+            status_url=status,
+        )
+        await self._report(job, result)
         queue = self.deps.queue
         await redis_calls.record("dead_letter", lambda: queue.dead_letter(entry, job, reason))
         await self.outbox.deliver(job.id)

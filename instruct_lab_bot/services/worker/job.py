@@ -16,6 +16,7 @@ from instruct_lab_bot.adapters.storage import StorageError
 from instruct_lab_bot.adapters.tracing import span
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.job_outcome import (
+    crash_cause,
     precheck_error,
     precheck_state,
     run_error,
@@ -39,6 +40,13 @@ log = structlog.get_logger(__name__)
 
 #: Failures a contributor can act on (or retry): reported on the PR as they are.
 REPORTED_FAILURES = (JobFailed, GitError, StorageError, GitHubError)
+#: Those that are outages, not the contributor's doing (the reply says so).
+_OUTAGES: dict[type[Exception], str] = {StorageError: "storage", GitHubError: "github"}
+
+
+def status_page_url(public_url: str, job: Job) -> str:
+    """The status page of the job's pull request (linked from "not your fault" replies)."""
+    return f"{public_url.rstrip('/')}/repos/{job.owner}/{job.repo}/pulls/{job.pr_number}"
 
 
 class JobExecution:
@@ -70,12 +78,18 @@ class JobExecution:
                 return await self._precheck(checkout)
             return await self._generate(checkout)
         except REPORTED_FAILURES as exc:
-            log.warning("job.failed", error=str(exc))
+            cause = _OUTAGES.get(type(exc), "")
+            if cause:  # an admin's problem: logged at error level, which alerts watch
+                log.error("job.infrastructure_failure", cause=cause, error=str(exc))
+            else:
+                log.warning("job.failed", error=str(exc))
             return JobResult(
                 state=State.FAILED,
                 duration=self._elapsed(),
                 error=str(exc),
                 log_tail=self.progress.last_lines(messages.FAILURE_LOG_LINES),
+                infrastructure=cause,
+                status_url=status_page_url(self.deps.settings.public_url, self.job),
             )
         finally:
             await self.workspace.remove()
@@ -95,6 +109,9 @@ class JobExecution:
             self.deps, self.reporter, checkout, self.workspace, progress, self.cancel
         )
         state = state_from_run(run.outcome, run.exit_code)
+        crashed = crash_cause(state, run.exit_code)
+        if crashed:
+            log.error("job.infrastructure_failure", cause=crashed, exit_code=run.exit_code)
         summary = await asyncio.to_thread(summarize, self.workspace.out_dir)
         generated = summary.generated if state is State.SUCCEEDED else None
         artifacts, index_url = await upload_outputs(
@@ -115,6 +132,8 @@ class JobExecution:
             artifacts=artifacts,
             index_url=index_url,
             log_tail=progress.last_lines(messages.FAILURE_LOG_LINES),
+            infrastructure=crashed,
+            status_url=status_page_url(self.deps.settings.public_url, self.job) if crashed else "",
         )
 
     async def _precheck(self, checkout: CheckoutResult) -> JobResult:
