@@ -120,7 +120,11 @@ async def check_ilab(settings: Settings, *, run: bool = True) -> CheckResult:
             if settings.sandbox == "runner":  # ilab is in the runner's container, not here
                 return passed("ilab", "in the ilab runner's container (asked at start-up)")
             return passed("ilab", f"found at {find_ilab(settings.ilab_command)}")
-        release = await detect_ilab(settings)
+        try:
+            release = await detect_ilab(settings)
+        except SandboxUnavailable:  # the sandbox check reports that; here, is ilab there?
+            found = find_ilab(settings.ilab_command)
+            return passed("ilab", f"found at {found} (version not asked: no sandbox to ask in)")
     except (RuntimeError, UnsupportedIlab) as exc:
         return failed("ilab", str(exc), text.FIX_ILAB, fatal=True)
     supported = "" if release.supported else ", unsupported: ILAB_BOT_ILAB_ALLOW_UNSUPPORTED"
