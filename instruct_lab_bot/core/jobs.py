@@ -71,6 +71,7 @@ FIELD_LIMITS: dict[str, int] = {
     "cancel_requested": 100,
     "cancelled_by": 100,
     "traceparent": 128,
+    "repo_args": 256,
 }
 MAX_JOB_FILES = 200
 _CUT = " […cut]"
@@ -160,6 +161,7 @@ class Job:
     cancel_requested: str = ""  # who asked to cancel it while it ran
     cancelled_by: str = ""
     traceparent: str = ""
+    repo_args: str = ""  # ilab flags the repository's configuration chose (shlex-joined)
 
     @property
     def repo_full_name(self) -> str:

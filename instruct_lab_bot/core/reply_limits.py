@@ -30,6 +30,7 @@ class ReplyReason(enum.StrEnum):
     ALREADY_RUNNING = "already_running"
     NOTHING_TO_RETRY = "nothing_to_retry"
     CANCELLED = "cancelled"
+    DISABLED = "disabled"  # the repository's configuration switched the command off
 
 
 #: Answers to a permitted request's action: never silenced (they follow a permission check

@@ -34,6 +34,7 @@ from instruct_lab_bot.core.setting_values import (
     parse_permission,
     parse_port,
     parse_positive_int,
+    parse_repo_path,
     parse_repos,
     parse_signing_key,
     parse_size_text,
@@ -129,6 +130,10 @@ class Settings:
     validate_max_files: int = 100
     validate_concurrency: int = 4
     validate_timeout: float = 120.0
+    # Per-repository configuration (core/repo_config.py) and the bounds it must stay within.
+    repo_config_path: str = ".github/instruct-lab-bot.yml"
+    repo_pipelines: tuple[str, ...] = ("simple", "full")
+    repo_max_instructions: int = 30
 
     @property
     def recovery_bound(self) -> float:
@@ -333,4 +338,7 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("VALIDATE_MAX_FILES", "validate_max_files", parse_positive_int),
     ("VALIDATE_CONCURRENCY", "validate_concurrency", parse_positive_int),
     ("VALIDATE_TIMEOUT", "validate_timeout", parse_duration),
+    ("REPO_CONFIG_PATH", "repo_config_path", parse_repo_path),
+    ("REPO_PIPELINES", "repo_pipelines", parse_list),
+    ("REPO_MAX_INSTRUCTIONS", "repo_max_instructions", parse_positive_int),
 )

@@ -4,6 +4,7 @@ progress the check run shows, within the job's time limit and cancel."""
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections.abc import Callable
 
 from instruct_lab_bot.adapters.git import CheckoutResult
@@ -48,7 +49,8 @@ async def run_generate(
 ) -> RunResult:
     """Run ilab while `reporter` follows its progress; JobFailed if it cannot start."""
     settings = deps.settings
-    argv = generate_argv(settings, checkout.path, checkout.base_ref, workspace.out_dir)
+    repo_args = shlex.split(reporter.job.repo_args)  # the repository's choices, as checked
+    argv = generate_argv(settings, checkout.path, checkout.base_ref, workspace.out_dir, repo_args)
     limits = RunLimits(timeout=settings.job_timeout, kill_grace=settings.kill_grace)
     stop_updates = asyncio.Event()
     updater = asyncio.create_task(reporter.follow(progress, stop_updates))
