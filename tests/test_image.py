@@ -35,7 +35,9 @@ IMAGE = os.environ.get("ILAB_BOT_TEST_IMAGE", "localhost/instruct-lab-bot:ci")
 REPORT = os.environ.get("ILAB_BOT_IMAGE_REPORT", "")
 STANDIN_DIR = "/opt/standin"  # where testkit is mounted, read-only, for this test only
 UID = "1001:0"
-COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "tcc", "x86_64-linux-gnu-gcc-12")
+COMPILERS = ("gcc", "cc", "cc1", "c++", "g++", "clang", "tcc", "x86_64-linux-gnu-gcc-12")
+#: The test kit's package, its dist-info, its console script and its modules.
+TEST_DOUBLES = ("testkit", "instruct_lab_bot_testkit", "ilab-standin", "fake_ilab")
 
 
 def buildah(*args: str) -> str:
@@ -195,12 +197,13 @@ def test_image_holds_no_test_doubles_and_no_compilers() -> None:
         found = []
         for folder, dirs, files in os.walk(root):
             dirs[:] = [d for d in dirs if not Path(folder, d).is_symlink()]
-            for name in [*files, *dirs]:
-                if name in COMPILERS or name.startswith(("testkit", "instruct_lab_bot_testkit")):
-                    found.append(str(Path(folder, name).relative_to(root)))
-                if name in ("ilab-standin", "fake_ilab.py", "github_emulator.py"):
-                    found.append(str(Path(folder, name).relative_to(root)))
+            here = Path(folder).relative_to(root)
+            # compilers are files (a folder such as usr/share/gcc holds only data)
+            found += [str(here / name) for name in files if name in COMPILERS]
+            found += [str(here / n) for n in [*files, *dirs] if n.startswith(TEST_DOUBLES)]
         assert found == []
+        schemas = "opt/instruct-lab-bot/lib/python3*/site-packages/instruct_lab_bot/core/"
+        assert list(root.glob(schemas + "repo_config.schema.json"))  # shipped in the wheel
         config = json.loads(buildah("inspect", "--type", "image", IMAGE))["Docker"]["config"]
         assert config["User"] == "1001"
         assert config["Healthcheck"]["Test"][0] == "CMD"  # kept: a Docker-format image
