@@ -191,6 +191,9 @@ async def test_two_repositories_two_configs_behave_differently(world: World) -> 
     for repo, sha in (("taxonomy", SHA_TAXONOMY), ("skills", SHA_SKILLS)):
         (check,) = config_checks(world, repo, sha)
         assert check["conclusion"] == "success"
+        # read once per commit, at the default branch's head (never at the PR's head)
+        reads = [c for c in world.gh.calls if c.path.endswith(PATH) and f"/{repo}/" in c.path]
+        assert [c.query.get("ref") for c in reads] == [sha]
 
 
 async def test_a_broken_config_is_reported_and_stops_no_other_repository(world: World) -> None:
