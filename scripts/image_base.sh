@@ -35,7 +35,7 @@ else
 fi
 
 if buildah inspect --type image "$name" >/dev/null 2>&1 \
-  && [ "$(buildah inspect --type image --format '{{index .ImageAnnotations "base-key"}}' "$name")" = "$key" ]; then
+  && [ "$(buildah inspect --type image --format "{{index .Docker.Config.Labels \"base-key\"}}" "$name")" = "$key" ]; then
   echo "image-base: $name is already imported"
   exit 0
 fi
@@ -43,6 +43,6 @@ ctr=$(buildah from scratch)
 trap 'buildah rm "$ctr" >/dev/null' EXIT
 buildah add --quiet "$ctr" "$tarball" /
 buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  --env LANG=C.UTF-8 --cmd python3 --annotation base-key="$key" "$ctr"
+  --env LANG=C.UTF-8 --cmd python3 --label base-key="$key" "$ctr"
 buildah commit --quiet --format docker "$ctr" "$name" >/dev/null
 echo "image-base: imported $name"

@@ -35,9 +35,10 @@ mounts=()
 for path in /etc/ssl/certs /etc/pip.conf /etc/xdg/pip; do
   [ -e "$path" ] && mounts+=(-v "$path:$path:ro")
 done
+# No REVISION build argument: its LABEL comes before the package layers, so a new commit
+# would rebuild them all; the CI image is thrown away anyway.
 buildah bud --quiet --isolation=chroot --format docker --pull=never --layers \
-  "${mounts[@]}" --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
-  -t "$image" . >/dev/null
+  "${mounts[@]}" -t "$image" . >/dev/null
 built=$(date +%s)
 
 mkdir -p "$cache"
