@@ -216,3 +216,20 @@ async def test_a_broken_config_is_reported_and_stops_no_other_repository(world: 
     assert "switched off" in skills_generate and "(valid)" in skills_status
     (skills_check,) = config_checks(world, "skills", SHA_SKILLS)
     assert skills_check["conclusion"] == "success"
+
+
+async def test_github_failing_to_read_the_file_means_admin_defaults_then_a_retry(
+    world: World,
+) -> None:
+    publish_configs(world, TAXONOMY_CONFIG, SKILLS_CONFIG)
+    target = f"/repos/{OWNER}/skills/contents/{PATH}"
+    failing = world.gh.inject("GET", target, status=403, times=1)
+    settings = replace(world.settings, github_max_attempts=1)
+    async with run_bot(settings, workers=0) as bot:
+        first = await say(world, bot, "skills", "help")
+        second = await say(world, bot, "skills", "help")
+    assert failing.times == 0  # the injected refusal was served
+    assert " generate`" in first  # admin defaults while the file could not be read
+    assert " generate`" not in second  # read again on the next command: skills' own
+    (check,) = config_checks(world, "skills", SHA_SKILLS)
+    assert check["conclusion"] == "success"
