@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -233,3 +234,12 @@ async def test_github_failing_to_read_the_file_means_admin_defaults_then_a_retry
     assert " generate`" not in second  # read again on the next command: skills' own
     (check,) = config_checks(world, "skills", SHA_SKILLS)
     assert check["conclusion"] == "success"
+
+
+def test_the_readme_example_is_valid() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Per-repository configuration", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config, errors = parse_repo_config(example, make_settings())
+    assert errors == [] and config.commands and config.teams and config.welcome
+    assert team_errors(config, OWNER, example) == []
