@@ -24,6 +24,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" uidmap >/dev/null
 fi
 
+mkdir -p "$cache"
 start=$(date +%s)
 # No registry is reachable from CI: the base is built from Debian packages (never pulled).
 base=$(sed -n 's/^ARG PYTHON_IMAGE=//p' Containerfile)
@@ -37,11 +38,21 @@ for path in /etc/ssl/certs /etc/pip.conf /etc/xdg/pip; do
 done
 # No REVISION build argument: its LABEL comes before the package layers, so a new commit
 # would rebuild them all; the CI image is thrown away anyway.
-buildah bud --quiet --isolation=chroot --format docker --pull=never --layers \
-  "${mounts[@]}" -t "$image" . >/dev/null
+build() {
+  buildah bud --quiet --isolation=chroot --format docker --pull=never --layers \
+    "${mounts[@]}" "$@" -t "$image" . >/dev/null
+}
+# Buildah 1.28 (Debian 12) cannot bind-mount a stage it took from its layer cache
+# (`RUN --mount=...,from=build` then finds no /wheels): when a step after an unchanged build
+# stage must run again, build once more without the cache.
+if ! build 2>"$cache/build.err"; then
+  cat "$cache/build.err" >&2
+  grep -q "on host to bind mount into container" "$cache/build.err" || exit 1
+  echo "image-test: a cached stage could not be mounted (buildah 1.28); building without cache"
+  build --no-cache
+fi
 built=$(date +%s)
 
-mkdir -p "$cache"
 report="$cache/report.json"
 rm -f "$report"
 ILAB_BOT_TEST_IMAGE="$image" ILAB_BOT_IMAGE_REPORT="$report" \
