@@ -39,7 +39,7 @@ done
 # No REVISION build argument: its LABEL comes before the package layers, so a new commit
 # would rebuild them all; the CI image is thrown away anyway.
 build() {
-  buildah bud --quiet --isolation=chroot --format docker --pull=never --layers \
+  buildah bud --quiet --isolation=chroot --format docker --pull=never --layers --force-rm \
     "${mounts[@]}" "$@" -t "$image" . >/dev/null
 }
 # Buildah 1.28 (Debian 12) cannot bind-mount a stage it took from its layer cache
