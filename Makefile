@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CACHE ?= .cache
 
-.PHONY: install redis bwrap promtool chromium testdata demo server worker test lint bench deploy-check clean
+.PHONY: install redis bwrap promtool chromium testdata demo server worker test lint bench deploy-check clean image-test
 .PHONY: ilab-contract
 
 $(STAMP): pyproject.toml testkit/pyproject.toml
@@ -64,6 +64,11 @@ test: install redis bwrap promtool chromium testdata
 # throwaway venvs cached under .cache/ilab-contract (README "Supported ilab versions").
 ilab-contract: install
 	$(PY) -m testkit.ilab_contract --cache $(CACHE)/ilab-contract
+
+# Build the Containerfile with buildah (no daemon; the base from Debian packages when no
+# registry is reachable) and run the image's server and a worker (tests/test_image.py).
+image-test: install redis testdata
+	PY=$(PY) CACHE=$(CACHE) scripts/image_test.sh
 
 deploy-check: install promtool
 	$(PY) -m pytest tests/test_deploy.py tests/test_grafana.py $(PYTEST_ARGS)

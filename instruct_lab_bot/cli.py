@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_runner_parser(sub)
 
+    _add_admin_parsers(sub)
+    _add_onboarding_parsers(sub)
+    return parser
+
+
+def _add_admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dlq = sub.add_parser("dlq", help="dead-letter queue: jobs that kept killing their worker")
     dlq.add_argument("action", choices=("list", "show", "requeue", "drop"))
     dlq.add_argument("entry", nargs="?", help="dead-letter entry id (show, requeue, drop)")
@@ -103,8 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="webhook URL (default http://<ILAB_BOT_HOST>:<ILAB_BOT_PORT>/api/github/hook)",
     )
     replay.add_argument("--delivery", default=None, help="X-GitHub-Delivery (default: random)")
-    _add_onboarding_parsers(sub)
-    return parser
 
 
 def _add_runner_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

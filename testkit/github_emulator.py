@@ -284,6 +284,7 @@ class GitHubEmulator:
         self._org_members: set[tuple[str, str]] = set()
         self._contents: dict[tuple[str, str, str, str], bytes] = {}
         self._links: dict[tuple[str, str, str, str], JSON] = {}  # symlinks and submodules
+        self._branches: dict[tuple[str, str, str], str] = {}  # (owner, repo, branch) → sha
         self._commit_files: dict[tuple[str, str, str], Pull] = {}  # head sha → PR at that sha
         self._labels: dict[tuple[str, str, int], list[str]] = {}
         self._label_ids: dict[tuple[str, str, str], int] = {}
@@ -522,6 +523,11 @@ class GitHubEmulator:
         data = content.encode() if isinstance(content, str) else content
         self._contents[(owner, repo, ref or self._repo(owner, repo).default_branch, path)] = data
 
+    def set_branch(self, owner: str, repo: str, branch: str, sha: str) -> None:
+        """Where a branch points (`GET /repos/{owner}/{repo}/git/ref/heads/{branch}`)."""
+        self._repo(owner, repo)
+        self._branches[(owner, repo, branch)] = sha
+
     def set_link(
         self,
         owner: str,
@@ -602,6 +608,9 @@ class GitHubEmulator:
         if self._comment_issue.get(comment_id, ("", "", 0))[:2] != (owner, repo):
             return []
         return copy.deepcopy(self._reactions.get(comment_id, []))
+
+    def set_labels(self, owner: str, repo: str, number: int, labels: Iterable[str]) -> None:
+        self._labels[(owner, repo, number)] = list(labels)
 
     def labels(self, owner: str, repo: str, number: int) -> list[str]:
         return list(self._labels.get((owner, repo, number), []))
@@ -938,6 +947,7 @@ class GitHubEmulator:
             ("GET", "/orgs/{org}/teams/{team_slug}/memberships/{username}"): self._get_team_member,
             ("GET", "/orgs/{org}/members/{username}"): self._get_org_member,
             ("GET", f"{repo}/contents/{{path}}"): self._get_content,
+            ("GET", f"{repo}/git/ref/{{ref}}"): self._get_git_ref,
             ("GET", f"{repo}/compare/{{basehead}}"): self._compare,
             ("POST", f"{repo}/issues/{{issue_number}}/labels"): self._add_labels,
             ("DELETE", f"{repo}/issues/{{issue_number}}/labels/{{name}}"): self._remove_label,
@@ -1522,6 +1532,24 @@ class GitHubEmulator:
         if (ctx.params["org"], ctx.params["username"]) not in self._org_members:
             raise _HTTPError(404)
         return _Reply(204)
+
+    async def _get_git_ref(self, ctx: _Ctx) -> _Reply:
+        owner, repo = self._require_repo(ctx)
+        ref = ctx.params["ref"]
+        kind, _, branch = ref.partition("/")
+        sha = self._branches.get((owner, repo, branch)) if kind == "heads" else None
+        if sha is None:
+            raise _HTTPError(404)
+        api = self._api(f"/repos/{owner}/{repo}")
+        return _Reply(
+            200,
+            {
+                "ref": f"refs/{ref}",
+                "node_id": _node_id("Ref", sum(map(ord, ref))),
+                "url": f"{api}/git/refs/{ref}",
+                "object": {"type": "commit", "sha": sha, "url": f"{api}/git/commits/{sha}"},
+            },
+        )
 
     async def _get_content(self, ctx: _Ctx) -> _Reply:
         owner, repo = self._require_repo(ctx)

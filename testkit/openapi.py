@@ -116,8 +116,9 @@ def _split(path: str) -> list[str]:
 
 
 def _is_greedy(segment: str) -> bool:
-    # GitHub's contents API takes `{path}` with literal slashes in it (a/b/c.yaml).
-    return segment == "{path}"
+    # GitHub's contents API takes `{path}` with literal slashes in it (a/b/c.yaml), and the
+    # git refs API a `{ref}` like heads/main (the description marks it x-multi-segment).
+    return segment in ("{path}", "{ref}")
 
 
 def _escape(token: str) -> str:

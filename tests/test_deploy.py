@@ -1245,13 +1245,16 @@ def test_containerfile_installs_from_the_lock_file() -> None:
     """The dependency install reuses requirements.lock (hashes enforced, wheels only, no cache);
     the bot's own wheel goes in without dependencies, so nothing unpinned sneaks in."""
     final = max(i.stage for i in containerfile())
-    (install,) = [i for i in containerfile() if i.stage == final and "pip install" in i.args]
+    installs = [i for i in containerfile() if i.stage == final and "pip install" in i.args]
     mounts = dict(
-        re.findall(r"--mount=type=bind,(?:from=\w+,)?source=(\S+?),target=(\S+)", install.args)
+        re.findall(
+            r"--mount=type=bind,(?:from=\w+,)?source=(\S+?),target=(\S+)",
+            " ".join(i.args for i in installs),
+        )
     )
     assert mounts.get("requirements.lock") == "/tmp/requirements.lock"
-    commands = [c.strip() for c in install.args.split(";") if "pip install" in c]
-    deps, own = commands
+    commands = [c.strip() for i in installs for c in i.args.split(";") if "pip install" in c]
+    deps, own = commands  # the dependencies' layer first (cached until the lock changes)
     for flag in (
         "--require-hashes",
         "--only-binary=:all:",

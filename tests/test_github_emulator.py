@@ -484,6 +484,11 @@ async def test_every_served_endpoint_answers_schema_shaped_bodies(
     await api.post(f"{repo}/issues/9/labels", data={"labels": ["generating"]})
     await api.delete(f"{repo}/issues/9/labels/generating")
     await api.post(f"{repo}/statuses/{SHA}", data={"state": "pending", "context": "bot"})
+    gh.set_branch(OWNER, REPO, "release/1.x", SHA)
+    ref = await api.getitem(f"{repo}/git/ref/heads/release/1.x")
+    assert (ref["ref"], ref["object"]["sha"]) == ("refs/heads/release/1.x", SHA)
+    assert await api.getstatus(f"{repo}/git/ref/heads/nowhere") == 404
+
     # last: the conversion makes the emulator answer as the new App (another key)
     manifest = app_manifest.manifest(
         name="b",

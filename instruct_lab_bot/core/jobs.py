@@ -77,6 +77,7 @@ FIELD_LIMITS: dict[str, int] = {
     "command_line": 4000,
     "leaf_counts": 16_000,
     "artifact_names": 16_000,
+    "repo_args": 256,
 }
 MAX_JOB_FILES = 200
 #: What ran, recorded on the job while it runs; the result reply shows whichever are set.
@@ -175,6 +176,7 @@ class Job:
     command_line: str = ""  # the redacted argv, as at the top of ilab.log
     leaf_counts: str = ""  # JSON {leaf: samples} of a generate run, to compare the next one
     artifact_names: str = ""  # the stored files' names, one a line (for the `links` command)
+    repo_args: str = ""  # ilab flags the repository's configuration chose (shlex-joined)
 
     @property
     def repo_full_name(self) -> str:

@@ -32,6 +32,7 @@ class ReplyReason(enum.StrEnum):
     CANCELLED = "cancelled"
     LINKS = "links"
     FORMER_NAME = "former_name"  # addressed by the bot's old name: a one-line note
+    DISABLED = "disabled"  # the repository's configuration switched the command off
 
 
 #: Answers to a permitted request's action: never silenced (they follow a permission check

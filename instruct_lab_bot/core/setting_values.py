@@ -188,6 +188,14 @@ def parse_commands(text: str) -> tuple[str, ...]:
     return commands
 
 
+def parse_repo_path(text: str) -> str:
+    """A file path inside a repository: relative, "/"-separated, no "." or ".." parts."""
+    parts = text.split("/")
+    if text.startswith("/") or any(p in ("", ".", "..") for p in parts) or len(text) > 255:
+        raise ValueError(f"{text!r} is not a relative path inside the repository")
+    return text
+
+
 def parse_repos(text: str) -> frozenset[str]:
     repos = parse_list(text)
     for repo in repos:

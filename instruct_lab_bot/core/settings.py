@@ -38,6 +38,7 @@ from instruct_lab_bot.core.setting_values import (
     parse_port,
     parse_positive_int,
     parse_redis_setting,
+    parse_repo_path,
     parse_repos,
     parse_signing_key,
     parse_size_text,
@@ -153,6 +154,10 @@ class Settings:
     # The result reply (branch `reply`): stable artifact links, precheck's prompt.
     stable_links: bool = True  # links on the bot's server that re-sign on each visit
     precheck_context: bool = False  # send a seed's context along with its question
+    # Per-repository configuration (core/repo_config.py) and the bounds it must stay within.
+    repo_config_path: str = ".github/instruct-lab-bot.yml"
+    repo_pipelines: tuple[str, ...] = ("simple", "full")
+    repo_max_instructions: int = 30
 
     @property
     def recovery_bound(self) -> float:
@@ -416,4 +421,7 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("VALIDATE_TIMEOUT", "validate_timeout", parse_duration),
     ("STABLE_LINKS", "stable_links", parse_bool),
     ("PRECHECK_CONTEXT", "precheck_context", parse_bool),
+    ("REPO_CONFIG_PATH", "repo_config_path", parse_repo_path),
+    ("REPO_PIPELINES", "repo_pipelines", parse_list),
+    ("REPO_MAX_INSTRUCTIONS", "repo_max_instructions", parse_positive_int),
 )

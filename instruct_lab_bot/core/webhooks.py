@@ -189,6 +189,7 @@ class CommandIntent(_Intent):
     commands: tuple[Command, ...]
     on_pull_request: bool = True
     truncated: bool = False  # more commands than the bot takes from one comment
+    default_branch: str = ""  # where the repository's own configuration is read from
 
     kind: ClassVar[str] = "commands"
 
@@ -209,6 +210,7 @@ class PullRequestIntent(_Intent):
     author: str
     labels: tuple[str, ...]
     private: bool = False
+    default_branch: str = ""
 
     kind: ClassVar[str] = "pull_request"
 
@@ -224,6 +226,7 @@ class CheckRunIntent(_Intent):
     identifier: str
     head_sha: str
     pr_numbers: tuple[int, ...]
+    default_branch: str = ""
 
     kind: ClassVar[str] = "check_run"
 
@@ -308,6 +311,10 @@ def _optional(payload: dict[str, Any], path: str, kind: type[T], default: T) -> 
     return default if node is None else _typed(node, kind, path)
 
 
+def _default_branch(payload: dict[str, Any]) -> str:
+    return _optional(payload, "repository.default_branch", str, "")
+
+
 def _where(payload: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(payload.get("installation"), dict):
         raise WebhookError(400, "payload lacks installation (is this a GitHub App webhook?)")
@@ -374,6 +381,7 @@ def _classify_comment(
         commands=tuple(commands[:command_limit]),
         on_pull_request=bool(_optional(payload, "issue.pull_request", dict, {})),
         truncated=len(commands) > command_limit,
+        default_branch=_default_branch(payload),
     )
 
 
@@ -393,6 +401,7 @@ def _classify_pull_request(payload: dict[str, Any], action: str) -> PullRequestI
             if isinstance(label, dict) and label.get("name") is not None
         ),
         private=_optional(payload, "repository.private", bool, False),
+        default_branch=_default_branch(payload),
     )
 
 
@@ -412,6 +421,7 @@ def _classify_check_run(payload: dict[str, Any], action: str) -> CheckRunIntent 
         pr_numbers=tuple(
             p["number"] for p in pulls if isinstance(p, dict) and _is_int(p.get("number"))
         ),
+        default_branch=_default_branch(payload),
     )
 
 

@@ -20,7 +20,11 @@ from typing import Any
 
 import click
 
-KINDS = {"text": "text", "path": "path"}  # the bot's value kinds -> click's ParamType.name
+KINDS = {
+    "text": "text",
+    "path": "path",
+    "integer": "integer",
+}  # the bot's value kinds -> click's ParamType.name
 
 
 class Lab:

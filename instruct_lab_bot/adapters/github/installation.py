@@ -208,6 +208,16 @@ class Installation:
             return RepoFile(path, "error", detail=str(exc))
         return _repo_file(path, data)
 
+    async def branch_head(self, repo: RepoRef, branch: str) -> str | None:
+        """The commit a branch points at (None: no such branch)."""
+        data = await self._optional(
+            "read a branch head",
+            "/repos/{owner}/{repo}/git/ref/{+ref}",
+            {**_repo_vars(repo), "ref": "heads/" + quote(branch, safe="/")},
+        )
+        sha = ((data or {}).get("object") or {}).get("sha") if isinstance(data, dict) else None
+        return sha if isinstance(sha, str) else None
+
     async def find_check_run(
         self, repo: RepoRef, sha: str, name: str, external_id: str
     ) -> int | None:

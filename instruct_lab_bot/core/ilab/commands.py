@@ -46,7 +46,7 @@ class FlagUse:
     """A flag the bot passes, and what it assumes of it: a switch, or one value of a kind."""
 
     flag: str
-    kind: Literal["flag", "text", "path"]
+    kind: Literal["flag", "text", "path", "integer"]
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,18 @@ def _generate_args(
 
 
 def generate_run(
-    profile: IlabProfile, settings: Settings, taxonomy: Path, base_ref: str, out_dir: Path
+    profile: IlabProfile,
+    settings: Settings,
+    taxonomy: Path,
+    base_ref: str,
+    out_dir: Path,
+    repo_args: Sequence[str] = (),
 ) -> GenerateRun:
-    """The `ilab data generate` run of a job. Only paths and configured values: no PR text."""
+    """The `ilab data generate` run of a job. Only paths and configured values: no PR text.
+    `repo_args` (the repository's configuration, within the admin's bounds) come last, so
+    they win over ILAB_BOT_GENERATE_ARGS for the same flag."""
     args = [*_generate_args(profile, settings, taxonomy, base_ref, out_dir)]
-    args += settings.generate_args
+    args += [*settings.generate_args, *repo_args]
     return GenerateRun(
         argv=[*settings.ilab_command, "data", "generate", *args],
         teacher_model=last_value(args, "--model") or "",
@@ -190,6 +197,11 @@ def bot_argvs(profile: IlabProfile) -> tuple[BotArgv, ...]:
             expect["--endpoint-url"] = "http://teacher:8000/v1"
         uses = tuple(u for u in _GENERATE_USES if u.flag in args)
         found.append(BotArgv(("data", "generate"), tuple(args), uses, expect))
+    repo_args = ("--sdg-scale-factor", "3", "--pipeline", "full")  # core/repo_config.py's
+    args = _generate_args(profile, bare, root / "taxonomy", "origin/main", root / "out")
+    repo_uses = (FlagUse("--sdg-scale-factor", "integer"), FlagUse("--pipeline", "text"))
+    repo_expect: dict[str, object] = {"--sdg-scale-factor": 3, "--pipeline": "full"}
+    found.append(BotArgv(("data", "generate"), (*args, *repo_args), repo_uses, repo_expect))
     chat_uses = (FlagUse("-qq", "flag"), *(FlagUse(f, "flag") for f in profile.chat_plain_flags))
     for question in ("What is 2 + 2?", "--help", "-qq --model x"):
         expect = {"question": [question], "-qq": True}

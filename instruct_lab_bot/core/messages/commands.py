@@ -6,7 +6,7 @@ there shows up in `help`, in the welcome comment and in the README's matrix.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from instruct_lab_bot.core.command_table import COMMAND_TABLE, KNOWN_COMMANDS
 from instruct_lab_bot.core.jobs import Job
@@ -25,9 +25,17 @@ def who_may(policy: Policy) -> str:
     return " or ".join(ways) if ways else "nobody (the bot's admins have not allowed anyone yet)"
 
 
-def help_text(username: str, policy: Policy, required_labels: Sequence[str] = ()) -> str:
+def help_text(
+    username: str,
+    policy: Policy,
+    required_labels: Sequence[str] = (),
+    enabled: Collection[str] | None = None,
+) -> str:
+    """The command table; `enabled` (a repository's configuration) leaves the others out."""
     lines = ["| command | what it does | who may run it |", "|---|---|---|"]
     for spec in COMMAND_TABLE:
+        if enabled is not None and spec.name not in enabled:
+            continue
         who = "restricted" if policy.restricted(spec.name) else "anyone"
         lines.append(f"| `@{username} {spec.name}` | {spec.help} | {who} |")
     text = "\n".join(lines) + f"\n\nRestricted commands may be run by {who_may(policy)}."

@@ -40,6 +40,7 @@ class CheckRunEvents:
             Replies(self.deps.queue, gh, pull, delivery_id, intent.sender, self.deps.reply_guard),
             marker=RETRY,
             job_id=job_id_for(delivery_id, "check-run"),
+            config=await self.deps.configs.load(gh, pull.repo, intent.default_branch),
         )
         if await self.gatekeeper.allowed(request, RETRY):
             await self.starter.retry(request, source)

@@ -20,9 +20,11 @@ from instruct_lab_bot.core.messages.commands import (
     too_many_commands,
     unknown_command,
 )
+from instruct_lab_bot.core.messages.repo_config import command_disabled, config_status
 from instruct_lab_bot.core.messages.status import status_reply
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.reply_limits import ReplyReason
+from instruct_lab_bot.core.repo_config import enabled, enabled_commands, policy, required_labels
 from instruct_lab_bot.core.webhooks import CommandIntent
 from instruct_lab_bot.services.dispatcher.access import Gatekeeper
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
@@ -76,6 +78,7 @@ class CommandHandlers:
         if former is not None:  # still obeyed, once told the new name
             note = former_name_note(username, self.deps.settings.legacy_usernames)
             await reply.once("former-name", note, ReplyReason.FORMER_NAME)
+        config = await self.deps.configs.load(gh, pull.repo, intent.default_branch)
         for command in intent.commands:
             request = Request(
                 gh,
@@ -86,6 +89,7 @@ class CommandHandlers:
                 job_id=job_id_for(delivery_id, command.line),
                 comment_id=intent.comment_id,
                 args=command.args,
+                config=config,
             )
             await self.command(request, command)
 
@@ -98,14 +102,24 @@ class CommandHandlers:
             text = unknown_command(self.deps.settings.username, name, suggest(name))
             await request.reply.once(request.marker, text, ReplyReason.UNKNOWN)
             return
+        if not enabled(request.config, spec):
+            self.deps.metrics.commands.labels(spec.name, "disabled").inc()
+            text = command_disabled(spec.name, request.config.path)
+            await request.reply.once(request.marker, text, ReplyReason.DISABLED)
+            return
         if not await self.gatekeeper.allowed(request, spec.name):
             return
         self.deps.metrics.commands.labels(spec.name, "accepted").inc()
         await self.handlers[spec.handler](request, spec)
 
     async def help(self, request: Request, spec: CommandSpec) -> None:
-        settings = self.deps.settings
-        text = help_text(settings.username, self.deps.policy, settings.required_labels)
+        settings, config = self.deps.settings, request.config
+        text = help_text(
+            settings.username,
+            policy(config, self.deps.policy),
+            required_labels(config, settings),
+            enabled_commands(config),
+        )
         await request.reply.once(request.marker, text, ReplyReason.HELP)
 
     async def status(self, request: Request, spec: CommandSpec) -> None:
@@ -114,7 +128,8 @@ class CommandHandlers:
         options = ReadOptions.from_settings(settings, show_private=True)
         pr = await pr_status(self.deps.queue, pull, options)
         page = f"{settings.public_url}/repos/{pull.owner}/{pull.name}/pulls/{pull.number}"
-        await request.reply.once(request.marker, status_reply(pr, page), ReplyReason.STATUS)
+        text = status_reply(pr, page) + "\n\n" + config_status(request.config)
+        await request.reply.once(request.marker, text, ReplyReason.STATUS)
 
     async def start_job(self, request: Request, spec: CommandSpec) -> None:
         assert spec.job_kind is not None, f"{spec.name} names no job kind"

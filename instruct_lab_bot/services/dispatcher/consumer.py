@@ -32,6 +32,7 @@ from instruct_lab_bot.services.dispatcher.context import Deps
 from instruct_lab_bot.services.dispatcher.inflight import InFlight
 from instruct_lab_bot.services.dispatcher.jobs import JobStarter
 from instruct_lab_bot.services.dispatcher.pull_requests import PullRequestEvents
+from instruct_lab_bot.services.dispatcher.repo_configs import RepoConfigs
 from instruct_lab_bot.services.dispatcher.stopping import JobStopper
 from instruct_lab_bot.services.metrics import ServerMetrics
 from instruct_lab_bot.services.validator import Validator
@@ -57,7 +58,8 @@ class Dispatcher:
         self.policy = Policy.from_settings(settings)
         self.validator = Validator(settings, queue)
         self.consumer = consumer_name()
-        deps = Deps(settings, queue, self.metrics, self.policy, self.validator)
+        configs = RepoConfigs(settings, queue)
+        deps = Deps(settings, queue, self.metrics, self.policy, self.validator, configs)
         gatekeeper = Gatekeeper(self.policy, self.metrics)
         starter, stopper = JobStarter(deps), JobStopper(queue)
         self.commands = CommandHandlers(deps, gatekeeper, starter, stopper)

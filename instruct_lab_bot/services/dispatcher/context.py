@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from instruct_lab_bot.adapters.github import Installation
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.permissions import Policy
 from instruct_lab_bot.core.refs import PullRequestRef
+from instruct_lab_bot.core.repo_config import LoadedConfig
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.dispatcher.replies import Replies, ReplyGuard
+from instruct_lab_bot.services.dispatcher.repo_configs import RepoConfigs
 from instruct_lab_bot.services.metrics import ServerMetrics
 from instruct_lab_bot.services.validator import Validator
 
@@ -23,6 +25,7 @@ class Deps:
     metrics: ServerMetrics
     policy: Policy
     validator: Validator
+    configs: RepoConfigs
 
     @property
     def reply_guard(self) -> ReplyGuard:
@@ -42,6 +45,7 @@ class Request:
     job_id: str
     comment_id: int = 0  # the comment that asked (0: a check-run button)
     args: tuple[str, ...] = ()  # the command's arguments as typed
+    config: LoadedConfig = field(default_factory=LoadedConfig)  # the repository's own
 
     @property
     def delivery_id(self) -> str:

@@ -4,6 +4,7 @@ resumes where it stopped."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from instruct_lab_bot.core.messages.commands import (
 from instruct_lab_bot.core.messages.format import check_name
 from instruct_lab_bot.core.messages.generate import check_run_queued
 from instruct_lab_bot.core.reply_limits import ReplyReason
+from instruct_lab_bot.core.repo_config import generate_args, required_labels
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
 from instruct_lab_bot.services.validator import Changes
 
@@ -94,7 +96,7 @@ class JobStarter:
     ) -> list[str] | None:
         """The PR's changed taxonomy files, or None once a gate refused (and said why)."""
         head_sha = str(data["head"]["sha"])
-        wanted = self.deps.settings.required_labels
+        wanted = required_labels(request.config, self.deps.settings)
         refusal = refusal_before_files(
             spec,
             is_open=data.get("state") == "open",
@@ -201,4 +203,5 @@ def _new_job(
         traceparent=current_traceparent(),
         private=bool(data.get("base", {}).get("repo", {}).get("private", False)),
         files=",".join(files),
+        repo_args=shlex.join(generate_args(request.config)) if kind == "generate" else "",
     )

@@ -11,6 +11,13 @@ from instruct_lab_bot.adapters.github import GitHubError, Installation
 from instruct_lab_bot.core.dispatch_rules import pull_request_plan, wants_welcome
 from instruct_lab_bot.core.messages.welcome import WELCOME_MARKER, welcome
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
+from instruct_lab_bot.core.repo_config import (
+    enabled_commands,
+    policy,
+    required_labels,
+    welcome_enabled,
+    welcome_text,
+)
 from instruct_lab_bot.core.webhooks import PullRequestIntent
 from instruct_lab_bot.services.dispatcher.context import Deps
 from instruct_lab_bot.services.dispatcher.stopping import JobStopper
@@ -45,8 +52,9 @@ class PullRequestEvents:
     ) -> None:
         """One welcome per PR, even under redelivery or a wiped Redis (hidden marker)."""
         settings = self.deps.settings
-        wanted = settings.required_labels
-        if not wants_welcome(settings.welcome, wanted, intent.labels):
+        config = await self.deps.configs.load(gh, pull.repo, intent.default_branch)
+        wanted = required_labels(config, settings)
+        if not wants_welcome(welcome_enabled(config, settings), wanted, intent.labels):
             return
         key = f"welcome:{pull}"  # welcome:owner/repo#number
         queue = self.deps.queue
@@ -55,7 +63,14 @@ class PullRequestEvents:
         try:
             if await gh.has_comment_with(pull, WELCOME_MARKER):
                 return
-            text = welcome(settings.username, intent.author, self.deps.policy, wanted)
+            text = welcome(
+                settings.username,
+                intent.author,
+                policy(config, self.deps.policy),
+                wanted,
+                welcome_text(config),
+                enabled_commands(config),
+            )
             await gh.create_comment(pull, text)
         except GitHubError:
             with contextlib.suppress(RedisError):

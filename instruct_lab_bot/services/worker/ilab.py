@@ -13,6 +13,7 @@ from instruct_lab_bot.adapters.sandbox import ilab_command
 from instruct_lab_bot.adapters.tracing import span
 from instruct_lab_bot.core.ilab import GenerateRun, generate_run
 from instruct_lab_bot.core.job_outcome import exit_label
+from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.services.worker import redis_calls
@@ -45,10 +46,18 @@ def shown_command(argv: Sequence[str], redactor: Redactor) -> str:
     return redactor.redact(shlex.join(argv))
 
 
-def plan_generate(deps: WorkerDeps, checkout: CheckoutResult, workspace: Workspace) -> GenerateRun:
-    """The job's `ilab data generate` for the worker's ilab (its profile)."""
+def plan_generate(
+    deps: WorkerDeps, job: Job, checkout: CheckoutResult, workspace: Workspace
+) -> GenerateRun:
+    """The job's `ilab data generate` for the worker's ilab (its profile), with the flags the
+    repository's configuration chose (checked against the admin's bounds by the dispatcher)."""
     return generate_run(
-        deps.ilab.profile, deps.settings, checkout.path, checkout.base_ref, workspace.out_dir
+        deps.ilab.profile,
+        deps.settings,
+        checkout.path,
+        checkout.base_ref,
+        workspace.out_dir,
+        repo_args=shlex.split(job.repo_args),
     )
 
 
@@ -63,7 +72,7 @@ async def run_generate(
     """Run ilab while `reporter` follows its progress; the run and the command line shown.
     JobFailed if it cannot start."""
     settings = deps.settings
-    planned = plan_generate(deps, checkout, workspace)
+    planned = plan_generate(deps, reporter.job, checkout, workspace)
     argv = planned.argv
     command_line = shown_command(argv, deps.redactor)
     await redis_calls.best_effort(
