@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 CACHE ?= .cache
 
 .PHONY: install redis bwrap promtool chromium testdata demo server worker test lint bench deploy-check clean
+.PHONY: test-real-ilab
 
 $(STAMP): pyproject.toml testkit/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +57,18 @@ worker: install
 
 test: install redis bwrap promtool chromium testdata
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The real `ilab` (README "Tests with the real ilab"): installed from its lock file into its own
+# venv under .cache, driven through the whole bot against a stand-in teacher, offline.
+ILAB_REAL_VERSION ?= 0.26.1
+ILAB_REAL_VENV := $(CACHE)/ilab-$(ILAB_REAL_VERSION)
+test-real-ilab: install redis bwrap testdata
+	@test -d /usr/share/tesseract-ocr/5/tessdata || { \
+	  echo "tesseract data missing: installing Debian's tesseract-ocr-eng/-osd with apt"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr-eng tesseract-ocr-osd >/dev/null; }
+	scripts/install_real_ilab.sh $(ILAB_REAL_VERSION) $(ILAB_REAL_VENV)
+	ILAB_REAL_VENV=$(ILAB_REAL_VENV) ILAB_REAL_VERSION=$(ILAB_REAL_VERSION) \
+	  $(PY) -m pytest tests/real_ilab -o timeout=900 $(PYTEST_ARGS)
 
 deploy-check: install promtool
 	$(PY) -m pytest tests/test_deploy.py tests/test_grafana.py $(PYTEST_ARGS)
