@@ -175,11 +175,12 @@ def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
 def start_worker(settings: Settings, concurrency: int, metrics_port: int) -> int:
     """The worker process: not dumpable (its secrets stay out of /proc), ilab sandboxed."""
     from instruct_lab_bot.adapters.sandbox import SandboxUnavailable, set_non_dumpable
+    from instruct_lab_bot.core.ilab import UnsupportedIlab
 
     set_non_dumpable()
     try:
         return asyncio.run(run_worker(settings, concurrency, metrics_port))
-    except SandboxUnavailable as exc:
+    except (SandboxUnavailable, UnsupportedIlab) as exc:
         print(f"instruct-lab-bot: worker not started: {exc}", file=sys.stderr)
         return 2
 

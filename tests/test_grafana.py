@@ -43,6 +43,7 @@ METRICS: dict[str, str] = {
     "instruct_lab_bot_job_queue_wait_seconds": "histogram",
     "instruct_lab_bot_worker_busy_jobs": "gauge",
     "instruct_lab_bot_worker_concurrency": "gauge",
+    "instruct_lab_bot_worker_info": "gauge",
     "instruct_lab_bot_subprocess_exits_total": "counter",
     "instruct_lab_bot_artifact_bytes_uploaded_total": "counter",
     "instruct_lab_bot_github_api_calls_total": "counter",

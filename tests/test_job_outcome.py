@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from instruct_lab_bot.core.ilab_argv import generate_argv
 from instruct_lab_bot.core.job_outcome import (
     LOG_NAME,
     Upload,
@@ -21,7 +20,6 @@ from instruct_lab_bot.core.job_outcome import (
 )
 from instruct_lab_bot.core.jobs import State
 from instruct_lab_bot.core.refs import RepoRef
-from tests.fixtures.bot import make_settings
 
 
 @pytest.mark.parametrize(
@@ -86,22 +84,3 @@ def test_uploads_are_named_under_the_output_folder_then_the_log(tmp_path: Path) 
 def test_index_title() -> None:
     pr = RepoRef("o", "r").pull(3)
     assert index_title(pr, "abcdef0123", "generate") == "o/r #3 @ abcdef0: generate"
-
-
-def test_generate_argv_holds_only_paths_and_configured_args(tmp_path: Path) -> None:
-    settings = make_settings(ilab_command=("ilab", "--debug"), generate_args=("--num-cpus", "4"))
-    argv = generate_argv(settings, tmp_path / "taxonomy", "origin/main", tmp_path / "out")
-    assert argv == [
-        "ilab",
-        "--debug",
-        "data",
-        "generate",
-        "--taxonomy-path",
-        str(tmp_path / "taxonomy"),
-        "--taxonomy-base",
-        "origin/main",
-        "--output-dir",
-        str(tmp_path / "out"),
-        "--num-cpus",
-        "4",
-    ]

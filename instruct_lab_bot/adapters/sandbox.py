@@ -79,8 +79,10 @@ def ilab_command(
     workspace: Path,
     cwd: Path,
     environ: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> IlabCommand:
     """`argv` wrapped in prlimit and (unless ILAB_BOT_SANDBOX=off) bubblewrap for one job.
+    `extra_env` is set on top of the allow-list (the bot's own values, e.g. COLUMNS for chat).
 
     Raises SandboxUnavailable when a program it needs is missing.
     """
@@ -89,6 +91,7 @@ def ilab_command(
     home = workspace / "home"
     home.mkdir(parents=True, exist_ok=True)
     env = child_env(environ, settings.ilab_env, home=home, path=environ.get("PATH", os.defpath))
+    env.update(extra_env or {})
     if settings.sandbox == "off":
         return IlabCommand([*_limits(settings), *argv], env)
     plan = _plan(settings, workspace, cwd.resolve(), argv[0])

@@ -132,6 +132,7 @@ def build_workers(
                 heartbeat_at=_float(info.get("heartbeat_at")),
                 jobs=tuple(refs),
                 hidden_jobs=hidden,
+                ilab_version=info.get("ilab_version", ""),
             )
         )
     return tuple(result)

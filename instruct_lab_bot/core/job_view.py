@@ -170,6 +170,7 @@ class WorkerView:
     heartbeat_at: float | None
     jobs: tuple[JobRef, ...] = ()
     hidden_jobs: int = 0  # running jobs of private repositories, not shown to this viewer
+    ilab_version: str = ""  # the `ilab` release the worker found at start-up
 
     @property
     def busy(self) -> int:
@@ -187,6 +188,7 @@ class WorkerView:
             "busy": self.busy,
             "jobs": [job.to_json() for job in self.jobs],
             "hidden_jobs": self.hidden_jobs,
+            "ilab_version": self.ilab_version,
         }
 
 

@@ -71,6 +71,9 @@ FIELD_LIMITS: dict[str, int] = {
     "cancel_requested": 100,
     "cancelled_by": 100,
     "traceparent": 128,
+    "ilab_version": 64,
+    "teacher_model": 512,
+    "pipeline": 512,
 }
 MAX_JOB_FILES = 200
 _CUT = " […cut]"
@@ -160,6 +163,9 @@ class Job:
     cancel_requested: str = ""  # who asked to cancel it while it ran
     cancelled_by: str = ""
     traceparent: str = ""
+    ilab_version: str = ""  # the worker's `ilab --version` (e.g. "0.26.1")
+    teacher_model: str = ""  # `data generate --model`, when the bot passed one
+    pipeline: str = ""  # `data generate --pipeline`
 
     @property
     def repo_full_name(self) -> str:

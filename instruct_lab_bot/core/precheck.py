@@ -1,15 +1,9 @@
-"""`precheck`, the pure part: seeds, answers, the prompt and the `ilab model chat` argv.
-
-The question reaches `ilab` as one argv element after `--`: in `ilab model chat` the question
-is a positional argument, so without `--` click would read a question such as `--help` or
-`-x` as an option (and `--quick-question=...` is refused: it is a flag).
-"""
+"""`precheck`, the pure part: seeds, answers and the prompt (the `ilab model chat` argv is
+the profile's: `core.ilab.chat_argv`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from instruct_lab_bot.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,15 +28,3 @@ def prompt(seed: Seed) -> str:
     if not seed.context.strip():
         return seed.question
     return f"{seed.context.strip()}\n\n{seed.question}"
-
-
-def chat_argv(settings: Settings, question: str) -> list[str]:
-    return [
-        *settings.ilab_command,
-        "model",
-        "chat",
-        *settings.precheck_args,
-        "--quick-question",
-        "--",
-        question,
-    ]

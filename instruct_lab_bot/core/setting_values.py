@@ -260,3 +260,11 @@ def parse_paths(text: str) -> tuple[Path, ...]:
         if not path.is_absolute():
             raise ValueError(f"{str(path)!r} is not an absolute path")
     return paths
+
+
+def parse_word(text: str) -> str:
+    """One argv value (a model name or path, a pipeline): no spaces or control characters,
+    and not starting with `-`, which a reader could take for a flag."""
+    if not text or text.startswith("-") or any(c.isspace() or ord(c) < 32 for c in text):
+        raise ValueError(f"{text!r} must be one word, not starting with '-'")
+    return text

@@ -41,6 +41,7 @@ from instruct_lab_bot.core.setting_values import (
     parse_teams,
     parse_url,
     parse_username,
+    parse_word,
     scrub,
 )
 from instruct_lab_bot.core.setting_values import (
@@ -78,6 +79,12 @@ class Settings:
     port: int = 8080
     ilab_command: tuple[str, ...] = ("ilab",)
     generate_args: tuple[str, ...] = ()
+    # `data generate`'s teacher and pipeline (core/ilab): "" leaves ilab's config/the profile's
+    teacher_model: str = ""
+    teacher_model_family: str = ""
+    teacher_endpoint_url: str = ""
+    generate_pipeline: str = ""
+    ilab_allow_unsupported: bool = False
     work_dir: Path = Path("./var/work")
     job_timeout: float = 2 * 3600.0
     progress_interval: float = 30.0
@@ -285,6 +292,11 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PORT", "port", parse_port),
     ("ILAB_COMMAND", "ilab_command", parse_nonempty_argv),
     ("GENERATE_ARGS", "generate_args", parse_argv),
+    ("TEACHER_MODEL", "teacher_model", parse_word),
+    ("TEACHER_MODEL_FAMILY", "teacher_model_family", parse_word),
+    ("TEACHER_ENDPOINT_URL", "teacher_endpoint_url", lambda v: parse_url(v, ("http", "https"))),
+    ("GENERATE_PIPELINE", "generate_pipeline", parse_word),
+    ("ILAB_ALLOW_UNSUPPORTED", "ilab_allow_unsupported", parse_bool),
     ("WORK_DIR", "work_dir", Path),
     ("JOB_TIMEOUT", "job_timeout", parse_duration),
     ("PROGRESS_INTERVAL", "progress_interval", parse_duration),

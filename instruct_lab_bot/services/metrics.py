@@ -189,12 +189,23 @@ class WorkerMetrics:
         self.artifact_bytes = Counter(f"{NS}_artifact_bytes_uploaded", "Bytes uploaded", registry=r)
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
+        self.info = Gauge(
+            f"{NS}_worker_info",
+            "1, labelled with the ilab release this worker found and the profile it drives",
+            ["ilab_version", "profile"],
+            registry=r,
+        )
         for command in GPU_COMMANDS:
             self.jobs_started.labels(command)
             self.job_duration.labels(command)
             self.queue_wait.labels(command)
             for conclusion in set(CONCLUSIONS.values()):
                 self.jobs_completed.labels(command, conclusion)
+
+    def ilab_detected(self, ilab_version: str, profile: str) -> None:
+        """`ilab_bot_worker_info{ilab_version, profile} 1`: which ilab each worker drives."""
+        self.info.clear()
+        self.info.labels(ilab_version, profile).set(1)
 
 
 class GitHubMetrics:

@@ -19,8 +19,9 @@ import yaml
 
 from instruct_lab_bot.adapters.runner import RunLimits, run_streaming
 from instruct_lab_bot.adapters.sandbox import ilab_command
+from instruct_lab_bot.core.ilab import CHAT_ENV, IlabProfile, chat_argv
 from instruct_lab_bot.core.messages import precheck as wording
-from instruct_lab_bot.core.precheck import Answer, Seed, chat_argv, prompt
+from instruct_lab_bot.core.precheck import Answer, Seed, prompt
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.validation import (
     MAX_SEED_QUESTIONS,
@@ -79,6 +80,7 @@ async def ask(
     cwd: Path,
     workspace: Path,
     cancel: asyncio.Event | None,
+    profile: IlabProfile,
 ) -> Answer:
     stdout: list[str] = []
     stderr: list[str] = []
@@ -92,8 +94,8 @@ async def ask(
         (stdout if stream == "stdout" else stderr).append(line)
 
     try:
-        argv = chat_argv(settings, prompt(seed))
-        command = ilab_command(settings, argv, workspace=workspace, cwd=cwd)
+        argv = chat_argv(profile, settings, prompt(seed))
+        command = ilab_command(settings, argv, workspace=workspace, cwd=cwd, extra_env=CHAT_ENV)
         result = await run_streaming(
             command.argv,
             cwd=cwd,
@@ -123,6 +125,7 @@ async def ask_all(
     cwd: Path,
     workspace: Path,
     cancel: asyncio.Event | None,
+    profile: IlabProfile,
 ) -> list[Answer]:
     """Every seed's answer, a bounded number at a time, within the overall deadline."""
     slots = asyncio.Semaphore(settings.precheck_concurrency)
@@ -140,7 +143,9 @@ async def ask_all(
         async with slots:
             if stop.is_set():
                 return unasked(seed)
-            answer = await ask(settings, seed, cwd=cwd, workspace=workspace, cancel=stop)
+            answer = await ask(
+                settings, seed, cwd=cwd, workspace=workspace, cancel=stop, profile=profile
+            )
             return unasked(seed) if stop.is_set() and not answer.answer else answer
 
     try:

@@ -30,6 +30,7 @@ from instruct_lab_bot.adapters.sandbox import (
     secret_paths,
     set_non_dumpable,
 )
+from instruct_lab_bot.core.ilab import PROFILES
 from instruct_lab_bot.core.precheck import Seed
 from instruct_lab_bot.core.sandbox import (
     FIXED_ENV,
@@ -371,6 +372,11 @@ async def test_precheck_chat_is_sandboxed(tmp_path: Path) -> None:
     seed = Seed("q.yaml", "What?", "That.", "")
     (tmp_path / "work" / "job").mkdir(parents=True)
     answer = await precheck.ask(
-        settings, seed, cwd=tmp_path, workspace=tmp_path / "work" / "job", cancel=None
+        settings,
+        seed,
+        cwd=tmp_path,
+        workspace=tmp_path / "work" / "job",
+        cancel=None,
+        profile=PROFILES[0],
     )
     assert (answer.answer, answer.error) == ("[]", "")

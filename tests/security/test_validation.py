@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from instruct_lab_bot.core import validation
+from instruct_lab_bot.core.ilab import PROFILES
 from instruct_lab_bot.core.precheck import Seed
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.validation import (
@@ -423,7 +424,9 @@ async def test_precheck_stops_at_its_deadline(
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     async with asyncio.timeout(30):
-        answers = await precheck.ask_all(app, seeds, cwd=tmp_path, workspace=workspace, cancel=None)
+        answers = await precheck.ask_all(
+            app, seeds, cwd=tmp_path, workspace=workspace, cancel=None, profile=PROFILES[0]
+        )
     assert len(answers) == 6
     assert all(not a.answer and a.error.startswith("not asked") for a in answers)
 

@@ -159,7 +159,17 @@ def _workers_section(workers: Sequence[WorkerView], root: str, now: float) -> st
             heading
             + f'<p class="muted empty">{escape(messages.STATUS_EMPTY["workers"])}</p></section>'
         )
-    labels = ("Worker", "Host", "PID", "Version", "Running", "Slots", "Heartbeat", "Up since")
+    labels = (
+        "Worker",
+        "Host",
+        "PID",
+        "Version",
+        "ilab",
+        "Running",
+        "Slots",
+        "Heartbeat",
+        "Up since",
+    )
     head = "".join(f"<th>{label}</th>" for label in labels)
     rows = []
     for worker in workers:
@@ -168,6 +178,7 @@ def _workers_section(workers: Sequence[WorkerView], root: str, now: float) -> st
             escape(worker.host),
             escape(_text(worker.pid)),
             escape(worker.version),
+            escape(worker.ilab_version),
             _worker_jobs(worker, root),
             f"{worker.busy}/{escape(_text(worker.concurrency))}",
             _ago(worker.heartbeat_at, now),

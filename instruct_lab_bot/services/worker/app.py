@@ -19,6 +19,7 @@ import aiohttp
 import structlog
 
 from instruct_lab_bot.adapters.github import build_github_app
+from instruct_lab_bot.adapters.ilab_version import detect_ilab
 from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
@@ -52,12 +53,24 @@ async def open_worker(
 ) -> AsyncIterator[Worker]:
     """A worker with its Redis pool, HTTP session and artifact store, closed on exit.
 
-    Refuses to start (SandboxUnavailable, naming the fix) when ilab's sandbox cannot work.
+    Refuses to start (SandboxUnavailable, naming the fix) when ilab's sandbox cannot work,
+    and (UnsupportedIlab) when `ilab --version` names no supported release.
     """
     warning = await check_sandbox(settings)
     if warning:
         log.warning("sandbox.off", warning=warning)
+    release = await detect_ilab(settings)
+    if release.supported:
+        log.info("ilab.detected", ilab_version=str(release.version), profile=release.profile.name)
+    else:
+        log.warning(
+            "ilab.unsupported",
+            ilab_version=str(release.version),
+            profile=release.profile.name,
+            warning="ILAB_BOT_ILAB_ALLOW_UNSUPPORTED: driving it like the nearest supported line",
+        )
     metrics = metrics or WorkerMetrics()
+    metrics.ilab_detected(str(release.version), release.profile.name)
     queue = Queue.from_url(settings.redis_url, history_ttl=settings.job_history_ttl)
     store = open_store(
         parse_artifacts_url(settings.artifacts_url),
@@ -71,7 +84,7 @@ async def open_worker(
         async with aiohttp.ClientSession(timeout=timeout) as session:
             budget = WriteBudget(queue.redis, limit=settings.github_write_limit)
             github = build_github_app(session, settings, budget, on_response=metrics.github.observe)
-            deps = WorkerDeps(settings, queue, github, store, metrics)
+            deps = WorkerDeps(settings, queue, github, store, metrics, ilab=release)
             yield Worker(deps, concurrency=concurrency, name=name)
     finally:
         try:

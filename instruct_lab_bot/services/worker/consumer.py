@@ -102,6 +102,7 @@ class Consumer:
             "host": socket.gethostname(),
             "pid": str(os.getpid()),
             "version": __version__,
+            "ilab_version": str(self.deps.ilab.version),
             "concurrency": str(self.concurrency),
             "started_at": repr(time.time()),
         }

@@ -18,6 +18,7 @@ from instruct_lab_bot.adapters.git import CheckoutRequest, CheckoutResult, check
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.runner import OnLine, RunLimits, RunResult, run_streaming
 from instruct_lab_bot.adapters.storage import ArtifactStore
+from instruct_lab_bot.core.ilab import PROFILES, IlabRelease
 from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
@@ -104,6 +105,8 @@ class WorkerDeps:
     store: ArtifactStore
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     tools: JobTools = field(default_factory=JobTools)
+    #: The `ilab` found at start-up (`open_worker`); a hand-built worker assumes the oldest line.
+    ilab: IlabRelease = field(default_factory=lambda: IlabRelease.tested(PROFILES[0]))
 
     @cached_property
     def redactor(self) -> Redactor:

@@ -10,10 +10,11 @@ from instruct_lab_bot.adapters.git import CheckoutResult
 from instruct_lab_bot.adapters.runner import RunLimits, RunResult
 from instruct_lab_bot.adapters.sandbox import ilab_command
 from instruct_lab_bot.adapters.tracing import span
-from instruct_lab_bot.core.ilab_argv import generate_argv
+from instruct_lab_bot.core.ilab import GenerateRun, generate_run
 from instruct_lab_bot.core.job_outcome import exit_label
 from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.core.redaction import Redactor
+from instruct_lab_bot.services.worker import redis_calls
 from instruct_lab_bot.services.worker.deps import WorkerDeps
 from instruct_lab_bot.services.worker.log_file import CappedLog
 from instruct_lab_bot.services.worker.reporting import Reporter
@@ -38,6 +39,13 @@ def line_sink(
     return sink
 
 
+def plan_generate(deps: WorkerDeps, checkout: CheckoutResult, workspace: Workspace) -> GenerateRun:
+    """The job's `ilab data generate` for the worker's ilab (its profile)."""
+    return generate_run(
+        deps.ilab.profile, deps.settings, checkout.path, checkout.base_ref, workspace.out_dir
+    )
+
+
 async def run_generate(
     deps: WorkerDeps,
     reporter: Reporter,
@@ -48,7 +56,13 @@ async def run_generate(
 ) -> RunResult:
     """Run ilab while `reporter` follows its progress; JobFailed if it cannot start."""
     settings = deps.settings
-    argv = generate_argv(settings, checkout.path, checkout.base_ref, workspace.out_dir)
+    planned = plan_generate(deps, checkout, workspace)
+    argv = planned.argv
+    await redis_calls.best_effort(
+        deps.queue.update_job(
+            reporter.job.id, teacher_model=planned.teacher_model, pipeline=planned.pipeline
+        )
+    )
     limits = RunLimits(timeout=settings.job_timeout, kill_grace=settings.kill_grace)
     stop_updates = asyncio.Event()
     updater = asyncio.create_task(reporter.follow(progress, stop_updates))

@@ -26,6 +26,7 @@ from instruct_lab_bot.core.outputs import summarize
 from instruct_lab_bot.core.precheck import Answer
 from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.services import precheck
+from instruct_lab_bot.services.worker import redis_calls
 from instruct_lab_bot.services.worker.deps import WorkerDeps
 from instruct_lab_bot.services.worker.ilab import JobFailed, run_generate
 from instruct_lab_bot.services.worker.reporting import Reporter
@@ -54,6 +55,9 @@ class JobExecution:
         """Run the job as `worker`; the workspace is removed afterwards, whatever happened."""
         try:
             await self.reporter.started()
+            await redis_calls.best_effort(
+                self.deps.queue.update_job(self.job.id, ilab_version=str(self.deps.ilab.version))
+            )
             log.info("job.started", sha=self.job.head_sha, worker=worker)
             await self.workspace.fresh()
             checkout = await self._checkout()
@@ -117,6 +121,7 @@ class JobExecution:
                 cwd=checkout.path,
                 workspace=self.workspace.root,
                 cancel=self.cancel,
+                profile=self.deps.ilab.profile,
             )
         answers = [self._redacted(answer) for answer in answers]
         out_dir = self.workspace.out_dir
