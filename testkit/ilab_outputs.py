@@ -205,9 +205,15 @@ def write_results(run: Run, samples: Sequence[Sample], system: str) -> None:
 
 
 def _mmlu(s: Sample) -> dict[str, Any]:
-    """An lm-eval multiple-choice row (SDG's `mmlubench_*`)."""
-    choices = [s.answer, "Something else", "Nothing", "Everything"]
-    return {"question": s.question, "choices": choices, "answer": 0, "subject": s.task_description}
+    """An lm-eval multiple-choice row (SDG's `mmlubench_*`): the knowledge seed's columns,
+    the generated question and answer, and their lm-eval form."""
+    options = [s.answer, "Something else", "Nothing", "Everything"]
+    text = "\n".join(f"{letter}) {o}" for letter, o in zip("ABCD", options, strict=True))
+    row = seed_record(s)
+    row |= {"mmlubench_question": f"{s.question}\n\n{text}", "mmlubench_answer": f"A) {s.answer}"}
+    row |= {"dataset_type": "mcq_qa", "question": s.question, "choices": options, "answer": 0}
+    row["subject"] = row.pop("domain")
+    return row
 
 
 def _task_yaml(leaf: str, nodes: Path) -> str:

@@ -43,7 +43,7 @@ def knowledge_files(real: RealIlab) -> dict[str, str]:
 
 
 def teacher_args(real: RealIlab) -> tuple[str, ...]:
-    """The teacher flags a real run needs (README: ILAB_BOT_GENERATE_ARGS)."""
+    """The teacher flags a real run needs (the bot builds them from ILAB_BOT_TEACHER_*)."""
     return (
         "--pipeline",
         "simple",
@@ -67,8 +67,12 @@ def real_settings(world: World, real: RealIlab, monkeypatch: pytest.MonkeyPatch)
     return replace(
         world.settings,
         ilab_command=(real.ilab,),
-        generate_args=teacher_args(real),
-        precheck_args=("-m", str(real.model), "--endpoint-url", real.teacher.url, "-nd"),
+        teacher_model=str(real.model),
+        teacher_model_family="mixtral",
+        teacher_endpoint_url=real.teacher.url,
+        generate_pipeline="simple",
+        generate_args=("--sdg-scale-factor", "2"),
+        precheck_args=("-m", str(real.model), "--endpoint-url", real.teacher.url),
         ilab_env=(*world.settings.ilab_env, *names),
         sandbox_writable=(*world.settings.sandbox_writable, real.xdg),
         sandbox_readable=(
