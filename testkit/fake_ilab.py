@@ -2,13 +2,18 @@
 
 The bot runs `ilab data generate` (and, for prechecks, `ilab model chat --quick-question`) as a
 subprocess and only sees its argv handling, exit code, output streams and files. This program
-reproduces exactly those, modelled on ilab 0.18 / instructlab-sdg 0.2 (Aug 2024), without a
-model: command-line parsing follows click 8.1 (so a value that starts with `--` is taken or
-refused exactly as the real CLI would), stderr carries ilab's log lines and tqdm/datasets bars,
-and the output files have the real names and record shapes, with samples derived verbatim
-from the seed examples so tests can prove what reached it.
+reproduces exactly those for ilab 0.26.1 (instructlab-sdg 0.8) or 0.18.4 (sdg 0.2), without a
+model (testkit/ilab_profiles.py says what differs): command-line parsing follows click 8.1 (so
+a value that starts with `--` is taken or refused exactly as the real CLI would, and a flag the
+release lacks is a usage error, exit 2), a missing config is the real usage error, log lines go
+to stderr and tqdm/datasets bars where the release draws them, and the output files have the
+real names, folders and record keys (held to the layout recorded from the real 0.26.1 by
+tests/test_ilab_layout.py), with samples derived verbatim from the seed examples so tests can
+prove what reached it.
 
 Environment switches (read at run time, never at import):
+  ILAB_STANDIN_VERSION      0.26.1 (default) | 0.18.4: the release to play
+  ILAB_STANDIN_CONFIG       required (default: like ilab, no config.yaml is exit 2) | optional
   ILAB_STANDIN_MODE         ok (default) | fail | hang | hang-ignore-term | flood |
                             crash-parent (SIGKILLs the process that started it, 40% in: a
                             poison job that takes its worker down every time) | leak-secrets

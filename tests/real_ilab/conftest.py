@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from testkit.fake_teacher import Teacher
+from testkit.https_git import HttpsGit
 from testkit.taxonomy import git
 
 HERE = Path(__file__).resolve().parent
@@ -42,7 +43,7 @@ class RealIlab:
     model: Path  # a tiny model folder: `--model` is also where ilab loads a tokenizer from
     teacher: Teacher
     docs_commit: str
-    docs_git: Path
+    docs: HttpsGit  # serves the knowledge document repository over https
 
     @property
     def ilab(self) -> str:
@@ -59,10 +60,11 @@ class RealIlab:
             "HF_DATASETS_OFFLINE": "1",
             "TESSDATA_PREFIX": "/usr/share/tesseract-ocr/5/tessdata",
             "COLUMNS": "10000",
-            # the knowledge document's https URL is cloned from a local repository instead
+            # the knowledge document's URL is cloned from a local https remote instead
             "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": f"url.file://{self.docs_git}.insteadOf",
+            "GIT_CONFIG_KEY_0": f"url.{self.docs.url}/knowledge-docs.git.insteadOf",
             "GIT_CONFIG_VALUE_0": DOCUMENT_URL,
+            "GIT_SSL_CAINFO": str(self.docs.cert),
             "PATH": f"{self.venv / 'bin'}:{os.environ.get('PATH', os.defpath)}",
         }
 
@@ -104,6 +106,7 @@ def real_ilab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealIlab]:
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     docs_git, sha = _docs_repo(root)
+    (root / "certs").mkdir()
     seed_taxonomy = root / "taxonomy-seed"
     (seed_taxonomy / "compositional_skills").mkdir(parents=True)
     (seed_taxonomy / "README.md").write_text("taxonomy\n", encoding="utf-8")
@@ -114,8 +117,8 @@ def real_ilab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealIlab]:
     (sdg_models / "config.yaml").write_text(
         f"models:\n  - path: {root / 'no-docling-models'}\n", encoding="utf-8"
     )
-    with Teacher(model=str(model)) as teacher:
-        real = RealIlab(venv, version, root / "xdg", model, teacher, sha, docs_git)
+    with Teacher(model=str(model)) as teacher, HttpsGit(docs_git.parent, root / "certs") as docs:
+        real = RealIlab(venv, version, root / "xdg", model, teacher, sha, docs)
         init = real.run(
             "config", "init", "--non-interactive", "--taxonomy-path", str(seed_taxonomy), cwd=root
         )

@@ -79,7 +79,7 @@ def real_settings(world: World, real: RealIlab, monkeypatch: pytest.MonkeyPatch)
             *world.settings.sandbox_readable,
             real.venv,
             real.model.parent,
-            real.docs_git,
+            real.docs.cert.parent,
         ),
         sandbox_network="host",  # the teacher listens on 127.0.0.1
         job_timeout=600.0,
