@@ -841,7 +841,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.stderr.write(f"ilab-standin: unknown ILAB_STANDIN_MODE {behaviour.mode!r}\n")
         sys.exit(3)
     run = Run(behaviour, args, IlabLog(sys.stderr), profile)
-    if behaviour.mode in ATTACKS:
+    if behaviour.mode in ATTACKS and args != ["--version"]:  # answers the worker's probe
         run.write_record()
         out = args[args.index("--output-dir") + 1] if "--output-dir" in args[:-1] else None
         sys.exit(run_attack(behaviour.mode, Path(out) if out else None))
