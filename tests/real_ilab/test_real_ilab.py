@@ -160,3 +160,26 @@ async def test_precheck_through_real_chat(
     answers = body.count("The stand-in teacher's answer to:")
     assert answers == len(default_skill_seeds()), body
     assert "╭" not in body and "\x1b[" not in body  # -nd: no box, no colour codes
+
+
+async def test_real_failure_line_is_what_the_standin_prints(
+    real_ilab: RealIlab, taxonomy_remote: TaxonomyFactory, tmp_path: Path
+) -> None:
+    """A teacher answering 500: ilab exits 1 and prints its reason on stdout right after
+    the unfinished progress bar, on the same line (tests/test_fake_ilab.py::test_fail_mode
+    holds the stand-in to this shape)."""
+    taxonomy = checkout_pr(taxonomy_remote(), tmp_path / "taxonomy")
+    argv = ["data", "generate", "--taxonomy-path", str(taxonomy), "--taxonomy-base"]
+    argv += ["origin/main", "--output-dir", str(tmp_path / "out"), *teacher_args(real_ilab)]
+    real_ilab.teacher.state.fail_status = 500
+    try:
+        proc = real_ilab.run(*argv, cwd=tmp_path)
+    finally:
+        real_ilab.teacher.state.fail_status = None
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    last = proc.stdout.splitlines()[-1]
+    assert "failed to generate data with exception: " in last, proc.stdout[-2000:]
+    if os.environ.get("ILAB_REAL_RECORD") == "1":
+        (LAYOUTS / f"{real_ilab.version}.failure.txt").write_text(
+            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}\n", encoding="utf-8"
+        )
