@@ -229,6 +229,7 @@ class Run:
     profile: Profile
     record: dict[str, Any] = field(default_factory=dict)
     child: subprocess.Popen[bytes] | None = None
+    open_bar: ProgressBar | None = None  # 0.26: a bar cut short, closed after the failure line
     _recorded: bool = False
 
     @property
@@ -598,7 +599,9 @@ def _leaf_bars(
             done += 1
             progress[1] = done
             if run.behaviour.mode in STOPPING_MODES and done * 5 >= ticks * 2:
-                if not run.profile.bars_on_stdout:
+                if run.profile.bars_on_stdout:
+                    run.open_bar = bar
+                else:
                     bar.close()
                 return None
     bar.close()
@@ -678,6 +681,8 @@ def _stop_midway(run: Run) -> int:
         return _leak(run)
     if run.behaviour.mode == "fail":
         sys.stdout.write(f"{run.profile.failure_prefix}{run.behaviour.fail_message}\n")
+        if run.open_bar is not None:
+            run.open_bar.close()  # tqdm redraws the cut bar when it is torn down
         return 1
     if run.behaviour.mode == "crash-parent":
         sys.stderr.flush()

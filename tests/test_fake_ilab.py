@@ -322,9 +322,10 @@ def test_fail_mode(ilab_standin: str, workspace: Path) -> None:
     proc = run(ilab_standin, *generate_args(workspace), cwd=workspace, env=env)
     assert proc.returncode == 1
     # 0.26 prints the reason right after the unfinished bar, on the same line
-    last = proc.stdout.splitlines()[-1].split("\r")[-1]
+    (line,) = [line for line in proc.stdout.split("\n") if "failed to generate" in line]
     assert re.fullmatch(r".+ Prompt Generation: .+\]failed to generate data with exception: "
-                        r"teacher unreachable", last), last  # fmt: skip
+                        r"teacher unreachable", line.split("\r")[-1]), line  # fmt: skip
+    assert re.match(r"\r.+ Prompt Generation: ", proc.stdout.split("\n")[-2])  # the bar again
     assert "Generation took" not in proc.stderr and BANNER not in proc.stdout
     assert set(outputs(workspace / "out")) == {"test", "preprocessed"}  # before generation
 

@@ -166,8 +166,8 @@ async def test_real_failure_line_is_what_the_standin_prints(
     real_ilab: RealIlab, taxonomy_remote: TaxonomyFactory, tmp_path: Path
 ) -> None:
     """A teacher answering 500: ilab exits 1 and prints its reason on stdout right after
-    the unfinished progress bar, on the same line (tests/test_fake_ilab.py::test_fail_mode
-    holds the stand-in to this shape)."""
+    the unfinished progress bar, on the same line, then redraws the bar
+    (tests/test_fake_ilab.py::test_fail_mode holds the stand-in to this shape)."""
     taxonomy = checkout_pr(taxonomy_remote(), tmp_path / "taxonomy")
     argv = ["data", "generate", "--taxonomy-path", str(taxonomy), "--taxonomy-base"]
     argv += ["origin/main", "--output-dir", str(tmp_path / "out"), *teacher_args(real_ilab)]
@@ -177,8 +177,11 @@ async def test_real_failure_line_is_what_the_standin_prints(
     finally:
         real_ilab.teacher.state.fail_status = None
     assert proc.returncode == 1, proc.stdout[-2000:]
-    last = proc.stdout.splitlines()[-1]
-    assert "failed to generate data with exception: " in last, proc.stdout[-2000:]
+    (line,) = [line for line in proc.stdout.splitlines() if "failed to generate" in line]
+    pattern = (
+        r".+ Prompt Generation: .+\]failed to generate data with exception: .*Error code: 500.*"
+    )
+    assert re.fullmatch(pattern, line), proc.stdout[-2000:]
     if os.environ.get("ILAB_REAL_RECORD") == "1":
         (LAYOUTS / f"{real_ilab.version}.failure.txt").write_text(
             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}\n", encoding="utf-8"
