@@ -558,7 +558,7 @@ def generate(run: Run, opts: Mapping[str, Any]) -> int:
             f"'{taxonomy}' taxonomy, against {api_base} server"
         )
         if profile.dated_subfolder:
-            log("INFO", "instructlab.data.generate_data:206", line)
+            log("INFO", "instructlab:206", line)
         else:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
@@ -622,7 +622,7 @@ def _run_pipeline(
     if behaviour.mode == "flood":
         run.flood("instructlab.sdg.pipeline:198")
     if not opts["quiet"]:
-        log("INFO", "instructlab.sdg:375", SYNTHESIZING)
+        log("INFO", run.profile.sdg_logger(375, 445), SYNTHESIZING)
     leaves: dict[str, list[Seed]] = {}
     for seed in seeds:
         leaves.setdefault(seed.path, []).append(seed)
@@ -647,7 +647,7 @@ def _run_pipeline(
         run.sleep(behaviour.duration * 0.05 / len(leaves))
         mapped.update(len(samples))
         mapped.close()
-        log("INFO", "instructlab.sdg:411", f"Generated {leaf_number} samples")
+        log("INFO", run.profile.sdg_logger(411, 482), f"Generated {leaf_number} samples")
         generated += samples
     write_results(out, generated, SYSTEM_PROMPT)
     arrow = run.bar("Creating json from Arrow format", 1, "ba")
@@ -658,7 +658,8 @@ def _run_pipeline(
         if mix.exists():
             log("INFO", "instructlab.sdg.datamixing:200", f"Mixed Dataset saved to {mix}")
     run.sleep(behaviour.duration * 0.05)
-    log("INFO", "instructlab.sdg:438", f"Generation took {time.monotonic() - started:.2f}s")
+    took = f"Generation took {time.monotonic() - started:.2f}s"
+    log("INFO", run.profile.sdg_logger(438, 768), took)
     if run.profile.dated_subfolder:
         sys.stdout.write("ᕦ(òᴗóˇ)ᕤ Data generate completed successfully! ᕦ(òᴗóˇ)ᕤ\n")
     return 0

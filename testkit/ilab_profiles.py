@@ -91,6 +91,12 @@ class Profile:
     failure_prefix: str  # the stdout line a failed generate ends with
     boxed_chat: bool  # 0.26: `-qq` answers in a rich panel unless -nd/--no-decoration
 
+    def sdg_logger(self, line_0_18: int, line_0_26: int) -> str:
+        """Where SDG's generation messages come from (`logger:lineno` in ilab's log format)."""
+        if self.dated_subfolder:
+            return f"instructlab.sdg.generate_data:{line_0_26}"
+        return f"instructlab.sdg:{line_0_18}"
+
     @property
     def bars_on_stdout(self) -> bool:
         """0.26 runs generation with sys.stderr swapped for a tee of stdout (its process
