@@ -8,6 +8,7 @@ CACHE ?= .cache
 
 .PHONY: install redis bwrap promtool chromium testdata demo server worker test lint bench deploy-check clean image-test
 .PHONY: ilab-contract
+.PHONY: test-real-ilab
 
 $(STAMP): pyproject.toml testkit/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,14 +62,28 @@ test: install redis bwrap promtool chromium testdata
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The bot's ilab command lines parsed by the real instructlab releases' own click commands, in
-# throwaway venvs cached under .cache/ilab-contract (README "Supported ilab versions").
+# throwaway venvs cached (by requirements hash) under ~/.cache/instruct-lab-bot/ilab-contract.
 ilab-contract: install
-	$(PY) -m testkit.ilab_contract --cache $(CACHE)/ilab-contract
+	$(PY) -m testkit.ilab_contract --cache $(HOME)/.cache/instruct-lab-bot/ilab-contract
 
 # Build the Containerfile with buildah (no daemon; the base from Debian packages when no
 # registry is reachable) and run the image's server and a worker (tests/test_image.py).
 image-test: install redis testdata
 	PY=$(PY) CACHE=$(CACHE) scripts/image_test.sh
+
+# The real `ilab` (README "Tests with the real ilab"): installed from its lock file into its own
+# venv under .cache, driven through the whole bot against a stand-in teacher, offline.
+ILAB_REAL_VERSION ?= 0.26.1
+# Outside the checkout (6 GB): reused by every clone on this machine, reinstalled when the
+# lock changes (the install script keeps the lock's hash in the venv).
+ILAB_REAL_VENV ?= $(HOME)/.cache/instruct-lab-bot/ilab-$(ILAB_REAL_VERSION)
+test-real-ilab: install redis bwrap testdata
+	@test -d /usr/share/tesseract-ocr/5/tessdata || { \
+	  echo "tesseract data missing: installing Debian's tesseract-ocr-eng/-osd with apt"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr-eng tesseract-ocr-osd >/dev/null; }
+	scripts/install_real_ilab.sh $(ILAB_REAL_VERSION) $(ILAB_REAL_VENV)
+	ILAB_REAL_VENV=$(ILAB_REAL_VENV) ILAB_REAL_VERSION=$(ILAB_REAL_VERSION) \
+	  $(PY) -m pytest tests/real_ilab -o timeout=900 $(PYTEST_ARGS)
 
 deploy-check: install promtool
 	$(PY) -m pytest tests/test_deploy.py tests/test_grafana.py $(PYTEST_ARGS)

@@ -90,6 +90,7 @@ def pick_ilab() -> tuple[str, ...]:
     say("ilab:      no `ilab` on PATH, so this demo uses the stand-in `ilab-standin`: it takes")
     say("           the real flags, prints and writes files like ilab, but no model runs.")
     os.environ.setdefault("ILAB_STANDIN_DURATION", "6")
+    os.environ.setdefault("ILAB_STANDIN_CONFIG", "optional")  # the worker prepares none yet
     return (str(standin),)
 
 

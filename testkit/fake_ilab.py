@@ -2,13 +2,18 @@
 
 The bot runs `ilab data generate` (and, for prechecks, `ilab model chat --quick-question`) as a
 subprocess and only sees its argv handling, exit code, output streams and files. This program
-reproduces exactly those, modelled on ilab 0.18 / instructlab-sdg 0.2 (Aug 2024), without a
-model: command-line parsing follows click 8.1 (so a value that starts with `--` is taken or
-refused exactly as the real CLI would), stderr carries ilab's log lines and tqdm/datasets bars,
-and the output files have the real names and record shapes, with samples derived verbatim
-from the seed examples so tests can prove what reached it.
+reproduces exactly those for ilab 0.26.1 (instructlab-sdg 0.8) or 0.18.4 (sdg 0.2), without a
+model (testkit/ilab_profiles.py says what differs): command-line parsing follows click 8.1 (so
+a value that starts with `--` is taken or refused exactly as the real CLI would, and a flag the
+release lacks is a usage error, exit 2), a missing config is the real usage error, log lines go
+to stderr and tqdm/datasets bars where the release draws them, and the output files have the
+real names, folders and record keys (held to the layout recorded from the real 0.26.1 by
+tests/test_ilab_layout.py), with samples derived verbatim from the seed examples so tests can
+prove what reached it.
 
 Environment switches (read at run time, never at import):
+  ILAB_STANDIN_VERSION      0.26.1 (default) | 0.18.4: the release to play
+  ILAB_STANDIN_CONFIG       required (default: like ilab, no config.yaml is exit 2) | optional
   ILAB_STANDIN_MODE         ok (default) | fail | hang | hang-ignore-term | flood |
                             crash-parent (SIGKILLs the process that started it, 40% in: a
                             poison job that takes its worker down every time) | leak-secrets
@@ -27,7 +32,6 @@ Environment switches (read at run time, never at import):
 
 from __future__ import annotations
 
-import difflib
 import io
 import json
 import os
@@ -36,16 +40,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TextIO
 
 from testkit.ilab_attacks import ATTACKS, run_attack
+from testkit.ilab_click import (
+    Command,
+    Exit,
+    UsageError,
+    convert,
+    parse_args,
+    print_help,
+    show_usage_error,
+)
+from testkit.ilab_config import config_error, config_init
+from testkit.ilab_outputs import Run as OutputRun
+from testkit.ilab_outputs import Sample, write_checkpoint, write_results, write_test
+from testkit.ilab_profiles import Profile, profile_from_env
 
-ILAB_VERSION = "0.18.4"
-DEFAULT_GENERATE_MODEL = "~/.cache/instructlab/models/mistral-7b-instruct-v0.2.Q4_K_M.gguf"
-DEFAULT_CHAT_MODEL = "~/.cache/instructlab/models/merlinite-7b-lab-Q4_K_M.gguf"
 DEFAULT_TAXONOMY = "~/.local/share/instructlab/taxonomy"
 DEFAULT_DATASETS = "~/.local/share/instructlab/datasets"
 DEFAULT_SERVER = "http://127.0.0.1:8000/v1"
@@ -76,274 +90,8 @@ MODES = (
 )
 STOPPING_MODES = ("fail", "hang", "hang-ignore-term", "crash-parent", "leak-secrets")  # 40% in
 READER = "instructlab.sdg.utils.taxonomy"
+BATCHING = "Running pipeline with multi-threaded batching. Using 10 workers for batches of size 8"
 NOT_A_MAPPING = "The top-level element is not an object with key-value pairs."
-
-
-# --------------------------------------------------------------------------------------------
-# click 8.1-compatible command-line parsing
-
-
-OptKind = Literal["text", "path", "int", "float", "flag", "count"]
-
-
-@dataclass(frozen=True)
-class Opt:
-    """One click option: its names in declaration order and how its value converts."""
-
-    dest: str
-    names: tuple[str, ...]
-    kind: OptKind = "text"
-    minimum: int | None = None
-
-    @property
-    def takes_value(self) -> bool:
-        return self.kind not in ("flag", "count")
-
-
-@dataclass(frozen=True)
-class Command:
-    """A click command or group, enough to parse argv and print click's messages."""
-
-    path: str
-    summary: str
-    options: tuple[Opt, ...]
-    arguments: str | None = None
-    subcommands: tuple[str, ...] = ()
-
-    @property
-    def is_group(self) -> bool:
-        return bool(self.subcommands)
-
-    def usage(self) -> str:
-        if self.is_group:
-            return f"Usage: {self.path} [OPTIONS] COMMAND [ARGS]..."
-        suffix = f" {self.arguments}" if self.arguments else ""
-        return f"Usage: {self.path} [OPTIONS]{suffix}"
-
-
-HELP = Opt("help", ("--help",), "flag")
-HELP_TEXT = "Show this message and exit."
-
-
-class UsageError(Exception):
-    """click's UsageError: printed to stderr, exit code 2; usage lines only with a command."""
-
-    def __init__(self, message: str, command: Command | None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.command = command
-
-
-class Exit(Exception):
-    """Leave with an exit code after the output has been written."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-def _is_long(name: str) -> bool:
-    # click treats every name that is not `-x` as a long option (so `-qq` and `-dt` are long).
-    return not (len(name) == 2 and name[0] == "-" and name[1] != "-")
-
-
-@dataclass
-class Parsed:
-    values: dict[str, Any]
-    args: list[str]
-
-
-def parse_args(command: Command, argv: Sequence[str]) -> Parsed:
-    """Parse like click's OptionParser; groups stop at the first non-option (the subcommand)."""
-    options = (*command.options, HELP)
-    long_opts = {name: opt for opt in options for name in opt.names if _is_long(name)}
-    short_opts = {name: opt for opt in options for name in opt.names if not _is_long(name)}
-    raw: dict[str, Any] = {}
-    rargs = list(argv)
-    largs: list[str] = []
-
-    def take_value(name: str) -> str:
-        if not rargs:
-            raise UsageError(f"Option {name!r} requires an argument.", None)
-        return rargs.pop(0)  # click takes the next word even when it looks like an option
-
-    def store(opt: Opt, value: str | None) -> None:
-        if opt.kind == "count":
-            raw[opt.dest] = int(raw.get(opt.dest, 0)) + 1
-        elif opt.kind == "flag":
-            raw[opt.dest] = True
-        else:
-            raw[opt.dest] = value
-
-    def match_short(arg: str) -> None:
-        for i, char in enumerate(arg[1:], start=2):
-            name = f"{arg[0]}{char}"
-            opt = short_opts.get(name)
-            if opt is None:
-                raise UsageError(f"No such option: {name}", command)
-            if opt.takes_value:
-                if i < len(arg):
-                    rargs.insert(0, arg[i:])
-                store(opt, take_value(name))
-                return
-            store(opt, None)
-
-    while rargs:
-        arg = rargs.pop(0)
-        if arg == "--":
-            break
-        if arg[:1] == "-" and len(arg) > 1:
-            name, has_value, explicit = arg.partition("=")
-            opt = long_opts.get(name)
-            if opt is None:
-                if arg[:2] != "--":
-                    match_short(arg)
-                    continue
-                close = difflib.get_close_matches(name, list(long_opts))
-                raise UsageError(f"No such option: {name}{_suggest(close)}", command)
-            if opt.takes_value:
-                if has_value:
-                    rargs.insert(0, explicit)
-                store(opt, take_value(name))
-            elif has_value:
-                raise UsageError(f"Option {name!r} does not take a value.", None)
-            else:
-                store(opt, None)
-        elif command.is_group:
-            rargs.insert(0, arg)
-            break
-        else:
-            largs.append(arg)
-    return Parsed(raw, largs + rargs)
-
-
-def _suggest(possibilities: list[str]) -> str:
-    if not possibilities:
-        return ""
-    if len(possibilities) == 1:
-        return f" Did you mean {possibilities[0]}?"
-    return f" (Possible options: {', '.join(sorted(possibilities))})"
-
-
-def convert(command: Command, parsed: Parsed) -> dict[str, Any]:
-    """Apply click's type conversion in declaration order, then refuse extra arguments."""
-    if parsed.values.get("help"):
-        print_help(command)
-        raise Exit(0)
-    values: dict[str, Any] = {}
-    for opt in command.options:
-        value = parsed.values.get(opt.dest)
-        if value is None or opt.kind in ("text", "path", "flag", "count"):
-            values[opt.dest] = value
-            continue
-        hint = " / ".join(repr(name) for name in opt.names)
-        try:
-            number: int | float = int(value) if opt.kind == "int" else float(value)
-        except ValueError:
-            kind = "integer" if opt.kind == "int" else "float"
-            msg = f"Invalid value for {hint}: {value!r} is not a valid {kind}."
-            raise UsageError(msg, command) from None
-        if opt.minimum is not None and number < opt.minimum:
-            msg = f"Invalid value for {hint}: {number} is not in the range x>={opt.minimum}."
-            raise UsageError(msg, command)
-        values[opt.dest] = number
-    if parsed.args and not command.is_group and command.arguments is None:
-        plural = "argument" if len(parsed.args) == 1 else "arguments"
-        raise UsageError(f"Got unexpected extra {plural} ({' '.join(parsed.args)})", command)
-    return values
-
-
-def print_help(command: Command) -> None:
-    lines = [command.usage(), "", f"  {command.summary}", "", "Options:"]
-    metavars = {"text": " TEXT", "path": " PATH", "int": " INTEGER", "float": " FLOAT"}
-    for opt in command.options:
-        lines.append(f"  {', '.join(opt.names)}{metavars.get(opt.kind, '')}")
-    lines.append(f"  --help  {HELP_TEXT}")
-    if command.is_group:
-        lines += ["", "Commands:", *(f"  {name}" for name in command.subcommands)]
-    sys.stdout.write("\n".join(lines) + "\n")
-
-
-def show_usage_error(err: UsageError) -> None:
-    if err.command is not None:
-        sys.stderr.write(f"{err.command.usage()}\nTry '{err.command.path} --help' for help.\n\n")
-    sys.stderr.write(f"Error: {err.message}\n")
-
-
-ILAB = Command(
-    "ilab",
-    "CLI for interacting with InstructLab.",
-    (
-        Opt("config", ("--config",), "path"),
-        Opt("verbose", ("-v", "--verbose"), "count"),
-        Opt("version", ("--version",), "flag"),
-    ),
-    subcommands=("config", "data", "model", "system", "taxonomy"),
-)
-DATA = Command(
-    "ilab data",
-    "Command Group for Interacting with the Data generated by InstructLab.",
-    (),
-    subcommands=("generate",),
-)
-MODEL = Command(
-    "ilab model",
-    "Command Group for Interacting with the Models in InstructLab.",
-    (),
-    subcommands=("chat",),
-)
-GENERATE = Command(
-    "ilab data generate",
-    "Generates synthetic data to enhance your example data",
-    (
-        Opt("model", ("--model",)),
-        Opt("num_cpus", ("--num-cpus",), "int"),
-        Opt("chunk_word_count", ("--chunk-word-count",), "int"),
-        Opt("num_instructions", ("--num-instructions",), "int"),
-        Opt("sdg_scale_factor", ("--sdg-scale-factor",), "int"),
-        Opt("taxonomy_path", ("--taxonomy-path",), "path"),
-        Opt("taxonomy_base", ("--taxonomy-base",)),
-        Opt("output_dir", ("--output-dir",), "path"),
-        Opt("rouge_threshold", ("--rouge-threshold",), "float"),
-        Opt("quiet", ("--quiet",), "flag"),
-        Opt("endpoint_url", ("--endpoint-url",)),
-        Opt("api_key", ("--api-key",)),
-        Opt("yaml_rules", ("--yaml-rules",), "path"),
-        Opt("server_ctx_size", ("--server-ctx-size",), "int"),
-        Opt("tls_insecure", ("--tls-insecure",), "flag"),
-        Opt("tls_client_cert", ("--tls-client-cert",), "path"),
-        Opt("tls_client_key", ("--tls-client-key",), "path"),
-        Opt("tls_client_passwd", ("--tls-client-passwd",)),
-        Opt("model_family", ("--model-family",)),
-        Opt("pipeline", ("--pipeline",)),
-        Opt("batch_size", ("--batch-size",), "int", minimum=0),
-        Opt("enable_serving_output", ("--enable-serving-output",), "flag"),
-        Opt("gpus", ("--gpus",), "int", minimum=0),
-        Opt("max_num_tokens", ("--max-num-tokens",), "int", minimum=512),
-        Opt("detached", ("-dt", "--detached"), "flag"),
-    ),
-)
-CHAT = Command(
-    "ilab model chat",
-    "Runs a chat using the modified model",
-    (
-        Opt("model", ("-m", "--model")),
-        Opt("context", ("-c", "--context")),
-        Opt("session", ("-s", "--session"), "path"),
-        Opt("quick_question", ("-qq", "--quick-question"), "flag"),
-        Opt("max_tokens", ("--max-tokens",), "int"),
-        Opt("endpoint_url", ("--endpoint-url",)),
-        Opt("api_key", ("--api-key",)),
-        Opt("tls_insecure", ("--tls-insecure",), "flag"),
-        Opt("tls_client_cert", ("--tls-client-cert",), "path"),
-        Opt("tls_client_key", ("--tls-client-key",), "path"),
-        Opt("tls_client_passwd", ("--tls-client-passwd",)),
-        Opt("model_family", ("--model-family",)),
-        Opt("serving_log_file", ("--serving-log-file",), "path"),
-        Opt("temperature", ("-t", "--temperature"), "float"),
-    ),
-    arguments="[QUESTION]...",
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,13 +124,18 @@ def _interval(seconds: float) -> str:
     return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def format_meter(desc: str, n: int, total: int, elapsed: float, unit: str = "it") -> str:
-    """tqdm's default meter, 10-cell unicode bar (what a non-terminal stderr gets)."""
+def format_meter(
+    desc: str, n: int, total: int, elapsed: float, unit: str = "it", ascii: bool = False
+) -> str:
+    """tqdm's default meter, 10-cell bar: unicode on a UTF-8 stream, `#` on a stream without
+    an encoding (0.26's tee of stdout, which tqdm cannot tell supports unicode)."""
     frac = n / total if total else 0.0
-    cells, part = divmod(int(frac * 10 * 8), 8)
-    bar = "█" * min(cells, 10)
+    charset = " 123456789#" if ascii else " ▏▎▍▌▋▊▉█"
+    steps = len(charset) - 1
+    cells, part = divmod(int(frac * 10 * steps), steps)
+    bar = charset[-1] * min(cells, 10)
     if cells < 10:
-        bar += " ▏▎▍▌▋▊▉"[part] + " " * (10 - cells - 1)
+        bar += charset[part] + " " * (10 - cells - 1)
     rate = n / elapsed if n and elapsed > 0 else None
     if rate is None:
         rate_fmt = f"?{unit}/s"
@@ -401,17 +154,19 @@ def format_meter(desc: str, n: int, total: int, elapsed: float, unit: str = "it"
 class ProgressBar:
     """Redraws with `\\r` like tqdm does on a pipe; the closing redraw ends with a newline."""
 
-    def __init__(self, stream: TextIO, desc: str, total: int, unit: str = "it") -> None:
+    def __init__(
+        self, stream: TextIO, desc: str, total: int, unit: str = "it", ascii: bool = False
+    ) -> None:
         self.stream, self.desc, self.total, self.unit = stream, desc, total, unit
+        self.ascii = ascii
         self.n = 0
         self.started = time.monotonic()
         self._width = 0
         self._draw()
 
     def _draw(self, end: str = "") -> None:
-        line = format_meter(
-            self.desc, self.n, self.total, time.monotonic() - self.started, self.unit
-        )
+        elapsed = time.monotonic() - self.started
+        line = format_meter(self.desc, self.n, self.total, elapsed, self.unit, self.ascii)
         pad = " " * max(self._width - len(line), 0)
         self._width = len(line)
         self.stream.write(f"\r{line}{pad}{end}")
@@ -471,9 +226,19 @@ class Run:
     behaviour: Behaviour
     argv: list[str]
     log: IlabLog
+    profile: Profile
     record: dict[str, Any] = field(default_factory=dict)
     child: subprocess.Popen[bytes] | None = None
+    open_bar: ProgressBar | None = None  # 0.26: a bar cut short, closed after the failure line
     _recorded: bool = False
+
+    @property
+    def bars(self) -> TextIO:
+        return sys.stdout if self.profile.bars_on_stdout else sys.stderr
+
+    def bar(self, desc: str, total: int, unit: str = "it") -> ProgressBar:
+        """A tqdm bar where this release draws them (ASCII through 0.26's stdout tee)."""
+        return ProgressBar(self.bars, desc, total, unit, ascii=self.profile.bars_on_stdout)
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -552,6 +317,7 @@ class Seed:
     context: str
     task_description: str
     taxonomy_path: str
+    documents: tuple[str, ...] = ()
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -671,6 +437,9 @@ def read_seeds(taxonomy: Path, names: Sequence[str], log: IlabLog) -> list[Seed]
 def _seeds_of(name: str, schema: str, contents: Mapping[str, Any]) -> Iterator[Seed]:
     taxonomy_path = "->".join(Path(name).parent.parts)
     description = str(contents.get("task_description") or contents.get("domain") or "")
+    document = contents.get("document")
+    patterns = document.get("patterns") if isinstance(document, Mapping) else None
+    documents = tuple(str(p) for p in patterns) if isinstance(patterns, list) else ()
     for example in contents["seed_examples"]:
         if schema == "knowledge":
             for pair in example["questions_and_answers"]:
@@ -682,6 +451,7 @@ def _seeds_of(name: str, schema: str, contents: Mapping[str, Any]) -> Iterator[S
                     example["context"],
                     description,
                     taxonomy_path,
+                    documents,
                 )
         else:
             context = example.get("context") or ""
@@ -723,43 +493,54 @@ BLOCKS = {
 }
 
 
-def _user_text(question: str, context: str) -> str:
-    return question + ("\n" + context if context else "")
-
-
-def _write_jsonl(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _synthesize(seed: Seed, i: int, scale: int) -> dict[str, Any]:
+def _synthesize(seed: Seed, i: int, scale: int) -> Sample:
     """A generated sample that embeds the seed text verbatim, so tests can trace it."""
     suffix = f" (synthetic variant {i} of {scale})"
-    return {
-        "instruction": seed.question + suffix,
-        "input": seed.context,
-        "output": seed.answer + suffix,
-        "taxonomy_path": seed.taxonomy_path,
-        "task_description": seed.task_description,
-        "document": None,
-    }
+    leaf_parts = Path(seed.path).parent.parts
+    return Sample(
+        leaf="_".join(leaf_parts),
+        leaf_path="->".join(leaf_parts),
+        kind=seed.kind,
+        task_description=seed.task_description,
+        seed_question=seed.question,
+        seed_answer=seed.answer,
+        context=seed.context,
+        question=seed.question + suffix,
+        answer=seed.answer + suffix,
+        documents=seed.documents,
+    )
+
+
+def _as_sample(seed: Seed) -> Sample:
+    sample = _synthesize(seed, 0, 0)
+    return replace(sample, question=seed.question, answer=seed.answer)
+
+
+def _output_run(run: Run, output_dir: Path, model: str) -> OutputRun:
+    """Where this run writes: 0.26 makes `<output-dir>/<YYYY-MM-DD_HHMMSS>/` first."""
+    profile = run.profile
+    now = datetime.now().replace(microsecond=0)
+    root = output_dir / now.strftime("%Y-%m-%d_%H%M%S") if profile.dated_subfolder else output_dir
+    root.mkdir(parents=True, exist_ok=True)
+    model_part = f"{Path(model).stem}_" if profile.model_in_names else ""
+    suffix = now.isoformat().replace(":", "_")
+    return OutputRun(profile, output_dir, root, suffix, model_part)
 
 
 def generate(run: Run, opts: Mapping[str, Any]) -> int:
     log = run.log
-    model = str(opts["model"] or Path(DEFAULT_GENERATE_MODEL).expanduser())
+    profile = run.profile
+    model = str(opts["model"] or Path(profile.default_generate_model).expanduser())
     taxonomy = Path(opts["taxonomy_path"] or Path(DEFAULT_TAXONOMY).expanduser())
     base = str(opts["taxonomy_base"] or "origin/main")
     output_dir = Path(opts["output_dir"] or Path(DEFAULT_DATASETS).expanduser())
-    pipeline = str(opts["pipeline"] or "simple")
+    pipeline = str(opts["pipeline"] or profile.default_pipeline)
     scale = (
         opts["sdg_scale_factor"] if opts["sdg_scale_factor"] is not None else DEFAULT_SCALE_FACTOR
     )
     run.record.update({"command": "data generate", "taxonomy_base": base})
 
     log("INFO", "numexpr.utils:161", f"NumExpr defaulting to {NUM_PROC} threads.")
-    log("INFO", "datasets:58", "PyTorch version 2.3.1 available.")
     run.sleep(run.behaviour.duration * 0.05)
     api_base = opts["endpoint_url"]
     if not api_base:
@@ -769,14 +550,18 @@ def generate(run: Run, opts: Mapping[str, Any]) -> int:
         no_batching = "Disabling SDG batching - unsupported with llama.cpp serving"
         log("WARNING", "instructlab.data.generate:287", no_batching)
         api_base = DEFAULT_SERVER
-    sys.stdout.write(
-        f"Generating synthetic data using '{pipeline}' pipeline, '{model}' model, "
-        f"'{taxonomy}' taxonomy, against {api_base} server\n"
-    )
-    sys.stdout.flush()
     started = time.monotonic()
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        out = _output_run(run, output_dir, model)
+        line = (
+            f"Generating synthetic data using '{pipeline}' pipeline, '{model}' model, "
+            f"'{taxonomy}' taxonomy, against {api_base} server"
+        )
+        if profile.dated_subfolder:
+            log("INFO", "instructlab:206", line)
+        else:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
         if not taxonomy.exists():
             raise GenerateError(f"Error: taxonomy ({taxonomy}) does not exist.")
         names = [taxonomy.name] if taxonomy.is_file() else changed_taxonomy_files(taxonomy, base)
@@ -791,105 +576,92 @@ def generate(run: Run, opts: Mapping[str, Any]) -> int:
             raise GenerateError("Error: No new leaf nodes found in the taxonomy.")
         if pipeline not in ("simple", "full") and not Path(pipeline).is_dir():
             raise GenerateError(f"Error: pipeline ({pipeline}) is not supported.")
-        return _run_pipeline(run, opts, seeds, output_dir, model, scale, started)
+        return _run_pipeline(run, opts, seeds, out, scale, started)
     except GenerateError as exc:
-        sys.stdout.write(f"Generating dataset failed with the following error: {exc}\n")
+        sys.stdout.write(f"{profile.failure_prefix}{exc}\n")
         return 1
+
+
+def _leaf_bars(
+    run: Run, leaf: Sequence[Seed], scale: int, progress: list[int]
+) -> list[Sample] | None:
+    """One leaf's generation bar; None when a stopping mode stopped the run midway."""
+    block = BLOCKS[leaf[0].kind][0]
+    ticks, done = progress
+    tick_sleep = run.behaviour.duration * 0.8 / ticks if ticks else 0.0
+    bar = run.bar(f"{block} Prompt Generation", len(leaf) * scale)
+    samples: list[Sample] = []
+    for seed in leaf:
+        for i in range(1, scale + 1):
+            run.sleep(tick_sleep)
+            samples.append(_synthesize(seed, i, scale))
+            bar.update()
+            done += 1
+            progress[1] = done
+            if run.behaviour.mode in STOPPING_MODES and done * 5 >= ticks * 2:
+                if run.profile.bars_on_stdout:
+                    run.open_bar = bar
+                else:
+                    bar.close()
+                return None
+    bar.close()
+    return samples
 
 
 def _run_pipeline(
     run: Run,
     opts: Mapping[str, Any],
     seeds: Sequence[Seed],
-    output_dir: Path,
-    model: str,
+    out: OutputRun,
     scale: int,
     started: float,
 ) -> int:
     log = run.log
     behaviour = run.behaviour
-    name = Path(model).stem
-    date_suffix = datetime.now().replace(microsecond=0).isoformat().replace(":", "_")
-    test_file = output_dir / f"test_{name}_{date_suffix}.jsonl"
-    _write_jsonl(
-        test_file,
-        [
-            {
-                "system": SYSTEM_PROMPT,
-                "user": _user_text(s.question, s.context),
-                "assistant": s.answer,
-            }
-            for s in seeds
-        ],
-    )
+    write_test(out, [_as_sample(s) for s in seeds], SYSTEM_PROMPT)
     if behaviour.mode == "flood":
         run.flood("instructlab.sdg.pipeline:198")
     if not opts["quiet"]:
-        log("INFO", "instructlab.sdg:375", SYNTHESIZING)
-
+        log("INFO", run.profile.sdg_logger(375, 445), SYNTHESIZING)
     leaves: dict[str, list[Seed]] = {}
     for seed in seeds:
         leaves.setdefault(seed.path, []).append(seed)
-    ticks = len(seeds) * scale
-    tick_sleep = behaviour.duration * 0.8 / ticks if ticks else 0.0
-    generated: list[dict[str, Any]] = []
-    done = 0
+    progress = [len(seeds) * scale, 0]
+    generated: list[Sample] = []
     for leaf_number, leaf in enumerate(leaves.values(), start=1):
         block, features = BLOCKS[leaf[0].kind]
-        log("INFO", "instructlab.sdg.pipeline:153", "Running pipeline single-threaded")
-        log("INFO", "instructlab.sdg.llmblock:51", "LLM server supports batched inputs: False")
+        leaf_name = "_".join(Path(leaf[0].path).parent.parts)
+        checkpoints = out.output_dir / "checkpoints" / leaf_name
+        fresh = f"No existing checkpoints found in {checkpoints}, generating from scratch"
+        log("INFO", "instructlab.sdg.checkpointing:59", fresh)
+        log("INFO", "instructlab.sdg.pipeline:158", BATCHING)
+        log("INFO", "instructlab.sdg.llmblock:51", "LLM server supports batched inputs: True")
         log("INFO", "instructlab.sdg.pipeline:197", f"Running block: {block}")
         dataset = f"Dataset({{\n    features: {features},\n    num_rows: {len(leaf)}\n}})"
         log("INFO", "instructlab.sdg.pipeline:198", dataset)
-        bar = ProgressBar(sys.stderr, f"{block} Prompt Generation", len(leaf) * scale)
-        for seed in leaf:
-            for i in range(1, scale + 1):
-                run.sleep(tick_sleep)
-                generated.append(_synthesize(seed, i, scale))
-                bar.update()
-                done += 1
-                if behaviour.mode in STOPPING_MODES and done * 5 >= ticks * 2:
-                    bar.close()
-                    return _stop_midway(run)
-        bar.close()
-        mapped = ProgressBar(
-            sys.stderr, f"Map (num_proc={NUM_PROC})", len(leaf) * scale, " examples"
-        )
+        samples = _leaf_bars(run, leaf, scale, progress)
+        if samples is None:
+            return _stop_midway(run)
+        write_checkpoint(out, leaf_name, samples)
+        mapped = run.bar(f"Map (num_proc={NUM_PROC})", len(samples), " examples")
         run.sleep(behaviour.duration * 0.05 / len(leaves))
-        mapped.update(len(leaf) * scale)
+        mapped.update(len(samples))
         mapped.close()
-        log("INFO", "instructlab.sdg:411", f"Generated {leaf_number} samples")
-
-    train = [
-        {
-            "system": SYSTEM_PROMPT,
-            "user": _user_text(g["instruction"], g["input"]),
-            "assistant": g["output"],
-        }
-        for g in generated
-    ]
-    messages = [
-        {
-            "messages": [
-                {"content": t["user"], "role": "user"},
-                {"content": t["assistant"], "role": "assistant"},
-            ],
-            "metadata": json.dumps({"system": SYSTEM_PROMPT}),
-        }
-        for t in train
-    ]
-    _write_jsonl(output_dir / f"train_{name}_{date_suffix}.jsonl", train)
-    _write_jsonl(output_dir / f"messages_{name}_{date_suffix}.jsonl", messages)
-    with (output_dir / f"generated_{name}_{date_suffix}.json").open("w", encoding="utf-8") as out:
-        json.dump(generated, out, indent=4)
+        log("INFO", run.profile.sdg_logger(411, 482), f"Generated {leaf_number} samples")
+        generated += samples
+    write_results(out, generated, SYSTEM_PROMPT)
+    arrow = run.bar("Creating json from Arrow format", 1, "ba")
+    arrow.update()
+    arrow.close()
+    for kind in ("skills", "knowledge"):
+        mix = out.root / f"{kind}_train_msgs_{out.suffix}.jsonl"
+        if mix.exists():
+            log("INFO", "instructlab.sdg.datamixing:200", f"Mixed Dataset saved to {mix}")
     run.sleep(behaviour.duration * 0.05)
-    discarded = output_dir / f"discarded_{name}_{date_suffix}.log"
-    summary = (
-        f"{len(generated)} instructions generated, 0 discarded due to format (see {discarded}), "
-        "0 discarded due to rouge score"
-    )
-    log("INFO", "instructlab.sdg:466", summary)
-    log("INFO", "instructlab.sdg:469", f"Generation took {time.monotonic() - started:.2f}s")
+    took = f"Generation took {time.monotonic() - started:.2f}s"
+    log("INFO", run.profile.sdg_logger(438, 768), took)
+    if run.profile.dated_subfolder:
+        sys.stdout.write("ᕦ(òᴗóˇ)ᕤ Data generate completed successfully! ᕦ(òᴗóˇ)ᕤ\n")
     return 0
 
 
@@ -898,10 +670,10 @@ def _leak(run: Run) -> int:
     secrets = run.behaviour.leaks()
     for secret in secrets:
         run.log("INFO", "instructlab.sdg.llmblock:51", f"Using credentials {secret}")
-        sys.stderr.write(f"{secret} Prompt Generation:  50%|█████     | 1/2 [00:01<00:01]\r")
+        run.bars.write(f"{secret} Prompt Generation:  50%|█████     | 1/2 [00:01<00:01]\r")
         sys.stdout.write(f"request failed: {secret}\n")
-    sys.stderr.write("\n")
-    sys.stdout.write(f"Generating dataset failed with the following error: {' '.join(secrets)}\n")
+    run.bars.write("\n")
+    sys.stdout.write(f"{run.profile.failure_prefix}{' '.join(secrets)}\n")
     return 1
 
 
@@ -909,9 +681,9 @@ def _stop_midway(run: Run) -> int:
     if run.behaviour.mode == "leak-secrets":
         return _leak(run)
     if run.behaviour.mode == "fail":
-        sys.stdout.write(
-            f"Generating dataset failed with the following error: {run.behaviour.fail_message}\n"
-        )
+        sys.stdout.write(f"{run.profile.failure_prefix}{run.behaviour.fail_message}\n")
+        if run.open_bar is not None:
+            run.open_bar.close()  # tqdm redraws the cut bar when it is torn down
         return 1
     if run.behaviour.mode == "crash-parent":
         sys.stderr.flush()
@@ -924,6 +696,42 @@ def _stop_midway(run: Run) -> int:
 # `ilab model chat`
 
 
+RED, RESET = "\033[31m", "\033[0m"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """rich's word wrap of a non-terminal console (`COLUMNS`, default 80 columns)."""
+    import textwrap
+
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        if len(paragraph) <= width:
+            lines.append(paragraph)  # as is, leading spaces and all
+        else:
+            lines += textwrap.wrap(paragraph, width, break_on_hyphens=False)
+    return lines
+
+
+def panel(text: str, title: str, subtitle: str, width: int) -> str:
+    """rich's Panel (rounded box, title centred, subtitle right-aligned), full width."""
+    inner = width - 2
+    label = f" {title} "
+    left = (inner - len(label)) // 2
+    top = f"╭{'─' * left}{label}{'─' * (inner - left - len(label))}╮"
+    body = [f"│ {line.ljust(width - 4)} │" for line in _wrap(text, width - 4)]
+    tail = f" {subtitle} ─"
+    bottom = f"╰{'─' * (inner - len(tail))}{tail}╯"
+    return "\n".join([top, *body, bottom])
+
+
+def _chat_failure(run: Run, message: str) -> int:
+    text = f"Executing chat failed with: {message}"
+    if run.profile.boxed_chat:  # 0.26 prints the ANSI colour codes itself, terminal or not
+        text = f"{RED}{text}{RESET}"
+    sys.stdout.write(text + "\n")
+    return 1
+
+
 def chat(run: Run, opts: Mapping[str, Any], words: Sequence[str]) -> int:
     question = " ".join(words)
     run.record.update({"command": "model chat", "question": question})
@@ -933,22 +741,25 @@ def chat(run: Run, opts: Mapping[str, Any], words: Sequence[str]) -> int:
     if run.behaviour.mode in ("hang", "hang-ignore-term"):
         run.hang_forever()
     if run.behaviour.mode == "fail":
-        sys.stdout.write(
-            "Executing chat failed with: API issue found while executing chat: "
-            f"{run.behaviour.fail_message}\n"
-        )
-        return 1
+        message = f"API issue found while executing chat: {run.behaviour.fail_message}"
+        return _chat_failure(run, message)
     if not opts["quick_question"]:
         sys.stderr.write("ilab-standin: interactive chat is not supported; use --quick-question\n")
         return 2
     if not question.strip() or question.split()[0].lower() in CHAT_COMMAND_WORDS:
         return 0  # the real chat treats these as chat commands (or nothing) and answers nothing
-    model = str(opts["model"] or Path(DEFAULT_CHAT_MODEL).expanduser())
+    model = str(opts["model"] or Path(run.profile.default_chat_model).expanduser())
     model_name = Path(os.path.normpath(model)).name
+    started = time.monotonic()
     run.sleep(min(run.behaviour.duration, 0.2))
-    sys.stdout.write(f"[{model_name}] This is a stand-in answer to: {question}\n")
-    for secret in run.behaviour.leaks():
-        sys.stdout.write(f"The server said: {secret}\n")
+    answer = f"[{model_name}] This is a stand-in answer to: {question}"
+    answer += "".join(f"\nThe server said: {secret}" for secret in run.behaviour.leaks())
+    width = int(os.environ.get("COLUMNS") or 80)
+    if run.profile.boxed_chat and not opts.get("no_decoration"):
+        elapsed = f"elapsed {time.monotonic() - started:.3f} seconds"
+        sys.stdout.write(panel(answer, model, elapsed, width) + "\n")
+    else:
+        sys.stdout.write("\n".join(_wrap(answer, width)))  # no newline after the answer
     return 0
 
 
@@ -979,55 +790,36 @@ def _subcommand(
     return name, rest
 
 
-def _config_error(config: str | None) -> str | None:
-    """ilab defers a bad --config until a command group needs it (then a usage error)."""
-    if config is None or config == "DEFAULT":
-        return None
-    path = Path(config)
-    if not path.is_file():
-        return (
-            f"`{config}` does not exist or is not a readable file.\n"
-            "Please run `ilab config init` or point to a valid configuration file using "
-            "`--config=<path>`."
-        )
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        return f"Configuration file {config} is not valid YAML: {exc}"
-    if loaded is not None and not isinstance(loaded, Mapping):
-        return f"Configuration file {config} is not valid: the top level is not a mapping"
-    return None
-
-
 def _dispatch(run: Run, argv: Sequence[str]) -> int:
+    profile = run.profile
     config: list[str | None] = []
 
     def top_level(values: dict[str, Any]) -> None:
         if values["version"]:  # click's eager --version
-            sys.stdout.write(f"ilab, version {ILAB_VERSION}\n")
+            sys.stdout.write(f"ilab, version {profile.version}\n")
             raise Exit(0)
         config.append(values["config"])
 
-    group_name, rest = _subcommand(ILAB, argv, top_level)
-    group = {"data": DATA, "model": MODEL}.get(group_name)
+    group_name, rest = _subcommand(profile.ilab, argv, top_level)
+    group = profile.group(group_name)
     if group is None:
         sys.stderr.write(f"ilab-standin: `ilab {group_name}` is not part of the stand-in\n")
         return 2
 
     def check_config(_: dict[str, Any]) -> None:
-        error = _config_error(config[0])
+        error = None if group_name == "config" else config_error(config[0], os.environ)
         if error:
             raise UsageError(error, group)
 
     name, rest = _subcommand(group, rest, check_config)
-    command = GENERATE if name == "generate" else CHAT
+    command = {"generate": profile.generate, "chat": profile.chat}.get(name, profile.config_init)
     parsed = parse_args(command, rest)
     opts = convert(command, parsed)
-    if command is GENERATE:
+    if command is profile.generate:
         return generate(run, opts)
-    return chat(run, opts, parsed.args)
+    if command is profile.chat:
+        return chat(run, opts, parsed.args)
+    return config_init(profile, opts, os.environ)
 
 
 def _traceback(exc: TaxonomyReadingError) -> None:
@@ -1047,14 +839,15 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     _utf8(sys.stderr)
     try:
         behaviour = Behaviour.from_env(os.environ)
+        profile = profile_from_env(os.environ)
     except ValueError as exc:
         sys.stderr.write(f"ilab-standin: bad ILAB_STANDIN_* setting: {exc}\n")
         sys.exit(3)
     if behaviour.mode not in MODES:
         sys.stderr.write(f"ilab-standin: unknown ILAB_STANDIN_MODE {behaviour.mode!r}\n")
         sys.exit(3)
-    run = Run(behaviour, args, IlabLog(sys.stderr))
-    if behaviour.mode in ATTACKS:
+    run = Run(behaviour, args, IlabLog(sys.stderr), profile)
+    if behaviour.mode in ATTACKS and args != ["--version"]:  # answers the worker's probe
         run.write_record()
         out = args[args.index("--output-dir") + 1] if "--output-dir" in args[:-1] else None
         sys.exit(run_attack(behaviour.mode, Path(out) if out else None))

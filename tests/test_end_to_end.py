@@ -95,7 +95,7 @@ async def test_generate_success_local_store(world: World, tmp_path: Path) -> Non
     names = {url.split("?")[0].rsplit("/", 1)[-1]: url for url in links}
     assert {"index.html", "ilab.log"} <= set(names)
     assert any(n.startswith("train_") and n.endswith(".jsonl") for n in names)
-    assert any(n.startswith("generated_") and n.endswith(".json") for n in names)
+    assert any(n.startswith("skills_train_msgs_") and n.endswith(".jsonl") for n in names)
     root = tmp_path / "artifacts"
     for url, (status, data, _type) in downloads.items():
         assert status == 200, url

@@ -104,16 +104,23 @@ def workspace(taxonomy_remote: TaxonomyFactory, tmp_path: Path, marker: Path) ->
 
 
 def outputs(out: Path) -> dict[str, Path]:
+    """0.26's files and folders in the one dated folder of a run, by kind (`train`, ...)."""
+    (dated,) = [p for p in out.iterdir() if p.name != "checkpoints"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d{6}", dated.name), dated.name
     found = {}
-    for path in out.iterdir():
-        match = re.fullmatch(
-            r"(generated|train|test|messages)_merlinite-7b-lab-Q4_K_M_"
-            r"\d{4}-\d\d-\d\dT\d\d_\d\d_\d\d\.jsonl?",
-            path.name,
-        )
+    for path in dated.iterdir():
+        match = re.fullmatch(r"(\w+?)_\d{4}-\d\d-\d\dT\d\d_\d\d_\d\d(\.jsonl|\.yaml)?", path.name)
         assert match, path.name
         found[match.group(1)] = path
     return found
+
+
+ALL_OUTPUTS = {
+    *("test", "train", "messages", "generated", "preprocessed", "node_datasets"),
+    *("skills_recipe", "knowledge_recipe", "skills_train_msgs", "knowledge_train_msgs"),
+}
+SKILL_LEAF = PR_SKILL_DIR.replace("/", "_")
+BANNER = "ᕦ(òᴗóˇ)ᕤ Data generate completed successfully! ᕦ(òᴗóˇ)ᕤ\n"
 
 
 def jsonl(path: Path) -> list[dict[str, Any]]:
@@ -146,12 +153,16 @@ def test_generate_writes_ilab_files_derived_from_the_seeds(
     assert len(entry["seeds"]) == n_seeds
 
     files = outputs(workspace / "out")
-    assert set(files) == {"generated", "train", "test", "messages"}
-    generated = json.loads(files["generated"].read_text(encoding="utf-8"))
+    assert set(files) == ALL_OUTPUTS
+    generated = [r for f in sorted(files["generated"].iterdir()) for r in jsonl(f)]
     train, test, messages = jsonl(files["train"]), jsonl(files["test"]), jsonl(files["messages"])
     assert len(generated) == len(train) == len(messages) == 2 * n_seeds
     assert len(test) == n_seeds
-    assert set(generated[0]) >= {"instruction", "input", "output", "taxonomy_path"}
+    skill_rows = jsonl(files["generated"] / f"{SKILL_LEAF}.jsonl")
+    assert {r["seed_question"] for r in skill_rows} == {f"Q{i}: {t}" for i, t in enumerate(texts)}
+    assert all(set(r) >= {"output", "leaf_node_path", "leaf_node_type"} for r in generated)
+    mixed = jsonl(files["skills_train_msgs"])
+    assert [m["role"] for m in mixed[0]["messages"]] == ["system", "user", "assistant"]
     assert all(set(t) == {"system", "user", "assistant"} for t in train + test)
     assert train[0]["system"] == SYSTEM_PROMPT
     for i, text in enumerate(texts):
@@ -174,28 +185,83 @@ def test_generate_writes_ilab_files_derived_from_the_seeds(
 
 
 def test_generate_prints_like_ilab(ilab_standin: str, workspace: Path) -> None:
+    """0.26: bars (ASCII, through its stdout tee) and the banner on stdout, logs on stderr."""
     proc = run(ilab_standin, *generate_args(workspace, "--sdg-scale-factor", "3"), cwd=workspace)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith(BANNER) and "█" not in proc.stdout
+    frames = [f for line in proc.stdout.split("\n") for f in line.split("\r") if f]
+    bars = [m for m in map(BAR.match, frames) if m]
+    assert "\r" in proc.stdout and bars
+    assert {m.group("desc") for m in bars} == {
+        "gen_skill_freeform Prompt Generation",
+        "gen_knowledge Prompt Generation",
+        "Map (num_proc=8)",
+        "Creating json from Arrow format",
+    }
+    skill_bar = [m for m in bars if m.group("desc").startswith("gen_skill")]
+    assert [int(m.group("n")) for m in skill_bar] == [*range(16), 15]  # closing redraw
+    assert skill_bar[-1].group("pct") == "100" and skill_bar[-1].group("total") == "15"
+    logs = [line for line in proc.stderr.splitlines() if LOG_LINE.match(line)]
+    messages = [line.split(": ", 1)[1] for line in logs]
+    assert messages[-1].startswith("Generation took ")
+    assert any(m.startswith("Synthesizing new instructions.") for m in messages)
+    assert any(m.startswith("Generating synthetic data using 'full' pipeline") for m in messages)
+    assert any(m.startswith("Mixed Dataset saved to ") for m in messages)
+
+
+def test_generate_prints_like_ilab_0_18(ilab_standin: str, workspace: Path) -> None:
+    """0.18: the one stdout line, unicode bars and logs on stderr, files in --output-dir."""
+    env = {"ILAB_STANDIN_VERSION": "0.18.4"}
+    proc = run(ilab_standin, *generate_args(workspace), cwd=workspace, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (
         f"Generating synthetic data using 'simple' pipeline, '{MODEL}' model, "
         f"'{workspace / 'taxonomy'}' taxonomy, against http://127.0.0.1:9/v1 server\n"
     )
-    frames = [f for line in proc.stderr.split("\n") for f in line.split("\r") if f]
-    bars = [m for m in map(BAR.match, frames) if m]
-    logs = [f for f in frames if LOG_LINE.match(f)]
-    assert "\r" in proc.stderr and bars and logs
-    assert {m.group("desc") for m in bars} == {
-        "gen_skill_freeform Prompt Generation",
-        "gen_knowledge Prompt Generation",
-        "Map (num_proc=8)",
-    }
-    skill_bar = [m for m in bars if m.group("desc").startswith("gen_skill")]
-    assert [int(m.group("n")) for m in skill_bar] == [*range(16), 15]  # closing redraw
-    assert skill_bar[-1].group("pct") == "100" and skill_bar[-1].group("total") == "15"
-    messages = [line.split(": ", 1)[1] for line in logs]
-    assert messages[-1].startswith("Generation took ")
-    assert any(m.startswith("Synthesizing new instructions.") for m in messages)
-    assert any(m.startswith("60 instructions generated, 0 discarded") for m in messages)
+    assert "█" in proc.stderr and "Generation took " in proc.stderr
+    names = {p.name for p in (workspace / "out").iterdir()}
+    stem = Path(MODEL).stem
+    for prefix in ("train", "test", "messages"):
+        assert any(re.fullmatch(rf"{prefix}_{stem}_\d{{4}}.*\.jsonl", n) for n in names), names
+    assert any(n.startswith("node_datasets_") for n in names) and "checkpoints" in names
+    assert not any(n.startswith(("generated_", "preprocessed_")) for n in names)
+
+
+def test_no_config_is_a_usage_error(ilab_standin: str, tmp_path: Path) -> None:
+    env = {"ILAB_STANDIN_CONFIG": "required", "HOME": str(tmp_path), "XDG_CONFIG_HOME": ""}
+    proc = run(ilab_standin, "data", "generate", cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (
+        "Usage: ilab data [OPTIONS] COMMAND [ARGS]...\nTry 'ilab data --help' for help.\n\n"
+        f"Error: `{tmp_path}/.config/instructlab/config.yaml` does not exist or is not a "
+        "readable file.\nPlease run `ilab config init` or point to a valid configuration file "
+        "using `--config=<path>`.\n"
+    )
+    seed = tmp_path / "taxonomy"
+    seed.mkdir()
+    (seed / "README.md").write_text("x\n", encoding="utf-8")
+    init = run(ilab_standin, "config", "init", "--non-interactive", "--taxonomy-path", str(seed),
+               cwd=tmp_path, env=env)  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    assert (tmp_path / ".config" / "instructlab" / "config.yaml").is_file()
+    assert run(ilab_standin, "data", "generate", "--help", cwd=tmp_path, env=env).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("version", "flag"),
+    [("0.18.4", "--max-num-tokens"), ("0.26.1", "--rouge-threshold")],
+)
+def test_each_version_refuses_the_other_ones_flags(
+    ilab_standin: str, tmp_path: Path, version: str, flag: str
+) -> None:
+    proc = run(ilab_standin, "data", "generate", flag, "1", cwd=tmp_path,
+               env={"ILAB_STANDIN_VERSION": version})  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.endswith(f"Error: No such option: {flag}\n")
+    version_out = run(
+        ilab_standin, "--version", cwd=tmp_path, env={"ILAB_STANDIN_VERSION": version}
+    )
+    assert version_out.stdout == f"ilab, version {version}\n"
 
 
 def test_uncommitted_and_untracked_files_count_as_new(
@@ -218,8 +284,7 @@ def test_no_new_data_fails_like_ilab(
     proc = run(ilab_standin, *generate_args(tmp_path), cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stdout.endswith(
-        "Generating dataset failed with the following error: "
-        "Error: No new leaf nodes found in the taxonomy.\n"
+        "failed to generate data with exception: Error: No new leaf nodes found in the taxonomy.\n"
     )
 
 
@@ -256,11 +321,13 @@ def test_fail_mode(ilab_standin: str, workspace: Path) -> None:
     env = {"ILAB_STANDIN_MODE": "fail", "ILAB_STANDIN_FAIL_MESSAGE": "teacher unreachable"}
     proc = run(ilab_standin, *generate_args(workspace), cwd=workspace, env=env)
     assert proc.returncode == 1
-    assert proc.stdout.splitlines()[-1] == (
-        "Generating dataset failed with the following error: teacher unreachable"
-    )
-    assert "Prompt Generation:" in proc.stderr and "Generation took" not in proc.stderr
-    assert set(outputs(workspace / "out")) == {"test"}  # written before generation starts
+    # 0.26 prints the reason right after the unfinished bar, on the same line
+    (line,) = [line for line in proc.stdout.split("\n") if "failed to generate" in line]
+    assert re.fullmatch(r".+ Prompt Generation: .+\]failed to generate data with exception: "
+                        r"teacher unreachable", line.split("\r")[-1]), line  # fmt: skip
+    assert re.match(r"\r.+ Prompt Generation: ", proc.stdout.split("\n")[-2])  # the bar again
+    assert "Generation took" not in proc.stderr and BANNER not in proc.stdout
+    assert set(outputs(workspace / "out")) == {"test", "preprocessed"}  # before generation
 
 
 def test_flood_mode(ilab_standin: str, workspace: Path) -> None:
@@ -269,7 +336,7 @@ def test_flood_mode(ilab_standin: str, workspace: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     flood = [line for line in proc.stderr.splitlines() if "[flood " in line]
     assert len(flood) == 20000 and all(LOG_LINE.match(line) for line in flood[::997])
-    assert len(outputs(workspace / "out")) == 4
+    assert set(outputs(workspace / "out")) == ALL_OUTPUTS
 
 
 def _wait_for_record(record: StandinRecord, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
@@ -431,7 +498,8 @@ def test_config_file_is_accepted(ilab_standin: str, workspace: Path) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-CHAT = ["model", "chat", "--endpoint-url", "http://127.0.0.1:9/v1", "--model", MODEL]
+CHAT = ["model", "chat", "--endpoint-url", "http://127.0.0.1:9/v1", "--model", MODEL, "-nd"]
+WIDE = {"COLUMNS": "10000"}  # rich wraps at 80 columns unless told otherwise
 
 
 def test_quick_question_after_double_dash_arrives_verbatim(
@@ -439,11 +507,10 @@ def test_quick_question_after_double_dash_arrives_verbatim(
 ) -> None:
     question = "\n".join(hostile_texts(marker))
     args = [*CHAT, "--quick-question", "--", question]
-    proc = run(ilab_standin, *args, cwd=tmp_path, env=standin_record.env)
+    proc = run(ilab_standin, *args, cwd=tmp_path, env={**standin_record.env, **WIDE})
     assert proc.returncode == 0, proc.stderr
-    assert (
-        proc.stdout == f"[merlinite-7b-lab-Q4_K_M.gguf] This is a stand-in answer to: {question}\n"
-    )
+    # -nd: the bare answer, without a newline after it
+    assert proc.stdout == f"[merlinite-7b-lab-Q4_K_M.gguf] This is a stand-in answer to: {question}"
     assert not marker.exists()
     [entry] = standin_record.entries()
     assert (entry["argv"], entry["question"]) == (args, question)
@@ -455,9 +522,16 @@ def test_quick_question_words_are_joined_and_may_be_interspersed(
     proc = run(
         ilab_standin, "model", "chat", "-qq", "What is", "--model", MODEL, "2+2?", cwd=tmp_path
     )
-    assert (
-        proc.stdout == "[merlinite-7b-lab-Q4_K_M.gguf] This is a stand-in answer to: What is 2+2?\n"
-    )
+    answer = "[merlinite-7b-lab-Q4_K_M.gguf] This is a stand-in answer to: What is 2+2?"
+    # 0.26 without -nd: a full-width box titled with the model, elapsed time below, no colours
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3 and all(len(line) == 80 for line in lines), proc.stdout
+    assert lines[0].startswith("╭") and f" {MODEL} " in lines[0]
+    assert lines[1] == f"│ {answer.ljust(76)} │"
+    assert re.fullmatch(r"╰─+ elapsed \d+\.\d{3} seconds ─╯", lines[2])
+    plain = run(ilab_standin, "model", "chat", "-qq", "What is 2+2?", "--model", MODEL,
+                cwd=tmp_path, env={"ILAB_STANDIN_VERSION": "0.18.4"})  # fmt: skip
+    assert plain.stdout == answer  # 0.18: plain text, no -nd needed (nor accepted)
 
 
 def test_quick_question_that_looks_like_help_prints_help(ilab_standin: str, tmp_path: Path) -> None:
@@ -471,6 +545,7 @@ def test_chat_fail_mode(ilab_standin: str, tmp_path: Path) -> None:
     env = {"ILAB_STANDIN_MODE": "fail", "ILAB_STANDIN_FAIL_MESSAGE": "Is the server running?"}
     proc = run(ilab_standin, *CHAT, "-qq", "--", "hi", cwd=tmp_path, env=env)
     assert proc.returncode == 1
-    assert proc.stdout == (
-        "Executing chat failed with: API issue found while executing chat: Is the server running?\n"
+    assert proc.stdout == (  # 0.26 writes the colour codes itself, terminal or not
+        "\x1b[31mExecuting chat failed with: API issue found while executing chat: "
+        "Is the server running?\x1b[0m\n"
     )
