@@ -120,3 +120,19 @@ def test_more_seeds_than_the_preview_are_thinned_evenly(tmp_path: Path) -> None:
     write_026(tmp_path, [leaf])
     samples = summarize(tmp_path, preview=5).samples
     assert [s.seed_question for s in samples] == [leaf.seeds[i][0] for i in (0, 2, 4, 6, 8)]
+
+
+def test_a_knowledge_documents_git_folder_is_not_a_result(tmp_path: Path) -> None:
+    """0.26 clones the document repository, `.git` and all, into the output: the document is
+    shown, git's internals (about 26 files) are not."""
+    root = write_026(tmp_path, [skill_leaf()])
+    clone = root / f"preprocessed_{TS}" / "documents" / "knowledge_science_abc123"
+    (clone / ".git" / "objects").mkdir(parents=True)
+    (clone / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (clone / ".git" / "objects" / "pack").write_bytes(b"\0")
+    (clone / "photosynthesis.md").write_text("# Photosynthesis\n")
+    names = _names(tmp_path)
+    assert (
+        f"{DATED}/preprocessed_{TS}/documents/knowledge_science_abc123/photosynthesis.md" in names
+    )
+    assert not any("/.git/" in n for n in names)

@@ -54,14 +54,16 @@ class OutputSummary:
 
 def list_files(out_dir: Path) -> list[Path]:
     """Result files under `out_dir`, sorted: regular files only (symlinks are never followed
-    out), without SDG's `checkpoints/` and without an empty recipe or training mix (ilab
+    out), without SDG's `checkpoints/`, a document clone's `.git/`, and without an empty recipe or training mix (ilab
     writes `knowledge_recipe` even for a skills-only PR)."""
     found = sorted(p for p in out_dir.rglob("*") if p.is_file() and not p.is_symlink())
     return [p for p in found if not _internal(p.relative_to(out_dir)) and not _empty_mix(p)]
 
 
 def _internal(relative: Path) -> bool:
-    return CHECKPOINTS in relative.parts[:-1][:2]
+    """SDG's checkpoints, and the git internals of a knowledge document's clone (0.26 copies
+    the document repository, `.git` and all, into `preprocessed_*/documents/`)."""
+    return CHECKPOINTS in relative.parts[:-1][:2] or ".git" in relative.parts[:-1]
 
 
 def _empty_mix(path: Path) -> bool:
