@@ -47,6 +47,9 @@ PROGRESS_KEY = "bench:progress"
 RAW_STREAM = "bench:raw"
 RAW_GROUP = "bench"
 
+#: An `ilab` that does nothing, but answers the worker's start-up `--version` probe.
+NOOP_ILAB = ("/bin/sh", "-c", '[ "$1" != --version ] || echo "ilab, version 0.26.1"', "ilab")
+
 
 class Tally:
     """Jobs done by this process, published every 50 ms (so the cost is not per job)."""
@@ -141,7 +144,7 @@ async def ours_worker(
     tally = Tally(client)
     logs.configure("json", stream=open(os.devnull, "w"))  # noqa: PTH123, SIM115 - as deployed
     with tempfile.TemporaryDirectory(prefix="ilab-bench-worker-") as tmp:
-        settings = bench_settings(redis_url, Path(tmp), standin or ("true",))
+        settings = bench_settings(redis_url, Path(tmp), standin or NOOP_ILAB)
         async with open_worker(settings, concurrency=concurrency) as real:
             worker = BenchWorker(real.deps, concurrency=concurrency)
             worker.tally = tally
