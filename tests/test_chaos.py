@@ -1,0 +1,32 @@
+"""A short chaos run (the full one is `make chaos`): real server and worker processes behind a
+round-robin proxy, signed webhooks redelivered until accepted, while a seeded driver kills
+processes and Redis with `kill -9` and makes GitHub fail; then every guarantee must hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from testkit.chaos.faults import FAULT_KINDS, FaultTiming
+from testkit.chaos.fleet import FleetConfig
+from testkit.chaos.run import ChaosConfig, run_chaos
+
+
+async def test_short_chaos_run_keeps_every_guarantee(tmp_path: Path) -> None:
+    config = ChaosConfig(
+        commands=20,
+        duration=8.0,
+        seed=18,
+        fleet=FleetConfig(servers=2, workers=2, concurrency=2, standin_duration=0.5),
+        timing=FaultTiming(
+            every=(0.5, 1.5),
+            process_down=(0.2, 1.0),
+            redis_down=(0.2, 0.8),
+            github_stretch=(0.5, 2.0),
+        ),
+        settle_limit=240.0,
+    )
+    report = await run_chaos(config, tmp_path / "chaos")
+    print("\n" + "\n".join(report.lines()))
+    assert report.ok, "\n".join(report.lines())
+    assert all(report.faults[kind] >= 1 for kind in FAULT_KINDS), report.faults
+    assert len(report.deliveries.accepted) == 20
