@@ -82,23 +82,23 @@ class BurstResult:
         ]
 
 
-def write_bodies(work: Path, secret: str) -> dict[str, tuple[Path, str]]:
-    """A command and a plain comment on our PR, from GitHub's own example: {kind: (file, sig)}."""
+TEXTS = {
+    "command": f"Looks ready.\n\n@{Settings().username} generate",
+    "plain": "Thanks, looks right to me. Merging once CI is green.",
+}
+
+
+def write_body(work: Path, secret: str, kind: str, comment_id: int) -> tuple[Path, str]:
+    """A command or a plain comment on our PR, from GitHub's own example: (file, signature).
+    `bench.loadgen --vary-comment` then gives each request its own id from `comment_id` on."""
     example = load_webhook_example(ensure_testdata(CACHE), "issue_comment", action="created")
-    texts = {
-        "command": f"Looks ready.\n\n@{Settings().username} generate",
-        "plain": "Thanks, looks right to me. Merging once CI is green.",
-    }
-    out = {}
-    for kind, text in texts.items():
-        payload = pr_comment(
-            example, body=text, pr_number=FIRST_PR, comment_id=COMMENT_ID, login=REVIEWER
-        )
-        data = json.dumps(payload, separators=(",", ":")).encode()
-        path = work / f"{kind}.json"
-        path.write_bytes(data)
-        out[kind] = (path, sign(data, secret.encode()))
-    return out
+    payload = pr_comment(
+        example, body=TEXTS[kind], pr_number=FIRST_PR, comment_id=comment_id, login=REVIEWER
+    )
+    data = json.dumps(payload, separators=(",", ":")).encode()
+    path = work / f"{kind}-{comment_id}.json"
+    path.write_bytes(data)
+    return path, sign(data, secret.encode())
 
 
 @dataclass(frozen=True)
@@ -107,14 +107,17 @@ class Load:
     body: tuple[Path, str]  # file, signature
     rate: float
     out: Path
+    first_comment: int
 
 
 async def load(spec: Load, seconds: float, secret: str) -> None:
+    """One `bench.loadgen` process; its requests get comment ids from `spec.first_comment` on
+    (one range per generator: the bot stores a comment once, whoever delivers it)."""
     url, body, rate, out = spec.url, spec.body, spec.rate, spec.out
     argv = [sys.executable, "-m", "bench.loadgen", url, str(body[0]), "--event"]
     argv += ["issue_comment", "--signature", body[1], "--mode", "rate", "--rate", str(rate)]
     argv += ["--duration", str(seconds), "--connections", "16", "--json", str(out)]
-    argv += ["--vary-comment", str(COMMENT_ID)]
+    argv += ["--vary-comment", str(spec.first_comment)]
     env = {**os.environ, "LOADGEN_WEBHOOK_SECRET": secret}
     process = await asyncio.create_subprocess_exec(*argv, cwd=ROOT, env=env)
     if await process.wait() != 0:
@@ -173,14 +176,17 @@ async def run_burst(rate: float, seconds: float, work: Path) -> BurstResult:
 async def _burst(
     ports: list[int], redis_url: str, rate: float, seconds: float, work: Path, secret: str
 ) -> BurstResult:
-    bodies = write_bodies(work, secret)
-    loads = {
-        f"{kind}->server-{n}": Load(
-            f"http://127.0.0.1:{port}{HOOK}", body, rate / 4, work / f"load-{kind}-{n}.json"
-        )
-        for kind, body in bodies.items()
-        for n, port in enumerate(ports)
-    }
+    loads = {}
+    for k, kind in enumerate(TEXTS):
+        for n, port in enumerate(ports):
+            first = COMMENT_ID * (1 + 2 * k + n)  # one id range per generator, same width
+            loads[f"{kind}->server-{n}"] = Load(
+                f"http://127.0.0.1:{port}{HOOK}",
+                write_body(work, secret, kind, first),
+                rate / 4,
+                work / f"load-{kind}-{n}.json",
+                first,
+            )
     queue = Queue.from_url(redis_url)
     result = BurstResult(rate, seconds, {}, 0, 0.0, 0.0)
     started = time.monotonic()
