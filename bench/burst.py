@@ -165,7 +165,9 @@ async def run_burst(rate: float, seconds: float, work: Path) -> BurstResult:
             ]
             try:
                 for port, process in zip(ports, servers, strict=True):
-                    await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", process)
+                    await asyncio.to_thread(
+                        wait_http, f"http://127.0.0.1:{port}/healthz", process, 180
+                    )
                 return await _burst(ports, redis_url, rate, seconds, work, secret)
             finally:
                 for process in servers:

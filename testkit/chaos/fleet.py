@@ -151,7 +151,7 @@ def chaos_settings(
         "KILL_GRACE": "1",
         "MAX_DELIVERIES": "25",  # the driver kills far more often than production sees
         "HEARTBEAT_INTERVAL": "0.5",
-        "LEASE_TIMEOUT": "3",
+        "LEASE_TIMEOUT": "5",  # short, yet longer than a heartbeat delayed by a loaded machine
         "SHUTDOWN_GRACE": "0.5",
         "GITHUB_TIMEOUT": "10",
         "GITHUB_WRITES_PER_MINUTE": "100000",  # one installation gets all 200 PRs here
