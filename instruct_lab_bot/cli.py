@@ -120,7 +120,7 @@ async def dead_letters(settings: Settings, action: str, entry: str | None) -> in
     """Admins: see, requeue (fresh attempts) or drop jobs in the dead-letter stream."""
     from instruct_lab_bot.adapters.redis.queue import Queue
 
-    queue = Queue.from_url(settings.redis_url, history_ttl=settings.job_history_ttl)
+    queue = Queue.from_settings(settings)
     try:
         if action == "list":
             for item in await queue.dead_letters():

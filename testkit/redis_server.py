@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -48,6 +49,8 @@ class RedisServer:
     appendfsync: str = "everysec"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra: list[str] = field(default_factory=list)  # more `--option value` arguments
+    tls_client: ssl.SSLContext | None = None  # set when `port` speaks only TLS
 
     @property
     def url(self) -> str:
@@ -71,21 +74,30 @@ class RedisServer:
             self.appendfsync,
             "--logfile",
             str(self.directory / "redis.log"),
+            *self.extra,
         ]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RedisUnavailable(f"redis-server exited; see {self.directory / 'redis.log'}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock,
-            ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
+            if self._answers():
+                return
             time.sleep(0.02)
         raise RedisUnavailable("redis-server did not answer in time")
+
+    def _answers(self) -> bool:
+        """Whether the server answers a PING (an ACL refusal is an answer; LOADING is not)."""
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw,
+        ):
+            sock = raw
+            if self.tls_client is not None:
+                sock = self.tls_client.wrap_socket(raw, server_hostname="localhost")
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH", b"-NOPERM"))
+        return False
 
     def kill(self) -> None:
         """SIGKILL: what a crash looks like (only what AOF kept survives)."""

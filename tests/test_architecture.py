@@ -76,7 +76,7 @@ def test_no_function_or_class_over_the_limits() -> None:
 
 
 # A Redis key of the bot (its prefix) or a Lua script, anywhere but the Redis adapter.
-_REDIS_TEXT = re.compile(r"""["']ilab-bot:|redis\.call\(|redis\.pcall\(""")
+_REDIS_TEXT = re.compile(r"""["']\{?ilab-bot\}?:|redis\.call\(|redis\.pcall\(""")
 
 
 def test_redis_keys_and_lua_only_in_the_redis_adapter() -> None:

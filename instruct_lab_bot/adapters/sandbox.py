@@ -156,6 +156,8 @@ def secret_paths(settings: Settings) -> list[Path]:
     paths = [Path(".env"), settings.work_dir, *settings.sandbox_hide]
     if settings.github_private_key_file:
         paths.append(Path(settings.github_private_key_file))
+    if settings.redis_key_file:
+        paths.append(Path(settings.redis_key_file))
     artifacts = parse_artifacts_url(settings.artifacts_url)
     if artifacts.root is not None:
         paths.append(artifacts.root)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
 from instruct_lab_bot.core.command_table import KNOWN_COMMANDS
 from instruct_lab_bot.core.redaction import Redactor
+from instruct_lab_bot.core.redis_target import SINGLE_SCHEMES, parse_redis_url
 from instruct_lab_bot.core.status_auth import parse_status_auth
 
 
@@ -260,3 +261,18 @@ def parse_paths(text: str) -> tuple[Path, ...]:
         if not path.is_absolute():
             raise ValueError(f"{str(path)!r} is not an absolute path")
     return paths
+
+
+def parse_redis_setting(text: str) -> str:
+    """`ILAB_BOT_REDIS_URL`: one server (redis-py's URL forms) or a Sentinel or Cluster URL
+    (`core.redis_target`)."""
+    if parse_redis_url(text).kind == "single":
+        return parse_url(text, SINGLE_SCHEMES)
+    return text.strip()
+
+
+def parse_count_or_zero(text: str) -> int:
+    """A whole number, 0 allowed (0 usually means "off")."""
+    if not text.strip().isdigit():
+        raise ValueError("must be a whole number (0 or more)")
+    return int(text)

@@ -14,6 +14,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from instruct_lab_bot.core.command_table import DEFAULT_RESTRICTED
+from instruct_lab_bot.core.redis_target import parse_redis_url
 from instruct_lab_bot.core.reply_limits import ReplyLimits
 from instruct_lab_bot.core.sandbox import ResourceLimits, parse_count, parse_env_names, parse_size
 from instruct_lab_bot.core.setting_values import (
@@ -23,6 +24,7 @@ from instruct_lab_bot.core.setting_values import (
     parse_bool,
     parse_choice,
     parse_commands,
+    parse_count_or_zero,
     parse_duration,
     parse_file_bytes,
     parse_hosts,
@@ -34,6 +36,7 @@ from instruct_lab_bot.core.setting_values import (
     parse_permission,
     parse_port,
     parse_positive_int,
+    parse_redis_setting,
     parse_repos,
     parse_signing_key,
     parse_size_text,
@@ -70,6 +73,13 @@ class Settings:
     github_git_url: str = "https://github.com"
     username: str = "instruct-lab-bot"
     redis_url: str = "redis://localhost:6379/0"
+    # Redis TLS (a CA to verify the server; a client certificate if Redis asks for one) and
+    # durability: how many replicas must have a write that must survive a failover.
+    redis_ca_file: str = ""
+    redis_cert_file: str = ""
+    redis_key_file: str = ""  # masked in the sandbox
+    redis_wait_replicas: int = 0
+    redis_wait_timeout: float = 1.0
     artifacts_url: str = "file://./var/artifacts"
     s3_endpoint_url: str | None = None
     link_expiry: int = 7 * 24 * 3600
@@ -191,6 +201,7 @@ def parse_settings(
         except ValueError as exc:
             problems.append(f"{PREFIX}{name}: {scrub(str(exc), raw)}")
     _check_lease(values, problems)
+    _check_redis(values, problems)
     _load_webhook_secret(env, values, problems)
     s3_secret = env.get("AWS_SECRET_ACCESS_KEY", "")
     if s3_secret:
@@ -271,12 +282,31 @@ def _check_lease(values: Mapping[str, object], problems: list[str]) -> None:
         )
 
 
+def _check_redis(values: Mapping[str, object], problems: list[str]) -> None:
+    if bool(values.get("redis_cert_file")) != bool(values.get("redis_key_file")):
+        problems.append(
+            f"{PREFIX}REDIS_CERT_FILE and {PREFIX}REDIS_KEY_FILE: set both (a client "
+            "certificate and its key) or neither"
+        )
+    url = str(values.get("redis_url", Settings.redis_url))
+    if values.get("redis_wait_replicas") and parse_redis_url(url).kind == "cluster":
+        problems.append(
+            f"{PREFIX}REDIS_WAIT_REPLICAS: not supported with a Cluster URL (WAIT must run on "
+            "the connection that wrote; use 0, or Sentinel)"
+        )
+
+
 # Each setting: its variable (after ILAB_BOT_), the Settings field, and its parser.
 _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("GITHUB_API_URL", "github_api_url", lambda v: parse_url(v, ("http", "https"))),
     ("GITHUB_GIT_URL", "github_git_url", lambda v: parse_url(v, ("http", "https", "file"))),
     ("USERNAME", "username", parse_username),
-    ("REDIS_URL", "redis_url", lambda v: parse_url(v, ("redis", "rediss", "unix"))),
+    ("REDIS_URL", "redis_url", parse_redis_setting),
+    ("REDIS_CA_FILE", "redis_ca_file", str),
+    ("REDIS_CERT_FILE", "redis_cert_file", str),
+    ("REDIS_KEY_FILE", "redis_key_file", str),
+    ("REDIS_WAIT_REPLICAS", "redis_wait_replicas", parse_count_or_zero),
+    ("REDIS_WAIT_TIMEOUT", "redis_wait_timeout", parse_duration),
     ("ARTIFACTS_URL", "artifacts_url", parse_artifacts_setting),
     ("S3_ENDPOINT_URL", "s3_endpoint_url", lambda v: parse_url(v, ("http", "https"))),
     ("LINK_EXPIRY", "link_expiry", lambda v: int(parse_duration(v))),

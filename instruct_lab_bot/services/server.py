@@ -247,7 +247,7 @@ def create_app(
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    queue = Queue.from_url(app[SETTINGS].redis_url, history_ttl=app[SETTINGS].job_history_ttl)
+    queue = Queue.from_settings(app[SETTINGS])
     app[QUEUE] = queue
     try:
         await queue.ensure_groups()

@@ -1,26 +1,58 @@
-"""What every part of the queue shares: one client and how long job records live."""
+"""What every part of the queue shares: one client, how long job records live, and how a
+write that must survive a failover waits for replicas."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 
-from instruct_lab_bot.adapters.redis.scripts import script
+from instruct_lab_bot.adapters.redis.scripts import script, source
 from instruct_lab_bot.core.jobs import bounded_field
 
 
+class ReplicaWaitTimeout(RedisError):
+    """Fewer replicas than `ILAB_BOT_REDIS_WAIT_REPLICAS` confirmed a write in time: it is on
+    the primary, but a failover now could lose it (the caller answers 503 / retries)."""
+
+
 class RedisPart:
-    """Base of the `Queue`'s parts (mixins): each reads `redis` and `history_ttl`, which
-    `Queue.__init__` sets once for all of them."""
+    """Base of the `Queue`'s parts (mixins): each reads `redis`, `history_ttl` and the
+    replica wait, which `Queue.__init__` sets once for all of them."""
 
     redis: aioredis.Redis
     history_ttl: int
+    wait_replicas: int  # 0: never wait
+    wait_timeout_ms: int
 
     def _script(self, name: str) -> AsyncScript:
         return script(self.redis, name)
+
+    async def _durable_script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script whose write must survive a failover: with replicas to wait for, the
+        script and `WAIT` go down one connection (WAIT covers only its own connection's
+        writes) and too few confirmations raise `ReplicaWaitTimeout`."""
+        if not self.wait_replicas:
+            return await self._script(name)(keys=list(keys), args=list(args))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.eval(source(name), len(keys), *keys, *args)
+            self._wait(pipe)
+            result, confirmed = await pipe.execute()
+        self._check_replicas(confirmed)
+        return result
+
+    def _wait(self, pipe: Any) -> None:
+        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+
+    def _check_replicas(self, confirmed: Any) -> None:
+        if int(confirmed) < self.wait_replicas:
+            raise ReplicaWaitTimeout(
+                f"{confirmed} of {self.wait_replicas} replicas confirmed the write within "
+                f"{self.wait_timeout_ms} ms"
+            )
 
 
 def flat(fields: Mapping[str, Any]) -> list[str]:

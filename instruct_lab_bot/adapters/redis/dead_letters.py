@@ -4,9 +4,9 @@ requeue or drop."""
 from __future__ import annotations
 
 import time
-from typing import Any, cast
+from typing import Any
 
-from instruct_lab_bot.adapters.redis.base import RedisPart
+from instruct_lab_bot.adapters.redis.base import RedisPart, flat
 from instruct_lab_bot.adapters.redis.jobs import queue_entry, read_job
 from instruct_lab_bot.adapters.redis.keys import (
     DEAD_STREAM,
@@ -18,16 +18,17 @@ from instruct_lab_bot.adapters.redis.keys import (
     active_key,
     job_key,
 )
-from instruct_lab_bot.adapters.redis.streams import StreamEntry, append_trimmed, min_id
+from instruct_lab_bot.adapters.redis.streams import StreamEntry, min_id
 from instruct_lab_bot.core.jobs import Job, State, bounded_field
 
 
 class DeadLetters(RedisPart):
     async def dead_letter(self, entry: StreamEntry, job: Job, reason: str) -> bool:
         """End a job as dead, acknowledge its entry and record it in the dead-letter stream."""
-        status, _previous = await self._script("dead_letter")(
-            keys=[job_key(job.id), entry.stream, DEAD_STREAM, active_key(job)],
-            args=[
+        status, _previous = await self._durable_script(
+            "dead_letter",
+            [job_key(job.id), entry.stream, DEAD_STREAM, active_key(job)],
+            [
                 WORKER_GROUP,
                 entry.id,
                 bounded_field("error", reason),
@@ -55,12 +56,16 @@ class DeadLetters(RedisPart):
         if job is None:
             return None
         fresh = job.evolve(state=State.QUEUED, attempts=0, worker="", error="", finished_at=0.0)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(job_key(job.id), mapping=cast(Any, fresh.to_fields()))
-            pipe.persist(job_key(job.id))
-            append_trimmed(pipe, JOBS_STREAM, queue_entry(job), STREAM_MAX_AGE)
-            pipe.xdel(DEAD_STREAM, entry_id)
-            await pipe.execute()
+        await self._script("requeue_dead")(
+            keys=[job_key(job.id), JOBS_STREAM, DEAD_STREAM],
+            args=[
+                entry_id,
+                STREAM_MAXLEN,
+                min_id(STREAM_MAX_AGE),
+                *flat(queue_entry(job)),
+                *flat(fresh.to_fields()),
+            ],
+        )
         return fresh
 
     async def drop_dead(self, entry_id: str) -> bool:

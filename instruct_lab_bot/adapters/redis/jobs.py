@@ -65,23 +65,27 @@ class JobStore(RedisPart):
         `exists`: this id is stored already (a redelivered event: resume it). `active`: another
         job for the same PR head and command is queued or running; `job_id` names it.
         """
-        status, job_id = await self._script("create_job")(
-            keys=[
-                job_key(job.id),
-                pr_jobs_key(job.pull_request),
-                active_key(job),
-                ALL_JOBS_KEY,
-            ],
-            args=[
-                job.id,
-                repr(job.created_at),
-                self.history_ttl,
-                ACTIVE_TTL,
-                job_key(""),
-                *flat(job.to_fields()),
-            ],
-        )
-        return CreateResult(status, job_id)
+        while True:  # the claim's holder is read first: a script declares every key it reads
+            other = cast(str | None, await self.redis.get(active_key(job))) or ""
+            status, job_id = await self._script("create_job")(
+                keys=[
+                    job_key(job.id),
+                    pr_jobs_key(job.pull_request),
+                    active_key(job),
+                    ALL_JOBS_KEY,
+                    job_key(other or job.id),
+                ],
+                args=[
+                    job.id,
+                    repr(job.created_at),
+                    self.history_ttl,
+                    ACTIVE_TTL,
+                    other,
+                    *flat(job.to_fields()),
+                ],
+            )
+            if status != "retry":  # "retry": the claim changed hands since it was read
+                return CreateResult(status, job_id)
 
     async def get_job(self, job_id: str) -> Job | None:
         return await read_job(self.redis, job_id)
@@ -166,9 +170,10 @@ class JobStore(RedisPart):
         self, entry: StreamEntry, job: Job, worker: str, state: State, **fields: Any
     ) -> bool:
         """Store the end state and acknowledge the entry at once; False if not ours any more."""
-        status, _previous = await self._script("finish_job")(
-            keys=[job_key(job.id), entry.stream, active_key(job)],
-            args=[WORKER_GROUP, entry.id, worker, state.value, self.history_ttl, *flat(fields)],
+        status, _previous = await self._durable_script(
+            "finish_job",
+            [job_key(job.id), entry.stream, active_key(job)],
+            [WORKER_GROUP, entry.id, worker, state.value, self.history_ttl, *flat(fields)],
         )
         return bool(status == "ok")
 

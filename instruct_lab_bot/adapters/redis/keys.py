@@ -9,7 +9,14 @@ from __future__ import annotations
 from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 
-PREFIX = "ilab-bot:"
+# One hash tag for every key: on a Redis Cluster all of them hash to one slot. A tag per
+# installation would not do: the streams and their consumer groups are global, and the scripts
+# that end a job touch the job's hash, its installation's claims and the global jobs stream in
+# one step. So a Cluster buys failover and managed-service compatibility, not sharding (one
+# primary holds everything; `docs/deploy.md`).
+HASH_TAG = "{ilab-bot}"
+PREFIX = HASH_TAG + ":"
+LEGACY_PREFIX = "ilab-bot:"  # before the hash tag (migrated at start by `migrate_prefix`)
 
 # -- streams and their consumer groups ------------------------------------------------
 EVENTS_STREAM = PREFIX + "events"  # verified webhook intents: server → dispatchers

@@ -14,7 +14,6 @@ from typing import Any, cast
 
 from instruct_lab_bot.adapters.redis.base import RedisPart
 from instruct_lab_bot.adapters.redis.keys import (
-    OUTBOX_ENTRY_PREFIX,
     OUTBOX_KEY,
     OUTBOX_TTL,
     once_key,
@@ -37,16 +36,23 @@ class Outbox(RedisPart):
     async def put_result(self, job_id: str, payload: str, ttl: int = OUTBOX_TTL) -> bool:
         """Record a job's final result; False if it was recorded before (or delivered)."""
         keys = [once_key(result_once_marker(job_id)), outbox_entry_key(job_id), OUTBOX_KEY]
-        return bool(await self._script("outbox_put")(keys=keys, args=[job_id, payload, ttl]))
+        return bool(await self._durable_script("outbox_put", keys, [job_id, payload, ttl]))
 
     async def claim_results(
         self, owner: str, lease: float, *, count: int = 10, job_id: str | None = None
     ) -> list[ClaimedResult]:
         """Due entries (or just `job_id`, if due), leased to `owner` for `lease` seconds."""
-        args: list[Any] = [owner, int(lease * 1000), count, OUTBOX_ENTRY_PREFIX]
+        # The first `count` by due time are the only ones that can be due; the script claims
+        # those that are (by Redis's clock), each entry's key declared.
         if job_id is not None:
-            args.append(job_id)
-        flat = cast(list[Any], await self._script("outbox_claim")(keys=[OUTBOX_KEY], args=args))
+            ids = [job_id]
+        else:
+            ids = cast(list[str], await self.redis.zrange(OUTBOX_KEY, 0, count - 1))
+        if not ids:
+            return []
+        keys = [OUTBOX_KEY, *(outbox_entry_key(i) for i in ids)]
+        args: list[Any] = [owner, int(lease * 1000), *ids]
+        flat = cast(list[Any], await self._script("outbox_claim")(keys=keys, args=args))
         return [
             ClaimedResult(str(flat[i]), str(flat[i + 1]), int(flat[i + 2]))
             for i in range(0, len(flat), 3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from instruct_lab_bot.adapters.redis.connection import RedisTls, connect
 from instruct_lab_bot.adapters.redis.dead_letters import DeadLetters
 from instruct_lab_bot.adapters.redis.jobs import JobStore
 from instruct_lab_bot.adapters.redis.keys import HISTORY_TTL
@@ -18,18 +19,7 @@ from instruct_lab_bot.adapters.redis.reply_limits import ReplyCounters
 from instruct_lab_bot.adapters.redis.stats import QueueStats
 from instruct_lab_bot.adapters.redis.streams import EventStream
 from instruct_lab_bot.adapters.redis.workers import WorkerRegistry
-
-
-def connect(url: str) -> aioredis.Redis:
-    """A client with the bot's timeouts: a dead Redis fails calls instead of hanging them."""
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-    )
-    return client
+from instruct_lab_bot.core.settings import Settings
 
 
 class Queue(
@@ -37,14 +27,36 @@ class Queue(
 ):
     """Thin async wrapper over one Redis connection pool."""
 
-    def __init__(self, client: aioredis.Redis, *, history_ttl: int = HISTORY_TTL) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        history_ttl: int = HISTORY_TTL,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+    ) -> None:
         self.redis = client
         self.history_ttl = history_ttl
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = max(1, int(wait_timeout * 1000))
         self._event_batch = None
 
     @classmethod
-    def from_url(cls, url: str, *, history_ttl: int = HISTORY_TTL) -> Queue:
-        return cls(connect(url), history_ttl=history_ttl)
+    def from_url(
+        cls, url: str, *, history_ttl: int = HISTORY_TTL, tls: RedisTls | None = None
+    ) -> Queue:
+        return cls(connect(url, tls), history_ttl=history_ttl)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Queue:
+        """The queue every process opens: the settings' Redis, TLS files and replica wait."""
+        tls = RedisTls(settings.redis_ca_file, settings.redis_cert_file, settings.redis_key_file)
+        return cls(
+            connect(settings.redis_url, tls),
+            history_ttl=settings.job_history_ttl,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout=settings.redis_wait_timeout,
+        )
 
     async def aclose(self) -> None:
         await self.redis.aclose()

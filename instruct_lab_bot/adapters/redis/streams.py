@@ -30,6 +30,7 @@ from instruct_lab_bot.adapters.redis.keys import (
     comment_key,
     delivery_key,
 )
+from instruct_lab_bot.adapters.redis.migrate import migrate_prefix
 from instruct_lab_bot.adapters.redis.scripts import source
 from instruct_lab_bot.core.refs import RepoRef
 
@@ -68,6 +69,8 @@ class EventStream(RedisPart):
     _event_batch: _Batch | None
 
     async def ensure_groups(self) -> None:
+        """The consumer groups (and, once after an upgrade, the legacy keys renamed)."""
+        await migrate_prefix(self.redis)
         for stream, group in ((EVENTS_STREAM, DISPATCH_GROUP), (JOBS_STREAM, WORKER_GROUP)):
             try:
                 await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
@@ -117,7 +120,11 @@ class EventStream(RedisPart):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for args, _reply in batch:
                     pipe.eval(source("enqueue_once"), *args)
+                if self.wait_replicas:
+                    self._wait(pipe)
                 results = await pipe.execute(raise_on_error=False)
+            if self.wait_replicas:  # a stored delivery must outlive a failover before the 2xx
+                self._check_replicas(results.pop())
         except BaseException as exc:
             for _args, waiting in batch:
                 if not waiting.done():

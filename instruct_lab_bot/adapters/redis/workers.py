@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from instruct_lab_bot.adapters.redis.base import RedisPart
 from instruct_lab_bot.adapters.redis.keys import WORKERS_KEY, worker_key
@@ -14,15 +14,16 @@ class WorkerRegistry(RedisPart):
     async def register_worker(self, name: str, info: Mapping[str, str], ttl: float) -> None:
         """Announce or renew a live worker; the registration lapses `ttl` after the last call."""
         now = time.time()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(worker_key(name), mapping=cast(Any, {**info, "heartbeat_at": repr(now)}))
-            pipe.pexpire(worker_key(name), int(ttl * 1000))
-            pipe.zadd(WORKERS_KEY, {name: now})
-            pipe.zremrangebyscore(WORKERS_KEY, "-inf", now - max(ttl, 3600))
-            await pipe.execute()
+        fields: list[str] = []
+        for key, value in {**info, "heartbeat_at": repr(now)}.items():
+            fields += [key, value]
+        await self._script("register_worker")(
+            keys=[worker_key(name), WORKERS_KEY],
+            args=[name, repr(now), int(ttl * 1000), repr(now - max(ttl, 3600)), *fields],
+        )
 
     async def unregister_worker(self, name: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(worker_key(name))
             pipe.zrem(WORKERS_KEY, name)
             await pipe.execute()

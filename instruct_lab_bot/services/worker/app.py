@@ -58,7 +58,7 @@ async def open_worker(
     if warning:
         log.warning("sandbox.off", warning=warning)
     metrics = metrics or WorkerMetrics()
-    queue = Queue.from_url(settings.redis_url, history_ttl=settings.job_history_ttl)
+    queue = Queue.from_settings(settings)
     store = open_store(
         parse_artifacts_url(settings.artifacts_url),
         public_url=settings.public_url,

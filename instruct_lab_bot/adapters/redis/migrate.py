@@ -1,0 +1,44 @@
+"""Key-name migration: the keys from before the hash tag (`ilab-bot:…`) renamed to
+`{ilab-bot}:…`, once, by the first process that starts after the upgrade.
+
+Safe to run at every start: it costs one EXISTS when there is nothing to move. Only one
+server holds legacy keys (a Cluster deployment starts with the tag), and RENAMENX never
+overwrites a key a new process already wrote. A user without SCAN/RENAME (the per-role ACL
+users) skips it: run one process with the default user once (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoPermissionError, ResponseError
+
+from instruct_lab_bot.adapters.redis.connection import is_cluster
+from instruct_lab_bot.adapters.redis.keys import LEGACY_PREFIX, PREFIX
+
+_MARKERS = (LEGACY_PREFIX + "events", LEGACY_PREFIX + "jobs")
+
+
+async def migrate_prefix(client: aioredis.Redis) -> int:
+    """Rename every legacy key; how many were renamed."""
+    if is_cluster(client):
+        return 0
+    try:
+        if not await client.exists(*_MARKERS):
+            return 0
+        renamed = 0
+        cursor: Any = 0
+        while True:
+            cursor, names = await client.scan(cursor, match=LEGACY_PREFIX + "*", count=1000)
+            for name in names:
+                new = PREFIX + str(name)[len(LEGACY_PREFIX) :]
+                renamed += int(await client.renamenx(name, new))
+            if not int(cursor):
+                return renamed
+    except NoPermissionError:
+        return 0
+    except ResponseError as exc:  # a key expired between SCAN and RENAMENX
+        if "no such key" not in str(exc).lower():
+            raise
+        return await migrate_prefix(client)
