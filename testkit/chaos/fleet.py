@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..redis_server import RedisServer, free_port
+from ..redis_server import free_port
+from .redis_backends import RedisBackend
 
 ROOT = Path(__file__).resolve().parent.parent.parent  # the checkout
 
@@ -75,14 +76,15 @@ class FleetConfig:
     workers: int = 4
     concurrency: int = 2  # jobs per worker process
     standin_duration: float = 1.0  # seconds the `ilab` stand-in "generates"
+    redis: str = "sentinel"  # or "single" (see redis_backends)
 
 
 @dataclass
 class Fleet:
-    """Redis (AOF, fsync always), server and worker processes, all under `var`."""
+    """Redis, server and worker processes, all under `var`."""
 
     var: Path
-    redis: RedisServer
+    redis: RedisBackend
     servers: list[BotProcess] = field(default_factory=list)
     workers: list[BotProcess] = field(default_factory=list)
 

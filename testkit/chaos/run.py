@@ -23,12 +23,12 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from ..github_emulator import GitHubEmulator, generate_app_key
 from ..openapi import OpenAPISpec
 from ..proxy import RoundRobinProxy
-from ..redis_server import RedisServer
 from ..testdata import ensure_testdata
 from .checks import GUARANTEES, Verdict, settle, verify
 from .faults import FAULT_KINDS, FaultDriver, FaultTiming
 from .fleet import Fleet, FleetConfig, bot_env, chaos_settings
 from .load import DeliveryLog, deliver_all
+from .redis_backends import redis_backend
 from .world import FIRST_PR, build_remote, generate_commands, publish_pulls
 
 
@@ -61,10 +61,11 @@ class ChaosReport:
         c = self.config
         out = [
             f"chaos run: seed {c.seed}, {c.commands} commands over {c.duration:.0f} s, "
-            f"{c.fleet.servers} servers, {c.fleet.workers} workers x {c.fleet.concurrency}",
+            f"{c.fleet.servers} servers, {c.fleet.workers} workers x {c.fleet.concurrency}, "
+            f"Redis: {c.fleet.redis}",
             f"load sent in {self.load_seconds:.1f} s; settled {self.settle_seconds:.1f} s later",
             "faults injected:",
-            *(f"  {self.faults[k]:>4}  {k}" for k in c.kinds),
+            *(f"  {n:>4}  {kind}" for kind, n in self.faults.items()),
             f"deliveries: {len(self.deliveries.attempts)} sent, "
             f"{self.deliveries.redeliveries} redeliveries, "
             f"{len(self.deliveries.failed)} never accepted",
@@ -104,6 +105,7 @@ async def run_chaos(config: ChaosConfig, var: Path) -> ChaosReport:
                     "GITHUB_APP_ID": str(key.app_id),
                     "GITHUB_PRIVATE_KEY": key.private_key_pem,
                     "WEBHOOK_SECRET": secret,
+                    **fleet.redis.settings,
                     **chaos_settings(
                         redis_url=fleet.redis.url,
                         github_url=gh.url,
@@ -164,7 +166,7 @@ async def _serving(fleet: Fleet, limit: float = 120.0) -> None:
 
 @contextlib.asynccontextmanager
 async def _fleet(var: Path, config: FleetConfig) -> AsyncIterator[Fleet]:
-    redis = RedisServer(var / "redis", appendonly=True, appendfsync="always")
+    redis = redis_backend(config.redis, var / "redis")
     await asyncio.to_thread(redis.start)
     fleet = Fleet(var, redis)
     try:
