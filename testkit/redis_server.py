@@ -92,11 +92,10 @@ class RedisServer:
             contextlib.suppress(OSError),
             socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw,
         ):
-            sock = raw
-            if self.tls_client is not None:
-                sock = self.tls_client.wrap_socket(raw, server_hostname="localhost")
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH", b"-NOPERM"))
+            if self.tls_client is None:
+                return _pinged(raw)
+            with self.tls_client.wrap_socket(raw, server_hostname="localhost") as sock:
+                return _pinged(sock)
         return False
 
     def kill(self) -> None:
@@ -113,6 +112,11 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _pinged(sock: socket.socket) -> bool:
+    sock.sendall(b"PING\r\n")
+    return sock.recv(64).startswith((b"+PONG", b"-NOAUTH", b"-NOPERM"))
 
 
 @contextlib.contextmanager

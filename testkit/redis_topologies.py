@@ -70,7 +70,7 @@ class Sentinel:
             f"logfile {self.directory / 'sentinel.log'}\n"
             f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary_port} 2\n"
             f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
-            f"sentinel failover-timeout {SERVICE} 10000\n"
+            f"sentinel failover-timeout {SERVICE} 5000\n"  # a next failover may follow soon
             f"sentinel parallel-syncs {SERVICE} 1\n"
         )
         argv = [redis_binary(), str(config), "--sentinel"]
@@ -169,7 +169,9 @@ class SentinelTopology:
         return self.primary
 
     def restart_old_primary(self, server: RedisServer) -> None:
-        """Bring a killed server back: the Sentinels turn it into the new primary's replica."""
+        """Bring a killed server back as the new primary's replica (as an orchestrator would:
+        the Sentinels would convert it too, but only at their next 10-second INFO round)."""
+        server.extra = ["--replicaof", "127.0.0.1", str(self.primary_port)]
         server.start()
         wait_until("the old primary to rejoin as replica", lambda: self.replica_synced(server.port))
 

@@ -249,8 +249,8 @@ def create_app(
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     queue = Queue.from_settings(app[SETTINGS])
     app[QUEUE] = queue
-    try:
-        await queue.ensure_groups()
+    try:  # the events group; the dispatcher makes the jobs group (a webhook user may not)
+        await queue.ensure_groups(jobs=False)
     except (RedisError, OSError) as exc:  # /readyz reports it; the dispatcher retries
         log.warning("redis.unavailable_at_start", error=repr(exc))
     stop = asyncio.Event()

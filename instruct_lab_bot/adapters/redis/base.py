@@ -16,7 +16,12 @@ from instruct_lab_bot.core.jobs import bounded_field
 
 class ReplicaWaitTimeout(RedisError):
     """Fewer replicas than `ILAB_BOT_REDIS_WAIT_REPLICAS` confirmed a write in time: it is on
-    the primary, but a failover now could lose it (the caller answers 503 / retries)."""
+    the primary, but a failover now could lose it (the caller answers 503 / retries).
+    `result` is what the write returned on the primary."""
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class RedisPart:
@@ -41,17 +46,18 @@ class RedisPart:
             pipe.eval(source(name), len(keys), *keys, *args)
             self._wait(pipe)
             result, confirmed = await pipe.execute()
-        self._check_replicas(confirmed)
+        self._check_replicas(confirmed, result)
         return result
 
     def _wait(self, pipe: Any) -> None:
         pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
 
-    def _check_replicas(self, confirmed: Any) -> None:
+    def _check_replicas(self, confirmed: Any, result: Any = None) -> None:
         if int(confirmed) < self.wait_replicas:
             raise ReplicaWaitTimeout(
                 f"{confirmed} of {self.wait_replicas} replicas confirmed the write within "
-                f"{self.wait_timeout_ms} ms"
+                f"{self.wait_timeout_ms} ms",
+                result,
             )
 
 

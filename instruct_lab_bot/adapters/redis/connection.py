@@ -85,5 +85,13 @@ def _sentinel(target: RedisTarget, options: dict[str, Any]) -> aioredis.Redis:
     return client
 
 
+async def close(client: aioredis.Redis) -> None:
+    """Close `client` and, for a Sentinel-watched primary, the clients of the Sentinels."""
+    await client.aclose()
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        await sentinel.aclose()
+
+
 def is_cluster(client: aioredis.Redis) -> bool:
     return isinstance(client, RedisCluster)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from instruct_lab_bot.adapters.redis.base import RedisPart
+from instruct_lab_bot.adapters.redis.base import RedisPart, ReplicaWaitTimeout
 from instruct_lab_bot.adapters.redis.keys import (
     OUTBOX_KEY,
     OUTBOX_TTL,
@@ -52,7 +52,15 @@ class Outbox(RedisPart):
             return []
         keys = [OUTBOX_KEY, *(outbox_entry_key(i) for i in ids)]
         args: list[Any] = [owner, int(lease * 1000), *ids]
-        flat = cast(list[Any], await self._script("outbox_claim")(keys=keys, args=args))
+        try:
+            # Durable: a claim that a replica confirmed means the entry and its once-per-job
+            # marker (written before it) are there too, so a failover after the post cannot
+            # bring back a job that would post its result a second time.
+            flat = cast(list[Any], await self._durable_script("outbox_claim", keys, args))
+        except ReplicaWaitTimeout as exc:  # not posted: due again at once, not after the lease
+            for job in cast(list[Any], exc.result or [])[::3]:
+                await self._settle(str(job), owner, "retry", 0.0)
+            raise
         return [
             ClaimedResult(str(flat[i]), str(flat[i + 1]), int(flat[i + 2]))
             for i in range(0, len(flat), 3)

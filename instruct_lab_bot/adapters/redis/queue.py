@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.adapters.redis.connection import RedisTls, connect
+from instruct_lab_bot.adapters.redis.connection import RedisTls, close, connect
 from instruct_lab_bot.adapters.redis.dead_letters import DeadLetters
 from instruct_lab_bot.adapters.redis.jobs import JobStore
 from instruct_lab_bot.adapters.redis.keys import HISTORY_TTL
@@ -59,7 +59,7 @@ class Queue(
         )
 
     async def aclose(self) -> None:
-        await self.redis.aclose()
+        await close(self.redis)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

@@ -68,10 +68,14 @@ class EventStream(RedisPart):
     # per instance, set to None by `Queue.__init__`.
     _event_batch: _Batch | None
 
-    async def ensure_groups(self) -> None:
-        """The consumer groups (and, once after an upgrade, the legacy keys renamed)."""
+    async def ensure_groups(self, *, events: bool = True, jobs: bool = True) -> None:
+        """The consumer groups a process reads from or feeds (a worker: only `jobs`, so its
+        Redis user needs no write access to the events stream), and, once after an upgrade,
+        the legacy keys renamed."""
         await migrate_prefix(self.redis)
-        for stream, group in ((EVENTS_STREAM, DISPATCH_GROUP), (JOBS_STREAM, WORKER_GROUP)):
+        wanted = [(EVENTS_STREAM, DISPATCH_GROUP)] if events else []
+        wanted += [(JOBS_STREAM, WORKER_GROUP)] if jobs else []
+        for stream, group in wanted:
             try:
                 await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
             except ResponseError as exc:

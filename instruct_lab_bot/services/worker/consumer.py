@@ -83,7 +83,7 @@ class Consumer:
             return [], False
         queue, settings = self.deps.queue, self.deps.settings
         if not self._groups_ready:  # at start, and again after Redis came back
-            await queue.ensure_groups()
+            await queue.ensure_groups(events=False)
             self._groups_ready = True
         if time.monotonic() >= self._next_reclaim:
             self._next_reclaim = time.monotonic() + settings.heartbeat_interval
