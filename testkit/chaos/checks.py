@@ -78,11 +78,25 @@ async def settle(gh: GitHubEmulator, queue: Queue, numbers: list[int], limit: fl
 
 
 async def _quiet(queue: Queue) -> bool:
+    """Nothing pending or undelivered in either stream, nothing in the outbox. Undelivered is
+    read from the ids (XINFO's `lag` can stay stale after a failover)."""
     for stream, group in ((EVENTS_STREAM, DISPATCH_GROUP), (JOBS_STREAM, WORKER_GROUP)):
         stats = await queue.stream_stats(stream, group)
-        if stats.pending or stats.lag:
+        if stats.pending or await _undelivered(queue, stream, group):
             return False
     return int(await queue.redis.zcard(OUTBOX_KEY)) == 0
+
+
+async def _undelivered(queue: Queue, stream: str, group: str) -> bool:
+    info: Any = await queue.redis.xinfo_stream(stream)
+    groups: Any = await queue.redis.xinfo_groups(stream)
+    delivered = next(str(g["last-delivered-id"]) for g in groups if g["name"] == group)
+    return _id(str(info["last-generated-id"])) > _id(delivered)
+
+
+def _id(entry: str) -> tuple[int, int]:
+    millis, _, seq = entry.partition("-")
+    return int(millis), int(seq or 0)
 
 
 async def verify(

@@ -156,6 +156,7 @@ def chaos_settings(
         "LEASE_TIMEOUT": "5",  # short, yet longer than a heartbeat delayed by a loaded machine
         "SHUTDOWN_GRACE": "0.5",
         "GITHUB_TIMEOUT": "10",
+        "GITHUB_RETRY_DEADLINE": "30",  # the stretches of GitHub failures last seconds
         "GITHUB_WRITES_PER_MINUTE": "100000",  # one installation gets all 200 PRs here
         "RECONCILE_INTERVAL": "off",
         "LOG_FORMAT": "json",

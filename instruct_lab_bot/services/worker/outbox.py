@@ -113,7 +113,19 @@ class ResultOutbox:
 
     async def _send(self, entry: FinalResult, attempts: int) -> int | None:
         """Complete the check run (idempotent), then comment unless a comment with the
-        entry's marker is on the PR already; the new comment's id, if one was posted."""
+        entry's marker is on the PR already; the new comment's id, if one was posted.
+        Bounded: a poster stuck past every GitHub deadline gives the entry back for later,
+        rather than holding (and renewing) its claim forever."""
+        settings = self.deps.settings
+        bound = 2 * (settings.github_retry_deadline + settings.github_timeout)
+        try:
+            async with asyncio.timeout(bound):
+                return await self._send_now(entry, attempts)
+        except TimeoutError:
+            log.warning("outbox.post_timed_out", job_id=entry.job_id, after=bound)
+            raise GitHubError("posting the result took too long", transient=True) from None
+
+    async def _send_now(self, entry: FinalResult, attempts: int) -> int | None:
         gh = self.deps.github.installation(entry.installation_id)
         if entry.check_run_id:
             await gh.update_check_run(entry.pull.repo, entry.check_run_id, entry.check_run)
