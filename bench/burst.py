@@ -65,9 +65,11 @@ class BurstResult:
     def lines(self) -> list[str]:
         p99 = max(r.p99_ms for r in self.loads.values())
         achieved = self.sent / max(r.seconds for r in self.loads.values())
+        asked = int(self.rate / 4 * self.seconds) * len(self.loads)
         return [
-            f"burst: asked {self.rate:.0f}/s for {self.seconds:.0f} s; sent {self.sent} "
-            f"({achieved:.0f}/s achieved)",
+            f"burst: asked {self.rate:.0f}/s for {self.seconds:.0f} s ({asked}); answered "
+            f"{self.sent} ({achieved:.0f}/s); {asked - self.sent} still unanswered when the "
+            "generators gave up (30 s after their last send)",
             *(
                 f"  {k}: {r.statuses} errors {r.errors} p50 {r.p50_ms:.1f} ms p99 "
                 f"{r.p99_ms:.1f} ms max {r.max_ms:.1f} ms"
@@ -138,7 +140,11 @@ async def backlog(queue: Queue) -> int:
     return stats.lag + stats.pending
 
 
-async def run_burst(rate: float, seconds: float, work: Path) -> BurstResult:
+async def run_burst(
+    rate: float, seconds: float, work: Path, writes_per_minute: int = 0
+) -> BurstResult:
+    """`writes_per_minute` > 0 replaces the bot's GitHub write budget (80 a minute per
+    installation: every command here is on one installation, so it paces the dispatchers)."""
     secret = os.urandom(32).hex()
     key = generate_app_key()
     spec = OpenAPISpec.load(ensure_testdata(CACHE).openapi)
@@ -153,6 +159,8 @@ async def run_burst(rate: float, seconds: float, work: Path) -> BurstResult:
                 "GITHUB_GIT_URL": remote.git_url_base,
                 "RECONCILE_INTERVAL": "off",
             }
+            if writes_per_minute > 0:
+                extra["GITHUB_WRITES_PER_MINUTE"] = str(writes_per_minute)
             ports = [free_port(), free_port()]
             servers = [
                 spawn(
@@ -225,9 +233,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="webhooks per second, in all")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--writes-per-minute", type=int, default=0, help="GitHub write budget (0: the bot's)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ilab-burst-") as tmp:
-        result = asyncio.run(run_burst(args.rate, args.seconds, Path(tmp)))
+        result = asyncio.run(run_burst(args.rate, args.seconds, Path(tmp), args.writes_per_minute))
     print("\n".join(result.lines()))
     if args.json is not None:
         args.json.write_text(json.dumps(asdict(result), indent=1))
