@@ -101,9 +101,11 @@ class ResultOutbox:
             await self._failed(claimed, exc)
             return
         finally:
-            for task in (sending, renewing):
-                task.cancel()
-            await asyncio.gather(sending, renewing, return_exceptions=True)
+            # Not awaited: a renewal cancelled inside redis-py can outlive its cancel (seen in
+            # the chaos run, where awaiting it here held the entry for minutes); once the
+            # entry is settled a renewal finds it gone and ends by itself.
+            renewing.cancel()
+            sending.cancel()
         queue = self.deps.queue
         await redis_calls.best_effort(queue.result_done(claimed.job_id, self.owner))
         log.info("job.result_posted", job_id=entry.job_id, attempts=claimed.attempts)
