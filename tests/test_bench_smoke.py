@@ -146,4 +146,5 @@ async def test_burst_counts_stored_deliveries_and_drains(tmp_path: Path) -> None
     assert result.sent == 40
     assert result.server_errors == 0
     assert result.accepted_commands == 20 == result.stored  # the plain comments stored nothing
+    assert result.stored_once
     assert all(line for line in result.lines())
