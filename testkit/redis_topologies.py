@@ -13,6 +13,7 @@ conditions, bounded by a generous timeout that only a broken set-up reaches.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import time
@@ -61,17 +62,19 @@ class Sentinel:
     primary_port: int
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    myid: str = field(default_factory=lambda: os.urandom(20).hex())
+    known: list[str] = field(default_factory=list)  # config lines: the others, the replica
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         config = self.directory / "sentinel.conf"
         config.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
-            f"logfile {self.directory / 'sentinel.log'}\n"
+            f"logfile {self.directory / 'sentinel.log'}\nsentinel myid {self.myid}\n"
             f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary_port} 2\n"
             f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {SERVICE} 5000\n"  # a next failover may follow soon
-            f"sentinel parallel-syncs {SERVICE} 1\n"
+            f"sentinel parallel-syncs {SERVICE} 1\n" + "".join(f"{line}\n" for line in self.known)
         )
         argv = [redis_binary(), str(config), "--sentinel"]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -131,7 +134,12 @@ class SentinelTopology:
         self.servers = [first, second]
         wait_until("the replica's link", lambda: self.replica_synced(second.port))
         self.sentinels = [Sentinel(self.directory / f"s{i}", first.port) for i in range(3)]
-        for sentinel in self.sentinels:
+        for sentinel in self.sentinels:  # told about each other: no 2-second hello rounds
+            sentinel.known = [
+                f"sentinel known-sentinel {SERVICE} 127.0.0.1 {other.port} {other.myid}"
+                for other in self.sentinels
+                if other is not sentinel
+            ] + [f"sentinel known-replica {SERVICE} 127.0.0.1 {second.port}"]
             sentinel.start()
         wait_until("the Sentinels to know each other and the replica", self._watching)
 

@@ -53,6 +53,8 @@ class RedisPart:
         pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
 
     def _check_replicas(self, confirmed: Any, result: Any = None) -> None:
+        if isinstance(confirmed, Exception):  # WAIT itself failed (a pipeline kept its error)
+            raise confirmed
         if int(confirmed) < self.wait_replicas:
             raise ReplicaWaitTimeout(
                 f"{confirmed} of {self.wait_replicas} replicas confirmed the write within "
