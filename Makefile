@@ -9,6 +9,7 @@ CACHE ?= .cache
 .PHONY: install redis bwrap promtool chromium testdata demo server worker test lint bench deploy-check clean image-test
 .PHONY: ilab-contract
 .PHONY: test-real-ilab
+.PHONY: chaos burst
 
 $(STAMP): pyproject.toml testkit/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -98,6 +99,15 @@ bench: install redis testdata
 	@command -v wrk >/dev/null || { echo "wrk missing: installing it with apt"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) -m bench
+
+# Issue 18: 200 commands over 60 s into 2 server and 4 worker processes while a seeded driver
+# kills them, Redis and GitHub; then every guarantee is checked (CHAOS_ARGS: --seed N, ...).
+chaos: install redis bwrap testdata
+	$(PY) -m testkit.chaos $(CHAOS_ARGS)
+
+# Issue 18: a webhook burst (1,000/s for 30 s asked) into 2 server processes (BURST_ARGS).
+burst: install redis testdata
+	$(PY) -m bench.burst $(BURST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(CACHE) var .mypy_cache .ruff_cache .pytest_cache

@@ -98,7 +98,11 @@ class Injection:
 
     def matches(self, method: str, route: str, path: str) -> bool:
         method_ok = self.method in ("*", method)
-        return method_ok and self.target in (route, path) and self.times != 0
+        return method_ok and self.target in ("*", route, path) and self.times != 0
+
+    def lift(self) -> None:
+        """End this failure now (an `outage` ends only when lifted)."""
+        self.times = 0
 
 
 @dataclass
@@ -360,7 +364,7 @@ class GitHubEmulator:
         drop: bool = False,
     ) -> Injection:
         """Make the next `times` requests matching `method` (or "*") and `target` (a route
-        template like ``/repos/{owner}/{repo}/check-runs`` or a concrete path) wait `delay`
+        template like ``/repos/{owner}/{repo}/check-runs``, a concrete path, or "*") wait `delay`
         seconds and, if `status` is given, answer it (with `body`, or a GitHub error body);
         `drop=True` closes the connection instead of answering (the client sees it drop)."""
         injection = Injection(
@@ -368,6 +372,24 @@ class GitHubEmulator:
         )
         self._injections.append(injection)
         return injection
+
+    def outage(
+        self, status: int, *, headers: Mapping[str, str] | None = None, body: Any = None
+    ) -> Injection:
+        """Every request, any method and route, answers `status` until `.lift()`: a stretch of
+        502s, or of secondary rate limits (403 with `retry-after` and GitHub's message)."""
+        return self.inject("*", "*", status=status, times=None, headers=headers, body=body)
+
+    def secondary_rate_limit(self, retry_after: int = 1) -> Injection:
+        """An `outage` of GitHub's secondary rate limit, as the API answers it."""
+        return self.outage(
+            403,
+            headers={"retry-after": str(retry_after)},
+            body=_error_body(
+                "You have exceeded a secondary rate limit. Please wait a few minutes before "
+                "you try again."
+            ),
+        )
 
     def take_violations(self) -> list[str]:
         """Return and clear the recorded violations (for tests that provoke them on purpose)."""

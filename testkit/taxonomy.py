@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,6 +185,20 @@ def add_pr_commit(remote: TaxonomyRemote, pr_number: int, files: Mapping[str, Fi
     sha = _commit(remote.bare_path, parent, files, _message("Update", files), epoch)
     git(gd, "update-ref", ref, sha, parent)
     return sha
+
+
+def add_pulls(remote: TaxonomyRemote, numbers: Iterable[int]) -> dict[int, str]:
+    """More PRs with the remote's PR changes, each its own commit (so its own head sha, as
+    check runs are per sha) on `refs/pull/<n>/head`; {number: head sha}."""
+    gd = f"--git-dir={remote.bare_path}"
+    tree = git(gd, "rev-parse", f"{remote.head_sha}^{{tree}}")
+    heads: dict[int, str] = {}
+    for number in numbers:
+        message = f"Add a skill (PR {number})\n\nSigned-off-by: {GIT_NAME} <{GIT_EMAIL}>\n"
+        heads[number] = git(gd, "commit-tree", tree, "-p", remote.base_sha, "-m", message)
+    updates = "".join(f"update refs/pull/{n}/head {sha}\n" for n, sha in heads.items())
+    git(gd, "update-ref", "--stdin", stdin=updates.encode())
+    return heads
 
 
 def checkout_pr(remote: TaxonomyRemote, dest: Path, pr_number: int | None = None) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench import dispatch, github_calls, idle, ingest, output_pump, queue_throughput
+from bench import burst, dispatch, github_calls, idle, ingest, output_pump, queue_throughput
 from bench.__main__ import Figure, console, run_figure, table
 from bench.common import Row, bot_argv, bot_env, free_port
 from instruct_lab_bot.adapters.redis.keys import EVENTS_STREAM
@@ -139,3 +139,12 @@ def test_table_and_a_failing_figure(tmp_path: Path) -> None:
     rows.append(Row("a | b", "1", "2", "0.50", "≥ 1", "no", "why"))
     assert "a \\| b" in table(rows, notes=True)
     assert "broken figure" in console(rows)
+
+
+async def test_burst_counts_stored_deliveries_and_drains(tmp_path: Path) -> None:
+    result = await burst.run_burst(rate=40.0, seconds=1.0, work=tmp_path)
+    assert result.sent == 40
+    assert result.server_errors == 0
+    assert result.accepted_commands == 20 == result.stored  # the plain comments stored nothing
+    assert result.stored_once
+    assert all(line for line in result.lines())

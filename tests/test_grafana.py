@@ -56,6 +56,9 @@ METRICS: dict[str, str] = {
     "instruct_lab_bot_dead_letters": "gauge",
     "instruct_lab_bot_workers_live": "gauge",
     "instruct_lab_bot_worker_last_heartbeat_timestamp_seconds": "gauge",
+    # Redis seen by every process: outages, reconnects, restarts and failovers (issue 18)
+    "instruct_lab_bot_redis_up": "gauge",
+    "instruct_lab_bot_redis_changes_total": "counter",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 REQUIRED_ALERTS = {

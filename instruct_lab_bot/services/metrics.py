@@ -79,6 +79,44 @@ class QueueGauges:
             registry=registry,
         )
 
+        self.redis_up = Gauge(
+            f"{NS}_redis_up",
+            "1 if the last read of the queue gauges from Redis worked",
+            registry=registry,
+        )
+        self.redis_changes = Counter(
+            f"{NS}_redis_changes",
+            "Redis seen again after an outage (reconnect), or a new server behind the same "
+            "address (server: a restart or a failover)",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in ("reconnect", "server"):
+            self.redis_changes.labels(kind)
+        self._run_id = ""
+        self._down = False
+
+    async def watch_redis(self, queue: Queue) -> None:
+        """Count reconnects and server changes (restart, failover); set `redis_up`."""
+        run_id = await queue.server_run_id()
+        if self._down:
+            self.redis_changes.labels("reconnect").inc()
+        if self._run_id and run_id != self._run_id:
+            self.redis_changes.labels("server").inc()
+            log.warning("redis.server_changed", run_id=run_id)
+        self._run_id, self._down = run_id, False
+        self.redis_up.set(1)
+
+    async def tick(self, queue: Queue) -> None:
+        """One refresh; one that fails marks Redis down (`redis_up` 0) until one works."""
+        try:
+            await self.watch_redis(queue)
+            await self.refresh(queue)
+        except (RedisError, OSError) as exc:
+            log.debug("metrics.refresh_failed", error=repr(exc))
+            self.redis_up.set(0)
+            self._down = True
+
     async def refresh(self, queue: Queue) -> None:
         for name, stream, group in (
             ("events", EVENTS_STREAM, DISPATCH_GROUP),
@@ -100,10 +138,7 @@ class QueueGauges:
 
     async def run(self, queue: Queue, stop: asyncio.Event, interval: float = 10.0) -> None:
         while not stop.is_set():
-            try:
-                await self.refresh(queue)
-            except (RedisError, OSError) as exc:
-                log.debug("metrics.refresh_failed", error=repr(exc))
+            await self.tick(queue)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 

@@ -46,3 +46,9 @@ class QueueStats(RedisPart):
         except RedisError:
             return {}
         return next((dict(g) for g in groups if g.get("name") == group), {})
+
+    async def server_run_id(self) -> str:
+        """The Redis server's run id: it changes when Redis restarts or fails over to another
+        server, which is how the metrics notice an outage shorter than their refresh."""
+        info: Any = await self.redis.info("server")
+        return str(info.get("run_id", ""))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import replace
 
 import structlog
@@ -31,6 +32,8 @@ log = structlog.get_logger(__name__)
 #: Between attempts at one entry: 1 s doubling to 5 minutes, for as long as the entry lives.
 OUTBOX_BACKOFF = RetryPolicy(base_delay=1.0, max_delay=300.0)
 BATCH = 10
+#: A poster that could not renew its claim for this share of the lease gives the entry up.
+RENEW_MARGIN = 0.8
 
 
 class ResultOutbox:
@@ -87,14 +90,22 @@ class ResultOutbox:
 
     async def _post(self, claimed: ClaimedResult) -> None:
         entry = FinalResult.from_json(claimed.payload)
+        sending = asyncio.create_task(self._send(entry, claimed.attempts))
         renewing = asyncio.create_task(self._renew(claimed.job_id))
         try:
-            comment_id = await self._send(entry, claimed.attempts)
+            await asyncio.wait((sending, renewing), return_when=asyncio.FIRST_COMPLETED)
+            if not sending.done():  # the claim is lost or about to be: stop before posting
+                return
+            comment_id = sending.result()
         except GitHubError as exc:
             await self._failed(claimed, exc)
             return
         finally:
+            # Not awaited: a renewal cancelled inside redis-py can outlive its cancel (seen in
+            # the chaos run, where awaiting it here held the entry for minutes); once the
+            # entry is settled a renewal finds it gone and ends by itself.
             renewing.cancel()
+            sending.cancel()
         queue = self.deps.queue
         await redis_calls.best_effort(queue.result_done(claimed.job_id, self.owner))
         log.info("job.result_posted", job_id=entry.job_id, attempts=claimed.attempts)
@@ -104,7 +115,19 @@ class ResultOutbox:
 
     async def _send(self, entry: FinalResult, attempts: int) -> int | None:
         """Complete the check run (idempotent), then comment unless a comment with the
-        entry's marker is on the PR already; the new comment's id, if one was posted."""
+        entry's marker is on the PR already; the new comment's id, if one was posted.
+        Bounded: a poster stuck past every GitHub deadline gives the entry back for later,
+        rather than holding (and renewing) its claim forever."""
+        settings = self.deps.settings
+        bound = 2 * (settings.github_retry_deadline + settings.github_timeout)
+        try:
+            async with asyncio.timeout(bound):
+                return await self._send_now(entry, attempts)
+        except TimeoutError:
+            log.warning("outbox.post_timed_out", job_id=entry.job_id, after=bound)
+            raise GitHubError("posting the result took too long", transient=True) from None
+
+    async def _send_now(self, entry: FinalResult, attempts: int) -> int | None:
         gh = self.deps.github.installation(entry.installation_id)
         if entry.check_run_id:
             await gh.update_check_run(entry.pull.repo, entry.check_run_id, entry.check_run)
@@ -130,11 +153,16 @@ class ResultOutbox:
         await redis_calls.best_effort(queue.retry_result(claimed.job_id, self.owner, delay))
 
     async def _renew(self, job_id: str) -> None:
-        """Keep the claim while posting takes long (GitHub's retries, budget waits)."""
+        """Keep the claim while posting takes long (GitHub's retries, budget waits); return
+        when it is lost, or could not be renewed for most of the lease (Redis away): another
+        poster may take the entry then, so this one stops before it posts a second comment."""
         interval = self.deps.settings.heartbeat_interval
-        while True:
+        renewed = time.monotonic()
+        while time.monotonic() - renewed < self.lease * RENEW_MARGIN:
             await asyncio.sleep(interval)
             with contextlib.suppress(*redis_calls.REDIS_ERRORS):
                 if not await self.deps.queue.renew_result(job_id, self.owner, self.lease):
                     log.warning("outbox.claim_lost", job_id=job_id)
                     return
+                renewed = time.monotonic()
+        log.warning("outbox.claim_unrenewed", job_id=job_id)
