@@ -54,8 +54,8 @@ class OutputSummary:
 
 def list_files(out_dir: Path) -> list[Path]:
     """Result files under `out_dir`, sorted: regular files only (symlinks are never followed
-    out), without SDG's `checkpoints/`, a document clone's `.git/`, and without an empty recipe or training mix (ilab
-    writes `knowledge_recipe` even for a skills-only PR)."""
+    out), without SDG's `checkpoints/`, a document clone's `.git/`, and an empty recipe or
+    training mix (ilab writes `knowledge_recipe` even for a skills-only PR)."""
     found = sorted(p for p in out_dir.rglob("*") if p.is_file() and not p.is_symlink())
     return [p for p in found if not _internal(p.relative_to(out_dir)) and not _empty_mix(p)]
 
