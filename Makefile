@@ -70,7 +70,7 @@ ilab-contract: install
 # Build the Containerfile with buildah (no daemon; the base from Debian packages when no
 # registry is reachable) and run the image's server and a worker (tests/test_image.py).
 image-test: install redis testdata
-	PY=$(PY) CACHE=$(CACHE) scripts/image_test.sh
+	PY=$(PY) CACHE=$(HOME)/.cache/instruct-lab-bot scripts/image_test.sh
 
 # The real `ilab` (README "Tests with the real ilab"): installed from its lock file into its own
 # venv under .cache, driven through the whole bot against a stand-in teacher, offline.
