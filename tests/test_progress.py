@@ -1,5 +1,6 @@
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -127,3 +128,17 @@ def test_progress_accepts_any_text(lines: list[str]) -> None:
         progress.feed(line)
     assert progress.lines_seen == len(lines) and len(progress.tail) <= 5
     assert len(progress.error) <= 2000 and len(progress.last_message) <= 500
+
+
+def test_the_datasets_librarys_housekeeping_bars_are_never_the_stage() -> None:
+    """Fed the real 0.26.1 console of a skill + knowledge run, the stage is the last SDG
+    block ilab ran, not "Creating json from Arrow format", "Map" or "Filter"."""
+    recorded = Path(__file__).parent / "fixtures" / "ilab_layout" / "0.26.1.console.txt"
+    progress = Progress()
+    stages: list[str] = []
+    for line in recorded.read_text().splitlines():
+        progress.feed(line)
+        stages.append(progress.stage)
+    assert "Creating json from Arrow format" in "\n".join(progress.tail)  # still in the tail
+    assert {"Map", "Filter", "Creating json from Arrow format"}.isdisjoint(stages)
+    assert any(stage.endswith("Prompt Generation") for stage in stages)

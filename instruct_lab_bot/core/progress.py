@@ -29,6 +29,14 @@ _LOG = re.compile(
     r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?\s+(?P<logger>[^\s:]+)(?::\d+)?:?\s+"
     r"(?P<message>.*)$"
 )
+#: Bars of the `datasets` library's housekeeping between SDG's blocks (a second each): shown
+#: in the tail, never as the stage a reviewer reads ("Creating json from Arrow format" is
+#: not what the job is doing).
+_HOUSEKEEPING = re.compile(
+    r"(Map|Filter|Creating json from Arrow format|Flattening the indices|Casting to class labels"
+    r"|Casting the dataset|Saving the dataset|Generating \w+ split|Loading dataset shards)"
+    r"( \(num_proc=\d+\))?( \(\d+/\d+ shards\))?"
+)
 _DISCARDED = re.compile(r"\b(\d{1,9}) (?:\w+ )?(?:were )?discarded\b", re.IGNORECASE)
 _FAILED = re.compile(
     r"(?:failed to generate data with exception|failed with the following error|failed with"
@@ -125,10 +133,11 @@ class Progress:
         if bar is not None and (error := error_in(line)):
             self.error = error
         if bar is not None:
-            if bar.description:
-                self.stage = bar.description
-            self.percent, self.eta = bar.percent, bar.eta
-            self.counter = f"{bar.done}/{bar.total}"
+            if not _HOUSEKEEPING.fullmatch(bar.description):
+                if bar.description:
+                    self.stage = bar.description
+                self.percent, self.eta = bar.percent, bar.eta
+                self.counter = f"{bar.done}/{bar.total}"
             self._replace_bar_in_tail(line, bar)
             return
         self._append(line)
