@@ -18,6 +18,7 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import State
 from instruct_lab_bot.core.refs import RepoRef
 from testkit.harness import RunningBot, run_bot
+from testkit.ilab_profiles import DEFAULT_VERSION as STANDIN_VERSION
 from testkit.taxonomy import (
     SkillSeed,
     add_pr_commit,
@@ -289,7 +290,7 @@ async def test_retry_after_failure_and_check_run_rerun(
     assert states == ["failed", "succeeded", "succeeded"]
     # what the result reply shows: the worker's ilab and the generate run's pipeline/teacher
     assert {(j.ilab_version, j.pipeline, j.teacher_model) for j in found} == {
-        ("0.18.4", "simple", "")
+        (STANDIN_VERSION, "simple", "")
     }
 
 
@@ -402,7 +403,7 @@ async def test_precheck_asks_each_question_intact(
     assert "precheck.yaml" in body and "precheck.html" in body
     (run,) = world.gh.check_runs(OWNER, REPO, name="instruct-lab-bot/precheck")
     assert run["conclusion"] == "success"
-    assert [(j.ilab_version, j.pipeline) for j in await jobs(world)] == [("0.18.4", "")]
+    assert [(j.ilab_version, j.pipeline) for j in await jobs(world)] == [(STANDIN_VERSION, "")]
 
 
 async def test_the_former_name_is_obeyed_with_a_one_line_note(world: World) -> None:

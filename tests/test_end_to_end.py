@@ -109,7 +109,7 @@ async def test_generate_success_local_store(world: World, tmp_path: Path) -> Non
 
     # what reached `ilab`: the real flags, paths only, and none of the bot's secrets
     argv = invocation["argv"]
-    assert argv[:2] == ["data", "generate"]
+    assert argv[:4] == ["--config", "DEFAULT", "data", "generate"]  # no config in a fresh HOME
     assert argv[argv.index("--taxonomy-base") + 1] == "origin/main"
     assert "--output-dir" in argv and argv[-4:] == [
         "--sdg-scale-factor",

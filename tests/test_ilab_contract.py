@@ -37,6 +37,7 @@ def _tree(qq_is_flag: bool = True) -> click.Group:
     @click.option("--endpoint-url", type=click.STRING)
     @click.option("--model-family", type=click.STRING)
     @click.option("--pipeline", type=click.STRING)
+    @click.option("--sdg-scale-factor", type=click.INT)
     def generate(**_: Any) -> None: ...
 
     @ilab.group()

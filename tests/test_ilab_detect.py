@@ -30,8 +30,8 @@ async def test_the_stand_in_is_found_through_the_sandbox(tmp_path: Path, ilab_st
     settings = make_settings(work_dir=tmp_path, ilab_command=(ilab_standin,), sandbox=SANDBOX)
     release = await detect_ilab(settings)
     assert (str(release.version), release.profile, release.supported) == (
-        "0.18.4",
-        PROFILES[0],
+        "0.26.1",  # the stand-in's default release (ILAB_STANDIN_VERSION)
+        PROFILES[-1],
         True,
     )
 

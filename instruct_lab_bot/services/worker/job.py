@@ -166,11 +166,15 @@ class JobExecution:
     async def _change(
         self, per_leaf: Sequence[Count], generated: int | None
     ) -> SampleChange | None:
-        """Samples gained and lost since the PR's previous successful generate, if any."""
+        """Samples gained and lost since the PR's previous successful generate, if any (none
+        while Redis is away: a comparison is not worth holding the result back)."""
         if generated is None:
             return None
         queue = self.deps.queue
-        jobs = await queue.get_jobs(await queue.pr_job_ids(self.job.pull_request))
+        try:
+            jobs = await queue.get_jobs(await queue.pr_job_ids(self.job.pull_request))
+        except redis_calls.REDIS_ERRORS:
+            return None
         previous = previous_generate(jobs, self.job)
         return sample_change(previous, per_leaf, generated) if previous else None
 
