@@ -213,3 +213,20 @@ async def test_a_healthy_server_says_where_it_listens(
         " status: https://bot.example.org/)"
     )
     assert any(expected in line for line in seen), "".join(seen)
+
+
+@pytest.mark.parametrize("answer", ["secondary rate limit", "502"])
+async def test_a_rate_limited_or_failing_github_is_not_a_refused_key(
+    healthy: dict[str, str], github: GitHubEmulator, answer: str
+) -> None:
+    """A 403 that is a rate limit (or a 502) says nothing about the key: reported, not fatal,
+    so a worker restarted during such a stretch starts (the chaos run found this)."""
+    settings = load_settings(healthy, dotenv=None)
+    outage = github.secondary_rate_limit() if answer != "502" else github.outage(502)
+    try:
+        results = await run_checks(settings, "server")
+    finally:
+        outage.lift()
+    (app,) = [r for r in results if r.name == "github app"]
+    assert not app.ok and not app.fatal, app
+    assert "refused the App JWT" not in app.detail

@@ -64,7 +64,7 @@ async def check_github(settings: Settings) -> list[CheckResult]:
         async with aiohttp.ClientSession() as session:
             app = await get_app(session, settings.github_api_url, jwt, limit=15.0)
     except GitHubError as exc:
-        if exc.status in (401, 403, 404):
+        if exc.status in (401, 403, 404) and not exc.transient:  # not a rate limit
             detail = f"GitHub refused the App JWT (GET /app: {exc})"
             return [key, failed("github app", detail, text.FIX_APP_REFUSED, fatal=True)]
         detail = f"GET /app at {settings.github_api_url}: {exc}"

@@ -14,6 +14,7 @@ import aiohttp
 import gidgethub.apps
 
 from instruct_lab_bot.adapters.github.errors import GitHubError
+from instruct_lab_bot.adapters.github.rate_limits import rate_limit_wait
 
 ACCEPT = "application/vnd.github+json"
 API_VERSION = "2022-11-28"
@@ -67,8 +68,23 @@ async def get_app(
             timeout=aiohttp.ClientTimeout(total=limit),
         ) as response:
             if response.status != 200:
-                raise GitHubError(f"HTTP {response.status}", status=response.status)
+                raise GitHubError(
+                    f"HTTP {response.status}",
+                    status=response.status,
+                    transient=await _passing(response),
+                )
             data = await response.json()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise GitHubError(f"unreachable: {type(exc).__name__}", transient=True) from exc
     return data if isinstance(data, dict) else {}
+
+
+async def _passing(response: aiohttp.ClientResponse) -> bool:
+    """A refusal that says nothing about the key: GitHub down (5xx) or a rate limit (a 403
+    with `retry-after` or a rate-limit message, 429)."""
+    if response.status >= 500 or response.status == 408:
+        return True
+    if response.status not in (403, 429):
+        return False
+    text = (await response.text(errors="replace"))[:2000]
+    return rate_limit_wait(response.status, dict(response.headers), text) is not None
