@@ -9,7 +9,7 @@ CACHE ?= .cache
 .PHONY: install redis bwrap promtool chromium testdata demo server worker test lint bench deploy-check clean image-test
 .PHONY: ilab-contract
 .PHONY: test-real-ilab
-.PHONY: chaos burst
+.PHONY: chaos burst test-stress
 
 $(STAMP): pyproject.toml testkit/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,8 +59,15 @@ server: install
 worker: install
 	$(VENV)/bin/instruct-lab-bot worker
 
+# Three pytest processes on two cores: most tests wait on Redis, workers and ilab subprocesses.
+PYTEST_WORKERS ?= 3
 test: install redis bwrap promtool chromium testdata
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# The suite 3 times with both cores burnt by other processes, then on a clean clone: no test
+# may depend on timing (scripts/test_stress.sh).
+test-stress: install redis bwrap promtool chromium testdata
+	PY=$(PY) PYTEST_WORKERS=$(PYTEST_WORKERS) scripts/test_stress.sh
 
 # The bot's ilab command lines parsed by the real instructlab releases' own click commands, in
 # throwaway venvs cached (by requirements hash) under ~/.cache/instruct-lab-bot/ilab-contract.

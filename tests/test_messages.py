@@ -48,11 +48,13 @@ def test_progress_payload_under_github_caps() -> None:
     progress = Progress()
     for i in range(300):
         progress.feed("y" * 1000 + str(i))
-    progress.feed("Map (num_proc=8):  40%|████      | 2/5 [00:03<00:04,  1.50s/it]")
+    progress.feed(
+        "gen_skill_freeform Prompt Generation:  40%|████      | 2/5 [00:03<00:04,  1.50s/it]"
+    )
     payload = messages.check_run_progress(JOB, progress)
     output = payload["output"]
     assert isinstance(output, dict)
-    assert output["title"] == "Map (num_proc=8): 40% (2/5), ETA 00:04"
+    assert output["title"] == "gen_skill_freeform Prompt Generation: 40% (2/5), ETA 00:04"
     assert len(output["text"]) <= messages.CHECK_OUTPUT_LIMIT
     assert len(output["summary"]) <= messages.CHECK_OUTPUT_LIMIT
 

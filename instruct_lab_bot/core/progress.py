@@ -156,6 +156,8 @@ class Progress:
             self.error = (failed.group("error") if failed else log.message)[:2000]
         elif log.level in ("INFO", "WARNING") and log.message:
             self.last_message = log.message[:500]
+            if log.message.startswith("Running block: "):  # SDG's step (0.18 draws no bar)
+                self.stage = self.last_message
 
     def _append(self, line: str) -> None:
         self.tail.append(line)

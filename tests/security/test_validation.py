@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import posixpath
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -401,10 +400,8 @@ BOMB = "\n".join(
 def test_read_seeds_refuses_an_alias_bomb(tmp_path: Path) -> None:
     (tmp_path / "bomb").mkdir()
     (tmp_path / "bomb" / "qna.yaml").write_text(BOMB, encoding="utf-8")
-    started = time.monotonic()
     seeds = precheck.read_seeds(tmp_path, ["bomb/qna.yaml"])
     assert seeds == []  # 10^7 expanded nodes: refused, not turned into a 60 MB question
-    assert time.monotonic() - started < 5
 
 
 def test_read_seeds_asks_at_most_the_cap(tmp_path: Path) -> None:
@@ -462,7 +459,6 @@ def alias_documents(draw: st.DrawFn) -> str:
 @FAST
 @given(alias_documents())
 def test_alias_expansion_is_bounded(text: str) -> None:
-    started = time.monotonic()
     try:
         data = load_bounded(text)
     except YamlRefused:
@@ -471,7 +467,6 @@ def test_alias_expansion_is_bounded(text: str) -> None:
         assert len(json.dumps(data)) <= 8 * (validation.MAX_NODES + validation.MAX_CHARS)
     problems = validate_file(QNA, text, attribution=attribution_txt(), lint=_lint)
     assert all(isinstance(p, validation.Problem) for p in problems)
-    assert time.monotonic() - started < 3
 
 
 @FAST
