@@ -529,18 +529,20 @@ async def test_s3_overall_timeout_surfaces(make_s3_store: MakeStore, stalled_end
 class Proxy:
     url: str
     seen: list[str]
+    stalled: asyncio.Event  # set once the upload of a part 2 is being held
 
 
 @pytest.fixture
 async def stalling_proxy(s3_server: S3Server) -> AsyncIterator[Proxy]:
     """A reverse proxy to moto that never answers the upload of part 2 of any multipart upload."""
-    release = asyncio.Event()
+    release, stalled = asyncio.Event(), asyncio.Event()
     seen: list[str] = []
     skip = {"content-length", "transfer-encoding", "connection", "content-encoding", "expect"}
 
     async def forward(request: web.Request) -> web.Response:
         seen.append(f"{request.method} {'&'.join(sorted(request.query))}")
         if request.method == "PUT" and request.query.get("partNumber") == "2":
+            stalled.set()
             await release.wait()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in skip}
         async with (
@@ -560,7 +562,7 @@ async def stalling_proxy(s3_server: S3Server) -> AsyncIterator[Proxy]:
     app.router.add_route("*", "/{tail:.*}", forward)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    yield Proxy(str(server.make_url("")).rstrip("/"), seen)
+    yield Proxy(str(server.make_url("")).rstrip("/"), seen, stalled)
     release.set()
     await server.close()
 
@@ -572,6 +574,9 @@ async def test_s3_timed_out_multipart_upload_is_aborted(
     stalling_proxy: Proxy,
     tmp_path: Path,
 ) -> None:
+    """The timeout ends a stalled multipart upload and leaves nothing behind. Where the
+    timeout lands (before or after the upload was created) depends on the machine's speed:
+    either way no upload is left open and no object exists."""
     store = make_s3_store(
         s3_bucket,
         endpoint_url=stalling_proxy.url,
@@ -583,6 +588,34 @@ async def test_s3_timed_out_multipart_upload_is_aborted(
     path.write_bytes(os.urandom(3 * S3_MIN_PART_SIZE))
     with pytest.raises(StorageError, match="timed out"):
         await store.put_file("a/big.bin", path)
+    if "POST uploads" in stalling_proxy.seen:
+        assert "DELETE uploadId" in stalling_proxy.seen  # the abort
+    assert "Uploads" not in await s3_client.list_multipart_uploads(Bucket=s3_bucket)
+    assert not await store.exists("a/big.bin")
+
+
+async def test_s3_multipart_upload_stopped_mid_part_is_aborted(
+    make_s3_store: MakeStore,
+    s3_bucket: str,
+    s3_client: S3Client,
+    stalling_proxy: Proxy,
+    tmp_path: Path,
+) -> None:
+    """Stopped while part 2 hangs (what a timeout does: it cancels the upload), the store
+    aborts the multipart upload it created. Waits on the stall, not on a clock."""
+    store = make_s3_store(
+        s3_bucket,
+        endpoint_url=stalling_proxy.url,
+        multipart_threshold=S3_MIN_PART_SIZE,
+        part_size=S3_MIN_PART_SIZE,
+    )
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(3 * S3_MIN_PART_SIZE))
+    upload = asyncio.create_task(store.put_file("a/big.bin", path))
+    await stalling_proxy.stalled.wait()
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
     assert "POST uploads" in stalling_proxy.seen
     assert "DELETE uploadId" in stalling_proxy.seen  # the abort
     assert "Uploads" not in await s3_client.list_multipart_uploads(Bucket=s3_bucket)
