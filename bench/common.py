@@ -265,6 +265,8 @@ def bot_env(redis_url: str, work: Path, port: int, secret: str, **extra: str) ->
             "ILAB_BOT_LOG_FORMAT": "json",
             # workers check at start-up that `ilab` runs; these run no job, the stand-in will do
             "ILAB_BOT_ILAB_COMMAND": str(Path(sys.executable).with_name("ilab-standin")),
+            # the stand-in's editable install, when this checkout lies under /tmp (a CI clone)
+            "ILAB_BOT_SANDBOX_READABLE": str(ROOT),
         }
     )
     env.update({f"ILAB_BOT_{k}": v for k, v in extra.items()})
