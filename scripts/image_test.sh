@@ -38,8 +38,13 @@ for path in /etc/ssl/certs /etc/pip.conf /etc/xdg/pip; do
 done
 # No REVISION build argument: its LABEL comes before the package layers, so a new commit
 # would rebuild them all; the CI image is thrown away anyway.
+# What the wheel is built from: buildah 1.28 keeps a cached COPY of a changed folder, so the
+# Containerfile's wheel steps key on this digest (a build argument) instead.
+digest=$(find pyproject.toml README.md LICENSE instruct_lab_bot -type f ! -name '*.pyc' -print0 \
+  | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 build() {
-  buildah bud --quiet --isolation=chroot --format docker --pull=never --layers --force-rm \
+  buildah bud --build-arg "SOURCE_DIGEST=$digest" --quiet --isolation=chroot --format docker \
+    --pull=never --layers --force-rm \
     "${mounts[@]}" "$@" -t "$image" . >/dev/null
 }
 # Buildah 1.28 (Debian 12) cannot bind-mount a stage it took from its layer cache
