@@ -152,7 +152,7 @@ async def test_image_serves_and_runs_a_generate_job(
     assert run["conclusion"] == "success", (run["output"], comment["body"][:3000])
     assert world.remote.head_sha in comment["body"]
     (invocation,) = world.record.entries()
-    assert invocation["argv"][:2] == ["data", "generate"]
+    assert invocation["argv"][:4] == ["--config", "DEFAULT", "data", "generate"]
     ids = {line.split()[0] for line in _proc_status(server, worker)}
     assert ids == {"1001"}, ids  # both ran as the image's unprivileged uid
     if REPORT:
