@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from testkit.background_http import BackgroundServer
+
 GREETING = {"message": "Hello from InstructLab! Visit us at https://instructlab.ai"}
 DEFAULT_MODEL = "standin-teacher"
 _WORDS = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*")
@@ -166,26 +168,16 @@ class _Server(ThreadingHTTPServer):
         self.state = state
 
 
-class Teacher:
+class Teacher(BackgroundServer):
     """The teacher on 127.0.0.1 in a background thread; `url` ends in `/v1` like ilab wants."""
 
     def __init__(self, model: str = DEFAULT_MODEL, port: int = 0) -> None:
         self.state = TeacherState(model=model)
-        self._server = _Server(port, self.state)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(_Server(port, self.state))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> Teacher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        return f"http://127.0.0.1:{self.port}/v1"
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ import functools
 import ipaddress
 import ssl
 import subprocess
-import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from testkit.background_http import BackgroundServer
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
@@ -60,7 +61,7 @@ class _Quiet(SimpleHTTPRequestHandler):
         """Tests do not need the access log."""
 
 
-class HttpsGit:
+class HttpsGit(BackgroundServer):
     """Serves the bare repositories in `root` at `https://127.0.0.1:<port>/<name>.git`."""
 
     def __init__(self, root: Path, certs: Path) -> None:
@@ -68,21 +69,12 @@ class HttpsGit:
             subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
         self.cert, key = self_signed(certs)
         handler = functools.partial(_Quiet, directory=str(root))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cert, key)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        super().__init__(server)
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> HttpsGit:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        return f"https://127.0.0.1:{self.port}"
