@@ -78,6 +78,7 @@ FIELD_LIMITS: dict[str, int] = {
     "leaf_counts": 16_000,
     "artifact_names": 16_000,
     "repo_args": 256,
+    "source_job": 64,
 }
 MAX_JOB_FILES = 200
 #: What ran, recorded on the job while it runs; the result reply shows whichever are set.
@@ -177,6 +178,9 @@ class Job:
     leaf_counts: str = ""  # JSON {leaf: samples} of a generate run, to compare the next one
     artifact_names: str = ""  # the stored files' names, one a line (for the `links` command)
     repo_args: str = ""  # ilab flags the repository's configuration chose (shlex-joined)
+    # The job this one builds on: a `train` job's generate job (its data), a `test` or `serve`
+    # job's train job (its model). "" for jobs that build on none.
+    source_job: str = ""
 
     @property
     def repo_full_name(self) -> str:

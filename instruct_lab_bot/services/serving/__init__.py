@@ -1,0 +1,1 @@
+"""Serving PR models for chat: the backend interface and its implementations."""
