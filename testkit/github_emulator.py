@@ -95,6 +95,9 @@ class Injection:
     headers: dict[str, str]
     body: Any
     drop: bool = False
+    #: `hold`: a matching request waits until the test sets this (`arrived` is set first).
+    gate: asyncio.Event | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def matches(self, method: str, route: str, path: str) -> bool:
         method_ok = self.method in ("*", method)
@@ -373,6 +376,13 @@ class GitHubEmulator:
         self._injections.append(injection)
         return injection
 
+    def hold(self, method: str, target: str) -> Injection:
+        """Hold the next matching request until `.gate` is set (`.arrived` is set when it
+        comes): a test can act while a call is in flight, with no sleep."""
+        injection = self.inject(method, target)
+        injection.gate = asyncio.Event()
+        return injection
+
     def outage(
         self, status: int, *, headers: Mapping[str, str] | None = None, body: Any = None
     ) -> Injection:
@@ -523,6 +533,10 @@ class GitHubEmulator:
     ) -> JSON:
         """A comment by a person (e.g. ``@instructlab-bot generate``); returns its body."""
         return self._new_comment(owner, repo, number, body, user_login, "User", author_association)
+
+    def add_bot_comment(self, owner: str, repo: str, number: int, body: str) -> JSON:
+        """A comment by the App itself (e.g. another poster's copy of a result)."""
+        return self._new_comment(owner, repo, number, body, self.bot_login, "Bot", "NONE")
 
     def set_permission(self, owner: str, repo: str, user: str, permission: str) -> None:
         """`permission` is a role: admin, maintain, write, triage, read or none."""
@@ -706,6 +720,9 @@ class GitHubEmulator:
     ) -> _Reply:
         injection = self._take_injection(call.method, operation.template, call.path)
         if injection is not None:
+            injection.arrived.set()
+            if injection.gate is not None:
+                await injection.gate.wait()
             if injection.delay and await self._closed_within(injection.delay):
                 return _Reply(503, _error_body("The GitHub emulator is shutting down"))
             if injection.drop:
@@ -959,6 +976,7 @@ class GitHubEmulator:
             ("GET", f"{repo}/issues/{{issue_number}}/comments"): self._list_comments,
             ("GET", f"{repo}/issues/comments/{{comment_id}}"): self._get_comment,
             ("PATCH", f"{repo}/issues/comments/{{comment_id}}"): self._update_comment,
+            ("DELETE", f"{repo}/issues/comments/{{comment_id}}"): self._delete_comment,
             ("POST", f"{repo}/issues/comments/{{comment_id}}/reactions"): self._create_reaction,
             ("GET", f"{repo}/issues/comments/{{comment_id}}/reactions"): self._list_reactions,
             (
@@ -1484,6 +1502,13 @@ class GitHubEmulator:
         text = self._check_comment_body(ctx.body)
         self._comments[comment_id].update(body=text, updated_at=_iso(_now()))
         return _Reply(200, self._comment_body(comment_id))
+
+    async def _delete_comment(self, ctx: _Ctx) -> _Reply:
+        comment_id = self._comment_id(ctx)
+        del self._comments[comment_id]
+        del self._comment_issue[comment_id]
+        self._reactions.pop(comment_id, None)
+        return _Reply(204, None)
 
     async def _create_reaction(self, ctx: _Ctx) -> _Reply:
         comment_id = self._comment_id(ctx)

@@ -483,6 +483,9 @@ async def test_every_served_endpoint_answers_schema_shaped_bodies(
     assert await api.getstatus(f"{repo}/compare/main...{'f' * 40}") == 404
     await api.post(f"{repo}/issues/9/labels", data={"labels": ["generating"]})
     await api.delete(f"{repo}/issues/9/labels/generating")
+    doomed = gh.add_bot_comment(OWNER, REPO, 9, "a duplicate result")
+    await api.delete(f"{repo}/issues/comments/{doomed['id']}")
+    assert await api.getstatus(f"{repo}/issues/comments/{doomed['id']}") == 404
     await api.post(f"{repo}/statuses/{SHA}", data={"state": "pending", "context": "bot"})
     gh.set_branch(OWNER, REPO, "release/1.x", SHA)
     ref = await api.getitem(f"{repo}/git/ref/heads/release/1.x")

@@ -61,6 +61,12 @@ class FakeChecks:
     async def has_comment_with(self, pull: PullRequestRef, marker: str) -> bool:
         return any(marker in body for (_o, _r, _n, body) in self.comments)
 
+    async def comments_with(self, pull: PullRequestRef, marker: str) -> list[int]:
+        return [901 + i for i, c in enumerate(self.comments) if marker in c[3]]
+
+    async def delete_comment(self, repo: RepoRef, comment_id: int) -> None:
+        del self.comments[comment_id - 901]
+
     def kinds(self) -> list[str]:
         return [kind(p) for p in self.updates]
 

@@ -28,6 +28,10 @@ class FinalResult:
     check_run_id: int  # 0: the job has no check run to complete
     check_run: dict[str, Any]
     comment: str
+    round: int = 0  # the job's requeue round (its comment's marker)
+    #: The job had run before (a takeover): its result may have been recorded and posted by an
+    #: earlier run whose record a Redis failover lost, so even a first post looks for it.
+    recheck: bool = False
 
     @property
     def pull(self) -> PullRequestRef:
@@ -35,7 +39,7 @@ class FinalResult:
 
     @property
     def marker(self) -> str:
-        return result_marker(self.job_id)
+        return result_marker(self.job_id, self.round)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -52,6 +56,8 @@ class FinalResult:
             check_run_id=int(data["check_run_id"]),
             check_run=dict(data["check_run"]),
             comment=str(data["comment"]),
+            round=int(data.get("round", 0)),
+            recheck=bool(data.get("recheck", False)),
         )
 
 
@@ -65,4 +71,6 @@ def final_result(job: Job, result: JobResult) -> FinalResult:
         check_run_id=job.check_run_id,
         check_run=check_run_completed(job, result),
         comment=result_comment(job, result),
+        round=job.requeued,
+        recheck=job.attempts > 1,
     )

@@ -181,6 +181,7 @@ class Job:
     # The job this one builds on: a `train` job's generate job (its data), a `test` or `serve`
     # job's train job (its model). "" for jobs that build on none.
     source_job: str = ""
+    requeued: int = 0  # times an admin requeued it from the dead letters (its result's round)
 
     @property
     def repo_full_name(self) -> str:

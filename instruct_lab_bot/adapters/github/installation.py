@@ -241,6 +241,13 @@ class Installation:
 
     async def has_comment_with(self, pull: PullRequestRef, marker: str) -> bool:
         """Whether a bot comment on the PR contains `marker` (e.g. the welcome's)."""
+        return bool(await self.comments_with(pull, marker, first_only=True))
+
+    async def comments_with(
+        self, pull: PullRequestRef, marker: str, *, first_only: bool = False
+    ) -> list[int]:
+        """The ids of the bot's comments on the PR that contain `marker`, oldest first."""
+        found: list[int] = []
         async for comment in self._pages(
             "list comments",
             "/repos/{owner}/{repo}/issues/{number}/comments",
@@ -249,8 +256,19 @@ class Installation:
         ):
             user = comment.get("user") or {}
             if user.get("type") == "Bot" and marker in str(comment.get("body", "")):
-                return True
-        return False
+                found.append(int(comment["id"]))
+                if first_only:
+                    break
+        return sorted(found)
+
+    async def delete_comment(self, repo: RepoRef, comment_id: int) -> None:
+        """Remove one of the bot's own comments (a duplicate result)."""
+        await self._call(
+            "delete a duplicate comment",
+            "DELETE",
+            "/repos/{owner}/{repo}/issues/comments/{comment_id}",
+            {**_repo_vars(repo), "comment_id": comment_id},
+        )
 
 
 def _repo_file(path: str, data: Any) -> RepoFile:

@@ -17,6 +17,7 @@ from instruct_lab_bot.adapters.redis.keys import (
     WORKER_GROUP,
     active_key,
     job_key,
+    result_claim_key,
 )
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, min_id
 from instruct_lab_bot.core.jobs import Job, State, bounded_field
@@ -55,9 +56,16 @@ class DeadLetters(RedisPart):
         job = await read_job(self.redis, dict(reply[0][1])["job"])
         if job is None:
             return None
-        fresh = job.evolve(state=State.QUEUED, attempts=0, worker="", error="", finished_at=0.0)
+        fresh = job.evolve(
+            state=State.QUEUED,
+            attempts=0,
+            worker="",
+            error="",
+            finished_at=0.0,
+            requeued=job.requeued + 1,
+        )
         await self._script("requeue_dead")(
-            keys=[job_key(job.id), JOBS_STREAM, DEAD_STREAM],
+            keys=[job_key(job.id), JOBS_STREAM, DEAD_STREAM, result_claim_key(job.id)],
             args=[
                 entry_id,
                 STREAM_MAXLEN,

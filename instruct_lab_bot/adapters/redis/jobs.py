@@ -21,6 +21,7 @@ from instruct_lab_bot.adapters.redis.keys import (
     active_key,
     job_key,
     pr_jobs_key,
+    result_claim_key,
 )
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, append_trimmed, min_id
 from instruct_lab_bot.core.jobs import Job, State, bounded_field, bounded_fields, can_transition
@@ -29,9 +30,10 @@ from instruct_lab_bot.core.refs import PullRequestRef
 
 @dataclass(frozen=True)
 class TransitionResult:
-    status: str  # ok | refused | missing | exhausted
+    status: str  # ok | refused | missing | exhausted | recorded
     previous: State | None
     job: Job | None = None
+    recorded: State | None = None  # `recorded`: the end state its recorded result reports
 
     @property
     def ok(self) -> bool:
@@ -143,14 +145,15 @@ class JobStore(RedisPart):
         lost its lease. `exhausted` (in `status`) means the attempts are used up. `job` is the
         job as stored after the step (None if there is no such job)."""
         reply = await self._script("start_job")(
-            keys=[job_key(job_id)],
+            keys=[job_key(job_id), result_claim_key(job_id)],
             args=[worker, repr(time.time()), max_attempts, "1" if takeover else "0", lease],
         )
         status, previous = reply[0], reply[1]
         pairs = reply[2] if len(reply) > 2 else []
         fields = dict(zip(pairs[::2], pairs[1::2], strict=True))
         job = Job.from_fields(fields) if "state" in fields else None
-        return TransitionResult(status, State(previous) if previous else None, job)
+        recorded = State(reply[3]) if len(reply) > 3 else None
+        return TransitionResult(status, State(previous) if previous else None, job, recorded)
 
     async def heartbeat(self, entry: StreamEntry, job_id: str, worker: str) -> str:
         """Renew this worker's lease on a job: "ok", "lost" (another worker took it over) or

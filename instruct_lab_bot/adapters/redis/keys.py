@@ -57,6 +57,12 @@ def outbox_entry_key(job_id: str) -> str:
     return OUTBOX_ENTRY_PREFIX + job_id
 
 
+def result_claim_key(job_id: str) -> str:
+    """Set once a job's final result is recorded (its value: the end state it reports), so a
+    re-run or a second report records nothing more."""
+    return once_key(f"result:{job_id}")
+
+
 def delivery_key(delivery_id: str) -> str:
     return f"{PREFIX}delivery:{delivery_id}"
 

@@ -16,8 +16,8 @@ from instruct_lab_bot.adapters.redis.base import RedisPart, ReplicaWaitTimeout
 from instruct_lab_bot.adapters.redis.keys import (
     OUTBOX_KEY,
     OUTBOX_TTL,
-    once_key,
     outbox_entry_key,
+    result_claim_key,
 )
 
 
@@ -28,15 +28,15 @@ class ClaimedResult:
     attempts: int  # including this one: > 1 means an earlier attempt may have posted
 
 
-def result_once_marker(job_id: str) -> str:
-    return f"result:{job_id}"
-
-
 class Outbox(RedisPart):
-    async def put_result(self, job_id: str, payload: str, ttl: int = OUTBOX_TTL) -> bool:
-        """Record a job's final result; False if it was recorded before (or delivered)."""
-        keys = [once_key(result_once_marker(job_id)), outbox_entry_key(job_id), OUTBOX_KEY]
-        return bool(await self._durable_script("outbox_put", keys, [job_id, payload, ttl]))
+    async def put_result(
+        self, job_id: str, payload: str, state: str = "", ttl: int = OUTBOX_TTL
+    ) -> bool:
+        """Record a job's final result (and the end `state` it reports); False if it was
+        recorded before (or delivered)."""
+        keys = [result_claim_key(job_id), outbox_entry_key(job_id), OUTBOX_KEY]
+        args = [job_id, payload, ttl, state or "1"]
+        return bool(await self._durable_script("outbox_put", keys, args))
 
     async def claim_results(
         self, owner: str, lease: float, *, count: int = 10, job_id: str | None = None

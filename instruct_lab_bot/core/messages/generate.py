@@ -208,14 +208,16 @@ def completed_title(job: Job, result: JobResult) -> str:
     return f"`{job.command}` failed"
 
 
-def result_marker(job_id: str) -> str:
-    """Hidden in a job's result comment: how a retried post finds one that already went out."""
-    return f"<!-- instruct-lab-bot:result:{job_id} -->"
+def result_marker(job_id: str, round_: int = 0) -> str:
+    """Hidden in a job's result comment: how a retried post finds one that already went out.
+    `round_` counts requeues from the dead letters: each round's result is its own comment."""
+    suffix = f":r{round_}" if round_ else ""
+    return f"<!-- instruct-lab-bot:result:{job_id}{suffix} -->"
 
 
 def result_comment(job: Job, result: JobResult) -> str:
     """The one comment a finished job posts on its PR (its hidden marker last)."""
-    marker = "\n\n" + result_marker(job.id)
+    marker = "\n\n" + result_marker(job.id, job.requeued)
     body = cut(result_summary(job, result, for_comment=True), COMMENT_LIMIT - len(marker))
     return body + marker
 

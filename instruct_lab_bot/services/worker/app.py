@@ -151,12 +151,24 @@ class Worker:
             await queue.ack(entry, WORKER_GROUP)
         elif started.status == "exhausted":
             await self._dead_letter(entry, job)
+        elif started.status == "recorded" and started.recorded is not None:
+            await self._end_recorded(entry, job, started.recorded)
         elif not started.ok:
             log.info("job.skipped", job_id=job_id, state=str(started.previous), takeover=takeover)
             if not takeover:  # ended, or running under its own entry: this one is a duplicate
                 await queue.ack(entry, WORKER_GROUP)
         else:
             await self._run_leased(ActiveJob(job_id, entry), job, takeover)
+
+    async def _end_recorded(self, entry: StreamEntry, job: Job, state: State) -> None:
+        """A job whose result was recorded, but whose end state a Redis failover lost: end it
+        with the recorded state instead of running it again (which would reopen its check run
+        with a result that is never posted), and see that its result goes out."""
+        log.warning("job.end_state_restored", job_id=job.id, state=str(state))
+        queue = self.deps.queue
+        end = lambda: queue.finish_job(entry, job, self.name, state, finished_at=time.time())  # noqa: E731
+        await redis_calls.record("finish_job", end)
+        await self.outbox.deliver(job.id)
 
     async def _run_leased(self, active: ActiveJob, job: Job, takeover: bool) -> None:
         """Execute the job while a heartbeat renews its lease; hand it back if interrupted."""

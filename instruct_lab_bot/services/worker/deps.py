@@ -41,6 +41,10 @@ class JobGitHub(Protocol):
 
     async def has_comment_with(self, pull: PullRequestRef, marker: str) -> bool: ...
 
+    async def comments_with(self, pull: PullRequestRef, marker: str) -> list[int]: ...
+
+    async def delete_comment(self, repo: RepoRef, comment_id: int) -> None: ...
+
 
 class WorkerGitHub(Protocol):
     """The GitHub App as the worker uses it (`GitHubApp` is one)."""

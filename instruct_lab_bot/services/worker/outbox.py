@@ -54,7 +54,9 @@ class ResultOutbox:
         )
         payload = final.to_json()
         queue = self.deps.queue
-        if not await redis_calls.record("outbox_put", lambda: queue.put_result(job.id, payload)):
+        state = str(result.state)
+        put = lambda: queue.put_result(job.id, payload, state)  # noqa: E731
+        if not await redis_calls.record("outbox_put", put):
             log.info("job.result_recorded_before", job_id=job.id)
 
     async def deliver(self, job_id: str) -> None:
@@ -131,10 +133,26 @@ class ResultOutbox:
         gh = self.deps.github.installation(entry.installation_id)
         if entry.check_run_id:
             await gh.update_check_run(entry.pull.repo, entry.check_run_id, entry.check_run)
-        if attempts > 1 and await gh.has_comment_with(entry.pull, entry.marker):
+        suspect = attempts > 1 or entry.recheck  # an earlier poster may have commented
+        if suspect and await gh.has_comment_with(entry.pull, entry.marker):
             log.info("job.result_found_posted", job_id=entry.job_id)
             return None
-        return await gh.create_comment(entry.pull, entry.comment)
+        comment_id = await gh.create_comment(entry.pull, entry.comment)
+        if suspect:
+            return await self._keep_first(entry, comment_id)
+        return comment_id
+
+    async def _keep_first(self, entry: FinalResult, posted: int) -> int | None:
+        """After a post that raced another poster (a lost claim, a failover): keep the oldest
+        comment with the entry's marker and delete the younger copies. Every racer ends on
+        the same one, whoever looks last."""
+        gh = self.deps.github.installation(entry.installation_id)
+        found = await gh.comments_with(entry.pull, entry.marker)
+        keep = found[0] if found else posted
+        for duplicate in found[1:]:
+            log.warning("job.result_duplicate_removed", job_id=entry.job_id, comment=duplicate)
+            await gh.delete_comment(entry.pull.repo, duplicate)
+        return keep
 
     async def _failed(self, claimed: ClaimedResult, exc: GitHubError) -> None:
         queue = self.deps.queue
