@@ -29,6 +29,7 @@ from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.reply_limits import ReplyLimits
 from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.services.doctor import check_redis
 from testkit.harness import run_bot
 from testkit.redis_topologies import (
     ClusterTopology,
@@ -89,6 +90,13 @@ async def pr_jobs(settings: Settings, repo: str) -> list[Job]:
         await queue.aclose()
 
 
+async def preflight_finds_redis(settings: Settings) -> None:
+    """The start-up preflight reads the version and persistence of the primary the URL names
+    (a Sentinel or Cluster URL, not only `redis://`)."""
+    version, persistence = await check_redis(settings)
+    assert version.ok and "unreachable" not in persistence.detail, (version, persistence)
+
+
 async def test_sentinel_failover_mid_run_loses_nothing_and_runs_each_job_once(
     world: World,
     sentinels: SentinelTopology,
@@ -104,6 +112,7 @@ async def test_sentinel_failover_mid_run_loses_nothing_and_runs_each_job_once(
         lease_timeout=60.0,  # a failover is not a dead worker: no job may be taken over
         progress_interval=1.0,
     )
+    await preflight_finds_redis(settings)  # what `server`/`worker` check before they start
     for repo in REPOS[1:]:
         publish_pull(world.gh, taxonomy_remote(repo=repo))
         world.gh.set_permission("instructlab", repo, MAINTAINER, "maintain")
@@ -194,6 +203,7 @@ async def test_cluster_runs_the_whole_path_and_every_script_in_one_slot(
     world: World, cluster: ClusterTopology
 ) -> None:
     settings = replace(world.settings, redis_url=cluster.url)
+    await preflight_finds_redis(settings)
     async with run_bot(settings) as bot:
         assert (await world.comment(bot, f"@{settings.username} generate"))[0] == 202
         comment = await world.result_comment(timeout=90)

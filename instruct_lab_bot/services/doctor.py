@@ -20,6 +20,7 @@ import structlog
 from instruct_lab_bot.adapters.github import GitHubError
 from instruct_lab_bot.adapters.github.onboarding import app_jwt, get_app
 from instruct_lab_bot.adapters.ilab_version import detect_ilab, find_ilab
+from instruct_lab_bot.adapters.redis.connection import RedisTls
 from instruct_lab_bot.adapters.redis.preflight import redis_facts
 from instruct_lab_bot.adapters.sandbox import FIX as SANDBOX_FIX
 from instruct_lab_bot.adapters.sandbox import SandboxUnavailable, check_sandbox
@@ -75,7 +76,8 @@ async def check_github(settings: Settings) -> list[CheckResult]:
 
 async def check_redis(settings: Settings) -> list[CheckResult]:
     try:
-        version, appendonly, save = await redis_facts(settings.redis_url)
+        tls = RedisTls(settings.redis_ca_file, settings.redis_cert_file, settings.redis_key_file)
+        version, appendonly, save = await redis_facts(settings.redis_url, tls)
     except OSError as exc:
         return [failed("redis", str(exc), text.FIX_REDIS_UNREACHABLE)]
     return [preflight.redis_version(version), preflight.redis_persistence(appendonly, save)]
