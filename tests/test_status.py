@@ -24,7 +24,7 @@ from openapi_spec_validator import validate as validate_spec
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
+from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP, jobs_stream
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.cli import load_settings
 from instruct_lab_bot.core import job_overview, job_view
@@ -40,6 +40,8 @@ from testkit.harness import run_bot
 from tests.fixtures.bot import WEBHOOK_SECRET, make_settings
 from tests.fixtures.redis import free_port
 from tests.fixtures.world import World
+
+GENERATE_STREAM = jobs_stream("generate")  # the generate pool's jobs stream
 
 SPEC_PATH = Path(__file__).parent.parent / "docs" / "status-api.openapi.yaml"
 SPEC_URI = "urn:instruct-lab-bot:status-api"
@@ -112,7 +114,7 @@ async def seed(queue: Queue) -> Seeded:
     async def run(job: Job, end: State | None, **fields: Any) -> None:
         assert (await queue.create_job(job)).status == "created"
         await queue.enqueue_job(job)
-        (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, worker, block_ms=100)
+        (entry,) = await queue.read(GENERATE_STREAM, WORKER_GROUP, worker, block_ms=100)
         assert entry.fields["job"] == job.id
         assert (await queue.start_job(job.id, worker)).ok
         if end is State.DEAD:

@@ -11,12 +11,12 @@ from instruct_lab_bot.adapters.redis.jobs import queue_entry, read_job
 from instruct_lab_bot.adapters.redis.keys import (
     DEAD_STREAM,
     DEAD_STREAM_MAX_AGE,
-    JOBS_STREAM,
     STREAM_MAX_AGE,
     STREAM_MAXLEN,
     WORKER_GROUP,
     active_key,
     job_key,
+    job_stream,
 )
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, min_id
 from instruct_lab_bot.core.jobs import Job, State, bounded_field
@@ -48,7 +48,7 @@ class DeadLetters(RedisPart):
         return int(await self.redis.xlen(DEAD_STREAM))
 
     async def requeue_dead(self, entry_id: str) -> Job | None:
-        """Admin action: give a dead job a fresh set of attempts."""
+        """Admin action: give a dead job a fresh set of attempts, on its pool's stream."""
         reply: Any = await self.redis.xrange(DEAD_STREAM, entry_id, entry_id)
         if not reply:
             return None
@@ -57,7 +57,7 @@ class DeadLetters(RedisPart):
             return None
         fresh = job.evolve(state=State.QUEUED, attempts=0, worker="", error="", finished_at=0.0)
         await self._script("requeue_dead")(
-            keys=[job_key(job.id), JOBS_STREAM, DEAD_STREAM],
+            keys=[job_key(job.id), job_stream(job), DEAD_STREAM],
             args=[
                 entry_id,
                 STREAM_MAXLEN,

@@ -1,5 +1,7 @@
-"""Key-name migration: the keys from before the hash tag (`ilab-bot:…`) renamed to
-`{ilab-bot}:…`, once, by the first process that starts after the upgrade.
+"""Key migrations, run at start: the keys from before the hash tag (`ilab-bot:…`) renamed to
+`{ilab-bot}:…`, once, by the first process that starts after the upgrade; and the entries of
+the one jobs stream from before worker pools (`{ilab-bot}:jobs`) moved to their pools' streams
+(`{ilab-bot}:jobs:<capability>`) by the dispatchers (`migrate_jobs_stream`).
 
 Safe to run at every start: it costs one EXISTS when there is nothing to move. Only one
 server holds legacy keys (a Cluster deployment starts with the tag), and RENAMENX never
@@ -17,7 +19,15 @@ import structlog
 from redis.exceptions import NoPermissionError, ResponseError
 
 from instruct_lab_bot.adapters.redis.connection import is_cluster
-from instruct_lab_bot.adapters.redis.keys import LEGACY_PREFIX, PREFIX
+from instruct_lab_bot.adapters.redis.keys import (
+    LEGACY_JOBS_STREAM,
+    LEGACY_PREFIX,
+    PREFIX,
+    job_key,
+    jobs_stream,
+)
+from instruct_lab_bot.adapters.redis.scripts import script
+from instruct_lab_bot.core.command_table import CAPABILITIES, capability_of
 
 log = structlog.get_logger(__name__)
 _FIX = "start one bot process once with a Redis user allowed SCAN and RENAMENX on all keys"
@@ -47,3 +57,72 @@ async def migrate_prefix(client: aioredis.Redis) -> int:
         if "no such key" not in str(exc).lower():
             raise
         return await migrate_prefix(client)
+
+
+async def migrate_jobs_stream(client: aioredis.Redis, group: str, maxlen: int) -> int:
+    """Move the entries of the one jobs stream from before worker pools to their pools'
+    streams (whose groups must exist); how many were queued there. Safe at every start and
+    with several processes at once: each entry moves in one script that finds it gone if
+    another process moved it first."""
+    try:
+        if not await client.exists(LEGACY_JOBS_STREAM):
+            return 0
+        delivered = await _last_delivered(client, group)
+        moved, after = 0, "-"
+        while True:
+            batch: Any = await client.xrange(LEGACY_JOBS_STREAM, min=after, count=100)
+            for entry_id, fields in batch:
+                moved += await _move_entry(client, group, maxlen, str(entry_id), delivered, fields)
+            if len(batch) < 100:
+                break
+            after = "(" + str(batch[-1][0])
+    except NoPermissionError:
+        log.error("redis.legacy_jobs_not_migrated", fix="start a dispatcher of this release")
+        return 0
+    if moved:
+        log.warning("redis.jobs_stream_migrated", moved=moved)
+    return moved
+
+
+async def _last_delivered(client: aioredis.Redis, group: str) -> str | None:
+    """The group's last delivered id on the legacy stream; None if it has no such group."""
+    groups: Any = await client.xinfo_groups(LEGACY_JOBS_STREAM)
+    found = next((g for g in groups if g.get("name") == group), None)
+    return None if found is None else str(found.get("last-delivered-id") or "0-0")
+
+
+async def _move_entry(
+    client: aioredis.Redis,
+    group: str,
+    maxlen: int,
+    entry_id: str,
+    delivered: str | None,
+    fields: dict[str, str],
+) -> int:
+    job_id = str(fields.get("job", ""))
+    stored: Any = await client.hget(job_key(job_id), "command")
+    capability = capability_of(str(stored or ""))
+    if stored and capability not in CAPABILITIES:  # a kind this release has no pool for
+        log.warning("redis.legacy_job_kept", job_id=job_id, command=str(stored))
+        return 0
+    target = jobs_stream(capability or "none")  # no job: the script drops its entry
+    fresh = delivered is None or _id_after(entry_id, delivered)
+    moved = await script(client, "migrate_job_entry")(
+        keys=[LEGACY_JOBS_STREAM, target, job_key(job_id)],
+        args=[
+            group,
+            entry_id,
+            "new" if fresh else "old",
+            maxlen,
+            "0" if delivered is None else "1",
+        ],
+    )
+    return 1 if moved else 0
+
+
+def _id_after(entry_id: str, other: str) -> bool:
+    def parts(text: str) -> tuple[int, int]:
+        ms, _, seq = text.partition("-")
+        return int(ms), int(seq or 0)
+
+    return parts(entry_id) > parts(other)

@@ -8,6 +8,14 @@ from typing import Any
 
 from instruct_lab_bot.adapters.redis.base import RedisPart
 from instruct_lab_bot.adapters.redis.keys import WORKERS_KEY, worker_key
+from instruct_lab_bot.core.command_table import CAPABILITIES
+
+
+def worker_capabilities(info: Mapping[str, str]) -> tuple[str, ...]:
+    """The pools a registered worker takes jobs from (one from before pools: all of them)."""
+    if "capabilities" not in info:
+        return CAPABILITIES
+    return tuple(c for c in info["capabilities"].split(",") if c)
 
 
 class WorkerRegistry(RedisPart):
@@ -36,3 +44,11 @@ class WorkerRegistry(RedisPart):
                 pipe.hgetall(worker_key(name))
             found: Any = await pipe.execute()
         return [dict(info) for info in found if info]
+
+    async def live_capabilities(self) -> dict[str, int]:
+        """How many live workers each capability (pool) has; 0 for a pool nobody serves."""
+        counts = dict.fromkeys(CAPABILITIES, 0)
+        for info in await self.live_workers():
+            for capability in worker_capabilities(info):
+                counts[capability] = counts.get(capability, 0) + 1
+        return counts
