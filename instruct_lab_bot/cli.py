@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--capabilities",
+        type=_capabilities,
         default=None,
         metavar="KINDS",
         help="the job kinds (worker pools) it takes, e.g. generate,precheck or train,test "
@@ -100,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_admin_parsers(sub)
     _add_onboarding_parsers(sub)
     return parser
+
+
+def _capabilities(text: str) -> tuple[str, ...]:
+    try:
+        return parse_capabilities(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -201,12 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("instruct-lab-bot: --concurrency must be at least 1", file=sys.stderr)
             return 2
         if args.capabilities is not None:
-            try:
-                kinds = parse_capabilities(args.capabilities)
-            except ValueError as exc:
-                print(f"instruct-lab-bot: --capabilities: {exc}", file=sys.stderr)
-                return 2
-            settings = dataclasses.replace(settings, worker_capabilities=kinds)
+            settings = dataclasses.replace(settings, worker_capabilities=args.capabilities)
         return start_worker(settings, args.concurrency, args.metrics_port)
     if args.command == "dlq":
         if args.action != "list" and not args.entry:
