@@ -23,7 +23,9 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry
 from instruct_lab_bot.cli import main
 from instruct_lab_bot.core.command_table import CAPABILITIES
+from instruct_lab_bot.core.job_view import Overview, PoolView
 from instruct_lab_bot.core.jobs import Job
+from instruct_lab_bot.core.pages.status_html import render_overview
 from instruct_lab_bot.services.metrics import WorkerMetrics
 from instruct_lab_bot.services.worker.consumer import Consumer
 from instruct_lab_bot.services.worker.deps import WorkerDeps
@@ -266,3 +268,12 @@ def test_worker_command_refuses_an_unknown_capability(capsys: pytest.CaptureFixt
         main(["worker", "--capabilities", "generate,gpu"])
     assert exited.value.code == 2
     assert "unknown capability gpu" in capsys.readouterr().err
+
+
+def test_the_status_page_shows_each_pool_and_a_stranded_one() -> None:
+    pools = (PoolView("generate", 0, 1, 0.0, 2), PoolView("precheck", 2, 0, 90.0, 0))
+    page = render_overview(Overview(0.0, (), (), (), (), pools=pools))
+    assert '<tr class="pool" id="pool-generate" data-stranded="false">' in page
+    stranded = page[page.index('id="pool-precheck" data-stranded="true"') :]
+    assert "queued; no worker can run `precheck` right now" in stranded[: stranded.index("</tr>")]
+    assert pools[1].to_json()["stranded"] is True

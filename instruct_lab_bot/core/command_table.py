@@ -12,6 +12,7 @@ Adding a command: one row here, its handler in `services/dispatcher/commands.py`
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -135,6 +136,13 @@ def parse_capabilities(text: str) -> tuple[str, ...]:
             f"unknown capability {', '.join(unknown)} (known: {', '.join(CAPABILITIES)})"
         )
     return tuple(c for c in CAPABILITIES if c in names)
+
+
+def worker_capabilities(registration: Mapping[str, str]) -> tuple[str, ...]:
+    """The pools a registered worker takes jobs from (a worker from before pools: all)."""
+    if "capabilities" not in registration:
+        return CAPABILITIES
+    return tuple(c for c in registration["capabilities"].split(",") if c)
 
 
 def spec_for_job(job_kind: str) -> CommandSpec | None:

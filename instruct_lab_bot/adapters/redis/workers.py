@@ -8,14 +8,7 @@ from typing import Any
 
 from instruct_lab_bot.adapters.redis.base import RedisPart
 from instruct_lab_bot.adapters.redis.keys import WORKERS_KEY, worker_key
-from instruct_lab_bot.core.command_table import CAPABILITIES
-
-
-def worker_capabilities(info: Mapping[str, str]) -> tuple[str, ...]:
-    """The pools a registered worker takes jobs from (one from before pools: all of them)."""
-    if "capabilities" not in info:
-        return CAPABILITIES
-    return tuple(c for c in info["capabilities"].split(",") if c)
+from instruct_lab_bot.core.command_table import CAPABILITIES, worker_capabilities
 
 
 class WorkerRegistry(RedisPart):
