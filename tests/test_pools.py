@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -24,7 +25,7 @@ from instruct_lab_bot.adapters.redis.streams import StreamEntry
 from instruct_lab_bot.cli import main
 from instruct_lab_bot.core.command_table import CAPABILITIES
 from instruct_lab_bot.core.job_view import Overview, PoolView
-from instruct_lab_bot.core.jobs import Job
+from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.pages.status_html import render_overview
 from instruct_lab_bot.services.metrics import WorkerMetrics
 from instruct_lab_bot.services.worker.consumer import Consumer
@@ -222,43 +223,50 @@ async def legacy_entry(queue: Queue, job: Job) -> str:
 
 
 async def test_the_jobs_stream_from_before_pools_is_migrated_once(redis_url: str) -> None:
-    """Acknowledged entries are dropped; a waiting one is queued on its pool; one a worker
-    holds stays pending for that worker there (its lease intact, its delivery count kept), so
-    it is neither run twice nor lost. Several dispatchers starting at once move each once."""
+    """What still waits moves to its pool, once, even with several dispatchers at it: a queued
+    job, and a running one whose worker's lease lapsed (queued again, for a takeover). A job an
+    old worker still runs keeps its entry until that worker ends it; acknowledged entries,
+    ended or expired jobs and duplicates are dropped. Then the legacy stream is gone."""
     queue = Queue.from_url(redis_url)
     try:
+        await queue.ensure_groups()
         await queue.redis.xgroup_create(LEGACY_JOBS_STREAM, WORKER_GROUP, id="0", mkstream=True)
         await legacy_entry(queue, make_job("done"))
         await legacy_entry(queue, make_job("running", "precheck"))
-        read: Any = await queue.redis.xreadgroup(
-            WORKER_GROUP, "old-worker", {LEGACY_JOBS_STREAM: ">"}, count=2
-        )
-        await queue.redis.xack(LEGACY_JOBS_STREAM, WORKER_GROUP, read[0][1][0][0])
-        await legacy_entry(queue, make_job("waiting"))
+        await legacy_entry(queue, make_job("stale"))
+        await queue.redis.xreadgroup(WORKER_GROUP, "old-worker", {LEGACY_JOBS_STREAM: ">"}, count=3)
+        await queue.update_job("done", state="succeeded")
+        now = time.time()
+        await queue.update_job("running", state="running", worker="old", heartbeat_at=now)
+        await queue.update_job("stale", state="running", worker="gone", heartbeat_at=now - 600)
+        waiting = await legacy_entry(queue, make_job("waiting"))
         await legacy_entry(queue, make_job("expired"))
         await queue.redis.delete(job_key("expired"))  # its record lapsed: nothing to run
+        await legacy_entry(queue, make_job("waiting"))  # a second entry of the same job
+        await queue.update_job("waiting", stream_id=waiting)
 
         dispatchers = [Queue.from_url(redis_url) for _ in range(4)]
-        await asyncio.gather(*(d.ensure_groups() for d in dispatchers))
+        moved = await asyncio.gather(*(d.migrate_jobs(lease=60) for d in dispatchers))
         for dispatcher in dispatchers:
             await dispatcher.aclose()
+        assert sum(moved) == 2
 
-        assert not await queue.redis.exists(LEGACY_JOBS_STREAM)
         generate: Any = await queue.redis.xrange(GENERATE)
-        precheck: Any = await queue.redis.xrange(PRECHECK)
-        assert [e[1]["job"] for e in generate] == ["waiting"]
-        assert [e[1]["job"] for e in precheck] == ["running"]
-        assert (await queue.stream_stats(GENERATE, WORKER_GROUP)).lag == 1
-        (held,) = await queue.redis.xpending_range(PRECHECK, WORKER_GROUP, "-", "+", 10)
-        assert held["consumer"] == "old-worker" and held["message_id"] == precheck[0][0]
-        assert held["times_delivered"] == 1
-        for job_id, entries in (("waiting", generate), ("running", precheck)):
-            stored = await queue.get_job(job_id)
-            assert stored is not None and stored.stream_id == entries[0][0]
-        assert await migrate_jobs_stream(queue.redis, WORKER_GROUP, 1000) == 0  # once
-        # A new worker of the precheck pool reclaims the held entry once its lease lapses.
-        (stale,) = await queue.claim_stale(PRECHECK, WORKER_GROUP, "new-worker", 0)
-        assert stale.fields["job"] == "running"
+        assert sorted(e[1]["job"] for e in generate) == ["stale", "waiting"]
+        assert (await queue.stream_stats(GENERATE, WORKER_GROUP)).lag == 2
+        for entry_id, fields in generate:
+            stored = await queue.get_job(fields["job"])
+            assert stored is not None and stored.state is State.QUEUED
+            assert (stored.stream_id, stored.worker) == (entry_id, "")
+        held: Any = await queue.redis.xrange(LEGACY_JOBS_STREAM)
+        assert [e[1]["job"] for e in held] == ["running"]  # its worker is still at it
+        assert await queue.migrate_jobs(lease=60) == 0
+
+        await queue.transition("running", State.SUCCEEDED)  # the old worker ends it
+        await queue.redis.xack(LEGACY_JOBS_STREAM, WORKER_GROUP, held[0][0])
+        assert await migrate_jobs_stream(queue.redis, WORKER_GROUP, 1000, 60) == 0
+        assert not await queue.redis.exists(LEGACY_JOBS_STREAM)
+        assert await queue.redis.xlen(PRECHECK) == 0
     finally:
         await queue.aclose()
 

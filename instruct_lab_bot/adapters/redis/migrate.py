@@ -12,6 +12,7 @@ with an administrator's Redis user) and go on.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -59,70 +60,43 @@ async def migrate_prefix(client: aioredis.Redis) -> int:
         return await migrate_prefix(client)
 
 
-async def migrate_jobs_stream(client: aioredis.Redis, group: str, maxlen: int) -> int:
-    """Move the entries of the one jobs stream from before worker pools to their pools'
-    streams (whose groups must exist); how many were queued there. Safe at every start and
-    with several processes at once: each entry moves in one script that finds it gone if
-    another process moved it first."""
+async def migrate_jobs_stream(client: aioredis.Redis, group: str, maxlen: int, lease: float) -> int:
+    """Move what waits in the one jobs stream from before worker pools to the pools' streams
+    (`migrate_job_entry.lua`); how many jobs were queued there. Cheap when there is nothing
+    (one EXISTS), so dispatchers run it at start and then every lease: a job an old worker
+    still runs stays until that worker ends it, hands it back or loses its lease (`lease`
+    seconds without a heartbeat). Safe with several processes at once: each entry moves in
+    one script, which finds it gone if another process moved it first."""
     try:
         if not await client.exists(LEGACY_JOBS_STREAM):
             return 0
-        delivered = await _last_delivered(client, group)
-        moved, after = 0, "-"
+        groups: Any = await client.xinfo_groups(LEGACY_JOBS_STREAM)
+        has_group = any(g.get("name") == group for g in groups)
+        outcomes: list[str] = []
+        after = "-"
         while True:
             batch: Any = await client.xrange(LEGACY_JOBS_STREAM, min=after, count=100)
             for entry_id, fields in batch:
-                moved += await _move_entry(client, group, maxlen, str(entry_id), delivered, fields)
+                args = [group, str(entry_id), maxlen, repr(time.time()), lease, int(has_group)]
+                outcomes.append(await _move_entry(client, args, fields))
             if len(batch) < 100:
                 break
             after = "(" + str(batch[-1][0])
     except NoPermissionError:
         log.error("redis.legacy_jobs_not_migrated", fix="start a dispatcher of this release")
         return 0
-    if moved:
-        log.warning("redis.jobs_stream_migrated", moved=moved)
+    moved = outcomes.count("moved")
+    log.warning("redis.jobs_stream_migrated", moved=moved, held=outcomes.count("held"))
     return moved
 
 
-async def _last_delivered(client: aioredis.Redis, group: str) -> str | None:
-    """The group's last delivered id on the legacy stream; None if it has no such group."""
-    groups: Any = await client.xinfo_groups(LEGACY_JOBS_STREAM)
-    found = next((g for g in groups if g.get("name") == group), None)
-    return None if found is None else str(found.get("last-delivered-id") or "0-0")
-
-
-async def _move_entry(
-    client: aioredis.Redis,
-    group: str,
-    maxlen: int,
-    entry_id: str,
-    delivered: str | None,
-    fields: dict[str, str],
-) -> int:
+async def _move_entry(client: aioredis.Redis, args: list[Any], fields: dict[str, str]) -> str:
     job_id = str(fields.get("job", ""))
     stored: Any = await client.hget(job_key(job_id), "command")
     capability = capability_of(str(stored or ""))
     if stored and capability not in CAPABILITIES:  # a kind this release has no pool for
         log.warning("redis.legacy_job_kept", job_id=job_id, command=str(stored))
-        return 0
+        return "kept"
     target = jobs_stream(capability or "none")  # no job: the script drops its entry
-    fresh = delivered is None or _id_after(entry_id, delivered)
-    moved = await script(client, "migrate_job_entry")(
-        keys=[LEGACY_JOBS_STREAM, target, job_key(job_id)],
-        args=[
-            group,
-            entry_id,
-            "new" if fresh else "old",
-            maxlen,
-            "0" if delivered is None else "1",
-        ],
-    )
-    return 1 if moved else 0
-
-
-def _id_after(entry_id: str, other: str) -> bool:
-    def parts(text: str) -> tuple[int, int]:
-        ms, _, seq = text.partition("-")
-        return int(ms), int(seq or 0)
-
-    return parts(entry_id) > parts(other)
+    keys = [LEGACY_JOBS_STREAM, target, job_key(job_id)]
+    return str(await script(client, "migrate_job_entry")(keys=keys, args=args))

@@ -79,8 +79,7 @@ class EventStream(RedisPart):
     ) -> None:
         """The consumer groups a process reads from or feeds (a worker: only its pools' jobs
         streams, so its Redis user needs no write access to the events stream), and, once
-        after an upgrade, the legacy keys renamed; a dispatcher (`events` and `jobs`) also
-        moves what is left in the jobs stream from before worker pools to the pools."""
+        after an upgrade, the legacy keys renamed."""
         await migrate_prefix(self.redis)
         wanted = [(EVENTS_STREAM, DISPATCH_GROUP)] if events else []
         wanted += [(jobs_stream(c), WORKER_GROUP) for c in capabilities] if jobs else []
@@ -90,8 +89,11 @@ class EventStream(RedisPart):
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-        if events and jobs and set(capabilities) >= set(CAPABILITIES):
-            await migrate_jobs_stream(self.redis, WORKER_GROUP, STREAM_MAXLEN)
+
+    async def migrate_jobs(self, lease: float) -> int:
+        """Move what waits in the jobs stream from before worker pools to the pools' streams
+        (dispatchers: at start and every lease); how many jobs moved."""
+        return await migrate_jobs_stream(self.redis, WORKER_GROUP, STREAM_MAXLEN, lease)
 
     async def add_event(
         self,
