@@ -193,7 +193,8 @@ async def test_release_of_an_extra_entry_requeues_it_once(queue: Queue) -> None:
     await queued(queue, make_job("g1"))
     (taken,) = await queue.read(GENERATE, WORKER_GROUP, "w1", block_ms=None)
     release = queue._script("release_entry")
-    args = [WORKER_GROUP, taken.id, "w1", 1000, *[x for kv in taken.fields.items() for x in kv]]
+    fields = [x for kv in taken.fields.items() for x in kv]
+    args: list[str | int] = [WORKER_GROUP, taken.id, "w1", 1000, *fields]
     again = await release(keys=[GENERATE, job_key("g1")], args=args)
     assert again and not await release(keys=[GENERATE, job_key("g1")], args=args)
     stats = await queue.stream_stats(GENERATE, WORKER_GROUP)

@@ -8,8 +8,8 @@ import asyncio
 import contextlib
 from dataclasses import replace
 
+from instruct_lab_bot.services.app_keys import METRICS, QUEUE
 from instruct_lab_bot.services.metrics import ServerMetrics
-from instruct_lab_bot.services.server import METRICS, QUEUE
 from instruct_lab_bot.services.worker.app import open_worker
 from testkit.harness import run_bot
 from tests.fixtures.world import World

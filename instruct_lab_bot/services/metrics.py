@@ -80,7 +80,6 @@ class QueueGauges:
             ["worker"],
             registry=registry,
         )
-
         self.redis_up = Gauge(
             f"{NS}_redis_up",
             "1 if the last read of the queue gauges from Redis worked",
@@ -194,6 +193,19 @@ class PoolGauges:
         return StreamStats(length=length, pending=pending, lag=lag)
 
 
+def _without_worker_counter(registry: CollectorRegistry) -> Counter:
+    """Jobs the dispatcher queued for a pool no live worker serves (each also answered so)."""
+    counter = Counter(
+        f"{NS}_jobs_queued_without_worker",
+        "Jobs queued for a worker pool (capability) that had no live worker",
+        ["capability"],
+        registry=registry,
+    )
+    for capability in CAPABILITIES:
+        counter.labels(capability)
+    return counter
+
+
 class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -221,12 +233,7 @@ class ServerMetrics:
         self.jobs_enqueued = Counter(
             f"{NS}_jobs_enqueued", "Jobs put on the jobs stream", ["command"], registry=r
         )
-        self.jobs_without_worker = Counter(
-            f"{NS}_jobs_queued_without_worker",
-            "Jobs queued for a worker pool (capability) that had no live worker",
-            ["capability"],
-            registry=r,
-        )
+        self.jobs_without_worker = _without_worker_counter(r)
         self.replies_silenced = Counter(
             f"{NS}_replies_silenced",
             "Replies not written: past a reply limit or the replies' write budget",
@@ -244,8 +251,6 @@ class ServerMetrics:
                 self.commands.labels(command, outcome)
         for command in GPU_COMMANDS:
             self.jobs_enqueued.labels(command)
-        for capability in CAPABILITIES:
-            self.jobs_without_worker.labels(capability)
 
 
 class WorkerMetrics:

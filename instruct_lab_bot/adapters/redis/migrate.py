@@ -13,7 +13,7 @@ with an administrator's Redis user) and go on.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 import structlog
@@ -92,7 +92,7 @@ async def migrate_jobs_stream(client: aioredis.Redis, group: str, maxlen: int, l
 
 async def _move_entry(client: aioredis.Redis, args: list[Any], fields: dict[str, str]) -> str:
     job_id = str(fields.get("job", ""))
-    stored: Any = await client.hget(job_key(job_id), "command")
+    stored: Any = await cast(Any, client).hget(job_key(job_id), "command")
     capability = capability_of(str(stored or ""))
     if stored and capability not in CAPABILITIES:  # a kind this release has no pool for
         log.warning("redis.legacy_job_kept", job_id=job_id, command=str(stored))
