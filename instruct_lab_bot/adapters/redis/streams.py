@@ -218,7 +218,7 @@ class EventStream(RedisPart):
         that has one: each is asked in turn without blocking, then one XREADGROUP blocks on
         all of them. Should that return entries of several streams at once, the others are
         put back at their stream's end for any worker (`release_entry`)."""
-        for stream in streams:
+        for stream in streams if len(streams) > 1 else ():  # one stream: just block on it
             found = await self.read(stream, group, consumer, count=1, block_ms=None)
             if found:
                 return found[0]
