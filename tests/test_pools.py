@@ -192,11 +192,8 @@ async def test_a_read_over_several_pools_takes_one_entry(queue: Queue) -> None:
 async def test_release_of_an_extra_entry_requeues_it_once(queue: Queue) -> None:
     await queued(queue, make_job("g1"))
     (taken,) = await queue.read(GENERATE, WORKER_GROUP, "w1", block_ms=None)
-    release = queue._script("release_entry")
-    fields = [x for kv in taken.fields.items() for x in kv]
-    args: list[str | int] = [WORKER_GROUP, taken.id, "w1", 1000, *fields]
-    again = await release(keys=[GENERATE, job_key("g1")], args=args)
-    assert again and not await release(keys=[GENERATE, job_key("g1")], args=args)
+    again = await queue.release_entry(taken, WORKER_GROUP, "w1")
+    assert again and await queue.release_entry(taken, WORKER_GROUP, "w1") is None
     stats = await queue.stream_stats(GENERATE, WORKER_GROUP)
     assert (stats.pending, stats.lag) == (0, 1)
     stored = await queue.get_job("g1")

@@ -20,7 +20,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from instruct_lab_bot.adapters.redis.keys import HASH_TAG, PREFIX, WORKER_GROUP, jobs_stream
+from instruct_lab_bot.adapters.redis.keys import (
+    HASH_TAG,
+    LEGACY_JOBS_STREAM,
+    PREFIX,
+    WORKER_GROUP,
+    jobs_stream,
+)
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.redelivery import RedeliveryLedger
 from instruct_lab_bot.adapters.redis.scripts import source
@@ -182,7 +188,14 @@ async def run_the_other_scripts(queue: Queue) -> None:
     assert await queue.dead_letter(entry, job, "gave up")
     (dead,) = await queue.dead_letters()
     assert (await queue.requeue_dead(dead.id)) is not None
+    (entry,) = await queue.read(GENERATE_STREAM, WORKER_GROUP, "w1", block_ms=1000)
+    assert await queue.release_entry(entry, WORKER_GROUP, "w1")
     assert (await queue.transition(job.id, State.CANCELLED)).ok
+    # A jobs stream from before worker pools: what it holds moves (here: is dropped) in one slot.
+    await queue.redis.xgroup_create(LEGACY_JOBS_STREAM, WORKER_GROUP, id="0", mkstream=True)
+    await queue.redis.xadd(LEGACY_JOBS_STREAM, {"v": "1", "job": job.id, "traceparent": ""})
+    assert await queue.migrate_jobs(60.0) == 0
+    assert not await queue.redis.exists(LEGACY_JOBS_STREAM)
     ledger = RedeliveryLedger(queue.redis)
     owner = await ledger.lock(5.0)
     assert owner is not None

@@ -224,8 +224,14 @@ class EventStream(RedisPart):
                 return found[0]
         found = await self.read(streams, group, consumer, count=1, block_ms=block_ms)
         for extra in found[1:]:
-            await self._script("release_entry")(
-                keys=[extra.stream, job_key(extra.fields.get("job", ""))],
-                args=[group, extra.id, consumer, STREAM_MAXLEN, *flat(extra.fields)],
-            )
+            await self.release_entry(extra, group, consumer)
         return found[0] if found else None
+
+    async def release_entry(self, entry: StreamEntry, group: str, consumer: str) -> str | None:
+        """Put an entry `consumer` read but will not run back at its stream's end, for any
+        consumer; its new id (None if it was not pending for `consumer` any more)."""
+        moved = await self._script("release_entry")(
+            keys=[entry.stream, job_key(entry.fields.get("job", ""))],
+            args=[group, entry.id, consumer, STREAM_MAXLEN, *flat(entry.fields)],
+        )
+        return str(moved) if moved else None
