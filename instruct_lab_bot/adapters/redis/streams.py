@@ -166,9 +166,9 @@ class EventStream(RedisPart):
         count: int = 1,
         block_ms: int | None = 5000,
     ) -> list[StreamEntry]:
-        """New entries for this consumer from one stream or several (one XREADGROUP; with
-        `count` 1, the first stream listed that has one); blocks up to `block_ms` (never
-        busy-polls; None: answers at once)."""
+        """New entries for this consumer from one stream or several (one XREADGROUP; `count`
+        is per stream, so several streams may give one each: `read_one` takes just one);
+        blocks up to `block_ms` (never busy-polls; None: answers at once)."""
         streams = [stream] if isinstance(stream, str) else list(stream)
         reply: Any = await self.redis.xreadgroup(
             group, consumer, dict.fromkeys(streams, ">"), count=count, block=block_ms
