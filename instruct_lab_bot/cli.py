@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import aiohttp
 
 from instruct_lab_bot import __version__
 from instruct_lab_bot.core.app_manifest import DEFAULT_APP_NAME
+from instruct_lab_bot.core.command_table import parse_capabilities
 from instruct_lab_bot.core.messages import doctor as doctor_text
 from instruct_lab_bot.core.settings import Settings, SettingsError, parse_settings
 from instruct_lab_bot.services import logs
@@ -85,12 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="jobs this process runs at once (default 1: one per GPU host)",
     )
+    worker.add_argument(
+        "--capabilities",
+        type=_capabilities,
+        default=None,
+        metavar="KINDS",
+        help="the job kinds (worker pools) it takes, e.g. generate,precheck or train,test "
+        "(default: ILAB_BOT_WORKER_CAPABILITIES, or all)",
+    )
 
     _add_runner_parser(sub)
 
     _add_admin_parsers(sub)
     _add_onboarding_parsers(sub)
     return parser
+
+
+def _capabilities(text: str) -> tuple[str, ...]:
+    try:
+        return parse_capabilities(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -191,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.concurrency < 1:
             print("instruct-lab-bot: --concurrency must be at least 1", file=sys.stderr)
             return 2
+        if args.capabilities is not None:
+            settings = dataclasses.replace(settings, worker_capabilities=args.capabilities)
         return start_worker(settings, args.concurrency, args.metrics_port)
     if args.command == "dlq":
         if args.action != "list" and not args.entry:

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.services.app_keys import QUEUE
 from instruct_lab_bot.services.server import create_app
 from instruct_lab_bot.services.worker.app import Worker, open_worker
 
@@ -55,8 +57,19 @@ async def run_bot(
             bot.workers.append(worker)
             tasks.append(asyncio.create_task(worker.run(bot.stop)))
         try:
+            await _registered(app[QUEUE], [w.name for w in bot.workers], tasks)
             yield bot
         finally:
             bot.stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await runner.cleanup()
+
+
+async def _registered(queue: Queue, names: list[str], tasks: list[asyncio.Task[None]]) -> None:
+    """Wait until every worker is in the registry, as a deployment's would be before its first
+    job: the dispatcher tells a PR when no live worker can run its job (worker pools)."""
+    while names:
+        live = {info.get("name") for info in await queue.live_workers()}
+        if set(names) <= live or any(task.done() for task in tasks):
+            return
+        await asyncio.sleep(0.02)

@@ -40,7 +40,7 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
+from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP, jobs_stream
 from instruct_lab_bot.cli import load_settings
 from instruct_lab_bot.core.setting_values import parse_duration as _parse_duration
 from instruct_lab_bot.core.settings import RUNNER_FIELDS, Settings
@@ -507,9 +507,10 @@ def test_services_and_monitors_reach_pods(rendered: dict[str, list[Obj]], overla
             for s in of_kind(objects, "Service")
             if selects(monitor["spec"]["selector"], s["metadata"]["labels"])
         ]
-        assert len(services) == 1, name_of(monitor)
-        service_ports = {p["name"] for p in services[0]["spec"]["ports"]}
-        assert {e["port"] for e in monitor["spec"]["endpoints"]} <= service_ports
+        assert services, name_of(monitor)  # the worker monitor: one Service per worker pool
+        for service in services:
+            service_ports = {p["name"] for p in service["spec"]["ports"]}
+            assert {e["port"] for e in monitor["spec"]["endpoints"]} <= service_ports
     for budget in of_kind(objects, "PodDisruptionBudget"):
         assert any(selects(budget["spec"]["selector"], t["metadata"]["labels"]) for t in templates)
     backends = [
@@ -601,9 +602,9 @@ def test_redis_is_reachable_only_from_the_bot(rendered: dict[str, list[Obj]], ov
                 for c, t in bot_templates.items()
                 if selects(peer["podSelector"], t["metadata"]["labels"])
             }
-            assert matched <= {"server", "worker"}, matched
+            assert matched <= {"server", *WORKER_POOLS}, matched
             admitted |= matched
-    assert admitted == {"server", "worker"}
+    assert admitted == {"server", *worker_pools(objects)}
     # Redis needs no egress at all, so it has none.
     egress = [
         p
@@ -965,41 +966,119 @@ def test_redis_persists_with_a_password(rendered: dict[str, list[Obj]]) -> None:
 # =========================================================================== autoscaling
 
 
+WORKER_POOLS = {"worker": ("generate", "precheck"), "worker-gpu": ("train", "test")}
+
+
+def worker_pools(objects: list[Obj]) -> dict[str, tuple[Obj, Obj]]:
+    """Each worker pool's Deployment and pod template, by component label."""
+    return {
+        name: found
+        for found in pod_templates(objects)
+        if (name := found[1]["metadata"]["labels"]["app.kubernetes.io/component"]) in WORKER_POOLS
+    }
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_keda_scales_workers_on_the_backlog(rendered: dict[str, list[Obj]], overlay: str) -> None:
+def test_keda_scales_each_worker_pool_on_its_streams(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    """One ScaledObject per pool, summing pending + lag over the streams of exactly the
+    capabilities its workers take (`--capabilities`), each with the `workers` group."""
     objects = rendered[overlay]
-    deployment, template = component(objects, "worker")
+    pools = worker_pools(objects)
     scaled = of_kind(objects, "ScaledObject")
+    for name, (_deployment, template) in pools.items():
+        args = container_named(template["spec"], "worker")["args"]
+        assert arg_after(args, "--capabilities") == ",".join(WORKER_POOLS[name]), name
     if overlay not in KEDA_OVERLAYS:
         # Clusters without KEDA: a plain replica count, no HPA.
         assert not scaled and not of_kind(objects, "HorizontalPodAutoscaler")
-        assert deployment["spec"]["replicas"] >= 1
+        assert set(pools) == {"worker"} and pools["worker"][0]["spec"]["replicas"] >= 1
         return
-    (scaled_object,) = scaled
-    spec = scaled_object["spec"]
-    assert "replicas" not in deployment["spec"], "KEDA owns the worker replica count"
-    assert spec["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    assert spec["scaleTargetRef"]["kind"] == "Deployment"
-    assert spec["minReplicaCount"] == 0 and spec["maxReplicaCount"] >= 1
+    assert set(pools) == set(WORKER_POOLS)
     redis_service = one(objects, "Service", "instruct-lab-bot-redis")
     meta = redis_service["metadata"]
     redis_host = f"{meta['name']}.{meta['namespace']}.svc.cluster.local"
     (redis_port,) = redis_service["spec"]["ports"]
-    triggers = {t["name"]: t for t in spec["triggers"]}
-    assert set(triggers) == {"pending", "lag"}
-    for trigger in triggers.values():
-        assert trigger["type"] == "redis-streams"
-        metadata = trigger["metadata"]
-        assert metadata["address"] == f"{redis_host}:{redis_port['port']}"
-        assert metadata["stream"] == JOBS_STREAM and metadata["consumerGroup"] == WORKER_GROUP
-        auth = one(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
-        assert auth["spec"]["secretTargetRef"][0]["parameter"] == "password"
-    assert "pendingEntriesCount" in triggers["pending"]["metadata"]
-    assert "lagCount" in triggers["lag"]["metadata"]
-    modifiers = spec["advanced"]["scalingModifiers"]
-    assert modifiers["formula"] == "pending + lag" and modifiers["metricType"] == "AverageValue"
-    container = container_named(template["spec"], "worker")
-    assert modifiers["target"] == arg_after(container["args"], "--concurrency")
+    by_target = {s["spec"]["scaleTargetRef"]["name"]: s["spec"] for s in scaled}
+    assert len(by_target) == len(scaled) == len(pools)
+    for name, (deployment, template) in pools.items():
+        spec = by_target[deployment["metadata"]["name"]]
+        assert "replicas" not in deployment["spec"], "KEDA owns the worker replica count"
+        assert spec["scaleTargetRef"]["kind"] == "Deployment"
+        assert spec["minReplicaCount"] == 0 and spec["maxReplicaCount"] >= 1
+        capabilities = WORKER_POOLS[name]
+        triggers = {t["name"]: t for t in spec["triggers"]}
+        assert set(triggers) == {f"{c}_{k}" for c in capabilities for k in ("pending", "lag")}
+        for capability in capabilities:
+            for kind in ("pending", "lag"):
+                trigger = triggers[f"{capability}_{kind}"]
+                assert trigger["type"] == "redis-streams"
+                metadata = trigger["metadata"]
+                assert metadata["address"] == f"{redis_host}:{redis_port['port']}"
+                assert metadata["stream"] == jobs_stream(capability)
+                assert metadata["consumerGroup"] == WORKER_GROUP
+                auth = one(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+                assert auth["spec"]["secretTargetRef"][0]["parameter"] == "password"
+            assert "pendingEntriesCount" in triggers[f"{capability}_pending"]["metadata"]
+            assert "lagCount" in triggers[f"{capability}_lag"]["metadata"]
+        modifiers = spec["advanced"]["scalingModifiers"]
+        terms = [f"{c}_{k}" for c in capabilities for k in ("pending", "lag")]
+        assert modifiers["formula"] == " + ".join(terms)
+        assert modifiers["metricType"] == "AverageValue"
+        container = container_named(template["spec"], "worker")
+        assert modifiers["target"] == arg_after(container["args"], "--concurrency")
+
+
+@pytest.mark.parametrize("overlay", KEDA_OVERLAYS)
+def test_the_gpu_pool_runs_on_gpu_nodes_with_the_workers_guard_rails(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    """k8s/components/gpu-pool: one GPU per pod (ilab-runner's requests and limits), the GPU
+    taint tolerated, a GPU node selector, and the same network allow-list, metrics scrape
+    and secret-free ilab container as the generate/precheck pool."""
+    objects = rendered[overlay]
+    pools = worker_pools(objects)
+    _, gpu = pools["worker-gpu"]
+    _, cpu = pools["worker"]
+    spec = gpu["spec"]
+    runner = container_named(spec, "ilab-runner")
+    for bound in ("requests", "limits"):
+        assert runner["resources"][bound]["nvidia.com/gpu"] == "1"
+    assert "nvidia.com/gpu" not in container_named(spec, "worker")["resources"]["limits"]
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    assert toleration in spec["tolerations"] and spec["nodeSelector"]
+    if overlay == "overlays/openshift":  # restricted-v2: no fixed ids, as on the other pool
+        assert "runAsUser" not in runner["securityContext"]
+    else:  # ilab runs as a uid of its own
+        assert runner["securityContext"]["runAsUser"] != spec["securityContext"]["runAsUser"]
+    assert container_named(spec, "worker")["env"] == container_named(cpu["spec"], "worker")["env"]
+    labels = gpu["metadata"]["labels"]
+    assert not selects(cpu_selector(objects), labels), "the two pools' selectors overlap"
+    allows = functools.partial(egress_allows, objects, labels)
+    assert allows(_pod_peer(objects, "redis", "redis"))
+    assert not allows(_pod_peer(objects, "server", "http"))
+    for address in PRIVATE_ADDRESSES:
+        assert not allows(Peer(443, address=address))
+    redis_rules = network_rules(objects, component(objects, "redis")[1]["metadata"]["labels"])
+    assert any(selects(p["podSelector"], labels) for r in redis_rules for p in r["from"])
+    assert network_rules(objects, labels), "the metrics port is open to Prometheus only"
+    services = [
+        svc
+        for svc in of_kind(objects, "Service")
+        if selects({"matchLabels": svc["spec"]["selector"]}, labels)
+    ]
+    assert services and any(
+        selects(monitor["spec"]["selector"], svc["metadata"]["labels"])
+        for monitor in of_kind(objects, "ServiceMonitor")
+        for svc in services
+    )
+
+
+def cpu_selector(objects: list[Obj]) -> Obj:
+    deployment, _ = worker_pools(objects)["worker"]
+    selector: Obj = deployment["spec"]["selector"]
+    return selector
 
 
 @pytest.mark.parametrize("overlay", KEDA_OVERLAYS)
@@ -1016,8 +1095,9 @@ def test_changing_the_namespace_moves_everything(tmp_path: Path, overlay: str) -
     )
     objects = kustomize(kustomization.parent)
     assert {o["metadata"].get("namespace", o["metadata"]["name"]) for o in objects} == {"ilab-prod"}
-    (scaled_object,) = of_kind(objects, "ScaledObject")
-    for trigger in scaled_object["spec"]["triggers"]:
+    scaled_objects = of_kind(objects, "ScaledObject")
+    assert len(scaled_objects) == len(WORKER_POOLS)  # one per worker pool
+    for trigger in (t for s in scaled_objects for t in s["spec"]["triggers"]):
         assert trigger["metadata"]["address"].startswith("instruct-lab-bot-redis.ilab-prod.svc.")
 
 

@@ -9,12 +9,14 @@ from typing import Any, cast
 import pytest
 
 from instruct_lab_bot.core.command_table import (
+    CAPABILITIES,
     COMMAND_TABLE,
-    GPU,
     GPU_COMMANDS,
     CommandSpec,
     Handler,
+    capability_of,
     lookup,
+    parse_capabilities,
     spec_for_job,
 )
 from instruct_lab_bot.core.comment_parser import parse_commands
@@ -83,11 +85,21 @@ def test_commands_route_by_table_lookup() -> None:
     }
 
 
+def test_capabilities_parse_as_a_worker_names_them() -> None:
+    assert parse_capabilities("") == CAPABILITIES == parse_capabilities("all")
+    assert parse_capabilities(" precheck , Generate ") == ("generate", "precheck")
+    with pytest.raises(ValueError, match="unknown capability gpu"):
+        parse_capabilities("generate,gpu")
+
+
 def test_job_rows_name_their_job_and_worker() -> None:
     for spec in COMMAND_TABLE:
         assert spec.queues_job is (spec.handler is Handler.START_JOB)
-    assert sorted(GPU_COMMANDS) == ["generate", "precheck"]
-    assert {s.capability for s in COMMAND_TABLE if s.queues_job} == {GPU}
+    assert {"generate", "precheck"} <= GPU_COMMANDS
+    for spec in COMMAND_TABLE:  # a job's capability (its worker pool) is its job kind
+        assert spec.capability == spec.job_kind
+    assert {"generate", "precheck"} <= set(CAPABILITIES)
+    assert capability_of("precheck") == "precheck"
     assert spec_for_job("precheck") is lookup("precheck")
     assert spec_for_job("status") is None  # queues no job
     assert lookup("Cancel") is lookup("cancel") and lookup("frobnicate") is None

@@ -18,8 +18,8 @@ from instruct_lab_bot.adapters.processes import RUN_MARKER
 from instruct_lab_bot.adapters.redis.keys import (
     DISPATCH_GROUP,
     EVENTS_STREAM,
-    JOBS_STREAM,
     WORKER_GROUP,
+    jobs_stream,
 )
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import State
@@ -32,6 +32,8 @@ from tests.fixtures.bot import processes_with_env
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.taxonomy import PR_SKILL_DIR, TaxonomyFactory
 from tests.fixtures.world import World, push_head
+
+GENERATE_STREAM = jobs_stream("generate")  # the generate pool's jobs stream
 
 CHECK_NAME = "instruct-lab-bot/generate"
 LINK = re.compile(r"\]\((http[^)\s]+)\)")
@@ -56,7 +58,7 @@ async def test_generate_success_local_store(world: World, tmp_path: Path) -> Non
         try:
             (job_id,) = await queue.pr_job_ids(RepoRef("instructlab", "taxonomy").pull(7))
             job = await queue.get_job(job_id)
-            pending_jobs = await queue.redis.xpending(JOBS_STREAM, WORKER_GROUP)
+            pending_jobs = await queue.redis.xpending(GENERATE_STREAM, WORKER_GROUP)
             pending_events = await queue.redis.xpending(EVENTS_STREAM, DISPATCH_GROUP)
         finally:
             await queue.aclose()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, job_key
+from instruct_lab_bot.adapters.redis.keys import job_key, jobs_stream
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry
 from instruct_lab_bot.core.final_result import final_result
@@ -17,6 +17,7 @@ from testkit.harness import run_bot
 from tests.fixtures.world import MAINTAINER, World
 from tests.test_reliability import the_job
 
+JOBS_STREAM = jobs_stream("generate")
 COMMENTS = "/repos/{owner}/{repo}/issues/{issue_number}/comments"
 
 

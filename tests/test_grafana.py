@@ -36,6 +36,7 @@ METRICS: dict[str, str] = {
     "instruct_lab_bot_commands_total": "counter",
     "instruct_lab_bot_jobs_enqueued_total": "counter",
     "instruct_lab_bot_replies_silenced_total": "counter",
+    "instruct_lab_bot_jobs_queued_without_worker_total": "counter",
     # worker
     "instruct_lab_bot_jobs_started_total": "counter",
     "instruct_lab_bot_jobs_completed_total": "counter",
@@ -56,6 +57,11 @@ METRICS: dict[str, str] = {
     "instruct_lab_bot_dead_letters": "gauge",
     "instruct_lab_bot_workers_live": "gauge",
     "instruct_lab_bot_worker_last_heartbeat_timestamp_seconds": "gauge",
+    # per worker pool (capability), computed from Redis by every process
+    "instruct_lab_bot_pool_waiting_jobs": "gauge",
+    "instruct_lab_bot_pool_running_jobs": "gauge",
+    "instruct_lab_bot_pool_oldest_age_seconds": "gauge",
+    "instruct_lab_bot_pool_workers_live": "gauge",
     # Redis seen by every process: outages, reconnects, restarts and failovers (issue 18)
     "instruct_lab_bot_redis_up": "gauge",
     "instruct_lab_bot_redis_changes_total": "counter",
@@ -67,6 +73,7 @@ REQUIRED_ALERTS = {
     "InstructLabBotJobFailureRatioHigh",
     "InstructLabBotGitHubRateLimitLow",
     "InstructLabBotNoLiveWorkers",
+    "InstructLabBotPoolWithoutWorker",
     "InstructLabBotWebhookSignatureFailures",
 }
 METRIC_NAME = re.compile(r"\binstruct_lab_bot_[a-z0-9_]+\b")
@@ -302,7 +309,15 @@ def test_alert_rules_cover_the_issue_and_are_actionable() -> None:
         names = METRIC_NAME.findall(rule["expr"])
         assert names and all(known_metric(n) for n in names), rule["alert"]
         # Queue-wide gauges come from every replica: summing them would count them N times.
-        for name in ("queue_length", "queue_pending", "queue_lag", "dead_letters", "workers_live"):
+        for name in (
+            "queue_length",
+            "queue_pending",
+            "queue_lag",
+            "dead_letters",
+            "workers_live",
+            "pool_waiting_jobs",
+            "pool_workers_live",
+        ):
             assert f"sum(instruct_lab_bot_{name}" not in rule["expr"].replace(" ", ""), rule[
                 "alert"
             ]

@@ -5,15 +5,17 @@ import asyncio
 from instruct_lab_bot.adapters.redis.keys import (
     DEAD_STREAM,
     EVENTS_STREAM,
-    JOBS_STREAM,
     WORKER_GROUP,
     job_key,
+    jobs_stream,
 )
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.scripts import script, source
 from instruct_lab_bot.adapters.redis.streams import StreamEntry
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.refs import RepoRef
+
+GENERATE_STREAM = jobs_stream("generate")  # the generate pool's jobs stream
 
 
 def make_job(job_id: str = "j1") -> Job:
@@ -74,13 +76,13 @@ async def test_pending_entries_of_a_dead_consumer_are_claimed(redis_url: str) ->
     queue = Queue.from_url(redis_url)
     await queue.ensure_groups()
     await queue.enqueue_job(make_job())
-    taken = await queue.read(JOBS_STREAM, WORKER_GROUP, "dead-worker", block_ms=100)
+    taken = await queue.read(GENERATE_STREAM, WORKER_GROUP, "dead-worker", block_ms=100)
     assert len(taken) == 1
-    assert await queue.read(JOBS_STREAM, WORKER_GROUP, "live", block_ms=10) == []
-    claimed = await queue.claim_stale(JOBS_STREAM, WORKER_GROUP, "live", min_idle_ms=0)
+    assert await queue.read(GENERATE_STREAM, WORKER_GROUP, "live", block_ms=10) == []
+    claimed = await queue.claim_stale(GENERATE_STREAM, WORKER_GROUP, "live", min_idle_ms=0)
     assert [e.fields["job"] for e in claimed] == ["j1"]
     await queue.ack(claimed[0], WORKER_GROUP)
-    assert await queue.claim_stale(JOBS_STREAM, WORKER_GROUP, "live", min_idle_ms=0) == []
+    assert await queue.claim_stale(GENERATE_STREAM, WORKER_GROUP, "live", min_idle_ms=0) == []
     assert await queue.claim_once("m") and not await queue.claim_once("m")
     await queue.release_once("m")
     assert await queue.claim_once("m")
@@ -102,7 +104,7 @@ async def test_one_live_job_per_pr_head_and_command(redis_url: str) -> None:
 
 
 async def take(queue: Queue, consumer: str) -> StreamEntry:
-    (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, consumer, block_ms=100)
+    (entry,) = await queue.read(GENERATE_STREAM, WORKER_GROUP, consumer, block_ms=100)
     return entry
 
 
@@ -116,7 +118,7 @@ async def test_lease_heartbeat_takeover_and_fencing(redis_url: str) -> None:
     assert (await queue.start_job(job.id, "w1")).ok
     assert await queue.heartbeat(entry, job.id, "w1") == "ok"
     # a live lease is never taken over, even when its entry is handed to someone else
-    (claimed,) = await queue.claim_stale(JOBS_STREAM, WORKER_GROUP, "w2", min_idle_ms=0)
+    (claimed,) = await queue.claim_stale(GENERATE_STREAM, WORKER_GROUP, "w2", min_idle_ms=0)
     refused = await queue.start_job(job.id, "w2", takeover=True, lease=60)
     assert refused.status == "refused"
     assert await queue.heartbeat(entry, job.id, "w1") == "lost"  # w1 learns the entry moved
@@ -128,7 +130,7 @@ async def test_lease_heartbeat_takeover_and_fencing(redis_url: str) -> None:
     # the old worker can no longer record a result; the new one can, and acks with it
     assert not await queue.finish_job(claimed, job, "w1", State.SUCCEEDED)
     assert await queue.finish_job(claimed, job, "w2", State.SUCCEEDED, finished_at=1)
-    pending = await queue.redis.xpending(JOBS_STREAM, WORKER_GROUP)
+    pending = await queue.redis.xpending(GENERATE_STREAM, WORKER_GROUP)
     assert pending["pending"] == 0
     await queue.aclose()
 
@@ -181,15 +183,15 @@ async def test_attempts_run_out_into_dead_letters_and_back(redis_url: str) -> No
 async def test_stats_markers_and_memos_are_plain_values(redis_url: str) -> None:
     queue = Queue.from_url(redis_url)
     await queue.ensure_groups()
-    stats = await queue.stream_stats(JOBS_STREAM, WORKER_GROUP)
+    stats = await queue.stream_stats(GENERATE_STREAM, WORKER_GROUP)
     assert (stats.length, stats.pending, stats.lag) == (0, 0, 0)
-    assert await queue.oldest_waiting_age(JOBS_STREAM, WORKER_GROUP) == 0.0
+    assert await queue.oldest_waiting_age(GENERATE_STREAM, WORKER_GROUP) == 0.0
     await queue.enqueue_job(make_job())
     await take(queue, "w1")
     await queue.enqueue_job(make_job("j2"))
-    stats = await queue.stream_stats(JOBS_STREAM, WORKER_GROUP)
+    stats = await queue.stream_stats(GENERATE_STREAM, WORKER_GROUP)
     assert (stats.length, stats.pending, stats.lag) == (2, 1, 1)
-    assert 0 <= await queue.oldest_waiting_age(JOBS_STREAM, WORKER_GROUP) < 60
+    assert 0 <= await queue.oldest_waiting_age(GENERATE_STREAM, WORKER_GROUP) < 60
     assert (await queue.stream_stats("no-such-stream", WORKER_GROUP)).pending == 0
     assert await queue.dead_letter_count() == 0
     assert await queue.recall("report") is None

@@ -20,7 +20,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from instruct_lab_bot.adapters.redis.keys import HASH_TAG, JOBS_STREAM, PREFIX, WORKER_GROUP
+from instruct_lab_bot.adapters.redis.keys import (
+    HASH_TAG,
+    LEGACY_JOBS_STREAM,
+    PREFIX,
+    WORKER_GROUP,
+    jobs_stream,
+)
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.redelivery import RedeliveryLedger
 from instruct_lab_bot.adapters.redis.scripts import source
@@ -41,6 +47,8 @@ from testkit.redis_topologies import (
 from tests.fixtures.bot import post_webhook
 from tests.fixtures.taxonomy import TaxonomyFactory
 from tests.fixtures.world import MAINTAINER, World, publish_pull
+
+GENERATE_STREAM = jobs_stream("generate")  # the generate pool's jobs stream
 
 REPOS = ("taxonomy", "skills", "knowledge")
 
@@ -180,16 +188,23 @@ async def run_the_other_scripts(queue: Queue) -> None:
     )
     assert (await queue.create_job(job)).status == "created"
     await queue.enqueue_job(job)
-    (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, "w1", block_ms=1000)
+    (entry,) = await queue.read(GENERATE_STREAM, WORKER_GROUP, "w1", block_ms=1000)
     assert (await queue.start_job(job.id, "w1")).ok
     assert await queue.heartbeat(entry, job.id, "w1") == "ok"
-    assert await queue.renew_claims(JOBS_STREAM, WORKER_GROUP, "w1", [entry.id]) == [entry.id]
+    assert await queue.renew_claims(GENERATE_STREAM, WORKER_GROUP, "w1", [entry.id]) == [entry.id]
     assert await queue.hand_back(entry, job, "w1")
-    (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, "w1", block_ms=1000)
+    (entry,) = await queue.read(GENERATE_STREAM, WORKER_GROUP, "w1", block_ms=1000)
     assert await queue.dead_letter(entry, job, "gave up")
     (dead,) = await queue.dead_letters()
     assert (await queue.requeue_dead(dead.id)) is not None
+    (entry,) = await queue.read(GENERATE_STREAM, WORKER_GROUP, "w1", block_ms=1000)
+    assert await queue.release_entry(entry, WORKER_GROUP, "w1")
     assert (await queue.transition(job.id, State.CANCELLED)).ok
+    # A jobs stream from before worker pools: what it holds moves (here: is dropped) in one slot.
+    await queue.redis.xgroup_create(LEGACY_JOBS_STREAM, WORKER_GROUP, id="0", mkstream=True)
+    await queue.redis.xadd(LEGACY_JOBS_STREAM, {"v": "1", "job": job.id, "traceparent": ""})
+    assert await queue.migrate_jobs(60.0) == 0
+    assert not await queue.redis.exists(LEGACY_JOBS_STREAM)
     ledger = RedeliveryLedger(queue.redis)
     owner = await ledger.lock(5.0)
     assert owner is not None
@@ -231,5 +246,5 @@ async def test_cluster_runs_the_whole_path_and_every_script_in_one_slot(
     assert len(holders) == 1  # every key in the slot of `{ilab-bot}` on one primary
     with client(cluster.nodes[0].port) as conn:
         slot = conn.execute_command("CLUSTER", "KEYSLOT", HASH_TAG)
-        assert int(slot) == int(conn.execute_command("CLUSTER", "KEYSLOT", JOBS_STREAM))
+        assert int(slot) == int(conn.execute_command("CLUSTER", "KEYSLOT", GENERATE_STREAM))
     assert sorted(loaded) == script_names()

@@ -24,9 +24,11 @@ from redis.exceptions import NoPermissionError
 from instruct_lab_bot.adapters.redis.connection import RedisTls, connect
 from instruct_lab_bot.adapters.redis.keys import (
     EVENTS_STREAM,
-    JOBS_STREAM,
+    LEGACY_JOBS_STREAM,
     PREFIX,
+    WORKER_GROUP,
     delivery_key,
+    jobs_stream,
 )
 from instruct_lab_bot.core.jobs import State
 from instruct_lab_bot.core.settings import Settings
@@ -133,6 +135,13 @@ async def test_each_role_runs_a_job_over_tls_with_its_own_user_and_nothing_more(
     world: World, secure_redis: SecureRedis
 ) -> None:
     base = world.settings
+    with secure_redis.admin() as admin:  # left from before worker pools: the dispatcher moves it
+        admin.xgroup_create(LEGACY_JOBS_STREAM, WORKER_GROUP, id="0", mkstream=True)
+        admin.hset(f"{PREFIX}job:old", mapping={"id": "old", "command": "precheck"})
+        admin.hset(f"{PREFIX}job:old", mapping={"state": "succeeded"})
+        admin.xadd(LEGACY_JOBS_STREAM, {"v": "1", "job": "old", "traceparent": ""})
+        admin.xreadgroup(WORKER_GROUP, "old-worker", {LEGACY_JOBS_STREAM: ">"})
+        admin.xadd(LEGACY_JOBS_STREAM, {"v": "1", "job": "expired", "traceparent": ""})
     dispatcher = secure_redis.settings(base, "ilab-dispatcher")
     webhook = replace(secure_redis.settings(base, "ilab-webhook"), port=free_port())
     worker_settings = secure_redis.settings(base, "ilab-worker")
@@ -151,6 +160,7 @@ async def test_each_role_runs_a_job_over_tls_with_its_own_user_and_nothing_more(
         refused = admin.acl_log()
         (job_id,) = admin.zrange(f"{PREFIX}pr:instructlab/taxonomy#7", 0, -1)
         assert admin.hget(f"{PREFIX}job:{job_id}", "state") == State.SUCCEEDED.value
+        assert not admin.exists(LEGACY_JOBS_STREAM)  # migrated by the dispatcher's user
     denied = [(r["username"], r["reason"], r["object"]) for r in refused]
     assert denied == [], "\n".join(map(str, denied))  # every role had all it used
 
@@ -161,7 +171,7 @@ async def test_each_role_runs_a_job_over_tls_with_its_own_user_and_nothing_more(
             ("CONFIG", "GET", "*"),
             ("KEYS", "*"),
             ("SCAN", "0"),
-            ("DEL", JOBS_STREAM),  # cannot delete streams
+            ("DEL", jobs_stream("generate")),  # cannot delete streams
             ("XRANGE", EVENTS_STREAM, "-", "+"),  # cannot read the webhooks' contents
             ("GET", delivery_key("x")),
             ("ZRANGE", f"{PREFIX}replies:user:someone", "0", "-1"),

@@ -24,10 +24,11 @@ from openapi_spec_validator import validate as validate_spec
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
+from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP, jobs_stream
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.cli import load_settings
 from instruct_lab_bot.core import job_overview, job_view
+from instruct_lab_bot.core.command_table import CAPABILITIES
 from instruct_lab_bot.core.job_view import ReadOptions
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.refs import RepoRef
@@ -40,6 +41,8 @@ from testkit.harness import run_bot
 from tests.fixtures.bot import WEBHOOK_SECRET, make_settings
 from tests.fixtures.redis import free_port
 from tests.fixtures.world import World
+
+GENERATE_STREAM = jobs_stream("generate")  # the generate pool's jobs stream
 
 SPEC_PATH = Path(__file__).parent.parent / "docs" / "status-api.openapi.yaml"
 SPEC_URI = "urn:instruct-lab-bot:status-api"
@@ -112,7 +115,7 @@ async def seed(queue: Queue) -> Seeded:
     async def run(job: Job, end: State | None, **fields: Any) -> None:
         assert (await queue.create_job(job)).status == "created"
         await queue.enqueue_job(job)
-        (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, worker, block_ms=100)
+        (entry,) = await queue.read(GENERATE_STREAM, WORKER_GROUP, worker, block_ms=100)
         assert entry.fields["job"] == job.id
         assert (await queue.start_job(job.id, worker)).ok
         if end is State.DEAD:
@@ -376,6 +379,8 @@ async def test_front_page_for_anonymous_viewers(seeded: Seeded, public_server: T
     assert rows("running") == [ids["running"]]
     assert set(rows("finished")) == {ids[k] for k in ("succeeded", "expired", "failed", "dead")}
     assert f'id="worker-{seeded.worker}"' in page
+    for capability in CAPABILITIES:  # a row per worker pool
+        assert f'<tr class="pool" id="pool-{capability}" data-stranded="false">' in page
     # every section says how many private jobs it left out, and nothing else about them
     assert page.count("1 job of a private repository is not shown.") == 3
     for private in ("private_queued", "private_running", "private_succeeded"):
@@ -460,6 +465,12 @@ async def test_api_for_anonymous_viewers(
     (worker,) = body["workers"]
     assert worker["name"] == seeded.worker and worker["pid"] == 4242
     assert [j["id"] for j in worker["jobs"]] == [ids["running"]] and worker["hidden_jobs"] == 1
+    assert worker["capabilities"] == list(CAPABILITIES)  # registered before pools: all
+
+    pools = "/api/v1/pools"
+    code, body = await get_json(public_server, api_spec, pools, pools)
+    assert code == 200 and [p["capability"] for p in body["pools"]] == list(CAPABILITIES)
+    assert all(p["workers"] == 1 and not p["stranded"] for p in body["pools"])
 
     pr = "/api/v1/repos/{owner}/{repo}/pulls/{pr_number}"
     code, body = await get_json(

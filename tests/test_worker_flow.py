@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from instruct_lab_bot.adapters.git import CheckoutResult
-from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
+from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP, jobs_stream
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.runner import OnLine, Outcome, RunLimits, RunResult
 from instruct_lab_bot.adapters.storage import StorageError
@@ -26,6 +26,8 @@ from instruct_lab_bot.services.worker.app import Worker
 from instruct_lab_bot.services.worker.deps import JobGitHub, JobTools, WorkerDeps
 from tests.fixtures.bot import WEBHOOK_SECRET, make_settings
 from tests.fixtures.ilab_outputs import skill_leaf, write_026
+
+GENERATE_STREAM = jobs_stream("generate")  # the generate pool's jobs stream
 
 CHECK_RUN = 77
 BAR = "Generating synthetic data: 40%|████      | 2/5 [00:02<00:03, 1.0it/s]"
@@ -187,7 +189,7 @@ class Rig:
 
     async def process_next(self) -> None:
         (entry,) = await self.queue.read(
-            JOBS_STREAM, WORKER_GROUP, self.worker.name, count=1, block_ms=100
+            GENERATE_STREAM, WORKER_GROUP, self.worker.name, count=1, block_ms=100
         )
         await self.worker.process(entry)
 
@@ -197,7 +199,7 @@ class Rig:
         return job
 
     async def pending(self) -> int:
-        summary: Any = await self.queue.redis.xpending(JOBS_STREAM, WORKER_GROUP)
+        summary: Any = await self.queue.redis.xpending(GENERATE_STREAM, WORKER_GROUP)
         return int(summary["pending"])
 
 
@@ -384,7 +386,7 @@ async def test_a_shutdown_hands_a_running_job_back(rig: Callable[..., Rig]) -> N
     assert r.github.checks.comments == []
     job = await r.stored()
     assert job.state is State.QUEUED and job.attempts == 0  # a hand-back uses no attempt
-    assert await r.queue.redis.xlen(JOBS_STREAM) == 2  # a fresh entry for the next worker
+    assert await r.queue.redis.xlen(GENERATE_STREAM) == 2  # a fresh entry for the next worker
 
 
 async def test_a_026_run_replies_with_its_facts_counts_and_the_change_since_the_last_run(

@@ -2,7 +2,7 @@
 
 Every fact about a command lives in its row: who may run it by default, which job it queues and
 on which kind of worker, what `help` says about it, which dispatcher handler acts on it and which
-gates a request must pass first. `KNOWN_COMMANDS`, `GPU_COMMANDS`, the default of
+gates a request must pass first. `KNOWN_COMMANDS`, `GPU_COMMANDS`, `CAPABILITIES`, the default of
 `ILAB_BOT_RESTRICTED_COMMANDS`, the help table and the permission matrix all derive from it.
 
 Adding a command: one row here, its handler in `services/dispatcher/commands.py` (keyed by
@@ -12,6 +12,7 @@ Adding a command: one row here, its handler in `services/dispatcher/commands.py`
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -26,10 +27,6 @@ class Handler(enum.StrEnum):
     LINKS = "links"
 
 
-#: The worker capability that spends GPU time.
-GPU = "gpu"
-
-
 @dataclass(frozen=True)
 class CommandSpec:
     """One row of the command table."""
@@ -39,7 +36,9 @@ class CommandSpec:
     handler: Handler
     restricted: bool  # restricted by default (`ILAB_BOT_RESTRICTED_COMMANDS` may change it)
     job_kind: str | None = None  # the job it queues (`Job.command`); None: it queues none
-    capability: str | None = None  # what the worker running that job must have
+    # What the worker running that job must have: a job's capability is its job kind, and
+    # each capability is a worker pool with its own jobs stream (`{ilab-bot}:jobs:<kind>`).
+    capability: str | None = None
     needs_open_pull_request: bool = False  # refused on a closed PR
     needs_labels: bool = False  # one of `ILAB_BOT_REQUIRED_LABELS` on the PR first
     needs_taxonomy_change: bool = False  # a changed `qna.yaml` that passes validation
@@ -58,7 +57,7 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
         Handler.START_JOB,
         restricted=True,
         job_kind="generate",
-        capability=GPU,
+        capability="generate",
         needs_open_pull_request=True,
         needs_labels=True,
         needs_taxonomy_change=True,
@@ -69,7 +68,7 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
         Handler.START_JOB,
         restricted=True,
         job_kind="precheck",
-        capability=GPU,
+        capability="precheck",
         needs_open_pull_request=True,
         needs_labels=True,
         needs_taxonomy_change=True,
@@ -99,8 +98,16 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
 
 COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in COMMAND_TABLE}
 KNOWN_COMMANDS: tuple[str, ...] = tuple(COMMANDS)
+#: Every worker capability (pool), in table order: a worker without `--capabilities` has all.
+CAPABILITIES: tuple[str, ...] = tuple(
+    dict.fromkeys(s.capability for s in COMMAND_TABLE if s.capability is not None)
+)
+#: The job kinds that spend GPU time (metrics count their jobs).
+GPU_JOB_KINDS = frozenset({"generate", "precheck", "train", "test", "serve"})
 #: Commands that spend GPU time (metrics count their jobs).
-GPU_COMMANDS: frozenset[str] = frozenset(s.name for s in COMMAND_TABLE if s.capability == GPU)
+GPU_COMMANDS: frozenset[str] = frozenset(
+    s.name for s in COMMAND_TABLE if s.job_kind in GPU_JOB_KINDS
+)
 #: The default of `ILAB_BOT_RESTRICTED_COMMANDS`.
 DEFAULT_RESTRICTED: tuple[str, ...] = tuple(s.name for s in COMMAND_TABLE if s.restricted)
 
@@ -108,6 +115,34 @@ DEFAULT_RESTRICTED: tuple[str, ...] = tuple(s.name for s in COMMAND_TABLE if s.r
 def lookup(name: str) -> CommandSpec | None:
     """The row of a command name as typed (case-insensitive), None for an unknown command."""
     return COMMANDS.get(name.lower())
+
+
+def capability_of(job_kind: str) -> str:
+    """The worker pool that runs jobs of this kind (its capability; the kind itself when no
+    row names one, so a job of a kind this release does not know still has one pool)."""
+    spec = spec_for_job(job_kind)
+    return spec.capability if spec is not None and spec.capability else job_kind
+
+
+def parse_capabilities(text: str) -> tuple[str, ...]:
+    """`generate,precheck` → the capabilities named, in table order; "" or "all": every one.
+    ValueError names an unknown capability."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if not names or names == ["all"]:
+        return CAPABILITIES
+    unknown = sorted(set(names) - set(CAPABILITIES))
+    if unknown:
+        raise ValueError(
+            f"unknown capability {', '.join(unknown)} (known: {', '.join(CAPABILITIES)})"
+        )
+    return tuple(c for c in CAPABILITIES if c in names)
+
+
+def worker_capabilities(registration: Mapping[str, str]) -> tuple[str, ...]:
+    """The pools a registered worker takes jobs from (a worker from before pools: all)."""
+    if "capabilities" not in registration:
+        return CAPABILITIES
+    return tuple(c for c in registration["capabilities"].split(",") if c)
 
 
 def spec_for_job(job_kind: str) -> CommandSpec | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from instruct_lab_bot.core.command_table import capability_of, worker_capabilities
 from instruct_lab_bot.core.job_view import (
     MAX_LIMIT,
     Hidden,
@@ -133,16 +134,23 @@ def build_workers(
                 jobs=tuple(refs),
                 hidden_jobs=hidden,
                 ilab_version=info.get("ilab_version", ""),
+                capabilities=worker_capabilities(info),
             )
         )
     return tuple(result)
 
 
 def queue_positions(jobs: Iterable[Job]) -> dict[str, int]:
-    """Queued job id → place in line (1 = next), in stream order: a handed-back job gets a
-    fresh stream entry, so it lines up again where its entry now is."""
+    """Queued job id → place in its pool's line (1 = next), in stream order: a handed-back
+    job gets a fresh stream entry, so it lines up again where its entry now is."""
     queued = sorted((j for j in jobs if j.state is State.QUEUED), key=_line_order)
-    return {job.id: place for place, job in enumerate(queued, 1)}
+    places: dict[str, int] = {}  # each pool (capability) has its own line
+    positions: dict[str, int] = {}
+    for job in queued:
+        pool = capability_of(job.command)
+        places[pool] = places.get(pool, 0) + 1
+        positions[job.id] = places[pool]
+    return positions
 
 
 # -- helpers --------------------------------------------------------------------------

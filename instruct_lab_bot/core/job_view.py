@@ -171,6 +171,7 @@ class WorkerView:
     jobs: tuple[JobRef, ...] = ()
     hidden_jobs: int = 0  # running jobs of private repositories, not shown to this viewer
     ilab_version: str = ""  # the `ilab` release the worker found at start-up
+    capabilities: tuple[str, ...] = ()  # the job kinds (pools) it takes
 
     @property
     def busy(self) -> int:
@@ -189,6 +190,34 @@ class WorkerView:
             "jobs": [job.to_json() for job in self.jobs],
             "hidden_jobs": self.hidden_jobs,
             "ilab_version": self.ilab_version,
+            "capabilities": list(self.capabilities),
+        }
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """One worker pool (capability = job kind): its jobs stream's backlog and live workers.
+    Counts only, so every viewer sees them (they name no repository)."""
+
+    capability: str
+    waiting: int  # on the stream, not yet taken by a worker
+    running: int  # taken by a worker, not yet finished (or a dead worker's, to reclaim)
+    oldest_wait: float  # seconds the oldest waiting job has waited (0.0: none waits)
+    workers: int  # live workers that take this pool's jobs
+
+    @property
+    def stranded(self) -> bool:
+        """Jobs wait and no live worker can run them."""
+        return self.waiting > 0 and self.workers == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "capability": self.capability,
+            "waiting": self.waiting,
+            "running": self.running,
+            "oldest_wait_seconds": round(self.oldest_wait, 3),
+            "workers": self.workers,
+            "stranded": self.stranded,
         }
 
 
@@ -217,6 +246,7 @@ class Overview:
     workers: tuple[WorkerView, ...]
     hidden: Hidden = Hidden()
     dead_letters: int = 0
+    pools: tuple[PoolView, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from instruct_lab_bot.core.command_table import DEFAULT_RESTRICTED
+from instruct_lab_bot.core.command_table import (
+    CAPABILITIES,
+    DEFAULT_RESTRICTED,
+    parse_capabilities,
+)
 from instruct_lab_bot.core.redis_target import parse_redis_url
 from instruct_lab_bot.core.reply_limits import ReplyLimits
 from instruct_lab_bot.core.sandbox import ResourceLimits, parse_count, parse_env_names, parse_size
@@ -158,6 +162,8 @@ class Settings:
     repo_config_path: str = ".github/instruct-lab-bot.yml"
     repo_pipelines: tuple[str, ...] = ("simple", "full")
     repo_max_instructions: int = 30
+    # Worker pools: the job kinds this worker takes (one jobs stream each; default all).
+    worker_capabilities: tuple[str, ...] = CAPABILITIES
 
     @property
     def recovery_bound(self) -> float:
@@ -424,4 +430,5 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("REPO_CONFIG_PATH", "repo_config_path", parse_repo_path),
     ("REPO_PIPELINES", "repo_pipelines", parse_list),
     ("REPO_MAX_INSTRUCTIONS", "repo_max_instructions", parse_positive_int),
+    ("WORKER_CAPABILITIES", "worker_capabilities", parse_capabilities),
 )

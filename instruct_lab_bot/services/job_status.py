@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
+from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP, jobs_stream
 from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.core.command_table import CAPABILITIES
 from instruct_lab_bot.core.job_overview import (
     build_job_list,
     build_overview,
@@ -21,6 +24,7 @@ from instruct_lab_bot.core.job_view import (
     JobList,
     JobView,
     Overview,
+    PoolView,
     PrStatus,
     ReadOptions,
     WorkerView,
@@ -35,7 +39,20 @@ async def overview(queue: Queue, options: ReadOptions, *, now: float | None = No
     infos = await queue.live_workers()
     jobs = await _recent_jobs(queue, options, infos)
     dead = await queue.dead_letter_count()
-    return build_overview(jobs, infos, options, now=_now(now), dead_letters=dead)
+    built = build_overview(jobs, infos, options, now=_now(now), dead_letters=dead)
+    return replace(built, pools=await pools(queue))
+
+
+async def pools(queue: Queue) -> tuple[PoolView, ...]:
+    """Each worker pool's backlog and live workers (counts only: no repository named)."""
+    live = await queue.live_capabilities()
+    found: list[PoolView] = []
+    for capability in CAPABILITIES:
+        stream = jobs_stream(capability)
+        stats = await queue.stream_stats(stream, WORKER_GROUP)
+        age = await queue.oldest_waiting_age(stream, WORKER_GROUP)
+        found.append(PoolView(capability, stats.lag, stats.pending, age, live.get(capability, 0)))
+    return tuple(found)
 
 
 async def list_jobs(

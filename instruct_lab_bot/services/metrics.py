@@ -24,11 +24,12 @@ from redis.exceptions import RedisError
 from instruct_lab_bot.adapters.redis.keys import (
     DISPATCH_GROUP,
     EVENTS_STREAM,
-    JOBS_STREAM,
     WORKER_GROUP,
+    jobs_stream,
 )
 from instruct_lab_bot.adapters.redis.queue import Queue
-from instruct_lab_bot.core.command_table import GPU_COMMANDS, KNOWN_COMMANDS
+from instruct_lab_bot.adapters.redis.stats import StreamStats
+from instruct_lab_bot.core.command_table import CAPABILITIES, GPU_COMMANDS, KNOWN_COMMANDS
 from instruct_lab_bot.core.jobs import CONCLUSIONS
 from instruct_lab_bot.core.reply_limits import ReplyReason, Silenced, is_limited
 
@@ -72,13 +73,13 @@ class QueueGauges:
         self.workers_live = Gauge(
             f"{NS}_workers_live", "Workers with a live registration", registry=registry
         )
+        self.pools = PoolGauges(registry)
         self.worker_heartbeat = Gauge(
             f"{NS}_worker_last_heartbeat_timestamp_seconds",
             "Last heartbeat of each live worker",
             ["worker"],
             registry=registry,
         )
-
         self.redis_up = Gauge(
             f"{NS}_redis_up",
             "1 if the last read of the queue gauges from Redis worked",
@@ -118,15 +119,16 @@ class QueueGauges:
             self._down = True
 
     async def refresh(self, queue: Queue) -> None:
-        for name, stream, group in (
-            ("events", EVENTS_STREAM, DISPATCH_GROUP),
-            ("jobs", JOBS_STREAM, WORKER_GROUP),
-        ):
-            stats = await queue.stream_stats(stream, group)
-            self.length.labels(name).set(stats.length)
-            self.pending.labels(name).set(stats.pending)
-            self.lag.labels(name).set(stats.lag)
-        self.oldest_age.set(await queue.oldest_waiting_age(JOBS_STREAM, WORKER_GROUP))
+        """The events stream, each pool and (`stream="jobs"`) all pools together."""
+        stats = await queue.stream_stats(EVENTS_STREAM, DISPATCH_GROUP)
+        self.length.labels("events").set(stats.length)
+        self.pending.labels("events").set(stats.pending)
+        self.lag.labels("events").set(stats.lag)
+        totals = await self.pools.refresh(queue)
+        self.length.labels("jobs").set(totals.length)
+        self.pending.labels("jobs").set(totals.pending)
+        self.lag.labels("jobs").set(totals.lag)
+        self.oldest_age.set(max(self.pools.oldest_ages.values(), default=0.0))
         self.dead_letters.set(await queue.dead_letter_count())
         workers = await queue.live_workers()
         self.workers_live.set(len(workers))
@@ -141,6 +143,67 @@ class QueueGauges:
             await self.tick(queue)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
+
+
+class PoolGauges:
+    """Per worker pool (capability): jobs waiting and running, the oldest waiting job's age,
+    and the live workers that take its jobs (alerts fire on a pool with work and none)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.waiting = Gauge(
+            f"{NS}_pool_waiting_jobs",
+            "Jobs on the pool's stream no worker has taken yet",
+            ["capability"],
+            registry=registry,
+        )
+        self.running = Gauge(
+            f"{NS}_pool_running_jobs",
+            "Jobs of the pool taken by a worker, not yet finished",
+            ["capability"],
+            registry=registry,
+        )
+        self.oldest_age = Gauge(
+            f"{NS}_pool_oldest_age_seconds",
+            "Age of the pool's oldest job not yet started",
+            ["capability"],
+            registry=registry,
+        )
+        self.workers_live = Gauge(
+            f"{NS}_pool_workers_live",
+            "Live workers that take the pool's jobs",
+            ["capability"],
+            registry=registry,
+        )
+        self.oldest_ages: dict[str, float] = {}
+
+    async def refresh(self, queue: Queue) -> StreamStats:
+        """Read every pool; the totals over all pools."""
+        live = await queue.live_capabilities()
+        length = pending = lag = 0
+        for capability in CAPABILITIES:
+            stream = jobs_stream(capability)
+            stats = await queue.stream_stats(stream, WORKER_GROUP)
+            age = await queue.oldest_waiting_age(stream, WORKER_GROUP)
+            self.waiting.labels(capability).set(stats.lag)
+            self.running.labels(capability).set(stats.pending)
+            self.oldest_age.labels(capability).set(age)
+            self.workers_live.labels(capability).set(live.get(capability, 0))
+            self.oldest_ages[capability] = age
+            length, pending, lag = length + stats.length, pending + stats.pending, lag + stats.lag
+        return StreamStats(length=length, pending=pending, lag=lag)
+
+
+def _without_worker_counter(registry: CollectorRegistry) -> Counter:
+    """Jobs the dispatcher queued for a pool no live worker serves (each also answered so)."""
+    counter = Counter(
+        f"{NS}_jobs_queued_without_worker",
+        "Jobs queued for a worker pool (capability) that had no live worker",
+        ["capability"],
+        registry=registry,
+    )
+    for capability in CAPABILITIES:
+        counter.labels(capability)
+    return counter
 
 
 class ServerMetrics:
@@ -170,6 +233,7 @@ class ServerMetrics:
         self.jobs_enqueued = Counter(
             f"{NS}_jobs_enqueued", "Jobs put on the jobs stream", ["command"], registry=r
         )
+        self.jobs_without_worker = _without_worker_counter(r)
         self.replies_silenced = Counter(
             f"{NS}_replies_silenced",
             "Replies not written: past a reply limit or the replies' write budget",

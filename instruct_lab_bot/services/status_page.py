@@ -53,6 +53,7 @@ def status_routes() -> list[web.RouteDef]:
         web.get("/api/v1/jobs", _guard(_jobs_api, api=True)),
         web.get(f"/api/v1/jobs/{{job_id:{_JOB_ID}}}", _guard(_job_api, api=True)),
         web.get("/api/v1/workers", _guard(_workers_api, api=True)),
+        web.get("/api/v1/pools", _guard(_pools_api, api=True)),
         web.get("/api/v1" + pr, _guard(_pr_api, api=True)),
     ]
 
@@ -155,6 +156,12 @@ async def _workers_api(request: web.Request, queue: Queue, options: ReadOptions)
     found = await status.workers(queue, options)
     now = iso(time.time())
     return web.json_response({"generated_at": now, "workers": [w.to_json() for w in found]})
+
+
+async def _pools_api(request: web.Request, queue: Queue, options: ReadOptions) -> web.Response:
+    found = await status.pools(queue)
+    now = iso(time.time())
+    return web.json_response({"generated_at": now, "pools": [p.to_json() for p in found]})
 
 
 async def _pr_api(request: web.Request, queue: Queue, options: ReadOptions) -> web.Response:

@@ -12,9 +12,9 @@ from typing import Any
 from instruct_lab_bot.adapters.redis.keys import (
     DISPATCH_GROUP,
     EVENTS_STREAM,
-    JOBS_STREAM,
     OUTBOX_KEY,
     WORKER_GROUP,
+    all_jobs_streams,
 )
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import Job
@@ -78,9 +78,12 @@ async def settle(gh: GitHubEmulator, queue: Queue, numbers: list[int], limit: fl
 
 
 async def _quiet(queue: Queue) -> bool:
-    """Nothing pending or undelivered in either stream, nothing in the outbox. Undelivered is
-    read from the ids (XINFO's `lag` can stay stale after a failover)."""
-    for stream, group in ((EVENTS_STREAM, DISPATCH_GROUP), (JOBS_STREAM, WORKER_GROUP)):
+    """Nothing pending or undelivered in the events stream or any pool's jobs stream, nothing
+    in the outbox. Undelivered is read from the ids (XINFO's `lag` can stay stale after a
+    failover)."""
+    streams = [(EVENTS_STREAM, DISPATCH_GROUP)]
+    streams += [(stream, WORKER_GROUP) for stream in all_jobs_streams()]
+    for stream, group in streams:
         stats = await queue.stream_stats(stream, group)
         if stats.pending or await _undelivered(queue, stream, group):
             return False

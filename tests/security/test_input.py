@@ -29,10 +29,10 @@ from instruct_lab_bot.adapters.redis.keys import (
     DEAD_STREAM,
     DEAD_STREAM_MAX_AGE,
     EVENTS_STREAM,
-    JOBS_STREAM,
     STREAM_MAX_AGE,
     WORKER_GROUP,
     job_key,
+    jobs_stream,
 )
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import min_id
@@ -53,6 +53,8 @@ from testkit.payloads import pr_comment
 from tests.fixtures.bot import BOT_NAME, MENTION, make_settings, post_webhook
 from tests.fixtures.github import REPO_ROOT, WebhookExample
 from tests.test_queue import make_job
+
+GENERATE_STREAM = jobs_stream("generate")  # the generate pool's jobs stream
 
 HOOK = "/api/github/hook"
 USERNAME = BOT_NAME
@@ -396,7 +398,7 @@ async def test_job_record_fields_are_bounded(redis_url: str) -> None:
     assert 0 < len(kept) <= MAX_JOB_FILES and set(kept) <= set(files)  # whole paths only
     await queue.update_job(job.id, stage=MEGABYTE, error=MEGABYTE)
     await queue.enqueue_job(job)
-    (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, "w1", block_ms=100)
+    (entry,) = await queue.read(GENERATE_STREAM, WORKER_GROUP, "w1", block_ms=100)
     await queue.start_job(job.id, "w1")
     await queue.transition(job.id, State.RUNNING, stage=MEGABYTE)
     assert await queue.finish_job(entry, job, "w1", State.FAILED, error=MEGABYTE)
@@ -404,7 +406,7 @@ async def test_job_record_fields_are_bounded(redis_url: str) -> None:
     dead = make_job("j2")
     await queue.create_job(dead)
     await queue.enqueue_job(dead)
-    (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, "w1", block_ms=100)
+    (entry,) = await queue.read(GENERATE_STREAM, WORKER_GROUP, "w1", block_ms=100)
     assert await queue.dead_letter(entry, dead, MEGABYTE)
     assert await _largest_value(queue, job_key(dead.id)) <= FIELD_LIMITS["error"]
     ((_id, fields),) = await queue.redis.xrange(DEAD_STREAM)
@@ -418,16 +420,16 @@ async def test_old_stream_entries_are_trimmed_by_age(redis_url: str) -> None:
     queue = Queue.from_url(redis_url)
     await queue.ensure_groups()
     old = [f"{n}-0" for n in range(1, 301)]  # 1970: older than any bound
-    for stream in (EVENTS_STREAM, JOBS_STREAM, DEAD_STREAM):
+    for stream in (EVENTS_STREAM, GENERATE_STREAM, DEAD_STREAM):
         for entry_id in old:
             await queue.redis.xadd(stream, {"v": "1", "old": "1"}, id=entry_id)
     assert await queue.add_event("d-new", {"type": "commands", "intent": "{}"})
     job = make_job()
     await queue.create_job(job)
     await queue.enqueue_job(job)
-    (entry,) = await queue.read(JOBS_STREAM, WORKER_GROUP, "w1", count=1000, block_ms=100)
+    (entry,) = await queue.read(GENERATE_STREAM, WORKER_GROUP, "w1", count=1000, block_ms=100)
     assert await queue.dead_letter(entry, job, "gave up")
-    for stream in (EVENTS_STREAM, JOBS_STREAM, DEAD_STREAM):
+    for stream in (EVENTS_STREAM, GENERATE_STREAM, DEAD_STREAM):
         remaining = await queue.redis.xrange(stream)
         assert remaining and not any("old" in fields for _id, fields in remaining), stream
     recent = min_id(STREAM_MAX_AGE)

@@ -11,12 +11,12 @@ from instruct_lab_bot.adapters.redis.jobs import queue_entry, read_job
 from instruct_lab_bot.adapters.redis.keys import (
     DEAD_STREAM,
     DEAD_STREAM_MAX_AGE,
-    JOBS_STREAM,
     STREAM_MAX_AGE,
     STREAM_MAXLEN,
     WORKER_GROUP,
     active_key,
     job_key,
+    job_stream,
     result_claim_key,
 )
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, min_id
@@ -49,7 +49,7 @@ class DeadLetters(RedisPart):
         return int(await self.redis.xlen(DEAD_STREAM))
 
     async def requeue_dead(self, entry_id: str) -> Job | None:
-        """Admin action: give a dead job a fresh set of attempts."""
+        """Admin action: give a dead job a fresh set of attempts, on its pool's stream."""
         reply: Any = await self.redis.xrange(DEAD_STREAM, entry_id, entry_id)
         if not reply:
             return None
@@ -65,7 +65,7 @@ class DeadLetters(RedisPart):
             requeued=job.requeued + 1,
         )
         await self._script("requeue_dead")(
-            keys=[job_key(job.id), JOBS_STREAM, DEAD_STREAM, result_claim_key(job.id)],
+            keys=[job_key(job.id), job_stream(job), DEAD_STREAM, result_claim_key(job.id)],
             args=[
                 entry_id,
                 STREAM_MAXLEN,

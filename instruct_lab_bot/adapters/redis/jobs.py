@@ -13,13 +13,13 @@ from instruct_lab_bot.adapters.redis.base import RedisPart, flat
 from instruct_lab_bot.adapters.redis.keys import (
     ACTIVE_TTL,
     ALL_JOBS_KEY,
-    JOBS_STREAM,
     SCHEMA_VERSION,
     STREAM_MAX_AGE,
     STREAM_MAXLEN,
     WORKER_GROUP,
     active_key,
     job_key,
+    job_stream,
     pr_jobs_key,
     result_claim_key,
 )
@@ -109,8 +109,9 @@ class JobStore(RedisPart):
         await cast(Any, self.redis).hset(job_key(job_id), mapping=bounded_fields(fields))
 
     async def enqueue_job(self, job: Job) -> str:
+        """Queue a job on its pool's stream (`job_stream`: its capability's)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            append_trimmed(pipe, JOBS_STREAM, queue_entry(job), STREAM_MAX_AGE)
+            append_trimmed(pipe, job_stream(job), queue_entry(job), STREAM_MAX_AGE)
             entry_id, _trimmed = await pipe.execute()
         return cast(str, entry_id)
 

@@ -6,6 +6,7 @@ a rolling upgrade has old and new processes share them. Change one only with a m
 
 from __future__ import annotations
 
+from instruct_lab_bot.core.command_table import CAPABILITIES, capability_of
 from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 
@@ -20,7 +21,10 @@ LEGACY_PREFIX = "ilab-bot:"  # before the hash tag (migrated at start by `migrat
 
 # -- streams and their consumer groups ------------------------------------------------
 EVENTS_STREAM = PREFIX + "events"  # verified webhook intents: server → dispatchers
-JOBS_STREAM = PREFIX + "jobs"  # queued jobs: dispatchers → workers
+# Queued jobs, dispatchers → workers: one stream per capability (worker pool), each with its
+# own `workers` group, so a long train never holds up a generate (`jobs_stream`).
+JOBS_STREAM_PREFIX = PREFIX + "jobs:"
+LEGACY_JOBS_STREAM = PREFIX + "jobs"  # the one stream before pools (`migrate_jobs_stream`)
 DEAD_STREAM = PREFIX + "dead"  # jobs that used up their attempts
 DISPATCH_GROUP = "dispatchers"
 WORKER_GROUP = "workers"
@@ -46,6 +50,21 @@ RECONCILER_LOCK = PREFIX + "reconciler:lock"
 LINK_KEY = PREFIX + "link-signing-key"  # hex; generated once, shared by every process, no TTL
 OUTBOX_KEY = PREFIX + "outbox"  # zset: job id → when its final result is next due (ms)
 OUTBOX_ENTRY_PREFIX = PREFIX + "outbox:"
+
+
+def jobs_stream(capability: str) -> str:
+    """The jobs stream of one worker pool, e.g. `{ilab-bot}:jobs:generate`."""
+    return JOBS_STREAM_PREFIX + capability
+
+
+def job_stream(job: Job) -> str:
+    """The jobs stream a job is queued on: its capability's (its kind's) pool."""
+    return jobs_stream(capability_of(job.command))
+
+
+def all_jobs_streams() -> list[str]:
+    """Every pool's jobs stream, in the command table's order."""
+    return [jobs_stream(capability) for capability in CAPABILITIES]
 
 
 def job_key(job_id: str) -> str:

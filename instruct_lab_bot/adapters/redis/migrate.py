@@ -1,5 +1,7 @@
-"""Key-name migration: the keys from before the hash tag (`ilab-bot:…`) renamed to
-`{ilab-bot}:…`, once, by the first process that starts after the upgrade.
+"""Key migrations, run at start: the keys from before the hash tag (`ilab-bot:…`) renamed to
+`{ilab-bot}:…`, once, by the first process that starts after the upgrade; and the entries of
+the one jobs stream from before worker pools (`{ilab-bot}:jobs`) moved to their pools' streams
+(`{ilab-bot}:jobs:<capability>`) by the dispatchers (`migrate_jobs_stream`).
 
 Safe to run at every start: it costs one EXISTS when there is nothing to move. Only one
 server holds legacy keys (a Cluster deployment starts with the tag), and RENAMENX never
@@ -10,14 +12,23 @@ with an administrator's Redis user) and go on.
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import NoPermissionError, ResponseError
 
 from instruct_lab_bot.adapters.redis.connection import is_cluster
-from instruct_lab_bot.adapters.redis.keys import LEGACY_PREFIX, PREFIX
+from instruct_lab_bot.adapters.redis.keys import (
+    LEGACY_JOBS_STREAM,
+    LEGACY_PREFIX,
+    PREFIX,
+    job_key,
+    jobs_stream,
+)
+from instruct_lab_bot.adapters.redis.scripts import script
+from instruct_lab_bot.core.command_table import CAPABILITIES, capability_of
 
 log = structlog.get_logger(__name__)
 _FIX = "start one bot process once with a Redis user allowed SCAN and RENAMENX on all keys"
@@ -47,3 +58,45 @@ async def migrate_prefix(client: aioredis.Redis) -> int:
         if "no such key" not in str(exc).lower():
             raise
         return await migrate_prefix(client)
+
+
+async def migrate_jobs_stream(client: aioredis.Redis, group: str, maxlen: int, lease: float) -> int:
+    """Move what waits in the one jobs stream from before worker pools to the pools' streams
+    (`migrate_job_entry.lua`); how many jobs were queued there. Cheap when there is nothing
+    (one EXISTS), so dispatchers run it at start and then every lease: a job an old worker
+    still runs stays until that worker ends it, hands it back or loses its lease (`lease`
+    seconds without a heartbeat). Safe with several processes at once: each entry moves in
+    one script, which finds it gone if another process moved it first."""
+    try:
+        if not await client.exists(LEGACY_JOBS_STREAM):
+            return 0
+        groups: Any = await client.xinfo_groups(LEGACY_JOBS_STREAM)
+        has_group = any(g.get("name") == group for g in groups)
+        outcomes: list[str] = []
+        after = "-"
+        while True:
+            batch: Any = await client.xrange(LEGACY_JOBS_STREAM, min=after, count=100)
+            for entry_id, fields in batch:
+                args = [group, str(entry_id), maxlen, repr(time.time()), lease, int(has_group)]
+                outcomes.append(await _move_entry(client, args, fields))
+            if len(batch) < 100:
+                break
+            after = "(" + str(batch[-1][0])
+    except NoPermissionError:
+        log.error("redis.legacy_jobs_not_migrated", fix="start a dispatcher of this release")
+        return 0
+    moved = outcomes.count("moved")
+    log.warning("redis.jobs_stream_migrated", moved=moved, held=outcomes.count("held"))
+    return moved
+
+
+async def _move_entry(client: aioredis.Redis, args: list[Any], fields: dict[str, str]) -> str:
+    job_id = str(fields.get("job", ""))
+    stored: Any = await cast(Any, client).hget(job_key(job_id), "command")
+    capability = capability_of(str(stored or ""))
+    if stored and capability not in CAPABILITIES:  # a kind this release has no pool for
+        log.warning("redis.legacy_job_kept", job_id=job_id, command=str(stored))
+        return "kept"
+    target = jobs_stream(capability or "none")  # no job: the script drops its entry
+    keys = [LEGACY_JOBS_STREAM, target, job_key(job_id)]
+    return str(await script(client, "migrate_job_entry")(keys=keys, args=args))

@@ -17,21 +17,23 @@ from typing import Any, cast
 
 from redis.exceptions import ResponseError
 
-from instruct_lab_bot.adapters.redis.base import RedisPart
+from instruct_lab_bot.adapters.redis.base import RedisPart, flat
 from instruct_lab_bot.adapters.redis.keys import (
     DELIVERY_TTL,
     DISPATCH_GROUP,
     EVENTS_STREAM,
-    JOBS_STREAM,
     SCHEMA_VERSION,
     STREAM_MAX_AGE,
     STREAM_MAXLEN,
     WORKER_GROUP,
     comment_key,
     delivery_key,
+    job_key,
+    jobs_stream,
 )
-from instruct_lab_bot.adapters.redis.migrate import migrate_prefix
+from instruct_lab_bot.adapters.redis.migrate import migrate_jobs_stream, migrate_prefix
 from instruct_lab_bot.adapters.redis.scripts import source
+from instruct_lab_bot.core.command_table import CAPABILITIES
 from instruct_lab_bot.core.refs import RepoRef
 
 _Batch = list[tuple[list[Any], asyncio.Future[Any]]]
@@ -68,19 +70,30 @@ class EventStream(RedisPart):
     # per instance, set to None by `Queue.__init__`.
     _event_batch: _Batch | None
 
-    async def ensure_groups(self, *, events: bool = True, jobs: bool = True) -> None:
-        """The consumer groups a process reads from or feeds (a worker: only `jobs`, so its
-        Redis user needs no write access to the events stream), and, once after an upgrade,
-        the legacy keys renamed."""
+    async def ensure_groups(
+        self,
+        *,
+        events: bool = True,
+        jobs: bool = True,
+        capabilities: Sequence[str] = CAPABILITIES,
+    ) -> None:
+        """The consumer groups a process reads from or feeds (a worker: only its pools' jobs
+        streams, so its Redis user needs no write access to the events stream), and, once
+        after an upgrade, the legacy keys renamed."""
         await migrate_prefix(self.redis)
         wanted = [(EVENTS_STREAM, DISPATCH_GROUP)] if events else []
-        wanted += [(JOBS_STREAM, WORKER_GROUP)] if jobs else []
+        wanted += [(jobs_stream(c), WORKER_GROUP) for c in capabilities] if jobs else []
         for stream, group in wanted:
             try:
                 await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+
+    async def migrate_jobs(self, lease: float) -> int:
+        """Move what waits in the jobs stream from before worker pools to the pools' streams
+        (dispatchers: at start and every lease); how many jobs moved."""
+        return await migrate_jobs_stream(self.redis, WORKER_GROUP, STREAM_MAXLEN, lease)
 
     async def add_event(
         self,
@@ -145,15 +158,24 @@ class EventStream(RedisPart):
                 waiting.set_result(result)
 
     async def read(
-        self, stream: str, group: str, consumer: str, *, count: int = 1, block_ms: int = 5000
+        self,
+        stream: str | Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        count: int = 1,
+        block_ms: int | None = 5000,
     ) -> list[StreamEntry]:
-        """New entries for this consumer; blocks up to `block_ms` (never busy-polls)."""
+        """New entries for this consumer from one stream or several (one XREADGROUP; `count`
+        is per stream, so several streams may give one each: `read_one` takes just one);
+        blocks up to `block_ms` (never busy-polls; None: answers at once)."""
+        streams = [stream] if isinstance(stream, str) else list(stream)
         reply: Any = await self.redis.xreadgroup(
-            group, consumer, {stream: ">"}, count=count, block=block_ms
+            group, consumer, dict.fromkeys(streams, ">"), count=count, block=block_ms
         )
         return [
-            StreamEntry(stream, entry_id, dict(values))
-            for _name, entries in reply or ()
+            StreamEntry(str(name), entry_id, dict(values))
+            for name, entries in reply or ()
             for entry_id, values in entries
         ]
 
@@ -188,3 +210,28 @@ class EventStream(RedisPart):
             keys=[stream], args=[group, consumer, *entry_ids]
         )
         return [str(entry_id) for entry_id in renewed]
+
+    async def read_one(
+        self, streams: Sequence[str], group: str, consumer: str, *, block_ms: int = 1000
+    ) -> StreamEntry | None:
+        """At most one new entry from any of `streams` (a worker's pools), the first listed
+        that has one: each is asked in turn without blocking, then one XREADGROUP blocks on
+        all of them. Should that return entries of several streams at once, the others are
+        put back at their stream's end for any worker (`release_entry`)."""
+        for stream in streams if len(streams) > 1 else ():  # one stream: just block on it
+            found = await self.read(stream, group, consumer, count=1, block_ms=None)
+            if found:
+                return found[0]
+        found = await self.read(streams, group, consumer, count=1, block_ms=block_ms)
+        for extra in found[1:]:
+            await self.release_entry(extra, group, consumer)
+        return found[0] if found else None
+
+    async def release_entry(self, entry: StreamEntry, group: str, consumer: str) -> str | None:
+        """Put an entry `consumer` read but will not run back at its stream's end, for any
+        consumer; its new id (None if it was not pending for `consumer` any more)."""
+        moved = await self._script("release_entry")(
+            keys=[entry.stream, job_key(entry.fields.get("job", ""))],
+            args=[group, entry.id, consumer, STREAM_MAXLEN, *flat(entry.fields)],
+        )
+        return str(moved) if moved else None

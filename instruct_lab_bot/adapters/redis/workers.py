@@ -8,6 +8,7 @@ from typing import Any
 
 from instruct_lab_bot.adapters.redis.base import RedisPart
 from instruct_lab_bot.adapters.redis.keys import WORKERS_KEY, worker_key
+from instruct_lab_bot.core.command_table import CAPABILITIES, worker_capabilities
 
 
 class WorkerRegistry(RedisPart):
@@ -36,3 +37,11 @@ class WorkerRegistry(RedisPart):
                 pipe.hgetall(worker_key(name))
             found: Any = await pipe.execute()
         return [dict(info) for info in found if info]
+
+    async def live_capabilities(self) -> dict[str, int]:
+        """How many live workers each capability (pool) has; 0 for a pool nobody serves."""
+        counts = dict.fromkeys(CAPABILITIES, 0)
+        for info in await self.live_workers():
+            for capability in worker_capabilities(info):
+                counts[capability] = counts.get(capability, 0) + 1
+        return counts

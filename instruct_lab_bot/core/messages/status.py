@@ -30,6 +30,7 @@ STATUS_SECTIONS: dict[str, str] = {
     "running": "Running",
     "finished": "Recently finished",
     "workers": "Workers",
+    "pools": "Worker pools",
     "builds": "Available builds",
     "jobs": "All jobs",
 }

@@ -13,8 +13,9 @@ from typing import Any
 from urllib.parse import quote
 
 from instruct_lab_bot.core import messages
-from instruct_lab_bot.core.job_view import JobView, Overview, PrStatus, WorkerView, iso
+from instruct_lab_bot.core.job_view import JobView, Overview, PoolView, PrStatus, WorkerView, iso
 from instruct_lab_bot.core.jobs import State
+from instruct_lab_bot.core.messages.pools import no_worker
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 
 REFRESH_SECONDS = 10
@@ -68,6 +69,7 @@ def page(title: str, body: str, *, root: str, refresh: bool = True) -> str:
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>{body}"
         f'<footer>JSON: <a href="{root}api/v1/jobs">/api/v1/jobs</a> · '
         f'<a href="{root}api/v1/workers">/api/v1/workers</a> · '
+        f'<a href="{root}api/v1/pools">/api/v1/pools</a> · '
         "described in docs/status-api.openapi.yaml</footer></body></html>"
     )
 
@@ -99,6 +101,7 @@ def render_overview(ov: Overview) -> str:
         _section("queued", ov.queued, ov.hidden.queued, _QUEUE_COLUMNS, root, now),
         _section("running", ov.running, ov.hidden.running, _RUNNING_COLUMNS, root, now),
         _section("finished", ov.finished, ov.hidden.finished, _FINISHED_COLUMNS, root, now),
+        _pools_section(ov.pools),
         _workers_section(ov.workers, root, now),
     ]
     return page(messages.STATUS_TITLE, header + "<main>" + "".join(sections) + "</main>", root=root)
@@ -149,6 +152,32 @@ def _section(
     return f"{heading}{_table(head, rows)}{note}</section>"
 
 
+def _pools_section(pools: Sequence[PoolView]) -> str:
+    """A row per worker pool (capability): waiting, running, oldest wait, live workers."""
+    heading = f'<section id="pools"><h2>{escape(messages.STATUS_SECTIONS["pools"])}</h2>'
+    labels = ("Pool", "Waiting", "Running", "Oldest wait", "Live workers")
+    head = "".join(f"<th>{label}</th>" for label in labels)
+    rows = []
+    for pool in pools:
+        workers = str(pool.workers)
+        if pool.stranded:
+            workers += f' <span class="s-queued">{escape(no_worker(pool.capability))}</span>'
+        cells = (
+            f"<code>{escape(pool.capability)}</code>",
+            str(pool.waiting),
+            str(pool.running),
+            escape(messages.format_duration(pool.oldest_wait)) if pool.waiting else "",
+            workers,
+        )
+        rows.append(
+            f'<tr class="pool" id="pool-{escape(pool.capability)}"'
+            f' data-stranded="{str(pool.stranded).lower()}">'
+            + "".join(_td(label, cell) for label, cell in zip(labels, cells, strict=True))
+            + "</tr>"
+        )
+    return f"{heading}{_table(head, ''.join(rows))}</section>"
+
+
 def _workers_section(workers: Sequence[WorkerView], root: str, now: float) -> str:
     heading = (
         f'<section id="workers"><h2>{escape(messages.STATUS_SECTIONS["workers"])} '
@@ -167,6 +196,7 @@ def _workers_section(workers: Sequence[WorkerView], root: str, now: float) -> st
         "ilab",
         "Running",
         "Slots",
+        "Pools",
         "Heartbeat",
         "Up since",
     )
@@ -181,6 +211,7 @@ def _workers_section(workers: Sequence[WorkerView], root: str, now: float) -> st
             escape(worker.ilab_version),
             _worker_jobs(worker, root),
             f"{worker.busy}/{escape(_text(worker.concurrency))}",
+            escape(", ".join(worker.capabilities)),
             _ago(worker.heartbeat_at, now),
             _ago(worker.started_at, now),
         )

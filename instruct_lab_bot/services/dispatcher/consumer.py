@@ -8,6 +8,7 @@ run, one job, one reply, however often it is processed.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 from redis.exceptions import RedisError
@@ -93,11 +94,15 @@ class Dispatcher:
     async def _consume(self, stop: asyncio.Event, inflight: InFlight) -> None:
         backoff = 0.5
         groups_ready = False
+        next_migration = 0.0
         while not stop.is_set():
             try:
                 if not groups_ready:  # at start, and again after Redis came back
                     await self.queue.ensure_groups()
                     groups_ready = True
+                if time.monotonic() >= next_migration:  # jobs queued before worker pools
+                    next_migration = time.monotonic() + self.settings.lease_timeout
+                    await self.queue.migrate_jobs(self.settings.lease_timeout)
                 await inflight.wait_for_slot()
                 for entry in await self._next_entries(inflight):
                     inflight.start(entry)

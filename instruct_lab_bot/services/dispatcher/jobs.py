@@ -12,7 +12,7 @@ import structlog
 
 from instruct_lab_bot.adapters.github import Installation
 from instruct_lab_bot.adapters.tracing import current_traceparent
-from instruct_lab_bot.core.command_table import CommandSpec, spec_for_job
+from instruct_lab_bot.core.command_table import CommandSpec, capability_of, spec_for_job
 from instruct_lab_bot.core.dispatch_rules import (
     Refusal,
     refusal_before_files,
@@ -32,6 +32,7 @@ from instruct_lab_bot.core.messages.commands import (
 )
 from instruct_lab_bot.core.messages.format import check_name
 from instruct_lab_bot.core.messages.generate import check_run_queued
+from instruct_lab_bot.core.messages.pools import no_worker_check_run, no_worker_reply
 from instruct_lab_bot.core.reply_limits import ReplyReason
 from instruct_lab_bot.core.repo_config import generate_args, required_labels
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
@@ -62,7 +63,7 @@ class JobStarter:
             job = await self._create(request, kind, origin or JobOrigin())
             if job is None:
                 return None
-        await self._queue(request.gh, job)
+        await self._queue(request, job)
         return job
 
     async def retry(self, request: Request, source: Job | None = None) -> None:
@@ -144,11 +145,23 @@ class JobStarter:
             return await self.queue.get_job(job.id) or job
         return job
 
-    async def _queue(self, gh: Installation, job: Job) -> None:
+    async def _queue(self, request: Request, job: Job) -> None:
+        """Give the job its check run, then queue it on its pool's stream; a pool without a
+        live worker is named in the check run and in a reply (the job still waits there)."""
+        capability = capability_of(job.command)
+        idle = not job.stream_id and not (await self.queue.live_capabilities()).get(capability)
         if not job.check_run_id:
-            check_run_id = await self._find_or_create_check_run(gh, job)
+            check_run_id = await self._find_or_create_check_run(
+                request.gh, job, capability if idle else ""
+            )
             await self.queue.update_job(job.id, check_run_id=check_run_id)
             job = job.evolve(check_run_id=check_run_id)
+        if idle:
+            log.warning("job.no_worker", job_id=job.id, capability=capability)
+            self.deps.metrics.jobs_without_worker.labels(capability).inc()
+            url = check_run_url(self.deps.settings.github_git_url, job)
+            text = no_worker_reply(job, capability, url)
+            await request.reply.once(request.marker, text, ReplyReason.NO_WORKER)
         if not job.stream_id:
             stream_id = await self.queue.enqueue_job(job)
             await self.queue.update_job(job.id, stream_id=stream_id)
@@ -162,15 +175,21 @@ class JobStarter:
             )
             self.deps.metrics.jobs_enqueued.labels(job.command).inc()
 
-    async def _find_or_create_check_run(self, gh: Installation, job: Job) -> int:
+    async def _find_or_create_check_run(
+        self, gh: Installation, job: Job, no_worker_for: str = ""
+    ) -> int:
         """A dispatcher that died between creating the check run and recording it must not
-        leave a second one: look for ours (external_id = job id) before creating."""
+        leave a second one: look for ours (external_id = job id) before creating.
+        `no_worker_for`: the capability no live worker has (the check run says so)."""
         existing = await gh.find_check_run(
             job.repo_ref, job.head_sha, check_name(job.command), job.id
         )
         if existing:
             return existing
-        return await gh.create_check_run(job.repo_ref, check_run_queued(job))
+        payload = check_run_queued(job)
+        if no_worker_for:
+            payload = no_worker_check_run(payload, no_worker_for)
+        return await gh.create_check_run(job.repo_ref, payload)
 
 
 def _refusal_text(

@@ -1,6 +1,7 @@
-"""The worker's consume loop: a slot per concurrent job, entries read from the `jobs` stream
-(or reclaimed from a worker that stopped heartbeating), the worker's registration kept alive,
-and on stop a drain that lets running jobs finish within the grace, then hands them back.
+"""The worker's consume loop: a slot per concurrent job, entries read from the jobs streams of
+the worker's pools (its capabilities; or reclaimed there from a worker that stopped
+heartbeating), the worker's registration kept alive, and on stop a drain that lets running
+jobs finish within the grace, then hands them back.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from instruct_lab_bot import __version__
-from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
+from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP, jobs_stream
 from instruct_lab_bot.adapters.redis.streams import StreamEntry
 from instruct_lab_bot.services.worker import redis_calls
 from instruct_lab_bot.services.worker.deps import WorkerDeps
@@ -42,10 +43,27 @@ class Consumer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._groups_ready = False
         self._next_reclaim = 0.0
+        self._turn = 0  # which pool's stream is asked first (each in turn: none starves)
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """The job kinds (pools) this worker takes."""
+        return self.deps.settings.worker_capabilities
+
+    def _streams(self) -> list[str]:
+        """This worker's pools' streams, starting one further along at each call."""
+        streams = [jobs_stream(c) for c in self.capabilities]
+        self._turn = (self._turn + 1) % len(streams)
+        return streams[self._turn :] + streams[: self._turn]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take entries until `stop` is set, then drain (see `_drain`)."""
-        log.info("worker.started", worker=self.name, concurrency=self.concurrency)
+        log.info(
+            "worker.started",
+            worker=self.name,
+            concurrency=self.concurrency,
+            capabilities=",".join(self.capabilities),
+        )
         background = [
             asyncio.create_task(self._announce(stop)),
             asyncio.create_task(self.deps.metrics.queue.run(self.deps.queue, stop)),
@@ -83,16 +101,18 @@ class Consumer:
             return [], False
         queue, settings = self.deps.queue, self.deps.settings
         if not self._groups_ready:  # at start, and again after Redis came back
-            await queue.ensure_groups(events=False)
+            await queue.ensure_groups(events=False, capabilities=self.capabilities)
             self._groups_ready = True
+        streams = self._streams()
         if time.monotonic() >= self._next_reclaim:
             self._next_reclaim = time.monotonic() + settings.heartbeat_interval
             lease_ms = int(settings.lease_timeout * 1000)
-            stale = await queue.claim_stale(JOBS_STREAM, WORKER_GROUP, self.name, lease_ms, count=1)
-            if stale:
-                return stale, True
-        fresh = await queue.read(JOBS_STREAM, WORKER_GROUP, self.name, count=1, block_ms=1000)
-        return fresh, False
+            for stream in streams:
+                stale = await queue.claim_stale(stream, WORKER_GROUP, self.name, lease_ms, count=1)
+                if stale:
+                    return stale, True
+        fresh = await queue.read_one(streams, WORKER_GROUP, self.name, block_ms=1000)
+        return ([fresh] if fresh else []), False
 
     async def _announce(self, stop: asyncio.Event) -> None:
         """Keep this worker's registration (status page, `workers_live`) alive while it runs."""
@@ -104,6 +124,7 @@ class Consumer:
             "version": __version__,
             "ilab_version": str(self.deps.ilab.version),
             "concurrency": str(self.concurrency),
+            "capabilities": ",".join(self.capabilities),
             "started_at": repr(time.time()),
         }
         while not stop.is_set():
