@@ -95,6 +95,7 @@ async def test_kill_9_mid_job_recovers_on_another_worker_once(
     monkeypatch.setenv("ILAB_STANDIN_DURATION", "4")
     async with run_bot(settings, workers=0) as bot:
         first = worker_processes(settings)
+        await first.registered(settings.redis_url)
         assert (await world.comment(bot))[0] == 202
         await until(lambda: len(world.record.entries()) == 1, what="ilab started")
         second = worker_processes(settings)
@@ -123,6 +124,7 @@ async def test_sigterm_hands_the_job_back_at_once(
     monkeypatch.setenv("ILAB_STANDIN_DURATION", "4")
     async with run_bot(settings, workers=0) as bot:
         first = worker_processes(settings)
+        await first.registered(settings.redis_url)
         assert (await world.comment(bot))[0] == 202
         await until(lambda: len(world.record.entries()) == 1, what="ilab started")
         second = worker_processes(settings)
