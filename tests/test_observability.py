@@ -206,6 +206,7 @@ async def test_metrics_move_after_a_real_job(
     monkeypatch.setenv("ILAB_STANDIN_DURATION", "0.5")
     worker = worker_processes(world.settings, metrics_port=free_port())
     await wait_until_serving(worker)
+    await worker.registered(world.settings.redis_url)
     async with run_bot(world.settings, workers=0) as bot:
         job_id = await run_job(world, bot, worker)
         await refresh_queue_gauges(bot)
@@ -541,6 +542,7 @@ async def test_trace_continues_in_a_worker_process(
         OTEL_BSP_SCHEDULE_DELAY="100",
     )
     await wait_until_serving(worker)
+    await worker.registered(world.settings.redis_url)
     async with run_bot(world.settings, workers=0, tracing=True) as bot:
         job_id = await run_job(world, bot, worker)
 

@@ -27,6 +27,7 @@ from instruct_lab_bot.core.command_table import CAPABILITIES
 from instruct_lab_bot.core.job_view import Overview, PoolView
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.pages.status_html import render_overview
+from instruct_lab_bot.core.settings import SettingsError, parse_settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
 from instruct_lab_bot.services.worker.consumer import Consumer
 from instruct_lab_bot.services.worker.deps import WorkerDeps
@@ -283,3 +284,15 @@ def test_the_status_page_shows_each_pool_and_a_stranded_one() -> None:
     stranded = page[page.index('id="pool-precheck" data-stranded="true"') :]
     assert "queued; no worker can run `precheck` right now" in stranded[: stranded.index("</tr>")]
     assert pools[1].to_json()["stranded"] is True
+
+
+def test_the_capabilities_setting() -> None:
+    def parse(value: str) -> tuple[str, ...]:
+        env = {"ILAB_BOT_WORKER_CAPABILITIES": value}
+        return parse_settings(env, require_github=False, require_secret=False).worker_capabilities
+
+    default = parse_settings({}, require_github=False, require_secret=False)
+    assert parse("") == CAPABILITIES == default.worker_capabilities
+    assert parse("precheck") == ("precheck",)
+    with pytest.raises(SettingsError, match=r"WORKER_CAPABILITIES.*unknown capability gpu"):
+        parse("gpu")

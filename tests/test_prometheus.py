@@ -161,6 +161,7 @@ async def test_every_dashboard_and_alert_query_against_a_real_prometheus(
     monkeypatch.setenv("ILAB_STANDIN_DURATION", "0.5")
     worker = worker_processes(world.settings, metrics_port=free_port())
     await wait_until_serving(worker)
+    await worker.registered(world.settings.redis_url)
     async with run_bot(world.settings, workers=0) as bot:
         prom = await prometheus(
             {

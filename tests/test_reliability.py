@@ -30,6 +30,7 @@ from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.webhooks import sign
+from instruct_lab_bot.services.app_keys import QUEUE
 from testkit.harness import run_bot
 from testkit.redis_server import RedisServer
 from tests.fixtures.bot import MENTION, WEBHOOK_SECRET, WorkerProcess, post_webhook, settings_env
@@ -95,6 +96,7 @@ async def test_kill_9_mid_job_recovers_on_another_worker_once(
     monkeypatch.setenv("ILAB_STANDIN_DURATION", "4")
     async with run_bot(settings, workers=0) as bot:
         first = worker_processes(settings)
+        await first.registered(settings.redis_url)
         assert (await world.comment(bot))[0] == 202
         await until(lambda: len(world.record.entries()) == 1, what="ilab started")
         second = worker_processes(settings)
@@ -123,6 +125,7 @@ async def test_sigterm_hands_the_job_back_at_once(
     monkeypatch.setenv("ILAB_STANDIN_DURATION", "4")
     async with run_bot(settings, workers=0) as bot:
         first = worker_processes(settings)
+        await first.registered(settings.redis_url)
         assert (await world.comment(bot))[0] == 202
         await until(lambda: len(world.record.entries()) == 1, what="ilab started")
         second = worker_processes(settings)
@@ -343,6 +346,10 @@ async def test_burst_of_webhooks_enqueues_each_command_once(
     plan.write_text("".join(json.dumps(r) + "\n" for r in random_order))
 
     async with run_bot(world.settings, workers=0) as bot:
+        # A live generate worker that takes nothing: the jobs stay on the stream to be
+        # counted, and none is answered "no worker can run" (not what this test is about).
+        idle = {"name": "idle-worker", "capabilities": "generate"}
+        await bot.app[QUEUE].register_worker("idle-worker", idle, ttl=600)
         load = await asyncio.create_subprocess_exec(
             sys.executable,
             str(LOADGEN),

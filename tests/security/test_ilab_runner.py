@@ -473,6 +473,7 @@ async def test_ilab_in_the_runner_cannot_reach_the_workers_secrets(
         ILAB_STANDIN_MODE=mode,
         ILAB_STANDIN_ATTACK_PATHS=f"{tmp_path / '.env'},{tmp_path / 'app-key.pem'}",
     )
+    await worker.registered(settings.redis_url)
     async with run_bot(settings, workers=0) as bot:
         assert (await world.comment(bot))[0] == 202
         comment = await world.result_comment()

@@ -133,6 +133,7 @@ async def test_a_result_github_refused_is_posted_once_after_the_worker_dies(
     failing = world.gh.inject("POST", COMMENTS, status=502, times=None)
     async with run_bot(settings, workers=0) as bot:
         first = worker_processes(settings)
+        await first.registered(settings.redis_url)
         assert (await world.comment(bot))[0] == 202
         job = await finished_job(world)  # stored as finished while GitHub refuses the result
         await until(lambda: len(comment_posts(world)) >= 2, what="the result refused")
@@ -157,6 +158,7 @@ async def test_a_result_posted_just_before_the_worker_died_is_not_posted_again(
     world.gh.inject("POST", COMMENTS, delay=1.0)  # the worker dies while GitHub takes it
     async with run_bot(settings, workers=0) as bot:
         first = worker_processes(settings)
+        await first.registered(settings.redis_url)
         assert (await world.comment(bot))[0] == 202
         await until(lambda: len(comment_posts(world)) == 1, what="the result in flight")
         first.signal(signal.SIGKILL)

@@ -99,6 +99,7 @@ async def test_ilab_cannot_read_a_worker_process_secrets(
     (the stand-in's parent when unsandboxed)."""
     world.settings = replace(world.settings, sandbox=SANDBOX)
     worker = worker_processes(world.settings, ILAB_STANDIN_MODE="attack-environ")
+    await worker.registered(world.settings.redis_url)
     async with run_bot(world.settings, workers=0) as bot:
         assert (await world.comment(bot))[0] == 202
         comment = await world.result_comment()

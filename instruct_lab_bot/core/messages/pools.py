@@ -21,8 +21,8 @@ def no_worker_reply(job: Job, capability: str, url: str) -> str:
     where = f"[check run]({url})" if url else f"job `{job.id}`"
     return (
         f"⏳ `{job.command}` for {short_sha(job.head_sha)} is {no_worker(capability)}: it "
-        f"starts as soon as a `{escape_md(capability)}` worker is up (see the {where}). "
-        "The bot's admins have been alerted."
+        f"starts as soon as a `{escape_md(capability)}` worker is up, which may take a few "
+        f"minutes (see the {where}); if none comes, the bot's admins are alerted."
     )
 
 
