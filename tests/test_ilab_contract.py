@@ -59,6 +59,19 @@ def _tree(qq_is_flag: bool = True) -> click.Group:
     @click.option("-p", "--port", type=int)
     def serve(**_: Any) -> None: ...
 
+    @model.command()
+    @click.option("--model-path", type=click.Path(path_type=Path))
+    @click.option("--num-epochs", type=click.INT)
+    @click.option("--ckpt-output-dir", type=click.Path())
+    @click.option("--data-output-dir", type=click.Path())
+    @click.option("--input-dir", type=click.Path())
+    @click.option("--data-path", type=click.Path())
+    @click.option("--effective-batch-size", type=click.INT)
+    @click.option("--learning-rate", type=click.FLOAT)
+    @click.option("--pipeline", type=click.Choice(("simple", "full", "accelerated")))
+    @click.option("--device", type=click.Choice(("cpu", "cuda", "hpu", "mps")))
+    def train(**_: Any) -> None: ...
+
     @ilab.group()
     def config() -> None: ...
 

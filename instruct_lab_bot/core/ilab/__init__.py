@@ -16,9 +16,16 @@ from instruct_lab_bot.core.ilab.commands import (
     with_ilab_config,
 )
 from instruct_lab_bot.core.ilab.model_commands import (
+    CKPT_DIR,
     SERVE_CONFIG_NAME,
+    SIMPLE_GGUF,
     ServeRun,
+    TrainInput,
+    TrainParams,
+    TrainRun,
+    TrainUnsupported,
     serve_argv,
+    train_run,
 )
 from instruct_lab_bot.core.ilab.versions import (
     PROFILES,
@@ -34,9 +41,11 @@ from instruct_lab_bot.core.ilab.versions import (
 
 __all__ = [
     "CHAT_ENV",
+    "CKPT_DIR",
     "CONFIG_DEFAULT",
     "PROFILES",
     "SERVE_CONFIG_NAME",
+    "SIMPLE_GGUF",
     "BotArgv",
     "FlagUse",
     "GenerateRun",
@@ -44,6 +53,10 @@ __all__ = [
     "IlabRelease",
     "IlabVersion",
     "ServeRun",
+    "TrainInput",
+    "TrainParams",
+    "TrainRun",
+    "TrainUnsupported",
     "UnsupportedIlab",
     "bot_argvs",
     "chat_argv",
@@ -56,5 +69,6 @@ __all__ = [
     "parse_ilab_version",
     "profile_for",
     "serve_argv",
+    "train_run",
     "with_ilab_config",
 ]
