@@ -136,8 +136,9 @@ class TrainParams:
 @dataclass(frozen=True)
 class TrainInput:
     """Where the generate job's data sits in the train job's folder (`workdir`): the mixed
-    `*_train_msgs_*.jsonl` (full, accelerated) and the folder holding its `train_*.jsonl` and
-    `test_*.jsonl` (simple). `resume_model`: a checkpoint to continue from (resume
+    `*_train_msgs_*.jsonl` (full, accelerated) and the folder directly holding its
+    `train_*.jsonl` and `test_*.jsonl` (simple; 0.18 looks only there, 0.26 also one level
+    down; the newest of each is used). `resume_model`: a checkpoint to continue from (resume
     "model-path"), having done `epochs_done` epochs."""
 
     messages_file: Path
