@@ -128,8 +128,8 @@ def test_mmlu_branch_reads_the_generated_tasks(tmp_path: Path, version: str) -> 
 
 def test_a_failed_evaluation_exits_0_without_a_report(tmp_path: Path) -> None:
     model = write_hf_model(tmp_path / "m")
-    argv = [STANDIN, "--config", "DEFAULT", "model", "evaluate", "--benchmark", "mmlu_branch",
-            "--model", str(model), "--base-model", str(model), "--tasks-dir", str(tmp_path)]  # fmt: skip
+    argv = [STANDIN, "--config", "DEFAULT", "model", "evaluate", "--benchmark", "mmlu_branch"]
+    argv += ["--model", str(model), "--base-model", str(model), "--tasks-dir", str(tmp_path)]
     done = run(argv, tmp_path, "0.26.1", ILAB_STANDIN_EVAL_MODE="fail")
     assert done.returncode == 0 and "Failed to connect to the judge" in done.stdout
     assert parse_eval_report(done.stdout) is None
