@@ -32,6 +32,7 @@ from testkit.ilab_serve import running_serve
 QUESTION = "What is the capital of the Moon base?"
 ANSWER = "The capital of the Moon base is Tranquility Station."
 STANDIN = str(Path(sys.executable).parent / "ilab-standin")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ilab_train"
 
 
 @dataclass
@@ -232,3 +233,21 @@ def test_slow_steps_let_a_test_kill_the_run_after_a_checkpoint(job: Job) -> None
     model = newest(run, run.model_glob)
     assert (model / "model.safetensors").stat().st_size == 3_000_000
     assert not (run.cwd / "checkpoints" / "full_state" / "epoch_2").exists()
+
+
+def test_simple_layout_matches_the_recorded_real_run(job: Job) -> None:
+    """The folders and file names a real 0.26.1 simple run left (recorded by
+    `ILAB_REAL_RECORD=1 make test-real-ilab`); the stand-in adds only its pairs file."""
+    recorded = json.loads((FIXTURES / "real-0.26.1-simple-files.json").read_text("utf-8"))
+    params = TrainParams(str(job.base), "simple", "cpu", 2)
+    run, code, _ = run_train(job, "0.26.1", params)
+    assert code == 0
+    results = run.cwd / "training_results"
+    folders = [*sorted(results.glob("checkpoint-*")), results / "final", results / "merged_model"]
+    found = {
+        re.sub(r"checkpoint-\d+", "checkpoint-N", str(f.relative_to(run.cwd))): sorted(
+            p.name for p in f.iterdir() if p.name != "standin-pairs.jsonl"
+        )
+        for f in folders
+    }
+    assert found == recorded
