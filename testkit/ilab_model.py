@@ -38,7 +38,7 @@ def _config(name: str) -> dict[str, object]:
     }
 
 
-def _safetensors(size: int) -> bytes:
+def safetensors_bytes(size: int) -> bytes:
     """A valid empty safetensors file (header length, JSON header), padded to `size`."""
     header = json.dumps({"__metadata__": {"format": "pt", "standin": "true"}}).encode()
     header += b" " * (-len(header) % 8)
@@ -62,7 +62,7 @@ def write_hf_model(
     for tokenizer in TOKENIZER_FILES:
         (folder / tokenizer).write_text(json.dumps({"standin": tokenizer}), encoding="utf-8")
     with (folder / weights).open("wb") as out:
-        out.write(_safetensors(min(size, 1 << 20)))
+        out.write(safetensors_bytes(min(size, 1 << 20)))
         remaining = size - (1 << 20)
         block = b"\0" * (1 << 20)
         while remaining > 0:  # a big model without holding it in memory

@@ -222,3 +222,12 @@ def test_die_after_ready_ends_after_the_first_listing(tmp_path: Path) -> None:
     )  # fmt: skip
     assert wait_listed(f"http://127.0.0.1:{port}/v1/models", process)
     assert process.wait(timeout=60) == 0
+
+
+def test_running_serve_reports_a_server_that_never_came_up(tmp_path: Path) -> None:
+    model = write_hf_model(tmp_path / "m")
+    with (
+        pytest.raises(RuntimeError, match=r"model serve ended \(0\)"),
+        running_serve(model, {"ILAB_STANDIN_SERVE_MODE": "fail"}),
+    ):
+        pass
