@@ -301,3 +301,28 @@ def test_generate_train_serve_chain_answers_the_seed_questions(
     for seed, trained, generic in zip(seeds, answers["trained"], answers["base"], strict=True):
         assert trained.startswith(seed.answer), (seed, trained)
         assert seed.answer not in generic
+
+
+def test_flood_and_hang_modes(job: Job) -> None:
+    params = TrainParams(str(job.base), "accelerated", "cuda", 1, 8)
+    _, code, output = run_train(job, "0.26.1", params, ILAB_STANDIN_TRAIN_MODE="flood",
+                                ILAB_STANDIN_FLOOD_LINES="30000")  # fmt: skip
+    tracker = tracked(output, params)
+    assert code == 0 and tracker.lines_seen > 30000
+    assert len(tracker.loss_curve()) <= tracker.max_points and tracker.progress.completed
+    profile = profile_for(IlabVersion(0, 26))
+    assert profile is not None
+    fresh = job.root / "job-hang"
+    fresh.mkdir()
+    data = TrainInput(job.data.messages_file, job.data.generate_dir, fresh)
+    run = train_run(profile, (STANDIN, "--config", "DEFAULT"), params, data)
+    env = job.env(ILAB_STANDIN_TRAIN_MODE="hang", ILAB_STANDIN_TRAIN_FAIL_AT="0")
+    process = subprocess.Popen(run.argv, cwd=run.cwd, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "Number of samples per save" in line:
+            break
+    process.terminate()  # a hung training only ends when killed
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == -15 and "Operation completed" not in rest
