@@ -120,8 +120,10 @@ What each figure measures, and how, is in the docstring of its script in `bench/
   time, for the p99 at 1,000 req/s. Everything runs on 127.0.0.1.
 - Each script starts its own `redis-server` on a free port (append-only file, fsync every
   second) and never touches another one.
-- Baselines are installed by the bench on first use: arq and saq (pinned) with pip into the
-  project venv, `@octokit/webhooks` (pinned) with npm into `.cache/bench-node`.
+- Baselines are installed by the bench on first use, each in its own environment keyed by
+  the hash of its lock in `bench/locks/` (`~/.cache/instruct-lab-bot/bench-<name>-<hash>`):
+  arq and saq each in a venv (arq pins redis-py 5, the product uses current redis-py),
+  `@octokit/webhooks` with `npm ci`. The bench runs them as subprocesses.
 - The GitHub-calls figure runs a 10-minute job at 1/20 scale (30 s, progress every 1.5 s: the
   same 20 progress intervals) so that `make bench` stays under 5 minutes. The 50-job figure
   projects that job's writes, unthrottled; it does not exercise the write budget.
