@@ -34,6 +34,7 @@ class Figure:
 FIGURES = (
     Figure("ingest", "webhook ingest", 120),
     Figure("dispatch", "dispatch latency", 150),
+    Figure("feedback", "time to first feedback", 120),
     Figure("queue_throughput", "queue throughput", 180),
     Figure("github_calls", "GitHub calls per job", 150, ("--bench",)),
     Figure("output_pump", "output pumping", 150),

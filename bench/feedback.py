@@ -114,15 +114,17 @@ async def _feedback_times(gh: object, first_call: int) -> tuple[float, float]:
 
 
 def rows(results: dict[str, list[float]], latency: float = LATENCY) -> list[Row]:
+    """p50/p99 over the warm samples (all but the first); the cold first one in the note."""
     out: list[Row] = []
+    calls = results["calls"]
     for key, what, times in (
         ("reaction", "webhook → 👀 reaction", 2),
         ("queued", "webhook → queued check run", 3),
     ):
-        values = results[key]
+        cold, *warm = results[key]
+        warm = warm or [cold]
         goal = times * latency
-        p50, p99 = percentile(values, 50), percentile(values, 99)
-        calls = results["calls"]
+        p50, p99 = percentile(warm, 50), percentile(warm, 99)
         out.append(
             Row(
                 f"first feedback: {what} (p50 / p99), GitHub at {latency * 1000:.0f} ms/call",
@@ -131,9 +133,10 @@ def rows(results: dict[str, list[float]], latency: float = LATENCY) -> list[Row]
                 f"{p50 / latency:.1f} / {p99 / latency:.1f} ×",
                 f"≤ {times} × per call ({goal * 1000:.0f} ms)",
                 verdict(p99 <= goal),
-                f"{len(values)} comments, one at a time, each a `generate` by a writer; ±"
-                f"{JITTER * 1000:.0f} ms jitter; 1st sample cold (token, permission, config, "
-                f"validation); GitHub calls per job p50 {percentile(calls, 50):.0f}",
+                f"{len(warm)} warm comments, one at a time, each a `generate` by a writer, "
+                f"GitHub ±{JITTER * 1000:.0f} ms jitter; the cold first comment (token, "
+                f"permission, config, validation not yet known): {cold * 1000:.0f} ms; "
+                f"GitHub calls per job p50 {percentile(calls, 50):.0f}",
             )
         )
     return out

@@ -276,6 +276,8 @@ class GitHubEmulator:
         self.latency = 0.0
         self.jitter = 0.0
         self._latency_random = random.Random(0)  # noqa: S311 - a benchmark's jitter
+        self._open = asyncio.Event()  # cleared by `hold`: API calls wait until `release`
+        self._open.set()
         self.rate_reset = int(time.time()) + 3600
 
         self._ids = itertools.count(1001)
@@ -339,6 +341,7 @@ class GitHubEmulator:
     async def close(self) -> None:
         """Stop serving; requests still waiting on an injected delay are answered 503."""
         self._closing.set()
+        self._open.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -422,6 +425,14 @@ class GitHubEmulator:
             raise ValueError("need per_call >= 0 and 0 <= jitter <= per_call")
         self.latency, self.jitter = per_call, jitter
         self._latency_random = random.Random(seed)  # noqa: S311 - a benchmark's jitter
+
+    def hold(self) -> None:
+        """From now on every API call is recorded when it arrives but waits, unanswered, until
+        `release`: a test can see which calls a client makes before any answer comes back."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     def _call_latency(self) -> float:
         if not self.jitter:
@@ -712,6 +723,8 @@ class GitHubEmulator:
             reply = _Reply(422, _error_body(f"Invalid request.\n\n{exc}", status=422))
             return self._finish(call, None, reply)
         call.route = operation.template
+        if not self._open.is_set():
+            await self._open.wait()
         if self.latency and await self._closed_within(self._call_latency()):
             return self._finish(call, operation, _Reply(503, _error_body("shutting down")))
         reply = await self._handle(call, request, operation, raw_path, query)

@@ -1,13 +1,16 @@
 """GitHub's view of one pull request, asked once per delivery and early: the PR (head, base,
-labels, state), then its changed taxonomy files at that head. It runs while the reaction, the
-repository configuration and the permission check are in flight, so a job's gates find the
-answers waiting (issue 17: the first feedback in about three GitHub round trips). Only reads:
-a command that is refused later wasted two reads, never a write."""
+labels, state) and its changed files, both at once, while the reaction, the repository
+configuration and the permission check are in flight; a job's gates then find the answers
+waiting (issue 17: the queued check run one round trip after them). Only reads: a command
+refused later wasted two reads, never a write.
+
+The file list is GitHub's for the PR's head at the time it answered; were the PR pushed
+between the two answers, the list would be the newer head's. That push's `synchronize` event
+supersedes a job queued for the older head, so no job runs on a mismatched list."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from instruct_lab_bot.adapters.github import Installation
@@ -21,28 +24,19 @@ class PullPrefetch:
         self.pull = pull
         self.validator = validator
         self._data: asyncio.Task[dict[str, Any]] | None = None
-        self._changes: asyncio.Task[Changes] | None = None
-        self._changes_for: tuple[str, str] = ("", "")
+        self._files: asyncio.Task[Changes] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     def start(self) -> None:
-        """Ask for the PR now, and for its files as soon as its head is known."""
+        """Ask for the PR and for its files now, concurrently."""
         if self._data is None:
-            self._data = asyncio.create_task(self._read())
-            self._tasks.append(self._data)
+            self._data = self._task(self.gh.get_pull(self.pull))
+            self._files = self._task(self.validator.pull_changes(self.gh, self.pull))
 
-    async def _read(self) -> dict[str, Any]:
-        data = await self.gh.get_pull(self.pull)
-        with contextlib.suppress(KeyError, TypeError):
-            self._start_changes(str(data["base"]["ref"]), str(data["head"]["sha"]))
-        return data
-
-    def _start_changes(self, base: str, head: str) -> None:
-        self._changes_for = (base, head)
-        self._changes = asyncio.create_task(
-            self.validator.changed_taxonomy_files(self.gh, self.pull.repo, base, head)
-        )
-        self._tasks.append(self._changes)
+    def _task(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        return task
 
     async def pull_data(self) -> dict[str, Any]:
         self.start()
@@ -50,15 +44,23 @@ class PullPrefetch:
         return await asyncio.shield(self._data)
 
     async def changes(self, base: str, head: str) -> Changes:
-        """The files changed at `head` against `base`: the prefetched answer when it is for
-        the same commits, else asked now."""
-        if self._changes is None or self._changes_for != (base, head):
-            self._start_changes(base, head)
-        assert self._changes is not None
-        return await asyncio.shield(self._changes)
+        """The files changed at `head` against `base`: the prefetched list when the
+        prefetched PR has that base and head, else asked now (the compare API)."""
+        data = await self.pull_data()
+        same = _refs(data) == (base, head)
+        if same and self._files is not None:
+            return await asyncio.shield(self._files)
+        return await self.validator.changed_taxonomy_files(self.gh, self.pull.repo, base, head)
 
     async def aclose(self) -> None:
         """Cancel what nobody waited for (a refused command); retrieve every outcome."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _refs(data: dict[str, Any]) -> tuple[str, str]:
+    try:
+        return str(data["base"]["ref"]), str(data["head"]["sha"])
+    except (KeyError, TypeError):
+        return "", ""
