@@ -46,7 +46,7 @@ def summarize(collapsed: Path, top: int = 15) -> str:
             callers[" < ".join(reversed(frames[-4:-1]))] += int(count_text)
     lines += [f"under {hottest}: {n / samples:6.1%} {c}" for c, n in callers.most_common(5)]
     lines += [f"self  {n / samples:6.1%}  {f}" for f, n in own.most_common(top)]
-    lines += [f"total {n / samples:6.1%}  {f}" for f, n in total.most_common(top)]
+    lines += [f"total {n / samples:6.1%}  {f}" for f, n in total.most_common(top * 4)]
     return "\n".join(lines)
 
 
