@@ -33,7 +33,7 @@ class Figure:
 
 
 FIGURES = (
-    Figure("ingest", "webhook ingest", 120),
+    Figure("ingest", "webhook ingest", 180),
     Figure("dispatch", "dispatch latency", 150),
     Figure("feedback", "time to first feedback", 120),
     Figure("queue_throughput", "queue throughput", 180),
