@@ -3,6 +3,7 @@ log, the same progress, the same redactions however the secret's name is cased."
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -83,3 +84,32 @@ def test_a_chunk_at_a_time_equals_line_by_line(tmp_path: Path, limit: int) -> No
     assert (tmp_path / "one.log").read_text() == (tmp_path / "many.log").read_text()
     assert "s3cr3t-value" not in (tmp_path / "many.log").read_text()
     assert one_progress == many_progress
+
+
+POOL = [
+    "",
+    "plain text",
+    "INFO 2024-07-30 19:57:44,987 instructlab.sdg.generate_data:242: a message",
+    "INFO 2024-07-30 19:57:45,001 instructlab.sdg.pipeline:198: Running block: gen_skill",
+    "WARNING 2024-07-30 19:57:46,000 instructlab.sdg:1: careful",
+    "INFO 2024-07-30 19:57:46,000 instructlab.sdg:1: ",
+    "INFOrmation that is not a log line",
+    "ERROR 2024-07-30 19:57:47,000 instructlab.sdg:9: failed to generate data with exception: boom",
+    "Map (num_proc=8):  40%|████      | 2/5 [00:03<00:04,  1.50s/it]",
+    "gen_skill_freeform:  60%|██████    | 3/5 [00:03<00:02,  1.50s/it]",
+    "gen_skill_freeform:  80%|████████  | 4/5 [00:04<00:01,  1.50s/it]",
+    "12 instructions generated, 2 discarded due to format",
+    "Error: something plain went wrong",
+    "DEBUG 2024-07-30 19:57:48,000 x:1: debug",
+]
+
+
+def test_progress_feed_lines_equals_feed_line_by_line() -> None:
+    chooser = random.Random(17)
+    for _ in range(300):
+        lines = [chooser.choice(POOL) for _ in range(chooser.randint(0, 40))]
+        one, many = Progress(tail_lines=8), Progress(tail_lines=8)
+        for line in lines:
+            one.feed(line)
+        many.feed_lines(lines)
+        assert one == many, lines

@@ -50,9 +50,7 @@ class LineSink:
         if redacted != text:  # a redaction may span lines (a PEM key): split what remains
             lines = redacted.split("\n")
         self.log_file.write_lines(lines)
-        feed = self.progress.feed
-        for line in lines:
-            feed(line)
+        self.progress.feed_lines(lines)
 
 
 def line_sink(progress: Progress, log_file: CappedLog, redactor: Redactor) -> LineSink:
