@@ -49,6 +49,8 @@ async def test_ingest_stores_one_event_per_command_and_reports(
     for kind, result in (("command", rate), ("plain", closed)):
         results.throughput[("ours", kind)] = result
         results.throughput[("bare", kind)] = result
+    for processes in ingest.SCALING:  # `server --workers N`: the same numbers, as rows
+        results.throughput[(f"ours-{processes}", "command")] = rate
     results.p99["ours"] = rate
     results.p99["bare"] = rate
     found = ingest.rows(results, payloads)
