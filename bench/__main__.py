@@ -20,7 +20,8 @@ from pathlib import Path
 from .common import ROOT, Row, load_rows, machine
 
 DOCS = ROOT / "docs" / "benchmarks.md"
-IMAGE_SECTION = "## Container image"  # written by hand from `make image-test`; kept as is
+# Written by hand and kept as they are: the profile's reading, and `make image-test`'s figures.
+KEPT_SECTIONS = ("## Where the time goes", "## Container image")
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,9 @@ class Figure:
 
 
 FIGURES = (
-    Figure("ingest", "webhook ingest", 120),
+    Figure("ingest", "webhook ingest", 180),
     Figure("dispatch", "dispatch latency", 150),
+    Figure("feedback", "time to first feedback", 120),
     Figure("queue_throughput", "queue throughput", 180),
     Figure("github_calls", "GitHub calls per job", 150, ("--bench",)),
     Figure("output_pump", "output pumping", 150),
@@ -96,7 +98,8 @@ def write_docs(rows: list[Row], seconds: float) -> None:
     described = "\n".join(f"- {k}: {v}" for k, v in box.items())
     DOCS.parent.mkdir(parents=True, exist_ok=True)
     old = DOCS.read_text(encoding="utf-8") if DOCS.exists() else ""
-    image = old[old.index(IMAGE_SECTION) :] if IMAGE_SECTION in old else ""  # make image-test's
+    starts = [old.index(section) for section in KEPT_SECTIONS if section in old]
+    kept = old[min(starts) :] if starts else ""
     DOCS.write_text(
         f"""# Benchmarks
 
@@ -120,11 +123,21 @@ What each figure measures, and how, is in the docstring of its script in `bench/
   time, for the p99 at 1,000 req/s. Everything runs on 127.0.0.1.
 - Each script starts its own `redis-server` on a free port (append-only file, fsync every
   second) and never touches another one.
-- Baselines are installed by the bench on first use: arq and saq (pinned) with pip into the
-  project venv, `@octokit/webhooks` (pinned) with npm into `.cache/bench-node`.
+- Baselines are installed by the bench on first use, each in its own environment keyed by
+  the hash of its lock in `bench/locks/` (`~/.cache/instruct-lab-bot/bench-<name>-<hash>`):
+  arq and saq each in a venv (arq pins redis-py 5, the product uses current redis-py),
+  `@octokit/webhooks` with `npm ci`. The bench runs them as subprocesses.
 - The GitHub-calls figure runs a 10-minute job at 1/20 scale (30 s, progress every 1.5 s: the
   same 20 progress intervals) so that `make bench` stays under 5 minutes. The 50-job figure
   projects that job's writes, unthrottled; it does not exercise the write budget.
+- First feedback (`bench/feedback.py`): the real server, dispatcher and worker against the
+  GitHub emulator answering every call after 150 ms ± 50 ms (`GitHubEmulator.set_latency`);
+  webhook sent → the emulator answered the 👀 reaction / the queued check run's POST. The
+  first comment is cold (token, permission, configuration, validation) and reported apart.
+- Ingest scaling: the same server as `server --workers 2` and `--workers 4` (processes on
+  one port, SO_REUSEPORT); wrk, Redis and the server processes share the 2 cores.
+- `python -m bench.profile_ingest` (not part of `make bench`) samples the server with py-spy
+  under wrk and writes `docs/images/ingest-flame.svg`.
 - Dispatch: "job started" is the queue's hand-off (enqueue → the job body runs); "ilab
   started" adds the spawn, and the stand-in (`sh -c 'date …'`) alone needs ~2 ms from
   `create_subprocess_exec` to running (the spawn floor in the notes). The whole path runs the
@@ -135,7 +148,7 @@ What each figure measures, and how, is in the docstring of its script in `bench/
   near 200 jobs/s. With 4 worker processes on 2 cores every process is CPU-bound.
 - Output pumping is capped at 40 s; the rate is over what went through by then.
 """
-        + ("\n" + image if image else "")
+        + ("\n" + kept if kept else "")
     )
 
 

@@ -19,7 +19,7 @@ from .common import ROOT, Row, figure_main, ratio, verdict
 
 GB = 1 << 30
 MB = 1 << 20
-TARGET_MBPS = 100.0
+TARGET_MBPS = 150.0
 TARGET_RSS_MB = 20.0
 
 

@@ -26,7 +26,7 @@ PROGRESS_KEY = "bench:progress"
 def python_for(system: str) -> str:
     """arq and saq run in their own venv (installed on first use); ours and raw in ours."""
     if system in ("arq", "saq"):
-        return str(baselines.queue_python())
+        return str(baselines.queue_python(system))
     return sys.executable
 
 

@@ -21,7 +21,7 @@ from instruct_lab_bot.core.job_outcome import LOG_NAME
 from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.settings import Settings
-from instruct_lab_bot.services.worker.ilab import line_sink
+from instruct_lab_bot.services.worker.ilab import LineSink, line_sink
 from instruct_lab_bot.services.worker.log_file import CappedLog
 
 
@@ -41,6 +41,23 @@ def reset_peak() -> bool:
     return True
 
 
+class Counting:
+    """The worker's sink, counting characters (the bars' █ count 1 instead of 3 bytes); it
+    passes on whole chunks as the worker's sink takes them (`BatchSink`)."""
+
+    def __init__(self, inner: LineSink) -> None:
+        self.inner = inner
+        self.consumed = 0
+
+    def __call__(self, stream: str, line: str) -> None:
+        self.consumed += len(line) + 1
+        self.inner(stream, line)
+
+    def lines(self, stream: str, lines: list[str]) -> None:
+        self.consumed += sum(map(len, lines)) + len(lines)
+        self.inner.lines(stream, lines)
+
+
 async def pump(size: int, limit: float, work: Path) -> dict[str, float]:
     progress = Progress()
     log_path = work / LOG_NAME
@@ -49,12 +66,7 @@ async def pump(size: int, limit: float, work: Path) -> dict[str, float]:
     with CappedLog(log_path, Settings.log_limit) as log_file:
         worker_sink = line_sink(progress, log_file, Redactor(["bench-secret-value"]))
         worker_sink("stdout", "warm-up line")  # imports and regexes compiled before the baseline
-        consumed = 0
-
-        def sink(stream: str, line: str) -> None:
-            nonlocal consumed
-            consumed += len(line) + 1  # characters: the bars' █ count 1 instead of 3 bytes
-            worker_sink(stream, line)
+        sink = Counting(worker_sink)
 
         rss_before = status_kb("VmRSS")
         peak_reset = reset_peak()
@@ -66,7 +78,7 @@ async def pump(size: int, limit: float, work: Path) -> dict[str, float]:
     hwm = status_kb("VmHWM")
     log_path.unlink()
     return {
-        "bytes": consumed,
+        "bytes": sink.consumed,
         "received": result.output_bytes,
         "seconds": seconds,
         "lines": progress.lines_seen,

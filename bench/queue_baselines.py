@@ -1,7 +1,7 @@
 """arq and saq, the queues people would pick instead, at their default settings.
 
-Runs with the interpreter of `.cache/bench-venv` (see `bench.baselines`), so it imports only
-the standard library, arq, saq and redis; it is started by path, not as part of `bench`. It
+Runs with the interpreter of arq's or saq's own venv (see `bench.baselines`), so it imports only
+the standard library, that queue and its redis-py; it is started by path, not as part of `bench`. It
 speaks the same small protocol as `bench.workers`: `bench:ready` (INCR once started) and
 `bench:progress` (HSET pid → "done last_ts", every 50 ms).
 

@@ -222,7 +222,9 @@ async def raw_worker(redis_url: str, concurrency: int) -> None:
 
     async def loop() -> None:
         while not stop.is_set():
-            reply = await client.xreadgroup(RAW_GROUP, name, {RAW_STREAM: ">"}, count=1, block=1000)
+            reply: Any = await client.xreadgroup(
+                RAW_GROUP, name, {RAW_STREAM: ">"}, count=1, block=1000
+            )
             for _stream, entries in reply or ():
                 for entry_id, _fields in entries:
                     await client.xack(RAW_STREAM, RAW_GROUP, entry_id)

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only receive webhooks; run dispatchers elsewhere",
     )
+    server.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT), each with its own dispatcher",
+    )
 
     worker = sub.add_parser("worker", help="run jobs from the queue")
     worker.add_argument(
@@ -203,7 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "doctor":
         return asyncio.run(doctor(settings, args.role))
     if args.command == "server":
-        return run_server(settings, dispatcher=not args.no_dispatcher)
+        if args.workers < 1:
+            print("instruct-lab-bot: --workers must be at least 1", file=sys.stderr)
+            return 2
+        return run_server(settings, dispatcher=not args.no_dispatcher, workers=args.workers)
     if args.command == "worker":
         if args.concurrency < 1:
             print("instruct-lab-bot: --concurrency must be at least 1", file=sys.stderr)
@@ -258,27 +267,15 @@ async def dead_letters(settings: Settings, action: str, entry: str | None) -> in
         await queue.aclose()
 
 
-def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
-    import structlog
-    from aiohttp import web
-
-    from instruct_lab_bot.adapters.tracing import configure_tracing
+def run_server(settings: Settings, *, dispatcher: bool = True, workers: int = 1) -> int:
     from instruct_lab_bot.services.doctor import startup_preflight
-    from instruct_lab_bot.services.server import create_app
 
     if not asyncio.run(startup_preflight(settings, "server")):
         print("instruct-lab-bot: server not started: see preflight.failed", file=sys.stderr)
         return 2
-    configure_tracing("instruct-lab-bot-server")
-    announce = doctor_text.listening(settings.host, settings.port, settings.public_url)
-    web.run_app(
-        create_app(settings, dispatcher=dispatcher),
-        host=settings.host,
-        port=settings.port,
-        print=lambda _: structlog.get_logger(__name__).info(announce),
-        shutdown_timeout=30,
-    )
-    return 0
+    from instruct_lab_bot.services.server_processes import serve
+
+    return serve(settings, dispatcher=dispatcher, workers=workers)
 
 
 def start_worker(settings: Settings, concurrency: int, metrics_port: int) -> int:

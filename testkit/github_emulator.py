@@ -22,6 +22,7 @@ import itertools
 import json
 import math
 import posixpath
+import random
 import secrets
 import socket
 import time
@@ -80,6 +81,7 @@ class Call:
     json: Any
     timestamp: float
     status: int | None = None
+    answered: float | None = None  # time.time() when the answer was ready (after any latency)
 
 
 @dataclass
@@ -273,6 +275,12 @@ class GitHubEmulator:
 
         self.rate_limit = 5000
         self.rate_used = 0
+        # GitHub's own round trip, added to every API call (`set_latency`); 0 by default.
+        self.latency = 0.0
+        self.jitter = 0.0
+        self._latency_random = random.Random(0)  # noqa: S311 - a benchmark's jitter
+        self._open = asyncio.Event()  # cleared by `hold`: API calls wait until `release`
+        self._open.set()
         self.rate_reset = int(time.time()) + 3600
 
         self._ids = itertools.count(1001)
@@ -336,6 +344,7 @@ class GitHubEmulator:
     async def close(self) -> None:
         """Stop serving; requests still waiting on an injected delay are answered 503."""
         self._closing.set()
+        self._open.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -376,8 +385,8 @@ class GitHubEmulator:
         self._injections.append(injection)
         return injection
 
-    def hold(self, method: str, target: str) -> Injection:
-        """Hold the next matching request until `.gate` is set (`.arrived` is set when it
+    def hold_one(self, method: str, target: str) -> Injection:
+        """Hold the next matching request (only that one: `hold` holds all) until `.gate` is set (`.arrived` is set when it
         comes): a test can act while a call is in flight, with no sleep."""
         injection = self.inject(method, target)
         injection.gate = asyncio.Event()
@@ -418,6 +427,27 @@ class GitHubEmulator:
         """Make every token issued so far invalid (tests of token refresh)."""
         past = _now() - timedelta(seconds=1)
         self._token_info = {t: (i, past) for t, (i, _) in self._token_info.items()}
+
+    def set_latency(self, per_call: float, jitter: float = 0.0, seed: int = 0) -> None:
+        """Every API call then waits `per_call` ± `jitter` seconds (uniform, seeded) before it
+        is handled, as GitHub answers in 100–300 ms; other calls go on meanwhile."""
+        if per_call < 0 or not 0 <= jitter <= per_call:
+            raise ValueError("need per_call >= 0 and 0 <= jitter <= per_call")
+        self.latency, self.jitter = per_call, jitter
+        self._latency_random = random.Random(seed)  # noqa: S311 - a benchmark's jitter
+
+    def hold(self) -> None:
+        """From now on every API call is recorded when it arrives but waits, unanswered, until
+        `release`: a test can see which calls a client makes before any answer comes back."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def _call_latency(self) -> float:
+        if not self.jitter:
+            return self.latency
+        return self.latency + self._latency_random.uniform(-self.jitter, self.jitter)
 
     def set_rate_limit(self, *, remaining: int, reset_in: int = 3600) -> None:
         self.rate_used = max(0, self.rate_limit - remaining)
@@ -707,6 +737,10 @@ class GitHubEmulator:
             reply = _Reply(422, _error_body(f"Invalid request.\n\n{exc}", status=422))
             return self._finish(call, None, reply)
         call.route = operation.template
+        if not self._open.is_set():
+            await self._open.wait()
+        if self.latency and await self._closed_within(self._call_latency()):
+            return self._finish(call, operation, _Reply(503, _error_body("shutting down")))
         reply = await self._handle(call, request, operation, raw_path, query)
         return self._finish(call, operation, reply)
 
@@ -775,6 +809,7 @@ class GitHubEmulator:
 
     def _finish(self, call: Call, operation: Operation | None, reply: _Reply) -> web.Response:
         call.status = reply.status
+        call.answered = time.time()
         self._notify()
         headers = {
             "x-ratelimit-limit": str(self.rate_limit),

@@ -49,6 +49,8 @@ async def test_ingest_stores_one_event_per_command_and_reports(
     for kind, result in (("command", rate), ("plain", closed)):
         results.throughput[("ours", kind)] = result
         results.throughput[("bare", kind)] = result
+    for processes in ingest.SCALING:  # `server --workers N`: the same numbers, as rows
+        results.throughput[(f"ours-{processes}", "command")] = rate
     results.p99["ours"] = rate
     results.p99["bare"] = rate
     found = ingest.rows(results, payloads)
@@ -148,3 +150,28 @@ async def test_burst_counts_stored_deliveries_and_drains(tmp_path: Path) -> None
     assert result.accepted_commands == 20 == result.stored  # the plain comments stored nothing
     assert result.stored_once
     assert all(line for line in result.lines())
+
+
+def test_each_baseline_has_its_own_environment_keyed_by_its_lock(tmp_path: Path) -> None:
+    """arq pins redis-py 5; the product's venv has current redis-py and neither arq nor saq."""
+    import importlib.util
+    import subprocess
+
+    from bench import baselines
+
+    assert importlib.util.find_spec("arq") is None and importlib.util.find_spec("saq") is None
+    assert int(redis.__version__.split(".")[0]) >= 6
+    pythons = {s: baselines.queue_python(s) for s in baselines.QUEUE_SYSTEMS}
+    assert len({p.parent.parent for p in pythons.values()}) == 2
+    for system, python in pythons.items():
+        assert python.parent.parent.name.startswith(f"bench-{system}-")
+        probe = f"import {system}, redis; print(redis.__version__)"
+        done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        if system == "arq":
+            assert done.stdout.startswith("5.")
+    lock = tmp_path / "x.txt"
+    lock.write_text("a==1\n")
+    first = baselines.env_dir("x", lock, root=tmp_path)
+    lock.write_text("a==2\n")
+    assert baselines.env_dir("x", lock, root=tmp_path) != first

@@ -42,7 +42,7 @@ async def test_racing_posters_leave_one_result_comment(world: World) -> None:
     comment = final_result(job, result).comment
     async with open_worker(world.settings) as worker:
         await worker.outbox.record(job, result)
-        held = world.gh.hold("POST", COMMENTS)
+        held = world.gh.hold_one("POST", COMMENTS)
         posting = asyncio.create_task(worker.outbox.deliver(job.id))
         await held.arrived.wait()  # our post is in flight, after our look for an earlier one
         racer = world.gh.add_bot_comment("instructlab", "taxonomy", 7, comment)

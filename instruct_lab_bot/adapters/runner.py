@@ -21,11 +21,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from instruct_lab_bot.adapters.processes import RUN_MARKER, TRACKER
 
 __all__ = [
+    "BatchSink",
     "LineSplitter",
     "OnLine",
     "RunProcess",
@@ -35,6 +36,18 @@ __all__ = [
 ]
 
 OnLine = Callable[[str, str], Awaitable[None] | None]
+
+
+@runtime_checkable
+class BatchSink(Protocol):
+    """An `on_line` that also takes all the lines of one pipe read at once (synchronously):
+    `run_streaming` then calls `lines(stream, lines)` once per chunk instead of per line."""
+
+    def __call__(self, stream: str, line: str) -> Awaitable[None] | None: ...
+
+    def lines(self, stream: str, lines: list[str]) -> None: ...
+
+
 Outcome = Literal["exited", "timed_out", "cancelled"]
 
 # Pause the pipes when this many unread chunks are queued; resume at the low mark. A chunk is at
@@ -178,6 +191,7 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
 async def _consume(proto: _ChildProtocol, on_line: OnLine, limits: RunLimits) -> None:
     """Deliver lines until both pipes reach EOF. ``on_line`` is never called concurrently."""
     splitters = {fd: LineSplitter(limits.max_line) for fd in _STREAMS}
+    batch = on_line.lines if isinstance(on_line, BatchSink) else None
     open_pipes = len(splitters)
     while open_pipes:
         item = proto.take()
@@ -194,6 +208,10 @@ async def _consume(proto: _ChildProtocol, on_line: OnLine, limits: RunLimits) ->
             open_pipes -= 1
         else:
             lines = splitter.feed(data)
+        if batch is not None:
+            if lines:
+                batch(_STREAMS[fd], lines)
+            continue
         for line in lines:
             pending = on_line(_STREAMS[fd], line)
             if pending is not None:

@@ -24,6 +24,7 @@ _BAR_REST = re.compile(
     r"(?:[ \t]{0,40}\[(?P<elapsed>[\d:]{1,20})(?:<(?P<eta>[\d:?]{1,20}))?[^\]]{0,200}\])?"
 )
 _MAX_PCT_DIGITS = 3
+_BLOCK = "Running block: "
 _LOG = re.compile(
     r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+"
     r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?\s+(?P<logger>[^\s:]+)(?::\d+)?:?\s+"
@@ -156,8 +157,36 @@ class Progress:
             self.error = (failed.group("error") if failed else log.message)[:2000]
         elif log.level in ("INFO", "WARNING") and log.message:
             self.last_message = log.message[:500]
-            if log.message.startswith("Running block: "):  # SDG's step (0.18 draws no bar)
+            if log.message.startswith(_BLOCK):  # SDG's step (0.18 draws no bar)
                 self.stage = self.last_message
+
+    def feed_lines(self, lines: list[str]) -> None:
+        """`feed` each of `lines`, cheaper (the output pump's path, a chunk at a time): a plain
+        line only joins the tail, and of a run of INFO/WARNING log lines (no bar, error,
+        discard count or SDG block in them) only the last with a message is parsed, the only
+        one that decides `last_message`, all such a line can change besides the tail."""
+        pending: list[str] = []
+        for line in lines:
+            quiet = not ("%|" in line or "ailed" in line or "rror" in line or "iscarded" in line)
+            if quiet and line[:1] not in "DIWEC":
+                self.lines_seen += 1
+                self._append(line)
+            elif quiet and line.startswith(("INFO", "WARNING")) and _BLOCK not in line:
+                self.lines_seen += 1
+                self._append(line)
+                pending.append(line)
+            else:
+                self._settle(pending)
+                self.feed(line)
+        self._settle(pending)
+
+    def _settle(self, pending: list[str]) -> None:
+        for line in reversed(pending):
+            log = parse_log(line)
+            if log is not None and log.message:
+                self.last_message = log.message[:500]
+                break
+        pending.clear()
 
     def _append(self, line: str) -> None:
         self.tail.append(line)

@@ -39,6 +39,14 @@ _URL_CREDENTIALS = re.compile(r"(?<=://)(?:[^/\s:@]+(?::[^/\s@]*)?|:[^/\s@]+)@")
 _AUTH_HEADER = re.compile(r"(?i)(authorization\W{1,4}(?:bearer|token|basic)\s+)[^\s\"',;]+")
 
 
+# Literals each pattern needs: a text without any of them cannot match it.
+_TOKEN_STARTS = (
+    *("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "v1."),
+    *("eyJ", "AKIA", "ASIA", "hf_", "sk-"),
+)
+_ASSIGNMENT_WORDS = ("secret", "passw", "api", "access", "private")
+
+
 _MIN_SECRET = 4  # shorter "secrets" would blank out ordinary words
 
 
@@ -67,13 +75,25 @@ class Redactor:
         self.secrets = tuple(sorted(found, key=len, reverse=True))  # longest first
 
     def redact(self, text: str) -> str:
+        """Each pattern runs only where the literal it cannot match without is present
+        (`str` searches are ~100 × faster than these regexes' scans; issue 17: ilab's output
+        is redacted a 256 KiB chunk at a time)."""
         for secret in self.secrets:
             text = text.replace(secret, "***")
-        text = _PEM.sub("***", text)
-        text = _URL_CREDENTIALS.sub("***@", text)
-        text = _AUTH_HEADER.sub(r"\1***", text)
-        text = _SECRET_ASSIGNMENT.sub(r"\1***", text)
-        return _TOKENISH.sub("***", text)
+        if "-----BEGIN " in text:
+            text = _PEM.sub("***", text)
+        if "://" in text:
+            text = _URL_CREDENTIALS.sub("***@", text)
+        # What (?i) matches: casefold also maps ſ → s and the Kelvin sign → k; re's (?i) also
+        # lets the dotless ı match i (checked over all of Unicode by the tests).
+        folded = text.casefold().replace("ı", "i")
+        if "authorization" in folded:
+            text = _AUTH_HEADER.sub(r"\1***", text)
+        if any(word in folded for word in _ASSIGNMENT_WORDS):
+            text = _SECRET_ASSIGNMENT.sub(r"\1***", text)
+        if any(start in text for start in _TOKEN_STARTS):
+            text = _TOKENISH.sub("***", text)
+        return text
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):

@@ -28,7 +28,7 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.yamllint import run_yamllint, run_yamllint_many
 from instruct_lab_bot.core import validation
 from instruct_lab_bot.core.messages import validation as wording
-from instruct_lab_bot.core.refs import RepoRef
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.validation import bounds
 
@@ -111,14 +111,12 @@ class Validator:
     ) -> Changes:
         """The taxonomy files changed at `sha` against the base branch `base` (to check and
         to generate from), removed ones excluded."""
-        entries = await gh.compare_files(repo, base, sha)
-        present = {
-            str(e["filename"])
-            for e in entries
-            if isinstance(e, dict) and "filename" in e and e.get("status") != "removed"
-        }
-        files = [path for path in validation.taxonomy_files(sorted(present)) if path in present]
-        return Changes(files, complete=len(entries) < COMPARE_FILES)
+        return changes_from(await gh.compare_files(repo, base, sha))
+
+    async def pull_changes(self, gh: Installation, pull: PullRequestRef) -> Changes:
+        """The same for the PR's current head, without knowing its sha (the PR's file list,
+        capped like the compare API)."""
+        return changes_from(await gh.pull_files(pull, COMPARE_FILES))
 
     async def validate(self, gh: Installation, repo: RepoRef, sha: str, changes: Changes) -> Report:
         files = changes.files
@@ -242,6 +240,17 @@ class Validator:
             await gh.update_check_run(repo, check_run_id, payload)
         url = f"{_web(self.settings.github_git_url)}/{repo.full_name}/runs/{check_run_id}"
         return Report(failures, warnings, url, check_run_id)
+
+
+def changes_from(entries: list[Any]) -> Changes:
+    """The taxonomy files among GitHub's changed-file entries, removed ones excluded."""
+    present = {
+        str(e["filename"])
+        for e in entries
+        if isinstance(e, dict) and "filename" in e and e.get("status") != "removed"
+    }
+    files = [path for path in validation.taxonomy_files(sorted(present)) if path in present]
+    return Changes(files, complete=len(entries) < COMPARE_FILES)
 
 
 async def _all(checks: Iterable[Coroutine[Any, Any, None]]) -> None:

@@ -159,6 +159,19 @@ class Installation:
             if len(items) < 100:
                 return
 
+    async def pull_files(self, pull: PullRequestRef, limit: int) -> list[Any]:
+        """The PR's changed files as GitHub lists them now (its current head), at most
+        `limit` (100 a page); needs no head sha, so it can be asked with the PR itself."""
+        found: list[Any] = []
+        async for item in self._pages(
+            "list the pull request's files",
+            "/repos/{owner}/{repo}/pulls/{pull_number}/files",
+            {**_repo_vars(pull.repo), "pull_number": pull.number},
+            max_pages=max(1, -(-limit // 100)),
+        ):
+            found.append(item)
+        return found[:limit]
+
     async def permission(self, repo: RepoRef, user: str) -> str:
         """The person's role in the repository: none, read, triage, write, maintain, admin."""
         data = await self._optional(

@@ -73,7 +73,7 @@ def tls_options(tls: RedisTls) -> dict[str, Any]:
 
 def _sentinel(target: RedisTarget, options: dict[str, Any]) -> aioredis.Redis:
     # The Sentinels get the same TLS set-up, not the data nodes' user (they have their own).
-    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+    sentinels = Sentinel(
         list(target.nodes),
         sentinel_kwargs=dict(options),
         username=target.username,

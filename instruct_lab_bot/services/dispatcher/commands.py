@@ -3,6 +3,7 @@ row names. A new command is a table row, a handler here and its texts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -29,6 +30,7 @@ from instruct_lab_bot.core.webhooks import CommandIntent
 from instruct_lab_bot.services.dispatcher.access import Gatekeeper
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
 from instruct_lab_bot.services.dispatcher.jobs import JobOrigin, JobStarter
+from instruct_lab_bot.services.dispatcher.prefetch import PullPrefetch
 from instruct_lab_bot.services.dispatcher.replies import Replies
 from instruct_lab_bot.services.dispatcher.stopping import JobStopper
 from instruct_lab_bot.services.job_links import links_text
@@ -58,12 +60,35 @@ class CommandHandlers:
         }
 
     async def comment(self, gh: Installation, delivery_id: str, intent: CommandIntent) -> None:
-        """Acknowledge the comment, then act on each of its commands in order."""
+        """Acknowledge the comment, then act on each of its commands in order. The reaction
+        and GitHub's view of the PR are asked for at once, while the configuration loads."""
         pull = PullRequestRef(RepoRef(intent.owner, intent.repo), intent.pr_number)
+        reaction = asyncio.create_task(self._react(gh, pull.repo, intent.comment_id))
+        prefetch: PullPrefetch | None = None
+        if intent.on_pull_request and any(_needs_pull(c) for c in intent.commands):
+            prefetch = PullPrefetch(gh, pull, self.deps.validator)
+            prefetch.start()
         try:
-            await gh.add_reaction(pull.repo, intent.comment_id, "eyes")
+            await self._act(gh, delivery_id, intent, pull, prefetch)
+        finally:
+            if prefetch is not None:
+                await prefetch.aclose()
+            await reaction
+
+    async def _react(self, gh: Installation, repo: RepoRef, comment_id: int) -> None:
+        try:
+            await gh.add_reaction(repo, comment_id, "eyes")
         except GitHubError as exc:  # an acknowledgement only: never worth losing the job for
             log.warning("dispatcher.reaction_failed", error=str(exc))
+
+    async def _act(
+        self,
+        gh: Installation,
+        delivery_id: str,
+        intent: CommandIntent,
+        pull: PullRequestRef,
+        prefetch: PullPrefetch | None,
+    ) -> None:
         reply = Replies(
             self.deps.queue, gh, pull, delivery_id, intent.sender, self.deps.reply_guard
         )
@@ -90,6 +115,7 @@ class CommandHandlers:
                 comment_id=intent.comment_id,
                 args=command.args,
                 config=config,
+                prefetch=prefetch,
             )
             await self.command(request, command)
 
@@ -149,3 +175,9 @@ class CommandHandlers:
         wanted = request.args[0] if request.args else ""
         text = await links_text(self.deps.settings, self.deps.queue, request.pull, wanted)
         await request.reply.once(request.marker, text, ReplyReason.LINKS)
+
+
+def _needs_pull(command: Command) -> bool:
+    """Whether acting on `command` may read the PR and its files (starting or retrying a job)."""
+    spec = command.spec
+    return spec is not None and spec.handler in (Handler.START_JOB, Handler.RETRY)

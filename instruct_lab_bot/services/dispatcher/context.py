@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from instruct_lab_bot.adapters.github import Installation
 from instruct_lab_bot.adapters.redis.queue import Queue
@@ -10,6 +11,7 @@ from instruct_lab_bot.core.permissions import Policy
 from instruct_lab_bot.core.refs import PullRequestRef
 from instruct_lab_bot.core.repo_config import LoadedConfig
 from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.services.dispatcher.prefetch import PullPrefetch
 from instruct_lab_bot.services.dispatcher.replies import Replies, ReplyGuard
 from instruct_lab_bot.services.dispatcher.repo_configs import RepoConfigs
 from instruct_lab_bot.services.metrics import ServerMetrics
@@ -46,7 +48,14 @@ class Request:
     comment_id: int = 0  # the comment that asked (0: a check-run button)
     args: tuple[str, ...] = ()  # the command's arguments as typed
     config: LoadedConfig = field(default_factory=LoadedConfig)  # the repository's own
+    prefetch: PullPrefetch | None = None  # the PR and its files, asked once per delivery
 
     @property
     def delivery_id(self) -> str:
         return self.reply.delivery_id
+
+    async def pull_data(self) -> dict[str, Any]:
+        """GitHub's view of the PR: the delivery's prefetched one, else asked now."""
+        if self.prefetch is not None:
+            return await self.prefetch.pull_data()
+        return await self.gh.get_pull(self.pull)

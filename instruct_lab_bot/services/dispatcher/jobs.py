@@ -59,11 +59,12 @@ class JobStarter:
     ) -> Job | None:
         """Create the job (unless a redelivery did already) and queue it."""
         job = await self.queue.get_job(request.job_id)
+        fresh = False  # created by this call: no check run can exist for it yet
         if job is None:
-            job = await self._create(request, kind, origin or JobOrigin())
+            job, fresh = await self._create(request, kind, origin or JobOrigin())
             if job is None:
                 return None
-        await self._queue(request, job)
+        await self._queue(request, job, fresh=fresh)
         return job
 
     async def retry(self, request: Request, source: Job | None = None) -> None:
@@ -79,16 +80,17 @@ class JobStarter:
             return
         await self.start(request, source.command)
 
-    async def _create(self, request: Request, kind: str, origin: JobOrigin) -> Job | None:
+    async def _create(
+        self, request: Request, kind: str, origin: JobOrigin
+    ) -> tuple[Job | None, bool]:
         spec = spec_for_job(kind)
         if spec is None:
             log.warning("job.unknown_kind", kind=kind)
-            return None
-        pull = request.pull
-        data = await request.gh.get_pull(pull)
+            return None, False
+        data = await request.pull_data()
         files = await self._files_past_gates(request, spec, data)
         if files is None:
-            return None
+            return None, False
         job = _new_job(request, kind, origin, data, files)
         return await self._record(request, job)
 
@@ -105,9 +107,13 @@ class JobStarter:
             wanted=wanted,
         )
         if refusal is None:
-            changes = await self.deps.validator.changed_taxonomy_files(
-                request.gh, request.pull.repo, str(data["base"]["ref"]), head_sha
-            )
+            base = str(data["base"]["ref"])
+            if request.prefetch is not None:
+                changes = await request.prefetch.changes(base, head_sha)
+            else:
+                changes = await self.deps.validator.changed_taxonomy_files(
+                    request.gh, request.pull.repo, base, head_sha
+                )
             refusal = refusal_for_files(spec, changes.files)
         if refusal is not None:
             text, reason = _refusal_text(refusal, spec, wanted)
@@ -130,8 +136,9 @@ class JobStarter:
             await request.reply.once(request.marker, text, ReplyReason.INVALID)
         return not report.failures
 
-    async def _record(self, request: Request, job: Job) -> Job | None:
-        """Store the job; a live job for the same PR head and command is linked instead."""
+    async def _record(self, request: Request, job: Job) -> tuple[Job | None, bool]:
+        """Store the job (and whether this call created it); a live job for the same PR head
+        and command is linked instead."""
         created = await self.queue.create_job(job)
         if created.status == "active":
             other = await self.queue.get_job(created.job_id)
@@ -140,19 +147,19 @@ class JobStarter:
                 url = check_run_url(self.deps.settings.github_git_url, other)
                 text = already_running(other, url)
                 await request.reply.once(request.marker, text, ReplyReason.ALREADY_RUNNING)
-            return None
+            return None, False
         if created.status == "exists":
-            return await self.queue.get_job(job.id) or job
-        return job
+            return await self.queue.get_job(job.id) or job, False
+        return job, True
 
-    async def _queue(self, request: Request, job: Job) -> None:
+    async def _queue(self, request: Request, job: Job, *, fresh: bool = False) -> None:
         """Give the job its check run, then queue it on its pool's stream; a pool without a
         live worker is named in the check run and in a reply (the job still waits there)."""
         capability = capability_of(job.command)
         idle = not job.stream_id and not (await self.queue.live_capabilities()).get(capability)
         if not job.check_run_id:
             check_run_id = await self._find_or_create_check_run(
-                request.gh, job, capability if idle else ""
+                request.gh, job, fresh, capability if idle else ""
             )
             await self.queue.update_job(job.id, check_run_id=check_run_id)
             job = job.evolve(check_run_id=check_run_id)
@@ -176,14 +183,17 @@ class JobStarter:
             self.deps.metrics.jobs_enqueued.labels(job.command).inc()
 
     async def _find_or_create_check_run(
-        self, gh: Installation, job: Job, no_worker_for: str = ""
+        self, gh: Installation, job: Job, fresh: bool, no_worker_for: str = ""
     ) -> int:
         """A dispatcher that died between creating the check run and recording it must not
-        leave a second one: look for ours (external_id = job id) before creating.
+        leave a second one: look for ours (external_id = job id) before creating, unless this
+        call created the job just now (then nobody can have made its check run).
         `no_worker_for`: the capability no live worker has (the check run says so)."""
-        existing = await gh.find_check_run(
-            job.repo_ref, job.head_sha, check_name(job.command), job.id
-        )
+        existing: int | None = None
+        if not fresh:
+            existing = await gh.find_check_run(
+                job.repo_ref, job.head_sha, check_name(job.command), job.id
+            )
         if existing:
             return existing
         payload = check_run_queued(job)

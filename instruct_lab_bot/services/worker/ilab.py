@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from instruct_lab_bot.adapters.git import CheckoutResult
 from instruct_lab_bot.adapters.runner import RunLimits, RunResult
@@ -27,18 +27,34 @@ class JobFailed(Exception):
     """A failure to report on the PR as-is (its message is written for contributors)."""
 
 
-def line_sink(
-    progress: Progress, log_file: CappedLog, redactor: Redactor
-) -> Callable[[str, str], None]:
+class LineSink:
     """Each output line, redacted, to the log file and to the progress parser: the log, the
-    check run's tail and stage, and the error text never see a secret ilab printed."""
+    check run's tail and stage, and the error text never see a secret ilab printed.
 
-    def sink(_stream: str, line: str) -> None:
-        line = redactor.redact(line)
-        log_file.write_line(line)
-        progress.feed(line)
+    `run_streaming` hands it a chunk's lines at once (`lines`): one redaction pass and one
+    log write per chunk instead of per line (issue 17: output pumping)."""
 
-    return sink
+    def __init__(self, progress: Progress, log_file: CappedLog, redactor: Redactor) -> None:
+        self.progress = progress
+        self.log_file = log_file
+        self.redactor = redactor
+
+    def __call__(self, _stream: str, line: str) -> None:
+        line = self.redactor.redact(line)
+        self.log_file.write_line(line)
+        self.progress.feed(line)
+
+    def lines(self, _stream: str, lines: list[str]) -> None:
+        text = "\n".join(lines)
+        redacted = self.redactor.redact(text)
+        if redacted != text:  # a redaction may span lines (a PEM key): split what remains
+            lines = redacted.split("\n")
+        self.log_file.write_lines(lines)
+        self.progress.feed_lines(lines)
+
+
+def line_sink(progress: Progress, log_file: CappedLog, redactor: Redactor) -> LineSink:
+    return LineSink(progress, log_file, redactor)
 
 
 def shown_command(argv: Sequence[str], redactor: Redactor) -> str:

@@ -62,6 +62,24 @@ class CappedLog:
         segment.lines += 1
         segment.size += size
 
+    def write_lines(self, lines: list[str]) -> None:
+        """`write_line` for each of `lines`, in one write when they fit where they go (the
+        head, or a tail segment with room): the output pump's path, a chunk at a time."""
+        text = "\n".join(lines) + "\n"
+        size = len(text.encode("utf-8", errors="replace"))
+        if size <= self._head_left and not self._segments:
+            self._file.write(text)
+            self._head_left -= size
+            return
+        segment = self._segments[-1] if self._segments else None
+        if segment is None or segment.size + size > self.limit // 4:
+            for line in lines:  # crosses a boundary: line by line, as write_line cuts
+                self.write_line(line)
+            return
+        segment.out.write(text)
+        segment.lines += len(lines)
+        segment.size += size
+
     def _current(self) -> _Segment:
         if self._segments and self._segments[-1].size < self.limit // 4:
             return self._segments[-1]

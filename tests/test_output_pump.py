@@ -1,0 +1,115 @@
+"""Output pumping a chunk at a time (issue 17) gives what line by line gave: the same redacted
+log, the same progress, the same redactions however the secret's name is cased."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.line_flood import block
+from instruct_lab_bot.core import redaction
+from instruct_lab_bot.core.progress import Progress
+from instruct_lab_bot.core.redaction import Redactor
+from instruct_lab_bot.services.worker.ilab import LineSink
+from instruct_lab_bot.services.worker.log_file import CappedLog
+
+
+def reference(redactor: Redactor, text: str) -> str:
+    """Every pattern, unconditionally: what `redact` did before it looked for literals."""
+    for secret in redactor.secrets:
+        text = text.replace(secret, "***")
+    text = redaction._PEM.sub("***", text)
+    text = redaction._URL_CREDENTIALS.sub("***@", text)
+    text = redaction._AUTH_HEADER.sub(r"\1***", text)
+    text = redaction._SECRET_ASSIGNMENT.sub(r"\1***", text)
+    return redaction._TOKENISH.sub("***", text)
+
+
+SAMPLES = [
+    "PASSWORD=hunter2hunter2",
+    "ApI_KeY: abcd1234",
+    "apı_key=abcd1234",  # dotless i: re's (?i) matches it to i
+    "ſecret = abcd1234",  # long s
+    "private_\u212aey=abcd1234",  # Kelvin sign
+    "AUTHORIZATION: Bearer abc.def",
+    "clone https://x-access-token:ghs_abcdefghijklmnopqrstuvwxyz@github.com/o/r",
+    "token ghp_abcdefghijklmnopqrstuvwxyz0123 and sk-proj-abcdefghijklmnopqrstuv",
+    "eyJhbGciOiJI.eyJzdWIiOiIx.c2lnbmF0dXJl AKIAABCDEFGHIJKLMNOP hf_" + "a" * 32,
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEabc\n-----END RSA PRIVATE KEY-----",
+    "nothing to see here: INFO 2024 instructlab.sdg: Dataset(num_rows: 5)",
+    "the value is the-known-secret-value here",
+]
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_redact_matches_running_every_pattern(text: str) -> None:
+    redactor = Redactor(["the-known-secret-value"])
+    assert redactor.redact(text) == reference(redactor, text)
+    assert redactor.redact("\n".join(SAMPLES)) == reference(redactor, "\n".join(SAMPLES))
+
+
+def test_every_character_that_ignorecase_matches_is_in_the_literal_check() -> None:
+    """The literal check folds case as `re`'s (?i) does, over the whole Basic Multilingual
+    Plane, for every letter of the words it looks for."""
+    letters = set("".join(redaction._ASSIGNMENT_WORDS) + "authorization")
+    for letter in sorted(letters):
+        pattern = re.compile("(?i)" + letter)
+        for point in range(0x10000):
+            char = chr(point)
+            if pattern.fullmatch(char):
+                assert letter in char.casefold().replace("ı", "i"), (letter, hex(point))
+
+
+def _sink(tmp_path: Path, name: str, limit: int) -> tuple[LineSink, CappedLog, Progress]:
+    progress = Progress()
+    log = CappedLog(tmp_path / name, limit)
+    return LineSink(progress, log, Redactor(["s3cr3t-value"])), log, progress
+
+
+@pytest.mark.parametrize("limit", [1 << 30, 64 * 1024])
+def test_a_chunk_at_a_time_equals_line_by_line(tmp_path: Path, limit: int) -> None:
+    text = block().decode()[: 300 * 1024].replace("flood 7]", "flood 7] password=s3cr3t-value")
+    lines = re.split(r"\r\n|\r|\n", text)
+    one, one_log, one_progress = _sink(tmp_path, "one.log", limit)
+    for line in lines:
+        one("stdout", line)
+    one_log.close()
+    many, many_log, many_progress = _sink(tmp_path, "many.log", limit)
+    for start in range(0, len(lines), 997):
+        many.lines("stdout", lines[start : start + 997])
+    many_log.close()
+    assert (tmp_path / "one.log").read_text() == (tmp_path / "many.log").read_text()
+    assert "s3cr3t-value" not in (tmp_path / "many.log").read_text()
+    assert one_progress == many_progress
+
+
+POOL = [
+    "",
+    "plain text",
+    "INFO 2024-07-30 19:57:44,987 instructlab.sdg.generate_data:242: a message",
+    "INFO 2024-07-30 19:57:45,001 instructlab.sdg.pipeline:198: Running block: gen_skill",
+    "WARNING 2024-07-30 19:57:46,000 instructlab.sdg:1: careful",
+    "INFO 2024-07-30 19:57:46,000 instructlab.sdg:1: ",
+    "INFOrmation that is not a log line",
+    "ERROR 2024-07-30 19:57:47,000 instructlab.sdg:9: failed to generate data with exception: boom",
+    "Map (num_proc=8):  40%|████      | 2/5 [00:03<00:04,  1.50s/it]",
+    "gen_skill_freeform:  60%|██████    | 3/5 [00:03<00:02,  1.50s/it]",
+    "gen_skill_freeform:  80%|████████  | 4/5 [00:04<00:01,  1.50s/it]",
+    "12 instructions generated, 2 discarded due to format",
+    "Error: something plain went wrong",
+    "DEBUG 2024-07-30 19:57:48,000 x:1: debug",
+]
+
+
+def test_progress_feed_lines_equals_feed_line_by_line() -> None:
+    chooser = random.Random(17)
+    for _ in range(300):
+        lines = [chooser.choice(POOL) for _ in range(chooser.randint(0, 40))]
+        one, many = Progress(tail_lines=8), Progress(tail_lines=8)
+        for line in lines:
+            one.feed(line)
+        many.feed_lines(lines)
+        assert one == many, lines
