@@ -75,6 +75,16 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
         needs_taxonomy_change=True,
     ),
     CommandSpec(
+        "train",
+        "train a model on this PR's newest successful `generate` data "
+        "(`train --from <job id>` for an older one) and post how to download it",
+        Handler.START_JOB,
+        restricted=True,
+        job_kind="train",
+        capability="train",
+        needs_open_pull_request=True,
+    ),
+    CommandSpec(
         "status",
         "list this PR's jobs: queued, running and finished, with links",
         Handler.STATUS,

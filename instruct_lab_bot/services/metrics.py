@@ -222,6 +222,11 @@ class WorkerMetrics:
             f"{NS}_subprocess_exits", "ilab subprocess exits", ["command", "code"], registry=r
         )
         self.artifact_bytes = Counter(f"{NS}_artifact_bytes_uploaded", "Bytes uploaded", registry=r)
+        # `train`: the model bytes stashed and the accelerator time spent (GPU-hours = / 3600).
+        self.model_bytes = Counter(f"{NS}_model_bytes_uploaded", "Model bytes stashed", registry=r)
+        self.train_seconds = Counter(
+            f"{NS}_train_device_seconds", "Seconds of training, by device", ["device"], registry=r
+        )
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
         self.info = Gauge(
