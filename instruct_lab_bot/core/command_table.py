@@ -75,16 +75,6 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
         needs_taxonomy_change=True,
     ),
     CommandSpec(
-        "train",
-        "train a model on this PR's newest successful `generate` data "
-        "(`train --from <job id>` for an older one) and post how to download it",
-        Handler.START_JOB,
-        restricted=True,
-        job_kind="train",
-        capability="train",
-        needs_open_pull_request=True,
-    ),
-    CommandSpec(
         "status",
         "list this PR's jobs: queued, running and finished, with links",
         Handler.STATUS,
@@ -104,6 +94,16 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
         "fresh links to the files of this PR's latest job (or `links <job id>`)",
         Handler.LINKS,
         restricted=False,
+    ),
+    CommandSpec(
+        "train",
+        "train a model on this PR's newest successful `generate` data "
+        "(`train --from <job id>` for an older one) and post how to download it",
+        Handler.START_JOB,
+        restricted=True,
+        job_kind="train",
+        capability="train",
+        needs_open_pull_request=True,
     ),
 )
 

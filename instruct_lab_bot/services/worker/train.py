@@ -1,4 +1,4 @@
-"""Run one `train` job (called from `JobExecution.run`): download the generate job's data
+"""Run one `train` job (called from `TrainContext.run`): download the generate job's data
 (checksum verified), resume from the last uploaded checkpoint if the job was taken over, train
 through the configured backend while the check run shows epoch, step, loss, ETA and the loss
 curve, upload checkpoints as they appear, then stash the model with its `model.json`."""
@@ -10,7 +10,7 @@ import contextlib
 import errno
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
@@ -35,6 +35,7 @@ from instruct_lab_bot.core.model_manifest import (
     ManifestError,
     ModelManifest,
 )
+from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.core.train_status import TrainStatus
 from instruct_lab_bot.core.training import (
     DISK_FULL,
@@ -44,9 +45,10 @@ from instruct_lab_bot.core.training import (
     train_verdict,
 )
 from instruct_lab_bot.services.worker import redis_calls
+from instruct_lab_bot.services.worker.deps import WorkerDeps
 from instruct_lab_bot.services.worker.ilab import JobFailed, shown_command
 from instruct_lab_bot.services.worker.log_file import CappedLog
-from instruct_lab_bot.services.worker.reporting import best_effort
+from instruct_lab_bot.services.worker.reporting import Reporter, best_effort
 from instruct_lab_bot.services.worker.train_backend import (
     OnTrainLine,
     hyperparameters,
@@ -63,16 +65,27 @@ from instruct_lab_bot.services.worker.train_files import (
     upload_model,
 )
 from instruct_lab_bot.services.worker.uploads import job_links, upload_outputs
+from instruct_lab_bot.services.worker.workspace import Workspace
 
-if TYPE_CHECKING:
-    from instruct_lab_bot.services.worker.job import JobExecution
+
+class TrainContext(Protocol):
+    """What a train job uses of its `TrainContext` (a Protocol: no import of job.py)."""
+
+    deps: WorkerDeps
+    job: Job
+    cancel: asyncio.Event | None
+    reporter: Reporter
+    workspace: Workspace
+    progress: Progress
+    started: float
+
 
 log = structlog.get_logger(__name__)
 
 LOSS_CURVE_NAME = "loss.png"
 
 
-async def run_train(execution: JobExecution) -> JobResult:
+async def run_train(execution: TrainContext) -> JobResult:
     """The whole train job; failures it can explain raise JobFailed (reported on the PR)."""
     try:
         return await TrainJob(execution).run()
@@ -87,7 +100,7 @@ async def run_train(execution: JobExecution) -> JobResult:
 
 
 class TrainJob:
-    def __init__(self, execution: JobExecution) -> None:
+    def __init__(self, execution: TrainContext) -> None:
         self.x = execution
         self.deps, self.job = execution.deps, execution.job
         self.status = TrainStatus()
@@ -162,7 +175,7 @@ class TrainJob:
             await uploader.scan()  # a last look: what training wrote at the very end
         deps.metrics.exits.labels("train", exit_label(run.exit_code)).inc()
         device = request.hyperparameters.device or "default"
-        deps.metrics.train_seconds.labels(device).inc(run.duration)
+        deps.metrics.train.device_seconds.labels(device).inc(run.duration)
         return run
 
     def _sink(self, log_file: CappedLog) -> OnTrainLine:
@@ -269,7 +282,7 @@ class TrainJob:
         )
         with span("train.upload_model"):
             stored = await upload_model(self.deps, self.job, model_dir, template)
-        self.deps.metrics.model_bytes.inc(stored.manifest.total_bytes)
+        self.deps.metrics.train.model_bytes.inc(stored.manifest.total_bytes)
         return stored
 
     async def _summary(self, stored: StoredModel) -> TrainSummary:
