@@ -171,8 +171,6 @@ class TrainJob:
                 stop.set()
                 await follower
                 await backend.aclose()
-        if run.outcome == "exited" and not self.disk_full:
-            await uploader.scan()  # a last look: what training wrote at the very end
         deps.metrics.exits.labels("train", exit_label(run.exit_code)).inc()
         device = request.hyperparameters.device or "default"
         deps.metrics.train.device_seconds.labels(device).inc(run.duration)
