@@ -17,7 +17,7 @@ from instruct_lab_bot.adapters.git import CheckoutResult
 from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.runner import OnLine, Outcome, RunLimits, RunResult
-from instruct_lab_bot.adapters.storage import StorageError
+from instruct_lab_bot.adapters.storage import LargeUpload, OnPart, StorageError
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.settings import Settings
@@ -111,6 +111,15 @@ class FakeStore:
     async def read_head(self, key: str, limit: int) -> bytes | None:
         data = self.objects.get(key)
         return None if data is None else data[:limit]
+
+    async def put_large_file(
+        self,
+        key: str,
+        path: Path,
+        content_type: str | None = None,
+        on_part: OnPart | None = None,
+    ) -> LargeUpload:
+        return LargeUpload(await self.put_file(key, path, content_type), 1, 0)
 
     async def get_file(self, key: str, path: Path) -> int:
         if key not in self.objects:

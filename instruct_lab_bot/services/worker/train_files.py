@@ -168,7 +168,7 @@ async def upload_model(
     for rel in await asyncio.to_thread(files_under, model_dir):
         path = model_dir / rel
         checksum = await asyncio.to_thread(checksum_of, path)
-        await deps.store.put_file(prefix + rel, path)
+        await deps.store.put_large_file(prefix + rel, path)
         files.append(ModelFile(rel, checksum.size, checksum.sha256))
     if not files:
         raise JobFailed("the model folder training wrote is empty")
