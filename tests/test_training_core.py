@@ -47,6 +47,7 @@ from instruct_lab_bot.core.training import (
     pick_training_file,
     train_decision,
     train_verdict,
+    training_files,
 )
 from tests.fixtures.bot import BOT_NAME
 
@@ -168,6 +169,13 @@ def test_pick_training_file_prefers_the_mixed_sets_then_the_newest() -> None:
     assert pick_training_file(names) == "d2/skills_train_msgs_2026-02-01T00_00_00.jsonl"
     assert pick_training_file(names[:2]) == "d1/train_2026-01-01T00_00_00.jsonl"
     assert pick_training_file(["test_x.jsonl", "ilab.log"]) is None
+    with_tests = [*names, "d1/test_2026-01-01T00_00_00.jsonl"]
+    assert training_files(with_tests) == [
+        "d2/skills_train_msgs_2026-02-01T00_00_00.jsonl",
+        "d1/train_2026-01-01T00_00_00.jsonl",
+        "d1/test_2026-01-01T00_00_00.jsonl",
+    ]
+    assert training_files(["d1/test_x.jsonl"]) == []
 
 
 def test_final_model_dir_and_checkpoints() -> None:

@@ -30,7 +30,7 @@ from instruct_lab_bot.core.model_manifest import (
     ModelFile,
     ModelManifest,
 )
-from instruct_lab_bot.core.training import checkpoint_dirs, pick_training_file
+from instruct_lab_bot.core.training import checkpoint_dirs, training_files
 from instruct_lab_bot.services.worker.deps import WorkerDeps
 from instruct_lab_bot.services.worker.ilab import JobFailed
 
@@ -83,18 +83,19 @@ async def download_data(deps: WorkerDeps, source: Job, dest_dir: Path) -> Traini
         sums = parse_checksums(await asyncio.to_thread(sums_path.read_bytes))
     except ChecksumError as exc:
         raise JobFailed(f"generate job `{source.id}`: {exc}") from None
-    name = pick_training_file(sums)
-    if name is None:
+    names = training_files(sums)
+    if not names:
         raise JobFailed(
             f"generate job `{source.id}` stored no training data file (`*train*.jsonl`)"
         )
-    local = dest_dir / Path(name).name
-    await deps.store.get_file(prefix + name, local)
-    try:
-        verify(name, sums.get(name), await asyncio.to_thread(checksum_of, local))
-    except ChecksumError as exc:
-        raise JobFailed(f"the training data of generate job `{source.id}`: {exc}") from None
-    return TrainingData(local, prefix + name)
+    for name in names:  # the one to train on first; all into one folder (`simple` reads it)
+        local = dest_dir / Path(name).name
+        await deps.store.get_file(prefix + name, local)
+        try:
+            verify(name, sums.get(name), await asyncio.to_thread(checksum_of, local))
+        except ChecksumError as exc:
+            raise JobFailed(f"the training data of generate job `{source.id}`: {exc}") from None
+    return TrainingData(dest_dir / Path(names[0]).name, prefix + names[0])
 
 
 class CheckpointUploader:
