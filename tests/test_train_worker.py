@@ -207,12 +207,16 @@ async def test_train_reports_progress_with_a_loss_curve_and_stashes_the_model(
         write_model(request.output_dir, 8)
         return TrainRunResult("exited", 0, 3.0)
 
-    r = train_rig(script)
+    r = train_rig(script, train_epochs=2)
     await r.generate_job()
     await r.train_job()
     job = await r.process_next()
 
     assert job.state is State.SUCCEEDED, job.error
+    epochs = json.loads(
+        await r.store.get_bytes(job.artifact_key_prefix() + "checkpoints/samples_4/checkpoint.json")
+    )["epochs_done"]
+    assert epochs == 1  # written during epoch 1 (0-based): epoch 0 is done
     assert job.source_job == "gen-1"
     progress = [u for u in r.github.checks.updates if kind(u) == "progress"]
     shown = progress[-1]["output"]
@@ -314,6 +318,7 @@ async def test_a_taken_over_train_job_resumes_from_the_last_uploaded_checkpoint(
         assert request.resume_from is not None
         assert (request.resume_from / "model.safetensors").read_bytes() == weights
         assert request.model_path == str(request.resume_from)
+        assert request.epochs_done == 1
         on_line("stderr", full_line(1, 9, 0.5))
         r.github.checks.progressed.clear()
         await r.github.checks.progressed.wait()
@@ -332,7 +337,9 @@ async def test_a_taken_over_train_job_resumes_from_the_last_uploaded_checkpoint(
     await r.store.put_bytes(prefix + "samples_8/model.safetensors", weights, "x/y")
     await r.store.put_bytes(prefix + "samples_8/config.json", b"{}", "application/json")
     await r.store.put_bytes(
-        prefix + "samples_8/checkpoint.json", render_checksums(sums).encode(), "application/json"
+        prefix + "samples_8/checkpoint.json",
+        render_checksums(sums, epochs_done=1).encode(),
+        "application/json",
     )
     await r.store.put_bytes(prefix + "samples_12/model.safetensors", b"half", "x/y")
 

@@ -108,6 +108,7 @@ class TrainRequest:
     timeout: float
     resume_from: Path | None = None
     resume_key: str = ""
+    epochs_done: int = 0  # of the resumed checkpoint: a resumed run trains the rest
 
     @property
     def model_path(self) -> str:
