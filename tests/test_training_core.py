@@ -187,15 +187,18 @@ def test_final_model_dir_and_checkpoints() -> None:
         "checkpoints/hf_format/samples_24/config.json",  # no weights (yet)
         "checkpoints/full_state/epoch_1/optimizer.bin",
     ]
-    assert final_model_dir(names) == "checkpoints/hf_format/samples_16"
-    assert checkpoint_dirs(names) == [
+    samples = "checkpoints/hf_format/samples_*"
+    assert final_model_dir(names, samples) == "checkpoints/hf_format/samples_16"
+    assert checkpoint_dirs(names, (samples, "checkpoints/full_state/epoch_*")) == [
         "checkpoints/hf_format/samples_8",
         "checkpoints/hf_format/samples_16",
+        "checkpoints/hf_format/samples_24",
+        "checkpoints/full_state/epoch_1",
     ]
-    assert final_model_dir(["checkpoints/full_state/epoch_1/x.bin"]) is None
-    assert final_model_dir(["training_results/final/model.safetensors"]) == (
-        "training_results/final"
-    )
+    assert final_model_dir(["checkpoints/full_state/epoch_1/x.bin"], samples) is None
+    final = "training_results/final"
+    assert final_model_dir([f"{final}/model.safetensors"], final) == final
+    assert final_model_dir([f"{final}/config.json"], final) is None  # no weights
 
 
 def test_train_verdict() -> None:
