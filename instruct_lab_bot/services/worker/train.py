@@ -265,12 +265,12 @@ class TrainJob:
             disk_full=self.disk_full,
             model_found=model_dir is not None or run.remote_model,
         )
+        if self.status.history:  # the whole curve, for the completed check run and reply
+            await self._report_curve_quietly()
         summary = None
         if state is State.SUCCEEDED:
             stored = await self._stash(source, request, run, model_dir)
             summary = await self._summary(stored)
-        if self.status.history:
-            await self._report_curve_quietly()
         artifacts, index_url = await upload_outputs(
             self.deps, self.job, self.x.workspace.out_dir, self.x.workspace.log_path
         )
