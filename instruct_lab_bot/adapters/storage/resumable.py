@@ -109,6 +109,11 @@ async def upload_resumable(
             await slots.acquire()
             offset = (number - 1) * part_size
             group.create_task(send(number, offset, min(part_size, size - offset)))
+    await _complete(target, etags)
+    return LargeUpload(size, sent, len(etags) - sent)
+
+
+async def _complete(target: _Target, etags: dict[int, str]) -> None:
     parts: list[CompletedPartTypeDef] = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
     await target.client.complete_multipart_upload(
         Bucket=target.bucket,
@@ -116,7 +121,6 @@ async def upload_resumable(
         UploadId=target.upload_id,
         MultipartUpload={"Parts": parts},
     )
-    return LargeUpload(size, sent, len(etags) - sent)
 
 
 class PartReader(io.RawIOBase):
