@@ -46,9 +46,9 @@ def write_model(path: Path, size: int) -> None:
 def start_moto(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (work / "moto.log").open("wb")
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    with (work / "moto.log").open("wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
