@@ -113,6 +113,28 @@ _TRAIN_COMMON = (
     Opt("enable_serving_output", ("--enable-serving-output",), "flag"),
     Opt("checkpoint_at_epoch", ("--checkpoint-at-epoch",), "flag"),
 )
+_EVALUATE_COMMON = (
+    Opt("model", ("--model",)),
+    Opt("base_model", ("--base-model",)),
+    Opt("benchmark", ("--benchmark",)),  # click.Choice, checked by the command
+    Opt("judge_model", ("--judge-model",)),
+    Opt("output_dir", ("--output-dir",), "path"),
+    Opt("taxonomy_path", ("--taxonomy-path",), "path"),
+    Opt("branch", ("--branch",)),
+    Opt("base_branch", ("--base-branch",)),
+    Opt("few_shots", ("--few-shots",), "int"),
+    Opt("batch_size", ("--batch-size",)),
+    Opt("tasks_dir", ("--tasks-dir",), "path"),
+    Opt("gpus", ("--gpus",), "int", minimum=0),
+    Opt("merge_system_user_message", ("--merge-system-user-message",), "flag"),
+    Opt("backend", ("--backend",)),
+    Opt("judge_backend", ("--judge-backend",)),
+    Opt("tls_insecure", ("--tls-insecure",), "flag"),
+    Opt("tls_client_cert", ("--tls-client-cert",), "path"),
+    Opt("tls_client_key", ("--tls-client-key",), "path"),
+    Opt("tls_client_passwd", ("--tls-client-passwd",)),
+    Opt("enable_serving_output", ("--enable-serving-output",), "flag"),
+)
 _ILAB_OPTIONS = (
     Opt("config", ("--config",), "path"),
     Opt("verbose", ("-v", "--verbose"), "count"),
@@ -131,6 +153,7 @@ class Profile:
     config_init: Command
     serve: Command
     train: Command
+    evaluate: Command
     default_pipeline: str
     default_generate_model: str
     default_chat_model: str
@@ -155,7 +178,7 @@ class Profile:
     def group(self, name: str) -> Command | None:
         subcommands = {
             "data": ("generate",),
-            "model": ("chat", "serve", "train"),
+            "model": ("chat", "evaluate", "serve", "train"),
             "config": ("init",),
         }
         if name not in subcommands:
@@ -194,6 +217,11 @@ def _train(*extra: Opt) -> Command:
     return Command("ilab model train", summary, (*_TRAIN_COMMON, *extra))
 
 
+def _evaluate(*extra: Opt) -> Command:
+    summary = "Evaluates a trained model"
+    return Command("ilab model evaluate", summary, (*_EVALUATE_COMMON, *extra))
+
+
 def _config_init(*extra: Opt) -> Command:
     summary = "Initializes environment for InstructLab"
     return Command("ilab config init", summary, (*_CONFIG_INIT_COMMON, *extra))
@@ -207,6 +235,7 @@ V0_18 = Profile(
     config_init=_config_init(Opt("train_profile", ("--train-profile",), "path")),
     serve=_serve(),
     train=_train(Opt("legacy", ("--legacy",), "flag")),
+    evaluate=_evaluate(Opt("max_workers", ("--max-workers",), "int")),
     default_pipeline="simple",
     default_generate_model="~/.cache/instructlab/models/merlinite-7b-lab-Q4_K_M.gguf",
     default_chat_model="~/.cache/instructlab/models/merlinite-7b-lab-Q4_K_M.gguf",
@@ -257,6 +286,16 @@ V0_26 = Profile(
             ("--disable-accelerate-full-state-at-epoch",),
             "flag",
         ),
+    ),
+    evaluate=_evaluate(
+        Opt("max_workers", ("--max-workers",)),
+        Opt("base_model_id", ("--base-model-id",)),
+        Opt("judge_model_id", ("--judge-model-id",)),
+        Opt("skip_server", ("--skip-server",), "flag"),
+        Opt("input_questions", ("--input-questions",)),
+        Opt("output_file_formats", ("--output-file-formats",)),
+        Opt("system_prompt", ("--system-prompt",)),
+        Opt("temperature", ("--temperature",), "float"),
     ),
     default_pipeline="full",
     default_generate_model="~/.cache/instructlab/models/mistral-7b-instruct-v0.2.Q4_K_M.gguf",

@@ -443,6 +443,8 @@ def _simple_final(training: Training, results: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     write_hf_model(final, training.pairs, str(training.model), training.knobs.model_bytes)
+    for name in ("added_tokens.json", "tokenizer.model"):  # copied from the checkpoint
+        (final / name).write_text("{}", encoding="utf-8")
     merged = results / "merged_model"
     merged.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "generation_config.json"):

@@ -72,6 +72,20 @@ def _tree(qq_is_flag: bool = True) -> click.Group:
     @click.option("--device", type=click.Choice(("cpu", "cuda", "hpu", "mps")))
     def train(**_: Any) -> None: ...
 
+    @model.command()
+    @click.option("--model", type=click.STRING)
+    @click.option("--base-model", type=click.STRING)
+    @click.option("--benchmark", type=click.Choice(("mmlu_branch", "mt_bench_branch")))
+    @click.option("--judge-model", type=click.STRING)
+    @click.option("--output-dir", type=click.Path())
+    @click.option("--taxonomy-path", type=click.Path())
+    @click.option("--branch", type=click.STRING)
+    @click.option("--base-branch", type=click.STRING)
+    @click.option("--tasks-dir", type=click.Path())
+    @click.option("--backend", type=click.Choice(("llama-cpp", "vllm")))
+    @click.option("--judge-backend", type=click.Choice(("llama-cpp", "vllm")))
+    def evaluate(**_: Any) -> None: ...
+
     @ilab.group()
     def config() -> None: ...
 

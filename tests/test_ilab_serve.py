@@ -194,7 +194,9 @@ def test_never_ready_stays_up_until_sigterm(tmp_path: Path) -> None:
         ILAB_STANDIN_SERVE_MODE="never-ready",
     )  # fmt: skip
     assert process.stderr is not None
-    assert "Using model" in process.stderr.readline()  # up, past its start-up
+    for line in process.stderr:  # up, past its start-up
+        if "Using model" in line:
+            break
     # a connection refused is not an answer: the poll goes on while the process lives
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5)
@@ -202,6 +204,7 @@ def test_never_ready_stays_up_until_sigterm(tmp_path: Path) -> None:
     process.terminate()
     process.communicate(timeout=60)
     assert process.returncode == 0
+    process.stderr.close()
 
 
 def test_die_after_ready_ends_after_the_first_listing(tmp_path: Path) -> None:

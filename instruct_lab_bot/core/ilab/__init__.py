@@ -16,14 +16,17 @@ from instruct_lab_bot.core.ilab.commands import (
     with_ilab_config,
 )
 from instruct_lab_bot.core.ilab.model_commands import (
+    BRANCH_BENCHMARKS,
     CKPT_DIR,
     SERVE_CONFIG_NAME,
     SIMPLE_GGUF,
+    EvalParams,
     ServeRun,
     TrainInput,
     TrainParams,
     TrainRun,
     TrainUnsupported,
+    evaluate_argv,
     serve_argv,
     train_run,
 )
@@ -40,6 +43,7 @@ from instruct_lab_bot.core.ilab.versions import (
 )
 
 __all__ = [
+    "BRANCH_BENCHMARKS",
     "CHAT_ENV",
     "CKPT_DIR",
     "CONFIG_DEFAULT",
@@ -47,6 +51,7 @@ __all__ = [
     "SERVE_CONFIG_NAME",
     "SIMPLE_GGUF",
     "BotArgv",
+    "EvalParams",
     "FlagUse",
     "GenerateRun",
     "IlabProfile",
@@ -62,6 +67,7 @@ __all__ = [
     "chat_argv",
     "choose_release",
     "config_init_argv",
+    "evaluate_argv",
     "generate_run",
     "last_value",
     "names_config",

@@ -16,14 +16,17 @@ from typing import Literal
 from instruct_lab_bot.core.ilab.versions import IlabProfile
 
 __all__ = [
+    "BRANCH_BENCHMARKS",
     "CKPT_DIR",
     "SERVE_CONFIG_NAME",
     "SIMPLE_GGUF",
+    "EvalParams",
     "ServeRun",
     "TrainInput",
     "TrainParams",
     "TrainRun",
     "TrainUnsupported",
+    "evaluate_argv",
     "serve_argv",
     "train_run",
 ]
@@ -136,8 +139,9 @@ class TrainParams:
 @dataclass(frozen=True)
 class TrainInput:
     """Where the generate job's data sits in the train job's folder (`workdir`): the mixed
-    `*_train_msgs_*.jsonl` (full, accelerated) and the folder holding its `train_*.jsonl` and
-    `test_*.jsonl` (simple). `resume_model`: a checkpoint to continue from (resume
+    `*_train_msgs_*.jsonl` (full, accelerated) and the folder directly holding its
+    `train_*.jsonl` and `test_*.jsonl` (simple; 0.18 looks only there, 0.26 also one level
+    down; the newest of each is used). `resume_model`: a checkpoint to continue from (resume
     "model-path"), having done `epochs_done` epochs."""
 
     messages_file: Path
@@ -228,6 +232,67 @@ def train_run(
     return TrainRun(argv, data.workdir, "accelerated", globs, samples, None, resume, new_library)
 
 
+# --------------------------------------------------------------------------------------------
+# `ilab model evaluate`
+
+BRANCH_BENCHMARKS = ("mt_bench_branch", "mmlu_branch")
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    """A branch evaluation of `model` against `base_model` (paths or served names).
+
+    `mt_bench_branch` (skills): `judge_model` (a local model folder ilab serves as the
+    judge), the taxonomy git folder and its `branch`/`base_branch`. `mmlu_branch` (knowledge):
+    `tasks_dir`, the generate output holding `node_datasets_*/…_task.yaml`. Both releases print
+    a report on stdout (core.eval_report reads it) and exit 0 even when the evaluation library
+    failed (only its message is printed)."""
+
+    benchmark: str
+    model: str
+    base_model: str
+    output_dir: Path
+    judge_model: str | None = None
+    taxonomy_path: Path | None = None
+    branch: str | None = None
+    base_branch: str | None = None
+    tasks_dir: Path | None = None
+    backend: str | None = None  # llama-cpp | vllm (None: ilab detects from the model)
+
+
+def _eval_args(params: EvalParams) -> list[str]:
+    if params.benchmark not in BRANCH_BENCHMARKS:
+        raise ValueError(f"the bot runs {', '.join(BRANCH_BENCHMARKS)}, not {params.benchmark}")
+    args = ["--benchmark", params.benchmark, "--model", params.model]
+    args += ["--base-model", params.base_model, "--output-dir", str(params.output_dir)]
+    if params.benchmark == "mt_bench_branch":
+        needed = (params.judge_model, params.taxonomy_path, params.branch, params.base_branch)
+        if not all(needed):
+            raise ValueError("mt_bench_branch needs a judge model, the taxonomy and both branches")
+        args += ["--judge-model", str(params.judge_model)]
+        args += ["--taxonomy-path", str(params.taxonomy_path)]
+        args += ["--branch", str(params.branch), "--base-branch", str(params.base_branch)]
+    else:
+        if params.tasks_dir is None:
+            raise ValueError("mmlu_branch needs the generated tasks folder (tasks_dir)")
+        args += ["--tasks-dir", str(params.tasks_dir)]
+    if params.backend:
+        args += ["--backend", params.backend]
+        if params.benchmark == "mt_bench_branch":
+            args += ["--judge-backend", params.backend]
+    return args
+
+
+def evaluate_argv(
+    profile: IlabProfile, ilab_command: Sequence[str], params: EvalParams
+) -> list[str]:
+    """`ilab model evaluate --benchmark <mt_bench_branch|mmlu_branch> …` (same flags on both
+    releases; ValueError when a benchmark's inputs are missing). ilab serves each model (and
+    the judge) itself: run it where the models and a GPU (vLLM) or llama-cpp are."""
+    del profile  # the flags the bot passes are the same on both releases
+    return [*ilab_command, "model", "evaluate", *_eval_args(params)]
+
+
 @dataclass(frozen=True)
 class ModelArgv:
     """A `model …` command line for the contract check: like commands.BotArgv (kept apart so
@@ -256,7 +321,7 @@ def model_bot_argvs(profile: IlabProfile) -> tuple[ModelArgv, ...]:
         uses += [("--host", "text"), ("--port", "integer")]
         expect |= {"--host": "127.0.0.1", "--port": 8123}
     found.append(ModelArgv(("model", "serve"), tuple(run.argv[at:]), tuple(uses), expect))
-    return (*found, *_train_shapes(profile, root))
+    return (*found, *_train_shapes(profile, root), *_eval_shapes(profile, root))
 
 
 _TRAIN_KINDS: dict[str, FlagKind] = {
@@ -293,4 +358,33 @@ def _train_shapes(profile: IlabProfile, root: Path) -> list[ModelArgv]:
             converters = {"integer": int, "float": float}
             expect[flag] = converters[kind](value) if kind in converters else value
         found.append(ModelArgv(("model", "train"), args, uses, expect))
+    return found
+
+
+_EVAL_KINDS: dict[str, FlagKind] = {
+    "--benchmark": "choice",
+    "--model": "text",
+    "--base-model": "text",
+    "--output-dir": "path",
+    "--judge-model": "text",
+    "--taxonomy-path": "path",
+    "--branch": "text",
+    "--base-branch": "text",
+    "--tasks-dir": "path",
+    "--backend": "choice",
+    "--judge-backend": "choice",
+}
+
+
+def _eval_shapes(profile: IlabProfile, root: Path) -> list[ModelArgv]:
+    skill = EvalParams("mt_bench_branch", "/m/trained", "/m/base", root / "eval", "/m/judge",
+                       root / "taxonomy", "pr-head", "main", backend="vllm")  # fmt: skip
+    knowledge = EvalParams("mmlu_branch", "/m/trained", "/m/base", root / "eval",
+                           tasks_dir=root / "gen")  # fmt: skip
+    found: list[ModelArgv] = []
+    for params in (skill, knowledge):
+        args = tuple(evaluate_argv(profile, (), params)[2:])
+        uses = tuple((a, _EVAL_KINDS[a]) for a in args if a.startswith("--"))
+        expect: dict[str, object] = {flag: args[args.index(flag) + 1] for flag, _ in uses}
+        found.append(ModelArgv(("model", "evaluate"), args, uses, expect))
     return found
