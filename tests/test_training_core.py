@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import math
-import time
 
 import pytest
 
@@ -24,8 +23,10 @@ from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.messages.train import (
     ModelLink,
     TrainSummary,
+    check_run_training,
     fetch_command,
     train_details,
+    train_progress_title,
     train_refused,
 )
 from instruct_lab_bot.core.model_manifest import (
@@ -35,7 +36,7 @@ from instruct_lab_bot.core.model_manifest import (
     safe_file_name,
 )
 from instruct_lab_bot.core.refs import RepoRef
-from instruct_lab_bot.core.train_status import MAX_POINTS, TrainStatus
+from instruct_lab_bot.core.train_progress import TrainProgress
 from instruct_lab_bot.core.training import (
     Hyperparameters,
     TrainDecision,
@@ -237,40 +238,6 @@ def test_hyperparameters() -> None:
             Hyperparameters(**bad)
 
 
-# -- progress --------------------------------------------------------------------------------
-
-
-def test_train_status_reads_each_versions_lines() -> None:
-    status = TrainStatus()
-    status.feed("\x1b[93mNUM EPOCHS IS: 3\x1b[0m")
-    status.feed("Epoch 1:  50%|█████     | 5/10 [00:10<00:12,  2.50it/s]")
-    status.feed("\x1b[92mEpoch: 1, Step: 5, Rank: 0, loss = 1.5\x1b[0m")  # instructlab-training
-    assert (status.epoch, status.epochs, status.step, status.total_steps) == (1, 3, 5, 10)
-    assert (status.loss, status.throughput, status.eta_seconds) == (1.5, 2.5, 12)
-    status.feed("Epoch: 1, Step: 6, Loss per batch: 1.4, Actual Loss Per Batch = tensor(1.2500), x")
-    assert (status.step, status.loss) == (6, 1.25)  # 0.26 full pipeline
-    status.feed("{'loss': 0.75, 'grad_norm': 1.0, 'learning_rate': 2e-05, 'epoch': 2.0}")
-    assert (status.epoch, status.loss) == (2, 0.75)  # HF Trainer (simple / legacy)
-    status.feed("Epoch 2:  10%|█ | 1/10 [00:01<01:30,  1.50s/it]")
-    assert status.throughput == pytest.approx(1 / 1.5) and status.eta_seconds == 90
-    assert status.history == [(5, 1.5), (6, 1.25), (7, 0.75)]
-    assert not status.saw_nan
-    status.feed("Epoch: 2, Step: 8, Rank: 0, loss = nan")
-    assert (status.saw_nan, status.loss) == (True, 0.75)
-
-
-def test_train_status_memory_and_time_stay_bounded_on_a_flood() -> None:
-    status = TrainStatus()
-    started = time.process_time()
-    for step in range(50_000):
-        status.feed(f"Epoch: 0, Step: {step}, Rank: 0, loss = {1 + 1 / (step + 1)}")
-    status.feed("Epoch: 0, Step: 1, " + "9" * 100_000)
-    status.feed("%|" * 50_000)
-    assert len(status.history) < MAX_POINTS
-    assert status.history[0][0] == 0 and status.history[-1][0] > 49_000
-    assert time.process_time() - started < 30  # linear: well under a second here
-
-
 # -- checksums and the manifest --------------------------------------------------------------
 
 
@@ -385,3 +352,23 @@ def test_the_reply_says_how_to_download_and_run_the_model() -> None:
     assert "ilab model chat --model ./model" in text
     assert "final loss **0.25**" in text
     assert f"`@{BOT_NAME} test`" in text and f"`@{BOT_NAME} serve`" in text
+
+
+def test_the_check_run_shows_epoch_step_loss_throughput_eta_and_the_picture() -> None:
+    progress = TrainProgress(
+        epoch=1, epochs=2, step=3, total_steps=8, loss=1.25, samples_per_second=12.5,
+        eta_seconds=90.0,
+    )  # fmt: skip
+    assert train_progress_title(progress) == "Epoch 1/2, step 3/8, loss 1.25, ETA 1m 30s"
+    trainer = job("t1", "train", source_job="g1", state=State.RUNNING)
+    payload = check_run_training(
+        trainer, progress, ["line <b>"], image_url="https://h/loss.png", resumed="ckpt_8"
+    )
+    output = payload["output"]
+    assert isinstance(output, dict)
+    assert output["images"] == [{"alt": "Training loss", "image_url": "https://h/loss.png"}]
+    summary = output["summary"]
+    for row in ("**Epoch:** 1 of 2", "**Step:** 3 of 8", "**Loss:** 1.25",
+                "**Throughput:** 12.5 samples/s", "**ETA:** 1m 30s", "Resumed from"):  # fmt: skip
+        assert row in summary, row
+    assert train_progress_title(TrainProgress()) == "Training"

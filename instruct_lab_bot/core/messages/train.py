@@ -18,7 +18,7 @@ from instruct_lab_bot.core.messages.format import (
     format_size,
     short_sha,
 )
-from instruct_lab_bot.core.train_status import TrainStatus
+from instruct_lab_bot.core.train_progress import TrainProgress
 from instruct_lab_bot.core.training import TrainDecision, TrainRefusal
 
 
@@ -54,10 +54,10 @@ def train_refused(decision: TrainDecision, username: str, max_per_repo: int) -> 
     )
 
 
-def train_progress_title(status: TrainStatus) -> str:
+def train_progress_title(status: TrainProgress) -> str:
     parts = []
     if status.epoch is not None:
-        parts.append(f"Epoch {status.epoch + 1}" + (f"/{status.epochs}" if status.epochs else ""))
+        parts.append(f"Epoch {status.epoch}" + (f"/{status.epochs}" if status.epochs else ""))
     if status.step is not None:
         parts.append(
             f"step {status.step}" + (f"/{status.total_steps}" if status.total_steps else "")
@@ -70,7 +70,7 @@ def train_progress_title(status: TrainStatus) -> str:
 
 
 def check_run_training(
-    job: Job, status: TrainStatus, tail: Sequence[str], *, image_url: str = "", resumed: str = ""
+    job: Job, status: TrainProgress, tail: Sequence[str], *, image_url: str = "", resumed: str = ""
 ) -> dict[str, object]:
     """The check run while training runs: its numbers, the loss curve and the newest lines."""
     summary = [
@@ -91,11 +91,11 @@ def check_run_training(
     return {"status": "in_progress", "output": output}
 
 
-def status_rows(status: TrainStatus) -> list[tuple[str, str]]:
+def status_rows(status: TrainProgress) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if status.epoch is not None:
         rows.append(
-            ("Epoch", f"{status.epoch + 1}" + (f" of {status.epochs}" if status.epochs else ""))
+            ("Epoch", f"{status.epoch}" + (f" of {status.epochs}" if status.epochs else ""))
         )
     if status.step is not None:
         rows.append(
@@ -103,8 +103,8 @@ def status_rows(status: TrainStatus) -> list[tuple[str, str]]:
         )
     if status.loss is not None:
         rows.append(("Loss", f"{status.loss:.4g}"))
-    if status.throughput is not None:
-        rows.append(("Throughput", f"{status.throughput:.3g} samples/s"))
+    if status.samples_per_second is not None:
+        rows.append(("Throughput", f"{status.samples_per_second:.3g} samples/s"))
     if status.eta_seconds is not None:
         rows.append(("ETA", format_duration(status.eta_seconds)))
     return rows

@@ -37,7 +37,7 @@ from instruct_lab_bot.core.model_manifest import (
     ModelManifest,
 )
 from instruct_lab_bot.core.progress import Progress
-from instruct_lab_bot.core.train_status import TrainStatus
+from instruct_lab_bot.core.train_progress import TrainTracker
 from instruct_lab_bot.core.training import (
     DISK_FULL,
     TrainLayout,
@@ -108,7 +108,8 @@ class TrainJob:
     def __init__(self, execution: TrainContext) -> None:
         self.x = execution
         self.deps, self.job = execution.deps, execution.job
-        self.status = TrainStatus()
+        settings = execution.deps.settings
+        self.tracker = TrainTracker(settings.train_epochs, settings.train_pipeline or None)
         self.root = execution.workspace.root
         self.output_dir = self.root / "checkpoints"
         self.resumed = ""
@@ -174,7 +175,7 @@ class TrainJob:
         deps, settings = self.deps, self.deps.settings
         command_line = self._command_line(request)
         await redis_calls.best_effort(deps.queue.update_job(self.job.id, command_line=command_line))
-        uploader = CheckpointUploader(deps, self.job, self.root, layout, lambda: self.status.epoch)
+        uploader = CheckpointUploader(deps, self.job, self.root, layout, self._epochs_done)
         stop = asyncio.Event()
         with CappedLog(self.x.workspace.log_path, settings.log_limit) as log_file:
             log_file.write_line(f"$ {command_line}")
@@ -192,6 +193,10 @@ class TrainJob:
         deps.metrics.train.device_seconds.labels(device).inc(run.duration)
         return run
 
+    def _epochs_done(self) -> int:
+        """Whole epochs behind the epoch in progress (TrainProgress.epoch is 1-based)."""
+        return max((self.tracker.progress.epoch or 1) - 1, 0)
+
     def _command_line(self, request: TrainRequest) -> str:
         if self.deps.settings.train_backend != "worker":
             return f"`ilab model train` through {self.deps.settings.train_backend}"
@@ -208,7 +213,7 @@ class TrainJob:
             line = redact(line)
             log_file.write_line(line)
             progress.feed(line)
-            self.status.feed(line)
+            self.tracker.feed(line)
             if DISK_FULL.search(line):
                 self.disk_full = True
 
@@ -235,7 +240,7 @@ class TrainJob:
         await self._report_curve_quietly()
         tail = self.x.progress.last_lines(self.x.progress.tail_lines)
         payload = check_run_training(
-            self.job, self.status, tail, image_url=self.curve_url, resumed=self.resumed
+            self.job, self.tracker.progress, tail, image_url=self.curve_url, resumed=self.resumed
         )
         payload = self.deps.redactor.value(payload)
         gh = self.x.reporter.gh
@@ -243,11 +248,12 @@ class TrainJob:
             "check_run.train_progress",
             gh.update_check_run(self.job.repo_ref, self.job.check_run_id, payload, droppable=True),
         )
-        stage = train_progress_title(self.status)
+        stage = train_progress_title(self.tracker.progress)
         await redis_calls.best_effort(self.deps.queue.update_job(self.job.id, stage=stage))
 
     async def _upload_curve(self) -> str:
-        png = await asyncio.to_thread(loss_curve_png, list(self.status.history))
+        points = [(p.step, p.loss) for p in self.tracker.loss_curve()]
+        png = await asyncio.to_thread(loss_curve_png, points)
         key = self.job.artifact_key_prefix() + LOSS_CURVE_NAME
         await self.deps.store.put_bytes(key, png, "image/png")
         return await self.deps.store.link(key)
@@ -260,12 +266,12 @@ class TrainJob:
         state, error = train_verdict(
             state,
             exit_code=run.exit_code,
-            logged_error=run.error or self.x.progress.error,
-            saw_nan=self.status.saw_nan,
+            logged_error=run.error or self.tracker.progress.error or self.x.progress.error,
+            saw_nan=self.tracker.progress.saw_nan,
             disk_full=self.disk_full,
             model_found=model_dir is not None or run.remote_model,
         )
-        if self.status.history:  # the whole curve, for the completed check run and reply
+        if self.tracker.loss_curve():  # the whole curve, for the completed check run and reply
             await self._report_curve_quietly()
         summary = None
         if state is State.SUCCEEDED:
@@ -315,7 +321,7 @@ class TrainJob:
             ilab_version=str(self.deps.ilab.version),
             files=(),
             hyperparameters=request.hyperparameters.as_dict(),
-            final_loss=self.status.loss,
+            final_loss=self.tracker.progress.loss,
         )
         with span("train.upload_model"):
             stored = await upload_model(self.deps, self.job, model_dir, template)

@@ -114,9 +114,9 @@ class CheckpointUploader:
         job: Job,
         root: Path,
         layout: TrainLayout,
-        epoch: Callable[[], int | None],
+        epochs_done: Callable[[], int],
     ) -> None:
-        self.deps, self.root, self.epoch = deps, root, epoch
+        self.deps, self.root, self.epochs_done = deps, root, epochs_done
         self.globs = layout.checkpoint_globs if layout.resume != "restart" else ()
         self.prefix = job.artifact_key_prefix() + CHECKPOINTS_DIR
         self.uploaded: list[str] = []
@@ -141,8 +141,7 @@ class CheckpointUploader:
             path = self.root / folder / rel
             sums[rel] = await asyncio.to_thread(checksum_of, path)
             await self.deps.store.put_large_file(f"{self.prefix}{folder}/{rel}", path)
-        epoch = self.epoch()  # the epoch training was in: the checkpoint ends the one before
-        done = render_checksums(sums, epochs_done=max(epoch or 0, 0)).encode()
+        done = render_checksums(sums, epochs_done=self.epochs_done()).encode()
         await self.deps.store.put_bytes(
             f"{self.prefix}{folder}/{CHECKPOINT_DONE}", done, "application/json"
         )
