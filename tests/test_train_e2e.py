@@ -253,3 +253,49 @@ async def test_kill_9_mid_training_resumes_from_the_last_checkpoint_once(
         for h in history
     )
     assert [e for e in second.events() if e.get("event") == "job.taken_over"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [("nan", "the training loss became NaN"), ("no-checkpoint", "without writing a model")],
+)
+async def test_a_training_that_goes_wrong_says_why_on_the_pr_and_the_check_run(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, reason: str
+) -> None:
+    settings = train_settings(world, tmp_path)
+    monkeypatch.setenv("ILAB_STANDIN_TRAIN_MODE", mode)
+    async with run_bot(settings) as bot:
+        assert (await world.comment(bot))[0] == 202
+        await train_results(world, 1)
+        assert (await world.comment(bot, f"{MENTION} train"))[0] == 202
+        _, failed = await train_results(world, 2)
+    assert "❌ `train` failed" in failed["body"] and reason in failed["body"]
+    run = check_run_of(world, "train")
+    assert run["conclusion"] == "failure" and reason in run["output"]["title"]
+    assert "model.json" not in failed["body"]
+
+
+async def test_cancel_stops_a_running_training(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = train_settings(world, tmp_path)
+    monkeypatch.setenv("ILAB_STANDIN_TRAIN_MODE", "hang")
+    monkeypatch.setenv("ILAB_STANDIN_TRAIN_FAIL_AT", "0")
+    queue = Queue.from_url(settings.redis_url)
+    try:
+        async with run_bot(settings) as bot:
+            assert (await world.comment(bot))[0] == 202
+            await train_results(world, 1)
+            assert (await world.comment(bot, f"{MENTION} train"))[0] == 202
+            await until(lambda: running_train(queue))
+            assert (await world.comment(bot, f"{MENTION} cancel"))[0] == 202
+            _, cancelled = await train_results(world, 2)
+    finally:
+        await queue.aclose()
+    assert "🛑 `train` was cancelled" in cancelled["body"]
+    assert check_run_of(world, "train")["conclusion"] == "cancelled"
+
+
+async def running_train(queue: Queue) -> Job | None:
+    found = await train_job(queue)
+    return found if found is not None and found.state is State.RUNNING else None
