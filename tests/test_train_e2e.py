@@ -299,3 +299,28 @@ async def test_cancel_stops_a_running_training(
 async def running_train(queue: Queue) -> Job | None:
     found = await train_job(queue)
     return found if found is not None and found.state is State.RUNNING else None
+
+
+async def test_retry_of_a_failed_training_trains_on_the_same_generate_job(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = train_settings(world, tmp_path)
+    monkeypatch.setenv("ILAB_STANDIN_TRAIN_MODE", "fail")
+    queue = Queue.from_url(settings.redis_url)
+    try:
+        async with run_bot(settings) as bot:
+            assert (await world.comment(bot))[0] == 202
+            await train_results(world, 1)
+            assert (await world.comment(bot, f"{MENTION} train"))[0] == 202
+            await train_results(world, 2)
+            monkeypatch.setenv("ILAB_STANDIN_TRAIN_MODE", "ok")
+            assert (await world.comment(bot, f"{MENTION} retry"))[0] == 202
+            _, _, retried = await train_results(world, 3)
+            jobs = await queue.get_jobs(await queue.pr_job_ids(PULL))
+    finally:
+        await queue.aclose()
+    assert "✅ `train` succeeded" in retried["body"]
+    generate = next(j for j in jobs if j.command == "generate")
+    trains = [j for j in jobs if j.command == "train"]
+    assert [j.state for j in trains] == [State.FAILED, State.SUCCEEDED]
+    assert {j.source_job for j in trains} == {generate.id}

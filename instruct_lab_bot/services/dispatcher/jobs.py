@@ -5,7 +5,7 @@ resumes where it stopped."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -77,6 +77,8 @@ class JobStarter:
                 request.marker, nothing_to_retry(), ReplyReason.NOTHING_TO_RETRY
             )
             return
+        if source.command == "train" and source.source_job:  # the same data again
+            request = replace(request, args=("--from", source.source_job))
         await self.start(request, source.command)
 
     async def _create(self, request: Request, kind: str, origin: JobOrigin) -> Job | None:
