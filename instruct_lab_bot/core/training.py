@@ -22,6 +22,7 @@ from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.refs import RepoRef
 
 __all__ = [
+    "ILAB_DEFAULT_BASE_MODEL",
     "TRAIN_DATA_PATTERNS",
     "Hyperparameters",
     "TrainDecision",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 TrainOutcome = Literal["exited", "timed_out", "cancelled"]
+#: `--model-path` when ILAB_BOT_TRAIN_BASE_MODEL is empty: ilab's own default (train.model_path).
+ILAB_DEFAULT_BASE_MODEL = "instructlab/granite-7b-lab"
 
 #: The generate outputs a train job can learn from, best first: the mixed messages sets
 #: (accelerated/full pipelines) then the legacy `train_*` file (`simple` / 0.18 legacy).

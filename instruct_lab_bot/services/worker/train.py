@@ -40,6 +40,7 @@ from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.core.train_progress import TrainTracker
 from instruct_lab_bot.core.training import (
     DISK_FULL,
+    ILAB_DEFAULT_BASE_MODEL,
     TrainLayout,
     TrainRequest,
     TrainRunResult,
@@ -158,7 +159,7 @@ class TrainJob:
             job_id=self.job.id,
             data_path=data.path,
             data_key=data.key,
-            base_model=settings.train_base_model,
+            base_model=settings.train_base_model or ILAB_DEFAULT_BASE_MODEL,
             hyperparameters=hyperparameters(settings),
             output_dir=self.output_dir,
             output_key=self.job.artifact_key_prefix(),
@@ -317,7 +318,7 @@ class TrainJob:
         template = ModelManifest(
             train_job=self.job.id,
             data_job=source.id,
-            base_model=request.base_model or "ilab's default",
+            base_model=request.base_model,
             ilab_version=str(self.deps.ilab.version),
             files=(),
             hyperparameters=request.hyperparameters.as_dict(),
