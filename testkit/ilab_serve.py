@@ -304,8 +304,18 @@ def serve(run: Run, opts: Mapping[str, Any], extra: list[str], config: str | Non
     layers, ctx = opts.get("gpu_layers") or -1, opts.get("max_ctx_size") or 4096
     using = f"Using model '{model}' with {layers} gpu-layers and {ctx} max context size."
     run.log("INFO", where, using)
-    served = Served(str(model), backend, learned_pairs(model), knobs)
+    served = Served(_served_name(extra) or str(model), backend, learned_pairs(model), knobs)
     return _run_server(run, served, host, port)
+
+
+def _served_name(extra: list[str]) -> str | None:
+    """vLLM's `--served-model-name N` passed after `--` (the id /v1/models then lists)."""
+    for i, arg in enumerate(extra):
+        if arg == "--served-model-name" and i + 1 < len(extra):
+            return extra[i + 1]
+        if arg.startswith("--served-model-name="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _undetected(run: Run, exc: ValueError) -> int:
