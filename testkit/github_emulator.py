@@ -386,8 +386,8 @@ class GitHubEmulator:
         return injection
 
     def hold_one(self, method: str, target: str) -> Injection:
-        """Hold the next matching request (only that one: `hold` holds all) until `.gate` is set (`.arrived` is set when it
-        comes): a test can act while a call is in flight, with no sleep."""
+        """Hold the next matching request (that one only: `hold` holds all) until `.gate` is
+        set (`.arrived` is set when it comes): a test acts while a call is in flight."""
         injection = self.inject(method, target)
         injection.gate = asyncio.Event()
         return injection

@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench import burst, dispatch, github_calls, idle, ingest, output_pump, queue_throughput
+from bench import (
+    burst,
+    dispatch,
+    github_calls,
+    idle,
+    ingest,
+    model_upload,
+    output_pump,
+    queue_throughput,
+)
 from bench.__main__ import Figure, console, run_figure, table
 from bench.common import Row, bot_argv, bot_env, free_port
 from instruct_lab_bot.adapters.redis.keys import EVENTS_STREAM
@@ -175,3 +184,9 @@ def test_each_baseline_has_its_own_environment_keyed_by_its_lock(tmp_path: Path)
     first = baselines.env_dir("x", lock, root=tmp_path)
     lock.write_text("a==2\n")
     assert baselines.env_dir("x", lock, root=tmp_path) != first
+
+
+async def test_model_upload_is_measured_against_s3transfer() -> None:
+    rows = await model_upload.measure(quick=True)
+    assert [r.baseline != "—" for r in rows] == [True, True]
+    _numbers(rows)

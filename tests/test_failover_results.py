@@ -5,6 +5,7 @@ to comment the same result. Real Redis, real worker code, the spec-validating em
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
 from instruct_lab_bot.adapters.redis.keys import job_key, jobs_stream
 from instruct_lab_bot.adapters.redis.queue import Queue
@@ -77,8 +78,12 @@ async def test_takeover_after_a_lost_end_state_ends_the_job_without_running_it(
     # The failover: the new primary has the result claim (it was confirmed by a replica) but
     # not the end state nor the acknowledgement written after it.
     queue = Queue.from_url(world.settings.redis_url)
-    lost = {"state": "running", "worker": "worker-lost-in-failover", "heartbeat_at": "1.0"}
-    await queue.redis.hset(job_key(job.id), mapping=lost)  # type: ignore[misc]
+    lost: dict[str | bytes, str] = {
+        "state": "running",
+        "worker": "worker-lost-in-failover",
+        "heartbeat_at": "1.0",
+    }
+    await cast(Any, queue.redis).hset(job_key(job.id), mapping=lost)
     entry = StreamEntry(JOBS_STREAM, job.stream_id, {"job": job.id})
     updates = len([c for c in world.gh.calls if c.method == "PATCH" and "check-runs" in c.path])
     async with open_worker(world.settings) as worker:
@@ -100,10 +105,11 @@ async def test_a_requeued_dead_job_posts_its_new_result(world: World) -> None:
         assert (await world.comment(bot))[0] == 202
         queue = Queue.from_url(world.settings.redis_url)
         # XREAD from 0 blocks until the dispatcher queued the job
-        ((_stream, ((_id, fields),)),) = await queue.redis.xread({JOBS_STREAM: "0"}, block=60_000)
+        read = await cast(Any, queue.redis).xread({JOBS_STREAM: "0"}, block=60_000)
+        ((_stream, ((_id, fields),)),) = read
         job_id = fields["job"]
         spent = str(world.settings.max_deliveries)
-        await queue.redis.hset(job_key(job_id), "attempts", spent)  # type: ignore[misc]
+        await cast(Any, queue.redis).hset(job_key(job_id), "attempts", spent)
         async with open_worker(world.settings) as worker:  # the attempts are used up
             await queue.ensure_groups(events=False)
             (entry,) = await queue.read(JOBS_STREAM, "workers", worker.name, count=1)

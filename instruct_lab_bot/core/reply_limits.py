@@ -34,6 +34,7 @@ class ReplyReason(enum.StrEnum):
     FORMER_NAME = "former_name"  # addressed by the bot's old name: a one-line note
     DISABLED = "disabled"  # the repository's configuration switched the command off
     NO_WORKER = "no_worker"  # queued for a worker pool that has no live worker
+    TRAIN_REFUSED = "train_refused"  # `train` without data to train on, or over a limit
 
 
 #: Answers to a permitted request's action: never silenced (they follow a permission check
@@ -44,6 +45,7 @@ UNLIMITED = frozenset(
         ReplyReason.NOTHING_TO_RETRY,
         ReplyReason.CANCELLED,
         ReplyReason.NO_WORKER,
+        ReplyReason.TRAIN_REFUSED,
     }
 )
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,13 @@ from botocore.exceptions import (
 )
 
 from instruct_lab_bot.adapters.storage.errors import StorageError
+from instruct_lab_bot.adapters.storage.resumable import (
+    LargeUpload,
+    OnPart,
+    find_upload,
+    target,
+    upload_resumable,
+)
 from instruct_lab_bot.core.artifacts import MAX_KEY_BYTES, guess_content_type, validate_key
 
 if TYPE_CHECKING:
@@ -116,6 +124,35 @@ class S3Store:
 
         return await self._run("upload", key, upload)
 
+    async def put_large_file(
+        self,
+        key: str,
+        path: Path,
+        content_type: str | None = None,
+        on_part: OnPart | None = None,
+    ) -> LargeUpload:
+        """A resumable multipart upload (`resumable`): an interrupted one is continued, by
+        this or any process, instead of restarted. Not bounded by `timeout`: the caller
+        bounds it (a model takes as long as its gigabytes take)."""
+        s3_key = self.object_key(key)
+        ctype = content_type or guess_content_type(key)
+        bucket = self.config.bucket
+
+        async def upload(client: S3Client) -> LargeUpload:
+            upload_id = await find_upload(client, bucket, s3_key)
+            if upload_id is None:
+                created = await client.create_multipart_upload(
+                    Bucket=bucket, Key=s3_key, ContentType=ctype
+                )
+                upload_id = created["UploadId"]
+            size = (await asyncio.to_thread(path.stat)).st_size
+            part_size = max(self.config.part_size, -(-size // S3_MAX_PARTS))
+            where = target(client, bucket, s3_key, upload_id)
+            concurrency = self.config.max_concurrency
+            return await upload_resumable(where, path, part_size, concurrency, on_part)
+
+        return await self._run("upload", key, upload, bounded=False)
+
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> int:
         s3_key = self.object_key(key)
 
@@ -180,6 +217,34 @@ class S3Store:
 
         return await self._run("download", key, get)
 
+    async def get_file(self, key: str, path: Path) -> int:
+        """Stream ``key`` to ``path`` (a temp file beside it, renamed when complete)."""
+        s3_key = self.object_key(key)
+
+        async def get(client: S3Client) -> int:
+            answer = await client.get_object(Bucket=self.config.bucket, Key=s3_key)
+            body = answer["Body"]  # aiobotocore's StreamingBody: read(amt) in chunks
+            async with body:
+                return await _stream_to_file(path, body.read)
+
+        return await self._run("download", key, get)
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix`` (without the store's own prefix), sorted."""
+        if prefix:
+            validate_key(prefix.rstrip("/"))
+        full = f"{self._prefix}/{prefix}" if self._prefix else prefix
+        strip = len(self._prefix) + 1 if self._prefix else 0
+
+        async def listing(client: S3Client) -> list[str]:
+            keys: list[str] = []
+            pages = client.get_paginator("list_objects_v2")
+            async for page in pages.paginate(Bucket=self.config.bucket, Prefix=full):
+                keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+            return sorted(keys)
+
+        return await self._run("list", prefix or "/", listing)
+
     async def delete(self, key: str) -> None:
         s3_key = self.object_key(key)
 
@@ -210,10 +275,19 @@ class S3Store:
                 )
             return self._client
 
-    async def _run(self, action: str, key: str, op: Callable[[S3Client], Awaitable[T]]) -> T:
-        """Run one operation under the overall timeout, mapping failures to StorageError."""
+    async def _run(
+        self,
+        action: str,
+        key: str,
+        op: Callable[[S3Client], Awaitable[T]],
+        *,
+        bounded: bool = True,
+    ) -> T:
+        """Run one operation under the overall timeout (unless not `bounded`: the caller's
+        own), mapping failures to StorageError."""
+        limit = self.config.timeout if bounded else None
         try:
-            async with asyncio.timeout(self.config.timeout):
+            async with asyncio.timeout(limit):
                 return await op(await self._get_client())
         except TimeoutError as exc:
             raise StorageError(
@@ -285,6 +359,25 @@ class S3Store:
                 await client.abort_multipart_upload(
                     Bucket=self.config.bucket, Key=s3_key, UploadId=upload_id
                 )
+
+
+async def _stream_to_file(path: Path, read: Callable[[int], Awaitable[bytes]]) -> int:
+    """Write what ``read`` yields to ``path`` atomically (temp file beside it, then rename)."""
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    fd, tmp_name = await asyncio.to_thread(
+        tempfile.mkstemp, dir=path.parent, prefix=f".{path.name}.", suffix=".partial"
+    )
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := await read(1024 * 1024):
+                await asyncio.to_thread(out.write, chunk)
+            size = out.tell()
+        await asyncio.to_thread(tmp.replace, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # noqa: ASYNC240 - one unlink, also on cancellation
+        raise
+    return size
 
 
 def _client_config(config: S3Config) -> AioConfig:

@@ -5,7 +5,7 @@ resumes where it stopped."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -36,6 +36,7 @@ from instruct_lab_bot.core.messages.pools import no_worker_check_run, no_worker_
 from instruct_lab_bot.core.reply_limits import ReplyReason
 from instruct_lab_bot.core.repo_config import generate_args, required_labels
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
+from instruct_lab_bot.services.dispatcher.train_gate import train_source
 from instruct_lab_bot.services.validator import Changes
 
 log = structlog.get_logger(__name__)
@@ -78,6 +79,8 @@ class JobStarter:
                 request.marker, nothing_to_retry(), ReplyReason.NOTHING_TO_RETRY
             )
             return
+        if source.command == "train" and source.source_job:  # the same data again
+            request = replace(request, args=("--from", source.source_job))
         await self.start(request, source.command)
 
     async def _create(
@@ -92,6 +95,11 @@ class JobStarter:
         if files is None:
             return None, False
         job = _new_job(request, kind, origin, data, files)
+        if kind == "train":  # trains on a generate job of this PR (`train_gate`)
+            source = await train_source(self.deps, request, job.head_sha)
+            if source is None:
+                return None, False
+            job = job.evolve(source_job=source.id)
         return await self._record(request, job)
 
     async def _files_past_gates(
