@@ -65,6 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_server_parser(sub)
+    _add_worker_parser(sub)
+    _add_runner_parser(sub)
+
+    _add_admin_parsers(sub)
+    _add_onboarding_parsers(sub)
+    return parser
+
+
+def _add_server_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     server = sub.add_parser("server", help="receive GitHub webhooks and dispatch jobs")
     server.add_argument(
         "--no-dispatcher",
@@ -78,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="server processes sharing the port (SO_REUSEPORT), each with its own dispatcher",
     )
 
+
+def _add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser("worker", help="run jobs from the queue")
     worker.add_argument(
         "--metrics-port",
@@ -101,12 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="the job kinds (worker pools) it takes, e.g. generate,precheck or train,test "
         "(default: ILAB_BOT_WORKER_CAPABILITIES, or all)",
     )
-
-    _add_runner_parser(sub)
-
-    _add_admin_parsers(sub)
-    _add_onboarding_parsers(sub)
-    return parser
 
 
 def _capabilities(text: str) -> tuple[str, ...]:
