@@ -95,6 +95,16 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
         Handler.LINKS,
         restricted=False,
     ),
+    CommandSpec(
+        "train",
+        "train a model on this PR's newest successful `generate` data "
+        "(`train --from <job id>` for an older one) and post how to download it",
+        Handler.START_JOB,
+        restricted=True,
+        job_kind="train",
+        capability="train",
+        needs_open_pull_request=True,
+    ),
 )
 
 COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in COMMAND_TABLE}

@@ -33,12 +33,18 @@ class ReplyReason(enum.StrEnum):
     LINKS = "links"
     FORMER_NAME = "former_name"  # addressed by the bot's old name: a one-line note
     DISABLED = "disabled"  # the repository's configuration switched the command off
+    TRAIN_REFUSED = "train_refused"  # `train` without data to train on, or over a limit
 
 
 #: Answers to a permitted request's action: never silenced (they follow a permission check
 #: for the restricted commands, and each reports something the bot did).
 UNLIMITED = frozenset(
-    {ReplyReason.ALREADY_RUNNING, ReplyReason.NOTHING_TO_RETRY, ReplyReason.CANCELLED}
+    {
+        ReplyReason.ALREADY_RUNNING,
+        ReplyReason.NOTHING_TO_RETRY,
+        ReplyReason.CANCELLED,
+        ReplyReason.TRAIN_REFUSED,
+    }
 )
 
 
