@@ -275,7 +275,22 @@ def _check_parameters(pipeline: dict[str, Any], body: dict[str, Any]) -> list[Em
     )
     if missing:
         raise Invalid(f"parameters required by the pipeline are missing: {missing}")
-    return [EmulatedTask(name) for name in root.get("dag", {}).get("tasks", {})]
+    return [EmulatedTask(name) for name in _in_order(root.get("dag", {}).get("tasks", {}))]
+
+
+def _in_order(tasks: dict[str, Any]) -> list[str]:
+    """The DAG's tasks, each after those it depends on (the IR lists them by name)."""
+    done: list[str] = []
+    while len(done) < len(tasks):
+        ready = [
+            name
+            for name, task in sorted(tasks.items())
+            if name not in done and set(task.get("dependentTasks", [])) <= set(done)
+        ]
+        if not ready:
+            raise Invalid("the pipeline's tasks depend on each other in a cycle")
+        done.append(ready[0])
+    return done
 
 
 def _run_json(run: EmulatedRun) -> dict[str, Any]:

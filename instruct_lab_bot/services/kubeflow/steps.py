@@ -136,14 +136,16 @@ async def _train(argv: list[str], work: Path, mirror: _Mirror) -> int | None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(DEFAULT_DROP_PREFIXES)}
     env |= {"HOME": str(work / "home"), "PYTHONUNBUFFERED": "1"}
     flusher = asyncio.create_task(mirror.keep_flushing())
+    limits = RunLimits(timeout=7 * 86400.0)  # the bot terminates the run on its own timeout
     try:
-        result = await run_streaming(
-            argv, cwd=work, env=env, on_line=mirror.on_line, limits=RunLimits(timeout=7 * 86400.0)
-        )
+        result = await run_streaming(argv, cwd=work, env=env, on_line=mirror.on_line, limits=limits)
+    except OSError as exc:
+        mirror.on_line("stderr", f"cannot run {argv[0]}: {exc.strerror or exc}")
+        return 127
     finally:
         flusher.cancel()
         await asyncio.gather(flusher, return_exceptions=True)
-    await mirror.flush(done=True)
+        await mirror.flush(done=True)
     return result.exit_code
 
 
