@@ -131,7 +131,7 @@ _TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED"}
 class KfpEmulator:
     """The emulated API's state; `app()` serves it."""
 
-    token: str = "kfp-test-token"
+    token: str = "kfp-test-token"  # noqa: S105 - the emulator's own test token
     fail_task: str = ""
     hang_task: str = ""
     reject_runs: int = 0  # answer this many run submissions with 503 first

@@ -128,7 +128,9 @@ class Lines:
         return [line for s, line in self.seen if s == stream]
 
 
-async def _train(world: World, cancel: asyncio.Event | None = None, **kw: float) -> tuple[TrainRunResult, Lines]:
+async def _train(
+    world: World, cancel: asyncio.Event | None = None, **kw: float
+) -> tuple[TrainRunResult, Lines]:
     lines = Lines()
     backend = world.backend()
     try:
@@ -156,9 +158,7 @@ async def test_a_run_is_submitted_followed_and_its_model_picked_up(world: World)
     assert argv[:4] == ["ilab", "--config", "DEFAULT", "model"]
     assert "{data}/skills_train_msgs_x.jsonl" in argv and "{work}/checkpoints" in argv
     assert argv[argv.index("--device") + 1] == "cuda"
-    manifest = ModelManifest.from_json(
-        await world.store.get_bytes(OUTPUT_KEY + "model/model.json")
-    )
+    manifest = ModelManifest.from_json(await world.store.get_bytes(OUTPUT_KEY + "model/model.json"))
     assert (manifest.train_job, manifest.data_job, manifest.base_model) == (
         "tr-1",
         "gen-1",

@@ -76,7 +76,9 @@ def test_compiled_ir_has_the_three_steps_in_order_on_the_image() -> None:
         assert container["image"] == OPTIONS.image, name
         # The image has kfp and the bot: nothing is pip-installed when a task starts.
         assert not any("pip install" in part for part in container["command"]), name
-        assert any("instruct_lab_bot.services.kubeflow import steps" in p for p in container["command"])
+        assert any(
+            "instruct_lab_bot.services.kubeflow import steps" in p for p in container["command"]
+        )
 
 
 def test_compiled_ir_asks_for_gpus_only_for_training() -> None:
@@ -154,7 +156,8 @@ def _run_pipeline(
         timeout=600.0,
     )
     argv = pod_argv(PROFILES[1], settings, request)
-    manifest = {"train_job": "tr-1", "data_job": "gen-1", "base_model": "granite-7b-lab"}
+    manifest: dict[str, object] = {"train_job": "tr-1", "data_job": "gen-1"}
+    manifest["base_model"] = "granite-7b-lab"
     manifest |= {"ilab_version": "0.26.1", "hyperparameters": {"epochs": "1"}}
     params = run_parameters(
         f"s3://{bucket}/bot",

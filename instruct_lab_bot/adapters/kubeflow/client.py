@@ -164,7 +164,7 @@ class KfpClient:
         created = await self._call("POST", "/experiments", body)
         return str(created["experiment_id"])
 
-    async def create_run(  # noqa: PLR0913 - one value per field of the run
+    async def create_run(
         self,
         display_name: str,
         experiment_id: str,

@@ -101,7 +101,9 @@ def training_pipeline(options: PipelineOptions) -> Any:
     train = _component(train_model, options.image)
     publish = _component(publish_model, options.image)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Train a model on a PR's generated data")
+    description = "Train a model on a PR's generated data"
+
+    @dsl.pipeline(name=PIPELINE_NAME, description=description)  # type: ignore[untyped-decorator]
     def pipeline(
         store_url: str,
         data_key: str,
@@ -142,7 +144,7 @@ def compile_pipeline(options: PipelineOptions) -> dict[str, Any]:
     return {"pipeline_spec": docs[0], "platform_spec": docs[1]}
 
 
-def run_parameters(  # noqa: PLR0913 - one value per pipeline parameter
+def run_parameters(
     store_url: str,
     data_key: str,
     output_key: str,

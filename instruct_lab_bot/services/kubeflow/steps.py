@@ -108,7 +108,7 @@ class _Mirror:
             await self.flush()
 
 
-def train_model(  # noqa: PLR0913 - the component's parameters, passed through
+def train_model(
     store_url: str, output_key: str, argv_json: str, data_dir: str, model_out: str, interval: float
 ) -> None:
     """Run the training argv (its `{data}`/`{work}` filled in), mirroring its output lines
