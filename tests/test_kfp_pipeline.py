@@ -185,6 +185,7 @@ def test_the_pipeline_runs_locally_on_the_standin_and_publishes_the_model(
         "0.26.1",
     )
     assert manifest.files
+    assert manifest.final_loss is not None  # the training's last loss, through the artifact
     for entry in manifest.files:
         body = s3.get_object(Bucket=s3_bucket, Key=f"bot/jobs/tr-1/model/{entry.name}")["Body"]
         data = body.read()

@@ -61,7 +61,11 @@ def train_model(
     """`ilab model train` on the fetched data; its output lines mirrored for the bot."""
     from instruct_lab_bot.services.kubeflow import steps
 
-    steps.train_model(store_url, output_key, train_argv, data.path, model.path, progress_interval)
+    loss = steps.train_model(
+        store_url, output_key, train_argv, data.path, model.path, progress_interval
+    )
+    if loss is not None:
+        model.metadata["final_loss"] = loss
 
 
 def publish_model(
@@ -70,7 +74,8 @@ def publish_model(
     """Upload the model's files and `model.json` under the train job's `model/` prefix."""
     from instruct_lab_bot.services.kubeflow import steps
 
-    steps.publish_model(store_url, output_key, manifest, model.path)
+    loss = model.metadata.get("final_loss")
+    steps.publish_model(store_url, output_key, manifest, model.path, loss)
 
 
 def _component(func: Any, image: str) -> Any:

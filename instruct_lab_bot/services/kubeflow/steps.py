@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -31,6 +32,7 @@ from instruct_lab_bot.core.model_manifest import (
     ModelManifest,
     safe_file_name,
 )
+from instruct_lab_bot.core.train_status import TrainStatus
 from instruct_lab_bot.core.training import final_model_dir
 
 __all__ = ["StepFailed", "fetch_data", "publish_model", "train_model"]
@@ -83,6 +85,7 @@ class _Mirror:
     def __init__(self, store: S3Store, key: str, interval: float) -> None:
         self.store, self.key, self.interval = store, key, interval
         self.lines: list[tuple[str, str]] = []
+        self.status = TrainStatus()  # the final loss goes into the manifest
         self.first = 0
         self._sent = -1
         self._last = 0.0
@@ -90,6 +93,7 @@ class _Mirror:
     def on_line(self, stream: str, line: str) -> None:
         print(line, file=sys.stdout if stream == "stdout" else sys.stderr, flush=True)
         self.lines.append((stream, line))
+        self.status.feed(line)
         if len(self.lines) > 2000:  # keep memory bounded; the document holds fewer anyway
             self.first += 1000
             del self.lines[:1000]
@@ -110,9 +114,10 @@ class _Mirror:
 
 def train_model(
     store_url: str, output_key: str, argv_json: str, data_dir: str, model_out: str, interval: float
-) -> None:
+) -> float | None:
     """Run the training argv (its `{data}`/`{work}` filled in), mirroring its output lines
-    to the progress document, then copy the final model folder to `model_out`."""
+    to the progress document, then copy the final model folder to `model_out`; the last loss
+    seen (None when there was none or it went NaN)."""
     argv = json.loads(argv_json)
     if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
         raise StepFailed("the training command is not a list of words")
@@ -130,6 +135,8 @@ def train_model(
         raise StepFailed("ilab model train wrote no model (no hf_format/samples_* weights)")
     shutil.copytree(checkpoints / found, model_out, dirs_exist_ok=True)
     print(f"model: {found}", flush=True)
+    loss = mirror.status.loss
+    return None if mirror.status.saw_nan or loss is None or not math.isfinite(loss) else loss
 
 
 async def _train(argv: list[str], work: Path, mirror: _Mirror) -> int | None:
@@ -157,7 +164,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def publish_model(store_url: str, output_key: str, manifest_json: str, model_dir: str) -> None:
+def publish_model(
+    store_url: str,
+    output_key: str,
+    manifest_json: str,
+    model_dir: str,
+    final_loss: float | None = None,
+) -> None:
     """Upload every file of `model_dir` under `<output_key>model/`, then `model.json` (last:
     a manifest present means a complete model)."""
     root = Path(model_dir)
@@ -168,6 +181,7 @@ def publish_model(store_url: str, output_key: str, manifest_json: str, model_dir
         ModelFile(p.relative_to(root).as_posix(), p.stat().st_size, _sha256(p)) for p in paths
     )
     given = {**json.loads(manifest_json), "files": files_json(files), "created_at": time.time()}
+    given["final_loss"] = final_loss
     manifest = ModelManifest.from_json(json.dumps(given))
     store = _store(store_url)
 
