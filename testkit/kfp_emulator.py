@@ -294,11 +294,18 @@ def _in_order(tasks: dict[str, Any]) -> list[str]:
 
 
 def _run_json(run: EmulatedRun) -> dict[str, Any]:
-    tasks = [
-        {"run_id": run.run_id, "task_id": t.task_id, "display_name": t.name, "state": t.state}
-        | ({"pod_name": f"{run.run_id}-{t.name}"} if t.state != "PENDING" else {})
-        for t in run.tasks
+    # As KFP lists them: the root DAG too, and a finished driver beside each started step's
+    # executor, under the step's name.
+    tasks: list[dict[str, Any]] = [
+        {"run_id": run.run_id, "task_id": "root", "display_name": "root", "state": run.state}
     ]
+    for t in run.tasks:
+        entry = {"run_id": run.run_id, "task_id": t.task_id, "display_name": t.name}
+        if t.state == "PENDING":
+            tasks.append(entry | {"state": "PENDING"})
+            continue
+        tasks.append(entry | {"task_id": t.task_id + "-driver", "state": "SUCCEEDED"})
+        tasks.append(entry | {"state": t.state, "pod_name": f"{run.run_id}-{t.name}"})
     body = {**run.body, "run_id": run.run_id, "state": run.state}
     body["run_details"] = {"task_details": tasks}
     if run.error:

@@ -33,6 +33,7 @@ __all__ = [
     "parse_progress",
     "progress_document",
     "run_phase",
+    "step_states",
 ]
 
 #: Written by the argv builder in place of the pod's own folders; `fill_slots` swaps them in.
@@ -62,6 +63,19 @@ _PHASES: dict[str, RunPhase] = {
 def run_phase(state: str) -> RunPhase:
     """A KFP v2beta1 `RuntimeState` as the bot sees it; an unknown one counts as running."""
     return _PHASES.get(state, "running")
+
+
+def step_states(tasks: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Each pipeline step's state from a run's (task name, state) pairs, in step order. KFP
+    lists more than the steps (the root DAG, a driver beside an executor under the same
+    name): only `STEP_NAMES` count, and several entries of one step read as the worst one."""
+    rank = ("FAILED", "CANCELED", "CANCELING", "RUNNING", "PENDING", "SUCCEEDED", "SKIPPED")
+    states: dict[str, str] = {}
+    for step in STEP_NAMES:
+        found = [state for name, state in tasks if name == step]
+        if found:
+            states[step] = min(found, key=lambda s: rank.index(s) if s in rank else 3)
+    return states
 
 
 def fill_slots(argv: Sequence[str], data_dir: str, work_dir: str) -> list[str]:

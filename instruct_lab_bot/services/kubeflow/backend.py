@@ -33,6 +33,7 @@ from instruct_lab_bot.core.kubeflow import (
     data_job_of,
     parse_progress,
     run_phase,
+    step_states,
 )
 from instruct_lab_bot.core.messages import kubeflow as texts
 from instruct_lab_bot.core.settings import Settings
@@ -112,7 +113,7 @@ class KubeflowTrainBackend:
         started = loop.time()
         try:
             run = await self._submit(request, on_line)
-        except (KfpError, OSError) as exc:
+        except (KfpError, OSError, ImportError) as exc:  # ImportError: no `kubeflow` extra
             log.warning("kubeflow.submit_failed", error=str(exc))
             return TrainRunResult("exited", None, loop.time() - started, texts.submit_failed(exc))
         follow = _Follow(on_line, request.output_key + PROGRESS_NAME, {})
@@ -179,10 +180,11 @@ class KubeflowTrainBackend:
             await _wait(cancel, min(self._settings.kfp_poll_interval, deadline - loop.time()))
 
     def _tasks(self, view: RunView, follow: _Follow) -> None:
-        for task in view.tasks:
-            if follow.tasks.get(task.name) != task.state:
-                follow.tasks[task.name] = task.state
-                follow.on_line(task.name, texts.task_state(task.name, task.state, task.error))
+        errors = {task.name: task.error for task in view.tasks if task.error}
+        for name, state in step_states([(t.name, t.state) for t in view.tasks]).items():
+            if follow.tasks.get(name) != state:
+                follow.tasks[name] = state
+                follow.on_line(name, texts.task_state(name, state, errors.get(name, "")))
 
     async def _relay(self, follow: _Follow) -> None:
         try:
@@ -220,10 +222,11 @@ def _result(view: RunView) -> TrainRunResult | None:
     if phase == "succeeded":
         return TrainRunResult("exited", 0, 0.0, remote_model=True)
     if phase == "failed":
-        failed = next((t for t in view.tasks if run_phase(t.state) == "failed"), None)
-        if failed is not None and failed.name == "train-model":
+        states = step_states([(t.name, t.state) for t in view.tasks])
+        failed = next((name for name, s in states.items() if run_phase(s) == "failed"), "")
+        if failed == "train-model":
             return TrainRunResult("exited", 1, 0.0)  # the log says why, as on a worker
-        return TrainRunResult("exited", None, 0.0, texts.run_failed(failed.name if failed else ""))
+        return TrainRunResult("exited", None, 0.0, texts.run_failed(failed))
     if phase == "canceled":
         return TrainRunResult("exited", None, 0.0, texts.canceled_elsewhere())
     return None
