@@ -32,6 +32,7 @@ from instruct_lab_bot.services.kubeflow.pipeline import (
     training_pipeline,
 )
 from instruct_lab_bot.services.worker.train_backend import hyperparameters
+from testkit.ilab_model import write_hf_model
 from tests.fixtures.s3 import S3Server
 
 OPTIONS = PipelineOptions(
@@ -127,28 +128,35 @@ def kfp_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     yield root
 
 
+def _answer(i: int) -> dict[str, str]:
+    return {"role": "assistant", "content": f"answer {i}"}
+
+
 def _s3(server: S3Server) -> Any:
     return boto3.client("s3", endpoint_url=server.endpoint_url, region_name=server.region)
 
 
 def _run_pipeline(
-    bucket: str, server: S3Server, monkeypatch: pytest.MonkeyPatch, mode: str = "ok"
+    bucket: str, server: S3Server, monkeypatch: pytest.MonkeyPatch, base: Path, mode: str = "ok"
 ) -> dict[str, object]:
     monkeypatch.setenv("AWS_S3_ENDPOINT", server.endpoint_url)  # as a data connection names it
     monkeypatch.setenv("ILAB_STANDIN_DURATION", "0.5")
-    monkeypatch.setenv("ILAB_STANDIN_MODE", mode)
+    monkeypatch.setenv("ILAB_STANDIN_TRAIN_MODE", mode)
     data = b"".join(
-        json.dumps({"messages": [{"role": "user", "content": f"q{i}"}]}).encode() + b"\n"
+        json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, _answer(i)]}).encode()
+        + b"\n"
         for i in range(8)
     )
     _s3(server).put_object(Bucket=bucket, Key="bot/jobs/gen-1/skills_train_msgs_x.jsonl", Body=data)
     settings = replace(Settings(), kfp_ilab_command=("ilab-standin",))
-    settings = replace(settings, train_epochs=1, train_device="cpu", train_pipeline="simple")
+    write_hf_model(base)  # the base model, as the training image would hold it
+    settings = replace(settings, train_epochs=1, train_device="cuda", train_pipeline="accelerated")
+    settings = replace(settings, train_base_model=str(base))
     request = TrainRequest(
         job_id="tr-1",
         data_path=Path("/nowhere/on/the/worker.jsonl"),
         data_key="jobs/gen-1/skills_train_msgs_x.jsonl",
-        base_model="granite-7b-lab",
+        base_model=str(base),
         hyperparameters=hyperparameters(settings),
         output_dir=Path("/nowhere/out"),
         output_key="jobs/tr-1/",
@@ -157,7 +165,7 @@ def _run_pipeline(
     )
     argv = pod_argv(PROFILES[1], settings, request)
     manifest: dict[str, object] = {"train_job": "tr-1", "data_job": "gen-1"}
-    manifest["base_model"] = "granite-7b-lab"
+    manifest["base_model"] = str(base)
     manifest |= {"ilab_version": "0.26.1", "hyperparameters": {"epochs": "1"}}
     params = run_parameters(
         f"s3://{bucket}/bot",
@@ -173,9 +181,13 @@ def _run_pipeline(
 
 @LOCAL_RUNNER_IGNORES_RESOURCES
 def test_the_pipeline_runs_locally_on_the_standin_and_publishes_the_model(
-    kfp_local: Path, s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+    kfp_local: Path,
+    s3_server: S3Server,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    _run_pipeline(s3_bucket, s3_server, monkeypatch)
+    _run_pipeline(s3_bucket, s3_server, monkeypatch, tmp_path / "base")
     s3 = _s3(s3_server)
     raw = s3.get_object(Bucket=s3_bucket, Key="bot/jobs/tr-1/model/model.json")["Body"].read()
     manifest = ModelManifest.from_json(raw)
@@ -197,13 +209,27 @@ def test_the_pipeline_runs_locally_on_the_standin_and_publishes_the_model(
 
 
 @LOCAL_RUNNER_IGNORES_RESOURCES
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("fail", "ilab model train ended with exit code 1"),
+        ("no-checkpoint", "ilab model train wrote no model"),
+    ],
+)
 def test_a_failed_training_fails_the_run_and_publishes_nothing(
-    kfp_local: Path, s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+    mode: str,
+    reason: str,
+    kfp_local: Path,
+    s3_server: S3Server,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     with pytest.raises(RuntimeError, match="train-model"):
-        _run_pipeline(s3_bucket, s3_server, monkeypatch, mode="fail")
+        _run_pipeline(s3_bucket, s3_server, monkeypatch, tmp_path / "base", mode=mode)
     listed = _s3(s3_server).list_objects_v2(Bucket=s3_bucket, Prefix="bot/jobs/tr-1/model/")
     assert listed.get("KeyCount", 0) == 0
     raw = _s3(s3_server).get_object(Bucket=s3_bucket, Key=f"bot/jobs/tr-1/{PROGRESS_NAME}")
     progress = parse_progress(raw["Body"].read())
     assert progress is not None and progress.done
+    assert progress.lines[-1] == ("stderr", f"instruct-lab-bot: {reason}")  # told to the PR

@@ -125,35 +125,42 @@ def train_model(
     (work / "home").mkdir()
     store = _store(store_url)
     mirror = _Mirror(store, output_key + PROGRESS_NAME, interval)
-    code = _run(store, _train(fill_slots(argv, data_dir, str(work)), work, mirror))
-    if code != 0:
-        raise StepFailed(f"ilab model train ended with exit code {code}")
-    checkpoints = work / "checkpoints"
-    names = [p.relative_to(checkpoints).as_posix() for p in checkpoints.rglob("*") if p.is_file()]
-    found = final_model_dir(names)
+    found = _run(store, _train(fill_slots(argv, data_dir, str(work)), work, mirror))
     if found is None:
-        raise StepFailed("ilab model train wrote no model (no hf_format/samples_* weights)")
-    shutil.copytree(checkpoints / found, model_out, dirs_exist_ok=True)
+        raise SystemExit(1)  # the reason is the last line of the log and of the mirror
+    shutil.copytree(work / found, model_out, dirs_exist_ok=True)
     print(f"model: {found}", flush=True)
     loss = mirror.status.loss
     return None if mirror.status.saw_nan or loss is None or not math.isfinite(loss) else loss
 
 
-async def _train(argv: list[str], work: Path, mirror: _Mirror) -> int | None:
+async def _train(argv: list[str], work: Path, mirror: _Mirror) -> str | None:
+    """Train; the model folder (relative to `work`), or None with the reason told."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(DEFAULT_DROP_PREFIXES)}
     env |= {"HOME": str(work / "home"), "PYTHONUNBUFFERED": "1"}
     flusher = asyncio.create_task(mirror.keep_flushing())
     limits = RunLimits(timeout=7 * 86400.0)  # the bot terminates the run on its own timeout
+    found: str | None = None
     try:
         result = await run_streaming(argv, cwd=work, env=env, on_line=mirror.on_line, limits=limits)
+        if result.exit_code != 0:
+            problem = f"ilab model train ended with exit code {result.exit_code}"
+        else:  # 0.18 can exit 0 after failing: only a written model counts
+            found = final_model_dir(await asyncio.to_thread(_files, work))
+            problem = "" if found else "ilab model train wrote no model"
     except OSError as exc:
-        mirror.on_line("stderr", f"cannot run {argv[0]}: {exc.strerror or exc}")
-        return 127
+        problem = f"cannot run {argv[0]}: {exc.strerror or exc}"
     finally:
         flusher.cancel()
         await asyncio.gather(flusher, return_exceptions=True)
-        await mirror.flush(done=True)
-    return result.exit_code
+    if problem:
+        mirror.on_line("stderr", f"instruct-lab-bot: {problem}")
+    await mirror.flush(done=True)
+    return found
+
+
+def _files(root: Path) -> list[str]:
+    return [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
 
 
 def _sha256(path: Path) -> str:
