@@ -88,7 +88,7 @@ class TrainStatus:
         self._seen += 1
         if self._seen % self._stride:
             return
-        self.history.append((self.step or self._seen, value))
+        self.history.append((self.step if self.step is not None else self._seen, value))
         if len(self.history) >= MAX_POINTS:
             self.history = self.history[::2]
             self._stride *= 2

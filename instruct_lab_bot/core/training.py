@@ -35,6 +35,7 @@ __all__ = [
     "pick_training_file",
     "train_decision",
     "train_verdict",
+    "training_files",
 ]
 
 TrainOutcome = Literal["exited", "timed_out", "cancelled"]
@@ -107,6 +108,7 @@ class TrainRequest:
     timeout: float
     resume_from: Path | None = None
     resume_key: str = ""
+    epochs_done: int = 0  # of the resumed checkpoint: a resumed run trains the rest
 
     @property
     def model_path(self) -> str:
@@ -129,6 +131,22 @@ class TrainRunResult:
     duration: float
     error: str = ""
     remote_model: bool = False
+
+
+#: Also fetched for the `simple` pipeline, which reads `train_*` and `test_*` from a folder.
+_TEST_DATA = re.compile(r"(?:^|/)test_[^/]*\.jsonl$")
+
+
+def training_files(names: Iterable[str]) -> list[str]:
+    """Every generate output a training may read: the newest of each kind (the mixed sets,
+    the legacy `train_*` and its `test_*`), the one to train on (`pick_training_file`) first."""
+    listed = sorted(names)
+    first = pick_training_file(listed)
+    found = [first] if first else []
+    for pattern in (*TRAIN_DATA_PATTERNS, _TEST_DATA):
+        newest = [name for name in listed if pattern.search(name)][-1:]
+        found += [name for name in newest if name not in found]
+    return found if first else []
 
 
 def pick_training_file(names: Iterable[str]) -> str | None:

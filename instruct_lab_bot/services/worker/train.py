@@ -56,6 +56,7 @@ from instruct_lab_bot.services.worker.train_backend import (
 )
 from instruct_lab_bot.services.worker.train_files import (
     CheckpointUploader,
+    Resumed,
     StoredModel,
     TrainingData,
     download_checkpoint,
@@ -117,8 +118,8 @@ class TrainJob:
         data = await download_data(self.deps, source, self.root / "data")
         resume = await download_checkpoint(self.deps, self.job, self.root / "resume")
         if resume is not None:
-            self.resumed = resume.name
-            log.info("train.resuming", checkpoint=resume.name)
+            self.resumed = resume.folder.name
+            log.info("train.resuming", checkpoint=self.resumed, epochs_done=resume.epochs_done)
         request = self._request(source, data, resume)
         run = await self._train(request)
         return await self._finish(source, request, run)
@@ -134,7 +135,7 @@ class TrainJob:
             raise JobFailed(f"generate job `{source.id}` belongs to another pull request")
         return source
 
-    def _request(self, source: Job, data: TrainingData, resume: Path | None) -> TrainRequest:
+    def _request(self, source: Job, data: TrainingData, resume: Resumed | None) -> TrainRequest:
         settings = self.deps.settings
         self.output_dir.mkdir()
         return TrainRequest(
@@ -147,8 +148,9 @@ class TrainJob:
             output_key=self.job.artifact_key_prefix(),
             workspace=self.root,
             timeout=settings.train_timeout,
-            resume_from=resume,
+            resume_from=resume.folder if resume else None,
             resume_key=self.job.artifact_key_prefix() if resume else "",
+            epochs_done=resume.epochs_done if resume else 0,
         )
 
     async def _train(self, request: TrainRequest) -> TrainRunResult:
@@ -156,7 +158,7 @@ class TrainJob:
         argv = train_argv(deps.ilab.profile, settings, request)
         command_line = shown_command(argv, deps.redactor)
         await redis_calls.best_effort(deps.queue.update_job(self.job.id, command_line=command_line))
-        uploader = CheckpointUploader(deps, self.job, self.output_dir)
+        uploader = CheckpointUploader(deps, self.job, self.output_dir, lambda: self.status.epoch)
         stop = asyncio.Event()
         backend = deps.tools.train(settings, deps.ilab.profile)
         with CappedLog(self.x.workspace.log_path, settings.log_limit) as log_file:
@@ -171,8 +173,6 @@ class TrainJob:
                 stop.set()
                 await follower
                 await backend.aclose()
-        if run.outcome == "exited" and not self.disk_full:
-            await uploader.scan()  # a last look: what training wrote at the very end
         deps.metrics.exits.labels("train", exit_label(run.exit_code)).inc()
         device = request.hyperparameters.device or "default"
         deps.metrics.train.device_seconds.labels(device).inc(run.duration)

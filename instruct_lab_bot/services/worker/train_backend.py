@@ -61,8 +61,9 @@ def train_argv(profile: IlabProfile, settings: Settings, request: TrainRequest) 
     hp = request.hyperparameters
     args = ["--data-path", str(request.data_path), "--model-path", request.model_path]
     args += ["--ckpt-output-dir", str(request.output_dir)]
+    epochs = max(hp.epochs - request.epochs_done, 1) if hp.epochs else None
     for flag, value in (
-        ("--num-epochs", hp.epochs),
+        ("--num-epochs", epochs),
         ("--effective-batch-size", hp.effective_batch_size),
         ("--learning-rate", hp.learning_rate),
         ("--device", hp.device),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from instruct_lab_bot.core.checksums import (
     CHECKSUMS_NAME,
     Checksum,
     ChecksumError,
+    checksum_facts,
     file_checksum,
     parse_checksums,
     render_checksums,
@@ -30,7 +31,7 @@ from instruct_lab_bot.core.model_manifest import (
     ModelFile,
     ModelManifest,
 )
-from instruct_lab_bot.core.training import checkpoint_dirs, pick_training_file
+from instruct_lab_bot.core.training import checkpoint_dirs, training_files
 from instruct_lab_bot.services.worker.deps import WorkerDeps
 from instruct_lab_bot.services.worker.ilab import JobFailed
 
@@ -83,26 +84,29 @@ async def download_data(deps: WorkerDeps, source: Job, dest_dir: Path) -> Traini
         sums = parse_checksums(await asyncio.to_thread(sums_path.read_bytes))
     except ChecksumError as exc:
         raise JobFailed(f"generate job `{source.id}`: {exc}") from None
-    name = pick_training_file(sums)
-    if name is None:
+    names = training_files(sums)
+    if not names:
         raise JobFailed(
             f"generate job `{source.id}` stored no training data file (`*train*.jsonl`)"
         )
-    local = dest_dir / Path(name).name
-    await deps.store.get_file(prefix + name, local)
-    try:
-        verify(name, sums.get(name), await asyncio.to_thread(checksum_of, local))
-    except ChecksumError as exc:
-        raise JobFailed(f"the training data of generate job `{source.id}`: {exc}") from None
-    return TrainingData(local, prefix + name)
+    for name in names:  # the one to train on first; all into one folder (`simple` reads it)
+        local = dest_dir / Path(name).name
+        await deps.store.get_file(prefix + name, local)
+        try:
+            verify(name, sums.get(name), await asyncio.to_thread(checksum_of, local))
+        except ChecksumError as exc:
+            raise JobFailed(f"the training data of generate job `{source.id}`: {exc}") from None
+    return TrainingData(dest_dir / Path(names[0]).name, prefix + names[0])
 
 
 class CheckpointUploader:
     """Uploads each checkpoint folder once training has finished writing it (its files the
     same on two scans in a row), then its `checkpoint.json` marking it complete."""
 
-    def __init__(self, deps: WorkerDeps, job: Job, output_dir: Path) -> None:
-        self.deps, self.output_dir = deps, output_dir
+    def __init__(
+        self, deps: WorkerDeps, job: Job, output_dir: Path, epoch: Callable[[], int | None]
+    ) -> None:
+        self.deps, self.output_dir, self.epoch = deps, output_dir, epoch
         self.prefix = job.artifact_key_prefix() + CHECKPOINTS_DIR
         self.uploaded: list[str] = []
         self._last_seen: dict[str, tuple[tuple[str, int], ...]] = {}
@@ -125,7 +129,8 @@ class CheckpointUploader:
             path = self.output_dir / folder / rel
             sums[rel] = await asyncio.to_thread(checksum_of, path)
             await self.deps.store.put_file(f"{self.prefix}{name}/{rel}", path)
-        done = render_checksums(sums).encode()
+        epoch = self.epoch()  # the epoch training was in: the checkpoint ends the one before
+        done = render_checksums(sums, epochs_done=max(epoch or 0, 0)).encode()
         await self.deps.store.put_bytes(
             f"{self.prefix}{name}/{CHECKPOINT_DONE}", done, "application/json"
         )
@@ -133,7 +138,13 @@ class CheckpointUploader:
         log.info("train.checkpoint_uploaded", checkpoint=name, files=len(files))
 
 
-async def download_checkpoint(deps: WorkerDeps, job: Job, dest: Path) -> Path | None:
+@dataclass(frozen=True)
+class Resumed:
+    folder: Path
+    epochs_done: int
+
+
+async def download_checkpoint(deps: WorkerDeps, job: Job, dest: Path) -> Resumed | None:
     """The newest complete uploaded checkpoint of this job, downloaded and verified into
     `dest/<name>`; None when there is none (a first attempt)."""
     prefix = job.artifact_key_prefix() + CHECKPOINTS_DIR
@@ -144,12 +155,13 @@ async def download_checkpoint(deps: WorkerDeps, job: Job, dest: Path) -> Path | 
     name = max(done, key=lambda n: int(m[1]) if (m := _SAMPLES_N.search(n)) else -1)
     folder = dest / name
     await deps.store.get_file(f"{prefix}{name}/{CHECKPOINT_DONE}", dest / CHECKPOINT_DONE)
-    sums = parse_checksums(await asyncio.to_thread((dest / CHECKPOINT_DONE).read_bytes))
-    for rel, expected in sums.items():
+    text = await asyncio.to_thread((dest / CHECKPOINT_DONE).read_bytes)
+    for rel, expected in parse_checksums(text).items():
         local = folder / rel
         await deps.store.get_file(f"{prefix}{name}/{rel}", local)
         verify(rel, expected, await asyncio.to_thread(checksum_of, local))
-    return folder
+    epochs = checksum_facts(text).get("epochs_done", 0)
+    return Resumed(folder, epochs if isinstance(epochs, int) else 0)
 
 
 @dataclass(frozen=True)
@@ -168,7 +180,7 @@ async def upload_model(
     for rel in await asyncio.to_thread(files_under, model_dir):
         path = model_dir / rel
         checksum = await asyncio.to_thread(checksum_of, path)
-        await deps.store.put_file(prefix + rel, path)
+        await deps.store.put_large_file(prefix + rel, path)
         files.append(ModelFile(rel, checksum.size, checksum.sha256))
     if not files:
         raise JobFailed("the model folder training wrote is empty")
