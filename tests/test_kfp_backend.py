@@ -24,6 +24,7 @@ from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.training import Hyperparameters, TrainRequest, TrainRunResult
 from instruct_lab_bot.services.kubeflow import steps
 from instruct_lab_bot.services.kubeflow.backend import KubeflowTrainBackend, run_name
+from instruct_lab_bot.services.kubeflow.preflight import check_kubeflow
 from testkit.kfp_emulator import EmulatedRun, KfpEmulator
 from tests.fixtures.s3 import S3Server
 
@@ -287,3 +288,13 @@ async def test_the_emulator_refuses_parameters_the_pipeline_does_not_declare(
             await client.create_run("r", experiment, spec, {"store_url": "s3://b"})
     finally:
         await client.aclose()
+
+
+async def test_doctor_checks_the_pipelines_api_with_the_workers_token(world: World) -> None:
+    good = await check_kubeflow(world.settings)
+    assert good.ok, good.detail
+    assert "answers" in good.detail
+    Path(world.settings.kfp_token_file).write_text("revoked")
+    bad = await check_kubeflow(world.settings)
+    assert not bad.ok and not bad.fatal
+    assert "HTTP 401" in bad.detail and "ILAB_BOT_KFP_TOKEN_FILE" in bad.fix

@@ -193,6 +193,11 @@ class KfpClient:
         runs = [r for r in listed.get("runs") or () if r.get("display_name") == display_name]
         return run_view(runs[0]) if runs else None
 
+    async def can_list_runs(self) -> int:
+        """One page of runs (how many there are): proves the address, certificate and token."""
+        listed = await self._call("GET", "/runs", query=self._query(page_size="1"))
+        return int(listed.get("total_size") or 0)
+
     async def get_run(self, run_id: str) -> RunView:
         return run_view(await self._call("GET", f"/runs/{quote(run_id, safe='')}"))
 
