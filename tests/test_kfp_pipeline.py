@@ -63,6 +63,8 @@ def test_compiled_ir_has_the_three_steps_in_order_on_the_image() -> None:
     model_in = tasks["publish-model"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
     assert model_in == {"outputArtifactKey": "model", "producerTask": "train-model"}
     assert all(task["cachingOptions"].get("enableCache") is not True for task in tasks.values())
+    assert "retryPolicy" not in tasks["train-model"]  # a training is never started twice
+    assert tasks["publish-model"]["retryPolicy"]["maxRetryCount"] == 2
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert set(params) == {
         "store_url",

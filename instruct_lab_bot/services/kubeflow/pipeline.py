@@ -5,7 +5,8 @@ Three lightweight Python components, each a call into `steps.py` in the training
 has the bot and kfp installed, so kfp is not pip-installed at run time): `fetch-data` →
 `train-model` (GPU, tolerations, node selector) → `publish-model`. Every task gets the S3 data
 connection's Secret as `AWS_*` variables and is never cached (the same inputs must train
-again when asked). kfp is the `kubeflow` extra: imported only by this module.
+again when asked); fetch and publish are retried (publishing resumes its uploads), training
+is not. kfp is the `kubeflow` extra: imported only by this module.
 """
 
 # No `from __future__ import annotations`: kfp reads the components' annotations as objects.
@@ -118,6 +119,7 @@ def training_pipeline(options: PipelineOptions) -> Any:
         progress_interval: float = 30.0,
     ) -> None:
         fetched = _platform(fetch(store_url=store_url, data_key=data_key), options)
+        fetched.set_retry(num_retries=2)  # object store hiccups; training is never retried
         trained = train(
             store_url=store_url,
             output_key=output_key,
@@ -132,7 +134,7 @@ def training_pipeline(options: PipelineOptions) -> Any:
             manifest=manifest,
             model=trained.outputs["model"],
         )
-        _platform(published, options)
+        _platform(published, options).set_retry(num_retries=2)
 
     return pipeline
 

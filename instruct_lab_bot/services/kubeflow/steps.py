@@ -194,7 +194,8 @@ def publish_model(
 
     async def upload() -> None:
         for path, entry in zip(paths, files, strict=True):
-            await store.put_file(f"{output_key}{MODEL_DIR}{entry.name}", path)
+            # resumable: a retried task continues an interrupted upload
+            await store.put_large_file(f"{output_key}{MODEL_DIR}{entry.name}", path)
             print(f"uploaded {entry.name} ({entry.size} bytes)", flush=True)
         key = f"{output_key}{MODEL_DIR}{MANIFEST_NAME}"
         await store.put_bytes(key, manifest.to_json().encode(), "application/json")
