@@ -20,6 +20,7 @@ from instruct_lab_bot.adapters.storage.s3 import S3Config, S3Store
 from instruct_lab_bot.core.ilab.versions import PROFILES
 from instruct_lab_bot.core.kubeflow import PROGRESS_NAME, progress_document
 from instruct_lab_bot.core.model_manifest import ModelManifest
+from instruct_lab_bot.core.retry import RetryPolicy
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.training import Hyperparameters, TrainRequest, TrainRunResult
 from instruct_lab_bot.services.kubeflow import steps
@@ -298,3 +299,28 @@ async def test_doctor_checks_the_pipelines_api_with_the_workers_token(world: Wor
     bad = await check_kubeflow(world.settings)
     assert not bad.ok and not bad.fatal
     assert "HTTP 401" in bad.detail and "ILAB_BOT_KFP_TOKEN_FILE" in bad.fix
+
+
+async def test_a_run_deleted_while_followed_ends_the_job_with_that_reason(world: World) -> None:
+    world.emulator.hang_task = "train-model"
+
+    async def on_task(run: EmulatedRun, task: str, state: str) -> None:
+        if (task, state) == ("train-model", "RUNNING"):
+            del world.emulator.runs[run.run_id]  # someone deleted it in the dashboard
+
+    world.emulator.on_task = on_task
+    result, _ = await _train(world)
+    assert result.exit_code is None and "is gone" in result.error
+
+
+async def test_an_unreachable_api_is_a_clear_backend_failure(world: World) -> None:
+    settings = replace(world.settings, kfp_url="http://127.0.0.1:9")  # nothing listens there
+    config = KfpConfig(settings.kfp_url, settings.kfp_token_file)
+    client = KfpClient(replace(config, policy=RetryPolicy(max_attempts=1)))
+    backend = KubeflowTrainBackend(settings, PROFILES[1], client=client)
+    try:
+        result = await backend.run(world.request(), Lines(), None)
+    finally:
+        await backend.aclose()
+    assert result.exit_code is None
+    assert "could not be submitted to Kubeflow Pipelines (KfpUnavailable)" in result.error

@@ -37,7 +37,8 @@ class KfpError(Exception):
 
 
 class KfpUnavailable(KfpError):
-    """The API could not be reached or failed for the moment (connection, 5xx, 429)."""
+    """The API could not be reached or failed for the moment (connection, 5xx, 429; status
+    0 when there was no answer)."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,7 @@ class KfpConfig:
     namespace: str = ""
     timeout: float = 30.0
     policy: RetryPolicy = field(
-        default_factory=lambda: RetryPolicy(
-            deadline=120.0, retry_on=(KfpUnavailable, aiohttp.ClientError, TimeoutError)
-        )
+        default_factory=lambda: RetryPolicy(deadline=120.0, retry_on=(KfpUnavailable,))
     )
 
 
@@ -133,20 +132,28 @@ class KfpClient:
         self, method: str, path: str, body: object = None, query: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
         async def once() -> dict[str, Any]:
-            session = self._open()
-            async with session.request(
-                method, self._base + path, json=body, params=query, headers=self._headers()
-            ) as answer:
-                raw = await answer.content.read(_MAX_BODY + 1)
-                if answer.status == 429 or answer.status >= 500:
-                    raise KfpUnavailable(answer.status, raw.decode("utf-8", "replace"))
-                if answer.status >= 400:
-                    raise KfpError(answer.status, _message(raw))
-                if len(raw) > _MAX_BODY:
-                    raise KfpError(answer.status, "answer too large")
-                return _json_object(raw, answer.status)
+            try:
+                return await self._once(method, path, body, query)
+            except (aiohttp.ClientError, TimeoutError) as exc:  # includes TLS and DNS failures
+                raise KfpUnavailable(0, f"{type(exc).__name__}: {exc}") from exc
 
         return await retry(once, self.config.policy)
+
+    async def _once(
+        self, method: str, path: str, body: object, query: Mapping[str, str] | None
+    ) -> dict[str, Any]:
+        session = self._open()
+        async with session.request(
+            method, self._base + path, json=body, params=query, headers=self._headers()
+        ) as answer:
+            raw = await answer.content.read(_MAX_BODY + 1)
+            if answer.status == 429 or answer.status >= 500:
+                raise KfpUnavailable(answer.status, raw.decode("utf-8", "replace"))
+            if answer.status >= 400:
+                raise KfpError(answer.status, _message(raw))
+            if len(raw) > _MAX_BODY:
+                raise KfpError(answer.status, "answer too large")
+            return _json_object(raw, answer.status)
 
     def _query(self, **extra: str) -> dict[str, str]:
         query = {"namespace": self.config.namespace} if self.config.namespace else {}

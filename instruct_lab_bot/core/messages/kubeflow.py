@@ -52,3 +52,7 @@ def run_failed(task: str) -> str:
 
 def canceled_elsewhere() -> str:
     return "the Kubeflow Pipelines run was cancelled outside the bot"
+
+
+def run_gone(run_id: str) -> str:
+    return f"the Kubeflow Pipelines run {run_id} is gone (deleted while it was followed)"

@@ -171,6 +171,8 @@ class KubeflowTrainBackend:
                 view = await self._client.get_run(run_id)
             except KfpError as exc:  # retried already; an outage: keep following
                 log.warning("kubeflow.read_failed", run_id=run_id, error=str(exc))
+                if exc.status == 404:
+                    return TrainRunResult("exited", None, 0.0, texts.run_gone(run_id))
             else:
                 self._tasks(view, follow)
                 await self._relay(follow)
