@@ -10,11 +10,14 @@ Runs move through states one step per read (no timers: a test waits on states, n
 PENDING → RUNNING, then each task of the DAG RUNNING → SUCCEEDED in turn, then the run
 SUCCEEDED. `fail_task` makes that task (and the run) FAIL; `hang_task` keeps it RUNNING until
 the run is terminated (CANCELING, then CANCELED). `on_task(run, task, state)` is awaited as
-each task changes state (a test writes what the pod would write there). Bearer-token auth.
+each task changes state (a test writes what the pod would write there); with `pods` (e.g.
+testkit/kfp_pods.py, the pipeline's own step code) a task stays RUNNING until its pod ends and
+then SUCCEEDED or FAILED by its outcome. Bearer-token auth.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -124,6 +127,8 @@ class EmulatedRun:
 
 
 OnTask = Callable[[EmulatedRun, str, str], Awaitable[None]]
+#: Runs one task of a run as its pod would; True when it succeeded (testkit/kfp_pods.py).
+Pod = Callable[[EmulatedRun, str], Awaitable[bool]]
 _TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED"}
 
 
@@ -136,7 +141,9 @@ class KfpEmulator:
     hang_task: str = ""
     reject_runs: int = 0  # answer this many run submissions with 503 first
     on_task: OnTask | None = None
+    pods: Pod | None = None  # when set, a task runs until its pod ends (else: one step a read)
     runs: dict[str, EmulatedRun] = field(default_factory=dict)
+    _pods: dict[str, asyncio.Task[bool]] = field(default_factory=dict)
     experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     _ids: Any = field(default_factory=itertools.count)
@@ -252,6 +259,10 @@ class KfpEmulator:
             run.state = "SUCCEEDED"
         elif current.state == "PENDING":
             await self._set(run, current, "RUNNING")
+            if self.pods is not None:
+                self._pods[current.task_id] = asyncio.create_task(self.pods(run, current.name))
+        elif current.task_id in self._pods:
+            await self._pod_ended(run, current)
         elif current.name == self.hang_task:
             return
         elif current.name == self.fail_task:
@@ -259,6 +270,23 @@ class KfpEmulator:
             run.state, run.error = "FAILED", f"task {current.name} failed: exit code 1"
         else:
             await self._set(run, current, "SUCCEEDED")
+
+    async def _pod_ended(self, run: EmulatedRun, task: EmulatedTask) -> None:
+        pod = self._pods[task.task_id]
+        if not pod.done():
+            return
+        del self._pods[task.task_id]
+        if not pod.cancelled() and pod.exception() is None and pod.result():
+            await self._set(run, task, "SUCCEEDED")
+        else:
+            await self._set(run, task, "FAILED")
+            run.state, run.error = "FAILED", f"task {task.name} failed: exit code 1"
+
+    async def aclose(self) -> None:
+        """Stop the pods still running."""
+        for pod in self._pods.values():
+            pod.cancel()
+        await asyncio.gather(*self._pods.values(), return_exceptions=True)
 
 
 def _check_parameters(pipeline: dict[str, Any], body: dict[str, Any]) -> list[EmulatedTask]:
