@@ -22,7 +22,7 @@ import itertools
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -128,7 +128,7 @@ class EmulatedRun:
 
 OnTask = Callable[[EmulatedRun, str, str], Awaitable[None]]
 #: Runs one task of a run as its pod would; True when it succeeded (testkit/kfp_pods.py).
-Pod = Callable[[EmulatedRun, str], Awaitable[bool]]
+Pod = Callable[[EmulatedRun, str], Coroutine[Any, Any, bool]]
 _TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED"}
 
 
