@@ -110,11 +110,12 @@ def test_the_kubeflow_backend_needs_its_api_image_and_an_s3_store() -> None:
             "ILAB_BOT_KFP_NODE_SELECTOR": "nvidia.com/gpu.present=true",
             "ILAB_BOT_KFP_S3_SECRET": "aws-connection-ilab",
             "ILAB_BOT_KFP_GPUS": "4",
+            "ILAB_BOT_KFP_MEMORY": "64Gi",
         },
         require_github=False,
     )
     assert settings.kfp_node_selector == ("nvidia.com/gpu.present", "true")
-    assert settings.kfp_gpus == 4
+    assert (settings.kfp_gpus, settings.kfp_memory) == (4, "64Gi")
 
 
 @pytest.mark.parametrize(
@@ -127,6 +128,7 @@ def test_the_kubeflow_backend_needs_its_api_image_and_an_s3_store() -> None:
         ("ILAB_BOT_KFP_URL", "ftp://x"),
         ("ILAB_BOT_KFP_TOKEN_FILE", "relative/token"),
         ("ILAB_BOT_KFP_IMAGE", "two words"),
+        ("ILAB_BOT_KFP_MEMORY", "lots"),
     ],
 )
 def test_bad_kubeflow_settings_are_named(name: str, value: str) -> None:

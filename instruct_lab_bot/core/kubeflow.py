@@ -29,6 +29,7 @@ __all__ = [
     "fill_slots",
     "kubeflow_problems",
     "parse_k8s_name",
+    "parse_k8s_quantity",
     "parse_node_selector",
     "parse_progress",
     "progress_document",
@@ -145,6 +146,16 @@ def parse_k8s_name(text: str) -> str:
     """A Kubernetes object name (a namespace, a Secret)."""
     if not _K8S_NAME.fullmatch(text):
         raise ValueError(f"{text!r} is not a Kubernetes name (lower case, digits, '-', '.')")
+    return text
+
+
+_QUANTITY = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?([KMGTPE]i?)?")
+
+
+def parse_k8s_quantity(text: str) -> str:
+    """A memory quantity as Kubernetes writes it (`64Gi`, `80G`)."""
+    if not _QUANTITY.fullmatch(text):
+        raise ValueError(f"{text!r} is not a Kubernetes quantity such as 64Gi")
     return text
 
 

@@ -14,7 +14,12 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from instruct_lab_bot.core.command_table import DEFAULT_RESTRICTED
-from instruct_lab_bot.core.kubeflow import kubeflow_problems, parse_k8s_name, parse_node_selector
+from instruct_lab_bot.core.kubeflow import (
+    kubeflow_problems,
+    parse_k8s_name,
+    parse_k8s_quantity,
+    parse_node_selector,
+)
 from instruct_lab_bot.core.redis_target import parse_redis_url
 from instruct_lab_bot.core.reply_limits import ReplyLimits
 from instruct_lab_bot.core.sandbox import ResourceLimits, parse_count, parse_env_names, parse_size
@@ -182,6 +187,7 @@ class Settings:
     kfp_ilab_command: tuple[str, ...] = ("ilab",)
     kfp_gpus: int = 1
     kfp_node_selector: tuple[str, str] | None = None
+    kfp_memory: str = ""
     kfp_s3_secret: str = ""
     kfp_poll_interval: float = 15.0
 
@@ -469,6 +475,7 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("KFP_ILAB_COMMAND", "kfp_ilab_command", parse_nonempty_argv),
     ("KFP_GPUS", "kfp_gpus", parse_count_or_zero),
     ("KFP_NODE_SELECTOR", "kfp_node_selector", parse_node_selector),
+    ("KFP_MEMORY", "kfp_memory", parse_k8s_quantity),
     ("KFP_S3_SECRET", "kfp_s3_secret", parse_k8s_name),
     ("KFP_POLL_INTERVAL", "kfp_poll_interval", parse_duration),
 )

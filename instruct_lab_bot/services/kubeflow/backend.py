@@ -254,6 +254,7 @@ def _compiled(settings: Settings) -> dict[str, Any]:
         gpus=settings.kfp_gpus,
         node_selector=settings.kfp_node_selector,
         s3_secret=settings.kfp_s3_secret,
+        memory=settings.kfp_memory,
     )
     key = (options,)
     if key not in _SPECS:
