@@ -324,3 +324,11 @@ async def test_an_unreachable_api_is_a_clear_backend_failure(world: World) -> No
         await backend.aclose()
     assert result.exit_code is None
     assert "could not be submitted to Kubeflow Pipelines (KfpUnavailable)" in result.error
+
+
+async def test_a_job_cancelled_before_it_trains_submits_nothing(world: World) -> None:
+    cancel = asyncio.Event()
+    cancel.set()
+    result, _ = await _train(world, cancel)
+    assert result.outcome == "cancelled"
+    assert world.emulator.runs == {}

@@ -111,6 +111,8 @@ class KubeflowTrainBackend:
     ) -> TrainRunResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        if cancel is not None and cancel.is_set():  # cancelled before anything was submitted
+            return TrainRunResult("cancelled", None, 0.0)
         try:
             run = await self._submit(request, on_line)
         except (KfpError, OSError, ImportError) as exc:  # ImportError: no `kubeflow` extra
