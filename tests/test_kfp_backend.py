@@ -332,3 +332,25 @@ async def test_a_job_cancelled_before_it_trains_submits_nothing(world: World) ->
     result, _ = await _train(world, cancel)
     assert result.outcome == "cancelled"
     assert world.emulator.runs == {}
+
+
+async def test_a_followed_run_keeps_its_own_deadline(world: World) -> None:
+    """A worker that takes the job over gives the run what is left of the training timeout."""
+    world.emulator.hang_task = "train-model"
+    running = asyncio.Event()
+
+    async def on_task(run: EmulatedRun, task: str, state: str) -> None:
+        if (task, state) == ("train-model", "RUNNING"):
+            running.set()
+
+    world.emulator.on_task = on_task
+    first = asyncio.create_task(_train(world))
+    await running.wait()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    (run,) = world.emulator.runs.values()
+    run.body["created_at"] = "2020-01-01T00:00:00Z"  # submitted long ago
+    result, _ = await _train(world, timeout=12 * 3600.0)
+    assert result.outcome == "timed_out"
+    assert run.state == "CANCELED" and len(world.emulator.runs) == 1

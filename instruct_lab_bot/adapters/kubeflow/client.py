@@ -14,6 +14,7 @@ import json
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -73,6 +74,7 @@ class RunView:
     state: str
     error: str = ""
     tasks: tuple[TaskView, ...] = ()
+    created_at: float | None = None  # seconds since the epoch
 
     def task(self, name: str) -> TaskView | None:
         return next((t for t in self.tasks if t.name == name), None)
@@ -97,7 +99,15 @@ def run_view(body: Mapping[str, Any]) -> RunView:
         if isinstance(task, Mapping)
     )
     state = str(body.get("state") or "RUNTIME_STATE_UNSPECIFIED")
-    return RunView(str(body.get("run_id") or ""), state, _error_text(body), tasks)
+    run_id = str(body.get("run_id") or "")
+    return RunView(run_id, state, _error_text(body), tasks, _timestamp(body.get("created_at")))
+
+
+def _timestamp(value: object) -> float | None:
+    try:
+        return datetime.fromisoformat(str(value)).timestamp() if value else None
+    except ValueError:
+        return None
 
 
 class KfpClient:

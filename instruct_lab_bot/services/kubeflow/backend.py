@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,9 @@ class KubeflowTrainBackend:
             log.warning("kubeflow.submit_failed", error=str(exc))
             return TrainRunResult("exited", None, loop.time() - started, texts.submit_failed(exc))
         follow = _Follow(on_line, request.output_key + PROGRESS_NAME, {})
-        deadline = started + request.timeout
+        # A run followed after a take-over has been training since it was created.
+        spent = max(0.0, time.time() - run.created_at) if run.created_at else 0.0
+        deadline = started + request.timeout - spent
         result = await self._follow(run.run_id, follow, cancel, deadline)
         return replace(result, duration=loop.time() - started)
 
