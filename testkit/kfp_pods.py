@@ -37,8 +37,8 @@ class StepPods:
         if task == "fetch-data":
             steps.fetch_data(store, str(params["data_key"]), str(data))
         elif task == "train-model":
-            argv, interval = str(params["train_argv"]), float(str(params["progress_interval"]))
-            loss = steps.train_model(store, output, argv, str(data), str(model), interval)
+            plan, interval = str(params["train_plan"]), float(str(params["progress_interval"]))
+            loss = steps.train_model(store, output, plan, str(data), str(model), interval)
             meta.write_text(json.dumps({"final_loss": loss}))
         elif task == "publish-model":
             loss = json.loads(meta.read_text())["final_loss"]

@@ -156,7 +156,9 @@ async def test_a_run_is_submitted_followed_and_its_model_picked_up(world: World)
     params = run.parameters
     assert (params["data_key"], params["output_key"]) == (DATA_KEY, OUTPUT_KEY)
     assert params["store_url"] == world.settings.artifacts_url
-    argv = json.loads(params["train_argv"])
+    plan = json.loads(params["train_plan"])
+    argv = plan["argv"]
+    assert plan["model_glob"].startswith("checkpoints/")
     assert argv[:4] == ["ilab", "--config", "DEFAULT", "model"]
     assert "{data}/skills_train_msgs_x.jsonl" in argv and "{work}/checkpoints" in argv
     assert argv[argv.index("--device") + 1] == "cuda"

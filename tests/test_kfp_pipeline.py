@@ -23,7 +23,7 @@ from instruct_lab_bot.core.kubeflow import PROGRESS_NAME, STEP_NAMES, parse_prog
 from instruct_lab_bot.core.model_manifest import ModelManifest
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.training import TrainRequest
-from instruct_lab_bot.services.kubeflow.backend import pod_argv
+from instruct_lab_bot.services.kubeflow.backend import pod_plan
 from instruct_lab_bot.services.kubeflow.pipeline import (
     PIPELINE_NAME,
     PipelineOptions,
@@ -70,7 +70,7 @@ def test_compiled_ir_has_the_three_steps_in_order_on_the_image() -> None:
         "store_url",
         "data_key",
         "output_key",
-        "train_argv",
+        "train_plan",
         "manifest",
         "progress_interval",
     }
@@ -165,7 +165,7 @@ def _run_pipeline(
         workspace=Path("/nowhere"),
         timeout=600.0,
     )
-    argv = pod_argv(PROFILES[1], settings, request)
+    plan = pod_plan(PROFILES[1], settings, request)
     manifest: dict[str, object] = {"train_job": "tr-1", "data_job": "gen-1"}
     manifest["base_model"] = str(base)
     manifest |= {"ilab_version": "0.26.1", "hyperparameters": {"epochs": "1"}}
@@ -173,7 +173,7 @@ def _run_pipeline(
         f"s3://{bucket}/bot",
         "jobs/gen-1/skills_train_msgs_x.jsonl",
         "jobs/tr-1/",
-        argv,
+        {"argv": plan.argv, "model_glob": plan.model_glob},
         manifest,
         progress_interval=0.2,
     )

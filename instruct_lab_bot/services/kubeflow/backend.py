@@ -26,6 +26,7 @@ from instruct_lab_bot.adapters.storage import ArtifactStore, StorageError
 from instruct_lab_bot.adapters.storage.s3 import S3Config, S3Store
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
 from instruct_lab_bot.core.ilab.commands import with_ilab_config
+from instruct_lab_bot.core.ilab.model_commands import TrainRun, TrainUnsupported
 from instruct_lab_bot.core.ilab.versions import IlabProfile
 from instruct_lab_bot.core.kubeflow import (
     DATA_SLOT,
@@ -38,10 +39,10 @@ from instruct_lab_bot.core.kubeflow import (
 )
 from instruct_lab_bot.core.messages import kubeflow as texts
 from instruct_lab_bot.core.settings import Settings
-from instruct_lab_bot.core.training import TrainRequest, TrainRunResult
-from instruct_lab_bot.services.worker.train_backend import OnTrainLine, train_argv
+from instruct_lab_bot.core.training import TrainLayout, TrainRequest, TrainRunResult
+from instruct_lab_bot.services.worker.train_backend import OnTrainLine, planned
 
-__all__ = ["KubeflowTrainBackend", "pod_argv", "run_name"]
+__all__ = ["KubeflowTrainBackend", "pod_plan", "run_name"]
 
 log = structlog.get_logger(__name__)
 _PROGRESS_BYTES = 4 * 1024 * 1024
@@ -53,21 +54,24 @@ def run_name(job_id: str) -> str:
     return f"instruct-lab-bot train {job_id}"
 
 
-def pod_argv(profile: IlabProfile, settings: Settings, request: TrainRequest) -> list[str]:
-    """`ilab model train` as the training pod runs it: the pod's data and work folders as
-    slots (`{data}`, `{work}`), ILAB_BOT_KFP_ILAB_COMMAND as the executable, ilab's built-in
-    config. A KFP run is not resumed from an uploaded checkpoint: it is followed instead."""
+def pod_plan(profile: IlabProfile, settings: Settings, request: TrainRequest) -> TrainRun:
+    """`ilab model train` as the training pod runs it (`core.ilab.train_run`, like a worker):
+    the pod's data and work folders as slots (`{data}`, `{work}`), ILAB_BOT_KFP_ILAB_COMMAND
+    as the executable, ilab's built-in config. A KFP run is not resumed from an uploaded
+    checkpoint: a taken-over job follows the run instead. TrainUnsupported for a
+    pipeline/device pair the release refuses."""
     in_pod = replace(
         request,
         data_path=Path(DATA_SLOT) / request.data_key.rsplit("/", 1)[-1],
         output_dir=Path(WORK_SLOT) / "checkpoints",
         workspace=Path(WORK_SLOT),
         resume_from=None,
+        epochs_done=0,
     )
     pod_settings = with_ilab_config(
         replace(settings, ilab_command=settings.kfp_ilab_command), admin_config=False
     )
-    return train_argv(profile, pod_settings, in_pod)
+    return planned(profile, pod_settings, in_pod)
 
 
 @dataclass
@@ -103,6 +107,10 @@ class KubeflowTrainBackend:
         )
         self._store = store or _open_store(settings)
 
+    def layout(self, request: TrainRequest) -> TrainLayout:
+        """Nothing is written on the worker: the pipeline publishes the model itself."""
+        return TrainLayout()
+
     async def aclose(self) -> None:
         await self._client.aclose()
         await self._store.aclose()
@@ -115,7 +123,11 @@ class KubeflowTrainBackend:
         if cancel is not None and cancel.is_set():  # cancelled before anything was submitted
             return TrainRunResult("cancelled", None, 0.0)
         try:
-            run = await self._submit(request, on_line)
+            plan = pod_plan(self._profile, self._settings, request)
+        except TrainUnsupported as exc:
+            return TrainRunResult("exited", 2, 0.0, error=str(exc))  # as on a worker
+        try:
+            run = await self._submit(request, plan, on_line)
         except (KfpError, OSError, ImportError) as exc:  # ImportError: no `kubeflow` extra
             log.warning("kubeflow.submit_failed", error=str(exc))
             return TrainRunResult("exited", None, loop.time() - started, texts.submit_failed(exc))
@@ -126,7 +138,7 @@ class KubeflowTrainBackend:
         result = await self._follow(run.run_id, follow, cancel, deadline)
         return replace(result, duration=loop.time() - started)
 
-    async def _submit(self, request: TrainRequest, on_line: OnTrainLine) -> RunView:
+    async def _submit(self, request: TrainRequest, plan: TrainRun, on_line: OnTrainLine) -> RunView:
         settings = self._settings
         experiment = await self._client.experiment_id(settings.kfp_experiment)
         name = run_name(request.job_id)
@@ -135,13 +147,13 @@ class KubeflowTrainBackend:
             on_line("kfp", texts.following(found.run_id))
             return found
         spec = await asyncio.to_thread(_compiled, settings)
-        params = self._parameters(request)
+        params = self._parameters(request, plan)
         run = await self._client.create_run(name, experiment, spec, params)
         on_line("kfp", texts.submitted(run.run_id, settings.kfp_url))
         log.info("kubeflow.submitted", run_id=run.run_id, job_id=request.job_id)
         return run
 
-    def _parameters(self, request: TrainRequest) -> dict[str, object]:
+    def _parameters(self, request: TrainRequest, plan: TrainRun) -> dict[str, object]:
         from instruct_lab_bot.services.kubeflow.pipeline import run_parameters
 
         manifest = {
@@ -151,12 +163,11 @@ class KubeflowTrainBackend:
             "ilab_version": self._profile.tested,
             "hyperparameters": request.hyperparameters.as_dict(),
         }
-        argv = pod_argv(self._profile, self._settings, request)
         return run_parameters(
             self._settings.artifacts_url,
             request.data_key,
             request.output_key,
-            argv,
+            {"argv": plan.argv, "model_glob": plan.model_glob},
             manifest,
             self._settings.progress_interval,
         )

@@ -54,7 +54,7 @@ def fetch_data(store_url: str, data_key: str, data: dsl.Output[dsl.Dataset]) -> 
 def train_model(
     store_url: str,
     output_key: str,
-    train_argv: str,
+    train_plan: str,
     progress_interval: float,
     data: dsl.Input[dsl.Dataset],
     model: dsl.Output[dsl.Model],
@@ -63,7 +63,7 @@ def train_model(
     from instruct_lab_bot.services.kubeflow import steps
 
     loss = steps.train_model(
-        store_url, output_key, train_argv, data.path, model.path, progress_interval
+        store_url, output_key, train_plan, data.path, model.path, progress_interval
     )
     if loss is not None:
         model.metadata["final_loss"] = loss
@@ -114,7 +114,7 @@ def training_pipeline(options: PipelineOptions) -> Any:
         store_url: str,
         data_key: str,
         output_key: str,
-        train_argv: str,
+        train_plan: str,
         manifest: str,
         progress_interval: float = 30.0,
     ) -> None:
@@ -123,7 +123,7 @@ def training_pipeline(options: PipelineOptions) -> Any:
         trained = train(
             store_url=store_url,
             output_key=output_key,
-            train_argv=train_argv,
+            train_plan=train_plan,
             progress_interval=progress_interval,
             data=fetched.outputs["data"],
         )
@@ -155,7 +155,7 @@ def run_parameters(
     store_url: str,
     data_key: str,
     output_key: str,
-    train_argv: list[str],
+    train_plan: dict[str, object],
     manifest: dict[str, Any],
     progress_interval: float,
 ) -> dict[str, object]:
@@ -164,7 +164,7 @@ def run_parameters(
         "store_url": store_url,
         "data_key": data_key,
         "output_key": output_key,
-        "train_argv": json.dumps(train_argv),
+        "train_plan": json.dumps(train_plan),
         "manifest": json.dumps(manifest),
         "progress_interval": float(progress_interval),
     }

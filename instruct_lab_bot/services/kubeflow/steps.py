@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -113,19 +114,24 @@ class _Mirror:
 
 
 def train_model(
-    store_url: str, output_key: str, argv_json: str, data_dir: str, model_out: str, interval: float
+    store_url: str, output_key: str, plan_json: str, data_dir: str, model_out: str, interval: float
 ) -> float | None:
-    """Run the training argv (its `{data}`/`{work}` filled in), mirroring its output lines
-    to the progress document, then copy the final model folder to `model_out`; the last loss
-    seen (None when there was none or it went NaN)."""
-    argv = json.loads(argv_json)
+    """Run the plan's argv (its `{data}`/`{work}` filled in) in a fresh work folder,
+    mirroring its output lines to the progress document, then copy the final model folder
+    (the plan's `model_glob`, relative to the work folder) to `model_out`; the last loss seen
+    (None when there was none or it went NaN)."""
+    plan = json.loads(plan_json)
+    argv, model_glob = plan.get("argv"), plan.get("model_glob")
     if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
         raise StepFailed("the training command is not a list of words")
+    if not isinstance(model_glob, str) or not model_glob:
+        raise StepFailed("the training plan names no model folder")
     work = Path(tempfile.mkdtemp(prefix="ilab-train-"))  # TMPDIR: a volume for big models
     (work / "home").mkdir()
     store = _store(store_url)
     mirror = _Mirror(store, output_key + PROGRESS_NAME, interval)
-    found = _run(store, _train(fill_slots(argv, data_dir, str(work)), work, mirror))
+    run = _Training(fill_slots(argv, data_dir, str(work)), work, model_glob)
+    found = _run(store, _train(run, mirror))
     if found is None:
         raise SystemExit(1)  # the reason is the last line of the log and of the mirror
     shutil.copytree(work / found, model_out, dirs_exist_ok=True)
@@ -134,8 +140,16 @@ def train_model(
     return None if mirror.status.saw_nan or loss is None or not math.isfinite(loss) else loss
 
 
-async def _train(argv: list[str], work: Path, mirror: _Mirror) -> str | None:
-    """Train; the model folder (relative to `work`), or None with the reason told."""
+@dataclass(frozen=True)
+class _Training:
+    argv: list[str]
+    work: Path
+    model_glob: str
+
+
+async def _train(run: _Training, mirror: _Mirror) -> str | None:
+    """Train; the model folder (relative to the work folder), or None with the reason told."""
+    argv, work = run.argv, run.work
     env = {k: v for k, v in os.environ.items() if not k.startswith(DEFAULT_DROP_PREFIXES)}
     env |= {"HOME": str(work / "home"), "PYTHONUNBUFFERED": "1"}
     flusher = asyncio.create_task(mirror.keep_flushing())
@@ -146,7 +160,7 @@ async def _train(argv: list[str], work: Path, mirror: _Mirror) -> str | None:
         if result.exit_code != 0:
             problem = f"ilab model train ended with exit code {result.exit_code}"
         else:  # 0.18 can exit 0 after failing: only a written model counts
-            found = final_model_dir(await asyncio.to_thread(_files, work))
+            found = final_model_dir(await asyncio.to_thread(_files, work), run.model_glob)
             problem = "" if found else "ilab model train wrote no model"
     except OSError as exc:
         problem = f"cannot run {argv[0]}: {exc.strerror or exc}"
