@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from kfp import local
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from instruct_lab_bot.core.ilab.versions import PROFILES
+from instruct_lab_bot.core.ilab.versions import PROFILES, IlabProfile
 from instruct_lab_bot.core.kubeflow import PROGRESS_NAME, STEP_NAMES, parse_progress
 from instruct_lab_bot.core.model_manifest import ModelManifest
 from instruct_lab_bot.core.settings import Settings
@@ -139,11 +139,17 @@ def _s3(server: S3Server) -> Any:
 
 
 def _run_pipeline(
-    bucket: str, server: S3Server, monkeypatch: pytest.MonkeyPatch, base: Path, mode: str = "ok"
+    bucket: str,
+    server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    base: Path,
+    mode: str = "ok",
+    profile: IlabProfile = PROFILES[1],
 ) -> dict[str, object]:
     monkeypatch.setenv("AWS_S3_ENDPOINT", server.endpoint_url)  # as a data connection names it
     monkeypatch.setenv("ILAB_STANDIN_DURATION", "0.5")
     monkeypatch.setenv("ILAB_STANDIN_TRAIN_MODE", mode)
+    monkeypatch.setenv("ILAB_STANDIN_VERSION", profile.tested)
     data = b"".join(
         json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, _answer(i)]}).encode()
         + b"\n"
@@ -165,10 +171,10 @@ def _run_pipeline(
         workspace=Path("/nowhere"),
         timeout=600.0,
     )
-    plan = pod_plan(PROFILES[1], settings, request)
+    plan = pod_plan(profile, settings, request)
     manifest: dict[str, object] = {"train_job": "tr-1", "data_job": "gen-1"}
     manifest["base_model"] = str(base)
-    manifest |= {"ilab_version": "0.26.1", "hyperparameters": {"epochs": "1"}}
+    manifest |= {"ilab_version": profile.tested, "hyperparameters": {"epochs": "1"}}
     params = run_parameters(
         f"s3://{bucket}/bot",
         "jobs/gen-1/skills_train_msgs_x.jsonl",
@@ -182,21 +188,23 @@ def _run_pipeline(
 
 
 @LOCAL_RUNNER_IGNORES_RESOURCES
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.tested)
 def test_the_pipeline_runs_locally_on_the_standin_and_publishes_the_model(
+    profile: IlabProfile,
     kfp_local: Path,
     s3_server: S3Server,
     s3_bucket: str,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    _run_pipeline(s3_bucket, s3_server, monkeypatch, tmp_path / "base")
+    _run_pipeline(s3_bucket, s3_server, monkeypatch, tmp_path / "base", profile=profile)
     s3 = _s3(s3_server)
     raw = s3.get_object(Bucket=s3_bucket, Key="bot/jobs/tr-1/model/model.json")["Body"].read()
     manifest = ModelManifest.from_json(raw)
     assert (manifest.train_job, manifest.data_job, manifest.ilab_version) == (
         "tr-1",
         "gen-1",
-        "0.26.1",
+        profile.tested,
     )
     assert manifest.files
     assert manifest.final_loss is not None  # the training's last loss, through the artifact
