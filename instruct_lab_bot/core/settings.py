@@ -18,6 +18,12 @@ from instruct_lab_bot.core.command_table import (
     DEFAULT_RESTRICTED,
     parse_capabilities,
 )
+from instruct_lab_bot.core.kubeflow import (
+    kubeflow_problems,
+    parse_k8s_name,
+    parse_k8s_quantity,
+    parse_node_selector,
+)
 from instruct_lab_bot.core.redis_target import parse_redis_url
 from instruct_lab_bot.core.reply_limits import ReplyLimits
 from instruct_lab_bot.core.sandbox import ResourceLimits, parse_count, parse_env_names, parse_size
@@ -176,6 +182,20 @@ class Settings:
     train_device: str = ""
     train_pipeline: str = ""
     train_max_per_repo: int = 2
+    # ILAB_BOT_TRAIN_BACKEND=kubeflow (core/kubeflow.py): the Data Science Pipelines API and
+    # where its runs train (image, GPUs, node label, the S3 data connection Secret).
+    kfp_url: str = ""
+    kfp_token_file: str = ""
+    kfp_ca_file: str = ""
+    kfp_namespace: str = ""
+    kfp_experiment: str = "instruct-lab-bot"
+    kfp_image: str = ""
+    kfp_ilab_command: tuple[str, ...] = ("ilab",)
+    kfp_gpus: int = 1
+    kfp_node_selector: tuple[str, str] | None = None
+    kfp_memory: str = ""
+    kfp_s3_secret: str = ""
+    kfp_poll_interval: float = 15.0
 
     @property
     def recovery_bound(self) -> float:
@@ -235,6 +255,7 @@ def parse_settings(
         values["legacy_usernames"] = ()  # set and empty: the old names are not obeyed
     _check_lease(values, problems)
     _check_redis(values, problems)
+    problems += kubeflow_problems(values)
     if require_secret or env.get(PREFIX + "WEBHOOK_SECRET"):
         _load_webhook_secret(env, values, problems)
     s3_secret = env.get("AWS_SECRET_ACCESS_KEY", "")
@@ -452,4 +473,16 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("TRAIN_DEVICE", "train_device", parse_choice("cpu", "cuda", "hpu", "mps")),
     ("TRAIN_PIPELINE", "train_pipeline", parse_choice("simple", "full", "accelerated")),
     ("TRAIN_MAX_PER_REPO", "train_max_per_repo", parse_positive_int),
+    ("KFP_URL", "kfp_url", lambda v: parse_url(v, ("http", "https"))),
+    ("KFP_TOKEN_FILE", "kfp_token_file", lambda v: str(parse_path(v))),
+    ("KFP_CA_FILE", "kfp_ca_file", lambda v: str(parse_path(v))),
+    ("KFP_NAMESPACE", "kfp_namespace", parse_k8s_name),
+    ("KFP_EXPERIMENT", "kfp_experiment", str),
+    ("KFP_IMAGE", "kfp_image", parse_word),
+    ("KFP_ILAB_COMMAND", "kfp_ilab_command", parse_nonempty_argv),
+    ("KFP_GPUS", "kfp_gpus", parse_count_or_zero),
+    ("KFP_NODE_SELECTOR", "kfp_node_selector", parse_node_selector),
+    ("KFP_MEMORY", "kfp_memory", parse_k8s_quantity),
+    ("KFP_S3_SECRET", "kfp_s3_secret", parse_k8s_name),
+    ("KFP_POLL_INTERVAL", "kfp_poll_interval", parse_duration),
 )

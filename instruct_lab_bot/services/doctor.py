@@ -31,6 +31,7 @@ from instruct_lab_bot.core.ilab import UnsupportedIlab
 from instruct_lab_bot.core.messages import doctor as text
 from instruct_lab_bot.core.preflight import CheckResult, failed, passed
 from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.services.kubeflow.preflight import check_kubeflow
 
 log = structlog.get_logger(__name__)
 ROLES = ("server", "worker", "all")
@@ -46,6 +47,8 @@ async def run_checks(
     checks = [check_github(settings), check_redis(settings), _one(check_store(settings))]
     if role in ("worker", "all"):
         checks += [_one(check_ilab(settings, run=run_ilab)), _one(check_sandbox_works(settings))]
+        if settings.train_backend == "kubeflow":
+            checks.append(_one(check_kubeflow(settings)))
     github, redis, *rest = await asyncio.gather(*checks)
     secret = preflight.webhook_secret(settings.webhook_secret.value)
     return [*github, secret, *redis, *(r for group in rest for r in group)]

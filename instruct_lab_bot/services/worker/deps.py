@@ -23,7 +23,8 @@ from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
-from instruct_lab_bot.services.worker.train_backend import TrainBackendFactory, open_train_backend
+from instruct_lab_bot.services.train_backends import open_train_backend
+from instruct_lab_bot.services.worker.train_backend import TrainBackendFactory
 
 
 class JobGitHub(Protocol):

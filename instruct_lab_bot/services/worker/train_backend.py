@@ -38,7 +38,7 @@ __all__ = [
     "TrainBackendFactory",
     "WorkerTrainBackend",
     "hyperparameters",
-    "open_train_backend",
+    "open_worker_backend",
     "planned",
     "train_argv",
 ]
@@ -145,8 +145,9 @@ class WorkerTrainBackend:
 TrainBackendFactory = Callable[[Settings, IlabProfile], TrainBackend]
 
 
-def open_train_backend(settings: Settings, profile: IlabProfile) -> TrainBackend:
-    """The backend `ILAB_BOT_TRAIN_BACKEND` names (the `kubeflow` one: helper `kubeflow`)."""
+def open_worker_backend(settings: Settings, profile: IlabProfile) -> TrainBackend:
+    """`ILAB_BOT_TRAIN_BACKEND=worker`: ilab in this worker's sandbox (the `kubeflow` one is
+    chosen in services/train_backends.py)."""
     if settings.train_backend != "worker":
         raise OSError(errno.ENOSYS, f"train backend {settings.train_backend!r} is not available")
     return WorkerTrainBackend(settings, profile)
