@@ -50,12 +50,12 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 async def served_models(
-    session: aiohttp.ClientSession, base_url: str, timeout: float = POLL_INTERVAL * 4
+    session: aiohttp.ClientSession, base_url: str, within: float = POLL_INTERVAL * 4
 ) -> list[str] | None:
     """The model ids `GET {base_url}/v1/models` lists; None while it does not answer."""
     try:
         async with session.get(
-            f"{base_url}/v1/models", timeout=aiohttp.ClientTimeout(total=timeout)
+            f"{base_url}/v1/models", timeout=aiohttp.ClientTimeout(total=within)
         ) as response:
             if response.status != 200:
                 return None
@@ -72,7 +72,7 @@ async def ask_model(
     model: str,
     question: str,
     *,
-    timeout: float,
+    within: float,
     max_tokens: int = 512,
 ) -> str:
     """One chat completion (not streamed); the answer text, cut at MAX_ANSWER_BYTES.
@@ -88,7 +88,7 @@ async def ask_model(
         async with session.post(
             f"{base_url}/v1/chat/completions",
             json=body,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=aiohttp.ClientTimeout(total=within),
         ) as response:
             raw = await response.content.read(4 * MAX_ANSWER_BYTES)
             if response.status != 200:

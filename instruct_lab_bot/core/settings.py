@@ -158,6 +158,13 @@ class Settings:
     repo_config_path: str = ".github/instruct-lab-bot.yml"
     repo_pipelines: tuple[str, ...] = ("simple", "full")
     repo_max_instructions: int = 30
+    # `test` (services/worker/model_test.py): the base model served beside the trained one,
+    # how long a model server may take to answer, and the judge of `ilab model evaluate`.
+    test_base_model: str = ""  # "" = the base model named in the trained model's manifest
+    test_ready_timeout: float = 600.0
+    test_answer_timeout: float = 300.0
+    test_judge_url: str = ""
+    test_judge_model: str = ""
 
     @property
     def recovery_bound(self) -> float:
@@ -424,4 +431,9 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("REPO_CONFIG_PATH", "repo_config_path", parse_repo_path),
     ("REPO_PIPELINES", "repo_pipelines", parse_list),
     ("REPO_MAX_INSTRUCTIONS", "repo_max_instructions", parse_positive_int),
+    ("TEST_BASE_MODEL", "test_base_model", str),
+    ("TEST_READY_TIMEOUT", "test_ready_timeout", parse_duration),
+    ("TEST_ANSWER_TIMEOUT", "test_answer_timeout", parse_duration),
+    ("TEST_JUDGE_URL", "test_judge_url", lambda v: parse_url(v, ("http", "https"))),
+    ("TEST_JUDGE_MODEL", "test_judge_model", str),
 )
