@@ -452,9 +452,9 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("TRAIN_DEVICE", "train_device", parse_choice("cpu", "cuda", "hpu", "mps")),
     ("TRAIN_PIPELINE", "train_pipeline", parse_choice("simple", "full", "accelerated")),
     ("TRAIN_MAX_PER_REPO", "train_max_per_repo", parse_positive_int),
-    ("TEST_BASE_MODEL", "test_base_model", str),
+    ("TEST_BASE_MODEL", "test_base_model", parse_word),
     ("TEST_READY_TIMEOUT", "test_ready_timeout", parse_duration),
     ("TEST_ANSWER_TIMEOUT", "test_answer_timeout", parse_duration),
     ("TEST_JUDGE_URL", "test_judge_url", lambda v: parse_url(v, ("http", "https"))),
-    ("TEST_JUDGE_MODEL", "test_judge_model", str),
+    ("TEST_JUDGE_MODEL", "test_judge_model", parse_word),
 )
