@@ -60,7 +60,7 @@ async def test_a_file_that_does_not_match_is_refused(
 
 async def test_no_manifest_or_a_bad_one_is_refused(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    with pytest.raises(ModelFilesError, match="no model.json"):
+    with pytest.raises(ModelFilesError, match=r"no model\.json"):
         await fetch_model(store, PREFIX, tmp_path / "model")
     await store.put_bytes(PREFIX + MANIFEST_NAME, b'{"files": [{"name": "../x"}]}', "text/plain")
     with pytest.raises(ModelFilesError, match="unsafe file name"):
