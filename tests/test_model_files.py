@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from instruct_lab_bot.adapters.storage import LocalStore
+from instruct_lab_bot.adapters.storage.local import LocalStore
 from instruct_lab_bot.core.model_manifest import MANIFEST_NAME, ModelFile, ModelManifest
 from instruct_lab_bot.services.model_files import ModelFilesError, fetch_model
 
