@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
@@ -95,7 +96,7 @@ class ModelTest:
             self._server("trained", str(trained)) as trained_server,
         ):
             self.progress.stage = wording.progress_stage(0, 0)
-            base_ids, trained_ids = await asyncio.gather(
+            base_ids, trained_ids = await _both(
                 self._start(session, base_server, "base"),
                 self._start(session, trained_server, "trained"),
             )
@@ -119,7 +120,9 @@ class ModelTest:
         argv = [*self.deps.settings.ilab_command, *_serve_args(model, port)]
         root = self.workspace.root / f"serve-{which}"
         root.mkdir(exist_ok=True)
-        server = IlabServer(self.deps.settings, argv, port=port, workspace=root, cwd=root)
+        server = IlabServer(
+            self.deps.settings, argv, port=port, workspace=self.workspace.root, cwd=root
+        )
         try:
             yield server
         finally:
@@ -176,6 +179,20 @@ class ModelTest:
 
     def _cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
+
+
+async def _both(
+    first: Coroutine[Any, Any, list[str]], second: Coroutine[Any, Any, list[str]]
+) -> tuple[list[str], list[str]]:
+    """Both servers started at once; when one fails, the other's wait is cancelled too."""
+    tasks = [asyncio.create_task(first), asyncio.create_task(second)]
+    try:
+        one, two = await asyncio.gather(*tasks)
+        return one, two
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _ask(
