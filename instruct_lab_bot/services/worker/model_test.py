@@ -22,6 +22,7 @@ from instruct_lab_bot.adapters.tracing import span
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.messages import model_test as wording
+from instruct_lab_bot.core.model_manifest import ModelManifest
 from instruct_lab_bot.core.model_test import ModelTestReport, SeedComparison
 from instruct_lab_bot.core.pages.model_test_html import render_test_html
 from instruct_lab_bot.core.precheck import Seed
@@ -61,18 +62,29 @@ class ModelTest:
         if train_job is None:
             raise JobFailed(f"the train job `{self.job.source_job}` is no longer recorded")
         trained_dir = self.workspace.root / "model"
-        try:
-            with span("test.fetch_model", train_job=train_job.id):
-                manifest = await fetch_model(
-                    self.deps.store, model_prefix(train_job.artifact_key_prefix()), trained_dir
-                )
-        except ModelFilesError as exc:
-            raise JobFailed(wording.MANIFEST_MISMATCH.format(detail=exc)) from None
+        manifest = await self._fetch(train_job, trained_dir)
         base = self.deps.settings.test_base_model or manifest.base_model
         report = ModelTestReport(train_job.id, base, f"{train_job.id}/model")
-        answers = await self._followed(seeds, base, trained_dir)
+        try:
+            async with asyncio.timeout(self.deps.settings.job_timeout):
+                answers = await self._followed(seeds, base, trained_dir)
+        except TimeoutError:
+            return JobResult(state=State.TIMED_OUT, duration=elapsed())
+        except JobFailed:
+            if not self._cancelled():
+                raise
+            return JobResult(state=State.CANCELLED, duration=elapsed())
         report = replace(report, answers=tuple(self._redacted(a) for a in answers))
         return await self._result(report, elapsed)
+
+    async def _fetch(self, train_job: Job, dest: Path) -> ModelManifest:
+        """The trained model's files in `dest`, each checked against its manifest."""
+        try:
+            with span("test.fetch_model", train_job=train_job.id):
+                prefix = model_prefix(train_job.artifact_key_prefix())
+                return await fetch_model(self.deps.store, prefix, dest)
+        except ModelFilesError as exc:
+            raise JobFailed(wording.MANIFEST_MISMATCH.format(detail=exc)) from None
 
     async def _followed(
         self, seeds: Sequence[Seed], base: str, trained: Path
