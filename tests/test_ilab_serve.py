@@ -11,11 +11,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from testkit.ilab_model import write_hf_model
 
 from instruct_lab_bot.adapters.ilab_serve import IlabServer, ServeFailed, ask_model, free_port
 from instruct_lab_bot.core.ilab import nearest_profile, parse_ilab_version, serve_argv
 from instruct_lab_bot.core.settings import Settings
-from testkit.ilab_model import write_hf_model
 from testkit.ilab_profiles import DEFAULT_VERSION as STANDIN_VERSION
 from tests.fixtures.bot import make_settings, processes_with_env
 
