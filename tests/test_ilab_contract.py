@@ -5,6 +5,7 @@ flag, a switch that became an option, and a profile passing a flag the release l
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import click
@@ -50,6 +51,13 @@ def _tree(qq_is_flag: bool = True) -> click.Group:
     @click.option("-qq", "--quick-question", is_flag=qq_is_flag)
     @click.option("-nd", "--no-decoration", is_flag=True)
     def chat(**_: Any) -> None: ...
+
+    @model.command(context_settings={"allow_extra_args": True})
+    @click.option("--model-path", type=click.Path(path_type=Path), required=True)
+    @click.option("--backend", type=click.Choice(("llama-cpp", "vllm")))
+    @click.option("-h", "--host", type=str)
+    @click.option("-p", "--port", type=int)
+    def serve(**_: Any) -> None: ...
 
     @ilab.group()
     def config() -> None: ...

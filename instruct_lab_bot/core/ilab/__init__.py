@@ -15,6 +15,11 @@ from instruct_lab_bot.core.ilab.commands import (
     names_config,
     with_ilab_config,
 )
+from instruct_lab_bot.core.ilab.model_commands import (
+    SERVE_CONFIG_NAME,
+    ServeRun,
+    serve_argv,
+)
 from instruct_lab_bot.core.ilab.versions import (
     PROFILES,
     IlabProfile,
@@ -31,12 +36,14 @@ __all__ = [
     "CHAT_ENV",
     "CONFIG_DEFAULT",
     "PROFILES",
+    "SERVE_CONFIG_NAME",
     "BotArgv",
     "FlagUse",
     "GenerateRun",
     "IlabProfile",
     "IlabRelease",
     "IlabVersion",
+    "ServeRun",
     "UnsupportedIlab",
     "bot_argvs",
     "chat_argv",
@@ -48,5 +55,6 @@ __all__ = [
     "nearest_profile",
     "parse_ilab_version",
     "profile_for",
+    "serve_argv",
     "with_ilab_config",
 ]
