@@ -11,11 +11,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from testkit.ilab_model import write_hf_model
 
 from instruct_lab_bot.adapters.ilab_serve import IlabServer, ServeFailed, ask_model, free_port
-from instruct_lab_bot.core.ilab import nearest_profile, parse_ilab_version, serve_argv
+from instruct_lab_bot.core.ilab import nearest_profile, serve_argv
+from instruct_lab_bot.core.ilab.versions import IlabVersion
 from instruct_lab_bot.core.settings import Settings
+from testkit.ilab_model import write_hf_model
 from testkit.ilab_profiles import DEFAULT_VERSION as STANDIN_VERSION
 from tests.fixtures.bot import make_settings, processes_with_env
 
@@ -31,9 +32,8 @@ def tag(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 def _server(settings: Settings, tmp_path: Path, model: Path) -> IlabServer:
     port = free_port()
-    version = parse_ilab_version(STANDIN_VERSION)
-    assert version is not None
-    profile = nearest_profile(version)
+    major, minor, patch = (int(n) for n in STANDIN_VERSION.split("."))
+    profile = nearest_profile(IlabVersion(major, minor, patch))
     run = serve_argv(profile, settings.ilab_command, model, "127.0.0.1", port, tmp_path)
     return IlabServer(settings, run.argv, port=port, workspace=tmp_path, cwd=tmp_path)
 

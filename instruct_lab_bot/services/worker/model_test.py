@@ -17,8 +17,15 @@ from typing import Any
 import aiohttp
 import structlog
 
-from instruct_lab_bot.adapters.ilab_serve import IlabServer, ServeFailed, ask_model, free_port
+from instruct_lab_bot.adapters.ilab_serve import (
+    LOOPBACK,
+    IlabServer,
+    ServeFailed,
+    ask_model,
+    free_port,
+)
 from instruct_lab_bot.adapters.tracing import span
+from instruct_lab_bot.core.ilab import serve_argv
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.messages import model_test as wording
@@ -128,12 +135,23 @@ class ModelTest:
 
     @contextlib.asynccontextmanager
     async def _server(self, which: str, model: str) -> AsyncIterator[IlabServer]:
+        """`ilab model serve` of `model` on a free loopback port, stopped on the way out."""
         port = free_port()
-        argv = [*self.deps.settings.ilab_command, *_serve_args(model, port)]
-        root = self.workspace.root / f"serve-{which}"
-        root.mkdir(exist_ok=True)
+        folder = self.workspace.root / f"serve-{which}"
+        await asyncio.to_thread(folder.mkdir, exist_ok=True)
+        run = serve_argv(
+            self.deps.ilab.profile,
+            self.deps.settings.ilab_command,
+            Path(model),
+            LOOPBACK,
+            port,
+            folder,
+        )
+        if run.config_file is not None and run.config_text is not None:  # 0.18: the port
+            await asyncio.to_thread(run.config_file.write_text, run.config_text, "utf-8")
+        settings = self.deps.settings
         server = IlabServer(
-            self.deps.settings, argv, port=port, workspace=self.workspace.root, cwd=root
+            settings, run.argv, port=port, workspace=self.workspace.root, cwd=folder
         )
         try:
             yield server
@@ -248,8 +266,3 @@ def _first_error(report: ModelTestReport) -> str:
 def _write_report(out_dir: Path, report: ModelTestReport) -> None:
     (out_dir / "test.json").write_text(report.to_json(), encoding="utf-8")
     (out_dir / "test.html").write_text(render_test_html(report), encoding="utf-8")
-
-
-def _serve_args(model: str, port: int) -> list[str]:
-    # TEMPORARY until `core.ilab.serve_argv` (helper ilab-facts) is merged.
-    return ["model", "serve", "--model-path", model, "--host", "127.0.0.1", "--port", str(port)]
