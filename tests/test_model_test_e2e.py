@@ -142,6 +142,7 @@ async def test_test_answers_with_the_table(
         await world.comment(bot, f"{MENTION} test")
         comment = await world.result_comment(timeout=120)
     body = comment["body"]
+    print("\n" + body)
     assert "### ✅ `test` succeeded" in body, body
     assert "**Trained model closer on 3 of 3 questions.**" in body
     assert "| Question | Contributor's answer | Base model | Trained model |" in body
