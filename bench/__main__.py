@@ -38,6 +38,7 @@ FIGURES = (
     Figure("github_calls", "GitHub calls per job", 150, ("--bench",)),
     Figure("output_pump", "output pumping", 150),
     Figure("idle", "idle footprint", 60),
+    Figure("model_upload", "model upload", 900),
 )
 
 

@@ -105,11 +105,12 @@ def test_known_commands_come_from_the_table_in_help_order() -> None:
         "help",
         "generate",
         "precheck",
-        "test",
         "status",
         "retry",
         "cancel",
         "links",
+        "train",
+        "test",
     )
     assert all(spec.help and spec.name.islower() for spec in COMMAND_TABLE)
 

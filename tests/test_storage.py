@@ -692,3 +692,53 @@ async def test_s3_multipart_upload_stopped_mid_part_is_aborted(
     assert "DELETE uploadId" in stalling_proxy.seen  # the abort
     assert "Uploads" not in await s3_client.list_multipart_uploads(Bucket=s3_bucket)
     assert not await store.exists("a/big.bin")
+
+
+async def test_s3_interrupted_large_upload_resumes_without_resending_parts(
+    make_s3_store: MakeStore, s3_bucket: str, s3_client: S3Client, tmp_path: Path
+) -> None:
+    part = S3_MIN_PART_SIZE
+    path = tmp_path / "model.safetensors"
+    size = 40 * part + 12345  # ~200 MB: 41 parts
+    digest = hashlib.sha256()
+    with path.open("wb") as out:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, part))
+            out.write(chunk)
+            digest.update(chunk)
+            left -= len(chunk)
+    key = "t/model/model.safetensors"
+    first = make_s3_store(s3_bucket, "m", part_size=part, max_concurrency=4)
+    held: list[int] = []
+    enough = asyncio.Event()
+
+    def seen(number: int, _size: int) -> None:
+        held.append(number)
+        if len(held) >= 15:
+            enough.set()
+
+    task = asyncio.create_task(first.put_large_file(key, path, on_part=seen))
+    await enough.wait()
+    task.cancel()  # a worker stopped mid-upload
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    listed = await s3_client.list_multipart_uploads(Bucket=s3_bucket)
+    assert len(listed["Uploads"]) == 1  # kept for the next attempt, not aborted
+
+    second = make_s3_store(s3_bucket, "m", part_size=part)  # another process, no shared state
+    resent: list[int] = []
+    report = await second.put_large_file(key, path, on_part=lambda n, _s: resent.append(n))
+    total = -(-size // part)
+    assert report.size == size
+    assert report.parts_reused >= len(held) >= 15
+    assert report.parts_sent + report.parts_reused == total
+    assert sorted(resent) == list(range(1, total + 1))
+    assert "Uploads" not in await s3_client.list_multipart_uploads(Bucket=s3_bucket)
+    got = tmp_path / "got.safetensors"
+    assert await second.get_file(key, got) == size
+    check = hashlib.sha256()
+    with got.open("rb") as src:
+        while chunk := src.read(part):
+            check.update(chunk)
+    assert check.digest() == digest.digest()

@@ -17,7 +17,7 @@ from instruct_lab_bot.adapters.git import CheckoutResult
 from instruct_lab_bot.adapters.redis.keys import JOBS_STREAM, WORKER_GROUP
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.runner import OnLine, Outcome, RunLimits, RunResult
-from instruct_lab_bot.adapters.storage import StorageError
+from instruct_lab_bot.adapters.storage import LargeUpload, OnPart, StorageError
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.settings import Settings
@@ -111,6 +111,25 @@ class FakeStore:
     async def read_head(self, key: str, limit: int) -> bytes | None:
         data = self.objects.get(key)
         return None if data is None else data[:limit]
+
+    async def put_large_file(
+        self,
+        key: str,
+        path: Path,
+        content_type: str | None = None,
+        on_part: OnPart | None = None,
+    ) -> LargeUpload:
+        return LargeUpload(await self.put_file(key, path, content_type), 1, 0)
+
+    async def get_file(self, key: str, path: Path) -> int:
+        if key not in self.objects:
+            raise StorageError(f"could not read {key}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.objects[key])
+        return len(self.objects[key])
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        return sorted(k for k in self.objects if k.startswith(prefix))
 
     async def aclose(self) -> None:
         pass
@@ -243,8 +262,11 @@ async def test_a_successful_job_reports_progress_then_one_result(
     assert job.result_comment_id == 901
     prefix = f"o/r/pr-3/{'a' * 40}/job-1/"
     assert set(r.store.objects) == {
-        prefix + name for name in ("generated_x.json", "ilab.log", "index.html")
+        prefix + name for name in ("generated_x.json", "ilab.log", "index.html", "checksums.json")
     }
+    sums = json.loads(r.store.objects[prefix + "checksums.json"])["files"]
+    assert set(sums) == {"generated_x.json", "ilab.log"}
+    assert sums["generated_x.json"]["size"] == len(r.store.objects[prefix + "generated_x.json"])
     assert BAR in r.store.objects[prefix + "ilab.log"].decode()
     assert job.index_url == f"https://store.example/{prefix}index.html"
     (argv,) = r.runner.argvs

@@ -76,17 +76,6 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
         needs_taxonomy_change=True,
     ),
     CommandSpec(
-        "test",
-        "ask the base and the trained model each seed question and score both against your "
-        "answers (`test --model <train job id>`; default: the newest trained model)",
-        Handler.START_JOB,
-        restricted=True,
-        job_kind="test",
-        capability="test",
-        needs_open_pull_request=True,
-        builds_on="train",
-    ),
-    CommandSpec(
         "status",
         "list this PR's jobs: queued, running and finished, with links",
         Handler.STATUS,
@@ -106,6 +95,27 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
         "fresh links to the files of this PR's latest job (or `links <job id>`)",
         Handler.LINKS,
         restricted=False,
+    ),
+    CommandSpec(
+        "train",
+        "train a model on this PR's newest successful `generate` data "
+        "(`train --from <job id>` for an older one) and post how to download it",
+        Handler.START_JOB,
+        restricted=True,
+        job_kind="train",
+        capability="train",
+        needs_open_pull_request=True,
+    ),
+    CommandSpec(
+        "test",
+        "ask the base and the trained model each seed question and score both against your "
+        "answers (`test --model <train job id>`; default: the newest trained model)",
+        Handler.START_JOB,
+        restricted=True,
+        job_kind="test",
+        capability="test",
+        needs_open_pull_request=True,
+        builds_on="train",
     ),
 )
 

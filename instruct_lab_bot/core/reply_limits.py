@@ -33,6 +33,7 @@ class ReplyReason(enum.StrEnum):
     LINKS = "links"
     FORMER_NAME = "former_name"  # addressed by the bot's old name: a one-line note
     DISABLED = "disabled"  # the repository's configuration switched the command off
+    TRAIN_REFUSED = "train_refused"  # `train` without data to train on, or over a limit
     NO_SOURCE = "no_source"  # the job it builds on is missing (`test` before any `train`)
 
 
@@ -43,6 +44,7 @@ UNLIMITED = frozenset(
         ReplyReason.ALREADY_RUNNING,
         ReplyReason.NOTHING_TO_RETRY,
         ReplyReason.CANCELLED,
+        ReplyReason.TRAIN_REFUSED,
         ReplyReason.NO_SOURCE,
     }
 )

@@ -8,22 +8,34 @@ worker then finds the model (`final_model_dir`), uploads it and writes the manif
 
 from __future__ import annotations
 
+import enum
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from instruct_lab_bot.core.job_lookup import latest_succeeded, named_job
+from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.core.refs import RepoRef
+
 __all__ = [
     "TRAIN_DATA_PATTERNS",
     "Hyperparameters",
+    "TrainDecision",
     "TrainOutcome",
+    "TrainRefusal",
     "TrainRequest",
     "TrainRunResult",
     "checkpoint_dirs",
     "final_model_dir",
+    "from_job_id",
+    "live_trainings",
     "pick_training_file",
+    "train_decision",
+    "train_verdict",
+    "training_files",
 ]
 
 TrainOutcome = Literal["exited", "timed_out", "cancelled"]
@@ -35,7 +47,10 @@ TRAIN_DATA_PATTERNS = (
     re.compile(r"(?:^|/)knowledge_train_msgs_[^/]*\.jsonl$"),
     re.compile(r"(?:^|/)train_[^/]*\.jsonl$"),
 )
-_SAMPLES = re.compile(r"(?:^|/)hf_format/(samples_(\d+)|last_epoch)/")
+_JOB_ID = re.compile(r"[0-9a-zA-Z_-]{1,64}")
+_SAMPLES = re.compile(
+    r"(?:^|/)(?:hf_format/(samples_(\d+)|last_epoch)|training_results/(?:final|merged_model))/"
+)
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,22 @@ class TrainRunResult:
     remote_model: bool = False
 
 
+#: Also fetched for the `simple` pipeline, which reads `train_*` and `test_*` from a folder.
+_TEST_DATA = re.compile(r"(?:^|/)test_[^/]*\.jsonl$")
+
+
+def training_files(names: Iterable[str]) -> list[str]:
+    """Every generate output a training may read: the newest of each kind (the mixed sets,
+    the legacy `train_*` and its `test_*`), the one to train on (`pick_training_file`) first."""
+    listed = sorted(names)
+    first = pick_training_file(listed)
+    found = [first] if first else []
+    for pattern in (*TRAIN_DATA_PATTERNS, _TEST_DATA):
+        newest = [name for name in listed if pattern.search(name)][-1:]
+        found += [name for name in newest if name not in found]
+    return found if first else []
+
+
 def pick_training_file(names: Iterable[str]) -> str | None:
     """The generate output to train on (the newest of the best kind), None if there is none."""
     listed = sorted(names)
@@ -158,3 +189,108 @@ def checkpoint_dirs(names: Iterable[str]) -> list[str]:
         elif name.endswith((".safetensors", ".bin")):
             weights[folder] = int(match.group(2))
     return sorted((f for f in weights if f in configs), key=lambda f: weights[f])
+
+
+# -- the dispatcher's gate for `train` ------------------------------------------------------
+
+
+class TrainRefusal(enum.StrEnum):
+    """Why a `train` request was turned down (each has its reply in `messages.train`)."""
+
+    BAD_ARGS = "bad_args"  # not `train` or `train --from <job id>`
+    NO_GENERATE = "no_generate"  # no successful generate on the PR's current head
+    NOT_THIS_PR = "not_this_pr"  # `--from` names no successful generate job of this PR
+    PR_BUSY = "pr_busy"  # a training of this PR is queued or running
+    REPO_BUSY = "repo_busy"  # the repository's concurrent trainings are at the limit
+
+
+@dataclass(frozen=True)
+class TrainDecision:
+    """The generate job to train on, or why not (`busy` is the live train job, if any)."""
+
+    source: Job | None = None
+    refusal: TrainRefusal | None = None
+    busy: Job | None = None
+
+
+def from_job_id(args: Sequence[str]) -> str | None:
+    """The job id of `train --from <id>` ("" when no `--from`); None when the args are bad."""
+    if not args:
+        return ""
+    if len(args) == 2 and args[0] in ("--from", "from") and _JOB_ID.fullmatch(args[1]):
+        return args[1]
+    if len(args) == 1 and args[0].startswith("--from=") and _JOB_ID.fullmatch(args[0][7:]):
+        return args[0][7:]
+    return None
+
+
+def train_decision(
+    args: Sequence[str],
+    pr_jobs: Sequence[Job],
+    repo_live_trainings: int,
+    *,
+    head_sha: str,
+    max_per_repo: int,
+) -> TrainDecision:
+    """Which generate job a `train` request trains on, checked in this order: the arguments,
+    one live training per PR, the repository's limit, then the data to train on."""
+    wanted = from_job_id(args)
+    if wanted is None:
+        return TrainDecision(refusal=TrainRefusal.BAD_ARGS)
+    live = next((j for j in pr_jobs if j.command == "train" and not j.state.terminal), None)
+    if live is not None:
+        return TrainDecision(refusal=TrainRefusal.PR_BUSY, busy=live)
+    if repo_live_trainings >= max_per_repo:
+        return TrainDecision(refusal=TrainRefusal.REPO_BUSY)
+    if wanted:
+        source = named_job(pr_jobs, wanted, "generate")
+        refusal = TrainRefusal.NOT_THIS_PR
+    else:
+        source = latest_succeeded(pr_jobs, "generate", head_sha=head_sha)
+        refusal = TrainRefusal.NO_GENERATE
+    return TrainDecision(source=source) if source else TrainDecision(refusal=refusal)
+
+
+def live_trainings(jobs: Iterable[Job], repo: RepoRef) -> int:
+    """Train jobs of `repo` queued or running among `jobs`."""
+    return sum(
+        1 for j in jobs if j.command == "train" and not j.state.terminal and j.repo_ref == repo
+    )
+
+
+# -- how a training ended -------------------------------------------------------------------
+
+DISK_FULL = re.compile(r"No space left on device|\[Errno 28\]")
+
+
+def train_verdict(
+    state: State,
+    *,
+    exit_code: int | None,
+    logged_error: str,
+    saw_nan: bool,
+    disk_full: bool,
+    model_found: bool,
+) -> tuple[State, str]:
+    """The job's end state and error from the run and what it wrote (0.18 can exit 0 after a
+    failure, so success also needs the model folder)."""
+    if state in (State.CANCELLED, State.TIMED_OUT):
+        return state, ""
+    if disk_full:
+        return State.FAILED, (
+            "the train worker's disk filled up (No space left on device): an admin must free "
+            "space or give train workers a larger disk, then comment `retry`"
+        )
+    if saw_nan:
+        return State.FAILED, (
+            "the training loss became NaN (the run diverged): try a lower learning rate "
+            "(ILAB_BOT_TRAIN_LEARNING_RATE) or look for broken samples in the generated data"
+        )
+    if state is State.FAILED:
+        return State.FAILED, logged_error or f"`ilab model train` exited with code {exit_code}"
+    if not model_found:
+        return State.FAILED, (
+            "`ilab model train` ended without writing a model (no `hf_format/samples_*` "
+            "folder); ilab 0.18 reports some training failures only in its log: see below"
+        )
+    return State.SUCCEEDED, ""

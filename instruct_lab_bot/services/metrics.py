@@ -189,6 +189,17 @@ class ServerMetrics:
             self.jobs_enqueued.labels(command)
 
 
+class TrainMetrics:
+    """`train`: the model bytes stashed and the training time spent, by device (GPU-hours:
+    `ilab_bot_train_device_seconds_total{device="cuda"} / 3600`)."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.model_bytes = Counter(f"{NS}_model_bytes_uploaded", "Model bytes stashed", registry=r)
+        self.device_seconds = Counter(
+            f"{NS}_train_device_seconds", "Seconds of training, by device", ["device"], registry=r
+        )
+
+
 class WorkerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -222,6 +233,7 @@ class WorkerMetrics:
             f"{NS}_subprocess_exits", "ilab subprocess exits", ["command", "code"], registry=r
         )
         self.artifact_bytes = Counter(f"{NS}_artifact_bytes_uploaded", "Bytes uploaded", registry=r)
+        self.train = TrainMetrics(r)
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
         self.info = Gauge(

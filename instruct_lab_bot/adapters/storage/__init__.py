@@ -18,12 +18,13 @@ from typing import Protocol
 
 from instruct_lab_bot.adapters.storage.errors import StorageError
 from instruct_lab_bot.adapters.storage.local import LocalStore, SigningKey
+from instruct_lab_bot.adapters.storage.resumable import LargeUpload, OnPart
 from instruct_lab_bot.adapters.storage.s3 import S3Config, S3Store
 from instruct_lab_bot.core.artifacts import ArtifactsLocation
 from instruct_lab_bot.core.setting_values import decode_signing_key
 from instruct_lab_bot.core.settings import Settings
 
-__all__ = ["ArtifactStore", "SigningKey", "StorageError", "open_store"]
+__all__ = ["ArtifactStore", "LargeUpload", "OnPart", "SigningKey", "StorageError", "open_store"]
 
 
 class ArtifactStore(Protocol):
@@ -31,6 +32,17 @@ class ArtifactStore(Protocol):
 
     async def put_file(self, key: str, path: Path, content_type: str | None = None) -> int:
         """Stream ``path`` to ``key``; return the number of bytes stored."""
+        ...
+
+    async def put_large_file(
+        self,
+        key: str,
+        path: Path,
+        content_type: str | None = None,
+        on_part: OnPart | None = None,
+    ) -> LargeUpload:
+        """A big file (a model) with a resumable, parallel multipart upload: a new attempt
+        at the same key continues an interrupted one. Not bounded by the store's timeout."""
         ...
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> int:

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from instruct_lab_bot.adapters.storage.errors import StorageError
+from instruct_lab_bot.adapters.storage.resumable import LargeUpload, OnPart
 from instruct_lab_bot.core.artifacts import (
     EXPIRES_RE,
     INLINE_TYPES,
@@ -80,6 +81,19 @@ class LocalStore:
                     out.write(chunk)
 
         return await self._write(key, copy)
+
+    async def put_large_file(
+        self,
+        key: str,
+        path: Path,
+        content_type: str | None = None,
+        on_part: OnPart | None = None,
+    ) -> LargeUpload:
+        """A local copy is one part: there is nothing to resume (`put_file` is atomic)."""
+        size = await self.put_file(key, path, content_type)
+        if on_part:
+            on_part(1, size)
+        return LargeUpload(size, 1, 0)
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> int:
         validate_key(key)

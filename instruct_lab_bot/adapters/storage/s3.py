@@ -26,6 +26,13 @@ from botocore.exceptions import (
 )
 
 from instruct_lab_bot.adapters.storage.errors import StorageError
+from instruct_lab_bot.adapters.storage.resumable import (
+    LargeUpload,
+    OnPart,
+    find_upload,
+    target,
+    upload_resumable,
+)
 from instruct_lab_bot.core.artifacts import MAX_KEY_BYTES, guess_content_type, validate_key
 
 if TYPE_CHECKING:
@@ -116,6 +123,39 @@ class S3Store:
                 await asyncio.to_thread(src.close)
 
         return await self._run("upload", key, upload)
+
+    async def put_large_file(
+        self,
+        key: str,
+        path: Path,
+        content_type: str | None = None,
+        on_part: OnPart | None = None,
+    ) -> LargeUpload:
+        """A resumable multipart upload (`resumable`): an interrupted one is continued, by
+        this or any process, instead of restarted. Not bounded by `timeout`: the caller
+        bounds it (a model takes as long as its gigabytes take)."""
+        s3_key = self.object_key(key)
+        ctype = content_type or guess_content_type(key)
+        bucket = self.config.bucket
+
+        async def upload(client: S3Client) -> LargeUpload:
+            upload_id = await find_upload(client, bucket, s3_key)
+            if upload_id is None:
+                created = await client.create_multipart_upload(
+                    Bucket=bucket, Key=s3_key, ContentType=ctype
+                )
+                upload_id = created["UploadId"]
+            src = await asyncio.to_thread(path.open, "rb")
+            try:
+                size = os.fstat(src.fileno()).st_size
+                part_size = max(self.config.part_size, -(-size // S3_MAX_PARTS))
+                where = target(client, bucket, s3_key, upload_id)
+                concurrency = self.config.max_concurrency
+                return await upload_resumable(where, src, part_size, concurrency, on_part)
+            finally:
+                await asyncio.to_thread(src.close)
+
+        return await self._run("upload", key, upload, bounded=False)
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> int:
         s3_key = self.object_key(key)
@@ -239,10 +279,19 @@ class S3Store:
                 )
             return self._client
 
-    async def _run(self, action: str, key: str, op: Callable[[S3Client], Awaitable[T]]) -> T:
-        """Run one operation under the overall timeout, mapping failures to StorageError."""
+    async def _run(
+        self,
+        action: str,
+        key: str,
+        op: Callable[[S3Client], Awaitable[T]],
+        *,
+        bounded: bool = True,
+    ) -> T:
+        """Run one operation under the overall timeout (unless not `bounded`: the caller's
+        own), mapping failures to StorageError."""
+        limit = self.config.timeout if bounded else None
         try:
-            async with asyncio.timeout(self.config.timeout):
+            async with asyncio.timeout(limit):
                 return await op(await self._get_client())
         except TimeoutError as exc:
             raise StorageError(

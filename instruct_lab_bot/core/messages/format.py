@@ -79,3 +79,13 @@ def iso_now() -> str:
 
 def short_sha(sha: str) -> str:
     return sha[:7]
+
+
+def format_size(size: int) -> str:
+    """Bytes for people: `512 B`, `1.5 MB`, `13.2 GB`."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"

@@ -17,6 +17,7 @@ from instruct_lab_bot.core.messages.format import (
     cut,
     escape_md,
     format_duration,
+    format_size,
     iso_now,
     short_sha,
     table_cell,
@@ -34,6 +35,7 @@ from instruct_lab_bot.core.messages.generate_result import (
 )
 from instruct_lab_bot.core.messages.model_test import comparison_tables, comparison_title
 from instruct_lab_bot.core.messages.precheck import precheck_tables, precheck_title
+from instruct_lab_bot.core.messages.train import TrainSummary, train_details, train_title
 from instruct_lab_bot.core.model_test import ModelTestReport
 from instruct_lab_bot.core.output_preview import Count, Sample
 from instruct_lab_bot.core.precheck import Answer
@@ -76,6 +78,7 @@ class JobResult:
     # INFRASTRUCTURE_CAUSES), with the status page to watch: the reply then says so.
     infrastructure: str = ""
     status_url: str = ""
+    train: TrainSummary | None = None  # the model a successful train job stashed
 
 
 #: What failed, when it was not the contributor's change (worded for the contributor).
@@ -183,15 +186,18 @@ def log_text(lines: Sequence[str]) -> str:
 
 def check_run_completed(job: Job, result: JobResult) -> dict[str, object]:
     conclusion = CONCLUSIONS[result.state]
+    output: dict[str, object] = {
+        "title": completed_title(job, result),
+        "summary": cut(result_summary(job, result), CHECK_OUTPUT_LIMIT),
+        "text": log_text(list(result.log_tail)),
+    }
+    if result.train and result.train.loss_curve_url:
+        output["images"] = [{"alt": "Training loss", "image_url": result.train.loss_curve_url}]
     return {
         "status": "completed",
         "conclusion": conclusion,
         "completed_at": iso_now(),
-        "output": {
-            "title": completed_title(job, result),
-            "summary": cut(result_summary(job, result), CHECK_OUTPUT_LIMIT),
-            "text": log_text(list(result.log_tail)),
-        },
+        "output": output,
     }
 
 
@@ -199,6 +205,8 @@ def completed_title(job: Job, result: JobResult) -> str:
     if result.state is State.SUCCEEDED:
         if result.precheck:
             return precheck_title(result.precheck)
+        if result.train:
+            return train_title(result.train, result.duration)
         if result.model_test is not None:
             return comparison_title(result.model_test)
         if result.generated is not None:
@@ -253,7 +261,7 @@ def result_summary(job: Job, result: JobResult, *, for_comment: bool = False) ->
 
 
 def _artifact_line(artifact: Artifact) -> str:
-    line = f"- [{escape_md(artifact.name)}]({artifact.url}) ({_size(artifact.size)})"
+    line = f"- [{escape_md(artifact.name)}]({artifact.url}) ({format_size(artifact.size)})"
     return line + (f" · [view]({artifact.view_url})" if artifact.view_url else "")
 
 
@@ -261,6 +269,7 @@ def _what_ran(command: str) -> str:
     return {
         "generate": "`ilab data generate`",
         "precheck": "`ilab model chat` on each seed question",
+        "train": "`ilab model train`",
         "test": "the base and the trained model (`ilab model serve`) on each seed question",
     }.get(command, f"`{command}`")
 
@@ -280,6 +289,8 @@ def _success_details(result: JobResult) -> list[str]:
     lines: list[str] = []
     if result.generated is not None:
         lines += ["", counts_line(result.generated, result.discarded, result.change)]
+    if result.train:
+        lines += train_details(result.train)
     lines += leaf_table(result.per_leaf)
     lines += preview_table(result.samples)
     lines += file_table(result.per_file)
@@ -309,15 +320,6 @@ def _failure_details(job: Job, result: JobResult, *, for_comment: bool) -> list[
             "</details>",
         ]
     return lines
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def superseded(job: Job, new_sha: str) -> dict[str, object]:

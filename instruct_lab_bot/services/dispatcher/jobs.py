@@ -35,6 +35,7 @@ from instruct_lab_bot.core.messages.generate import check_run_queued
 from instruct_lab_bot.core.reply_limits import ReplyReason
 from instruct_lab_bot.core.repo_config import generate_args, required_labels
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
+from instruct_lab_bot.services.dispatcher.train_gate import train_source
 from instruct_lab_bot.services.dispatcher.sources import source_job
 from instruct_lab_bot.services.validator import Changes
 
@@ -89,10 +90,16 @@ class JobStarter:
         files = await self._files_past_gates(request, spec, data)
         if files is None:
             return None
-        source = await source_job(self.deps, request, spec)
-        if source is None:
+        job = _new_job(request, kind, origin, data, files)
+        if kind == "train":  # trains on a generate job of this PR (`train_gate`)
+            source = await train_source(self.deps, request, job.head_sha)
+            if source is None:
+                return None
+            job = job.evolve(source_job=source.id)
+        built_on = await source_job(self.deps, request, spec)  # `test` needs a trained model
+        if built_on is None:
             return None
-        job = _new_job(request, kind, origin, data, files).evolve(source_job=source)
+        job = job.evolve(source_job=built_on) if built_on else job
         return await self._record(request, job)
 
     async def _files_past_gates(

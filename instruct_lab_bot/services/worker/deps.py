@@ -23,6 +23,7 @@ from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
+from instruct_lab_bot.services.worker.train_backend import TrainBackendFactory, open_train_backend
 
 
 class JobGitHub(Protocol):
@@ -77,6 +78,8 @@ class JobTools:
 
     fetch: FetchPullRequest = fetch_pull_request
     run: RunProcess = run_streaming
+    #: Where a `train` job trains (`ILAB_BOT_TRAIN_BACKEND`); a test passes its own.
+    train: TrainBackendFactory = open_train_backend
 
 
 @dataclass(frozen=True)

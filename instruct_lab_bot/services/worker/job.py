@@ -34,6 +34,7 @@ from instruct_lab_bot.services.worker.deps import WorkerDeps
 from instruct_lab_bot.services.worker.ilab import JobFailed, run_generate
 from instruct_lab_bot.services.worker.model_test import ModelTest
 from instruct_lab_bot.services.worker.reporting import Reporter
+from instruct_lab_bot.services.worker.train import run_train
 from instruct_lab_bot.services.worker.uploads import upload_outputs
 from instruct_lab_bot.services.worker.workspace import Workspace
 
@@ -71,6 +72,8 @@ class JobExecution:
             )
             log.info("job.started", sha=self.job.head_sha, worker=worker)
             await self.workspace.fresh()
+            if self.job.command == "train":  # needs no checkout: it trains on stored data
+                return await run_train(self)
             checkout = await self._checkout()
             self.workspace.out_dir.mkdir()
             if self._cancelled():

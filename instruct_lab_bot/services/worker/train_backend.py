@@ -10,6 +10,7 @@ submits a pipeline run instead and maps its task logs to lines the same way.
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Callable
 from typing import Protocol
 
@@ -19,7 +20,15 @@ from instruct_lab_bot.core.ilab.versions import IlabProfile
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.training import Hyperparameters, TrainRequest, TrainRunResult
 
-__all__ = ["OnTrainLine", "TrainBackend", "WorkerTrainBackend", "hyperparameters", "train_argv"]
+__all__ = [
+    "OnTrainLine",
+    "TrainBackend",
+    "TrainBackendFactory",
+    "WorkerTrainBackend",
+    "hyperparameters",
+    "open_train_backend",
+    "train_argv",
+]
 
 #: (stream, line): "stdout"/"stderr" for ilab's own output; a remote backend names its task.
 OnTrainLine = Callable[[str, str], None]
@@ -96,3 +105,14 @@ class WorkerTrainBackend:
 
     async def aclose(self) -> None:
         """Nothing held between runs."""
+
+
+#: Builds the backend a train job runs through, from the settings and the worker's ilab.
+TrainBackendFactory = Callable[[Settings, IlabProfile], TrainBackend]
+
+
+def open_train_backend(settings: Settings, profile: IlabProfile) -> TrainBackend:
+    """The backend `ILAB_BOT_TRAIN_BACKEND` names (the `kubeflow` one: helper `kubeflow`)."""
+    if settings.train_backend != "worker":
+        raise OSError(errno.ENOSYS, f"train backend {settings.train_backend!r} is not available")
+    return WorkerTrainBackend(settings, profile)

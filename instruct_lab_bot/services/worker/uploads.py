@@ -14,6 +14,12 @@ from instruct_lab_bot.core.artifacts import (
     stable_link,
     viewable,
 )
+from instruct_lab_bot.core.checksums import (
+    CHECKSUMS_NAME,
+    Checksum,
+    file_checksum,
+    render_checksums,
+)
 from instruct_lab_bot.core.job_outcome import INDEX_NAME, Upload, index_title, plan_uploads
 from instruct_lab_bot.core.jobs import Job
 from instruct_lab_bot.core.messages import Artifact
@@ -32,10 +38,11 @@ async def upload_outputs(
     """
     listed = await asyncio.to_thread(list_files, out_dir)
     uploads = plan_uploads(out_dir, listed, log_path)
-    links = await _links(deps, job)
+    links = await job_links(deps, job)
     with span("artifacts.upload", files=len(uploads)):
         async with asyncio.timeout(deps.settings.upload_timeout):
             artifacts = [await _put(deps, job, upload, links) for upload in uploads]
+            await _put_checksums(deps, job, uploads)
             index_url = await _put_index(deps, job, artifacts, links)
     uploaded = sum(a.size for a in artifacts)
     deps.metrics.artifact_bytes.inc(uploaded)
@@ -43,7 +50,7 @@ async def upload_outputs(
     return tuple(artifacts), index_url
 
 
-class _Links:
+class JobLinks:
     """How a stored file is linked: a stable link on the bot's server (re-signed storage
     link on each visit), or, with `ILAB_BOT_STABLE_LINKS=off`, the store's expiring link."""
 
@@ -63,20 +70,32 @@ class _Links:
         return stable_link(self.deps.settings.public_url, self.job.id, name, sig, view=view)
 
 
-async def _links(deps: WorkerDeps, job: Job) -> _Links:
+async def job_links(deps: WorkerDeps, job: Job) -> JobLinks:
     source = deps.link_key
     if not deps.settings.stable_links or not source:
-        return _Links(deps, job, b"")
-    return _Links(deps, job, source if isinstance(source, bytes) else await source())
+        return JobLinks(deps, job, b"")
+    return JobLinks(deps, job, source if isinstance(source, bytes) else await source())
 
 
-async def _put(deps: WorkerDeps, job: Job, upload: Upload, links: _Links) -> Artifact:
+async def _put(deps: WorkerDeps, job: Job, upload: Upload, links: JobLinks) -> Artifact:
     key = job.artifact_key_prefix() + upload.name
     size = await deps.store.put_file(key, upload.path, upload.content_type)
     return Artifact(upload.name, await links.file(upload.name), size, links.view(upload.name))
 
 
-async def _put_index(deps: WorkerDeps, job: Job, artifacts: list[Artifact], links: _Links) -> str:
+async def _put_checksums(deps: WorkerDeps, job: Job, uploads: list[Upload]) -> None:
+    """`checksums.json` beside the outputs: what a later job verifies its download against."""
+
+    def digest(path: Path) -> Checksum:
+        with path.open("rb") as src:
+            return file_checksum(src)
+
+    sums = {u.name: await asyncio.to_thread(digest, u.path) for u in uploads}
+    key = job.artifact_key_prefix() + CHECKSUMS_NAME
+    await deps.store.put_bytes(key, render_checksums(sums).encode(), "application/json")
+
+
+async def _put_index(deps: WorkerDeps, job: Job, artifacts: list[Artifact], links: JobLinks) -> str:
     key = job.artifact_key_prefix() + INDEX_NAME
     page = render_index_html(
         index_title(job.pull_request, job.head_sha, job.command),

@@ -1,0 +1,313 @@
+"""Run one `train` job (called from `TrainContext.run`): download the generate job's data
+(checksum verified), resume from the last uploaded checkpoint if the job was taken over, train
+through the configured backend while the check run shows epoch, step, loss, ETA and the loss
+curve, upload checkpoints as they appear, then stash the model with its `model.json`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import time
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from instruct_lab_bot.adapters.plots import loss_curve_png
+from instruct_lab_bot.adapters.storage import StorageError
+from instruct_lab_bot.adapters.tracing import span
+from instruct_lab_bot.core import messages
+from instruct_lab_bot.core.artifacts import parse_artifacts_url
+from instruct_lab_bot.core.checksums import ChecksumError
+from instruct_lab_bot.core.job_outcome import exit_label, state_from_run
+from instruct_lab_bot.core.jobs import Job, State
+from instruct_lab_bot.core.messages import JobResult
+from instruct_lab_bot.core.messages.train import (
+    ModelLink,
+    TrainSummary,
+    check_run_training,
+    train_progress_title,
+)
+from instruct_lab_bot.core.model_manifest import (
+    MANIFEST_NAME,
+    MODEL_DIR,
+    ManifestError,
+    ModelManifest,
+)
+from instruct_lab_bot.core.progress import Progress
+from instruct_lab_bot.core.train_status import TrainStatus
+from instruct_lab_bot.core.training import (
+    DISK_FULL,
+    TrainRequest,
+    TrainRunResult,
+    final_model_dir,
+    train_verdict,
+)
+from instruct_lab_bot.services.worker import redis_calls
+from instruct_lab_bot.services.worker.deps import WorkerDeps
+from instruct_lab_bot.services.worker.ilab import JobFailed, shown_command
+from instruct_lab_bot.services.worker.log_file import CappedLog
+from instruct_lab_bot.services.worker.reporting import Reporter, best_effort
+from instruct_lab_bot.services.worker.train_backend import (
+    OnTrainLine,
+    hyperparameters,
+    train_argv,
+)
+from instruct_lab_bot.services.worker.train_files import (
+    CheckpointUploader,
+    StoredModel,
+    TrainingData,
+    download_checkpoint,
+    download_data,
+    files_under,
+    read_manifest,
+    upload_model,
+)
+from instruct_lab_bot.services.worker.uploads import job_links, upload_outputs
+from instruct_lab_bot.services.worker.workspace import Workspace
+
+
+class TrainContext(Protocol):
+    """What a train job uses of its `TrainContext` (a Protocol: no import of job.py)."""
+
+    deps: WorkerDeps
+    job: Job
+    cancel: asyncio.Event | None
+    reporter: Reporter
+    workspace: Workspace
+    progress: Progress
+    started: float
+
+
+log = structlog.get_logger(__name__)
+
+LOSS_CURVE_NAME = "loss.png"
+
+
+async def run_train(execution: TrainContext) -> JobResult:
+    """The whole train job; failures it can explain raise JobFailed (reported on the PR)."""
+    try:
+        return await TrainJob(execution).run()
+    except ChecksumError as exc:
+        raise JobFailed(f"a checkpoint of this job does not match its checksum: {exc}") from None
+    except ManifestError as exc:
+        raise JobFailed(f"the model's manifest cannot be trusted: {exc}") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise JobFailed("the train worker's disk is full (No space left on device)") from None
+        raise
+
+
+class TrainJob:
+    def __init__(self, execution: TrainContext) -> None:
+        self.x = execution
+        self.deps, self.job = execution.deps, execution.job
+        self.status = TrainStatus()
+        self.root = execution.workspace.root
+        self.output_dir = self.root / "checkpoints"
+        self.resumed = ""
+        self.disk_full = False
+        self.curve_url = ""
+
+    async def run(self) -> JobResult:
+        source = await self._source()
+        self.x.workspace.out_dir.mkdir()
+        (self.root / "data").mkdir()
+        data = await download_data(self.deps, source, self.root / "data")
+        resume = await download_checkpoint(self.deps, self.job, self.root / "resume")
+        if resume is not None:
+            self.resumed = resume.name
+            log.info("train.resuming", checkpoint=resume.name)
+        request = self._request(source, data, resume)
+        run = await self._train(request)
+        return await self._finish(source, request, run)
+
+    async def _source(self) -> Job:
+        source = await self.deps.queue.get_job(self.job.source_job)
+        if source is None or source.command != "generate" or source.state is not State.SUCCEEDED:
+            raise JobFailed(
+                f"the generate job `{self.job.source_job}` to train on is gone or did not "
+                "succeed: run `generate`, then `train` again"
+            )
+        if source.pull_request != self.job.pull_request:
+            raise JobFailed(f"generate job `{source.id}` belongs to another pull request")
+        return source
+
+    def _request(self, source: Job, data: TrainingData, resume: Path | None) -> TrainRequest:
+        settings = self.deps.settings
+        self.output_dir.mkdir()
+        return TrainRequest(
+            job_id=self.job.id,
+            data_path=data.path,
+            data_key=data.key,
+            base_model=settings.train_base_model,
+            hyperparameters=hyperparameters(settings),
+            output_dir=self.output_dir,
+            output_key=self.job.artifact_key_prefix(),
+            workspace=self.root,
+            timeout=settings.train_timeout,
+            resume_from=resume,
+            resume_key=self.job.artifact_key_prefix() if resume else "",
+        )
+
+    async def _train(self, request: TrainRequest) -> TrainRunResult:
+        deps, settings = self.deps, self.deps.settings
+        argv = train_argv(deps.ilab.profile, settings, request)
+        command_line = shown_command(argv, deps.redactor)
+        await redis_calls.best_effort(deps.queue.update_job(self.job.id, command_line=command_line))
+        uploader = CheckpointUploader(deps, self.job, self.output_dir)
+        stop = asyncio.Event()
+        backend = deps.tools.train(settings, deps.ilab.profile)
+        with CappedLog(self.x.workspace.log_path, settings.log_limit) as log_file:
+            log_file.write_line(f"$ {command_line}")
+            follower = asyncio.create_task(self._follow(uploader, stop))
+            try:
+                with span("train.run", backend=settings.train_backend):
+                    run = await backend.run(request, self._sink(log_file), self.x.cancel)
+            except OSError as exc:
+                raise JobFailed(f"cannot start training: {exc.strerror or exc}") from None
+            finally:
+                stop.set()
+                await follower
+                await backend.aclose()
+        deps.metrics.exits.labels("train", exit_label(run.exit_code)).inc()
+        device = request.hyperparameters.device or "default"
+        deps.metrics.train.device_seconds.labels(device).inc(run.duration)
+        return run
+
+    def _sink(self, log_file: CappedLog) -> OnTrainLine:
+        redact, progress = self.deps.redactor.redact, self.x.progress
+
+        def sink(_stream: str, line: str) -> None:
+            line = redact(line)
+            log_file.write_line(line)
+            progress.feed(line)
+            self.status.feed(line)
+            if DISK_FULL.search(line):
+                self.disk_full = True
+
+        return sink
+
+    async def _follow(self, uploader: CheckpointUploader, stop: asyncio.Event) -> None:
+        """Every progress interval: upload finished checkpoints, redraw the loss curve and
+        update the check run (each best effort: a failed update never fails the training)."""
+        seen = -1
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.deps.settings.progress_interval)
+            if stop.is_set():
+                break
+            try:
+                await uploader.scan()
+            except (StorageError, OSError) as exc:  # tried again at the next interval
+                log.warning("train.checkpoint_upload_failed", error=str(exc))
+            if self.x.progress.lines_seen != seen:
+                seen = self.x.progress.lines_seen
+                await self._report()
+
+    async def _report(self) -> None:
+        await self._report_curve_quietly()
+        tail = self.x.progress.last_lines(self.x.progress.tail_lines)
+        payload = check_run_training(
+            self.job, self.status, tail, image_url=self.curve_url, resumed=self.resumed
+        )
+        payload = self.deps.redactor.value(payload)
+        gh = self.x.reporter.gh
+        await best_effort(
+            "check_run.train_progress",
+            gh.update_check_run(self.job.repo_ref, self.job.check_run_id, payload, droppable=True),
+        )
+        stage = train_progress_title(self.status)
+        await redis_calls.best_effort(self.deps.queue.update_job(self.job.id, stage=stage))
+
+    async def _upload_curve(self) -> str:
+        png = await asyncio.to_thread(loss_curve_png, list(self.status.history))
+        key = self.job.artifact_key_prefix() + LOSS_CURVE_NAME
+        await self.deps.store.put_bytes(key, png, "image/png")
+        return await self.deps.store.link(key)
+
+    async def _finish(self, source: Job, request: TrainRequest, run: TrainRunResult) -> JobResult:
+        state = state_from_run(run.outcome, run.exit_code)
+        model_dir = await self._model_dir(run)
+        state, error = train_verdict(
+            state,
+            exit_code=run.exit_code,
+            logged_error=run.error or self.x.progress.error,
+            saw_nan=self.status.saw_nan,
+            disk_full=self.disk_full,
+            model_found=model_dir is not None or run.remote_model,
+        )
+        summary = None
+        if state is State.SUCCEEDED:
+            stored = await self._stash(source, request, run, model_dir)
+            summary = await self._summary(stored)
+        if self.status.history:
+            await self._report_curve_quietly()
+        artifacts, index_url = await upload_outputs(
+            self.deps, self.job, self.x.workspace.out_dir, self.x.workspace.log_path
+        )
+        return JobResult(
+            state=state,
+            duration=time.monotonic() - self.x.started,
+            exit_code=run.exit_code,
+            error=error,
+            artifacts=artifacts,
+            index_url=index_url,
+            log_tail=self.x.progress.last_lines(messages.FAILURE_LOG_LINES),
+            train=summary,
+        )
+
+    async def _model_dir(self, run: TrainRunResult) -> Path | None:
+        if run.remote_model:
+            return None
+        folder = final_model_dir(await asyncio.to_thread(files_under, self.root))
+        return self.root / folder if folder else None
+
+    async def _stash(
+        self, source: Job, request: TrainRequest, run: TrainRunResult, model_dir: Path | None
+    ) -> StoredModel:
+        if run.remote_model or model_dir is None:
+            return await read_manifest(self.deps, self.job, self.root / "model.json")
+        template = ModelManifest(
+            train_job=self.job.id,
+            data_job=source.id,
+            base_model=request.base_model or "ilab's default",
+            ilab_version=str(self.deps.ilab.version),
+            files=(),
+            hyperparameters=request.hyperparameters.as_dict(),
+            final_loss=self.status.loss,
+        )
+        with span("train.upload_model"):
+            stored = await upload_model(self.deps, self.job, model_dir, template)
+        self.deps.metrics.train.model_bytes.inc(stored.manifest.total_bytes)
+        return stored
+
+    async def _summary(self, stored: StoredModel) -> TrainSummary:
+        links = await job_links(self.deps, self.job)
+        files = [
+            ModelLink(f.name, await links.file(MODEL_DIR + f.name), f.size)
+            for f in stored.manifest.files
+        ]
+        location = parse_artifacts_url(self.deps.settings.artifacts_url)
+        s3_uri = ""
+        if location.scheme == "s3":
+            base = f"{location.prefix}/" if location.prefix else ""
+            s3_uri = f"s3://{location.bucket}/{base}{self.job.artifact_key_prefix()}{MODEL_DIR}"
+        return TrainSummary(
+            data_job=stored.manifest.data_job,
+            base_model=stored.manifest.base_model,
+            files=files,
+            manifest_url=await links.file(MODEL_DIR + MANIFEST_NAME),
+            final_loss=stored.manifest.final_loss,
+            s3_uri=s3_uri,
+            resumed=self.resumed,
+            loss_curve_url=self.curve_url,
+            bot=self.deps.settings.username,
+        )
+
+    async def _report_curve_quietly(self) -> None:
+        try:
+            self.curve_url = await self._upload_curve()
+        except (StorageError, OSError, ValueError) as exc:  # the picture is a nicety
+            log.warning("train.loss_curve_failed", error=str(exc))
