@@ -5,10 +5,10 @@ manifest (`model/model.json`: size and sha256) before anything uses it. `test` a
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from pathlib import Path
 
 from instruct_lab_bot.adapters.storage import ArtifactStore
+from instruct_lab_bot.core.checksums import file_checksum
 from instruct_lab_bot.core.model_manifest import (
     MANIFEST_NAME,
     MODEL_DIR,
@@ -18,7 +18,6 @@ from instruct_lab_bot.core.model_manifest import (
 )
 
 MAX_MANIFEST_BYTES = 1024 * 1024
-_CHUNK = 1024 * 1024
 
 
 class ModelFilesError(Exception):
@@ -59,12 +58,9 @@ async def fetch_model(store: ArtifactStore, prefix: str, dest: Path) -> ModelMan
 
 def verify_file(path: Path, item: ModelFile) -> None:
     """Raise ModelFilesError unless `path` has the manifest's size and sha256."""
-    size = path.stat().st_size
-    if size != item.size:
-        raise ModelFilesError(f"{item.name} has {size} bytes, the manifest says {item.size}")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    if digest.hexdigest() != item.sha256:
+    with path.open("rb") as src:
+        found = file_checksum(src)
+    if found.size != item.size:
+        raise ModelFilesError(f"{item.name} has {found.size} bytes, the manifest says {item.size}")
+    if found.sha256 != item.sha256:
         raise ModelFilesError(f"{item.name}: its sha256 does not match the manifest")
