@@ -35,8 +35,8 @@ from instruct_lab_bot.core.messages.generate import check_run_queued
 from instruct_lab_bot.core.reply_limits import ReplyReason
 from instruct_lab_bot.core.repo_config import generate_args, required_labels
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
-from instruct_lab_bot.services.dispatcher.train_gate import train_source
 from instruct_lab_bot.services.dispatcher.sources import source_job
+from instruct_lab_bot.services.dispatcher.train_gate import train_source
 from instruct_lab_bot.services.validator import Changes
 
 log = structlog.get_logger(__name__)
