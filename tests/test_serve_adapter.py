@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from instruct_lab_bot.adapters.ilab_serve import IlabServer, ServeFailed, ask_model, free_port
-from instruct_lab_bot.core.ilab import nearest_profile, serve_argv
+from instruct_lab_bot.core.ilab import IlabProfile, nearest_profile, serve_argv
 from instruct_lab_bot.core.ilab.versions import IlabVersion
 from instruct_lab_bot.core.settings import Settings
 from testkit.ilab_model import write_hf_model
@@ -30,10 +30,14 @@ def tag(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     assert processes_with_env(f"ILAB_STANDIN_TAG={value}") == []
 
 
+def _profile(version: str) -> IlabProfile:
+    major, minor, patch = (int(n) for n in version.split("."))
+    return nearest_profile(IlabVersion(major, minor, patch))
+
+
 def _server(settings: Settings, tmp_path: Path, model: Path) -> IlabServer:
     port = free_port()
-    major, minor, patch = (int(n) for n in STANDIN_VERSION.split("."))
-    profile = nearest_profile(IlabVersion(major, minor, patch))
+    profile = _profile(STANDIN_VERSION)
     run = serve_argv(profile, settings.ilab_command, model, "127.0.0.1", port, tmp_path)
     return IlabServer(settings, run.argv, port=port, workspace=tmp_path, cwd=tmp_path)
 
@@ -63,6 +67,22 @@ async def test_a_served_model_answers_and_is_stopped(
     assert running_inside and not server.running
     result = await server.stop()  # twice is fine
     assert result is not None and result.outcome == "cancelled"
+
+
+async def test_0_18_gets_its_port_from_the_config_file_it_is_given(
+    settings: Settings, tmp_path: Path, tag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ILAB_STANDIN_VERSION", "0.18.4")
+    model = write_hf_model(tmp_path / "models" / "m", [("Who wrote it?", "Nobody.")])
+    port = free_port()
+    run = serve_argv(_profile("0.18.4"), settings.ilab_command, model, "127.0.0.1", port, tmp_path)
+    assert run.config_file is not None
+    server = await IlabServer.from_run(settings, run, port=port, workspace=tmp_path, cwd=tmp_path)
+    async with aiohttp.ClientSession() as session, server:
+        (model_id,) = await server.start(session, ready_within=60, cancel=None)
+        assert await ask_model(session, server.url, model_id, "Who wrote it?", within=30) == (
+            "Nobody."
+        )
 
 
 async def test_a_server_that_exits_0_without_serving_is_a_failure(

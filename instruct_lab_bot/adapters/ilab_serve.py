@@ -27,6 +27,7 @@ import aiohttp
 
 from instruct_lab_bot.adapters.runner import RunLimits, RunResult
 from instruct_lab_bot.adapters.sandbox import ilab_command, process_runner
+from instruct_lab_bot.core.ilab import ServeRun
 from instruct_lab_bot.core.settings import Settings
 
 __all__ = ["IlabServer", "ServeFailed", "ask_model", "free_port", "served_models"]
@@ -110,8 +111,18 @@ def _answer_text(raw: bytes) -> str:
 class IlabServer:
     """One `ilab model serve` process on `LOOPBACK:port`, from start to stop.
 
-    `argv` is the whole `ilab model serve …` command (`core.ilab.serve_argv`), already told
-    to listen on `port`."""
+    `argv` is the whole `ilab model serve …` command, already told to listen on `port`;
+    `from_run` takes `core.ilab.serve_argv`'s `ServeRun` (and writes 0.18's config file)."""
+
+    @classmethod
+    async def from_run(
+        cls, settings: Settings, run: ServeRun, *, port: int, workspace: Path, cwd: Path
+    ) -> IlabServer:
+        """The server of `run` (0.18 reads its port from the config file it names: written
+        here)."""
+        if run.config_file is not None and run.config_text is not None:
+            await asyncio.to_thread(run.config_file.write_text, run.config_text, "utf-8")
+        return cls(settings, run.argv, port=port, workspace=workspace, cwd=cwd)
 
     def __init__(
         self,

@@ -147,11 +147,8 @@ class ModelTest:
             port,
             folder,
         )
-        if run.config_file is not None and run.config_text is not None:  # 0.18: the port
-            await asyncio.to_thread(run.config_file.write_text, run.config_text, "utf-8")
-        settings = self.deps.settings
-        server = IlabServer(
-            settings, run.argv, port=port, workspace=self.workspace.root, cwd=folder
+        server = await IlabServer.from_run(
+            self.deps.settings, run, port=port, workspace=self.workspace.root, cwd=folder
         )
         try:
             yield server
