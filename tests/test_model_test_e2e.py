@@ -203,7 +203,7 @@ async def test_a_model_that_does_not_match_its_manifest_is_not_served(
     body = comment["body"]
     assert "### ❌ `test` failed" in body
     assert "do not match its manifest" in body and "model.safetensors" in body
-    assert not [e for e in world.record.entries() if e.get("command") == "model serve"]
+    assert serve_runs(world) == []
 
 
 async def test_a_server_that_never_answers_is_stopped_and_reported(
@@ -224,3 +224,30 @@ async def test_a_server_that_never_answers_is_stopped_and_reported(
     assert "### ❌ `test` failed" in body
     assert "could not be served" in body and "did not answer within 3 s" in body
     assert stray_servers() == []
+
+
+async def test_cancel_while_the_models_start_stops_both_servers(
+    test_world: World,
+    s3_server: S3Server,
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = test_world
+    monkeypatch.setenv("ILAB_STANDIN_SERVE_MODE", "never-ready")
+    await seed_trained_model(world, s3_server, s3_bucket, tmp_path)
+    async with run_bot(world.settings) as bot:
+        await world.comment(bot, f"{MENTION} test")
+        async with asyncio.timeout(60):  # both servers started (and are waited for)
+            while len(serve_runs(world)) < 2:
+                await asyncio.sleep(0.05)
+        await world.comment(bot, f"{MENTION} cancel")
+        comment = await world.result_comment(timeout=120)
+    assert "### 🛑 `test` was cancelled" in comment["body"]
+    (run,) = world.gh.check_runs(OWNER, REPO, name="instruct-lab-bot/test")
+    assert run["conclusion"] == "cancelled"
+    assert stray_servers() == []
+
+
+def serve_runs(world: World) -> list[dict[str, object]]:
+    return [e for e in world.record.entries() if e.get("command") == "model serve"]
