@@ -238,8 +238,8 @@ async def test_cancel_while_the_models_start_stops_both_servers(
     await seed_trained_model(world, s3_server, s3_bucket, tmp_path)
     async with run_bot(world.settings) as bot:
         await world.comment(bot, f"{MENTION} test")
-        async with asyncio.timeout(60):  # both servers started (and are waited for)
-            while len(serve_runs(world)) < 2:
+        async with asyncio.timeout(60):  # both servers started, and the check run says so
+            while len(serve_runs(world)) < 2 or "Starting the models" not in titles(world):
                 await asyncio.sleep(0.05)
         await world.comment(bot, f"{MENTION} cancel")
         comment = await world.result_comment(timeout=120)
@@ -251,3 +251,10 @@ async def test_cancel_while_the_models_start_stops_both_servers(
 
 def serve_runs(world: World) -> list[dict[str, object]]:
     return [e for e in world.record.entries() if e.get("command") == "model serve"]
+
+
+def titles(world: World) -> list[str]:
+    """Every title the `test` check run has shown, oldest first."""
+    runs = world.gh.check_runs(OWNER, REPO, name="instruct-lab-bot/test")
+    history = world.gh.check_run_history(runs[0]["id"]) if runs else []
+    return [str(p.get("output", {}).get("title", "")) for p in history]
