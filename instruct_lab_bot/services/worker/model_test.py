@@ -172,7 +172,7 @@ class ModelTest:
         progress = self.progress
         progress.stage = wording.progress_stage(index, total)
         progress.percent = int(100 * index / total)
-        progress.counter = f"{index}/{total}"
+        progress.counter = None  # the stage says "Question i of N" already
         progress.lines_seen += 1  # something changed: the next tick updates the check run
 
     async def _result(self, report: ModelTestReport, elapsed: Callable[[], float]) -> JobResult:
