@@ -128,6 +128,12 @@ MANIFEST_MISMATCH = (
     "Run `train` again."
 )
 NO_SEEDS = "the changed `qna.yaml` files have no seed questions to ask"
+NO_ANSWERS = "neither model answered any seed question"
+
+
+def train_job_gone(job_id: str) -> str:
+    """The job's train job is no longer recorded (its history expired)."""
+    return f"the train job `{escape_md(job_id)}` is no longer recorded: run `train` again"
 
 
 def serve_failed(which: str, detail: str) -> str:

@@ -67,7 +67,7 @@ class ModelTest:
             raise JobFailed(wording.NO_SEEDS)
         train_job = await self.deps.queue.get_job(self.job.source_job)
         if train_job is None:
-            raise JobFailed(f"the train job `{self.job.source_job}` is no longer recorded")
+            raise JobFailed(wording.train_job_gone(self.job.source_job))
         trained_dir = self.workspace.root / "model"
         manifest = await self._fetch(train_job, trained_dir)
         base = self.deps.settings.test_base_model or manifest.base_model
@@ -184,7 +184,13 @@ class ModelTest:
         elif report.compared:
             state, error = State.SUCCEEDED, ""
         else:
-            state, error = State.FAILED, _first_error(report) or "no answers"
+            state, error = State.FAILED, _first_error(report) or wording.NO_ANSWERS
+        log.info(
+            "test.scored",
+            questions=len(report.answers),
+            compared=report.compared,
+            trained_closer=report.count("trained"),
+        )
         return JobResult(
             state=state,
             duration=elapsed(),
