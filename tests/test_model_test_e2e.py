@@ -39,7 +39,9 @@ SEEDS = [
     SkillSeed(question="What colour is the sky on a clear day?", answer="The sky is blue."),
     SkillSeed(question="How many legs does a spider have?", answer="A spider has eight legs."),
     SkillSeed(question="Which planet is called the red planet?", answer="Mars is the red planet."),
-]
+    SkillSeed(question="What do bees make?", answer="Bees make honey from nectar."),
+    SkillSeed(question="At what temperature does water boil?", answer="At 100 degrees Celsius."),
+]  # five: the taxonomy's schema asks a skill for at least five seed examples
 
 
 @pytest.fixture
@@ -144,7 +146,7 @@ async def test_test_answers_with_the_table(
     body = comment["body"]
     print("\n" + body)
     assert "### ✅ `test` succeeded" in body, body
-    assert "**Trained model closer on 3 of 3 questions.**" in body
+    assert "**Trained model closer on 5 of 5 questions.**" in body
     assert "| Question | Contributor's answer | Base model | Trained model |" in body
     for seed in SEEDS:
         assert seed.answer in body
@@ -152,14 +154,14 @@ async def test_test_answers_with_the_table(
     assert "test.json" in body and "test.html" in body
     (run,) = world.gh.check_runs(OWNER, REPO, name="instruct-lab-bot/test")
     assert run["conclusion"] == "success"
-    assert run["output"]["title"].startswith("Trained model closer on 3 of 3")
+    assert run["output"]["title"].startswith("Trained model closer on 5 of 5")
     async with aioboto3.Session().client("s3", endpoint_url=s3_server.endpoint_url) as client:
         listing = await client.list_objects_v2(Bucket=s3_bucket, Prefix="runs/")
         key = next(o["Key"] for o in listing["Contents"] if o["Key"].endswith("/test.json"))
         stored = json.loads(
             await (await client.get_object(Bucket=s3_bucket, Key=key))["Body"].read()
         )
-    assert stored["summary"]["trained_closer"] == 3
+    assert stored["summary"]["trained_closer"] == 5
     assert all(a["trained_rouge_l"] == 1.0 for a in stored["answers"])
     assert stray_servers() == []
     queue = Queue.from_url(world.settings.redis_url)
@@ -258,3 +260,20 @@ def titles(world: World) -> list[str]:
     runs = world.gh.check_runs(OWNER, REPO, name="instruct-lab-bot/test")
     history = world.gh.check_run_history(runs[0]["id"]) if runs else []
     return [str(p.get("output", {}).get("title", "")) for p in history]
+
+
+async def test_generate_then_train_then_test_on_one_pr(test_world: World) -> None:
+    """The whole loop on the stand-in: the trained model learned the seeds from the generated
+    data, so `test` finds it closer than the base model."""
+    world = test_world
+    world.settings = replace(world.settings, train_base_model=world.settings.test_base_model)
+    async with run_bot(world.settings) as bot:
+        for command in ("generate", "train", "test"):
+            await world.comment(bot, f"{MENTION} {command}")
+            async with asyncio.timeout(180):
+                while not [c for c in world.result_comments() if f"`{command}`" in c["body"]]:
+                    await asyncio.sleep(0.1)
+            (result,) = [c for c in world.result_comments() if f"`{command}`" in c["body"]]
+            assert f"### ✅ `{command}` succeeded" in result["body"], result["body"]
+    print("\n" + result["body"])
+    assert "Trained model closer on" in result["body"]
