@@ -29,6 +29,8 @@ Environment switches (read at run time, never at import):
   ILAB_STANDIN_MODE=attack-environ|attack-files|attack-network|attack-fork: behave like a
                             hostile ilab instead (testkit/ilab_attacks.py says what each tries)
   ILAB_STANDIN_SERVE_*, …   `model serve`'s own switches: testkit/ilab_serve.py
+  ILAB_STANDIN_TRAIN_*      `model train`'s own switches: testkit/ilab_train.py
+  ILAB_STANDIN_EVAL_MODE    `model evaluate`'s: testkit/ilab_evaluate.py
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from testkit.ilab_click import (
     show_usage_error,
 )
 from testkit.ilab_config import config_error, config_init
+from testkit.ilab_evaluate import evaluate
 from testkit.ilab_outputs import Run as OutputRun
 from testkit.ilab_outputs import Sample, write_checkpoint, write_results, write_test
 from testkit.ilab_profiles import Profile, profile_from_env
@@ -815,11 +818,18 @@ def _dispatch(run: Run, argv: Sequence[str]) -> int:
 
     name, rest = _subcommand(group, rest, check_config)
     commands = {"generate": profile.generate, "chat": profile.chat, "serve": profile.serve}
+    commands |= {"train": profile.train, "evaluate": profile.evaluate}
     command = commands.get(name, profile.config_init)
     parsed = parse_args(command, rest)
     opts = convert(command, parsed)
     if command is profile.serve:
         return serve(run, opts, parsed.args, config[0])
+    if command is profile.train:
+        from testkit.ilab_train import train  # its output module draws this module's bars
+
+        return train(run, opts)
+    if command is profile.evaluate:
+        return evaluate(run, opts)
     if command is profile.generate:
         return generate(run, opts)
     if command is profile.chat:

@@ -47,16 +47,21 @@ def _safetensors(size: int) -> bytes:
 
 
 def write_hf_model(
-    folder: Path, pairs: Iterable[Pair] = (), name: str = "standin-base", size: int = 4096
+    folder: Path,
+    pairs: Iterable[Pair] = (),
+    name: str = "standin-base",
+    size: int = 4096,
+    weights: str = "model.safetensors",
 ) -> Path:
-    """A model folder like `save_pretrained` writes (config, tokenizer, `model.safetensors`
-    of `size` bytes) that learned `pairs`."""
+    """A model folder like `save_pretrained` writes (config, tokenizer, `weights` of `size`
+    bytes: `model.safetensors`, or `pytorch_model.bin` as older savers name it) that learned
+    `pairs`."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(_config(name), indent=2), encoding="utf-8")
     (folder / "generation_config.json").write_text('{"do_sample": false}\n', encoding="utf-8")
     for tokenizer in TOKENIZER_FILES:
         (folder / tokenizer).write_text(json.dumps({"standin": tokenizer}), encoding="utf-8")
-    with (folder / "model.safetensors").open("wb") as out:
+    with (folder / weights).open("wb") as out:
         out.write(_safetensors(min(size, 1 << 20)))
         remaining = size - (1 << 20)
         block = b"\0" * (1 << 20)
@@ -82,8 +87,13 @@ def write_gguf(path: Path, pairs: Iterable[Pair] = ()) -> Path:
 
 
 def is_hf_model(path: Path) -> bool:
-    """ilab's `is_model_safetensors`: a folder with config.json and a *.safetensors file."""
-    return path.is_dir() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+    """ilab's `is_model_safetensors`: a folder with `*.safetensors` or `*.bin` weights and
+    config.json, tokenizer.json and tokenizer_config.json."""
+    if not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir()}
+    weights = any(n.endswith((".safetensors", ".bin")) for n in names)
+    return weights and {"config.json", "tokenizer.json", "tokenizer_config.json"} <= names
 
 
 def is_gguf(path: Path) -> bool:

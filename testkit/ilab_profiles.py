@@ -78,6 +78,63 @@ _SERVE_COMMON = (
     Opt("backend", ("--backend",)),  # click.Choice: llama-cpp | vllm
     Opt("gpus", ("--gpus",), "int", minimum=0),
 )
+_TRAIN_COMMON = (
+    Opt("data_path", ("--data-path",), "path"),
+    Opt("ckpt_output_dir", ("--ckpt-output-dir",), "path"),
+    Opt("data_output_dir", ("--data-output-dir",), "path"),
+    Opt("input_dir", ("--input-dir",), "path"),
+    Opt("gguf_model_path", ("--gguf-model-path",)),
+    Opt("skip_preprocessing", ("--skip-preprocessing",), "flag"),
+    Opt("tokenizer_dir", ("--tokenizer-dir",), "path"),
+    Opt("model_path", ("--model-path",), "path"),
+    Opt("iters", ("--iters",), "int"),
+    Opt("local", ("--local",), "flag"),
+    Opt("skip_quantize", ("-sq", "--skip-quantize"), "flag"),
+    Opt("num_epochs", ("--num-epochs",), "int"),
+    Opt("device", ("--device",)),  # click.Choice, checked by the command
+    Opt("four_bit_quant", ("--4-bit-quant",), "flag"),
+    Opt("max_seq_len", ("--max-seq-len",), "int"),
+    Opt("max_batch_len", ("--max-batch-len",), "int"),
+    Opt("effective_batch_size", ("--effective-batch-size",), "int"),
+    Opt("save_samples", ("--save-samples",), "int"),
+    Opt("learning_rate", ("--learning-rate",), "float"),
+    Opt("warmup_steps", ("--warmup-steps",), "int"),
+    Opt("deepspeed_cpu_offload_optimizer", ("--deepspeed-cpu-offload-optimizer",)),
+    Opt("lora_rank", ("--lora-rank",), "int"),
+    Opt("lora_quantize_dtype", ("--lora-quantize-dtype",)),
+    Opt("is_padding_free", ("--is-padding-free",)),
+    Opt("gpus", ("--gpus",), "int"),
+    Opt("nnodes", ("--nnodes",), "int"),
+    Opt("node_rank", ("--node-rank",), "int"),
+    Opt("rdzv_id", ("--rdzv-id",), "int"),
+    Opt("rdzv_endpoint", ("--rdzv-endpoint",)),
+    Opt("strategy", ("--strategy",)),
+    Opt("skip_user_confirm", ("-y", "--skip-user-confirm"), "flag"),
+    Opt("enable_serving_output", ("--enable-serving-output",), "flag"),
+    Opt("checkpoint_at_epoch", ("--checkpoint-at-epoch",), "flag"),
+)
+_EVALUATE_COMMON = (
+    Opt("model", ("--model",)),
+    Opt("base_model", ("--base-model",)),
+    Opt("benchmark", ("--benchmark",)),  # click.Choice, checked by the command
+    Opt("judge_model", ("--judge-model",)),
+    Opt("output_dir", ("--output-dir",), "path"),
+    Opt("taxonomy_path", ("--taxonomy-path",), "path"),
+    Opt("branch", ("--branch",)),
+    Opt("base_branch", ("--base-branch",)),
+    Opt("few_shots", ("--few-shots",), "int"),
+    Opt("batch_size", ("--batch-size",)),
+    Opt("tasks_dir", ("--tasks-dir",), "path"),
+    Opt("gpus", ("--gpus",), "int", minimum=0),
+    Opt("merge_system_user_message", ("--merge-system-user-message",), "flag"),
+    Opt("backend", ("--backend",)),
+    Opt("judge_backend", ("--judge-backend",)),
+    Opt("tls_insecure", ("--tls-insecure",), "flag"),
+    Opt("tls_client_cert", ("--tls-client-cert",), "path"),
+    Opt("tls_client_key", ("--tls-client-key",), "path"),
+    Opt("tls_client_passwd", ("--tls-client-passwd",)),
+    Opt("enable_serving_output", ("--enable-serving-output",), "flag"),
+)
 _ILAB_OPTIONS = (
     Opt("config", ("--config",), "path"),
     Opt("verbose", ("-v", "--verbose"), "count"),
@@ -95,6 +152,8 @@ class Profile:
     chat: Command
     config_init: Command
     serve: Command
+    train: Command
+    evaluate: Command
     default_pipeline: str
     default_generate_model: str
     default_chat_model: str
@@ -119,7 +178,7 @@ class Profile:
     def group(self, name: str) -> Command | None:
         subcommands = {
             "data": ("generate",),
-            "model": ("chat", "serve"),
+            "model": ("chat", "evaluate", "serve", "train"),
             "config": ("init",),
         }
         if name not in subcommands:
@@ -150,6 +209,19 @@ def _serve(*extra: Opt) -> Command:
     return Command("ilab model serve", summary, (*_SERVE_COMMON, *extra), arguments="[ARGS]...")
 
 
+def _train(*extra: Opt) -> Command:
+    summary = (
+        "Takes synthetic data generated locally with `ilab data generate` and the previous "
+        "model and learns a new model"
+    )
+    return Command("ilab model train", summary, (*_TRAIN_COMMON, *extra))
+
+
+def _evaluate(*extra: Opt) -> Command:
+    summary = "Evaluates a trained model"
+    return Command("ilab model evaluate", summary, (*_EVALUATE_COMMON, *extra))
+
+
 def _config_init(*extra: Opt) -> Command:
     summary = "Initializes environment for InstructLab"
     return Command("ilab config init", summary, (*_CONFIG_INIT_COMMON, *extra))
@@ -162,6 +234,8 @@ V0_18 = Profile(
     chat=_chat(Opt("greedy_mode", ("-gm", "--greedy-mode"), "flag")),
     config_init=_config_init(Opt("train_profile", ("--train-profile",), "path")),
     serve=_serve(),
+    train=_train(Opt("legacy", ("--legacy",), "flag")),
+    evaluate=_evaluate(Opt("max_workers", ("--max-workers",), "int")),
     default_pipeline="simple",
     default_generate_model="~/.cache/instructlab/models/merlinite-7b-lab-Q4_K_M.gguf",
     default_chat_model="~/.cache/instructlab/models/merlinite-7b-lab-Q4_K_M.gguf",
@@ -197,6 +271,31 @@ V0_26 = Profile(
         Opt("model_id", ("--model-id",)),
         Opt("host", ("-h", "--host")),
         Opt("port", ("-p", "--port"), "int"),
+    ),
+    train=_train(
+        Opt("pipeline", ("--pipeline",)),  # click.Choice: simple | full | accelerated
+        Opt("model_id", ("--model-id",)),
+        Opt("distributed_backend", ("--distributed-backend",)),
+        Opt("fsdp_cpu_offload_optimizer", ("--fsdp-cpu-offload-optimizer",)),
+        Opt("disable_flash_attn", ("--disable-flash-attn",), "flag"),
+        Opt("training_journal", ("--training-journal",)),
+        Opt("force_clear_phased_cache", ("--force-clear-phased-cache",), "flag"),
+        Opt("optimize_memory", ("--optimize-memory",), "flag"),
+        Opt(
+            "disable_accelerate_full_state_at_epoch",
+            ("--disable-accelerate-full-state-at-epoch",),
+            "flag",
+        ),
+    ),
+    evaluate=_evaluate(
+        Opt("max_workers", ("--max-workers",)),
+        Opt("base_model_id", ("--base-model-id",)),
+        Opt("judge_model_id", ("--judge-model-id",)),
+        Opt("skip_server", ("--skip-server",), "flag"),
+        Opt("input_questions", ("--input-questions",)),
+        Opt("output_file_formats", ("--output-file-formats",)),
+        Opt("system_prompt", ("--system-prompt",)),
+        Opt("temperature", ("--temperature",), "float"),
     ),
     default_pipeline="full",
     default_generate_model="~/.cache/instructlab/models/mistral-7b-instruct-v0.2.Q4_K_M.gguf",

@@ -59,6 +59,33 @@ def _tree(qq_is_flag: bool = True) -> click.Group:
     @click.option("-p", "--port", type=int)
     def serve(**_: Any) -> None: ...
 
+    @model.command()
+    @click.option("--model-path", type=click.Path(path_type=Path))
+    @click.option("--num-epochs", type=click.INT)
+    @click.option("--ckpt-output-dir", type=click.Path())
+    @click.option("--data-output-dir", type=click.Path())
+    @click.option("--input-dir", type=click.Path())
+    @click.option("--data-path", type=click.Path())
+    @click.option("--effective-batch-size", type=click.INT)
+    @click.option("--learning-rate", type=click.FLOAT)
+    @click.option("--pipeline", type=click.Choice(("simple", "full", "accelerated")))
+    @click.option("--device", type=click.Choice(("cpu", "cuda", "hpu", "mps")))
+    def train(**_: Any) -> None: ...
+
+    @model.command()
+    @click.option("--model", type=click.STRING)
+    @click.option("--base-model", type=click.STRING)
+    @click.option("--benchmark", type=click.Choice(("mmlu_branch", "mt_bench_branch")))
+    @click.option("--judge-model", type=click.STRING)
+    @click.option("--output-dir", type=click.Path())
+    @click.option("--taxonomy-path", type=click.Path())
+    @click.option("--branch", type=click.STRING)
+    @click.option("--base-branch", type=click.STRING)
+    @click.option("--tasks-dir", type=click.Path())
+    @click.option("--backend", type=click.Choice(("llama-cpp", "vllm")))
+    @click.option("--judge-backend", type=click.Choice(("llama-cpp", "vllm")))
+    def evaluate(**_: Any) -> None: ...
+
     @ilab.group()
     def config() -> None: ...
 

@@ -16,9 +16,19 @@ from instruct_lab_bot.core.ilab.commands import (
     with_ilab_config,
 )
 from instruct_lab_bot.core.ilab.model_commands import (
+    BRANCH_BENCHMARKS,
+    CKPT_DIR,
     SERVE_CONFIG_NAME,
+    SIMPLE_GGUF,
+    EvalParams,
     ServeRun,
+    TrainInput,
+    TrainParams,
+    TrainRun,
+    TrainUnsupported,
+    evaluate_argv,
     serve_argv,
+    train_run,
 )
 from instruct_lab_bot.core.ilab.versions import (
     PROFILES,
@@ -33,22 +43,31 @@ from instruct_lab_bot.core.ilab.versions import (
 )
 
 __all__ = [
+    "BRANCH_BENCHMARKS",
     "CHAT_ENV",
+    "CKPT_DIR",
     "CONFIG_DEFAULT",
     "PROFILES",
     "SERVE_CONFIG_NAME",
+    "SIMPLE_GGUF",
     "BotArgv",
+    "EvalParams",
     "FlagUse",
     "GenerateRun",
     "IlabProfile",
     "IlabRelease",
     "IlabVersion",
     "ServeRun",
+    "TrainInput",
+    "TrainParams",
+    "TrainRun",
+    "TrainUnsupported",
     "UnsupportedIlab",
     "bot_argvs",
     "chat_argv",
     "choose_release",
     "config_init_argv",
+    "evaluate_argv",
     "generate_run",
     "last_value",
     "names_config",
@@ -56,5 +75,6 @@ __all__ = [
     "parse_ilab_version",
     "profile_for",
     "serve_argv",
+    "train_run",
     "with_ilab_config",
 ]

@@ -47,7 +47,7 @@ class FlagUse:
     """A flag the bot passes, and what it assumes of it: a switch, or one value of a kind."""
 
     flag: str
-    kind: Literal["flag", "text", "path", "integer"]
+    kind: Literal["flag", "text", "path", "integer", "float", "choice"]
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,26 @@ from typing import Literal
 from instruct_lab_bot.core.ilab.versions import IlabProfile
 
 __all__ = [
+    "BRANCH_BENCHMARKS",
+    "CKPT_DIR",
     "SERVE_CONFIG_NAME",
+    "SIMPLE_GGUF",
+    "EvalParams",
     "ServeRun",
+    "TrainInput",
+    "TrainParams",
+    "TrainRun",
+    "TrainUnsupported",
+    "evaluate_argv",
     "serve_argv",
+    "train_run",
 ]
 
 #: 0.18 has no --host/--port: the address comes from the config file's `serve.host_port`, so
 #: the worker writes this small config (every other key takes ilab's defaults) into the job's
 #: folder and points `--config` at it.
 SERVE_CONFIG_NAME = "serve-config.yaml"
-FlagKind = Literal["flag", "text", "path", "integer"]
+FlagKind = Literal["flag", "text", "path", "integer", "float", "choice"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,193 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+# --------------------------------------------------------------------------------------------
+# `ilab model train`
+
+#: Where the `simple` pipeline leaves its final model, under ilab's data home
+#: (`$XDG_DATA_HOME`, default `~/.local/share`): always this name, the previous one deleted.
+SIMPLE_GGUF = "instructlab/checkpoints/ggml-model-f16.gguf"
+CKPT_DIR = "checkpoints"  # --ckpt-output-dir, in the job's folder
+TRAIN_DATA_DIR = "train-data"  # --data-output-dir (the tokenised data.jsonl)
+Resume = Literal["full-state", "model-path", "restart"]
+
+
+class TrainUnsupported(ValueError):
+    """The pipeline/device pair the admin chose cannot run on this release (the message says
+    why and what works)."""
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """What to train with (from ILAB_BOT_TRAIN_*): the base model (a local HF folder or an
+    HF id), pipeline (`simple` | `full` | `accelerated`), device, and hyperparameters (None:
+    ilab's default)."""
+
+    base_model: str
+    pipeline: str = "simple"
+    device: str = "cpu"
+    epochs: int = 1
+    effective_batch_size: int | None = None
+    learning_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainInput:
+    """Where the generate job's data sits in the train job's folder (`workdir`): the mixed
+    `*_train_msgs_*.jsonl` (full, accelerated) and the folder directly holding its
+    `train_*.jsonl` and `test_*.jsonl` (simple; 0.18 looks only there, 0.26 also one level
+    down; the newest of each is used). `resume_model`: a checkpoint to continue from (resume
+    "model-path"), having done `epochs_done` epochs."""
+
+    messages_file: Path
+    generate_dir: Path
+    workdir: Path
+    resume_model: Path | None = None
+    epochs_done: int = 0
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """`ilab model train` for one job, and where its outputs appear (globs relative to
+    `cwd`, the job's folder; run it there: `simple` writes `./training_results`).
+
+    - `checkpoint_globs`: folders written as training goes (upload each when it appears);
+    - `model_glob`: the final model folder (the highest-numbered match); `simple` also leaves
+      its GGUF at SIMPLE_GGUF under ilab's data home, and deletes the folder's safetensors;
+    - `resume`: how a taken-over job continues: "full-state" (restore `checkpoints/full_state/`
+      and run the same argv: the training library loads the latest epoch), "model-path" (pass
+      the last `hf_format/samples_*` as TrainInput.resume_model), "restart" (LoRA adapters
+      only: start again);
+    - `exit_code_trusted`: False on 0.18's training library, which exits 0 after "Operation
+      failed": success is a `hf_format/samples_*` folder with a model in it."""
+
+    argv: list[str]
+    cwd: Path
+    pipeline: str
+    checkpoint_globs: tuple[str, ...]
+    model_glob: str
+    gguf_in_data_home: str | None
+    resume: Resume
+    exit_code_trusted: bool
+
+
+def _check_pipeline(profile: IlabProfile, params: TrainParams) -> None:
+    pipeline, device = params.pipeline, params.device
+    if profile.train_pipelines:
+        if pipeline not in profile.train_pipelines:
+            raise TrainUnsupported(f"ilab {profile.name} has no --pipeline {pipeline}")
+        if pipeline == "accelerated" and device not in ("cuda", "hpu"):
+            raise TrainUnsupported("--pipeline accelerated needs --device cuda (or hpu)")
+        if pipeline == "full" and device not in ("cpu", "mps"):
+            raise TrainUnsupported("--pipeline full runs on --device cpu (or mps); use accelerated")
+    elif pipeline == "full":
+        raise TrainUnsupported(f"ilab {profile.name} has no full pipeline: simple or accelerated")
+    elif pipeline == "accelerated" and device != "cuda":
+        raise TrainUnsupported(f"ilab {profile.name}'s training library needs --device cuda")
+
+
+def _train_args(profile: IlabProfile, params: TrainParams, data: TrainInput) -> list[str]:
+    model = str(data.resume_model or params.base_model)
+    epochs = max(params.epochs - data.epochs_done, 1)
+    work = data.workdir
+    args = ["--model-path", model, "--num-epochs", str(epochs)]
+    args += ["--ckpt-output-dir", str(work / CKPT_DIR)]
+    args += ["--data-output-dir", str(work / TRAIN_DATA_DIR)]
+    if params.pipeline == "simple":
+        args += ["--input-dir", str(data.generate_dir)]
+        return [*args, *(["--pipeline", "simple"] if profile.train_pipelines else ["--legacy"]),
+                "--device", params.device]  # fmt: skip
+    args += ["--data-path", str(data.messages_file)]
+    if params.effective_batch_size is not None:
+        args += ["--effective-batch-size", str(params.effective_batch_size)]
+    if params.learning_rate is not None:
+        args += ["--learning-rate", repr(params.learning_rate)]
+    if profile.train_pipelines:
+        args += ["--pipeline", params.pipeline, "--device", params.device]
+    return args
+
+
+def train_run(
+    profile: IlabProfile, ilab_command: Sequence[str], params: TrainParams, data: TrainInput
+) -> TrainRun:
+    """The `ilab model train` run of a job; TrainUnsupported for a pipeline/device pair the
+    release refuses (0.26: accelerated needs cuda/hpu, full runs on cpu/mps; 0.18: simple is
+    `--legacy`, accelerated is its default path and needs CUDA, there is no full)."""
+    _check_pipeline(profile, params)
+    argv = [*ilab_command, "model", "train", *_train_args(profile, params, data)]
+    samples = f"{CKPT_DIR}/hf_format/samples_*"
+    if params.pipeline == "simple":
+        return TrainRun(argv, data.workdir, "simple", ("training_results/checkpoint-*",),
+                        "training_results/final", SIMPLE_GGUF, "restart", True)  # fmt: skip
+    if params.pipeline == "full":
+        return TrainRun(argv, data.workdir, "full", (samples,), samples, None, "model-path", True)
+    new_library = bool(profile.train_pipelines)  # instructlab-training 0.10 (0.26) vs 0.4
+    globs = (samples, f"{CKPT_DIR}/full_state/epoch_*") if new_library else (samples,)
+    resume: Resume = "full-state" if new_library else "model-path"
+    return TrainRun(argv, data.workdir, "accelerated", globs, samples, None, resume, new_library)
+
+
+# --------------------------------------------------------------------------------------------
+# `ilab model evaluate`
+
+BRANCH_BENCHMARKS = ("mt_bench_branch", "mmlu_branch")
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    """A branch evaluation of `model` against `base_model` (paths or served names).
+
+    `mt_bench_branch` (skills): `judge_model` (a local model folder ilab serves as the
+    judge), the taxonomy git folder and its `branch`/`base_branch`. `mmlu_branch` (knowledge):
+    `tasks_dir`, the generate output holding `node_datasets_*/…_task.yaml`. Both releases print
+    a report on stdout (core.eval_report reads it) and exit 0 even when the evaluation library
+    failed (only its message is printed)."""
+
+    benchmark: str
+    model: str
+    base_model: str
+    output_dir: Path
+    judge_model: str | None = None
+    taxonomy_path: Path | None = None
+    branch: str | None = None
+    base_branch: str | None = None
+    tasks_dir: Path | None = None
+    backend: str | None = None  # llama-cpp | vllm (None: ilab detects from the model)
+
+
+def _eval_args(params: EvalParams) -> list[str]:
+    if params.benchmark not in BRANCH_BENCHMARKS:
+        raise ValueError(f"the bot runs {', '.join(BRANCH_BENCHMARKS)}, not {params.benchmark}")
+    args = ["--benchmark", params.benchmark, "--model", params.model]
+    args += ["--base-model", params.base_model, "--output-dir", str(params.output_dir)]
+    if params.benchmark == "mt_bench_branch":
+        needed = (params.judge_model, params.taxonomy_path, params.branch, params.base_branch)
+        if not all(needed):
+            raise ValueError("mt_bench_branch needs a judge model, the taxonomy and both branches")
+        args += ["--judge-model", str(params.judge_model)]
+        args += ["--taxonomy-path", str(params.taxonomy_path)]
+        args += ["--branch", str(params.branch), "--base-branch", str(params.base_branch)]
+    else:
+        if params.tasks_dir is None:
+            raise ValueError("mmlu_branch needs the generated tasks folder (tasks_dir)")
+        args += ["--tasks-dir", str(params.tasks_dir)]
+    if params.backend:
+        args += ["--backend", params.backend]
+        if params.benchmark == "mt_bench_branch":
+            args += ["--judge-backend", params.backend]
+    return args
+
+
+def evaluate_argv(
+    profile: IlabProfile, ilab_command: Sequence[str], params: EvalParams
+) -> list[str]:
+    """`ilab model evaluate --benchmark <mt_bench_branch|mmlu_branch> …` (same flags on both
+    releases; ValueError when a benchmark's inputs are missing). ilab serves each model (and
+    the judge) itself: run it where the models and a GPU (vLLM) or llama-cpp are."""
+    del profile  # the flags the bot passes are the same on both releases
+    return [*ilab_command, "model", "evaluate", *_eval_args(params)]
+
+
 @dataclass(frozen=True)
 class ModelArgv:
     """A `model …` command line for the contract check: like commands.BotArgv (kept apart so
@@ -124,4 +321,70 @@ def model_bot_argvs(profile: IlabProfile) -> tuple[ModelArgv, ...]:
         uses += [("--host", "text"), ("--port", "integer")]
         expect |= {"--host": "127.0.0.1", "--port": 8123}
     found.append(ModelArgv(("model", "serve"), tuple(run.argv[at:]), tuple(uses), expect))
-    return tuple(found)
+    return (*found, *_train_shapes(profile, root), *_eval_shapes(profile, root))
+
+
+_TRAIN_KINDS: dict[str, FlagKind] = {
+    "--model-path": "path",
+    "--num-epochs": "integer",
+    "--ckpt-output-dir": "path",
+    "--data-output-dir": "path",
+    "--input-dir": "path",
+    "--data-path": "path",
+    "--effective-batch-size": "integer",
+    "--learning-rate": "float",
+    "--pipeline": "choice",
+    "--device": "choice",
+    "--legacy": "flag",
+}
+
+
+def _train_shapes(profile: IlabProfile, root: Path) -> list[ModelArgv]:
+    data = TrainInput(root / "gen" / "msgs.jsonl", root / "gen", root)
+    found: list[ModelArgv] = []
+    pairs = (("simple", "cpu"), ("full", "cpu"), ("accelerated", "cuda"))
+    for pipeline, device in pairs:
+        params = TrainParams("/models/base", pipeline, device, 3, 16, 2e-5)
+        try:
+            run = train_run(profile, (), params, data)
+        except TrainUnsupported:
+            continue
+        args = tuple(run.argv[2:])
+        flags = [a for a in args if a.startswith("--")]
+        uses = tuple((f, _TRAIN_KINDS[f]) for f in flags)
+        expect: dict[str, object] = {}
+        for flag, kind in uses:
+            value = True if kind == "flag" else args[args.index(flag) + 1]
+            converters = {"integer": int, "float": float}
+            expect[flag] = converters[kind](value) if kind in converters else value
+        found.append(ModelArgv(("model", "train"), args, uses, expect))
+    return found
+
+
+_EVAL_KINDS: dict[str, FlagKind] = {
+    "--benchmark": "choice",
+    "--model": "text",
+    "--base-model": "text",
+    "--output-dir": "path",
+    "--judge-model": "text",
+    "--taxonomy-path": "path",
+    "--branch": "text",
+    "--base-branch": "text",
+    "--tasks-dir": "path",
+    "--backend": "choice",
+    "--judge-backend": "choice",
+}
+
+
+def _eval_shapes(profile: IlabProfile, root: Path) -> list[ModelArgv]:
+    skill = EvalParams("mt_bench_branch", "/m/trained", "/m/base", root / "eval", "/m/judge",
+                       root / "taxonomy", "pr-head", "main", backend="vllm")  # fmt: skip
+    knowledge = EvalParams("mmlu_branch", "/m/trained", "/m/base", root / "eval",
+                           tasks_dir=root / "gen")  # fmt: skip
+    found: list[ModelArgv] = []
+    for params in (skill, knowledge):
+        args = tuple(evaluate_argv(profile, (), params)[2:])
+        uses = tuple((a, _EVAL_KINDS[a]) for a in args if a.startswith("--"))
+        expect: dict[str, object] = {flag: args[args.index(flag) + 1] for flag, _ in uses}
+        found.append(ModelArgv(("model", "evaluate"), args, uses, expect))
+    return found
