@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from instruct_lab_bot.core.eval_report import EvalItem, EvalReport
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.messages import JobResult, result_summary
 from instruct_lab_bot.core.messages.model_test import (
@@ -18,6 +19,7 @@ from instruct_lab_bot.core.model_test import (
     ModelTestReport,
     NoModel,
     SeedComparison,
+    evaluation_from,
     model_argument,
     model_to_test,
     similarity,
@@ -139,3 +141,30 @@ def test_the_result_reply_holds_the_table() -> None:
     result = JobResult(state=State.SUCCEEDED, duration=3.0, model_test=_report())
     body = result_summary(job, result, for_comment=True)
     assert "`test` succeeded" in body and "Trained model closer on 1 of 3 questions" in body
+
+
+def test_the_evaluation_rows_come_from_the_report() -> None:
+    report = EvalReport(
+        kind="skill",
+        score=6.1,
+        base_score=5.2,
+        max_score=10.0,
+        error_rate=0.12,
+        items=[
+            EvalItem("a/qna.yaml", "improvement", 4.5, 7.0, 2.5),
+            EvalItem("b/qna.yaml", "regression", delta=-1.0),
+            EvalItem("c/qna.yaml", "no change", score=5.0),
+        ],
+    )
+    evaluation = evaluation_from("mt_bench_branch", report, "")
+    assert evaluation.scores == (
+        ("base model", "5.2 / 10"),
+        ("trained model", "6.1 / 10"),
+        ("error rate", "0.12"),
+        ("a/qna.yaml", "improvement: 4.5 → 7 (+2.5)"),
+        ("b/qna.yaml", "regression: -1"),
+        ("c/qna.yaml", "no change: 5"),
+    )
+    failed = evaluation_from("mt_bench_branch", None, "judge unreachable")
+    assert failed.error == "judge unreachable" and failed.scores == ()
+    assert "printed no report" in evaluation_from("mt_bench_branch", None, "").error

@@ -277,3 +277,44 @@ async def test_generate_then_train_then_test_on_one_pr(test_world: World) -> Non
             assert f"### ✅ `{command}` succeeded" in result["body"], result["body"]
     print("\n" + result["body"])
     assert "Trained model closer on" in result["body"]
+
+
+async def test_with_a_judge_it_adds_the_branch_evaluation(
+    test_world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    world = test_world
+    judge = write_hf_model(tmp_path / "models" / "judge")
+    world.settings = replace(world.settings, test_judge_model=str(judge))
+    await seed_trained_model(world, s3_server, s3_bucket, tmp_path)
+    async with run_bot(world.settings) as bot:
+        await world.comment(bot, f"{MENTION} test")
+        comment = await world.result_comment(timeout=120)
+    body = comment["body"]
+    print("\n" + body)
+    assert "### ✅ `test` succeeded" in body
+    assert "**`ilab model evaluate --benchmark mt_bench_branch`**" in body
+    assert "| trained model |" in body and "| base model |" in body
+    (run,) = [e for e in world.record.entries() if e.get("command") == "model evaluate"]
+    assert run["benchmark"] == "mt_bench_branch"
+
+
+async def test_an_evaluation_that_fails_is_reported_beside_the_table(
+    test_world: World,
+    s3_server: S3Server,
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = test_world
+    monkeypatch.setenv("ILAB_STANDIN_EVAL_MODE", "fail")
+    judge = write_hf_model(tmp_path / "models" / "judge")
+    world.settings = replace(world.settings, test_judge_model=str(judge))
+    await seed_trained_model(world, s3_server, s3_bucket, tmp_path)
+    async with run_bot(world.settings) as bot:
+        await world.comment(bot, f"{MENTION} test")
+        comment = await world.result_comment(timeout=120)
+    body = comment["body"]
+    print("\n" + body)
+    assert "### ✅ `test` succeeded" in body  # the answers are there; the judge's part is not
+    assert "Trained model closer on 5 of 5 questions" in body
+    assert "⚠️" in body and "judge model server" in body

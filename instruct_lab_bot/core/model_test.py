@@ -16,6 +16,7 @@ from typing import Any
 
 from rouge_score import rouge_scorer
 
+from instruct_lab_bot.core.eval_report import EvalItem, EvalReport
 from instruct_lab_bot.core.job_lookup import latest_succeeded, named_job
 from instruct_lab_bot.core.jobs import Job
 
@@ -151,3 +152,38 @@ class ModelTestReport:
             "evaluation": asdict(self.evaluation) if self.evaluation else None,
         }
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+#: The most per-task rows of an evaluation a report keeps.
+MAX_EVAL_ROWS = 50
+
+
+def evaluation_from(benchmark: str, report: EvalReport | None, failure: str) -> Evaluation:
+    """What `ilab model evaluate` found (`report`), as the rows the reply shows; without a
+    report (ilab prints none when it failed, and still exits 0) the `failure` it gave."""
+    if report is None:
+        return Evaluation(benchmark, error=failure or "`ilab model evaluate` printed no report")
+    rows: list[tuple[str, str]] = []
+    for who, score in (("base model", report.base_score), ("trained model", report.score)):
+        if score is not None:
+            rows.append((who, _of(score, report.max_score)))
+    if report.error_rate is not None:
+        rows.append(("error rate", f"{report.error_rate:g}"))
+    if report.average_delta is not None:
+        rows.append(("average change", f"{report.average_delta:+g}"))
+    for item in report.items[:MAX_EVAL_ROWS]:
+        rows.append((item.task, _change(item)))
+    return Evaluation(benchmark, tuple(rows))
+
+
+def _of(score: float, most: float | None) -> str:
+    return f"{score:g}" + (f" / {most:g}" if most is not None else "")
+
+
+def _change(item: EvalItem) -> str:
+    if item.base_score is not None and item.score is not None:
+        delta = f" ({item.delta:+g})" if item.delta is not None else ""
+        return f"{item.change}: {item.base_score:g} → {item.score:g}{delta}"
+    if item.delta is not None:
+        return f"{item.change}: {item.delta:+g}"
+    return item.change + (f": {item.score:g}" if item.score is not None else "")

@@ -171,11 +171,10 @@ class Settings:
     train_pipeline: str = ""
     train_max_per_repo: int = 2
     # `test` (services/worker/model_test.py): the base model served beside the trained one,
-    # how long a model server may take to answer, and the judge of `ilab model evaluate`.
+    # how long a model server may take to answer, and the judge model of `ilab model evaluate`.
     test_base_model: str = ""  # "" = the base model named in the trained model's manifest
     test_ready_timeout: float = 600.0
     test_answer_timeout: float = 300.0
-    test_judge_url: str = ""
     test_judge_model: str = ""
 
     @property
@@ -455,6 +454,5 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("TEST_BASE_MODEL", "test_base_model", parse_word),
     ("TEST_READY_TIMEOUT", "test_ready_timeout", parse_duration),
     ("TEST_ANSWER_TIMEOUT", "test_answer_timeout", parse_duration),
-    ("TEST_JUDGE_URL", "test_judge_url", lambda v: parse_url(v, ("http", "https"))),
     ("TEST_JUDGE_MODEL", "test_judge_model", parse_word),
 )

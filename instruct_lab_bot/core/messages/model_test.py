@@ -129,6 +129,7 @@ MANIFEST_MISMATCH = (
 )
 NO_SEEDS = "the changed `qna.yaml` files have no seed questions to ask"
 NO_ANSWERS = "neither model answered any seed question"
+EVALUATING = "Evaluating with the judge model (ilab model evaluate)"
 
 
 def train_job_gone(job_id: str) -> str:

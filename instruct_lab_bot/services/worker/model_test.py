@@ -38,6 +38,7 @@ from instruct_lab_bot.services import precheck
 from instruct_lab_bot.services.model_files import ModelFilesError, fetch_model, model_prefix
 from instruct_lab_bot.services.worker.deps import WorkerDeps
 from instruct_lab_bot.services.worker.ilab import JobFailed
+from instruct_lab_bot.services.worker.model_evaluate import evaluate
 from instruct_lab_bot.services.worker.reporting import Reporter
 from instruct_lab_bot.services.worker.uploads import upload_outputs
 from instruct_lab_bot.services.worker.workspace import Workspace
@@ -74,14 +75,13 @@ class ModelTest:
         report = ModelTestReport(train_job.id, base, f"{train_job.id}/model")
         try:
             async with asyncio.timeout(self.deps.settings.job_timeout):
-                answers = await self._followed(seeds, base, trained_dir)
+                report = await self._followed(report, seeds, checkout, trained_dir)
         except TimeoutError:
             return JobResult(state=State.TIMED_OUT, duration=elapsed())
         except JobFailed:
             if not self._cancelled():
                 raise
             return JobResult(state=State.CANCELLED, duration=elapsed())
-        report = replace(report, answers=tuple(self._redacted(a) for a in answers))
         return await self._result(report, elapsed)
 
     async def _fetch(self, train_job: Job, dest: Path) -> ModelManifest:
@@ -94,13 +94,30 @@ class ModelTest:
             raise JobFailed(wording.MANIFEST_MISMATCH.format(detail=exc)) from None
 
     async def _followed(
-        self, seeds: Sequence[Seed], base: str, trained: Path
-    ) -> list[SeedComparison]:
-        """The answers, with the check run following the progress meanwhile."""
+        self, report: ModelTestReport, seeds: Sequence[Seed], checkout: Path, trained: Path
+    ) -> ModelTestReport:
+        """The answers (and the judge's evaluation, when one is configured), with the check
+        run following the progress meanwhile."""
         stop = asyncio.Event()
         follower = asyncio.create_task(self.reporter.follow(self.progress, stop))
         try:
-            return await self._ask_both(seeds, base, trained)
+            answers = await self._ask_both(seeds, report.base_model, trained)
+            report = replace(report, answers=tuple(self._redacted(a) for a in answers))
+            if self._cancelled():
+                return report
+            if self.deps.settings.test_judge_model:
+                self.progress.stage = wording.EVALUATING
+                self.progress.lines_seen += 1
+            models = (str(trained), report.base_model)
+            evaluation = await evaluate(
+                self.deps,
+                self.job,
+                models=models,
+                checkout=checkout,
+                workspace=self.workspace.root,
+                cancel=self.cancel,
+            )
+            return replace(report, evaluation=evaluation)
         finally:
             stop.set()
             await follower
