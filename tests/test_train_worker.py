@@ -23,7 +23,7 @@ from instruct_lab_bot.core.ilab.versions import IlabProfile
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.model_manifest import ModelManifest
 from instruct_lab_bot.core.settings import Settings
-from instruct_lab_bot.core.training import TrainRequest, TrainRunResult
+from instruct_lab_bot.core.training import TrainLayout, TrainRequest, TrainRunResult
 from instruct_lab_bot.services.metrics import WorkerMetrics
 from instruct_lab_bot.services.worker.app import Worker
 from instruct_lab_bot.services.worker.deps import JobTools, WorkerDeps
@@ -33,6 +33,7 @@ from tests.fixtures.s3 import S3Server
 from tests.test_worker_flow import CHECK_RUN, FakeGitHub, fetch, kind
 
 HEAD = "b" * 40
+SAMPLES = "checkpoints/hf_format/samples_"
 DATA = b"".join(
     json.dumps({"system": "s", "user": f"q{i}", "assistant": f"a{i}"}).encode() + b"\n"
     for i in range(4)
@@ -71,6 +72,11 @@ class ScriptedBackend:
     script: Script
     requests: list[TrainRequest] = field(default_factory=list)
     closed: int = 0
+
+    def layout(self, request: TrainRequest) -> TrainLayout:
+        """Where 0.26's `full` pipeline writes (core.ilab.train_run)."""
+        samples = "checkpoints/hf_format/samples_*"
+        return TrainLayout((samples,), samples, (), "model-path")
 
     async def run(
         self, request: TrainRequest, on_line: OnTrainLine, cancel: asyncio.Event | None
@@ -207,12 +213,18 @@ async def test_train_reports_progress_with_a_loss_curve_and_stashes_the_model(
         write_model(request.output_dir, 8)
         return TrainRunResult("exited", 0, 3.0)
 
-    r = train_rig(script)
+    r = train_rig(script, train_epochs=2)
     await r.generate_job()
     await r.train_job()
     job = await r.process_next()
 
     assert job.state is State.SUCCEEDED, job.error
+    epochs = json.loads(
+        await r.store.get_bytes(
+            job.artifact_key_prefix() + "checkpoints/" + SAMPLES + "4/checkpoint.json"
+        )
+    )["epochs_done"]
+    assert epochs == 1  # written during epoch 1 (0-based): epoch 0 is done
     assert job.source_job == "gen-1"
     progress = [u for u in r.github.checks.updates if kind(u) == "progress"]
     shown = progress[-1]["output"]
@@ -246,8 +258,8 @@ async def test_train_reports_progress_with_a_loss_curve_and_stashes_the_model(
         assert hashlib.sha256(local.read_bytes()).hexdigest() == entry.sha256
     # the finished checkpoint was uploaded as training went (the final model only as the model)
     keys = await r.store.list_keys("o/r/pr-3/" + HEAD + "/train-1/checkpoints/")
-    assert [k.rsplit("/", 2)[-2:] for k in keys] == [
-        ["samples_4", name]
+    assert [k.rsplit("/", 4)[-4:] for k in keys] == [
+        ["checkpoints", "hf_format", "samples_4", name]
         for name in ("checkpoint.json", "config.json", "model.safetensors", "tokenizer.json")
     ]
     assert r.backend.closed == 1
@@ -314,6 +326,7 @@ async def test_a_taken_over_train_job_resumes_from_the_last_uploaded_checkpoint(
         assert request.resume_from is not None
         assert (request.resume_from / "model.safetensors").read_bytes() == weights
         assert request.model_path == str(request.resume_from)
+        assert request.epochs_done == 1
         on_line("stderr", full_line(1, 9, 0.5))
         r.github.checks.progressed.clear()
         await r.github.checks.progressed.wait()
@@ -324,7 +337,7 @@ async def test_a_taken_over_train_job_resumes_from_the_last_uploaded_checkpoint(
     await r.generate_job()
     job = await r.train_job()
     # what a first worker uploaded before it died: one complete checkpoint, one half-done
-    prefix = job.artifact_key_prefix() + "checkpoints/"
+    prefix = job.artifact_key_prefix() + "checkpoints/checkpoints/hf_format/"
     sums = {
         "model.safetensors": Checksum(len(weights), hashlib.sha256(weights).hexdigest()),
         "config.json": Checksum(2, hashlib.sha256(b"{}").hexdigest()),
@@ -332,13 +345,15 @@ async def test_a_taken_over_train_job_resumes_from_the_last_uploaded_checkpoint(
     await r.store.put_bytes(prefix + "samples_8/model.safetensors", weights, "x/y")
     await r.store.put_bytes(prefix + "samples_8/config.json", b"{}", "application/json")
     await r.store.put_bytes(
-        prefix + "samples_8/checkpoint.json", render_checksums(sums).encode(), "application/json"
+        prefix + "samples_8/checkpoint.json",
+        render_checksums(sums, epochs_done=1).encode(),
+        "application/json",
     )
     await r.store.put_bytes(prefix + "samples_12/model.safetensors", b"half", "x/y")
 
     done = await r.process_next()
     assert done.state is State.SUCCEEDED, done.error
-    assert "Resumed from checkpoint `samples\\_8`" in r.comment()
+    assert "Resumed from checkpoint `checkpoints/hf\\_format/samples\\_8`" in r.comment()
     assert any(
         "Resumed from the last uploaded checkpoint" in u["output"]["summary"]
         for u in r.github.checks.updates

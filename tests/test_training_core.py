@@ -187,15 +187,18 @@ def test_final_model_dir_and_checkpoints() -> None:
         "checkpoints/hf_format/samples_24/config.json",  # no weights (yet)
         "checkpoints/full_state/epoch_1/optimizer.bin",
     ]
-    assert final_model_dir(names) == "checkpoints/hf_format/samples_16"
-    assert checkpoint_dirs(names) == [
+    samples = "checkpoints/hf_format/samples_*"
+    assert final_model_dir(names, samples) == "checkpoints/hf_format/samples_16"
+    assert checkpoint_dirs(names, (samples, "checkpoints/full_state/epoch_*")) == [
         "checkpoints/hf_format/samples_8",
         "checkpoints/hf_format/samples_16",
+        "checkpoints/hf_format/samples_24",
+        "checkpoints/full_state/epoch_1",
     ]
-    assert final_model_dir(["checkpoints/full_state/epoch_1/x.bin"]) is None
-    assert final_model_dir(["training_results/final/model.safetensors"]) == (
-        "training_results/final"
-    )
+    assert final_model_dir(["checkpoints/full_state/epoch_1/x.bin"], samples) is None
+    final = "training_results/final"
+    assert final_model_dir([f"{final}/model.safetensors"], final) == final
+    assert final_model_dir([f"{final}/config.json"], final) is None  # no weights
 
 
 def test_train_verdict() -> None:
@@ -244,7 +247,7 @@ def test_train_status_reads_each_versions_lines() -> None:
     status.feed("\x1b[92mEpoch: 1, Step: 5, Rank: 0, loss = 1.5\x1b[0m")  # instructlab-training
     assert (status.epoch, status.epochs, status.step, status.total_steps) == (1, 3, 5, 10)
     assert (status.loss, status.throughput, status.eta_seconds) == (1.5, 2.5, 12)
-    status.feed("Epoch: 1, Step: 6, Loss per batch: 1.4, Actual Loss Per Batch = 1.25, x")
+    status.feed("Epoch: 1, Step: 6, Loss per batch: 1.4, Actual Loss Per Batch = tensor(1.2500), x")
     assert (status.step, status.loss) == (6, 1.25)  # 0.26 full pipeline
     status.feed("{'loss': 0.75, 'grad_norm': 1.0, 'learning_rate': 2e-05, 'epoch': 2.0}")
     assert (status.epoch, status.loss) == (2, 0.75)  # HF Trainer (simple / legacy)

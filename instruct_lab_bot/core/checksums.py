@@ -35,9 +35,26 @@ def file_checksum(src: IO[bytes]) -> Checksum:
     return Checksum(size, digest.hexdigest())
 
 
-def render_checksums(files: Mapping[str, Checksum]) -> str:
+def render_checksums(files: Mapping[str, Checksum], **facts: int | str) -> str:
+    """The checksums file; `facts` are stored beside the file list (e.g. a checkpoint's
+    epoch) and read back with `checksum_facts`."""
     data = {name: {"size": c.size, "sha256": c.sha256} for name, c in sorted(files.items())}
-    return json.dumps({"version": 1, "files": data}, indent=2) + "\n"
+    return json.dumps({"version": 1, **facts, "files": data}, indent=2) + "\n"
+
+
+def checksum_facts(text: str | bytes) -> dict[str, int | str]:
+    """The facts stored beside the files (only int and str values; others are dropped)."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        k: v
+        for k, v in data.items()
+        if k not in ("files", "version") and isinstance(v, int | str) and not isinstance(v, bool)
+    }
 
 
 def parse_checksums(text: str | bytes) -> dict[str, Checksum]:

@@ -22,7 +22,7 @@ _MAX_LINE = 4096
 _NUMBER = r"(?:[-+]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][-+]?\d{1,4})?|nan|NaN|inf)"
 _STEP = re.compile(
     r".{0,200}?Epoch:? (?P<epoch>\d{1,9}), Step: (?P<step>\d{1,12}),"
-    r"(?:.{0,200}?Actual Loss Per Batch = (?P<actual>" + _NUMBER + r")"
+    r"(?:.{0,200}?Actual Loss Per Batch = (?:tensor\()?(?P<actual>" + _NUMBER + r")"
     r"|.{0,200}?loss = (?:tensor\()?(?P<loss>" + _NUMBER + r"))?"
 )
 _HF = re.compile(

@@ -9,6 +9,7 @@ worker then finds the model (`final_model_dir`), uploads it and writes the manif
 from __future__ import annotations
 
 import enum
+import fnmatch
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -24,12 +25,14 @@ __all__ = [
     "TRAIN_DATA_PATTERNS",
     "Hyperparameters",
     "TrainDecision",
+    "TrainLayout",
     "TrainOutcome",
     "TrainRefusal",
     "TrainRequest",
     "TrainRunResult",
     "checkpoint_dirs",
     "final_model_dir",
+    "folders_matching",
     "from_job_id",
     "live_trainings",
     "pick_training_file",
@@ -48,9 +51,8 @@ TRAIN_DATA_PATTERNS = (
     re.compile(r"(?:^|/)train_[^/]*\.jsonl$"),
 )
 _JOB_ID = re.compile(r"[0-9a-zA-Z_-]{1,64}")
-_SAMPLES = re.compile(
-    r"(?:^|/)(?:hf_format/(samples_(\d+)|last_epoch)|training_results/(?:final|merged_model))/"
-)
+_DIGITS = re.compile(r"\d+")
+_WEIGHTS = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class TrainRequest:
     timeout: float
     resume_from: Path | None = None
     resume_key: str = ""
+    epochs_done: int = 0  # of the resumed checkpoint: a resumed run trains the rest
 
     @property
     def model_path(self) -> str:
@@ -148,6 +151,20 @@ def training_files(names: Iterable[str]) -> list[str]:
     return found if first else []
 
 
+@dataclass(frozen=True)
+class TrainLayout:
+    """Where a local backend's training writes, relative to the job's folder (globs): the
+    checkpoint folders to upload as they appear, the final model folder (the highest-numbered
+    match), files outside it that belong to the model (the `simple` pipeline's GGUF) and how a
+    taken-over job resumes: "model-path" (train from the last `hf_format/samples_*`),
+    "full-state" (restore the training state folders, run the same command), "restart"."""
+
+    checkpoint_globs: tuple[str, ...] = ()
+    model_glob: str = ""
+    model_extras: tuple[str, ...] = ()
+    resume: str = "model-path"
+
+
 def pick_training_file(names: Iterable[str]) -> str | None:
     """The generate output to train on (the newest of the best kind), None if there is none."""
     listed = sorted(names)
@@ -158,37 +175,41 @@ def pick_training_file(names: Iterable[str]) -> str | None:
     return None
 
 
-def final_model_dir(names: Iterable[str]) -> str | None:
-    """The folder (relative, `/`-separated) of the final model among the files training wrote
-    (relative to the output dir): the `hf_format/samples_<N>` with the largest N, or
-    `hf_format/last_epoch`. None when no model was written (0.18 can exit 0 after failing)."""
-    best: tuple[int, str] | None = None
-    for name in names:
-        match = _SAMPLES.search(name)
-        if match is None or not name.endswith((".safetensors", ".bin", ".gguf")):
-            continue
-        rank = int(match.group(2)) if match.group(2) else 1 << 62
-        folder = name[: match.end() - 1]
-        if best is None or rank > best[0]:
-            best = (rank, folder)
-    return best[1] if best else None
+def _number(folder: str) -> int:
+    """The last number in a folder's name (`samples_120` → 120; none → -1)."""
+    digits = _DIGITS.findall(folder.rsplit("/", 1)[-1])
+    return int(digits[-1]) if digits else -1
 
 
-def checkpoint_dirs(names: Iterable[str]) -> list[str]:
-    """Complete checkpoint folders among the written files, oldest first: each
-    `hf_format/samples_<N>` holding weights and a `config.json`."""
-    weights: dict[str, int] = {}
-    configs: set[str] = set()
-    for name in names:
-        match = _SAMPLES.search(name)
-        if match is None or not match.group(2):
-            continue
-        folder = name[: match.end() - 1]
-        if name.endswith("/config.json"):
-            configs.add(folder)
-        elif name.endswith((".safetensors", ".bin")):
-            weights[folder] = int(match.group(2))
-    return sorted((f for f in weights if f in configs), key=lambda f: weights[f])
+def folders_matching(names: Iterable[str], pattern: str) -> list[str]:
+    """The folders matching the glob `pattern` (`checkpoints/hf_format/samples_*`) that hold at
+    least one of the files `names` (relative, `/`-separated), lowest number first."""
+    depth = pattern.count("/") + 1
+    found = {
+        "/".join(parts[:depth])
+        for name in names
+        if len(parts := name.split("/")) > depth
+        and fnmatch.fnmatchcase("/".join(parts[:depth]), pattern)
+    }
+    return sorted(found, key=lambda f: (_number(f), f))
+
+
+def final_model_dir(names: Iterable[str], pattern: str) -> str | None:
+    """The highest-numbered folder matching `pattern` that holds weights (`.safetensors`,
+    `.bin`, `.gguf`, …); None when no model was written (0.18 can exit 0 after failing)."""
+    listed = list(names)
+    with_weights = [
+        folder
+        for folder in folders_matching(listed, pattern)
+        if any(n.startswith(folder + "/") and n.endswith(_WEIGHTS) for n in listed)
+    ]
+    return with_weights[-1] if with_weights else None
+
+
+def checkpoint_dirs(names: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    """The checkpoint folders written so far, per pattern lowest number first."""
+    listed = list(names)
+    return [folder for pattern in patterns for folder in folders_matching(listed, pattern)]
 
 
 # -- the dispatcher's gate for `train` ------------------------------------------------------

@@ -198,6 +198,8 @@ class TrainMetrics:
         self.device_seconds = Counter(
             f"{NS}_train_device_seconds", "Seconds of training, by device", ["device"], registry=r
         )
+        for device in ("cpu", "cuda", "hpu", "mps", "default"):  # ILAB_BOT_TRAIN_DEVICE
+            self.device_seconds.labels(device)
 
 
 class WorkerMetrics:

@@ -5,17 +5,19 @@ S3 rather than aborted; the next attempt at the same key, by any process, finds 
 ListMultipartUploads, lists its parts with ListParts and sends only the parts S3 does not
 already hold with the same content (a part's ETag is the MD5 of its bytes), then completes
 it. No state is kept outside S3, so another worker that takes the job over resumes the upload.
-At most `max_concurrency` parts of `part_size` bytes are in memory at once.
+Parts are streamed from the file, `max_concurrency` at a time: memory does not grow with
+the file or the part size.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -65,50 +67,53 @@ async def held_parts(client: S3Client, bucket: str, key: str, upload_id: str) ->
 
 async def upload_resumable(
     target: _Target,
-    src: IO[bytes],
+    path: Path,
     part_size: int,
     concurrency: int,
     on_part: OnPart | None = None,
 ) -> LargeUpload:
-    """Send the parts of `src` S3 does not hold yet, then complete the upload."""
+    """Send the parts of `path` S3 does not hold yet, then complete the upload. Each part is
+    streamed from the file (`PartReader`), so memory does not grow with the part size."""
     held = await held_parts(target.client, target.bucket, target.key, target.upload_id)
+    size = (await asyncio.to_thread(path.stat)).st_size
+    count = max(1, -(-size // part_size))
     etags: dict[int, str] = {}
     slots = asyncio.Semaphore(concurrency)
-    size = sent = 0
+    sent = 0
 
-    async def send(number: int, chunk: bytes) -> None:
+    async def send(number: int, offset: int, length: int) -> None:
         nonlocal sent
         try:
-            answer = await target.client.upload_part(
-                Bucket=target.bucket,
-                Key=target.key,
-                UploadId=target.upload_id,
-                PartNumber=number,
-                Body=chunk,
-            )
-            etags[number] = answer["ETag"]
-            sent += 1
+            md5 = await asyncio.to_thread(_md5_of, path, offset, length)
+            if held.get(number) == md5:
+                etags[number] = f'"{md5}"'
+            else:
+                with PartReader(path, offset, length) as body:
+                    answer = await target.client.upload_part(
+                        Bucket=target.bucket,
+                        Key=target.key,
+                        UploadId=target.upload_id,
+                        PartNumber=number,
+                        Body=cast("IO[bytes]", body),  # a file object botocore streams
+                        ContentLength=length,
+                    )
+                etags[number] = answer["ETag"]
+                sent += 1
             if on_part:
-                on_part(number, len(chunk))
+                on_part(number, length)
         finally:
             slots.release()
 
     async with asyncio.TaskGroup() as group:
-        for number in itertools.count(1):
+        for number in range(1, count + 1):
             await slots.acquire()
-            chunk = await asyncio.to_thread(src.read, part_size)
-            if not chunk:
-                slots.release()
-                break
-            size += len(chunk)
-            md5 = await asyncio.to_thread(_md5, chunk)
-            if held.get(number) == md5:
-                etags[number] = f'"{md5}"'
-                slots.release()
-                if on_part:
-                    on_part(number, len(chunk))
-                continue
-            group.create_task(send(number, chunk))
+            offset = (number - 1) * part_size
+            group.create_task(send(number, offset, min(part_size, size - offset)))
+    await _complete(target, etags)
+    return LargeUpload(size, sent, len(etags) - sent)
+
+
+async def _complete(target: _Target, etags: dict[int, str]) -> None:
     parts: list[CompletedPartTypeDef] = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
     await target.client.complete_multipart_upload(
         Bucket=target.bucket,
@@ -116,11 +121,57 @@ async def upload_resumable(
         UploadId=target.upload_id,
         MultipartUpload={"Parts": parts},
     )
-    return LargeUpload(size, sent, len(etags) - sent)
 
 
-def _md5(chunk: bytes) -> str:
-    return hashlib.md5(chunk, usedforsecurity=False).hexdigest()
+class PartReader(io.RawIOBase):
+    """`length` bytes of a file from `offset`, as a seekable file of its own (what botocore
+    streams as a request body, rewinding it to sign it and on a retry)."""
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        super().__init__()
+        self._file = path.open("rb")
+        self._offset, self._length, self._pos = offset, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return self._length
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        self._pos = min(max(base + pos, 0), self._length)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self._length - self._pos)
+        if want <= 0:
+            return 0
+        self._file.seek(self._offset + self._pos)
+        got = self._file.readinto(memoryview(buffer)[:want])
+        self._pos += got or 0
+        return got or 0
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _md5_of(path: Path, offset: int, length: int) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as src:
+        src.seek(offset)
+        left = length
+        while left > 0 and (chunk := src.read(min(left, 1024 * 1024))):
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
 
 
 def target(client: S3Client, bucket: str, key: str, upload_id: str) -> _Target:

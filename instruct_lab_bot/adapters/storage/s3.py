@@ -145,15 +145,11 @@ class S3Store:
                     Bucket=bucket, Key=s3_key, ContentType=ctype
                 )
                 upload_id = created["UploadId"]
-            src = await asyncio.to_thread(path.open, "rb")
-            try:
-                size = os.fstat(src.fileno()).st_size
-                part_size = max(self.config.part_size, -(-size // S3_MAX_PARTS))
-                where = target(client, bucket, s3_key, upload_id)
-                concurrency = self.config.max_concurrency
-                return await upload_resumable(where, src, part_size, concurrency, on_part)
-            finally:
-                await asyncio.to_thread(src.close)
+            size = (await asyncio.to_thread(path.stat)).st_size
+            part_size = max(self.config.part_size, -(-size // S3_MAX_PARTS))
+            where = target(client, bucket, s3_key, upload_id)
+            concurrency = self.config.max_concurrency
+            return await upload_resumable(where, path, part_size, concurrency, on_part)
 
         return await self._run("upload", key, upload, bounded=False)
 

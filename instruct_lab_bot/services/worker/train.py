@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import shutil
 import time
 from pathlib import Path
 from typing import Protocol
@@ -39,9 +40,11 @@ from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.core.train_status import TrainStatus
 from instruct_lab_bot.core.training import (
     DISK_FULL,
+    TrainLayout,
     TrainRequest,
     TrainRunResult,
     final_model_dir,
+    folders_matching,
     train_verdict,
 )
 from instruct_lab_bot.services.worker import redis_calls
@@ -51,11 +54,13 @@ from instruct_lab_bot.services.worker.log_file import CappedLog
 from instruct_lab_bot.services.worker.reporting import Reporter, best_effort
 from instruct_lab_bot.services.worker.train_backend import (
     OnTrainLine,
+    TrainBackend,
     hyperparameters,
     train_argv,
 )
 from instruct_lab_bot.services.worker.train_files import (
     CheckpointUploader,
+    Resumed,
     StoredModel,
     TrainingData,
     download_checkpoint,
@@ -115,13 +120,24 @@ class TrainJob:
         self.x.workspace.out_dir.mkdir()
         (self.root / "data").mkdir()
         data = await download_data(self.deps, source, self.root / "data")
-        resume = await download_checkpoint(self.deps, self.job, self.root / "resume")
+        backend = self.deps.tools.train(self.deps.settings, self.deps.ilab.profile)
+        try:
+            return await self._with(backend, source, data)
+        finally:
+            await backend.aclose()
+
+    async def _with(self, backend: TrainBackend, source: Job, data: TrainingData) -> JobResult:
+        try:
+            layout = backend.layout(self._request(source, data, None))
+        except ValueError as exc:  # a pipeline/device pair this release refuses
+            raise JobFailed(f"cannot train with this configuration: {exc}") from None
+        resume = await download_checkpoint(self.deps, self.job, self.root, layout)
         if resume is not None:
             self.resumed = resume.name
-            log.info("train.resuming", checkpoint=resume.name)
+            log.info("train.resuming", checkpoint=self.resumed, epochs_done=resume.epochs_done)
         request = self._request(source, data, resume)
-        run = await self._train(request)
-        return await self._finish(source, request, run)
+        run = await self._train(backend, request, layout)
+        return await self._finish(source, request, run, layout)
 
     async def _source(self) -> Job:
         source = await self.deps.queue.get_job(self.job.source_job)
@@ -134,9 +150,9 @@ class TrainJob:
             raise JobFailed(f"generate job `{source.id}` belongs to another pull request")
         return source
 
-    def _request(self, source: Job, data: TrainingData, resume: Path | None) -> TrainRequest:
+    def _request(self, source: Job, data: TrainingData, resume: Resumed | None) -> TrainRequest:
         settings = self.deps.settings
-        self.output_dir.mkdir()
+        self.output_dir.mkdir(exist_ok=True)
         return TrainRequest(
             job_id=self.job.id,
             data_path=data.path,
@@ -147,18 +163,19 @@ class TrainJob:
             output_key=self.job.artifact_key_prefix(),
             workspace=self.root,
             timeout=settings.train_timeout,
-            resume_from=resume,
+            resume_from=resume.folder if resume else None,
             resume_key=self.job.artifact_key_prefix() if resume else "",
+            epochs_done=resume.epochs_done if resume else 0,
         )
 
-    async def _train(self, request: TrainRequest) -> TrainRunResult:
+    async def _train(
+        self, backend: TrainBackend, request: TrainRequest, layout: TrainLayout
+    ) -> TrainRunResult:
         deps, settings = self.deps, self.deps.settings
-        argv = train_argv(deps.ilab.profile, settings, request)
-        command_line = shown_command(argv, deps.redactor)
+        command_line = self._command_line(request)
         await redis_calls.best_effort(deps.queue.update_job(self.job.id, command_line=command_line))
-        uploader = CheckpointUploader(deps, self.job, self.output_dir)
+        uploader = CheckpointUploader(deps, self.job, self.root, layout, lambda: self.status.epoch)
         stop = asyncio.Event()
-        backend = deps.tools.train(settings, deps.ilab.profile)
         with CappedLog(self.x.workspace.log_path, settings.log_limit) as log_file:
             log_file.write_line(f"$ {command_line}")
             follower = asyncio.create_task(self._follow(uploader, stop))
@@ -170,11 +187,19 @@ class TrainJob:
             finally:
                 stop.set()
                 await follower
-                await backend.aclose()
         deps.metrics.exits.labels("train", exit_label(run.exit_code)).inc()
         device = request.hyperparameters.device or "default"
         deps.metrics.train.device_seconds.labels(device).inc(run.duration)
         return run
+
+    def _command_line(self, request: TrainRequest) -> str:
+        if self.deps.settings.train_backend != "worker":
+            return f"`ilab model train` through {self.deps.settings.train_backend}"
+        try:
+            argv = train_argv(self.deps.ilab.profile, self.deps.settings, request)
+        except ValueError:
+            return ""
+        return shown_command(argv, self.deps.redactor)
 
     def _sink(self, log_file: CappedLog) -> OnTrainLine:
         redact, progress = self.deps.redactor.redact, self.x.progress
@@ -227,9 +252,11 @@ class TrainJob:
         await self.deps.store.put_bytes(key, png, "image/png")
         return await self.deps.store.link(key)
 
-    async def _finish(self, source: Job, request: TrainRequest, run: TrainRunResult) -> JobResult:
+    async def _finish(
+        self, source: Job, request: TrainRequest, run: TrainRunResult, layout: TrainLayout
+    ) -> JobResult:
         state = state_from_run(run.outcome, run.exit_code)
-        model_dir = await self._model_dir(run)
+        model_dir = await self._model_dir(run, layout)
         state, error = train_verdict(
             state,
             exit_code=run.exit_code,
@@ -238,12 +265,12 @@ class TrainJob:
             disk_full=self.disk_full,
             model_found=model_dir is not None or run.remote_model,
         )
+        if self.status.history:  # the whole curve, for the completed check run and reply
+            await self._report_curve_quietly()
         summary = None
         if state is State.SUCCEEDED:
             stored = await self._stash(source, request, run, model_dir)
             summary = await self._summary(stored)
-        if self.status.history:
-            await self._report_curve_quietly()
         artifacts, index_url = await upload_outputs(
             self.deps, self.job, self.x.workspace.out_dir, self.x.workspace.log_path
         )
@@ -258,11 +285,23 @@ class TrainJob:
             train=summary,
         )
 
-    async def _model_dir(self, run: TrainRunResult) -> Path | None:
-        if run.remote_model:
+    async def _model_dir(self, run: TrainRunResult, layout: TrainLayout) -> Path | None:
+        """The final model folder; with the `simple` pipeline, whose weights are the GGUF
+        outside it, the folder it writes (the GGUF is copied in)."""
+        if run.remote_model or not layout.model_glob:
             return None
-        folder = final_model_dir(await asyncio.to_thread(files_under, self.root))
-        return self.root / folder if folder else None
+        names = await asyncio.to_thread(files_under, self.root)
+        folder = final_model_dir(names, layout.model_glob)
+        extras = [self.root / e for e in layout.model_extras if e in names]
+        if folder is None and extras:
+            written = folders_matching(names, layout.model_glob)
+            folder = written[-1] if written else layout.model_glob.replace("*", "final")
+        if folder is None:
+            return None
+        for extra in extras:
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(shutil.copy, extra, self.root / folder / extra.name)
+        return self.root / folder
 
     async def _stash(
         self, source: Job, request: TrainRequest, run: TrainRunResult, model_dir: Path | None

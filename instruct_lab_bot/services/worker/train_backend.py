@@ -16,9 +16,21 @@ from typing import Protocol
 
 from instruct_lab_bot.adapters.runner import RunLimits, RunProcess
 from instruct_lab_bot.adapters.sandbox import ilab_command, process_runner
+from instruct_lab_bot.core.ilab.model_commands import (
+    TrainInput,
+    TrainParams,
+    TrainRun,
+    TrainUnsupported,
+    train_run,
+)
 from instruct_lab_bot.core.ilab.versions import IlabProfile
 from instruct_lab_bot.core.settings import Settings
-from instruct_lab_bot.core.training import Hyperparameters, TrainRequest, TrainRunResult
+from instruct_lab_bot.core.training import (
+    Hyperparameters,
+    TrainLayout,
+    TrainRequest,
+    TrainRunResult,
+)
 
 __all__ = [
     "OnTrainLine",
@@ -27,6 +39,7 @@ __all__ = [
     "WorkerTrainBackend",
     "hyperparameters",
     "open_train_backend",
+    "planned",
     "train_argv",
 ]
 
@@ -36,7 +49,13 @@ OnTrainLine = Callable[[str, str], None]
 
 class TrainBackend(Protocol):
     """Runs one training to its end; never raises for the training's own failure (that is the
-    result's exit code / outcome), only OSError when it cannot start at all."""
+    result's exit code / outcome / error), only OSError when it cannot start at all.
+
+    `layout` says where a local training writes (checkpoints, model, how to resume); a remote
+    backend answers an empty `TrainLayout()` and sets `TrainRunResult.remote_model`. It raises
+    ValueError (with a message for the PR) for a configuration the release refuses."""
+
+    def layout(self, request: TrainRequest) -> TrainLayout: ...
 
     async def run(
         self, request: TrainRequest, on_line: OnTrainLine, cancel: asyncio.Event | None
@@ -56,22 +75,31 @@ def hyperparameters(settings: Settings) -> Hyperparameters:
     )
 
 
-def train_argv(profile: IlabProfile, settings: Settings, request: TrainRequest) -> list[str]:
-    """`ilab model train` for the request (paths and configured values only)."""
+def planned(profile: IlabProfile, settings: Settings, request: TrainRequest) -> TrainRun:
+    """`ilab model train` for the request (`core.ilab.train_run`: paths and configured values
+    only); TrainUnsupported for a pipeline/device pair the release refuses."""
     hp = request.hyperparameters
-    args = ["--data-path", str(request.data_path), "--model-path", request.model_path]
-    args += ["--ckpt-output-dir", str(request.output_dir)]
-    for flag, value in (
-        ("--num-epochs", hp.epochs),
-        ("--effective-batch-size", hp.effective_batch_size),
-        ("--learning-rate", hp.learning_rate),
-        ("--device", hp.device),
-    ):
-        if value:
-            args += [flag, str(value)]
-    if hp.pipeline and profile.line >= (0, 26):
-        args += ["--pipeline", hp.pipeline]
-    return [*settings.ilab_command, "model", "train", *args]
+    defaults = TrainParams(base_model=request.base_model)
+    params = TrainParams(
+        base_model=request.base_model,
+        pipeline=hp.pipeline or defaults.pipeline,
+        device=hp.device or defaults.device,
+        epochs=hp.epochs or defaults.epochs,
+        effective_batch_size=hp.effective_batch_size,
+        learning_rate=hp.learning_rate,
+    )
+    data = TrainInput(
+        messages_file=request.data_path,
+        generate_dir=request.data_path.parent,
+        workdir=request.workspace,
+        resume_model=request.resume_from,
+        epochs_done=request.epochs_done,
+    )
+    return train_run(profile, settings.ilab_command, params, data)
+
+
+def train_argv(profile: IlabProfile, settings: Settings, request: TrainRequest) -> list[str]:
+    return planned(profile, settings, request).argv
 
 
 class WorkerTrainBackend:
@@ -84,18 +112,24 @@ class WorkerTrainBackend:
         self._profile = profile
         self._run = run or process_runner(settings)
 
+    def layout(self, request: TrainRequest) -> TrainLayout:
+        plan = planned(self._profile, self._settings, request)
+        extras = (f"home/.local/share/{plan.gguf_in_data_home}",) if plan.gguf_in_data_home else ()
+        return TrainLayout(plan.checkpoint_globs, plan.model_glob, extras, plan.resume)
+
     async def run(
         self, request: TrainRequest, on_line: OnTrainLine, cancel: asyncio.Event | None
     ) -> TrainRunResult:
-        argv = train_argv(self._profile, self._settings, request)
+        try:
+            plan = planned(self._profile, self._settings, request)
+        except TrainUnsupported as exc:
+            return TrainRunResult("exited", 2, 0.0, error=str(exc))
         # The job's folder is the cwd: the `simple` pipeline writes `training_results/` there.
-        command = ilab_command(
-            self._settings, argv, workspace=request.workspace, cwd=request.workspace
-        )
+        command = ilab_command(self._settings, plan.argv, workspace=request.workspace, cwd=plan.cwd)
         limits = RunLimits(timeout=request.timeout, kill_grace=self._settings.kill_grace)
         result = await self._run(
             command.argv,
-            cwd=request.workspace,
+            cwd=plan.cwd,
             env=command.env,
             on_line=on_line,
             cancel=cancel,

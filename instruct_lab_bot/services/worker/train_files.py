@@ -5,9 +5,8 @@ resumes from when the job is taken over) and the final model with its `model.jso
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from instruct_lab_bot.core.checksums import (
     CHECKSUMS_NAME,
     Checksum,
     ChecksumError,
+    checksum_facts,
     file_checksum,
     parse_checksums,
     render_checksums,
@@ -29,8 +29,14 @@ from instruct_lab_bot.core.model_manifest import (
     MODEL_DIR,
     ModelFile,
     ModelManifest,
+    safe_file_name,
 )
-from instruct_lab_bot.core.training import checkpoint_dirs, training_files
+from instruct_lab_bot.core.training import (
+    TrainLayout,
+    checkpoint_dirs,
+    folders_matching,
+    training_files,
+)
 from instruct_lab_bot.services.worker.deps import WorkerDeps
 from instruct_lab_bot.services.worker.ilab import JobFailed
 
@@ -38,7 +44,6 @@ log = structlog.get_logger(__name__)
 
 #: Written last into each uploaded checkpoint folder: the folder is complete once it exists.
 CHECKPOINT_DONE = "checkpoint.json"
-_SAMPLES_N = re.compile(r"samples_(\d+)$")
 
 
 def checksum_of(path: Path) -> Checksum:
@@ -99,58 +104,98 @@ async def download_data(deps: WorkerDeps, source: Job, dest_dir: Path) -> Traini
 
 
 class CheckpointUploader:
-    """Uploads each checkpoint folder once training has finished writing it (its files the
-    same on two scans in a row), then its `checkpoint.json` marking it complete."""
+    """Uploads each checkpoint folder (the layout's globs, relative to the job's folder
+    `root`) once training has finished writing it (its files the same on two scans in a row),
+    then its `checkpoint.json` marking it complete, under `<prefix>checkpoints/<folder>/`."""
 
-    def __init__(self, deps: WorkerDeps, job: Job, output_dir: Path) -> None:
-        self.deps, self.output_dir = deps, output_dir
+    def __init__(
+        self,
+        deps: WorkerDeps,
+        job: Job,
+        root: Path,
+        layout: TrainLayout,
+        epoch: Callable[[], int | None],
+    ) -> None:
+        self.deps, self.root, self.epoch = deps, root, epoch
+        self.globs = layout.checkpoint_globs if layout.resume != "restart" else ()
         self.prefix = job.artifact_key_prefix() + CHECKPOINTS_DIR
         self.uploaded: list[str] = []
         self._last_seen: dict[str, tuple[tuple[str, int], ...]] = {}
 
     async def scan(self) -> None:
-        names = await asyncio.to_thread(files_under, self.output_dir)
-        for folder in checkpoint_dirs(names):
+        if not self.globs:
+            return
+        names = await asyncio.to_thread(files_under, self.root)
+        for folder in checkpoint_dirs(names, self.globs):
             if folder in self.uploaded:
                 continue
             inside = tuple(n for n in names if n.startswith(folder + "/"))
-            sizes = await asyncio.to_thread(_sizes, self.output_dir, inside)
+            sizes = await asyncio.to_thread(_sizes, self.root, inside)
             if self._last_seen.get(folder) == sizes:
                 await self._upload(folder, [n[len(folder) + 1 :] for n in inside])
             self._last_seen[folder] = sizes
 
     async def _upload(self, folder: str, files: Sequence[str]) -> None:
-        name = Path(folder).name
         sums: dict[str, Checksum] = {}
         for rel in files:
-            path = self.output_dir / folder / rel
+            path = self.root / folder / rel
             sums[rel] = await asyncio.to_thread(checksum_of, path)
-            await self.deps.store.put_file(f"{self.prefix}{name}/{rel}", path)
-        done = render_checksums(sums).encode()
+            await self.deps.store.put_large_file(f"{self.prefix}{folder}/{rel}", path)
+        epoch = self.epoch()  # the epoch training was in: the checkpoint ends the one before
+        done = render_checksums(sums, epochs_done=max(epoch or 0, 0)).encode()
         await self.deps.store.put_bytes(
-            f"{self.prefix}{name}/{CHECKPOINT_DONE}", done, "application/json"
+            f"{self.prefix}{folder}/{CHECKPOINT_DONE}", done, "application/json"
         )
         self.uploaded.append(folder)
-        log.info("train.checkpoint_uploaded", checkpoint=name, files=len(files))
+        log.info("train.checkpoint_uploaded", checkpoint=folder, files=len(files))
 
 
-async def download_checkpoint(deps: WorkerDeps, job: Job, dest: Path) -> Path | None:
-    """The newest complete uploaded checkpoint of this job, downloaded and verified into
-    `dest/<name>`; None when there is none (a first attempt)."""
-    prefix = job.artifact_key_prefix() + CHECKPOINTS_DIR
-    keys = await deps.store.list_keys(prefix)
-    done = [k[len(prefix) :].split("/")[0] for k in keys if k.endswith("/" + CHECKPOINT_DONE)]
-    if not done:
+@dataclass(frozen=True)
+class Resumed:
+    folder: Path | None  # the restored model checkpoint (for "model-path"), in the job's folder
+    name: str  # what was restored (for the check run and the reply)
+    epochs_done: int
+
+
+async def download_checkpoint(
+    deps: WorkerDeps, job: Job, root: Path, layout: TrainLayout
+) -> Resumed | None:
+    """The newest complete uploaded checkpoint of each of the layout's globs, downloaded and
+    verified back to where training wrote it in `root`; None when there is none (a first
+    attempt, or a layout that restarts)."""
+    if layout.resume == "restart" or not layout.checkpoint_globs:
         return None
-    name = max(done, key=lambda n: int(m[1]) if (m := _SAMPLES_N.search(n)) else -1)
-    folder = dest / name
-    await deps.store.get_file(f"{prefix}{name}/{CHECKPOINT_DONE}", dest / CHECKPOINT_DONE)
-    sums = parse_checksums(await asyncio.to_thread((dest / CHECKPOINT_DONE).read_bytes))
-    for rel, expected in sums.items():
+    prefix = job.artifact_key_prefix() + CHECKPOINTS_DIR
+    suffix = "/" + CHECKPOINT_DONE
+    keys = await deps.store.list_keys(prefix)
+    done = [k[len(prefix) : -len(suffix)] for k in keys if k.endswith(suffix)]
+    done = [d for d in done if d and safe_file_name(d)]
+    picked = [found[-1] for g in layout.checkpoint_globs if (found := folders_matching(
+        [f"{d}/{CHECKPOINT_DONE}" for d in done], g))]  # fmt: skip
+    if not picked:
+        return None
+    epochs = 0
+    for folder in picked:
+        text = await _restore(deps, f"{prefix}{folder}/", root / folder)
+        done_epochs = checksum_facts(text).get("epochs_done", 0)
+        epochs = max(epochs, done_epochs if isinstance(done_epochs, int) else 0)
+    first = layout.checkpoint_globs[0]  # the model checkpoints (`hf_format/samples_*`)
+    model = next((f for f in picked if f in folders_matching([f + "/x"], first)), None)
+    use = model if layout.resume == "model-path" else None
+    return Resumed(root / use if use else None, ", ".join(picked), epochs)
+
+
+async def _restore(deps: WorkerDeps, prefix: str, folder: Path) -> bytes:
+    """One uploaded checkpoint folder back into `folder`, each file verified."""
+    await deps.store.get_file(prefix + CHECKPOINT_DONE, folder.parent / f".{folder.name}.json")
+    text = await asyncio.to_thread((folder.parent / f".{folder.name}.json").read_bytes)
+    for rel, expected in parse_checksums(text).items():
+        if not safe_file_name(rel):
+            raise ChecksumError(f"{CHECKPOINT_DONE} names an unsafe file {rel!r}")
         local = folder / rel
-        await deps.store.get_file(f"{prefix}{name}/{rel}", local)
+        await deps.store.get_file(prefix + rel, local)
         verify(rel, expected, await asyncio.to_thread(checksum_of, local))
-    return folder
+    return text
 
 
 @dataclass(frozen=True)
