@@ -135,9 +135,16 @@ def stray_servers() -> list[int]:
     return processes_with_env(f"ILAB_STANDIN_TAG={os.environ['ILAB_STANDIN_TAG']}")
 
 
+@pytest.mark.parametrize("release", ["0.26.1", "0.18.4"])  # 0.18 takes its port from a config
 async def test_test_answers_with_the_table(
-    test_world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+    test_world: World,
+    s3_server: S3Server,
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    release: str,
 ) -> None:
+    monkeypatch.setenv("ILAB_STANDIN_VERSION", release)
     world = test_world
     train = await seed_trained_model(world, s3_server, s3_bucket, tmp_path)
     async with run_bot(world.settings) as bot:
@@ -147,6 +154,7 @@ async def test_test_answers_with_the_table(
     print("\n" + body)
     assert "### ✅ `test` succeeded" in body, body
     assert "**Trained model closer on 5 of 5 questions.**" in body
+    assert f"ilab {release}" in body
     assert "| Question | Contributor's answer | Base model | Trained model |" in body
     for seed in SEEDS:
         assert seed.answer in body
