@@ -22,6 +22,7 @@ from instruct_lab_bot.core.model_test import (
     evaluation_from,
     model_argument,
     model_to_test,
+    served_file,
     similarity,
 )
 from instruct_lab_bot.core.pages.model_test_html import render_test_html
@@ -168,3 +169,11 @@ def test_the_evaluation_rows_come_from_the_report() -> None:
     failed = evaluation_from("mt_bench_branch", None, "judge unreachable")
     assert failed.error == "judge unreachable" and failed.scores == ()
     assert "printed no report" in evaluation_from("mt_bench_branch", None, "").error
+
+
+def test_a_gguf_is_served_before_the_folder() -> None:
+    assert served_file(["config.json", "model.safetensors"]) == ""
+    assert served_file(["config.json", "ggml-model-f16.gguf", "x/other.gguf"]) == (
+        "ggml-model-f16.gguf"
+    )
+    assert served_file(["a/b.GGUF"]) == "a/b.GGUF"

@@ -270,6 +270,7 @@ def titles(world: World) -> list[str]:
     return [str(p.get("output", {}).get("title", "")) for p in history]
 
 
+@pytest.mark.timeout(600)  # three jobs one after the other, on a loaded machine
 async def test_generate_then_train_then_test_on_one_pr(test_world: World) -> None:
     """The whole loop on the stand-in: the trained model learned the seeds from the generated
     data, so `test` finds it closer than the base model."""

@@ -57,6 +57,14 @@ def model_to_test(jobs: Sequence[Job], args: Sequence[str]) -> Job | NoModel:
     return latest_succeeded(jobs, "train") or NoModel.NONE_TRAINED
 
 
+def served_file(names: Sequence[str]) -> str:
+    """Which of a trained model's files (`model.json`'s names) `ilab model serve` is given:
+    its GGUF file when it has one (the `simple` pipeline and 0.18 write one; llama-cpp serves
+    it on a CPU or a GPU), else "" for the whole folder (Hugging Face safetensors: vLLM)."""
+    ggufs = sorted(name for name in names if name.lower().endswith(".gguf"))
+    return min(ggufs, key=lambda name: (name.count("/"), name), default="")
+
+
 @cache
 def _scorer() -> Any:
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)

@@ -30,7 +30,7 @@ from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.messages import model_test as wording
 from instruct_lab_bot.core.model_manifest import ModelManifest
-from instruct_lab_bot.core.model_test import ModelTestReport, SeedComparison
+from instruct_lab_bot.core.model_test import ModelTestReport, SeedComparison, served_file
 from instruct_lab_bot.core.pages.model_test_html import render_test_html
 from instruct_lab_bot.core.precheck import Seed
 from instruct_lab_bot.core.progress import Progress
@@ -71,11 +71,13 @@ class ModelTest:
             raise JobFailed(wording.train_job_gone(self.job.source_job))
         trained_dir = self.workspace.root / "model"
         manifest = await self._fetch(train_job, trained_dir)
+        served = served_file([f.name for f in manifest.files])
+        trained = trained_dir / served if served else trained_dir
         base = self.deps.settings.test_base_model or manifest.base_model
-        report = ModelTestReport(train_job.id, base, f"{train_job.id}/model")
+        report = ModelTestReport(train_job.id, base, f"{train_job.id}/model/{served}".rstrip("/"))
         try:
             async with asyncio.timeout(self.deps.settings.job_timeout):
-                report = await self._followed(report, seeds, checkout, trained_dir)
+                report = await self._followed(report, seeds, checkout, trained)
         except TimeoutError:
             return JobResult(state=State.TIMED_OUT, duration=elapsed())
         except JobFailed:
