@@ -20,7 +20,7 @@ from pathlib import Path
 PAIRS_NAME = "standin-pairs.jsonl"
 GGUF_MAGIC = b"GGUF"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-MATCH_THRESHOLD = 0.5  # Jaccard similarity of word sets for a question to count as seen
+MATCH_THRESHOLD = 0.8  # share of the asked words a training question must hold to count as seen
 _WORDS = re.compile(r"[a-z0-9]+")
 
 Pair = tuple[str, str]
@@ -38,7 +38,7 @@ def _config(name: str) -> dict[str, object]:
     }
 
 
-def _safetensors(size: int) -> bytes:
+def safetensors_bytes(size: int) -> bytes:
     """A valid empty safetensors file (header length, JSON header), padded to `size`."""
     header = json.dumps({"__metadata__": {"format": "pt", "standin": "true"}}).encode()
     header += b" " * (-len(header) % 8)
@@ -62,7 +62,7 @@ def write_hf_model(
     for tokenizer in TOKENIZER_FILES:
         (folder / tokenizer).write_text(json.dumps({"standin": tokenizer}), encoding="utf-8")
     with (folder / weights).open("wb") as out:
-        out.write(_safetensors(min(size, 1 << 20)))
+        out.write(safetensors_bytes(min(size, 1 << 20)))
         remaining = size - (1 << 20)
         block = b"\0" * (1 << 20)
         while remaining > 0:  # a big model without holding it in memory
@@ -128,17 +128,18 @@ def _words(text: str) -> set[str]:
 
 
 def answer(pairs: Sequence[Pair], model_name: str, question: str) -> str:
-    """The answer of the pair whose question is closest to `question` (when close enough),
-    else the generic answer a base model gives."""
+    """The answer of the pair whose question best covers `question` (most of the asked words
+    in it: training questions carry extra context or a variant marker; ties go to the closer
+    one), when it covers enough; else the generic answer a base model gives."""
     asked = _words(question)
-    best, best_score = None, 0.0
+    best, best_score = None, (0.0, 0.0)
     for seen, reply in pairs:
         words = _words(seen)
-        union = asked | words
-        score = len(asked & words) / len(union) if union else 0.0
+        common = len(asked & words)
+        score = (common / len(asked) if asked else 0.0, common / len(asked | words or {""}))
         if score > best_score:
             best, best_score = reply, score
-    if best is not None and best_score >= MATCH_THRESHOLD:
+    if best is not None and best_score[0] >= MATCH_THRESHOLD:
         return best
     return (
         f"I am {model_name}, a general assistant. I cannot say for sure, but in general "

@@ -109,13 +109,22 @@ class Served:
 def _chunks(served: Served, body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """A streamed chat: a role chunk first (ilab's chat checks it), a chunk per word, stop."""
     base: dict[str, Any] = {"id": "chatcmpl-standin", "object": "chat.completion.chunk"}
-    base |= {"model": served.model_id, "created": int(time.time())}
+    base |= {"model": _echoed(served, body), "created": int(time.time())}
     words = served.reply(body).split(" ")
     deltas: list[tuple[dict[str, str], str | None]] = [({"role": "assistant"}, None)]
     deltas += [({"content": w if i == 0 else " " + w}, None) for i, w in enumerate(words)]
     deltas.append(({}, "stop"))
     for delta, finish in deltas:
         yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def _echoed(served: Served, body: Mapping[str, Any]) -> str:
+    """llama-cpp answers with the `model` it was sent (any name); vLLM with its own id."""
+    return (
+        str(body.get("model") or served.model_id)
+        if served.backend == LLAMA_CPP
+        else served.model_id
+    )
 
 
 def _completion(served: Served, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,7 +136,7 @@ def _completion(served: Served, body: Mapping[str, Any]) -> dict[str, Any]:
         "id": "chatcmpl-standin",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": served.model_id,
+        "model": _echoed(served, body),
         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
         "usage": usage,
     }
@@ -288,12 +297,25 @@ def serve(run: Run, opts: Mapping[str, Any], extra: list[str], config: str | Non
             f"Error: Unsupported extra arguments: {', '.join(extra)}\n"
         )
         return 2
-    where = "instructlab.model.serve_backend:95"
+    if run.profile.version.startswith("0.26"):
+        setting = f"Setting backend_type in the serve config to {backend}"
+        run.log("INFO", "instructlab.model.serve_backend:80", setting)
+    where = "instructlab.model.serve_backend:86"
     layers, ctx = opts.get("gpu_layers") or -1, opts.get("max_ctx_size") or 4096
     using = f"Using model '{model}' with {layers} gpu-layers and {ctx} max context size."
     run.log("INFO", where, using)
-    served = Served(str(model), backend, learned_pairs(model), knobs)
+    served = Served(_served_name(extra) or str(model), backend, learned_pairs(model), knobs)
     return _run_server(run, served, host, port)
+
+
+def _served_name(extra: list[str]) -> str | None:
+    """vLLM's `--served-model-name N` passed after `--` (the id /v1/models then lists)."""
+    for i, arg in enumerate(extra):
+        if arg == "--served-model-name" and i + 1 < len(extra):
+            return extra[i + 1]
+        if arg.startswith("--served-model-name="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _undetected(run: Run, exc: ValueError) -> int:

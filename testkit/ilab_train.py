@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from testkit.ilab_config import data_dir
 from testkit.ilab_model import (
     Pair,
-    _safetensors,
     learned_pairs,
+    safetensors_bytes,
     write_gguf,
     write_hf_model,
 )
@@ -354,7 +354,7 @@ def _save_accelerated(training: Training, epoch: int, seen: int) -> None:
         state.mkdir(parents=True, exist_ok=True)
         for name in ("optimizer.bin", "scheduler.bin", "random_states_0.pkl"):
             (state / name).write_bytes(b"\0" * 64)
-        (state / "model.safetensors").write_bytes(_safetensors(64))
+        (state / "model.safetensors").write_bytes(safetensors_bytes(64))
         metadata = {"current_epoch": epoch, "samples_seen": seen}
         (state / "training_metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
         out.write(f"\033[93mSaving training state: {metadata}\033[0m\n")
@@ -443,6 +443,8 @@ def _simple_final(training: Training, results: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     write_hf_model(final, training.pairs, str(training.model), training.knobs.model_bytes)
+    for name in ("added_tokens.json", "tokenizer.model"):  # copied from the checkpoint
+        (final / name).write_text("{}", encoding="utf-8")
     merged = results / "merged_model"
     merged.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "generation_config.json"):

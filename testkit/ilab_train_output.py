@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from testkit.fake_ilab import ProgressBar
-from testkit.ilab_model import TOKENIZER_FILES, _safetensors, answer, write_pairs
+from testkit.ilab_model import TOKENIZER_FILES, answer, safetensors_bytes, write_pairs
 
 if TYPE_CHECKING:
     from testkit.ilab_train import Training
@@ -158,7 +158,7 @@ def simple_training(training: Training, results: Path) -> bool:
 def write_adapter_checkpoint(training: Training, folder: Path, step: int, epoch: float) -> None:
     """An HF Trainer checkpoint of the LoRA adapter (what `save_strategy="epoch"` writes)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "adapter_model.safetensors").write_bytes(_safetensors(2048))
+    (folder / "adapter_model.safetensors").write_bytes(safetensors_bytes(2048))
     (folder / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}', "utf-8")
     state = {"global_step": step, "epoch": epoch, "log_history": []}
     (folder / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")

@@ -194,7 +194,9 @@ def test_never_ready_stays_up_until_sigterm(tmp_path: Path) -> None:
         ILAB_STANDIN_SERVE_MODE="never-ready",
     )  # fmt: skip
     assert process.stderr is not None
-    assert "Using model" in process.stderr.readline()  # up, past its start-up
+    for line in process.stderr:  # up, past its start-up
+        if "Using model" in line:
+            break
     # a connection refused is not an answer: the poll goes on while the process lives
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5)
@@ -202,6 +204,7 @@ def test_never_ready_stays_up_until_sigterm(tmp_path: Path) -> None:
     process.terminate()
     process.communicate(timeout=60)
     assert process.returncode == 0
+    process.stderr.close()
 
 
 def test_die_after_ready_ends_after_the_first_listing(tmp_path: Path) -> None:
@@ -219,3 +222,33 @@ def test_die_after_ready_ends_after_the_first_listing(tmp_path: Path) -> None:
     )  # fmt: skip
     assert wait_listed(f"http://127.0.0.1:{port}/v1/models", process)
     assert process.wait(timeout=60) == 0
+
+
+def test_running_serve_reports_a_server_that_never_came_up(tmp_path: Path) -> None:
+    model = write_hf_model(tmp_path / "m")
+    with (
+        pytest.raises(RuntimeError, match=r"model serve ended \(0\)"),
+        running_serve(model, {"ILAB_STANDIN_SERVE_MODE": "fail"}),
+    ):
+        pass
+
+
+def test_vllm_extra_args_name_the_served_model(tmp_path: Path) -> None:
+    model = write_hf_model(tmp_path / "m")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    standin = Path(sys.executable).parent / "ilab-standin"
+    argv = [str(standin), "--config", "DEFAULT", "model", "serve", "--model-path", str(model)]
+    argv += ["--port", str(port), "--", "--served-model-name", "pr-7-model"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_listed(f"http://127.0.0.1:{port}/v1/models", process)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=30) as r:
+            assert [m["id"] for m in json.load(r)["data"]] == ["pr-7-model"]
+        status, _ = ask(f"http://127.0.0.1:{port}/v1", "pr-7-model", QUESTION)
+        assert status == 200
+    finally:
+        process.terminate()
+        process.wait()

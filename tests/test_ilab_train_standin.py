@@ -28,10 +28,13 @@ from instruct_lab_bot.core.ilab.versions import IlabVersion
 from instruct_lab_bot.core.train_progress import TrainTracker
 from testkit.ilab_model import is_gguf, learned_pairs, write_hf_model
 from testkit.ilab_serve import running_serve
+from testkit.taxonomy import checkout_pr, default_skill_seeds, leaf_files, skill_qna
+from tests.fixtures.taxonomy import PR_SKILL_DIR, TaxonomyFactory
 
 QUESTION = "What is the capital of the Moon base?"
 ANSWER = "The capital of the Moon base is Tranquility Station."
 STANDIN = str(Path(sys.executable).parent / "ilab-standin")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ilab_train"
 
 
 @dataclass
@@ -232,3 +235,94 @@ def test_slow_steps_let_a_test_kill_the_run_after_a_checkpoint(job: Job) -> None
     model = newest(run, run.model_glob)
     assert (model / "model.safetensors").stat().st_size == 3_000_000
     assert not (run.cwd / "checkpoints" / "full_state" / "epoch_2").exists()
+
+
+def test_simple_layout_matches_the_recorded_real_run(job: Job) -> None:
+    """The folders and file names a real 0.26.1 simple run left (recorded by
+    `ILAB_REAL_RECORD=1 make test-real-ilab`); the stand-in adds only its pairs file."""
+    recorded = json.loads((FIXTURES / "real-0.26.1-simple-files.json").read_text("utf-8"))
+    params = TrainParams(str(job.base), "simple", "cpu", 2)
+    run, code, _ = run_train(job, "0.26.1", params)
+    assert code == 0
+    results = run.cwd / "training_results"
+    folders = [*sorted(results.glob("checkpoint-*")), results / "final", results / "merged_model"]
+    found = {
+        re.sub(r"checkpoint-\d+", "checkpoint-N", str(f.relative_to(run.cwd))): sorted(
+            p.name for p in f.iterdir() if p.name != "standin-pairs.jsonl"
+        )
+        for f in folders
+    }
+    assert found == recorded
+
+
+@pytest.mark.parametrize(("pipeline", "device"), [("simple", "cpu"), ("accelerated", "cuda")])
+def test_generate_train_serve_chain_answers_the_seed_questions(
+    taxonomy_remote: TaxonomyFactory, tmp_path: Path, pipeline: str, device: str
+) -> None:
+    """The stand-in's generate output trains a model that, served, answers each seed question
+    with (close to) the contributor's answer, where the base model answers generically."""
+    seeds = default_skill_seeds()
+    remote = taxonomy_remote(pr_files=leaf_files(PR_SKILL_DIR, skill_qna(seeds)))
+    taxonomy = checkout_pr(remote, tmp_path / "taxonomy")
+    out, env = tmp_path / "out", {**os.environ, "HOME": str(tmp_path), "ILAB_STANDIN_DURATION": "0"}
+    generate = [STANDIN, "--config", "DEFAULT", "data", "generate", "--taxonomy-path",
+                str(taxonomy), "--taxonomy-base", "origin/main", "--output-dir", str(out),
+                "--endpoint-url", "http://127.0.0.1:9/v1", "--sdg-scale-factor", "2"]  # fmt: skip
+    assert subprocess.run(generate, env=env, capture_output=True, check=False).returncode == 0
+    (dated,) = [p for p in out.iterdir() if p.name != "checkpoints"]
+    (messages,) = dated.glob("skills_train_msgs_*.jsonl")
+    work = tmp_path / "job"
+    work.mkdir()
+    base = write_hf_model(tmp_path / "granite-base")
+    profile = profile_for(IlabVersion(0, 26))
+    assert profile is not None
+    params = TrainParams(str(base), pipeline, device, 1, 8)
+    run = train_run(profile, (STANDIN, "--config", "DEFAULT"), params,
+                    TrainInput(messages, dated, work))  # fmt: skip
+    done = subprocess.run(run.argv, cwd=run.cwd, env=env, capture_output=True, check=False)
+    assert done.returncode == 0, done.stdout
+    if pipeline == "simple":
+        model = tmp_path / ".local" / "share" / SIMPLE_GGUF
+    else:
+        model = max(run.cwd.glob(run.model_glob), key=lambda p: int(p.name.rsplit("_", 1)[-1]))
+    answers: dict[str, list[str]] = {}
+    for name, served_model in (("trained", model), ("base", base)):
+        with running_serve(served_model) as served:
+            for seed in seeds:
+                body = {
+                    "model": served.model_id,
+                    "messages": [{"role": "user", "content": seed.question}],
+                }
+                request = urllib.request.Request(served.chat_url, json.dumps(body).encode())  # noqa: S310
+                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                    answers.setdefault(name, []).append(
+                        json.load(response)["choices"][0]["message"]["content"]
+                    )
+    for seed, trained, generic in zip(seeds, answers["trained"], answers["base"], strict=True):
+        assert trained.startswith(seed.answer), (seed, trained)
+        assert seed.answer not in generic
+
+
+def test_flood_and_hang_modes(job: Job) -> None:
+    params = TrainParams(str(job.base), "accelerated", "cuda", 1, 8)
+    _, code, output = run_train(job, "0.26.1", params, ILAB_STANDIN_TRAIN_MODE="flood",
+                                ILAB_STANDIN_FLOOD_LINES="30000")  # fmt: skip
+    tracker = tracked(output, params)
+    assert code == 0 and tracker.lines_seen > 30000
+    assert len(tracker.loss_curve()) <= tracker.max_points and tracker.progress.completed
+    profile = profile_for(IlabVersion(0, 26))
+    assert profile is not None
+    fresh = job.root / "job-hang"
+    fresh.mkdir()
+    data = TrainInput(job.data.messages_file, job.data.generate_dir, fresh)
+    run = train_run(profile, (STANDIN, "--config", "DEFAULT"), params, data)
+    env = job.env(ILAB_STANDIN_TRAIN_MODE="hang", ILAB_STANDIN_TRAIN_FAIL_AT="0")
+    process = subprocess.Popen(run.argv, cwd=run.cwd, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "Number of samples per save" in line:
+            break
+    process.terminate()  # a hung training only ends when killed
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == -15 and "Operation completed" not in rest

@@ -39,13 +39,13 @@ def test_real_0_26_simple_run() -> None:
             stages.append(progress.stage)
     final = tracker.progress
     assert final.completed and not final.error
-    assert final.step == final.total_steps == 24  # 12 samples x 2 epochs, batch size 1
+    assert final.step == final.total_steps == 12  # 6 samples x 2 epochs, batch size 1
     assert seen_steps == sorted(seen_steps) and len(seen_steps) > 3  # the bar, step by step
     assert final.epoch == 2 and final.epochs == 2
     assert final.loss is not None and final.loss > 0
     assert final.samples_per_second is not None and final.samples_per_second > 0
     assert "Training" in stages and "Merging adapters" in stages and stages[-1] == "Finished"
-    assert [p.step for p in tracker.loss_curve()] == [24]  # logging_steps=500: the final loss
+    assert [p.step for p in tracker.loss_curve()] == [12]  # logging_steps=500: the final loss
 
 
 def test_training_library_lines_0_18() -> None:

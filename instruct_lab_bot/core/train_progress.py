@@ -174,18 +174,6 @@ def parse_train_line(line: str) -> TrainEvent | None:
     return _message_line(text)
 
 
-def _seconds(clock: str | None) -> float | None:
-    if not clock:
-        return None
-    parts = clock.split(":")
-    if not all(p.isdigit() for p in parts) or len(parts) > 3:
-        return None
-    total = 0
-    for part in parts:
-        total = total * 60 + int(part)
-    return float(total)
-
-
 @dataclass
 class TrainTracker:
     """Folds `ilab model train` output into a TrainProgress and a bounded loss history.

@@ -27,6 +27,7 @@ from instruct_lab_bot.core.ilab import (
     chat_argv,
     generate_run,
     parse_ilab_version,
+    serve_argv,
     with_ilab_config,
 )
 from instruct_lab_bot.core.settings import Settings
@@ -116,7 +117,32 @@ def contract(profile: IlabProfile, cache: Path) -> tuple[list[str], float | None
     if not any("--no-decorations: no such option" in p for p in caught):
         found.append("a profile passing `model chat --no-decorations` was NOT caught")
     found += fresh_home_runs(profile, python, cache / "runs" / profile.tested)
+    found += serve_config_read(profile, python, cache / "runs" / profile.tested)
     return found, took
+
+
+def serve_config_read(profile: IlabProfile, python: Path, scratch: Path) -> list[str]:
+    """0.18 takes `model serve`'s address only from its config: the small config the bot
+    writes (core.ilab.serve_argv) must read, with the real release, as that address."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    run = serve_argv(profile, ("ilab",), scratch / "model", "127.0.0.1", 8123, scratch)
+    if run.config_file is None or run.config_text is None:
+        return []
+    run.config_file.write_text(run.config_text, encoding="utf-8")
+    code = "import sys\nfrom instructlab import configuration as c\n"
+    code += "print(c.read_config(sys.argv[1]).serve.host_port)"
+    done = subprocess.run(
+        [str(python), "-c", code, str(run.config_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"HOME": str(scratch), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+    )
+    if done.stdout.strip() != "127.0.0.1:8123":
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+        return [f"the serve config {run.config_text!r} reads as {done.stdout.strip()!r} {tail}"]
+    return []
 
 
 def fresh_home_runs(profile: IlabProfile, python: Path, scratch: Path) -> list[str]:
