@@ -105,6 +105,7 @@ class ModelTest:
         try:
             answers = await self._ask_both(seeds, report.base_model, trained)
             report = replace(report, answers=tuple(self._redacted(a) for a in answers))
+            await asyncio.to_thread(report.score_all)  # CPU work: off the event loop
             if self._cancelled():
                 return report
             if self.deps.settings.test_judge_model:
