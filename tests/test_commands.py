@@ -110,6 +110,7 @@ def test_known_commands_come_from_the_table_in_help_order() -> None:
         "cancel",
         "links",
         "train",
+        "test",
     )
     assert all(spec.help and spec.name.islower() for spec in COMMAND_TABLE)
 

@@ -1,6 +1,6 @@
 """`.env.example`: generated from the README's settings table, complete, and its defaults true.
 
-Complete means every variable `core/settings.py` reads (the `_FIELDS` table and the ones read
+Complete means every variable `core/settings.py` reads (the `FIELDS` table (core/settings_fields.py) and the ones read
 by name, such as the App's key and the webhook secret); true means each commented default,
 set explicitly, gives the same value as leaving it unset.
 """
@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from instruct_lab_bot.core import settings as settings_module
-from instruct_lab_bot.core.settings import _FIELDS, PREFIX, Settings, parse_settings
+from instruct_lab_bot.core.settings import PREFIX, Settings, parse_settings
+from instruct_lab_bot.core.settings_fields import FIELDS
 from tests.fixtures.bot import WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,13 +42,13 @@ def test_every_setting_the_parser_reads_is_in_env_example() -> None:
     source = Path(settings_module.__file__).read_text()
     by_name = set(re.findall(r'PREFIX \+ "([A-Z0-9_]+)"', source))
     by_name |= set(re.findall(r"\{PREFIX\}([A-Z0-9_]+)", source))
-    read = {PREFIX + name for name, _, _ in _FIELDS} | {PREFIX + n for n in by_name}
+    read = {PREFIX + name for name, _, _ in FIELDS} | {PREFIX + n for n in by_name}
     missing = sorted(read - set(documented()))
     assert missing == [], f"add these to the README's settings table, then regenerate: {missing}"
 
 
 def test_each_shown_default_is_the_real_default() -> None:
-    fields = {PREFIX + name: attr for name, attr, _ in _FIELDS}
+    fields = {PREFIX + name: attr for name, attr, _ in FIELDS}
     baseline = parse_settings(REQUIRED, require_github=False)
     checked = 0
     for name, value in documented().items():

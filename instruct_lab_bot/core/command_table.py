@@ -39,6 +39,7 @@ class CommandSpec:
     # What the worker running that job must have: a job's capability is its job kind, and
     # each capability is a worker pool with its own jobs stream (`{ilab-bot}:jobs:<kind>`).
     capability: str | None = None
+    builds_on: str | None = None  # the command whose successful job of the PR it needs first
     needs_open_pull_request: bool = False  # refused on a closed PR
     needs_labels: bool = False  # one of `ILAB_BOT_REQUIRED_LABELS` on the PR first
     needs_taxonomy_change: bool = False  # a changed `qna.yaml` that passes validation
@@ -103,6 +104,17 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
         job_kind="train",
         capability="train",
         needs_open_pull_request=True,
+    ),
+    CommandSpec(
+        "test",
+        "ask the base and the trained model each seed question and score both against your "
+        "answers (`test --model <train job id>`; default: the newest trained model)",
+        Handler.START_JOB,
+        restricted=True,
+        job_kind="test",
+        capability="test",
+        needs_open_pull_request=True,
+        builds_on="train",
     ),
 )
 

@@ -35,6 +35,7 @@ class ReplyReason(enum.StrEnum):
     DISABLED = "disabled"  # the repository's configuration switched the command off
     NO_WORKER = "no_worker"  # queued for a worker pool that has no live worker
     TRAIN_REFUSED = "train_refused"  # `train` without data to train on, or over a limit
+    NO_SOURCE = "no_source"  # the job it builds on is missing (`test` before any `train`)
 
 
 #: Answers to a permitted request's action: never silenced (they follow a permission check
@@ -46,6 +47,7 @@ UNLIMITED = frozenset(
         ReplyReason.CANCELLED,
         ReplyReason.NO_WORKER,
         ReplyReason.TRAIN_REFUSED,
+        ReplyReason.NO_SOURCE,
     }
 )
 

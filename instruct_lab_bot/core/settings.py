@@ -16,49 +16,16 @@ from urllib.parse import urlsplit
 from instruct_lab_bot.core.command_table import (
     CAPABILITIES,
     DEFAULT_RESTRICTED,
-    parse_capabilities,
 )
 from instruct_lab_bot.core.kubeflow import (
     kubeflow_problems,
-    parse_k8s_name,
-    parse_k8s_quantity,
-    parse_node_selector,
 )
 from instruct_lab_bot.core.redis_target import parse_redis_url
 from instruct_lab_bot.core.reply_limits import ReplyLimits
-from instruct_lab_bot.core.sandbox import ResourceLimits, parse_count, parse_env_names, parse_size
+from instruct_lab_bot.core.sandbox import ResourceLimits
+from instruct_lab_bot.core.settings_fields import FIELDS
 from instruct_lab_bot.core.setting_values import (
     MIN_WEBHOOK_SECRET,
-    parse_argv,
-    parse_artifacts_setting,
-    parse_bool,
-    parse_choice,
-    parse_commands,
-    parse_count_or_zero,
-    parse_duration,
-    parse_file_bytes,
-    parse_hosts,
-    parse_list,
-    parse_log_format,
-    parse_nonempty_argv,
-    parse_optional_duration,
-    parse_path,
-    parse_paths,
-    parse_permission,
-    parse_port,
-    parse_positive_float,
-    parse_positive_int,
-    parse_redis_setting,
-    parse_repo_path,
-    parse_repos,
-    parse_signing_key,
-    parse_size_text,
-    parse_status_auth_secret,
-    parse_teams,
-    parse_url,
-    parse_username,
-    parse_usernames,
-    parse_word,
     scrub,
 )
 from instruct_lab_bot.core.setting_values import (
@@ -196,6 +163,12 @@ class Settings:
     kfp_memory: str = ""
     kfp_s3_secret: str = ""
     kfp_poll_interval: float = 15.0
+    # `test` (services/worker/model_test.py): the base model served beside the trained one,
+    # how long a model server may take to answer, and the judge model of `ilab model evaluate`.
+    test_base_model: str = ""  # "" = the base model named in the trained model's manifest
+    test_ready_timeout: float = 600.0
+    test_answer_timeout: float = 300.0
+    test_judge_model: str = ""
 
     @property
     def recovery_bound(self) -> float:
@@ -250,7 +223,7 @@ def parse_settings(
     exists (`app create`, `relay`).
     """
     problems: list[str] = []
-    values = _parse_fields(env, _FIELDS, problems)
+    values = _parse_fields(env, FIELDS, problems)
     if not env.get(PREFIX + "LEGACY_USERNAMES", "x").strip():
         values["legacy_usernames"] = ()  # set and empty: the old names are not obeyed
     _check_lease(values, problems)
@@ -385,104 +358,3 @@ def _check_redis(values: Mapping[str, object], problems: list[str]) -> None:
 
 
 # Each setting: its variable (after ILAB_BOT_), the Settings field, and its parser.
-_FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
-    ("GITHUB_API_URL", "github_api_url", lambda v: parse_url(v, ("http", "https"))),
-    ("GITHUB_GIT_URL", "github_git_url", lambda v: parse_url(v, ("http", "https", "file"))),
-    ("USERNAME", "username", parse_username),
-    ("LEGACY_USERNAMES", "legacy_usernames", parse_usernames),
-    ("REDIS_URL", "redis_url", parse_redis_setting),
-    ("REDIS_CA_FILE", "redis_ca_file", str),
-    ("REDIS_CERT_FILE", "redis_cert_file", str),
-    ("REDIS_KEY_FILE", "redis_key_file", str),
-    ("REDIS_WAIT_REPLICAS", "redis_wait_replicas", parse_count_or_zero),
-    ("REDIS_WAIT_TIMEOUT", "redis_wait_timeout", parse_duration),
-    ("ARTIFACTS_URL", "artifacts_url", parse_artifacts_setting),
-    ("S3_ENDPOINT_URL", "s3_endpoint_url", lambda v: parse_url(v, ("http", "https"))),
-    ("LINK_EXPIRY", "link_expiry", lambda v: int(parse_duration(v))),
-    ("PUBLIC_URL", "public_url", lambda v: parse_url(v, ("http", "https"))),
-    ("HOST", "host", str),
-    ("PORT", "port", parse_port),
-    ("ILAB_COMMAND", "ilab_command", parse_nonempty_argv),
-    ("GENERATE_ARGS", "generate_args", parse_argv),
-    ("TEACHER_MODEL", "teacher_model", parse_word),
-    ("TEACHER_MODEL_FAMILY", "teacher_model_family", parse_word),
-    ("TEACHER_ENDPOINT_URL", "teacher_endpoint_url", lambda v: parse_url(v, ("http", "https"))),
-    ("GENERATE_PIPELINE", "generate_pipeline", parse_word),
-    ("ILAB_ALLOW_UNSUPPORTED", "ilab_allow_unsupported", parse_bool),
-    ("WORK_DIR", "work_dir", Path),
-    ("JOB_TIMEOUT", "job_timeout", parse_duration),
-    ("PROGRESS_INTERVAL", "progress_interval", parse_duration),
-    ("LOG_FORMAT", "log_format", parse_log_format),
-    ("GITHUB_TIMEOUT", "github_timeout", parse_duration),
-    ("GIT_TIMEOUT", "git_timeout", parse_duration),
-    ("UPLOAD_TIMEOUT", "upload_timeout", parse_duration),
-    ("KILL_GRACE", "kill_grace", parse_duration),
-    ("MAX_DELIVERIES", "max_deliveries", parse_positive_int),
-    ("HEARTBEAT_INTERVAL", "heartbeat_interval", parse_duration),
-    ("LEASE_TIMEOUT", "lease_timeout", parse_duration),
-    ("SHUTDOWN_GRACE", "shutdown_grace", parse_duration),
-    ("JOB_HISTORY_TTL", "job_history_ttl", lambda v: int(parse_duration(v))),
-    ("STATUS_AUTH", "status_auth", parse_status_auth_secret),
-    ("ALLOWED_TEAMS", "allowed_teams", parse_teams),
-    ("MIN_PERMISSION", "min_permission", parse_permission),
-    ("RESTRICTED_COMMANDS", "restricted_commands", parse_commands),
-    ("REQUIRED_LABELS", "required_labels", parse_list),
-    ("REPOS", "repos", parse_repos),
-    ("PRECHECK_ARGS", "precheck_args", parse_argv),
-    ("PRECHECK_CONCURRENCY", "precheck_concurrency", parse_positive_int),
-    ("PRECHECK_DEADLINE", "precheck_deadline", parse_duration),
-    ("KNOWLEDGE_HOSTS", "knowledge_hosts", parse_hosts),
-    ("VALIDATION_MAX_FILE_BYTES", "validation_max_file_bytes", parse_file_bytes),
-    ("WELCOME", "welcome", parse_bool),
-    ("GITHUB_MAX_CONCURRENCY", "github_max_concurrency", parse_positive_int),
-    ("GITHUB_WRITES_PER_MINUTE", "github_write_limit", parse_positive_int),
-    ("GITHUB_RETRY_DEADLINE", "github_retry_deadline", parse_duration),
-    ("GITHUB_MAX_ATTEMPTS", "github_max_attempts", parse_positive_int),
-    ("RECONCILE_INTERVAL", "reconcile_interval", parse_optional_duration),
-    ("LINK_SIGNING_KEY", "link_signing_key", parse_signing_key),
-    ("LOG_LIMIT", "log_limit", parse_size_text),
-    ("REPLY_LIMIT_PER_USER", "reply_limit_per_user", parse_positive_int),
-    ("REPLY_LIMIT_PER_PR", "reply_limit_per_pr", parse_positive_int),
-    ("REPLY_LIMIT_WINDOW", "reply_limit_window", parse_duration),
-    ("SANDBOX", "sandbox", parse_choice("bwrap", "runner", "off")),
-    ("RUNNER_SOCKET", "runner_socket", parse_path),
-    ("SANDBOX_NETWORK", "sandbox_network", parse_choice("none", "host")),
-    ("SANDBOX_WRITABLE", "sandbox_writable", parse_paths),
-    ("SANDBOX_READABLE", "sandbox_readable", parse_paths),
-    ("SANDBOX_HIDE", "sandbox_hide", parse_paths),
-    ("ILAB_ENV", "ilab_env", parse_env_names),
-    ("ILAB_MEMORY_LIMIT", "ilab_memory_limit", parse_size),
-    ("ILAB_MAX_PROCESSES", "ilab_max_processes", parse_count),
-    ("ILAB_MAX_FILE_SIZE", "ilab_max_file_size", parse_size),
-    ("DISPATCH_CONCURRENCY", "dispatch_concurrency", parse_positive_int),
-    ("VALIDATE_MAX_FILES", "validate_max_files", parse_positive_int),
-    ("VALIDATE_CONCURRENCY", "validate_concurrency", parse_positive_int),
-    ("VALIDATE_TIMEOUT", "validate_timeout", parse_duration),
-    ("STABLE_LINKS", "stable_links", parse_bool),
-    ("PRECHECK_CONTEXT", "precheck_context", parse_bool),
-    ("REPO_CONFIG_PATH", "repo_config_path", parse_repo_path),
-    ("REPO_PIPELINES", "repo_pipelines", parse_list),
-    ("REPO_MAX_INSTRUCTIONS", "repo_max_instructions", parse_positive_int),
-    ("WORKER_CAPABILITIES", "worker_capabilities", parse_capabilities),
-    ("TRAIN_BACKEND", "train_backend", parse_choice("worker", "kubeflow")),
-    ("TRAIN_TIMEOUT", "train_timeout", parse_duration),
-    ("TRAIN_BASE_MODEL", "train_base_model", parse_word),
-    ("TRAIN_EPOCHS", "train_epochs", parse_positive_int),
-    ("TRAIN_EFFECTIVE_BATCH_SIZE", "train_effective_batch_size", parse_positive_int),
-    ("TRAIN_LEARNING_RATE", "train_learning_rate", parse_positive_float),
-    ("TRAIN_DEVICE", "train_device", parse_choice("cpu", "cuda", "hpu", "mps")),
-    ("TRAIN_PIPELINE", "train_pipeline", parse_choice("simple", "full", "accelerated")),
-    ("TRAIN_MAX_PER_REPO", "train_max_per_repo", parse_positive_int),
-    ("KFP_URL", "kfp_url", lambda v: parse_url(v, ("http", "https"))),
-    ("KFP_TOKEN_FILE", "kfp_token_file", lambda v: str(parse_path(v))),
-    ("KFP_CA_FILE", "kfp_ca_file", lambda v: str(parse_path(v))),
-    ("KFP_NAMESPACE", "kfp_namespace", parse_k8s_name),
-    ("KFP_EXPERIMENT", "kfp_experiment", str),
-    ("KFP_IMAGE", "kfp_image", parse_word),
-    ("KFP_ILAB_COMMAND", "kfp_ilab_command", parse_nonempty_argv),
-    ("KFP_GPUS", "kfp_gpus", parse_count_or_zero),
-    ("KFP_NODE_SELECTOR", "kfp_node_selector", parse_node_selector),
-    ("KFP_MEMORY", "kfp_memory", parse_k8s_quantity),
-    ("KFP_S3_SECRET", "kfp_s3_secret", parse_k8s_name),
-    ("KFP_POLL_INTERVAL", "kfp_poll_interval", parse_duration),
-)

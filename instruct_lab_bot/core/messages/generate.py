@@ -33,8 +33,10 @@ from instruct_lab_bot.core.messages.generate_result import (
     preview_table,
     run_facts,
 )
+from instruct_lab_bot.core.messages.model_test import comparison_tables, comparison_title
 from instruct_lab_bot.core.messages.precheck import precheck_tables, precheck_title
 from instruct_lab_bot.core.messages.train import TrainSummary, train_details, train_title
+from instruct_lab_bot.core.model_test import ModelTestReport
 from instruct_lab_bot.core.output_preview import Count, Sample
 from instruct_lab_bot.core.precheck import Answer
 from instruct_lab_bot.core.progress import Progress
@@ -69,6 +71,7 @@ class JobResult:
     log_tail: Sequence[str] = field(default_factory=tuple)
     cancelled_by: str = ""
     precheck: Sequence[Answer] = ()
+    model_test: ModelTestReport | None = None  # `test`: both models' answers, scored
     change: SampleChange | None = None  # against the PR's previous successful generate
     command_line: str = ""  # the redacted command ilab ran (the first line of ilab.log)
     # Set when something outside the contributor's change ended the job (a key of
@@ -204,6 +207,8 @@ def completed_title(job: Job, result: JobResult) -> str:
             return precheck_title(result.precheck)
         if result.train:
             return train_title(result.train, result.duration)
+        if result.model_test is not None:
+            return comparison_title(result.model_test)
         if result.generated is not None:
             return f"Generated {result.generated} samples in {format_duration(result.duration)}"
         return f"Finished in {format_duration(result.duration)}"
@@ -244,6 +249,8 @@ def result_summary(job: Job, result: JobResult, *, for_comment: bool = False) ->
         lines += ["", facts]
     if result.precheck:
         lines += precheck_tables(result.precheck)
+    if result.model_test is not None:
+        lines += comparison_tables(result.model_test)
     if result.state is State.SUCCEEDED:
         lines += _success_details(result)
     else:
@@ -265,6 +272,7 @@ def _what_ran(command: str) -> str:
         "generate": "`ilab data generate`",
         "precheck": "`ilab model chat` on each seed question",
         "train": "`ilab model train`",
+        "test": "the base and the trained model (`ilab model serve`) on each seed question",
     }.get(command, f"`{command}`")
 
 

@@ -36,6 +36,7 @@ from instruct_lab_bot.core.messages.pools import no_worker_check_run, no_worker_
 from instruct_lab_bot.core.reply_limits import ReplyReason
 from instruct_lab_bot.core.repo_config import generate_args, required_labels
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
+from instruct_lab_bot.services.dispatcher.sources import source_job
 from instruct_lab_bot.services.dispatcher.train_gate import train_source
 from instruct_lab_bot.services.validator import Changes
 
@@ -100,6 +101,10 @@ class JobStarter:
             if source is None:
                 return None, False
             job = job.evolve(source_job=source.id)
+        built_on = await source_job(self.deps, request, spec)  # `test` needs a trained model
+        if built_on is None:
+            return None, False
+        job = job.evolve(source_job=built_on) if built_on else job
         return await self._record(request, job)
 
     async def _files_past_gates(
