@@ -1,8 +1,9 @@
 """`.env.example`: generated from the README's settings table, complete, and its defaults true.
 
-Complete means every variable `core/settings.py` reads (the `FIELDS` table (core/settings_fields.py) and the ones read
-by name, such as the App's key and the webhook secret); true means each commented default,
-set explicitly, gives the same value as leaving it unset.
+Complete means every variable `core/settings.py` reads (the `FIELDS` table of
+`core/settings_fields.py` and the ones read by name, such as the App's key and the webhook
+secret); true means each commented default, set explicitly, gives the same value as leaving it
+unset.
 """
 
 from __future__ import annotations

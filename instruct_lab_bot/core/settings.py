@@ -23,7 +23,6 @@ from instruct_lab_bot.core.kubeflow import (
 from instruct_lab_bot.core.redis_target import parse_redis_url
 from instruct_lab_bot.core.reply_limits import ReplyLimits
 from instruct_lab_bot.core.sandbox import ResourceLimits
-from instruct_lab_bot.core.settings_fields import FIELDS
 from instruct_lab_bot.core.setting_values import (
     MIN_WEBHOOK_SECRET,
     scrub,
@@ -31,6 +30,7 @@ from instruct_lab_bot.core.setting_values import (
 from instruct_lab_bot.core.setting_values import (
     Secret as Secret,  # part of this module's interface
 )
+from instruct_lab_bot.core.settings_fields import FIELDS
 
 PREFIX = "ILAB_BOT_"
 T = TypeVar("T")
@@ -253,7 +253,7 @@ RUNNER_FIELDS = frozenset(
 def parse_runner_settings(env: Mapping[str, str]) -> Settings:
     """The ilab runner's settings (`RUNNER_FIELDS`); every other field keeps its default."""
     problems: list[str] = []
-    values = _parse_fields(env, [f for f in _FIELDS if f[0] in RUNNER_FIELDS], problems)
+    values = _parse_fields(env, [f for f in FIELDS if f[0] in RUNNER_FIELDS], problems)
     if problems:
         raise SettingsError(problems)
     return Settings(**values)  # type: ignore[arg-type]
