@@ -25,6 +25,7 @@ from instruct_lab_bot.core.setting_values import (
     parse_choice,
     parse_commands,
     parse_count_or_zero,
+    parse_dns_label,
     parse_duration,
     parse_file_bytes,
     parse_hosts,
@@ -158,6 +159,19 @@ class Settings:
     repo_config_path: str = ".github/instruct-lab-bot.yml"
     repo_pipelines: tuple[str, ...] = ("simple", "full")
     repo_max_instructions: int = 30
+    # Serving PR models for chat (issue 15): `local` (`ilab model serve` on a serve worker) or
+    # `kserve` (an InferenceService per PR, scaled to zero by Knative).
+    serve_backend: str = "local"
+    serve_ttl: float = 86400.0  # removed after this long without a request
+    serve_ready_timeout: float = 900.0  # never ready within this: removed, the PR is told
+    serve_namespace: str = "instruct-lab-bot-models"
+    serve_runtime: str = "instruct-lab-bot-vllm"  # the ServingRuntime of PR models
+    serve_storage_account: str = "instruct-lab-bot-models"  # reads the models from the store
+    serve_gpus: int = 1
+    serve_retention: float = 600.0  # Knative keeps the last pod this long after a request
+    serve_cold_start: float = 120.0  # the wait shown for a first answer after scale to zero
+    serve_idle: float = 600.0  # local: stopped after this long without a request
+    serve_max_models: int = 2  # local: at most this many running (least recently used stops)
 
     @property
     def recovery_bound(self) -> float:
@@ -424,4 +438,15 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("REPO_CONFIG_PATH", "repo_config_path", parse_repo_path),
     ("REPO_PIPELINES", "repo_pipelines", parse_list),
     ("REPO_MAX_INSTRUCTIONS", "repo_max_instructions", parse_positive_int),
+    ("SERVE_BACKEND", "serve_backend", parse_choice("local", "kserve")),
+    ("SERVE_TTL", "serve_ttl", parse_duration),
+    ("SERVE_READY_TIMEOUT", "serve_ready_timeout", parse_duration),
+    ("SERVE_NAMESPACE", "serve_namespace", parse_dns_label),
+    ("SERVE_RUNTIME", "serve_runtime", parse_dns_label),
+    ("SERVE_STORAGE_ACCOUNT", "serve_storage_account", parse_dns_label),
+    ("SERVE_GPUS", "serve_gpus", parse_count_or_zero),
+    ("SERVE_RETENTION", "serve_retention", parse_duration),
+    ("SERVE_COLD_START", "serve_cold_start", parse_duration),
+    ("SERVE_IDLE", "serve_idle", parse_duration),
+    ("SERVE_MAX_MODELS", "serve_max_models", parse_positive_int),
 )
