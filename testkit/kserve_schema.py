@@ -7,7 +7,8 @@ CRDs' structure. `make testdata` downloads the wheel with pip (no dependencies, 
 imported or installed) and this module turns those classes into one draft 2020-12 schema whose
 core types (`V1Container`, `V1ObjectMeta`, ...) point into `kubernetes-validate`'s strict
 definitions. Unknown fields are refused at every level, as the API server's structural schema
-(with field validation Strict) does.
+(with field validation Strict) does. Three Knative/meta types (`STRING_TYPES`) marshal to
+strings though the generator describes them as objects: they are strings here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ KSERVE_SDK = "kserve==0.21.0"
 SCHEMA_FILE = "kserve-sdk/schema.json"
 PREFIX = "kserve."
 _REQUIRED = re.compile(r"Invalid value for `(\w+)`, must not be `None`")
+#: Go types that marshal to JSON strings, which the generator described as objects.
+STRING_TYPES = frozenset({"KnativeURL", "KnativeVolatileTime", "V1Time"})
+MARKER = f"{KSERVE_SDK} (schema format 2)"
 _K8S_GROUPS = ("core.v1", "apimachinery.pkg.apis.meta.v1", "apps.v1", "autoscaling.v2")
 
 
@@ -91,6 +95,8 @@ def _type(spec: str, known: set[str], k8s: dict[str, Any]) -> dict[str, Any]:
         "object": {},
         "ResourceQuantity": {"type": ["string", "number"]},
     }
+    if spec in STRING_TYPES:
+        return {"type": "string"}
     if spec in simple:
         return simple[spec]
     if spec in known:
@@ -144,11 +150,11 @@ def ensure_kserve_schema(cache: Path) -> Path:
     """The schema file in `cache`, built from the pinned SDK unless already there."""
     target = cache / SCHEMA_FILE
     marker = target.with_name("schema.version")
-    if target.is_file() and marker.is_file() and marker.read_text().strip() == KSERVE_SDK:
+    if target.is_file() and marker.is_file() and marker.read_text().strip() == MARKER:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".pip-download-") as workdir:
         schema = build_schema(_download_models(Path(workdir)))
     target.write_text(json.dumps(schema), encoding="utf-8")
-    marker.write_text(KSERVE_SDK + "\n", encoding="utf-8")
+    marker.write_text(MARKER + "\n", encoding="utf-8")
     return target
