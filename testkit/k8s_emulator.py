@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import yaml
 from aiohttp import web
 from jsonschema import Draft202012Validator
@@ -77,7 +77,7 @@ def schema_problems(schema_path: Path, obj: Obj) -> list[str]:
 
 
 def _status(code: int, reason: str, message: str) -> web.Response:
-    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure"}
+    body: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure"}
     body |= {"message": message, "reason": reason, "code": code}
     return web.json_response(body, status=code)
 

@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate.utils
+import kubernetes_validate.utils  # type: ignore[import-untyped]
 
 KSERVE_SDK = "kserve==0.21.0"
 SCHEMA_FILE = "kserve-sdk/schema.json"
@@ -85,7 +85,7 @@ def _type(spec: str, known: set[str], k8s: dict[str, Any]) -> dict[str, Any]:
     if spec.startswith("dict(") and spec.endswith(")"):
         value = spec[5:-1].split(",", 1)[1]
         return {"type": "object", "additionalProperties": _type(value, known, k8s)}
-    simple = {
+    simple: dict[str, dict[str, Any]] = {
         "str": {"type": "string"},
         "int": {"type": "integer"},
         "float": {"type": "number"},
@@ -129,8 +129,18 @@ def build_schema(models: dict[str, str]) -> dict[str, Any]:
 
 def _download_models(workdir: Path) -> dict[str, str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(workdir)]
-        + ["--only-binary=:all:", KSERVE_SDK],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "-d",
+            str(workdir),
+            "--only-binary=:all:",
+            KSERVE_SDK,
+        ],
         capture_output=True,
         text=True,
         check=False,

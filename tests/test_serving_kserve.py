@@ -3,7 +3,6 @@ validates every object against KServe's schemas and plays the controller."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -100,7 +99,7 @@ async def test_a_new_train_replaces_the_model(
     await backend.ready_url(PULL, within=60)
     served = await backend.deploy(model(job="train-2"))
     assert served.train_job == "train-2" and served.state is ServeState.DEPLOYING
-    [(key, entry)] = emulator.isvcs.items()
+    [entry] = emulator.isvcs.values()
     assert entry.obj["metadata"]["generation"] == 2
     assert entry.obj["spec"]["predictor"]["model"]["storageUri"].endswith("train-2/model/")
     await backend.ready_url(PULL, within=60)
@@ -168,9 +167,10 @@ async def test_a_name_taken_by_another_pr_is_left_alone(
 async def test_the_emulator_refuses_an_invalid_object(
     backend: KServeBackend, emulator: K8sEmulator
 ) -> None:
-    bad = dataclasses.replace(backend.options, gpus=1)
-    backend.options = bad
-    body = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService"}
+    body: dict[str, object] = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+    }
     body |= {"metadata": {"name": "Bad_Name"}, "spec": {"predictor": {"minReplica": 0}}}
     with pytest.raises(KubeError) as caught:
         await backend.kube.create_isvc(NS, body)
