@@ -95,8 +95,8 @@ class Faults:
     """What goes wrong on the next writes and reconciles."""
 
     refuse_create: str = ""  # "quota" | "rbac": the next creates answer 403
-    image_pull_error: bool = False  # new revisions fail: Ready False, RevisionFailed
-    never_ready: bool = False  # new revisions stay Ready Unknown forever
+    image_pull_error: bool = False  # revisions written now fail: Ready False, RevisionFailed
+    never_ready: bool = False  # revisions written now stay Ready Unknown forever
 
 
 @dataclass
@@ -105,6 +105,8 @@ class _Served:
     reads: int = 0
     replicas: int = 0
     revision: int = 1
+    never_ready: bool = False  # the faults in force when this revision was written
+    pull_error: bool = False
 
 
 @dataclass
@@ -176,9 +178,9 @@ class K8sEmulator:
         obj, name = served.obj, served.obj["metadata"]["name"]
         generation = obj["metadata"]["generation"]
         status: Obj = {"observedGeneration": generation}
-        if self.faults.never_ready or served.reads < self.ready_after:
+        if served.never_ready or served.reads < self.ready_after:
             status["conditions"] = [_condition("Ready", "Unknown", "RevisionMissing", "")]
-        elif self.faults.image_pull_error:
+        elif served.pull_error:
             status["conditions"] = [_condition("Ready", "False", "RevisionFailed", PULL_MESSAGE)]
             status["modelStatus"] = {
                 "transitionStatus": "BlockedByFailedLoad",
@@ -256,7 +258,9 @@ class K8sEmulator:
         body["metadata"] |= {"namespace": ns, "generation": 1, "uid": f"uid-{name}"}
         body["metadata"]["resourceVersion"] = self._next_version()
         body.pop("status", None)
-        self.isvcs[(ns, name)] = _Served(body)
+        self.isvcs[(ns, name)] = _Served(
+            body, never_ready=self.faults.never_ready, pull_error=self.faults.image_pull_error
+        )
         return web.json_response(copy.deepcopy(body), status=201)
 
     async def _isvc(self, request: web.Request) -> web.Response:
@@ -286,6 +290,8 @@ class K8sEmulator:
             served.revision += 1
             served.reads = 0
             served.replicas = 0
+            served.never_ready = self.faults.never_ready
+            served.pull_error = self.faults.image_pull_error
         body["metadata"] |= {k: meta[k] for k in ("generation", "uid", "namespace")}
         body["metadata"]["resourceVersion"] = self._next_version()
         body["status"] = served.obj.get("status", {})

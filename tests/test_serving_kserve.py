@@ -16,6 +16,7 @@ from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.serving import isvc_options
 from instruct_lab_bot.services.serving.backend import ServingError
 from instruct_lab_bot.services.serving.kserve import KServeBackend
+from instruct_lab_bot.services.serving.sweep import Why, sweep
 from testkit.k8s_emulator import K8sEmulator
 from testkit.kserve_schema import ensure_kserve_schema
 from tests.fixtures.bot import BOT_NAME
@@ -188,3 +189,54 @@ async def test_a_wrong_token_is_refused(emulator: K8sEmulator, tmp_path: Path) -
         assert caught.value.status == 401
     finally:
         await kube.aclose()
+
+
+async def test_sweep_removes_what_no_open_pr_needs(
+    backend: KServeBackend, emulator: K8sEmulator, tmp_path: Path
+) -> None:
+    """After a restart (a new client), the sweep finds every model through the cluster and
+    removes a closed PR's, a failed one, a never-ready one and an idle one; the rest stay."""
+    created = 1_000_000.0
+    backend.clock = lambda: created
+    repo = RepoRef("instructlab", "taxonomy")
+    closed, idle, fresh, stuck = (repo.pull(n) for n in (1, 2, 3, 4))
+    for pull in (closed, idle, fresh):
+        await backend.deploy(model(pull))
+    emulator.faults.never_ready = True
+    await backend.deploy(model(stuck))
+    for pull in (closed, idle, fresh):
+        await backend.ready_url(pull, within=60)
+    fresh_name = names.served_name(fresh)
+    emulator.isvcs[(NS, fresh_name)].obj["metadata"]["annotations"][
+        names.ANNOTATION_LAST_REQUEST
+    ] = f"{created + 3000:.0f}"
+
+    async def is_open(pull: PullRequestRef) -> bool:
+        return pull != closed
+
+    kube = await open_kube(str(emulator.kubeconfig(tmp_path / "restarted")))
+    restarted = KServeBackend(kube, backend.options)
+    try:
+        removed = await sweep(
+            restarted, is_open, now=created + 3600 + 1, ttl=3600, ready_timeout=1800
+        )
+    finally:
+        await restarted.aclose()
+    assert {(r.model.pull, r.why) for r in removed} == {
+        (closed, Why.PR_CLOSED),
+        (idle, Why.IDLE),
+        (stuck, Why.NEVER_READY),
+    }
+    assert [key[1] for key in emulator.isvcs] == [fresh_name]
+
+
+async def test_sweep_removes_a_failed_model(backend: KServeBackend, emulator: K8sEmulator) -> None:
+    emulator.faults.image_pull_error = True
+    await backend.deploy(model())
+
+    async def is_open(pull: PullRequestRef) -> bool:
+        return True
+
+    [removed] = await sweep(backend, is_open, now=backend.clock(), ttl=3600, ready_timeout=3600)
+    assert removed.why is Why.FAILED and "pulling image" in removed.model.message
+    assert emulator.isvcs == {}
