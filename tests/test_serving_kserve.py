@@ -232,6 +232,7 @@ async def test_sweep_removes_what_no_open_pr_needs(
 
 async def test_sweep_removes_a_failed_model(backend: KServeBackend, emulator: K8sEmulator) -> None:
     emulator.faults.image_pull_error = True
+    emulator.ready_after = 1  # the controller's verdict comes with the first look
     await backend.deploy(model())
 
     async def is_open(pull: PullRequestRef) -> bool:
