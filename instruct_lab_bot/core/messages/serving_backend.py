@@ -49,8 +49,8 @@ def never_ready(seconds: float, detail: str = "") -> str:
 
 def failed_to_start(detail: str) -> str:
     return (
-        f"The model could not start ({cut(detail, 300)}). It was removed; this is not your "
-        "fault: an admin must check the serving runtime's image and the model's files."
+        f"The model could not start ({cut(detail, 300)}). This is not your fault: an admin "
+        "must check the serving runtime's image and the model's files."
     )
 
 
