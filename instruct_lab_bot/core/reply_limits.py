@@ -33,12 +33,18 @@ class ReplyReason(enum.StrEnum):
     LINKS = "links"
     FORMER_NAME = "former_name"  # addressed by the bot's old name: a one-line note
     DISABLED = "disabled"  # the repository's configuration switched the command off
+    NO_SOURCE = "no_source"  # the job it builds on is missing (`test` before any `train`)
 
 
 #: Answers to a permitted request's action: never silenced (they follow a permission check
 #: for the restricted commands, and each reports something the bot did).
 UNLIMITED = frozenset(
-    {ReplyReason.ALREADY_RUNNING, ReplyReason.NOTHING_TO_RETRY, ReplyReason.CANCELLED}
+    {
+        ReplyReason.ALREADY_RUNNING,
+        ReplyReason.NOTHING_TO_RETRY,
+        ReplyReason.CANCELLED,
+        ReplyReason.NO_SOURCE,
+    }
 )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 import shlex
 from collections.abc import Callable
@@ -211,6 +212,14 @@ def parse_bool(text: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError("must be true or false")
+
+
+def parse_positive_float(text: str) -> float:
+    """A finite number above zero (a learning rate: `2e-5`)."""
+    number = float(text)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError("must be a number greater than zero")
+    return number
 
 
 def parse_positive_int(text: str) -> int:
