@@ -81,13 +81,21 @@ class LocalServeWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; every server this worker started is stopped on exit."""
+        stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                key = await self.records.next_wake(self.check_every)
+                waking = asyncio.create_task(self.records.next_wake(self.check_every))
+                await asyncio.wait({waking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not waking.done():  # stopping: do not wait out the blocking pop
+                    waking.cancel()
+                    await asyncio.gather(waking, return_exceptions=True)
+                    break
+                key = waking.result()
                 if key is not None:
                     await self.handle(key)
                 await self.check()
         finally:
+            stopping.cancel()
             for key in list(self.running):
                 await self._stop(key, report=True)
 
