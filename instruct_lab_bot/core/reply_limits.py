@@ -33,12 +33,20 @@ class ReplyReason(enum.StrEnum):
     LINKS = "links"
     FORMER_NAME = "former_name"  # addressed by the bot's old name: a one-line note
     DISABLED = "disabled"  # the repository's configuration switched the command off
+    SERVE = "serve"  # `serve` / `serve stop`: what was deployed or removed
+    CHAT = "chat"  # `chat <question>`: the model's answer
 
 
 #: Answers to a permitted request's action: never silenced (they follow a permission check
 #: for the restricted commands, and each reports something the bot did).
 UNLIMITED = frozenset(
-    {ReplyReason.ALREADY_RUNNING, ReplyReason.NOTHING_TO_RETRY, ReplyReason.CANCELLED}
+    {
+        ReplyReason.ALREADY_RUNNING,
+        ReplyReason.NOTHING_TO_RETRY,
+        ReplyReason.CANCELLED,
+        ReplyReason.SERVE,
+        ReplyReason.CHAT,
+    }
 )
 
 
