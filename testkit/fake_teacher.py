@@ -37,6 +37,7 @@ class TeacherState:
 
     model: str = DEFAULT_MODEL
     fail_status: int | None = None  # answer every completion with this HTTP status
+    hold: threading.Event | None = None  # when set: completions wait for it (requests in flight)
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -137,6 +138,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         with state.lock:
             state.requests.append({"path": self.path, "body": body})
+        if state.hold is not None:
+            state.hold.wait(timeout=60)
         if self.path not in ("/v1/completions", "/v1/chat/completions"):
             self._send(404, {"detail": "Not Found"})
         elif state.fail_status is not None:
@@ -153,11 +156,18 @@ class _Handler(BaseHTTPRequestHandler):
                              "model": state.model, "choices": [choice]})  # fmt: skip
 
     def _stream(self, body: dict[str, Any]) -> None:
-        data = b"".join(
+        """Each event written and flushed on its own, as a model server writes tokens."""
+        events = [
             f"data: {json.dumps(chunk)}\n\n".encode()
             for chunk in chat_chunks(body, self.server.state.model)
-        )
-        self._send(200, data + b"data: [DONE]\n\n", "text/event-stream")
+        ] + [b"data: [DONE]\n\n"]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(sum(len(e) for e in events)))
+        self.end_headers()
+        for event in events:
+            self.wfile.write(event)
+            self.wfile.flush()
 
 
 class _Server(ThreadingHTTPServer):
