@@ -110,9 +110,9 @@ async def _opened(backend: StandinBackend) -> AsyncIterator[ServingBackend | Non
 def standin_factory(backend: StandinBackend) -> ServingFactory:
     """A `ServingFactory` that hands out `backend` whatever the settings."""
 
-    def factory(_settings: Settings) -> contextlib.AbstractAsyncContextManager[
-        ServingBackend | None
-    ]:
+    def factory(
+        _settings: Settings,
+    ) -> contextlib.AbstractAsyncContextManager[ServingBackend | None]:
         return backend.factory()
 
     return factory

@@ -162,8 +162,9 @@ class Chat:
 
 
 def train_job(tmp_path: Path, settings: Settings) -> Job:
-    job = Job("train0000000000000001", "train", 1, "instructlab", "taxonomy", 7, "maintainer-mo",
-              head_sha="a" * 40, state=State.SUCCEEDED, source_job="gen0000000000000001")  # fmt: skip
+    job = Job("train0000000000000001", "train", 1, "instructlab", "taxonomy", 7, "mo",
+              head_sha="a" * 40, state=State.SUCCEEDED,
+              source_job="gen0000000000000001")  # fmt: skip
     manifest = ModelManifest("train0000000000000001", "gen0000000000000001", "granite-7b-base",
                              "0.26.1", (ModelFile("model.gguf", 4, "0" * 64),))  # fmt: skip
     folder = tmp_path / "artifacts" / (job.artifact_key_prefix() + MODEL_DIR)
@@ -173,9 +174,7 @@ def train_job(tmp_path: Path, settings: Settings) -> Job:
 
 
 @contextlib.asynccontextmanager
-async def chat_server(
-    redis_url: str, tmp_path: Path, **overrides: Any
-) -> AsyncIterator[Chat]:
+async def chat_server(redis_url: str, tmp_path: Path, **overrides: Any) -> AsyncIterator[Chat]:
     settings = make_settings(
         redis_url=redis_url, artifacts_url=f"file://{tmp_path / 'artifacts'}", **overrides
     )
@@ -205,7 +204,9 @@ def ask_body(question: str = "What is a seed?", stream: bool = True) -> dict[str
     return {"messages": [{"role": "user", "content": question}], "stream": stream}
 
 
-async def test_streamed_answer_passes_through_event_by_event(redis_url: str, tmp_path: Path) -> None:
+async def test_streamed_answer_passes_through_event_by_event(
+    redis_url: str, tmp_path: Path
+) -> None:
     async with chat_server(redis_url, tmp_path) as chat, aiohttp.ClientSession() as session:
         assert chat.record.base_model == "granite-7b-base"  # read from model/model.json
         assert chat.record.data_job == "gen0000000000000001"
@@ -236,7 +237,8 @@ async def test_streamed_answer_passes_through_event_by_event(redis_url: str, tmp
         assert chat.backend.cold_starts == 1  # it was up: no second cold start
         metrics = metrics_response(chat.server.app[METRICS].registry).text or ""
         model = chat.record.model_name
-        assert f'instruct_lab_bot_chat_requests_total{{model="{model}",outcome="ok"}} 2.0' in metrics
+        ok = f'instruct_lab_bot_chat_requests_total{{model="{model}",outcome="ok"}} 2.0'
+        assert ok in metrics
         assert "instruct_lab_bot_model_cold_starts_total 1.0" in metrics
         assert "instruct_lab_bot_chat_time_to_first_token_seconds_count 2.0" in metrics
         tokens = f'instruct_lab_bot_chat_tokens_total{{model="{model}"}}'
