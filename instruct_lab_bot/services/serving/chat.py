@@ -70,7 +70,7 @@ def storage_uri(settings: Settings, key_prefix: str) -> str:
         prefix = f"{location.prefix.strip('/')}/" if location.prefix.strip("/") else ""
         return f"s3://{location.bucket}/{prefix}{key_prefix}"
     assert location.root is not None
-    return str(location.root.resolve() / key_prefix)
+    return str(location.root.resolve() / key_prefix).rstrip("/") + "/"
 
 
 @dataclass
