@@ -371,3 +371,40 @@ def test_chat_page_escapes_what_a_pr_controls() -> None:
     assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
     assert "<b>x</b>" not in page and 'data-token="tok&quot;en"' in page
     assert time.time() > 0
+
+
+async def test_status_page_lists_models_being_served(redis_url: str, tmp_path: Path) -> None:
+    status_token = "status-token-0123456789abcdef"
+    signed_in = {"Authorization": f"Bearer {status_token}"}
+    async with chat_server(
+        redis_url, tmp_path, status_auth=Secret(f"bearer:{status_token}")
+    ) as chat, aiohttp.ClientSession() as session:  # fmt: skip
+        service = chat.server.app[CHAT]
+        token = await service.api_token(chat.record)
+        async with session.get(chat.url("/"), headers=signed_in) as response:
+            front = await response.text()
+        assert 'id="served"' in front and chat.record.model_name in front
+        assert "scaled to zero" in front and token not in front
+        pr_page = chat.url("/repos/instructlab/taxonomy/pulls/7")
+        async with session.get(pr_page, headers=signed_in) as response:
+            page = await response.text()
+        assert f'<code id="api-token">{token}</code>' in page and "Open the chat page" in page
+        # the token from the status page opens the proxy
+        async with session.post(
+            chat.url(completions_path()), json=ask_body(stream=False),
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response:  # fmt: skip
+            assert response.status == 200
+        async with session.get(chat.url("/"), headers=signed_in) as response:
+            assert ">ready<" in await response.text()
+    async with chat_server(redis_url, tmp_path / "public") as chat:  # no status auth
+        async with aiohttp.ClientSession() as session:
+            pr_page = chat.url("/repos/instructlab/taxonomy/pulls/7")
+            async with session.get(pr_page) as response:
+                page = await response.text()
+            assert chat.record.model_name in page and "ilb-" not in page and "token=" not in page
+            service = chat.server.app[CHAT]
+            await service.records.put(replace(chat.record, private=True))
+            async with session.get(chat.url("/")) as response:
+                front = await response.text()
+            assert chat.record.model_name not in front and "1 more of private" in front

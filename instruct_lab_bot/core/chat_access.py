@@ -45,6 +45,7 @@ class ChatRecord:
     requested_by: str = ""
     created_at: float = 0.0
     closed_at: float = 0.0  # the PR was closed or merged: links answer 410
+    private: bool = False  # a private repository: the public status page leaves it out
 
     @property
     def closed(self) -> bool:
@@ -66,6 +67,7 @@ class ChatRecord:
             "requested_by": self.requested_by,
             "created_at": repr(self.created_at),
             "closed_at": repr(self.closed_at),
+            "private": "1" if self.private else "",
         }
 
     @classmethod
@@ -83,6 +85,7 @@ class ChatRecord:
             requested_by=str(fields.get("requested_by") or ""),
             created_at=float(fields.get("created_at") or 0),
             closed_at=float(fields.get("closed_at") or 0),
+            private=bool(fields.get("private")),
         )
 
 

@@ -123,6 +123,7 @@ class ChatService:
             seeds=bounded_seeds(seeds),
             requested_by=requested_by,
             created_at=self.clock(),
+            private=train.private,
         )
         await self.records.put(record)
         self._models.pop(str(pull), None)
