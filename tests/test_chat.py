@@ -397,14 +397,16 @@ async def test_status_page_lists_models_being_served(redis_url: str, tmp_path: P
             assert response.status == 200
         async with session.get(chat.url("/"), headers=signed_in) as response:
             assert ">ready<" in await response.text()
-    async with chat_server(redis_url, tmp_path / "public") as chat:  # no status auth
-        async with aiohttp.ClientSession() as session:
-            pr_page = chat.url("/repos/instructlab/taxonomy/pulls/7")
-            async with session.get(pr_page) as response:
-                page = await response.text()
-            assert chat.record.model_name in page and "ilb-" not in page and "token=" not in page
-            service = chat.server.app[CHAT]
-            await service.records.put(replace(chat.record, private=True))
-            async with session.get(chat.url("/")) as response:
-                front = await response.text()
-            assert chat.record.model_name not in front and "1 more of private" in front
+    async with (
+        chat_server(redis_url, tmp_path / "public") as chat,  # no status auth
+        aiohttp.ClientSession() as session,
+    ):
+        pr_page = chat.url("/repos/instructlab/taxonomy/pulls/7")
+        async with session.get(pr_page) as response:
+            page = await response.text()
+        assert chat.record.model_name in page and "ilb-" not in page and "token=" not in page
+        service = chat.server.app[CHAT]
+        await service.records.put(replace(chat.record, private=True))
+        async with session.get(chat.url("/")) as response:
+            front = await response.text()
+        assert chat.record.model_name not in front and "1 more of private" in front
