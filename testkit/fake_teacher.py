@@ -38,6 +38,9 @@ class TeacherState:
     model: str = DEFAULT_MODEL
     fail_status: int | None = None  # answer every completion with this HTTP status
     hold: threading.Event | None = None  # when set: completions wait for it (requests in flight)
+    # when set: a streamed answer stops after its first word until the event is set (a test
+    # sees the first token arrive on its own, then lets the rest come)
+    pause_stream: threading.Event | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -165,9 +168,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Content-Length", str(sum(len(e) for e in events)))
         self.end_headers()
-        for event in events:
+        for index, event in enumerate(events):
             self.wfile.write(event)
             self.wfile.flush()
+            pause = self.server.state.pause_stream
+            if index == 1 and pause is not None:  # after the role chunk and the first word
+                pause.wait(timeout=60)
 
 
 class _Server(ThreadingHTTPServer):

@@ -9,6 +9,7 @@ commands, the proxy and the chat page run exactly as with the `kserve` or `local
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,7 @@ class StandinBackend:
     deployed: list[ModelRef] = field(default_factory=list)
     removed: list[PullRequestRef] = field(default_factory=list)
     cold_starts: int = 0
+    pause_stream: threading.Event | None = None  # given to each server (`TeacherState`)
 
     async def deploy(self, model: ModelRef) -> ServedModel:
         if self.refuse:
@@ -62,6 +64,7 @@ class StandinBackend:
         server = self.servers.get(pull)
         if server is None:  # scaled to zero: start it (a cold start)
             server = Teacher(model=served.name).__enter__()
+            server.state.pause_stream = self.pause_stream
             self.servers[pull] = server
             self.cold_starts += 1
         self.models[pull] = replace(

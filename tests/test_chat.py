@@ -46,6 +46,11 @@ from tests.fixtures.bot import BOT_NAME, make_settings
 
 PULL = RepoRef("instructlab", "taxonomy").pull(7)
 KEY = b"k" * 32
+SEEDS = [
+    "What is a seed?",
+    "How do I write a haiku about rain?",
+    "Which rhyme scheme does a limerick use?",
+]
 RECORD = ChatRecord(PULL, "n0nce", "train-1", "pr-model", "granite-7b", "gen-1", ("Q1?",))
 
 
@@ -186,7 +191,7 @@ async def chat_server(redis_url: str, tmp_path: Path, **overrides: Any) -> Async
         chat = app[CHAT]
         await chat.records.delete(PULL)
         record, _served = await chat.deploy(
-            PULL, train_job(tmp_path, settings), ["What is a seed?"], "maintainer-mo"
+            PULL, train_job(tmp_path, settings), SEEDS, "maintainer-mo"
         )
         links = await chat.links(record, "")
         token = links.chat_link.split("token=")[1]

@@ -115,6 +115,7 @@ def render_chat(record: ChatRecord, endpoint: str, token: str, nonce: str) -> st
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<link rel="icon" href="data:,">'
         f'<meta name="referrer" content="no-referrer"><title>{title}</title>'
         f"<style>{_STYLE}</style></head><body>"
         f'<header><h1>{title}</h1><dl>{facts}</dl></header><main id="chat" {data}>'
