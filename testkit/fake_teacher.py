@@ -113,6 +113,9 @@ def chat_chunks(body: dict[str, Any], model: str) -> Iterator[dict[str, Any]]:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # Like a real model server (uvicorn, vLLM): each event goes out at once, never held back
+    # by Nagle's algorithm waiting for the ACK of the headers (40 ms with a delayed ACK).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read `requests` instead."""

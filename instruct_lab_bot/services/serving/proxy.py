@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import structlog
@@ -43,6 +42,7 @@ from instruct_lab_bot.services.serving.chat import ChatService, ColdStartTimeout
 log = structlog.get_logger(__name__)
 
 CHAT = web.AppKey("chat", ChatService)
+MAX_LINE = 1024 * 1024  # of one server-sent event line kept for counting tokens
 _PR = r"/chat/{owner:[A-Za-z0-9-]{1,39}}/{repo:[A-Za-z0-9._-]{1,100}}/{number:[0-9]{1,9}}"
 STATUS_AUTH = "status-auth"
 _HEADERS = {
@@ -176,11 +176,13 @@ async def _read_request(chat: ChatService, request: web.Request, record: ChatRec
     limit = chat.settings.chat_max_request_bytes
     if request.content_length is not None and request.content_length > limit:
         raise Refused(413, texts.too_large(limit), "too_large")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise Refused(413, texts.too_large(limit), "too_large")
+    raw = bytearray()
+    async for chunk in request.content.iter_any():  # a body sent in parts is read whole
+        raw += chunk
+        if len(raw) > limit:
+            raise Refused(413, texts.too_large(limit), "too_large")
     try:
-        return prepare(raw, record.model_name, chat.settings.chat_max_tokens)
+        return prepare(bytes(raw), record.model_name, chat.settings.chat_max_tokens)
     except ChatRequestError as exc:
         raise Refused(exc.status, exc.message, "bad_request") from None
 
@@ -239,31 +241,21 @@ async def _stream(
         headers={**_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    tokens = 0
-    async for line in _lines(answer):
-        await response.write(line)
-        if sse_delta(line) is not None:
-            if tokens == 0:
-                chat.metrics.first_token.observe(time.perf_counter() - started)
-            tokens += 1
+    tokens, buffer = 0, b""
+    async for chunk in answer.content.iter_any():
+        await response.write(chunk)  # passed on as it came: never held back for counting
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if sse_delta(line) is not None:
+                if tokens == 0:
+                    chat.metrics.first_token.observe(time.perf_counter() - started)
+                tokens += 1
+        buffer = buffer[-MAX_LINE:]  # a line longer than any event is not one to count
     chat.metrics.tokens.labels(record.model_name).inc(tokens)
     chat.metrics.requests.labels(record.model_name, "ok").inc()
     await response.write_eof()
     return response
-
-
-async def _lines(answer: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The upstream body as it comes, cut at line ends (an event line is never split)."""
-    buffer = b""
-    async for chunk in answer.content.iter_any():
-        buffer += chunk
-        end = buffer.rfind(b"\n")
-        if end >= 0:
-            lines, buffer = buffer[: end + 1], buffer[end + 1 :]
-            for line in lines.splitlines(keepends=True):
-                yield line
-    if buffer:
-        yield buffer
 
 
 async def _whole(
