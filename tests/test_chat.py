@@ -267,6 +267,15 @@ async def test_refusals(redis_url: str, tmp_path: Path) -> None:
         assert status == 401
         status, body = await post({"messages": [{"role": "user", "content": "x" * 4000}]}, ok)
         assert status == 413 and "2048 bytes" in body["error"]["message"]
+
+        async def parts() -> AsyncIterator[bytes]:  # chunked: no Content-Length to refuse on
+            yield b'{"messages": [{"role": "user", "content": "'
+            for _ in range(8):
+                yield b"x" * 400
+            yield b'"}]}'
+
+        async with session.post(url, data=parts(), headers=ok) as response:
+            assert response.status == 413
         status, body = await post({"messages": "no"}, ok)
         assert status == 400
         for _ in range(2):  # refused requests do not count against the rate
@@ -415,3 +424,20 @@ async def test_status_page_lists_models_being_served(redis_url: str, tmp_path: P
         async with session.get(chat.url("/")) as response:
             front = await response.text()
         assert chat.record.model_name not in front and "1 more of private" in front
+
+
+async def test_serving_the_same_model_again_keeps_links_a_new_model_ends_them(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with chat_server(redis_url, tmp_path) as chat, aiohttp.ClientSession() as session:
+        service = chat.server.app[CHAT]
+        url, ok = chat.url(completions_path()), {"Authorization": f"Bearer {chat.token}"}
+        train = train_job(tmp_path / "again", chat.settings)
+        again, _ = await service.deploy(PULL, train, SEEDS, "maintainer-mo")  # e.g. redelivered
+        assert again.nonce == chat.record.nonce
+        async with session.post(url, json=ask_body(stream=False), headers=ok) as response:
+            assert response.status == 200
+        newer = replace(train, id="train0000000000000002")
+        await service.deploy(PULL, newer, SEEDS, "maintainer-mo")
+        async with session.post(url, json=ask_body(stream=False), headers=ok) as response:
+            assert response.status == 401

@@ -113,9 +113,13 @@ class ChatService:
             data_job=(manifest.data_job if manifest else "") or train.source_job,
         )
         served = await backend.deploy(model)
+        before = await self.records.get(pull)
+        same = before is not None and not before.closed and before.train_job == train.id
         record = ChatRecord(
             pull,
-            nonce=secrets.token_hex(8),
+            # the same model again keeps its links and token working (a redelivered `serve`
+            # too); a new model, or one stopped or closed before, gets new ones
+            nonce=before.nonce if same and before else secrets.token_hex(8),
             train_job=train.id,
             model_name=served.name,
             base_model=model.base_model,
