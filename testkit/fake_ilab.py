@@ -28,6 +28,7 @@ Environment switches (read at run time, never at import):
                             found them would
   ILAB_STANDIN_MODE=attack-environ|attack-files|attack-network|attack-fork: behave like a
                             hostile ilab instead (testkit/ilab_attacks.py says what each tries)
+  ILAB_STANDIN_SERVE_*, …   `model serve`'s own switches: testkit/ilab_serve.py
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from testkit.ilab_config import config_error, config_init
 from testkit.ilab_outputs import Run as OutputRun
 from testkit.ilab_outputs import Sample, write_checkpoint, write_results, write_test
 from testkit.ilab_profiles import Profile, profile_from_env
+from testkit.ilab_serve import serve
 
 DEFAULT_TAXONOMY = "~/.local/share/instructlab/taxonomy"
 DEFAULT_DATASETS = "~/.local/share/instructlab/datasets"
@@ -812,9 +814,12 @@ def _dispatch(run: Run, argv: Sequence[str]) -> int:
             raise UsageError(error, group)
 
     name, rest = _subcommand(group, rest, check_config)
-    command = {"generate": profile.generate, "chat": profile.chat}.get(name, profile.config_init)
+    commands = {"generate": profile.generate, "chat": profile.chat, "serve": profile.serve}
+    command = commands.get(name, profile.config_init)
     parsed = parse_args(command, rest)
     opts = convert(command, parsed)
+    if command is profile.serve:
+        return serve(run, opts, parsed.args, config[0])
     if command is profile.generate:
         return generate(run, opts)
     if command is profile.chat:

@@ -67,6 +67,17 @@ _CONFIG_INIT_COMMON = (
     Opt("min_taxonomy", ("--min-taxonomy",), "flag"),
     Opt("config", ("--config",), "path"),
 )
+_SERVE_COMMON = (
+    Opt("model_path", ("--model-path",), "path"),
+    Opt("gpu_layers", ("--gpu-layers",), "int"),
+    Opt("num_threads", ("--num-threads",), "int"),
+    Opt("max_ctx_size", ("--max-ctx-size",), "int"),
+    Opt("model_family", ("--model-family",)),
+    Opt("log_file", ("--log-file",), "path"),
+    Opt("chat_template", ("--chat-template",)),
+    Opt("backend", ("--backend",)),  # click.Choice: llama-cpp | vllm
+    Opt("gpus", ("--gpus",), "int", minimum=0),
+)
 _ILAB_OPTIONS = (
     Opt("config", ("--config",), "path"),
     Opt("verbose", ("-v", "--verbose"), "count"),
@@ -83,6 +94,7 @@ class Profile:
     generate: Command
     chat: Command
     config_init: Command
+    serve: Command
     default_pipeline: str
     default_generate_model: str
     default_chat_model: str
@@ -105,7 +117,11 @@ class Profile:
         return self.dated_subfolder
 
     def group(self, name: str) -> Command | None:
-        subcommands = {"data": ("generate",), "model": ("chat",), "config": ("init",)}
+        subcommands = {
+            "data": ("generate",),
+            "model": ("chat", "serve"),
+            "config": ("init",),
+        }
         if name not in subcommands:
             return None
         summary = f"Command Group for Interacting with the {name.capitalize()} of InstructLab."
@@ -128,6 +144,12 @@ def _chat(*extra: Opt) -> Command:
     return Command("ilab model chat", summary, (*_CHAT_COMMON, *extra), arguments="[QUESTION]...")
 
 
+def _serve(*extra: Opt) -> Command:
+    summary = "Starts a local server"
+    # allow_extra_args: words after `--` go to vLLM (llama-cpp refuses them)
+    return Command("ilab model serve", summary, (*_SERVE_COMMON, *extra), arguments="[ARGS]...")
+
+
 def _config_init(*extra: Opt) -> Command:
     summary = "Initializes environment for InstructLab"
     return Command("ilab config init", summary, (*_CONFIG_INIT_COMMON, *extra))
@@ -139,6 +161,7 @@ V0_18 = Profile(
     generate=_generate(Opt("rouge_threshold", ("--rouge-threshold",), "float"), *_GENERATE_SERVING),
     chat=_chat(Opt("greedy_mode", ("-gm", "--greedy-mode"), "flag")),
     config_init=_config_init(Opt("train_profile", ("--train-profile",), "path")),
+    serve=_serve(),
     default_pipeline="simple",
     default_generate_model="~/.cache/instructlab/models/merlinite-7b-lab-Q4_K_M.gguf",
     default_chat_model="~/.cache/instructlab/models/merlinite-7b-lab-Q4_K_M.gguf",
@@ -170,6 +193,11 @@ V0_26 = Profile(
         Opt("no_decoration", ("-nd", "--no-decoration"), "flag"),
     ),
     config_init=_config_init(Opt("profile", ("--profile",), "path")),
+    serve=_serve(
+        Opt("model_id", ("--model-id",)),
+        Opt("host", ("-h", "--host")),
+        Opt("port", ("-p", "--port"), "int"),
+    ),
     default_pipeline="full",
     default_generate_model="~/.cache/instructlab/models/mistral-7b-instruct-v0.2.Q4_K_M.gguf",
     default_chat_model="~/.cache/instructlab/models/granite-7b-lab-Q4_K_M.gguf",

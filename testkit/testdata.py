@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testkit.kserve_schema import KSERVE_SDK, SchemaError, ensure_kserve_schema
+
 DEFAULT_CACHE = Path(".cache")
 
 
@@ -218,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         ensure_testdata(args.cache, echo=print)
-    except TestDataError as exc:
+        print(f"{KSERVE_SDK}: {ensure_kserve_schema(args.cache)}")
+    except (TestDataError, SchemaError) as exc:
         print(f"testdata: {exc}")
         return 1
     return 0

@@ -3,7 +3,11 @@
 The real `ilab data generate --model M` also loads a tokenizer from `M` to chunk knowledge
 documents, so M must be a model folder (config.json, tokenizer files, *.safetensors). Nothing
 is downloaded: a byte-level BPE tokenizer is trained on a few sentences, and the weights are
-random (about 100 KB). Usage: python tiny_model.py OUT_DIR
+random (about 100 KB). Usage: python tiny_model.py OUT_DIR [--sentencepiece]
+
+`--sentencepiece` makes a Llama tokenizer from a SentencePiece model instead (`tokenizer.model`
+next to `tokenizer.json`, the chat markers as added tokens): what the real `ilab model train
+--pipeline simple` needs (its collator and its GGUF conversion want a Llama-like tokenizer).
 """
 
 from __future__ import annotations
@@ -61,5 +65,56 @@ def build(out: Path) -> None:
     LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
 
 
+def _save_llama(out: Path, tokenizer: object) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),  # type: ignore[arg-type]
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,  # type: ignore[attr-defined]
+        eos_token_id=tokenizer.eos_token_id,  # type: ignore[attr-defined]
+    )
+    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
+
+
+def build_sentencepiece(out: Path) -> None:
+    import tempfile
+
+    import sentencepiece  # type: ignore[import-not-found]
+    from transformers import LlamaTokenizerFast
+
+    markers = ["<|user|>", "<|assistant|>", "<|system|>", "<|endoftext|>", "<|pretrain|>"]
+    with tempfile.TemporaryDirectory() as scratch:
+        prefix = Path(scratch) / "sp"
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(CORPUS),
+            model_prefix=str(prefix),
+            vocab_size=400,
+            model_type="bpe",
+            character_coverage=1.0,
+            byte_fallback=True,
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            pad_id=-1,
+            hard_vocab_limit=False,
+            minloglevel=2,
+        )
+        tokenizer = LlamaTokenizerFast(vocab_file=f"{prefix}.model", from_slow=True, legacy=False)
+        tokenizer.add_special_tokens({"additional_special_tokens": markers})
+        tokenizer.pad_token = tokenizer.eos_token
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(out)
+    _save_llama(out, tokenizer)
+
+
 if __name__ == "__main__":
-    build(Path(sys.argv[1]))
+    if sys.argv[2:] == ["--sentencepiece"]:
+        build_sentencepiece(Path(sys.argv[1]))
+    else:
+        build(Path(sys.argv[1]))

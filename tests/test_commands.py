@@ -105,6 +105,7 @@ def test_known_commands_come_from_the_table_in_help_order() -> None:
         "help",
         "generate",
         "precheck",
+        "test",
         "status",
         "retry",
         "cancel",

@@ -87,7 +87,10 @@ def test_job_rows_name_their_job_and_worker() -> None:
     for spec in COMMAND_TABLE:
         assert spec.queues_job is (spec.handler is Handler.START_JOB)
     assert sorted(GPU_COMMANDS) == ["generate", "precheck"]
-    assert {s.capability for s in COMMAND_TABLE if s.queues_job} == {GPU}
+    assert {s.capability for s in COMMAND_TABLE if s.queues_job} == {
+        GPU,
+        "test",
+    }  # `test` runs on a test worker
     assert spec_for_job("precheck") is lookup("precheck")
     assert spec_for_job("status") is None  # queues no job
     assert lookup("Cancel") is lookup("cancel") and lookup("frobnicate") is None

@@ -5,6 +5,7 @@ flag, a switch that became an option, and a profile passing a flag the release l
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import click
@@ -50,6 +51,26 @@ def _tree(qq_is_flag: bool = True) -> click.Group:
     @click.option("-qq", "--quick-question", is_flag=qq_is_flag)
     @click.option("-nd", "--no-decoration", is_flag=True)
     def chat(**_: Any) -> None: ...
+
+    @model.command(context_settings={"allow_extra_args": True})
+    @click.option("--model-path", type=click.Path(path_type=Path), required=True)
+    @click.option("--backend", type=click.Choice(("llama-cpp", "vllm")))
+    @click.option("-h", "--host", type=str)
+    @click.option("-p", "--port", type=int)
+    def serve(**_: Any) -> None: ...
+
+    @model.command()
+    @click.option("--model-path", type=click.Path(path_type=Path))
+    @click.option("--num-epochs", type=click.INT)
+    @click.option("--ckpt-output-dir", type=click.Path())
+    @click.option("--data-output-dir", type=click.Path())
+    @click.option("--input-dir", type=click.Path())
+    @click.option("--data-path", type=click.Path())
+    @click.option("--effective-batch-size", type=click.INT)
+    @click.option("--learning-rate", type=click.FLOAT)
+    @click.option("--pipeline", type=click.Choice(("simple", "full", "accelerated")))
+    @click.option("--device", type=click.Choice(("cpu", "cuda", "hpu", "mps")))
+    def train(**_: Any) -> None: ...
 
     @ilab.group()
     def config() -> None: ...

@@ -135,7 +135,7 @@ def test_help_lists_every_row_of_the_table_with_who_may_run_it() -> None:
 def test_unknown_command_suggests_and_lists_the_table() -> None:
     text = messages.unknown_command("bot", "generat", "generate")
     assert "Did you mean `@bot generate`?" in text
-    assert "`help`, `generate`, `precheck`, `status`, `retry`, `cancel`" in text
+    assert "`help`, `generate`, `precheck`, `test`, `status`, `retry`, `cancel`" in text
     assert "Did you mean" not in messages.unknown_command("bot", "<b>x", None)
     assert "<b>" not in messages.unknown_command("bot", "<b>x", None)
 

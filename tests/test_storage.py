@@ -370,6 +370,42 @@ async def test_local_store_write_errors(site: LocalSite, tmp_path: Path) -> None
         await site.store.put_file("a/missing.txt", tmp_path / "does-not-exist")
 
 
+async def test_local_get_file_and_list_keys(site: LocalSite, tmp_path: Path) -> None:
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    await site.store.put_bytes(f"{KEY}/model/model.safetensors", payload, "x/y")
+    await site.store.put_bytes(f"{KEY}/model/model.json", b"{}", "application/json")
+    await site.store.put_bytes(f"{KEY}-other/x.txt", b"x", "text/plain")
+    dest = tmp_path / "down" / "weights.safetensors"
+    assert await site.store.get_file(f"{KEY}/model/model.safetensors", dest) == len(payload)
+    assert dest.read_bytes() == payload
+    assert [p.name for p in dest.parent.iterdir()] == ["weights.safetensors"]  # no temp left
+
+    assert await site.store.list_keys(f"{KEY}/model/") == [
+        f"{KEY}/model/model.json",
+        f"{KEY}/model/model.safetensors",
+    ]
+    assert await site.store.list_keys(f"{KEY}/") == [
+        f"{KEY}/model/model.json",
+        f"{KEY}/model/model.safetensors",
+    ]
+    assert len(await site.store.list_keys(KEY)) == 3  # a plain string prefix, as in S3
+    assert await site.store.list_keys("nothing/here/") == []
+
+    with pytest.raises(StorageError, match="could not read"):
+        await site.store.get_file(f"{KEY}/model/missing.bin", tmp_path / "missing.bin")
+    assert not (tmp_path / "missing.bin").exists()
+    with pytest.raises(ValueError):
+        await site.store.list_keys("../")
+
+
+async def test_local_get_file_refuses_symlinks_out_of_root(site: LocalSite, tmp_path: Path) -> None:
+    (site.root / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    with pytest.raises(StorageError):
+        await site.store.get_file("leak.txt", tmp_path / "got.txt")
+    assert not (tmp_path / "got.txt").exists()
+    assert await site.store.list_keys("") == []
+
+
 def test_open_store_picks_backend(tmp_path: Path) -> None:
     common: dict[str, Any] = {
         "public_url": "https://bot.example",
@@ -456,6 +492,42 @@ async def test_s3_put_file_streams_in_parts(
     assert status == 200
     assert content_type == "application/x-ndjson"
     assert hashlib.sha256(body).digest() == hashlib.sha256(payload).digest()
+
+
+async def test_s3_get_file_and_list_keys(
+    make_s3_store: MakeStore, s3_bucket: str, tmp_path: Path
+) -> None:
+    store = make_s3_store(s3_bucket, "runs")
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    await store.put_bytes(f"{KEY}/model/model.safetensors", payload, "application/octet-stream")
+    await store.put_bytes(f"{KEY}/model/model.json", b"{}", "application/json")
+    await store.put_bytes(f"{KEY}-other/x.txt", b"x", "text/plain")
+    dest = tmp_path / "down" / "weights.safetensors"
+    assert await store.get_file(f"{KEY}/model/model.safetensors", dest) == len(payload)
+    assert hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(payload).digest()
+    assert [p.name for p in dest.parent.iterdir()] == ["weights.safetensors"]
+
+    assert await store.list_keys(f"{KEY}/model/") == [
+        f"{KEY}/model/model.json",
+        f"{KEY}/model/model.safetensors",
+    ]
+    assert len(await store.list_keys(KEY)) == 3
+    assert len(await store.list_keys("")) == 3
+    assert await store.list_keys("nothing/") == []
+
+    with pytest.raises(StorageError, match=r"download of .*missing"):
+        await store.get_file(f"{KEY}/missing.bin", tmp_path / "missing.bin")
+    assert list(tmp_path.glob("*missing*")) == []
+
+
+async def test_s3_list_keys_pages(
+    make_s3_store: MakeStore, s3_bucket: str, s3_client: S3Client
+) -> None:
+    store = make_s3_store(s3_bucket)
+    keys = [f"ckpt/part-{n:04d}" for n in range(1001)]  # more than one page of 1000
+    for key in keys:
+        await s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"")
+    assert await store.list_keys("ckpt/") == keys
 
 
 async def test_s3_small_file_is_one_put(

@@ -42,6 +42,7 @@ class CommandSpec:
     restricted: bool  # restricted by default (`ILAB_BOT_RESTRICTED_COMMANDS` may change it)
     job_kind: str | None = None  # the job it queues (`Job.command`); None: it queues none
     capability: str | None = None  # what the worker running that job must have
+    builds_on: str | None = None  # the command whose successful job of the PR it needs first
     needs_open_pull_request: bool = False  # refused on a closed PR
     needs_labels: bool = False  # one of `ILAB_BOT_REQUIRED_LABELS` on the PR first
     needs_taxonomy_change: bool = False  # a changed `qna.yaml` that passes validation
@@ -75,6 +76,17 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
         needs_open_pull_request=True,
         needs_labels=True,
         needs_taxonomy_change=True,
+    ),
+    CommandSpec(
+        "test",
+        "ask the base and the trained model each seed question and score both against your "
+        "answers (`test --model <train job id>`; default: the newest trained model)",
+        Handler.START_JOB,
+        restricted=True,
+        job_kind="test",
+        capability="test",
+        needs_open_pull_request=True,
+        builds_on="train",
     ),
     CommandSpec(
         "status",

@@ -35,6 +35,7 @@ class ReplyReason(enum.StrEnum):
     DISABLED = "disabled"  # the repository's configuration switched the command off
     SERVE = "serve"  # `serve` / `serve stop`: what was deployed or removed
     CHAT = "chat"  # `chat <question>`: the model's answer
+    NO_SOURCE = "no_source"  # the job it builds on is missing (`test` before any `train`)
 
 
 #: Answers to a permitted request's action: never silenced (they follow a permission check
@@ -46,6 +47,7 @@ UNLIMITED = frozenset(
         ReplyReason.CANCELLED,
         ReplyReason.SERVE,
         ReplyReason.CHAT,
+        ReplyReason.NO_SOURCE,
     }
 )
 

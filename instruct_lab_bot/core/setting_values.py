@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 import shlex
 from collections.abc import Callable
@@ -213,6 +214,14 @@ def parse_bool(text: str) -> bool:
     raise ValueError("must be true or false")
 
 
+def parse_positive_float(text: str) -> float:
+    """A finite number above zero (a learning rate: `2e-5`)."""
+    number = float(text)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError("must be a number greater than zero")
+    return number
+
+
 def parse_positive_int(text: str) -> int:
     number = int(text)
     if number < 1:
@@ -305,4 +314,11 @@ def parse_word(text: str) -> str:
     and not starting with `-`, which a reader could take for a flag."""
     if not text or text.startswith("-") or any(c.isspace() or ord(c) < 32 for c in text):
         raise ValueError(f"{text!r} must be one word, not starting with '-'")
+    return text
+
+
+def parse_dns_label(text: str) -> str:
+    """A Kubernetes name (namespace, ServingRuntime, service account): a DNS-1123 label."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", text):
+        raise ValueError(f"{text!r} must be a Kubernetes name: a-z, 0-9 and '-', at most 63")
     return text

@@ -25,6 +25,7 @@ from instruct_lab_bot.core.setting_values import (
     parse_choice,
     parse_commands,
     parse_count_or_zero,
+    parse_dns_label,
     parse_duration,
     parse_file_bytes,
     parse_hosts,
@@ -36,6 +37,7 @@ from instruct_lab_bot.core.setting_values import (
     parse_paths,
     parse_permission,
     parse_port,
+    parse_positive_float,
     parse_positive_int,
     parse_redis_setting,
     parse_repo_path,
@@ -168,6 +170,37 @@ class Settings:
     chat_model_concurrency: int = 8  # answers streaming at once per PR model
     chat_cold_start_timeout: float = 600.0  # waiting for a model scaled to zero to answer
     chat_answer_timeout: float = 300.0  # one answer, once the model is up
+    # Serving PR models for chat (issue 15): `local` (`ilab model serve` on a serve worker) or
+    # `kserve` (an InferenceService per PR, scaled to zero by Knative).
+    serve_backend: str = "local"
+    serve_ttl: float = 86400.0  # removed after this long without a request
+    serve_ready_timeout: float = 900.0  # never ready within this: removed, the PR is told
+    serve_namespace: str = "instruct-lab-bot-models"
+    serve_runtime: str = "instruct-lab-bot-vllm"  # the ServingRuntime of PR models
+    serve_storage_account: str = "instruct-lab-bot-models"  # reads the models from the store
+    serve_gpus: int = 1
+    serve_retention: float = 600.0  # Knative keeps the last pod this long after a request
+    serve_cold_start: float = 120.0  # the wait shown for a first answer after scale to zero
+    serve_idle: float = 600.0  # local: stopped after this long without a request
+    serve_max_models: int = 2  # local: at most this many running (least recently used stops)
+    # `train` (core/training.py): the backend, its limits and ilab's hyperparameters
+    # ("" / None leaves ilab's own default for the profile).
+    train_backend: str = "worker"
+    train_timeout: float = 12 * 3600.0
+    train_base_model: str = ""
+    train_epochs: int | None = None
+    train_effective_batch_size: int | None = None
+    train_learning_rate: float | None = None
+    train_device: str = ""
+    train_pipeline: str = ""
+    train_max_per_repo: int = 2
+    # `test` (services/worker/model_test.py): the base model served beside the trained one,
+    # how long a model server may take to answer, and the judge of `ilab model evaluate`.
+    test_base_model: str = ""  # "" = the base model named in the trained model's manifest
+    test_ready_timeout: float = 600.0
+    test_answer_timeout: float = 300.0
+    test_judge_url: str = ""
+    test_judge_model: str = ""
 
     @property
     def recovery_bound(self) -> float:
@@ -443,4 +476,29 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("CHAT_MODEL_CONCURRENCY", "chat_model_concurrency", parse_positive_int),
     ("CHAT_COLD_START_TIMEOUT", "chat_cold_start_timeout", parse_duration),
     ("CHAT_ANSWER_TIMEOUT", "chat_answer_timeout", parse_duration),
+    ("SERVE_BACKEND", "serve_backend", parse_choice("local", "kserve")),
+    ("SERVE_TTL", "serve_ttl", parse_duration),
+    ("SERVE_READY_TIMEOUT", "serve_ready_timeout", parse_duration),
+    ("SERVE_NAMESPACE", "serve_namespace", parse_dns_label),
+    ("SERVE_RUNTIME", "serve_runtime", parse_dns_label),
+    ("SERVE_STORAGE_ACCOUNT", "serve_storage_account", parse_dns_label),
+    ("SERVE_GPUS", "serve_gpus", parse_count_or_zero),
+    ("SERVE_RETENTION", "serve_retention", parse_duration),
+    ("SERVE_COLD_START", "serve_cold_start", parse_duration),
+    ("SERVE_IDLE", "serve_idle", parse_duration),
+    ("SERVE_MAX_MODELS", "serve_max_models", parse_positive_int),
+    ("TRAIN_BACKEND", "train_backend", parse_choice("worker", "kubeflow")),
+    ("TRAIN_TIMEOUT", "train_timeout", parse_duration),
+    ("TRAIN_BASE_MODEL", "train_base_model", parse_word),
+    ("TRAIN_EPOCHS", "train_epochs", parse_positive_int),
+    ("TRAIN_EFFECTIVE_BATCH_SIZE", "train_effective_batch_size", parse_positive_int),
+    ("TRAIN_LEARNING_RATE", "train_learning_rate", parse_positive_float),
+    ("TRAIN_DEVICE", "train_device", parse_choice("cpu", "cuda", "hpu", "mps")),
+    ("TRAIN_PIPELINE", "train_pipeline", parse_choice("simple", "full", "accelerated")),
+    ("TRAIN_MAX_PER_REPO", "train_max_per_repo", parse_positive_int),
+    ("TEST_BASE_MODEL", "test_base_model", parse_word),
+    ("TEST_READY_TIMEOUT", "test_ready_timeout", parse_duration),
+    ("TEST_ANSWER_TIMEOUT", "test_answer_timeout", parse_duration),
+    ("TEST_JUDGE_URL", "test_judge_url", lambda v: parse_url(v, ("http", "https"))),
+    ("TEST_JUDGE_MODEL", "test_judge_model", parse_word),
 )

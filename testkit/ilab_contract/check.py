@@ -24,6 +24,8 @@ KINDS = {
     "text": "text",
     "path": "path",
     "integer": "integer",
+    "float": "float",
+    "choice": "choice",
 }  # the bot's value kinds -> click's ParamType.name
 
 
@@ -143,8 +145,16 @@ def real_ilab() -> tuple[click.Command, Any, Lab]:
     the config object its commands find in `ctx.obj`."""
     configuration: Any = importlib.import_module("instructlab.configuration")
     lab: Any = importlib.import_module("instructlab.lab")
+    configuration.ensure_storage_directories_exist()  # as `--config DEFAULT` does (HOME moved)
     config = configuration.get_default_config()
-    return lab.ilab, configuration.get_dict(config), Lab(config)
+    default_map = configuration.get_dict(config)
+    # ilab's root callback fills the training library's options it keeps in
+    # train.additional_args (--learning-rate, --warmup-steps, …) with their defaults
+    train = default_map.get("train") or {}
+    train["additional_args"] = configuration.finish_additional_train_args(
+        train.get("additional_args") or {}
+    )
+    return lab.ilab, default_map, Lab(config)
 
 
 def rename(root: click.Command, words: Sequence[str], old: str, new: str) -> None:

@@ -48,6 +48,15 @@ class ArtifactStore(Protocol):
         there is no such object."""
         ...
 
+    async def get_file(self, key: str, path: Path) -> int:
+        """Stream ``key`` into ``path`` (atomically: complete or absent); return its size.
+        A missing key or a failed transfer raises ``StorageError``."""
+        ...
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every stored key starting with ``prefix`` (a plain string prefix), sorted."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

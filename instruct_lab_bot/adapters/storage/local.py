@@ -119,6 +119,43 @@ class LocalStore:
                 f"could not read {key}: {exc.strerror or type(exc).__name__}"
             ) from exc
 
+    async def get_file(self, key: str, path: Path) -> int:
+        """Copy ``key`` to ``path`` (atomically: a temp file beside it, then a rename)."""
+        validate_key(key)
+
+        def copy() -> int:
+            source = _resolve_inside(self._root, key)
+            if source is None:
+                raise FileNotFoundError(errno.ENOENT, "no such artifact")
+            with source.open("rb") as src:
+                return _atomic_download(path, src.read)
+
+        try:
+            return await asyncio.to_thread(copy)
+        except (OSError, _Escapes) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else None
+            raise StorageError(f"could not read {key}: {reason or type(exc).__name__}") from exc
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every stored key starting with ``prefix`` (a plain string prefix, as in S3), sorted."""
+        if prefix:
+            validate_key(prefix.rstrip("/"))
+
+        def walk() -> list[str]:
+            top = self._root / prefix.rpartition("/")[0]
+            if not top.resolve().is_relative_to(self._root.resolve()) or not top.is_dir():
+                return []
+            keys = []
+            for path in top.rglob("*"):
+                if path.name.startswith(".") or not path.is_file() or path.is_symlink():
+                    continue
+                key = path.relative_to(self._root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+            return sorted(keys)
+
+        return await asyncio.to_thread(walk)
+
     async def delete(self, key: str) -> None:
         validate_key(key)
         try:
@@ -155,6 +192,23 @@ def _atomic_write(root: Path, key: str, writer: Callable[[IO[bytes]], object]) -
             size = out.tell()
         tmp.chmod(0o644)
         tmp.replace(dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size
+
+
+def _atomic_download(path: Path, read: Callable[[int], bytes]) -> int:
+    """Write chunks from ``read`` to ``path`` through a temp file beside it; return the size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := read(1024 * 1024):
+                out.write(chunk)
+            size = out.tell()
+        tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

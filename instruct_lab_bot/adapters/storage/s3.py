@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +181,34 @@ class S3Store:
 
         return await self._run("download", key, get)
 
+    async def get_file(self, key: str, path: Path) -> int:
+        """Stream ``key`` to ``path`` (a temp file beside it, renamed when complete)."""
+        s3_key = self.object_key(key)
+
+        async def get(client: S3Client) -> int:
+            answer = await client.get_object(Bucket=self.config.bucket, Key=s3_key)
+            body = answer["Body"]  # aiobotocore's StreamingBody: read(amt) in chunks
+            async with body:
+                return await _stream_to_file(path, body.read)
+
+        return await self._run("download", key, get)
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix`` (without the store's own prefix), sorted."""
+        if prefix:
+            validate_key(prefix.rstrip("/"))
+        full = f"{self._prefix}/{prefix}" if self._prefix else prefix
+        strip = len(self._prefix) + 1 if self._prefix else 0
+
+        async def listing(client: S3Client) -> list[str]:
+            keys: list[str] = []
+            pages = client.get_paginator("list_objects_v2")
+            async for page in pages.paginate(Bucket=self.config.bucket, Prefix=full):
+                keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+            return sorted(keys)
+
+        return await self._run("list", prefix or "/", listing)
+
     async def delete(self, key: str) -> None:
         s3_key = self.object_key(key)
 
@@ -285,6 +314,25 @@ class S3Store:
                 await client.abort_multipart_upload(
                     Bucket=self.config.bucket, Key=s3_key, UploadId=upload_id
                 )
+
+
+async def _stream_to_file(path: Path, read: Callable[[int], Awaitable[bytes]]) -> int:
+    """Write what ``read`` yields to ``path`` atomically (temp file beside it, then rename)."""
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    fd, tmp_name = await asyncio.to_thread(
+        tempfile.mkstemp, dir=path.parent, prefix=f".{path.name}.", suffix=".partial"
+    )
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := await read(1024 * 1024):
+                await asyncio.to_thread(out.write, chunk)
+            size = out.tell()
+        await asyncio.to_thread(tmp.replace, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # noqa: ASYNC240 - one unlink, also on cancellation
+        raise
+    return size
 
 
 def _client_config(config: S3Config) -> AioConfig:

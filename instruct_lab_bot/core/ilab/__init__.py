@@ -15,6 +15,18 @@ from instruct_lab_bot.core.ilab.commands import (
     names_config,
     with_ilab_config,
 )
+from instruct_lab_bot.core.ilab.model_commands import (
+    CKPT_DIR,
+    SERVE_CONFIG_NAME,
+    SIMPLE_GGUF,
+    ServeRun,
+    TrainInput,
+    TrainParams,
+    TrainRun,
+    TrainUnsupported,
+    serve_argv,
+    train_run,
+)
 from instruct_lab_bot.core.ilab.versions import (
     PROFILES,
     IlabProfile,
@@ -29,14 +41,22 @@ from instruct_lab_bot.core.ilab.versions import (
 
 __all__ = [
     "CHAT_ENV",
+    "CKPT_DIR",
     "CONFIG_DEFAULT",
     "PROFILES",
+    "SERVE_CONFIG_NAME",
+    "SIMPLE_GGUF",
     "BotArgv",
     "FlagUse",
     "GenerateRun",
     "IlabProfile",
     "IlabRelease",
     "IlabVersion",
+    "ServeRun",
+    "TrainInput",
+    "TrainParams",
+    "TrainRun",
+    "TrainUnsupported",
     "UnsupportedIlab",
     "bot_argvs",
     "chat_argv",
@@ -48,5 +68,7 @@ __all__ = [
     "nearest_profile",
     "parse_ilab_version",
     "profile_for",
+    "serve_argv",
+    "train_run",
     "with_ilab_config",
 ]

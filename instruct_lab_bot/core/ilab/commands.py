@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from instruct_lab_bot.core.ilab.model_commands import model_bot_argvs
 from instruct_lab_bot.core.ilab.versions import IlabProfile
 from instruct_lab_bot.core.settings import Settings
 
@@ -46,7 +47,7 @@ class FlagUse:
     """A flag the bot passes, and what it assumes of it: a switch, or one value of a kind."""
 
     flag: str
-    kind: Literal["flag", "text", "path", "integer"]
+    kind: Literal["flag", "text", "path", "integer", "float", "choice"]
 
 
 @dataclass(frozen=True)
@@ -215,4 +216,11 @@ def bot_argvs(profile: IlabProfile) -> tuple[BotArgv, ...]:
         "--taxonomy-path": str(root / "taxonomy"),
     }
     found.append(BotArgv(("config", "init"), tuple(init_args[2:]), init_uses, init_expect))
-    return tuple(found)
+    return (*found, *_model_argvs(profile))
+
+
+def _model_argvs(profile: IlabProfile) -> tuple[BotArgv, ...]:
+    return tuple(
+        BotArgv(s.command, s.args, tuple(FlagUse(f, k) for f, k in s.uses), s.expect)
+        for s in model_bot_argvs(profile)
+    )

@@ -46,6 +46,8 @@ class IlabProfile:
     default_pipeline: str  # `data generate --pipeline` when the admin names none
     chat_plain_flags: tuple[str, ...]  # what makes `model chat -qq` print bare text
     dated_output: bool  # `data generate` writes into `<output-dir>/<YYYY-MM-DD_HHMMSS>/`
+    serve_address_flags: bool  # `model serve -h/--host -p/--port` (0.18: config serve.host_port)
+    train_pipelines: tuple[str, ...]  # `model train --pipeline` choices (0.18: none, --legacy)
 
     @property
     def name(self) -> str:
@@ -59,6 +61,8 @@ PROFILES: tuple[IlabProfile, ...] = (
         default_pipeline="simple",
         chat_plain_flags=(),  # -qq prints plain text; 0.18 has no --no-decoration
         dated_output=False,
+        serve_address_flags=False,
+        train_pipelines=(),
     ),
     IlabProfile(
         line=IlabVersion(0, 26),
@@ -66,6 +70,8 @@ PROFILES: tuple[IlabProfile, ...] = (
         default_pipeline="full",
         chat_plain_flags=("--no-decoration",),  # else -qq draws a box around the answer
         dated_output=True,
+        serve_address_flags=True,
+        train_pipelines=("simple", "full", "accelerated"),
     ),
 )
 

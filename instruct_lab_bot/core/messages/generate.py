@@ -32,7 +32,9 @@ from instruct_lab_bot.core.messages.generate_result import (
     preview_table,
     run_facts,
 )
+from instruct_lab_bot.core.messages.model_test import comparison_tables, comparison_title
 from instruct_lab_bot.core.messages.precheck import precheck_tables, precheck_title
+from instruct_lab_bot.core.model_test import ModelTestReport
 from instruct_lab_bot.core.output_preview import Count, Sample
 from instruct_lab_bot.core.precheck import Answer
 from instruct_lab_bot.core.progress import Progress
@@ -67,6 +69,7 @@ class JobResult:
     log_tail: Sequence[str] = field(default_factory=tuple)
     cancelled_by: str = ""
     precheck: Sequence[Answer] = ()
+    model_test: ModelTestReport | None = None  # `test`: both models' answers, scored
     change: SampleChange | None = None  # against the PR's previous successful generate
     command_line: str = ""  # the redacted command ilab ran (the first line of ilab.log)
     # Set when something outside the contributor's change ended the job (a key of
@@ -196,6 +199,8 @@ def completed_title(job: Job, result: JobResult) -> str:
     if result.state is State.SUCCEEDED:
         if result.precheck:
             return precheck_title(result.precheck)
+        if result.model_test is not None:
+            return comparison_title(result.model_test)
         if result.generated is not None:
             return f"Generated {result.generated} samples in {format_duration(result.duration)}"
         return f"Finished in {format_duration(result.duration)}"
@@ -234,6 +239,8 @@ def result_summary(job: Job, result: JobResult, *, for_comment: bool = False) ->
         lines += ["", facts]
     if result.precheck:
         lines += precheck_tables(result.precheck)
+    if result.model_test is not None:
+        lines += comparison_tables(result.model_test)
     if result.state is State.SUCCEEDED:
         lines += _success_details(result)
     else:
@@ -254,6 +261,7 @@ def _what_ran(command: str) -> str:
     return {
         "generate": "`ilab data generate`",
         "precheck": "`ilab model chat` on each seed question",
+        "test": "the base and the trained model (`ilab model serve`) on each seed question",
     }.get(command, f"`{command}`")
 
 

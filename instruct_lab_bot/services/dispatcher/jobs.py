@@ -35,6 +35,7 @@ from instruct_lab_bot.core.messages.generate import check_run_queued
 from instruct_lab_bot.core.reply_limits import ReplyReason
 from instruct_lab_bot.core.repo_config import generate_args, required_labels
 from instruct_lab_bot.services.dispatcher.context import Deps, Request
+from instruct_lab_bot.services.dispatcher.sources import source_job
 from instruct_lab_bot.services.validator import Changes
 
 log = structlog.get_logger(__name__)
@@ -88,7 +89,10 @@ class JobStarter:
         files = await self._files_past_gates(request, spec, data)
         if files is None:
             return None
-        job = _new_job(request, kind, origin, data, files)
+        source = await source_job(self.deps, request, spec)
+        if source is None:
+            return None
+        job = _new_job(request, kind, origin, data, files).evolve(source_job=source)
         return await self._record(request, job)
 
     async def _files_past_gates(

@@ -269,4 +269,5 @@ async def _whole(
     chat.metrics.first_token.observe(time.perf_counter() - started)
     chat.metrics.tokens.labels(record.model_name).inc(completion_tokens(data))
     chat.metrics.requests.labels(record.model_name, "ok").inc()
-    return web.json_response(data, headers=_HEADERS)
+    redacted = Redactor(chat.settings.secrets()).value(data)
+    return web.json_response(redacted, headers=_HEADERS)

@@ -32,6 +32,7 @@ from instruct_lab_bot.services import precheck
 from instruct_lab_bot.services.worker import redis_calls
 from instruct_lab_bot.services.worker.deps import WorkerDeps
 from instruct_lab_bot.services.worker.ilab import JobFailed, run_generate
+from instruct_lab_bot.services.worker.model_test import ModelTest
 from instruct_lab_bot.services.worker.reporting import Reporter
 from instruct_lab_bot.services.worker.uploads import upload_outputs
 from instruct_lab_bot.services.worker.workspace import Workspace
@@ -76,6 +77,8 @@ class JobExecution:
                 return JobResult(state=State.CANCELLED, duration=self._elapsed())
             if self.job.command == "precheck":
                 return await self._precheck(checkout)
+            if self.job.command == "test":
+                return await self._model_test().run(checkout.path, self._elapsed)
             return await self._generate(checkout)
         except REPORTED_FAILURES as exc:
             cause = _OUTAGES.get(type(exc), "")
@@ -182,6 +185,10 @@ class JobExecution:
         """An answer as it may be shown: the model's text and errors are ilab output too."""
         redact = self.deps.redactor.redact
         return replace(answer, answer=redact(answer.answer), error=redact(answer.error))
+
+    def _model_test(self) -> ModelTest:
+        args = (self.workspace, self.reporter, self.progress, self.cancel)
+        return ModelTest(self.deps, self.job, *args)
 
     def _cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()

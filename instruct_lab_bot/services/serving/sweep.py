@@ -1,0 +1,78 @@
+"""Nothing served that no PR owns: the sweep every backend shares.
+
+Run at start-up (the orphan reconciler after a restart) and then periodically, it removes a
+served model whose PR is closed, merged or gone, one that failed, one that did not become
+ready within the ready timeout, and one with no request for `ILAB_BOT_SERVE_TTL`. It returns
+what it removed and why, so the caller can tell the PR (`core/messages/serving_backend.py`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from instruct_lab_bot.core.refs import PullRequestRef
+from instruct_lab_bot.core.serving import ServedModel, ServeState
+from instruct_lab_bot.services.serving.backend import ServingBackend, ServingError
+
+log = structlog.get_logger(__name__)
+
+IsOpen = Callable[[PullRequestRef], Awaitable[bool]]
+
+
+class Why(enum.StrEnum):
+    PR_CLOSED = "pr_closed"
+    FAILED = "failed"
+    NEVER_READY = "never_ready"
+    IDLE = "idle"
+
+
+@dataclass(frozen=True)
+class Removed:
+    model: ServedModel
+    why: Why
+
+
+def why_remove(
+    model: ServedModel, *, is_open: bool, now: float, ttl: float, ready_timeout: float
+) -> Why | None:
+    """Why `model` must go now, None when it stays."""
+    if not is_open:
+        return Why.PR_CLOSED
+    if model.state is ServeState.FAILED:
+        return Why.FAILED
+    if model.state is ServeState.DEPLOYING and now - model.created_at > ready_timeout:
+        return Why.NEVER_READY
+    if now - max(model.last_request_at, model.created_at) > ttl:
+        return Why.IDLE
+    return None
+
+
+async def sweep(
+    backend: ServingBackend,
+    is_open: IsOpen,
+    *,
+    now: float,
+    ttl: float,
+    ready_timeout: float,
+) -> list[Removed]:
+    """Remove what no open PR needs; one model's failure does not stop the others."""
+    removed: list[Removed] = []
+    for model in await backend.list_served():
+        try:
+            why = why_remove(
+                model,
+                is_open=await is_open(model.pull),
+                now=now,
+                ttl=ttl,
+                ready_timeout=ready_timeout,
+            )
+            if why is not None and await backend.remove(model.pull):
+                removed.append(Removed(model, why))
+                log.info("serving.swept", name=model.name, why=str(why))
+        except (ServingError, OSError) as exc:
+            log.warning("serving.sweep_failed", name=model.name, error=str(exc)[:300])
+    return removed
