@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench import burst, dispatch, github_calls, idle, ingest, output_pump, queue_throughput
+from bench import (
+    burst,
+    chat_proxy,
+    dispatch,
+    github_calls,
+    idle,
+    ingest,
+    output_pump,
+    queue_throughput,
+)
 from bench.__main__ import Figure, console, run_figure, table
 from bench.common import Row, bot_argv, bot_env, free_port
 from instruct_lab_bot.adapters.redis.keys import EVENTS_STREAM
@@ -148,3 +157,9 @@ async def test_burst_counts_stored_deliveries_and_drains(tmp_path: Path) -> None
     assert result.accepted_commands == 20 == result.stored  # the plain comments stored nothing
     assert result.stored_once
     assert all(line for line in result.lines())
+
+
+async def test_chat_proxy_figures_are_measured() -> None:
+    rows = await chat_proxy.measure(quick=True)
+    assert [r.figure.split(":")[0] for r in rows] == ["chat", "chat"]
+    _numbers(rows)

@@ -110,6 +110,8 @@ def test_known_commands_come_from_the_table_in_help_order() -> None:
         "retry",
         "cancel",
         "links",
+        "serve",
+        "chat",
     )
     assert all(spec.help and spec.name.islower() for spec in COMMAND_TABLE)
 

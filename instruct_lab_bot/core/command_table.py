@@ -24,6 +24,8 @@ class Handler(enum.StrEnum):
     RETRY = "retry"
     CANCEL = "cancel"
     LINKS = "links"
+    SERVE = "serve"
+    CHAT = "chat"
 
 
 #: The worker capability that spends GPU time.
@@ -106,6 +108,21 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
         "fresh links to the files of this PR's latest job (or `links <job id>`)",
         Handler.LINKS,
         restricted=False,
+    ),
+    CommandSpec(
+        "serve",
+        "serve this PR's latest trained model: a chat page and an OpenAI-compatible endpoint "
+        "(`serve stop` removes it)",
+        Handler.SERVE,
+        restricted=True,
+        needs_open_pull_request=True,
+    ),
+    CommandSpec(
+        "chat",
+        "ask this PR's trained model a question: `chat <question>`",
+        Handler.CHAT,
+        restricted=True,
+        needs_open_pull_request=True,
     ),
 )
 

@@ -33,6 +33,8 @@ class ReplyReason(enum.StrEnum):
     LINKS = "links"
     FORMER_NAME = "former_name"  # addressed by the bot's old name: a one-line note
     DISABLED = "disabled"  # the repository's configuration switched the command off
+    SERVE = "serve"  # `serve` / `serve stop`: what was deployed or removed
+    CHAT = "chat"  # `chat <question>`: the model's answer
     NO_SOURCE = "no_source"  # the job it builds on is missing (`test` before any `train`)
 
 
@@ -43,6 +45,8 @@ UNLIMITED = frozenset(
         ReplyReason.ALREADY_RUNNING,
         ReplyReason.NOTHING_TO_RETRY,
         ReplyReason.CANCELLED,
+        ReplyReason.SERVE,
+        ReplyReason.CHAT,
         ReplyReason.NO_SOURCE,
     }
 )

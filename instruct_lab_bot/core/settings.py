@@ -160,6 +160,16 @@ class Settings:
     repo_config_path: str = ".github/instruct-lab-bot.yml"
     repo_pipelines: tuple[str, ...] = ("simple", "full")
     repo_max_instructions: int = 30
+    # Chatting with a PR's served model (services/serving/proxy.py, the chat page).
+    chat_link_ttl: int = 7 * 24 * 3600  # how long a chat link in a `serve` reply opens the page
+    chat_max_request_bytes: int = 64 * 1024  # an OpenAI request body through the proxy
+    chat_max_tokens: int = 1024  # the most tokens one answer may ask for
+    chat_user_rate: int = 30  # requests per minute per person (token or address)
+    chat_model_rate: int = 120  # requests per minute per PR model
+    chat_user_concurrency: int = 2  # answers streaming at once per person
+    chat_model_concurrency: int = 8  # answers streaming at once per PR model
+    chat_cold_start_timeout: float = 600.0  # waiting for a model scaled to zero to answer
+    chat_answer_timeout: float = 300.0  # one answer, once the model is up
     # Serving PR models for chat (issue 15): `local` (`ilab model serve` on a serve worker) or
     # `kserve` (an InferenceService per PR, scaled to zero by Knative).
     serve_backend: str = "local"
@@ -457,6 +467,15 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("REPO_CONFIG_PATH", "repo_config_path", parse_repo_path),
     ("REPO_PIPELINES", "repo_pipelines", parse_list),
     ("REPO_MAX_INSTRUCTIONS", "repo_max_instructions", parse_positive_int),
+    ("CHAT_LINK_TTL", "chat_link_ttl", lambda v: int(parse_duration(v))),
+    ("CHAT_MAX_REQUEST_BYTES", "chat_max_request_bytes", parse_file_bytes),
+    ("CHAT_MAX_TOKENS", "chat_max_tokens", parse_positive_int),
+    ("CHAT_USER_RATE", "chat_user_rate", parse_positive_int),
+    ("CHAT_MODEL_RATE", "chat_model_rate", parse_positive_int),
+    ("CHAT_USER_CONCURRENCY", "chat_user_concurrency", parse_positive_int),
+    ("CHAT_MODEL_CONCURRENCY", "chat_model_concurrency", parse_positive_int),
+    ("CHAT_COLD_START_TIMEOUT", "chat_cold_start_timeout", parse_duration),
+    ("CHAT_ANSWER_TIMEOUT", "chat_answer_timeout", parse_duration),
     ("SERVE_BACKEND", "serve_backend", parse_choice("local", "kserve")),
     ("SERVE_TTL", "serve_ttl", parse_duration),
     ("SERVE_READY_TIMEOUT", "serve_ready_timeout", parse_duration),

@@ -31,6 +31,7 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.command_table import GPU_COMMANDS, KNOWN_COMMANDS
 from instruct_lab_bot.core.jobs import CONCLUSIONS
 from instruct_lab_bot.core.reply_limits import ReplyReason, Silenced, is_limited
+from instruct_lab_bot.services.serving.chat_metrics import ChatMetrics
 
 log = structlog.get_logger(__name__)
 NS = "instruct_lab_bot"
@@ -178,6 +179,7 @@ class ServerMetrics:
         )
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
+        self.chat = ChatMetrics(r)
         for reason in ReplyReason:
             if is_limited(reason):
                 for limit in Silenced:

@@ -47,6 +47,8 @@ from instruct_lab_bot.services.dispatcher import Dispatcher
 from instruct_lab_bot.services.job_files import job_file_routes, job_files_ctx
 from instruct_lab_bot.services.metrics import ServerMetrics, metrics_response
 from instruct_lab_bot.services.reconciler import Reconciler
+from instruct_lab_bot.services.serving.chat_app import ServingFactory, chat_ctx, no_serving
+from instruct_lab_bot.services.serving.proxy import CHAT, chat_routes
 from instruct_lab_bot.services.status_page import api_errors, status_routes
 
 log = structlog.get_logger(__name__)
@@ -224,11 +226,16 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(
-    settings: Settings, *, dispatcher: bool = True, tracing: bool | None = None
+    settings: Settings,
+    *,
+    dispatcher: bool = True,
+    tracing: bool | None = None,
+    serving: ServingFactory = no_serving,
 ) -> web.Application:
     """Build the server app; resources open and close in cleanup contexts.
 
-    `tracing` adds the OpenTelemetry middleware (default: when `OTEL_*` asks for tracing).
+    `tracing` adds the OpenTelemetry middleware (default: when `OTEL_*` asks for tracing);
+    `serving` opens the backend that serves PR models for chat.
     """
     middlewares = [*server_middlewares(force=tracing), api_errors]
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
@@ -247,6 +254,8 @@ def create_app(
     if settings.stable_links:
         app.router.add_routes(job_file_routes())
         app.cleanup_ctx.append(job_files_ctx)
+    app.router.add_routes(chat_routes())
+    app.cleanup_ctx.append(chat_ctx(serving))
     if dispatcher:
         app.cleanup_ctx.append(_dispatcher_ctx)
     return app
@@ -278,7 +287,9 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         app[GITHUB] = github
         stop = asyncio.Event()
-        dispatcher = Dispatcher(settings, app[QUEUE], github, metrics=app[METRICS])
+        dispatcher = Dispatcher(
+            settings, app[QUEUE], github, metrics=app[METRICS], chat=app.get(CHAT)
+        )
         tasks = [asyncio.create_task(dispatcher.run(stop))]
         if settings.reconcile_interval:
             ledger = RedeliveryLedger(app[QUEUE].redis)

@@ -13,6 +13,7 @@ from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.dispatcher.replies import Replies, ReplyGuard
 from instruct_lab_bot.services.dispatcher.repo_configs import RepoConfigs
 from instruct_lab_bot.services.metrics import ServerMetrics
+from instruct_lab_bot.services.serving.chat import ChatService
 from instruct_lab_bot.services.validator import Validator
 
 
@@ -26,6 +27,7 @@ class Deps:
     policy: Policy
     validator: Validator
     configs: RepoConfigs
+    chat: ChatService | None = None  # serving PR models (`serve`, `chat`); None: not set up
 
     @property
     def reply_guard(self) -> ReplyGuard:
