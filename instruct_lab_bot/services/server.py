@@ -49,6 +49,7 @@ from instruct_lab_bot.services.metrics import ServerMetrics, metrics_response
 from instruct_lab_bot.services.reconciler import Reconciler
 from instruct_lab_bot.services.serving.chat_app import ServingFactory, chat_ctx, no_serving
 from instruct_lab_bot.services.serving.proxy import CHAT, chat_routes
+from instruct_lab_bot.services.serving.sweep import ServingSweeper, github_is_open
 from instruct_lab_bot.services.status_page import api_errors, status_routes
 
 log = structlog.get_logger(__name__)
@@ -295,6 +296,10 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
             ledger = RedeliveryLedger(app[QUEUE].redis)
             reconciler = Reconciler(github, ledger, interval=settings.reconcile_interval)
             tasks.append(asyncio.create_task(reconciler.run(stop)))
+        chat = app.get(CHAT)
+        if chat is not None and chat.backend is not None:  # nothing served that no PR owns
+            sweeper = ServingSweeper(chat.backend, github_is_open(github), settings)
+            tasks.append(asyncio.create_task(sweeper.run(stop)))
         app[DISPATCHER_TASK] = tasks[0]
         yield
         stop.set()

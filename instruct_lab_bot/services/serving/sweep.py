@@ -8,14 +8,20 @@ what it removed and why, so the caller can tell the PR (`core/messages/serving_b
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 
+from instruct_lab_bot.adapters.github.app import GitHubApp
+from instruct_lab_bot.adapters.github.errors import GitHubError
 from instruct_lab_bot.core.refs import PullRequestRef
 from instruct_lab_bot.core.serving import ServedModel, ServeState
+from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.serving.backend import ServingBackend, ServingError
 
 log = structlog.get_logger(__name__)
@@ -76,3 +82,67 @@ async def sweep(
         except (ServingError, OSError) as exc:
             log.warning("serving.sweep_failed", name=model.name, error=str(exc)[:300])
     return removed
+
+
+def github_is_open(github: GitHubApp) -> IsOpen:
+    """Whether GitHub says the PR is open: False when it is closed, merged or gone (404: the
+    repository deleted, the App uninstalled); True when GitHub cannot tell now, so a passing
+    outage removes nothing."""
+
+    async def is_open(pull: PullRequestRef) -> bool:
+        where = {"owner": pull.owner, "repo": pull.name}
+        try:
+            found = await github.app_request(
+                "find the App's installation", "GET", "/repos/{owner}/{repo}/installation", where
+            )
+            data = await github.installation(int(found["id"])).get_pull(pull)
+        except GitHubError as exc:
+            if exc.status == 404:
+                return False
+            log.warning("serving.sweep_pr_unknown", pull=str(pull), error=str(exc)[:300])
+            return True
+        return data.get("state") == "open"
+
+    return is_open
+
+
+class ServingSweeper:
+    """Sweeps at start (the orphan reconciler after a restart), then every `interval`."""
+
+    def __init__(
+        self,
+        backend: ServingBackend,
+        is_open: IsOpen,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_removed: Callable[[Removed], Awaitable[None]] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.is_open = is_open
+        self.settings = settings
+        self.clock = clock
+        self.on_removed = on_removed
+        self.interval = max(min(settings.serve_ready_timeout / 3, 300.0), 1.0)
+
+    async def sweep_once(self) -> list[Removed]:
+        removed = await sweep(
+            self.backend,
+            self.is_open,
+            now=self.clock(),
+            ttl=self.settings.serve_ttl,
+            ready_timeout=self.settings.serve_ready_timeout,
+        )
+        for item in removed:
+            if self.on_removed is not None:
+                await self.on_removed(item)
+        return removed
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweep_once()
+            except (ServingError, GitHubError, OSError) as exc:
+                log.warning("serving.sweep_failed", error=str(exc)[:300])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)
