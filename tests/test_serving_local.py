@@ -17,7 +17,11 @@ from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.serving import ModelRef, ServeState
 from instruct_lab_bot.services.serving.backend import ServingError
 from instruct_lab_bot.services.serving.local import LocalBackend
-from instruct_lab_bot.services.serving.local_worker import LocalServeWorker, ModelServer
+from instruct_lab_bot.services.serving.local_worker import (
+    LocalLimits,
+    LocalServeWorker,
+    ModelServer,
+)
 from instruct_lab_bot.services.serving.sweep import Why, sweep
 from testkit.fake_teacher import Teacher
 
@@ -98,9 +102,7 @@ async def world(redis_url: str) -> AsyncIterator[World]:
     records = ServeRecords(client)
     clock = Clock()
     launcher = TeacherLauncher()
-    worker = LocalServeWorker(
-        records, launcher, name="w1", idle=600, max_models=2, ready_timeout=30, clock=clock
-    )
+    worker = LocalServeWorker(records, launcher, LocalLimits(600, 2, 30), name="w1", clock=clock)
     worker.check_every = 0.01
     backend = LocalBackend(records, clock=clock, poll_interval=0.005)
     stop = asyncio.Event()
@@ -183,10 +185,8 @@ async def test_two_workers_run_a_model_once(world: World) -> None:
     second = LocalServeWorker(
         world.records,
         world.launcher,
+        LocalLimits(600, 2, 30),
         name="w2",
-        idle=600,
-        max_models=2,
-        ready_timeout=30,
         clock=world.clock,
     )
     stop = asyncio.Event()

@@ -26,7 +26,7 @@ from instruct_lab_bot.core.serving import ModelRef, ServeState
 from instruct_lab_bot.services.serving.backend import ServingError
 from instruct_lab_bot.services.serving.ilab_launcher import IlabLauncher
 from instruct_lab_bot.services.serving.local import LocalBackend
-from instruct_lab_bot.services.serving.local_worker import LocalServeWorker
+from instruct_lab_bot.services.serving.local_worker import LocalLimits, LocalServeWorker
 from testkit.ilab_model import write_hf_model
 from testkit.ilab_profiles import DEFAULT_VERSION as STANDIN_VERSION
 from tests.fixtures.bot import make_settings, processes_with_env
@@ -86,9 +86,7 @@ async def world(
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         launcher = IlabLauncher(settings, store, profile, session)
-        worker = LocalServeWorker(
-            records, launcher, name="w", idle=60, max_models=1, ready_timeout=60, clock=clock
-        )
+        worker = LocalServeWorker(records, launcher, LocalLimits(60, 1, 60), name="w", clock=clock)
         worker.check_every = 0.02
         task = asyncio.create_task(worker.run(stop))
         try:

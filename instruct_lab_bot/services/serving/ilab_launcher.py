@@ -25,7 +25,11 @@ from instruct_lab_bot.core.serving import ModelRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.model_files import ModelFilesError, fetch_model
 from instruct_lab_bot.services.serving.backend import ServingError
-from instruct_lab_bot.services.serving.local_worker import LocalServeWorker, ModelServer
+from instruct_lab_bot.services.serving.local_worker import (
+    LocalLimits,
+    LocalServeWorker,
+    ModelServer,
+)
 from instruct_lab_bot.services.worker.deps import WorkerDeps
 
 log = structlog.get_logger(__name__)
@@ -95,14 +99,15 @@ async def serve_models(deps: WorkerDeps, name: str, stop: asyncio.Event) -> None
     settings = deps.settings
     if not serves_models(settings):
         return
+    limits = LocalLimits(
+        settings.serve_idle, settings.serve_max_models, settings.serve_ready_timeout
+    )
     async with aiohttp.ClientSession() as session:
         launcher = IlabLauncher(settings, deps.store, deps.ilab.profile, session)
         worker = LocalServeWorker(
             ServeRecords(deps.queue.redis),
             launcher,
+            limits,
             name=name,
-            idle=settings.serve_idle,
-            max_models=settings.serve_max_models,
-            ready_timeout=settings.serve_ready_timeout,
         )
         await worker.run(stop)

@@ -47,6 +47,15 @@ class Launcher(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class LocalLimits:
+    """`ILAB_BOT_SERVE_IDLE`, `ILAB_BOT_SERVE_MAX_MODELS`, `ILAB_BOT_SERVE_READY_TIMEOUT`."""
+
+    idle: float
+    max_models: int
+    ready_timeout: float
+
+
 @dataclass
 class _Running:
     server: ModelServer
@@ -60,22 +69,20 @@ class LocalServeWorker:
         self,
         records: ServeRecords,
         launcher: Launcher,
+        limits: LocalLimits,
         *,
         name: str,
-        idle: float,
-        max_models: int,
-        ready_timeout: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.records = records
         self.launcher = launcher
         self.name = name
-        self.idle = idle
-        self.max_models = max_models
-        self.ready_timeout = ready_timeout
+        self.idle = limits.idle
+        self.max_models = limits.max_models
+        self.ready_timeout = limits.ready_timeout
         self.clock = clock
-        self.check_every = max(min(idle / 4, 5.0), 0.01)
-        self.lease = max(idle, 30.0) + self.check_every * 4
+        self.check_every = max(min(self.idle / 4, 5.0), 0.01)
+        self.lease = max(self.idle, 30.0) + self.check_every * 4
         self.running: dict[str, _Running] = {}
         self.starts = 0  # cold starts this worker made (tests, metrics)
 
