@@ -4,6 +4,7 @@ InferenceService's URL (a real OpenAI-compatible server), and closing the PR del
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 
 from instruct_lab_bot.adapters.kubernetes import open_kube
 from instruct_lab_bot.core import serve_names as names
+from instruct_lab_bot.core.refs import RepoRef
+from instruct_lab_bot.core.serving import ModelRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.serving import isvc_options
 from instruct_lab_bot.services.serving.backend import ServingBackend
@@ -77,5 +80,39 @@ async def test_serve_chat_and_close_on_kserve(
                 assert await event(bot, "pull_request", closed) == 202
                 await settled(world)
                 assert emulator.deleted == [name] and emulator.isvcs == {}
+    finally:
+        await emulator.close()
+
+
+async def test_the_server_removes_orphans_at_start(world: World, tmp_path: Path) -> None:
+    """Models left from before a restart: the closed PR's and the deleted repository's go (asked
+    of GitHub), the open PR's stays."""
+    emulator = K8sEmulator(ensure_kserve_schema(REPO_ROOT / ".cache"))
+    await emulator.start()
+    kubeconfig = emulator.kubeconfig(tmp_path / "kubeconfig")
+
+    @contextlib.asynccontextmanager
+    async def kserve(settings: Settings) -> AsyncIterator[ServingBackend]:
+        kube = await open_kube(str(kubeconfig))
+        backend = KServeBackend(kube, isvc_options(settings), poll_interval=0.01)
+        try:
+            yield backend
+        finally:
+            await backend.aclose()
+
+    closed = RepoRef(OWNER, REPO).pull(PR + 1)
+    gone = RepoRef(OWNER, "deleted-repo").pull(3)
+    world.gh.add_pull(OWNER, REPO, closed.number, head_sha="b" * 40, head_ref="old",
+                      state="closed")  # fmt: skip
+    try:
+        async with kserve(world.settings) as backend:
+            for pull in (PULL, closed, gone):
+                await backend.deploy(ModelRef(pull, "train-1", "p/model/", "s3://b/p/model/"))
+        async with run_bot(world.settings, workers=0, serving=kserve):
+            async with asyncio.timeout(60):
+                while len(emulator.deleted) < 2:
+                    await asyncio.sleep(0.01)
+            assert sorted(emulator.deleted) == sorted(names.served_name(p) for p in (closed, gone))
+            assert [key[1] for key in emulator.isvcs] == [names.served_name(PULL)]
     finally:
         await emulator.close()
