@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from instruct_lab_bot.adapters.kubernetes import KubeError, open_kube
@@ -241,3 +242,39 @@ async def test_sweep_removes_a_failed_model(backend: KServeBackend, emulator: K8
     [removed] = await sweep(backend, is_open, now=backend.clock(), ttl=3600, ready_timeout=3600)
     assert removed.why is Why.FAILED and "pulling image" in removed.model.message
     assert emulator.isvcs == {}
+
+
+async def test_scaled_to_zero_after_the_retention_and_woken_by_a_request(
+    backend: KServeBackend, emulator: K8sEmulator
+) -> None:
+    """Knative (the emulator, on the test's clock) scales the model to zero once its last
+    request is older than the retention annotation; a request records itself and wakes it."""
+    now = [1_000_000.0]
+    backend.clock = emulator.clock = lambda: now[0]
+    backend.touch_every = 60
+    await backend.deploy(model())
+    url = await backend.ready_url(PULL, within=60)
+    status = await backend.status(PULL)
+    assert status is not None and status.state is ServeState.READY
+    now[0] += 601  # retention 600 s
+    status = await backend.status(PULL)
+    assert status is not None and status.state is ServeState.SCALED_TO_ZERO
+    assert await backend.ready_url(PULL, within=60) == url
+    status = await backend.status(PULL)
+    assert status is not None and status.state is ServeState.READY
+    assert status.last_request_at == now[0]
+
+
+async def test_core_objects_are_checked_with_kubernetes_validate(
+    emulator: K8sEmulator,
+) -> None:
+    headers = {"Authorization": f"Bearer {emulator.token}"}
+    url = f"{emulator.url}/api/v1/namespaces/{NS}/serviceaccounts"
+    good = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}
+    bad = good | {"automountToken": False}  # misspelt
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.post(url, json=good) as answer:
+            assert answer.status == 201
+        async with session.post(url, json=bad) as answer:
+            assert answer.status == 422
+            assert "automountToken" in (await answer.json())["message"]
