@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ async def test_serve_chat_and_close_on_kserve(
 
 async def test_the_server_removes_orphans_at_start(world: World, tmp_path: Path) -> None:
     """Models left from before a restart: the closed PR's and the deleted repository's go (asked
-    of GitHub), the open PR's stays."""
+    of GitHub), so does one that never became ready (its PR is told why); the open PR's stays."""
     emulator = K8sEmulator(ensure_kserve_schema(REPO_ROOT / ".cache"))
     await emulator.start()
     kubeconfig = emulator.kubeconfig(tmp_path / "kubeconfig")
@@ -101,18 +102,28 @@ async def test_the_server_removes_orphans_at_start(world: World, tmp_path: Path)
             await backend.aclose()
 
     closed = RepoRef(OWNER, REPO).pull(PR + 1)
+    stuck = RepoRef(OWNER, REPO).pull(PR + 2)
     gone = RepoRef(OWNER, "deleted-repo").pull(3)
     world.gh.add_pull(OWNER, REPO, closed.number, head_sha="b" * 40, head_ref="old",
                       state="closed")  # fmt: skip
+    world.gh.add_pull(OWNER, REPO, stuck.number, head_sha="c" * 40, head_ref="stuck")
     try:
         async with kserve(world.settings) as backend:
             for pull in (PULL, closed, gone):
                 await backend.deploy(ModelRef(pull, "train-1", "p/model/", "s3://b/p/model/"))
+            emulator.faults.never_ready = True
+            assert isinstance(backend, KServeBackend)
+            backend.clock = lambda: time.time() - 2 * world.settings.serve_ready_timeout
+            await backend.deploy(ModelRef(stuck, "train-2", "q/model/", "s3://b/q/model/"))
         async with run_bot(world.settings, workers=0, serving=kserve):
             async with asyncio.timeout(60):
-                while len(emulator.deleted) < 2:
+                while len(emulator.deleted) < 3 or not world.gh.comments(OWNER, REPO, stuck.number):
                     await asyncio.sleep(0.01)
-            assert sorted(emulator.deleted) == sorted(names.served_name(p) for p in (closed, gone))
+            removed = sorted(names.served_name(p) for p in (closed, gone, stuck))
+            assert sorted(emulator.deleted) == removed
             assert [key[1] for key in emulator.isvcs] == [names.served_name(PULL)]
+            [notice] = world.gh.comments(OWNER, REPO, stuck.number)
+            assert "did not become ready within 15m 00s" in notice["body"]
+            assert world.gh.comments(OWNER, REPO, closed.number) == []
     finally:
         await emulator.close()

@@ -70,3 +70,16 @@ def too_many_models(limit: int) -> str:
         f"{limit} models are already being served and all are busy. Try again in a few "
         "minutes; an admin can raise ILAB_BOT_SERVE_MAX_MODELS."
     )
+
+
+def removed_notice(why: str, detail: str, seconds: float) -> str:
+    """The PR comment when the sweep removed its model for a reason the PR should know (its
+    closing needs no comment): `why` is the sweep's reason."""
+    if why == "never_ready":
+        return never_ready(seconds, detail)
+    if why == "failed":
+        return failed_to_start(detail) + " It was removed; `serve` tries again."
+    return (
+        f"The model served for chat was removed after {format_duration(seconds)} without a "
+        "request. `serve` deploys it again."
+    )

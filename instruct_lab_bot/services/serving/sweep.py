@@ -19,6 +19,8 @@ import structlog
 
 from instruct_lab_bot.adapters.github.app import GitHubApp
 from instruct_lab_bot.adapters.github.errors import GitHubError
+from instruct_lab_bot.core.messages import serving_backend as texts
+from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.refs import PullRequestRef
 from instruct_lab_bot.core.serving import ServedModel, ServeState
 from instruct_lab_bot.core.settings import Settings
@@ -104,6 +106,29 @@ def github_is_open(github: GitHubApp) -> IsOpen:
         return data.get("state") == "open"
 
     return is_open
+
+
+def pr_notifier(
+    github: GitHubApp, settings: Settings, redactor: Redactor
+) -> Callable[[Removed], Awaitable[None]]:
+    """Tells the PR why its model went (not when the PR itself closed); best effort."""
+
+    async def notify(item: Removed) -> None:
+        if item.why is Why.PR_CLOSED:
+            return
+        pull = item.model.pull
+        seconds = settings.serve_ttl if item.why is Why.IDLE else settings.serve_ready_timeout
+        body = texts.removed_notice(str(item.why), item.model.message, seconds)
+        where = {"owner": pull.owner, "repo": pull.name}
+        try:
+            found = await github.app_request(
+                "find the App's installation", "GET", "/repos/{owner}/{repo}/installation", where
+            )
+            await github.installation(int(found["id"])).create_comment(pull, redactor.redact(body))
+        except GitHubError as exc:
+            log.warning("serving.notify_failed", pull=str(pull), error=str(exc)[:300])
+
+    return notify
 
 
 class ServingSweeper:
