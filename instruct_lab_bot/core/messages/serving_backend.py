@@ -47,6 +47,14 @@ def never_ready(seconds: float, detail: str = "") -> str:
     )
 
 
+def still_starting(seconds: float) -> str:
+    return (
+        f"The model did not answer within {format_duration(seconds)}; it is still starting. "
+        "Try again in a few minutes (one that never becomes ready is removed, and the pull "
+        "request told why)."
+    )
+
+
 def failed_to_start(detail: str) -> str:
     return (
         f"The model could not start ({cut(detail, 300)}). This is not your fault: an admin "

@@ -103,7 +103,7 @@ class KServeBackend:
                 await self._touch(pull, served)
                 return served.url
             if time.monotonic() >= deadline:
-                raise ServingError(texts.never_ready(within))
+                raise ServingError(texts.still_starting(within))
             await asyncio.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0)))
 
     async def _touch(self, pull: PullRequestRef, served: ServedModel) -> None:

@@ -83,7 +83,7 @@ class LocalBackend:
                 return model.url
             if model.state is ServeState.FAILED:
                 raise ServingError(texts.failed_to_start(model.message))
-        raise ServingError(texts.never_ready(within))
+        raise ServingError(texts.still_starting(within))
 
     async def remove(self, pull: PullRequestRef) -> bool:
         removed = await self.records.delete(pull)
