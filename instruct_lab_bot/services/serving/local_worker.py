@@ -82,7 +82,8 @@ class LocalServeWorker:
         self.ready_timeout = limits.ready_timeout
         self.clock = clock
         self.check_every = max(min(self.idle / 4, 5.0), 0.01)
-        self.lease = max(self.idle, 30.0) + self.check_every * 4
+        # Renewed on every check: a dead worker's models are free again after this long.
+        self.lease = max(30.0, self.check_every * 6)
         self.running: dict[str, _Running] = {}
         self.starts = 0  # cold starts this worker made (tests, metrics)
 

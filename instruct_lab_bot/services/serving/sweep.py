@@ -52,7 +52,9 @@ def why_remove(
         return Why.PR_CLOSED
     if model.state is ServeState.FAILED:
         return Why.FAILED
-    if model.state is ServeState.DEPLOYING and now - model.created_at > ready_timeout:
+    # Deploying since its creation (kserve) or the request that woke it (local).
+    since = max(model.created_at, model.last_request_at)
+    if model.state is ServeState.DEPLOYING and now - since > ready_timeout:
         return Why.NEVER_READY
     if now - max(model.last_request_at, model.created_at) > ttl:
         return Why.IDLE
