@@ -88,8 +88,8 @@ def _status(code: int, reason: str, message: str) -> web.Response:
 
 def _matches(labels: dict[str, str], selector: str) -> bool:
     for term in filter(None, selector.split(",")):
-        key, _, value = term.partition("=")
-        if labels.get(key) != value:
+        key, equals, value = term.partition("=")
+        if (labels.get(key) != value) if equals else (key not in labels):
             return False
     return True
 

@@ -87,6 +87,7 @@ async def test_ready_url_waits_for_ready_then_scaled_to_zero(
     emulator.scale_to_zero(name, NS)
     status = await backend.status(PULL)
     assert status is not None and status.state is ServeState.SCALED_TO_ZERO
+    assert [m.state for m in await backend.list_served()] == [ServeState.SCALED_TO_ZERO]
     assert status.cold_start_seconds == 120.0
     # Knative's activator holds the request during the cold start: the URL comes at once.
     assert await backend.ready_url(PULL, within=60) == "http://127.0.0.1:9/model"
