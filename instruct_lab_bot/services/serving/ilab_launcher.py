@@ -8,6 +8,7 @@ latest, so a restart after an idle stop skips the download.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -110,4 +111,10 @@ async def serve_models(deps: WorkerDeps, name: str, stop: asyncio.Event) -> None
             limits,
             name=name,
         )
-        await worker.run(stop)
+        while not stop.is_set():  # a bug in serving must not end the worker's jobs
+            try:
+                await worker.run(stop)
+            except Exception:
+                log.exception("serving.local.loop_failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 5.0)

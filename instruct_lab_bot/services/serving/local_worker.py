@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
+from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.redis.serving import ServeRecords
 from instruct_lab_bot.core.serve_record import (
@@ -90,22 +91,34 @@ class LocalServeWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; every server this worker started is stopped on exit."""
         stopping = asyncio.create_task(stop.wait())
+        failures = 0
         try:
             while not stop.is_set():
-                waking = asyncio.create_task(self.records.next_wake(self.check_every))
-                await asyncio.wait({waking, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not waking.done():  # stopping: do not wait out the blocking pop
-                    waking.cancel()
-                    await asyncio.gather(waking, return_exceptions=True)
-                    break
-                key = waking.result()
-                if key is not None:
-                    await self.handle(key)
-                await self.check()
+                try:
+                    await self._turn(stopping)
+                    failures = 0
+                except (RedisError, OSError) as exc:  # Redis away: the servers keep running
+                    failures += 1
+                    log.warning("serving.local.redis_error", error=str(exc)[:300])
+                    delay = min(0.5 * 2 ** min(failures, 6), 30.0)
+                    await asyncio.wait({stopping}, timeout=delay)
         finally:
             stopping.cancel()
             for key in list(self.running):
                 await self._stop(key, report=True)
+
+    async def _turn(self, stopping: asyncio.Task[bool]) -> None:
+        """One wait for a wake-up (or `check_every`), then the checks."""
+        waking = asyncio.create_task(self.records.next_wake(self.check_every))
+        await asyncio.wait({waking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not waking.done():  # stopping: do not wait out the blocking pop
+            waking.cancel()
+            await asyncio.gather(waking, return_exceptions=True)
+            return
+        key = waking.result()
+        if key is not None:
+            await self.handle(key)
+        await self.check()
 
     async def handle(self, key: str) -> None:
         """Bring one model to what its desired record asks."""
@@ -167,12 +180,15 @@ class LocalServeWorker:
         if running is None:
             return
         await running.server.stop()
-        await self.records.release(key, self.name)
-        desired = await self.records.desired(key)
-        if desired is None:
-            await self.records.put_actual(key, None)
-        elif report and desired.train_job == running.train_job:
-            await self._report(key, desired, STOPPED, for_wanted=running.for_wanted)
+        try:
+            await self.records.release(key, self.name)
+            desired = await self.records.desired(key)
+            if desired is None:
+                await self.records.put_actual(key, None)
+            elif report and desired.train_job == running.train_job:
+                await self._report(key, desired, STOPPED, for_wanted=running.for_wanted)
+        except (RedisError, OSError) as exc:  # the lease lapses: readers see it stopped
+            log.warning("serving.local.stop_unrecorded", model=key, error=str(exc)[:300])
 
     async def _report(
         self,
