@@ -14,9 +14,10 @@ from instruct_lab_bot.core import serve_names as names
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.serving import ModelRef, ServeState
 from instruct_lab_bot.core.settings import Settings
-from instruct_lab_bot.services.serving import isvc_options
+from instruct_lab_bot.services.serving import isvc_options, open_serving_backend
 from instruct_lab_bot.services.serving.backend import ServingError
 from instruct_lab_bot.services.serving.kserve import KServeBackend
+from instruct_lab_bot.services.serving.local import LocalBackend
 from instruct_lab_bot.services.serving.sweep import Why, sweep
 from testkit.k8s_emulator import K8sEmulator
 from testkit.kserve_schema import ensure_kserve_schema
@@ -279,3 +280,19 @@ async def test_core_objects_are_checked_with_kubernetes_validate(
         async with session.post(url, json=bad) as answer:
             assert answer.status == 422
             assert "automountToken" in (await answer.json())["message"]
+
+
+async def test_open_serving_backend_picks_the_configured_one(
+    emulator: K8sEmulator, tmp_path: Path, redis_url: str
+) -> None:
+    kubeconfig = str(emulator.kubeconfig(tmp_path / "kubeconfig"))
+    settings = Settings(username=BOT_NAME, serve_namespace=NS, serve_backend="kserve")
+    async with open_serving_backend(settings, kubeconfig=kubeconfig) as backend:
+        assert isinstance(backend, KServeBackend)
+        await backend.deploy(model())
+        assert [m.pull for m in await backend.list_served()] == [PULL]
+    local = Settings(username=BOT_NAME, redis_url=redis_url)
+    async with open_serving_backend(local) as backend:
+        assert isinstance(backend, LocalBackend)
+        await backend.deploy(model())
+        assert [m.state for m in await backend.list_served()] == [ServeState.SCALED_TO_ZERO]
