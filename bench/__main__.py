@@ -41,6 +41,7 @@ FIGURES = (
     Figure("output_pump", "output pumping", 150),
     Figure("idle", "idle footprint", 60),
     Figure("model_upload", "model upload", 900),
+    Figure("chat_proxy", "chat proxy", 120),
 )
 
 
@@ -148,6 +149,12 @@ What each figure measures, and how, is in the docstring of its script in `bench/
   enqueue rate is in the notes. arq's default poll (0.5 s, ≤ 100 job ids per poll) caps it
   near 200 jobs/s. With 4 worker processes on 2 cores every process is CPU-bound.
 - Output pumping is capped at 40 s; the rate is over what went through by then.
+- Chat proxy: the stand-in model server (`testkit.fake_teacher`, one server-sent event per
+  word, TCP_NODELAY like uvicorn/vLLM), the bot's server app with the proxy (a fixed backend:
+  no cold start) and this client are separate processes; direct and proxied streamed answers
+  alternate one at a time. Time to first token counts from the client's send; time per token
+  is (end − first token) ÷ (tokens − 1). The proxy's share of the first token is its checks
+  (chat record in Redis, credential, limits, the backend's URL) and one more HTTP hop.
 """
         + ("\n" + kept if kept else "")
     )

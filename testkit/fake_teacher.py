@@ -37,6 +37,10 @@ class TeacherState:
 
     model: str = DEFAULT_MODEL
     fail_status: int | None = None  # answer every completion with this HTTP status
+    hold: threading.Event | None = None  # when set: completions wait for it (requests in flight)
+    # when set: a streamed answer stops after its first word until the event is set (a test
+    # sees the first token arrive on its own, then lets the rest come)
+    pause_stream: threading.Event | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -109,6 +113,9 @@ def chat_chunks(body: dict[str, Any], model: str) -> Iterator[dict[str, Any]]:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # Like a real model server (uvicorn, vLLM): each event goes out at once, never held back
+    # by Nagle's algorithm waiting for the ACK of the headers (40 ms with a delayed ACK).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read `requests` instead."""
@@ -137,6 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         with state.lock:
             state.requests.append({"path": self.path, "body": body})
+        if state.hold is not None:
+            state.hold.wait(timeout=60)
         if self.path not in ("/v1/completions", "/v1/chat/completions"):
             self._send(404, {"detail": "Not Found"})
         elif state.fail_status is not None:
@@ -153,11 +162,21 @@ class _Handler(BaseHTTPRequestHandler):
                              "model": state.model, "choices": [choice]})  # fmt: skip
 
     def _stream(self, body: dict[str, Any]) -> None:
-        data = b"".join(
+        """Each event written and flushed on its own, as a model server writes tokens."""
+        events = [
             f"data: {json.dumps(chunk)}\n\n".encode()
             for chunk in chat_chunks(body, self.server.state.model)
-        )
-        self._send(200, data + b"data: [DONE]\n\n", "text/event-stream")
+        ] + [b"data: [DONE]\n\n"]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(sum(len(e) for e in events)))
+        self.end_headers()
+        for index, event in enumerate(events):
+            self.wfile.write(event)
+            self.wfile.flush()
+            pause = self.server.state.pause_stream
+            if index == 1 and pause is not None:  # after the role chunk and the first word
+                pause.wait(timeout=60)
 
 
 class _Server(ThreadingHTTPServer):

@@ -17,6 +17,7 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.app_keys import QUEUE
 from instruct_lab_bot.services.server import create_app
+from instruct_lab_bot.services.serving.chat_app import ServingFactory, no_serving
 from instruct_lab_bot.services.worker.app import Worker, open_worker
 
 
@@ -38,13 +39,19 @@ class RunningBot:
 
 @contextlib.asynccontextmanager
 async def run_bot(
-    settings: Settings, *, workers: int = 1, concurrency: int = 1, tracing: bool | None = None
+    settings: Settings,
+    *,
+    workers: int = 1,
+    concurrency: int = 1,
+    tracing: bool | None = None,
+    serving: ServingFactory = no_serving,
 ) -> AsyncIterator[RunningBot]:
     """Serve on `settings.host:settings.port` and run `workers` worker loops until exit.
 
-    `tracing` is `create_app`'s: True adds the OpenTelemetry server middleware.
+    `tracing` and `serving` are `create_app`'s: True adds the OpenTelemetry server middleware;
+    `serving` opens the backend that serves PR models.
     """
-    app = create_app(settings, tracing=tracing)
+    app = create_app(settings, tracing=tracing, serving=serving)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testkit.kserve_schema import KSERVE_SDK, SchemaError, ensure_kserve_schema, is_built
+
 DEFAULT_CACHE = Path(".cache")
 
 
@@ -218,7 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         ensure_testdata(args.cache, echo=print)
-    except TestDataError as exc:
+        state = "cached" if is_built(args.cache) else "fetched"
+        print(f"{KSERVE_SDK}: {state} {ensure_kserve_schema(args.cache)}")
+    except (TestDataError, SchemaError) as exc:
         print(f"testdata: {exc}")
         return 1
     return 0

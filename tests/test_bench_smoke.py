@@ -15,6 +15,7 @@ import redis
 
 from bench import (
     burst,
+    chat_proxy,
     dispatch,
     github_calls,
     idle,
@@ -189,4 +190,10 @@ def test_each_baseline_has_its_own_environment_keyed_by_its_lock(tmp_path: Path)
 async def test_model_upload_is_measured_against_s3transfer() -> None:
     rows = await model_upload.measure(quick=True)
     assert [r.baseline != "—" for r in rows] == [True, True]
+    _numbers(rows)
+
+
+async def test_chat_proxy_figures_are_measured() -> None:
+    rows = await chat_proxy.measure(quick=True)
+    assert [r.figure.split(":")[0] for r in rows] == ["chat", "chat"]
     _numbers(rows)

@@ -111,6 +111,8 @@ def test_known_commands_come_from_the_table_in_help_order() -> None:
         "links",
         "train",
         "test",
+        "serve",
+        "chat",
     )
     assert all(spec.help and spec.name.islower() for spec in COMMAND_TABLE)
 

@@ -67,6 +67,14 @@ METRICS: dict[str, str] = {
     # Redis seen by every process: outages, reconnects, restarts and failovers (issue 18)
     "instruct_lab_bot_redis_up": "gauge",
     "instruct_lab_bot_redis_changes_total": "counter",
+    # serving PR models for chat (issue 15)
+    "instruct_lab_bot_models_served": "gauge",
+    "instruct_lab_bot_model_cold_starts_total": "counter",
+    "instruct_lab_bot_model_cold_start_seconds": "histogram",
+    "instruct_lab_bot_chat_time_to_first_token_seconds": "histogram",
+    "instruct_lab_bot_chat_requests_total": "counter",
+    "instruct_lab_bot_chat_tokens_total": "counter",
+    "instruct_lab_bot_chat_proxy_errors_total": "counter",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 REQUIRED_ALERTS = {
@@ -77,6 +85,7 @@ REQUIRED_ALERTS = {
     "InstructLabBotNoLiveWorkers",
     "InstructLabBotPoolWithoutWorker",
     "InstructLabBotWebhookSignatureFailures",
+    "InstructLabBotModelStuckNotReady",
 }
 METRIC_NAME = re.compile(r"\binstruct_lab_bot_[a-z0-9_]+\b")
 RATE_OF = re.compile(r"\b(?:rate|irate|increase)\(\s*(instruct_lab_bot_[a-z0-9_]+)")

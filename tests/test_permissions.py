@@ -22,7 +22,7 @@ from instruct_lab_bot.core.settings import Settings, parse_settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 OPEN = ("help", "status", "links")
-RESTRICTED = ("generate", "precheck", "retry", "cancel", "train", "test")
+RESTRICTED = ("generate", "precheck", "retry", "cancel", "train", "test", "serve", "chat")
 
 #: (person, expected reason for the restricted commands); open commands are "open" for all.
 CASES: list[tuple[Facts, str]] = [
@@ -67,7 +67,8 @@ def test_readme_matrix_is_the_generated_one() -> None:
     matrix = messages.permission_matrix(EXAMPLE_POLICY, EXAMPLE_PEOPLE)
     assert (
         matrix.splitlines()[0]
-        == "| who | help, status, links | generate, precheck, retry, cancel, train, test |"
+        == "| who | help, status, links | generate, precheck, retry, cancel, train, test, serve, "
+        "chat |"
     )
     assert "| a bot | ignored | ignored |" in matrix
     assert matrix in README.read_text()

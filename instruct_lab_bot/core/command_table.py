@@ -25,6 +25,8 @@ class Handler(enum.StrEnum):
     RETRY = "retry"
     CANCEL = "cancel"
     LINKS = "links"
+    SERVE = "serve"
+    CHAT = "chat"
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,21 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
         capability="test",
         needs_open_pull_request=True,
         builds_on="train",
+    ),
+    CommandSpec(
+        "serve",
+        "serve this PR's latest trained model: a chat page and an OpenAI-compatible endpoint "
+        "(`serve stop` removes it)",
+        Handler.SERVE,
+        restricted=True,
+        needs_open_pull_request=True,
+    ),
+    CommandSpec(
+        "chat",
+        "ask this PR's trained model a question: `chat <question>`",
+        Handler.CHAT,
+        restricted=True,
+        needs_open_pull_request=True,
     ),
 )
 

@@ -35,6 +35,8 @@ class ReplyReason(enum.StrEnum):
     DISABLED = "disabled"  # the repository's configuration switched the command off
     NO_WORKER = "no_worker"  # queued for a worker pool that has no live worker
     TRAIN_REFUSED = "train_refused"  # `train` without data to train on, or over a limit
+    SERVE = "serve"  # `serve` / `serve stop`: what was deployed or removed
+    CHAT = "chat"  # `chat <question>`: the model's answer
     NO_SOURCE = "no_source"  # the job it builds on is missing (`test` before any `train`)
 
 
@@ -47,6 +49,8 @@ UNLIMITED = frozenset(
         ReplyReason.CANCELLED,
         ReplyReason.NO_WORKER,
         ReplyReason.TRAIN_REFUSED,
+        ReplyReason.SERVE,
+        ReplyReason.CHAT,
         ReplyReason.NO_SOURCE,
     }
 )

@@ -315,3 +315,10 @@ def parse_word(text: str) -> str:
     if not text or text.startswith("-") or any(c.isspace() or ord(c) < 32 for c in text):
         raise ValueError(f"{text!r} must be one word, not starting with '-'")
     return text
+
+
+def parse_dns_label(text: str) -> str:
+    """A Kubernetes name (namespace, ServingRuntime, service account): a DNS-1123 label."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", text):
+        raise ValueError(f"{text!r} must be a Kubernetes name: a-z, 0-9 and '-', at most 63")
+    return text

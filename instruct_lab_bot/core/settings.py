@@ -138,6 +138,26 @@ class Settings:
     repo_max_instructions: int = 30
     # Worker pools: the job kinds this worker takes (one jobs stream each; default all).
     worker_capabilities: tuple[str, ...] = CAPABILITIES
+    # Chatting with a PR's served model (services/serving/proxy.py, the chat page).
+    chat_link_ttl: int = 7 * 24 * 3600  # how long a chat link in a `serve` reply opens the page
+    chat_max_request_bytes: int = 64 * 1024  # an OpenAI request body through the proxy
+    chat_max_tokens: int = 1024  # the most tokens one answer may ask for
+    chat_user_rate: int = 30  # requests per minute per person (token or address)
+    chat_model_rate: int = 120  # requests per minute per PR model
+    chat_user_concurrency: int = 2  # answers streaming at once per person
+    chat_model_concurrency: int = 8  # answers streaming at once per PR model
+    chat_cold_start_timeout: float = 600.0  # waiting for a model scaled to zero to answer
+    chat_answer_timeout: float = 300.0  # one answer, once the model is up
+    serve_backend: str = "local"  # PR models for chat: `local` (ilab model serve) or `kserve`
+    serve_ttl: float = 86400.0  # removed after this long without a request
+    serve_ready_timeout: float = 900.0  # never ready within this: removed, the PR is told
+    serve_namespace: str = "instruct-lab-bot-models"
+    serve_runtime: str = "instruct-lab-bot-vllm"  # the ServingRuntime of PR models
+    serve_storage_account: str = "instruct-lab-bot-models"  # reads the models from the store
+    serve_gpus: int = 1
+    serve_retention: float = 600.0  # Knative keeps the last pod this long after a request
+    serve_idle: float = 600.0  # local: stopped after this long without a request
+    serve_max_models: int = 2  # local: at most this many running (least recently used stops)
     # `train` (core/training.py): the backend, its limits and ilab's hyperparameters
     # ("" / None leaves ilab's own default for the profile).
     train_backend: str = "worker"

@@ -32,6 +32,7 @@ from instruct_lab_bot.adapters.redis.stats import StreamStats
 from instruct_lab_bot.core.command_table import CAPABILITIES, GPU_COMMANDS, KNOWN_COMMANDS
 from instruct_lab_bot.core.jobs import CONCLUSIONS
 from instruct_lab_bot.core.reply_limits import ReplyReason, Silenced, is_limited
+from instruct_lab_bot.services.serving.chat_metrics import ChatMetrics
 
 log = structlog.get_logger(__name__)
 NS = "instruct_lab_bot"
@@ -242,6 +243,7 @@ class ServerMetrics:
         )
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
+        self.chat = ChatMetrics(r)
         for reason in ReplyReason:
             if is_limited(reason):
                 for limit in Silenced:

@@ -54,6 +54,14 @@ def read_seeds(root: Path, files: Sequence[str]) -> list[Seed]:
     return seeds
 
 
+def seeds_in_text(path: str, text: str) -> list[Seed]:
+    """The seeds of one qna.yaml's text ([] when it does not read as YAML within bounds)."""
+    try:
+        return _file_seeds(path, load_bounded(text, max_bytes=MAX_YAML_BYTES))
+    except YamlRefused:
+        return []
+
+
 def _file_seeds(path: str, data: object) -> list[Seed]:
     seeds: list[Seed] = []
     examples = data.get("seed_examples") if isinstance(data, dict) else None

@@ -28,6 +28,7 @@ from instruct_lab_bot.adapters.storage import link_signing_key
 from instruct_lab_bot.adapters.storage.local import artifact_routes
 from instruct_lab_bot.adapters.tracing import current_traceparent, server_middlewares
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
+from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.webhooks import (
@@ -47,6 +48,13 @@ from instruct_lab_bot.services.dispatcher import Dispatcher
 from instruct_lab_bot.services.job_files import job_file_routes, job_files_ctx
 from instruct_lab_bot.services.metrics import ServerMetrics, metrics_response
 from instruct_lab_bot.services.reconciler import Reconciler
+from instruct_lab_bot.services.serving.chat_app import ServingFactory, chat_ctx, no_serving
+from instruct_lab_bot.services.serving.proxy import CHAT, chat_routes
+from instruct_lab_bot.services.serving.sweep import (
+    ServingSweeper,
+    github_is_open,
+    pr_notifier,
+)
 from instruct_lab_bot.services.status_page import api_errors, status_routes
 
 log = structlog.get_logger(__name__)
@@ -224,11 +232,16 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(
-    settings: Settings, *, dispatcher: bool = True, tracing: bool | None = None
+    settings: Settings,
+    *,
+    dispatcher: bool = True,
+    tracing: bool | None = None,
+    serving: ServingFactory = no_serving,
 ) -> web.Application:
     """Build the server app; resources open and close in cleanup contexts.
 
-    `tracing` adds the OpenTelemetry middleware (default: when `OTEL_*` asks for tracing).
+    `tracing` adds the OpenTelemetry middleware (default: when `OTEL_*` asks for tracing);
+    `serving` opens the backend that serves PR models for chat.
     """
     middlewares = [*server_middlewares(force=tracing), api_errors]
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
@@ -247,6 +260,8 @@ def create_app(
     if settings.stable_links:
         app.router.add_routes(job_file_routes())
         app.cleanup_ctx.append(job_files_ctx)
+    app.router.add_routes(chat_routes())
+    app.cleanup_ctx.append(chat_ctx(serving))
     if dispatcher:
         app.cleanup_ctx.append(_dispatcher_ctx)
     return app
@@ -278,12 +293,21 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         app[GITHUB] = github
         stop = asyncio.Event()
-        dispatcher = Dispatcher(settings, app[QUEUE], github, metrics=app[METRICS])
+        dispatcher = Dispatcher(
+            settings, app[QUEUE], github, metrics=app[METRICS], chat=app.get(CHAT)
+        )
         tasks = [asyncio.create_task(dispatcher.run(stop))]
         if settings.reconcile_interval:
             ledger = RedeliveryLedger(app[QUEUE].redis)
             reconciler = Reconciler(github, ledger, interval=settings.reconcile_interval)
             tasks.append(asyncio.create_task(reconciler.run(stop)))
+        chat = app.get(CHAT)
+        if chat is not None and chat.backend is not None:  # nothing served that no PR owns
+            notify = pr_notifier(github, settings, Redactor(settings.secrets()))
+            sweeper = ServingSweeper(
+                chat.backend, github_is_open(github), settings, on_removed=notify
+            )
+            tasks.append(asyncio.create_task(sweeper.run(stop)))
         app[DISPATCHER_TASK] = tasks[0]
         yield
         stop.set()

@@ -28,11 +28,12 @@ def _serve(settings: Settings, dispatcher: bool, *, reuse_port: bool) -> None:
 
     from instruct_lab_bot.adapters.tracing import configure_tracing
     from instruct_lab_bot.services.server import create_app
+    from instruct_lab_bot.services.serving import open_serving_backend
 
     configure_tracing("instruct-lab-bot-server")
     announce = doctor_text.listening(settings.host, settings.port, settings.public_url)
     web.run_app(
-        create_app(settings, dispatcher=dispatcher),
+        create_app(settings, dispatcher=dispatcher, serving=open_serving_backend),
         host=settings.host,
         port=settings.port,
         reuse_port=reuse_port,

@@ -26,6 +26,8 @@ from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.status_auth import parse_status_auth
 from instruct_lab_bot.services import job_status as status
 from instruct_lab_bot.services.app_keys import QUEUE, SETTINGS
+from instruct_lab_bot.services.serving import status as serving_status
+from instruct_lab_bot.services.serving.proxy import CHAT
 
 log = structlog.get_logger(__name__)
 
@@ -126,11 +128,15 @@ def _html(text: str, *, status: int = 200) -> web.Response:
 
 
 async def _overview_page(request: web.Request, queue: Queue, options: ReadOptions) -> web.Response:
-    return _html(render_overview(await status.overview(queue, options)))
+    chat = request.app.get(CHAT)
+    served = await serving_status.overview_section(chat, options.show_private, "./")
+    return _html(render_overview(await status.overview(queue, options), served))
 
 
 async def _pr_page(request: web.Request, queue: Queue, options: ReadOptions) -> web.Response:
-    return _html(render_pr(await status.pr_status(queue, _pr_params(request), options)))
+    pull = _pr_params(request)
+    served = await serving_status.pr_section(request.app.get(CHAT), pull, options.show_private)
+    return _html(render_pr(await status.pr_status(queue, pull, options), served))
 
 
 async def _jobs_api(request: web.Request, queue: Queue, options: ReadOptions) -> web.Response:

@@ -50,6 +50,8 @@ RECONCILER_LOCK = PREFIX + "reconciler:lock"
 LINK_KEY = PREFIX + "link-signing-key"  # hex; generated once, shared by every process, no TTL
 OUTBOX_KEY = PREFIX + "outbox"  # zset: job id → when its final result is next due (ms)
 OUTBOX_ENTRY_PREFIX = PREFIX + "outbox:"
+CHATS_KEY = PREFIX + "chats"  # set: the PRs (`owner/repo#n`, case-folded) with a chat record
+CHAT_CLOSED_TTL = 30 * 24 * 3600  # a closed PR's record is kept this long (its links answer 410)
 
 
 def jobs_stream(capability: str) -> str:
@@ -143,3 +145,8 @@ def user_replies_key(login: str) -> str:
 def pr_replies_key(pull: PullRequestRef) -> str:
     """Sliding window of the limited replies written on one pull request."""
     return f"{PREFIX}replies:pr:{pull.repo.full_name}#{pull.number}".lower()
+
+
+def chat_key(pull: PullRequestRef) -> str:
+    """A PR's chat record (`core.chat_access.ChatRecord`): its serving, what the page shows."""
+    return f"{PREFIX}chat:{pull.repo.key}#{pull.number}"

@@ -80,7 +80,7 @@ def render_error(status_code: int, message: str) -> str:
     return page(str(status_code), body, root="/", refresh=False)
 
 
-def render_overview(ov: Overview) -> str:
+def render_overview(ov: Overview, extra: str = "") -> str:
     """The front page: counts, queue, running jobs, recently finished jobs, live workers."""
     root = "./"
     counts = [
@@ -103,11 +103,12 @@ def render_overview(ov: Overview) -> str:
         _section("finished", ov.finished, ov.hidden.finished, _FINISHED_COLUMNS, root, now),
         _pools_section(ov.pools),
         _workers_section(ov.workers, root, now),
+        extra,  # more sections (models being served)
     ]
     return page(messages.STATUS_TITLE, header + "<main>" + "".join(sections) + "</main>", root=root)
 
 
-def render_pr(pr: PrStatus) -> str:
+def render_pr(pr: PrStatus, extra: str = "") -> str:
     """One PR: the builds that can be downloaded, then every job newest first."""
     root = "../../../../"
     title = messages.status_pr_title(pr.pull)
@@ -117,8 +118,10 @@ def render_pr(pr: PrStatus) -> str:
         f"<h1>{escape(title)}</h1>{_updated(pr.generated_at, github)}</header>"
     )
     now = pr.generated_at
-    body = _section("builds", pr.builds, 0, _BUILD_COLUMNS, root, now) + _section(
-        "jobs", pr.jobs, 0, _PR_JOB_COLUMNS, root, now
+    body = (
+        _section("builds", pr.builds, 0, _BUILD_COLUMNS, root, now)
+        + _section("jobs", pr.jobs, 0, _PR_JOB_COLUMNS, root, now)
+        + extra
     )
     return page(
         f"{title} · {messages.STATUS_TITLE}", header + "<main>" + body + "</main>", root=root

@@ -32,6 +32,7 @@ from instruct_lab_bot.services.dispatcher.context import Deps, Request
 from instruct_lab_bot.services.dispatcher.jobs import JobOrigin, JobStarter
 from instruct_lab_bot.services.dispatcher.prefetch import PullPrefetch
 from instruct_lab_bot.services.dispatcher.replies import Replies
+from instruct_lab_bot.services.dispatcher.serving import ServingCommands
 from instruct_lab_bot.services.dispatcher.stopping import JobStopper
 from instruct_lab_bot.services.job_links import links_text
 from instruct_lab_bot.services.job_status import pr_status
@@ -49,6 +50,7 @@ class CommandHandlers:
         self.gatekeeper = gatekeeper
         self.starter = starter
         self.stopper = stopper
+        serving = ServingCommands(deps)
         #: Every `Handler` of the command table, mapped to the method that acts on it.
         self.handlers: dict[Handler, CommandHandler] = {
             Handler.HELP: self.help,
@@ -57,6 +59,8 @@ class CommandHandlers:
             Handler.RETRY: self.retry,
             Handler.CANCEL: self.cancel,
             Handler.LINKS: self.links,
+            Handler.SERVE: serving.serve,
+            Handler.CHAT: serving.chat,
         }
 
     async def comment(self, gh: Installation, delivery_id: str, intent: CommandIntent) -> None:

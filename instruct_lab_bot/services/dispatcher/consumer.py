@@ -36,6 +36,7 @@ from instruct_lab_bot.services.dispatcher.pull_requests import PullRequestEvents
 from instruct_lab_bot.services.dispatcher.repo_configs import RepoConfigs
 from instruct_lab_bot.services.dispatcher.stopping import JobStopper
 from instruct_lab_bot.services.metrics import ServerMetrics
+from instruct_lab_bot.services.serving.chat import ChatService
 from instruct_lab_bot.services.validator import Validator
 
 log = structlog.get_logger(__name__)
@@ -51,6 +52,7 @@ class Dispatcher:
         github: GitHubApp,
         *,
         metrics: ServerMetrics | None = None,
+        chat: ChatService | None = None,
     ) -> None:
         self.metrics = metrics or ServerMetrics()
         self.settings = settings
@@ -60,7 +62,7 @@ class Dispatcher:
         self.validator = Validator(settings, queue)
         self.consumer = consumer_name()
         configs = RepoConfigs(settings, queue)
-        deps = Deps(settings, queue, self.metrics, self.policy, self.validator, configs)
+        deps = Deps(settings, queue, self.metrics, self.policy, self.validator, configs, chat)
         gatekeeper = Gatekeeper(self.policy, self.metrics)
         starter, stopper = JobStarter(deps), JobStopper(queue)
         self.commands = CommandHandlers(deps, gatekeeper, starter, stopper)

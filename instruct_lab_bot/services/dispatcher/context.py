@@ -15,6 +15,7 @@ from instruct_lab_bot.services.dispatcher.prefetch import PullPrefetch
 from instruct_lab_bot.services.dispatcher.replies import Replies, ReplyGuard
 from instruct_lab_bot.services.dispatcher.repo_configs import RepoConfigs
 from instruct_lab_bot.services.metrics import ServerMetrics
+from instruct_lab_bot.services.serving.chat import ChatService
 from instruct_lab_bot.services.validator import Validator
 
 
@@ -28,6 +29,7 @@ class Deps:
     policy: Policy
     validator: Validator
     configs: RepoConfigs
+    chat: ChatService | None = None  # serving PR models (`serve`, `chat`); None: not set up
 
     @property
     def reply_guard(self) -> ReplyGuard:

@@ -35,6 +35,8 @@ class PullRequestEvents:
         plan = pull_request_plan(intent.action)
         if plan.cancel:
             await self.stopper.cancel(gh, pull, intent.sender)
+            if self.deps.chat is not None:  # its served model goes; its links answer 410
+                await self.deps.chat.pull_closed(pull)
         if plan.supersede:
             await self.stopper.supersede(gh, pull, intent.sender, intent.head_sha)
         if plan.welcome:

@@ -1,0 +1,68 @@
+"""Chat records: which PR model is served for chat, with which credentials (`ChatRecord`).
+
+The `serve` command writes one, `serve stop` deletes it, closing the PR marks it closed (its
+links then answer 410 for `CHAT_CLOSED_TTL`); the chat proxy and page read it."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+from instruct_lab_bot.adapters.redis.keys import CHAT_CLOSED_TTL, CHATS_KEY, chat_key
+from instruct_lab_bot.core.chat_access import ChatRecord
+from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
+
+
+class ChatRecords:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+
+    async def put(self, record: ChatRecord) -> None:
+        key = chat_key(record.pull)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping=cast(Any, record.to_fields()))
+            pipe.sadd(CHATS_KEY, _member(record.pull))
+            await pipe.execute()
+
+    async def get(self, pull: PullRequestRef) -> ChatRecord | None:
+        fields: dict[str, Any] = await cast(Any, self.redis).hgetall(chat_key(pull))
+        if not fields or "nonce" not in fields:
+            return None
+        return ChatRecord.from_fields(fields)
+
+    async def close(self, pull: PullRequestRef, now: float) -> ChatRecord | None:
+        """Mark the PR's record closed (kept a while so its links answer 410)."""
+        record = await self.get(pull)
+        if record is None or record.closed:
+            return record
+        closed = record.closing(now)
+        key = chat_key(pull)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "closed_at", repr(closed.closed_at))
+            pipe.expire(key, CHAT_CLOSED_TTL)
+            pipe.srem(CHATS_KEY, _member(pull))
+            await pipe.execute()
+        return closed
+
+    async def delete(self, pull: PullRequestRef) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(chat_key(pull))
+            pipe.srem(CHATS_KEY, _member(pull))
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    async def open_pulls(self) -> list[PullRequestRef]:
+        """PRs whose model is served for chat (not closed), sorted."""
+        members: set[str] = await cast(Any, self.redis).smembers(CHATS_KEY)
+        return sorted((_pull(m) for m in members), key=str)
+
+
+def _member(pull: PullRequestRef) -> str:
+    return f"{pull.repo.key}#{pull.number}"
+
+
+def _pull(member: str) -> PullRequestRef:
+    repo, _, number = member.rpartition("#")
+    return RepoRef.parse(repo).pull(int(number))
