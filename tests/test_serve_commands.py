@@ -17,6 +17,7 @@ from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.model_manifest import MODEL_DIR, ModelFile, ModelManifest
 from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.services.precheck import seeds_in_text
+from instruct_lab_bot.services.serving.chat_app import no_serving
 from testkit.harness import run_bot
 from testkit.serving_standin import StandinBackend, standin_factory
 from testkit.taxonomy import file_at
@@ -117,7 +118,7 @@ async def test_serve_chat_stop_and_close(
 
 
 async def test_serving_not_set_up_and_cluster_refusal(world: World, tmp_path: Path) -> None:
-    async with run_bot(world.settings, workers=0) as bot:
+    async with run_bot(world.settings, workers=0, serving=no_serving) as bot:
         await comment_as(world, bot, "maintainer-mo", f"{MENTION} serve")
         (reply,) = await wait_replies(world, 1)
         assert "not set up" in reply and "not caused by your pull request" in reply

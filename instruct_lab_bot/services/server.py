@@ -47,7 +47,7 @@ from instruct_lab_bot.services.dispatcher import Dispatcher
 from instruct_lab_bot.services.job_files import job_file_routes, job_files_ctx
 from instruct_lab_bot.services.metrics import ServerMetrics, metrics_response
 from instruct_lab_bot.services.reconciler import Reconciler
-from instruct_lab_bot.services.serving.chat_app import ServingFactory, chat_ctx, no_serving
+from instruct_lab_bot.services.serving.chat_app import ServingFactory, chat_ctx, default_serving
 from instruct_lab_bot.services.serving.proxy import CHAT, chat_routes
 from instruct_lab_bot.services.status_page import api_errors, status_routes
 
@@ -230,7 +230,7 @@ def create_app(
     *,
     dispatcher: bool = True,
     tracing: bool | None = None,
-    serving: ServingFactory = no_serving,
+    serving: ServingFactory = default_serving,
 ) -> web.Application:
     """Build the server app; resources open and close in cleanup contexts.
 

@@ -48,7 +48,8 @@ class ServingCommands:
         pull, public = request.pull, self.deps.settings.public_url.rstrip("/")
         status_page = f"{public}/repos/{pull.owner}/{pull.name}/pulls/{pull.number}"
         links = await chat.links(record, status_page)
-        text = texts.serve_reply(self.deps.settings.username, record, served, links)
+        settings = self.deps.settings
+        text = texts.serve_reply(settings.username, record, served, links, settings.serve_ttl)
         await request.reply.once(request.marker, text, ReplyReason.SERVE)
 
     async def _deploy(

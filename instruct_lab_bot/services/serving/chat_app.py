@@ -19,6 +19,7 @@ from instruct_lab_bot.adapters.storage.local import CachedKey
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.app_keys import METRICS, QUEUE, SETTINGS
+from instruct_lab_bot.services.serving import open_serving_backend
 from instruct_lab_bot.services.serving.backend import ServingBackend, ServingError
 from instruct_lab_bot.services.serving.chat import ChatService
 from instruct_lab_bot.services.serving.proxy import CHAT
@@ -32,7 +33,13 @@ GAUGE_INTERVAL = 30.0
 
 @contextlib.asynccontextmanager
 async def no_serving(_settings: Settings) -> AsyncIterator[ServingBackend | None]:
+    """Serving switched off: `serve` and `chat` answer that it is not set up."""
     yield None
+
+
+def default_serving(settings: Settings) -> AbstractAsyncContextManager[ServingBackend | None]:
+    """The backend `ILAB_BOT_SERVE_BACKEND` names (`local` by default)."""
+    return open_serving_backend(settings)
 
 
 def chat_ctx(
