@@ -30,8 +30,17 @@ from testkit.k8s_emulator import K8sEmulator
 from testkit.kserve_schema import ensure_kserve_schema
 from tests.fixtures.bot import MENTION
 from tests.fixtures.world import World
-from tests.test_commands_e2e import comment_as, event, pr_event, settled, wait_replies
-from tests.test_serve_commands import LINK, OWNER, PR, REPO, seed_train_job
+from tests.test_commands_e2e import (
+    OWNER,
+    PR,
+    REPO,
+    comment_as,
+    event,
+    pr_event,
+    settled,
+    wait_replies,
+)
+from tests.test_serve_commands import LINK, seed_train_job
 from tests.test_status_browser import (  # noqa: F401 - the session's browser fixture
     browser,
     open_page,
