@@ -138,10 +138,11 @@ def test_serve_reply_and_chat_answer_texts() -> None:
                          cold_start_seconds=95)  # fmt: skip
     links = ServeLinks("https://bot/chat/x?token=1.ab", 2_000_000_000, "https://bot/chat/x/v1",
                        "https://bot/repos/x", token_on_status_page=True)  # fmt: skip
-    text = serve_reply(BOT_NAME, RECORD, served, links, idle_removal=86400)
+    text = serve_reply(BOT_NAME, RECORD, served, links, idle_removal=86400, scale_down_after=600)
     assert "https://bot/chat/x?token=1.ab" in text and "curl -N https://bot/chat/x/v1/" in text
     assert "$ILAB_BOT_CHAT_TOKEN" in text and "status page" in text
     assert "about 1m 35s" in text and "24h 00m 00s without a request" in text
+    assert "When no one chats for 10m 00s it scales to zero" in text
     assert "`train-1`" in text and "granite-7b" in text and "gen-1" in text
     nasty = "```\n@someone <img src=x> [link](http://evil)\n" + "x" * 10_000
     answer = chat_answer("why @you?", nasty, RECORD, cut_question=True)

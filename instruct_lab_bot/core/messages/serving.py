@@ -72,13 +72,18 @@ def curl_example(api_base: str, model_name: str) -> str:
     )
 
 
-def scaling_text(served: ServedModel, idle_removal: float | None) -> str:
+def scaling_text(
+    served: ServedModel, idle_removal: float | None, scale_down_after: float | None = None
+) -> str:
     state = {
         ServeState.DEPLOYING: "is starting",
         ServeState.READY: "is up",
         ServeState.SCALED_TO_ZERO: "is scaled to zero",
     }.get(served.state, f"is {served.state.value.replace('_', ' ')}")
-    text = f"The model {state}. When no one chats it scales to zero and costs nothing"
+    text = f"The model {state}. When no one chats"
+    if scale_down_after:
+        text += f" for {format_duration(scale_down_after)}"
+    text += " it scales to zero and costs nothing"
     if served.cold_start_seconds:
         wait = format_duration(served.cold_start_seconds)
         text += f"; the first answer after that takes about {wait}"
@@ -94,6 +99,7 @@ def serve_reply(
     served: ServedModel,
     links: ServeLinks,
     idle_removal: float | None = None,
+    scale_down_after: float | None = None,
 ) -> str:
     if links.token_on_status_page:
         where = (
@@ -116,7 +122,7 @@ def serve_reply(
         "",
         code_block(curl_example(links.api_base, record.model_name).splitlines(), 4000),
         "",
-        scaling_text(served, idle_removal),
+        scaling_text(served, idle_removal, scale_down_after),
     ]
     return "\n".join(lines)
 

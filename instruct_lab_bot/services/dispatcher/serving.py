@@ -49,7 +49,12 @@ class ServingCommands:
         status_page = f"{public}/repos/{pull.owner}/{pull.name}/pulls/{pull.number}"
         links = await chat.links(record, status_page)
         settings = self.deps.settings
-        text = texts.serve_reply(settings.username, record, served, links, settings.serve_ttl)
+        idle = (
+            settings.serve_retention if settings.serve_backend == "kserve" else settings.serve_idle
+        )
+        text = texts.serve_reply(
+            settings.username, record, served, links, settings.serve_ttl, scale_down_after=idle
+        )
         await request.reply.once(request.marker, text, ReplyReason.SERVE)
 
     async def _deploy(
