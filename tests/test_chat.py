@@ -40,6 +40,7 @@ from instruct_lab_bot.core.settings import Secret, Settings
 from instruct_lab_bot.services.app_keys import METRICS
 from instruct_lab_bot.services.metrics import metrics_response
 from instruct_lab_bot.services.server import create_app
+from instruct_lab_bot.services.serving.backend import ServingError
 from instruct_lab_bot.services.serving.proxy import CHAT
 from testkit.serving_standin import StandinBackend, standin_factory
 from tests.fixtures.bot import BOT_NAME, make_settings
@@ -339,15 +340,28 @@ async def test_cold_start_after_scale_to_zero_and_closed_pr_answers_410(
             assert "closed or merged" in await response.text()
 
 
-async def test_serving_refused_says_whose_fault(redis_url: str, tmp_path: Path) -> None:
+async def test_model_removed_by_the_backend_or_failing(redis_url: str, tmp_path: Path) -> None:
     async with chat_server(redis_url, tmp_path) as chat, aiohttp.ClientSession() as session:
-        await chat.backend.remove(PULL)  # the record stays, the backend lost the model
         ok = {"Authorization": f"Bearer {chat.token}"}
-        async with session.post(
-            chat.url(completions_path()), json=ask_body(), headers=ok
-        ) as response:
+        url = chat.url(completions_path())
+        served = chat.backend.models[PULL]
+        chat.backend.models[PULL] = replace(served, state=ServeState.FAILED)
+        chat.backend.refuse = "image pull failed: quay.io/x/vllm: not found"
+        ready_url = chat.backend.ready_url
+
+        async def failing(pull: Any, within: float) -> str:
+            raise ServingError(chat.backend.refuse)
+
+        chat.backend.ready_url = failing  # type: ignore[method-assign]
+        async with session.post(url, json=ask_body(), headers=ok) as response:
             assert response.status == 503
-            assert "could not be served" in (await response.json())["error"]["message"]
+            message = (await response.json())["error"]["message"]
+        assert "image pull failed" in message and "not caused by your pull request" in message
+        chat.backend.ready_url = ready_url  # type: ignore[method-assign]
+        await chat.backend.remove(PULL)  # removed after its TTL: the record stays
+        async with session.post(url, json=ask_body(), headers=ok) as response:
+            assert response.status == 404
+            assert "No model is being served" in (await response.json())["error"]["message"]
 
 
 async def test_chat_page_access_and_headers(redis_url: str, tmp_path: Path) -> None:

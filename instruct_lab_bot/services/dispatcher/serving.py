@@ -110,7 +110,8 @@ class ServingCommands:
             await request.reply.once(request.marker, texts.SERVING_OFF, ReplyReason.CHAT)
             return
         record = await chat.records.get(request.pull)
-        if record is None or record.closed:  # not served yet: serve it first
+        gone = chat.backend is None or await chat.backend.status(request.pull) is None
+        if record is None or record.closed or gone:  # not served (or removed): serve it first
             deployed = await self._deploy(chat, request, spec)
             if deployed is None:
                 return

@@ -37,7 +37,12 @@ from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.status_auth import parse_status_auth
 from instruct_lab_bot.services.serving.backend import ServingError
-from instruct_lab_bot.services.serving.chat import ChatService, ColdStartTimeout, Upstream
+from instruct_lab_bot.services.serving.chat import (
+    ChatService,
+    ColdStartTimeout,
+    ModelGone,
+    Upstream,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -193,6 +198,8 @@ async def _upstream(chat: ChatService, record: ChatRecord) -> Upstream:
     except ColdStartTimeout:
         timeout = chat.settings.chat_cold_start_timeout
         raise Refused(504, texts.cold_start_timeout(timeout), "cold_start_timeout") from None
+    except ModelGone:
+        raise Refused(404, texts.NOT_SERVED, "not_served") from None
     except ServingError as exc:
         message = texts.serving_failed(str(exc), exc.not_your_fault)
         raise Refused(503, message, "serving_error") from None
