@@ -25,7 +25,7 @@ from instruct_lab_bot.core.chat_access import (
     link_token,
     token_allows,
 )
-from instruct_lab_bot.core.chat_limits import ChatLimits, RateWindow
+from instruct_lab_bot.core.chat_limits import ChatLimits
 from instruct_lab_bot.core.chat_request import ChatRequestError, prepare, sse_delta
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.messages.serving import (
@@ -84,20 +84,15 @@ def test_record_round_trip_and_seeds_bounded() -> None:
     assert ChatRecord.from_fields(record.closing(9.0).to_fields()).closed
 
 
-def test_rate_window_and_slots() -> None:
-    rate = RateWindow(2, window=60)
-    assert rate.retry_after("a", 0) == 0 and rate.retry_after("a", 1) == 0
-    assert rate.retry_after("a", 2) == pytest.approx(58)
-    assert rate.retry_after("b", 2) == 0  # per key
-    assert rate.retry_after("a", 60.5) == 0  # the first fell out of the window
-    limits = ChatLimits.build(10, 10, 1, 2)
-    assert limits.admit("u1", "m", 0) is None
-    assert limits.admit("u1", "m", 0) == ("user_concurrency", 1.0)
-    assert limits.admit("u2", "m", 0) is None
-    assert limits.admit("u3", "m", 0) == ("model_concurrency", 1.0)
+def test_concurrency_slots() -> None:
+    limits = ChatLimits.build(1, 2)
+    assert limits.admit("u1", "m") is None
+    assert limits.admit("u1", "m") == ("user_concurrency", 1.0)
+    assert limits.admit("u2", "m") is None
+    assert limits.admit("u3", "m") == ("model_concurrency", 1.0)
     assert limits.user_slots.held("u3") == 0  # a refused request holds nothing
     limits.release("u1", "m")
-    assert limits.admit("u3", "m", 0) is None
+    assert limits.admit("u3", "m") is None
 
 
 def test_requests_are_checked_and_pinned_to_the_pr_model() -> None:

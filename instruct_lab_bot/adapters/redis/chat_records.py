@@ -5,11 +5,20 @@ links then answer 410 for `CHAT_CLOSED_TTL`); the chat proxy and page read it.""
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.adapters.redis.keys import CHAT_CLOSED_TTL, CHATS_KEY, chat_key
+from instruct_lab_bot.adapters.redis.keys import (
+    CHAT_CLOSED_TTL,
+    CHATS_KEY,
+    chat_key,
+    chat_model_window_key,
+    chat_user_window_key,
+)
+from instruct_lab_bot.adapters.redis.scripts import script
 from instruct_lab_bot.core.chat_access import ChatRecord
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 
@@ -52,6 +61,26 @@ class ChatRecords:
             pipe.srem(CHATS_KEY, _member(pull))
             deleted, _ = await pipe.execute()
         return bool(deleted)
+
+    async def take_request(
+        self, user: str, pull: PullRequestRef, per_user: int, per_model: int, window: float
+    ) -> tuple[str, float] | None:
+        """Count one chat request in the person's and the model's sliding windows (shared by
+        every replica); None when both had room, else (which one was full, seconds until it
+        has room again). A refused request is not counted."""
+        keys = [chat_user_window_key(user), chat_model_window_key(pull)]
+        member = f"{time.time():.6f}-{os.urandom(6).hex()}"
+        window_ms = int(window * 1000)
+        verdict = await script(self.redis, "reply_take")(
+            keys=keys, args=[window_ms, per_user, per_model, member]
+        )
+        if verdict == "ok":
+            return None
+        key = keys[0] if verdict == "user" else keys[1]
+        oldest = await cast(Any, self.redis).zrange(key, 0, 0, withscores=True)
+        now_ms = time.time() * 1000
+        wait = (oldest[0][1] + window_ms - now_ms) / 1000 if oldest else window
+        return ("user_rate" if verdict == "user" else "model_rate"), max(wait, 0.001)
 
     async def open_pulls(self) -> list[PullRequestRef]:
         """PRs whose model is served for chat (not closed), sorted."""

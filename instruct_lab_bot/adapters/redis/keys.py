@@ -122,6 +122,16 @@ def pr_replies_key(pull: PullRequestRef) -> str:
     return f"{PREFIX}replies:pr:{pull.repo.full_name}#{pull.number}".lower()
 
 
+def chat_user_window_key(user: str) -> str:
+    """Sliding window (zset of request times) of one person's chat requests."""
+    return f"{PREFIX}chat-rate:user:{user}"
+
+
+def chat_model_window_key(pull: PullRequestRef) -> str:
+    """Sliding window of the chat requests to one PR's model."""
+    return f"{PREFIX}chat-rate:model:{pull.repo.key}#{pull.number}"
+
+
 def chat_key(pull: PullRequestRef) -> str:
     """A PR's chat record (`core.chat_access.ChatRecord`): its serving, what the page shows."""
     return f"{PREFIX}chat:{pull.repo.key}#{pull.number}"

@@ -92,9 +92,7 @@ class ChatService:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.limits = ChatLimits.build(
-            s.chat_user_rate, s.chat_model_rate, s.chat_user_concurrency, s.chat_model_concurrency
-        )
+        self.limits = ChatLimits.build(s.chat_user_concurrency, s.chat_model_concurrency)
 
     def _backend(self) -> ServingBackend:
         if self.backend is None:

@@ -23,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from instruct_lab_bot.core.chat_access import ChatRecord, link_token, token_allows, user_key
+from instruct_lab_bot.core.chat_limits import WINDOW
 from instruct_lab_bot.core.chat_request import (
     ChatRequest,
     ChatRequestError,
@@ -162,7 +163,10 @@ async def completions(request: web.Request) -> web.StreamResponse:
         chat.metrics.proxy_errors.labels(error.reason).inc()
         return _api_error(error)
     user = user_key(token, request.remote or "unknown")
-    refused = chat.limits.admit(user, str(record.pull), chat.clock())
+    s = chat.settings
+    refused = await chat.records.take_request(
+        user, record.pull, s.chat_user_rate, s.chat_model_rate, WINDOW
+    ) or chat.limits.admit(user, str(record.pull))
     if refused is not None:
         which, wait = refused
         chat.metrics.proxy_errors.labels("limited").inc()
