@@ -4,10 +4,12 @@ emulator, real Redis, the server's dispatcher) → the `kserve` backend creates 
 InferenceService in the Kubernetes API emulator (checked against KServe's schemas; its
 controller reports the stand-in model server as `status.url`) → the chat page answers in headless
 Chromium, streamed token by token through the bot's proxy → the PR is closed → the
-InferenceService is deleted and the link answers 410."""
+InferenceService is deleted and the link answers 410. The same with the `local` backend: a serve
+worker starts the model server on the first `chat`, and stops it when the PR is closed."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -20,10 +22,12 @@ from playwright.async_api import Browser
 
 from instruct_lab_bot.adapters.kubernetes import open_kube
 from instruct_lab_bot.core.settings import Settings
-from instruct_lab_bot.services.serving import isvc_options
+from instruct_lab_bot.services.serving import isvc_options, serve_records
 from instruct_lab_bot.services.serving.backend import ServingBackend
 from instruct_lab_bot.services.serving.chat_app import ServingFactory
 from instruct_lab_bot.services.serving.kserve import KServeBackend
+from instruct_lab_bot.services.serving.local import LocalBackend
+from instruct_lab_bot.services.serving.local_worker import LocalServeWorker
 from testkit.fake_teacher import Teacher
 from testkit.harness import run_bot
 from testkit.k8s_emulator import K8sEmulator
@@ -41,6 +45,7 @@ from tests.test_commands_e2e import (
     wait_replies,
 )
 from tests.test_serve_commands import LINK, seed_train_job
+from tests.test_serving_local import TeacherLauncher, models_at
 from tests.test_status_browser import (  # noqa: F401 - the session's browser fixture
     browser,
     open_page,
@@ -126,3 +131,62 @@ async def test_train_serve_chat_in_chromium_then_close(
         assert "closed or merged" in await page.locator("body").inner_text()
         assert [p for p in problems if "410" not in p] == []
         await page.context.close()
+
+
+@contextlib.asynccontextmanager
+async def local_serving(settings: Settings) -> AsyncIterator[TeacherLauncher]:
+    """The `local` backend's serve worker beside the bot (its servers: stand-in models)."""
+    records = serve_records(settings)
+    launcher = TeacherLauncher()
+    worker = LocalServeWorker(
+        records, launcher, name="serve-1", idle=600, max_models=2, ready_timeout=30
+    )
+    worker.check_every = 0.01
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield launcher
+    finally:
+        stop.set()
+        await task
+        await records.redis.aclose()
+
+
+def local_factory(
+    settings: Settings,
+) -> contextlib.AbstractAsyncContextManager[ServingBackend | None]:
+    """The real `local` backend (`open_serving_backend`), polling fast."""
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[ServingBackend | None]:
+        records = serve_records(settings)
+        try:
+            yield LocalBackend(records, poll_interval=0.01)
+        finally:
+            await records.redis.aclose()
+
+    return opened()
+
+
+async def test_local_backend_serve_chat_then_close_stops_the_server(
+    world: World, tmp_path: Path, webhook_example: Callable[..., Any]
+) -> None:
+    settings = replace(world.settings, serve_backend="local")
+    train = await seed_train_job(world, tmp_path / "artifacts")
+    async with local_serving(settings) as launcher, run_bot(
+        settings, workers=0, serving=local_factory
+    ) as bot:  # fmt: skip
+        after = await comment_as(world, bot, "maintainer-mo", f"{MENTION} chat Hello there")
+        (answer,) = await wait_replies(world, 1, after)
+        assert "answer to: Hello there" in answer and train.id in answer
+        (url,) = launcher.live  # the serve worker started one model server, on demand
+        assert await models_at(url) == [train.id]
+
+        world.gh.update_pull(OWNER, REPO, PR, state="closed")
+        closed = pr_event(world, "closed", webhook_example("pull_request", "closed"),
+                          state="closed")  # fmt: skip
+        assert await event(bot, "pull_request", closed) == 202
+        await settled(world)
+        async with asyncio.timeout(30):  # the serve worker stops the PR's server
+            while await models_at(url) is not None:
+                await asyncio.sleep(0.02)
