@@ -451,3 +451,25 @@ async def test_serving_the_same_model_again_keeps_links_a_new_model_ends_them(
         await service.deploy(PULL, newer, SEEDS, "maintainer-mo")
         async with session.post(url, json=ask_body(stream=False), headers=ok) as response:
             assert response.status == 401
+
+
+async def test_a_model_that_stops_mid_answer_ends_the_stream_with_an_error_event(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with chat_server(
+        redis_url, tmp_path, chat_answer_timeout=0.5
+    ) as chat, aiohttp.ClientSession() as session:  # fmt: skip
+        chat.backend.pause_stream = threading.Event()  # the model writes one word, then hangs
+        ok = {"Authorization": f"Bearer {chat.token}"}
+        try:
+            async with session.post(
+                chat.url(completions_path()), json=ask_body(), headers=ok
+            ) as response:
+                assert response.status == 200
+                lines = [line async for line in response.content if line.strip()]
+        finally:
+            chat.backend.pause_stream.set()
+        assert sse_delta(lines[1]) == "The"
+        assert b"stopped answering (TimeoutError)" in lines[-1]
+        metrics = metrics_response(chat.server.app[METRICS].registry).text or ""
+        assert 'instruct_lab_bot_chat_proxy_errors_total{reason="upstream_timeout"} 1.0' in metrics

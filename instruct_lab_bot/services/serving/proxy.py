@@ -252,21 +252,46 @@ async def _stream(
         headers={**_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    tokens, buffer = 0, b""
-    async for chunk in answer.content.iter_any():
-        await response.write(chunk)  # passed on as it came: never held back for counting
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if sse_delta(line) is not None:
-                if tokens == 0:
-                    chat.metrics.first_token.observe(time.perf_counter() - started)
-                tokens += 1
-        buffer = buffer[-MAX_LINE:]  # a line longer than any event is not one to count
-    chat.metrics.tokens.labels(record.model_name).inc(tokens)
-    chat.metrics.requests.labels(record.model_name, "ok").inc()
+    counter = _TokenCounter(chat, started)
+    outcome = "ok"
+    try:
+        async for chunk in answer.content.iter_any():
+            await response.write(chunk)  # passed on as it came: never held back for counting
+            counter.feed(chunk)
+    except ConnectionResetError:  # the reader left: stop, which frees the model's slot
+        outcome = "error"
+        chat.metrics.proxy_errors.labels("client_gone").inc()
+        return response
+    except (aiohttp.ClientError, TimeoutError) as exc:  # the model stopped mid-answer
+        outcome = "error"
+        reason = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_error"
+        chat.metrics.proxy_errors.labels(reason).inc()
+        message = f"the model server stopped answering ({type(exc).__name__})"
+        await response.write(b"data: " + json.dumps({"error": {"message": message}}).encode())
+        await response.write(b"\n\n")
+    finally:
+        chat.metrics.tokens.labels(record.model_name).inc(counter.tokens)
+        chat.metrics.requests.labels(record.model_name, outcome).inc()
     await response.write_eof()
     return response
+
+
+class _TokenCounter:
+    """Counts the answer tokens of a server-sent event stream fed in pieces."""
+
+    def __init__(self, chat: ChatService, started: float) -> None:
+        self.chat, self.started = chat, started
+        self.tokens, self.buffer = 0, b""
+
+    def feed(self, chunk: bytes) -> None:
+        *lines, rest = (self.buffer + chunk).split(b"\n")
+        for line in lines:
+            if sse_delta(line) is None:
+                continue
+            if self.tokens == 0:
+                self.chat.metrics.first_token.observe(time.perf_counter() - self.started)
+            self.tokens += 1
+        self.buffer = rest[-MAX_LINE:]  # a line longer than any event is not one to count
 
 
 async def _whole(
