@@ -71,21 +71,25 @@ def chat_ctx(
                 session,
             )
             app[CHAT] = chat
-            gauges = asyncio.create_task(_gauges(chat))
+            stop = asyncio.Event()
+            gauges = asyncio.create_task(_gauges(chat, stop))
             try:
                 yield
             finally:
-                gauges.cancel()
-                await asyncio.gather(gauges, return_exceptions=True)
+                # stopped, not cancelled: redis-py may swallow a cancel in the middle of a call
+                stop.set()
+                await gauges
                 await store.aclose()
 
     return ctx
 
 
-async def _gauges(chat: ChatService) -> None:
-    while True:
+async def _gauges(chat: ChatService, stop: asyncio.Event) -> None:
+    """The served-models gauge, refreshed every `GAUGE_INTERVAL` until `stop` is set."""
+    while not stop.is_set():
         try:
             await chat.refresh_gauges()
         except (ServingError, RedisError, OSError) as exc:
             log.warning("chat.gauges_failed", error=str(exc))
-        await asyncio.sleep(GAUGE_INTERVAL)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), GAUGE_INTERVAL)
