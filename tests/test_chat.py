@@ -181,7 +181,7 @@ async def chat_server(redis_url: str, tmp_path: Path, **overrides: Any) -> Async
         redis_url=redis_url, artifacts_url=f"file://{tmp_path / 'artifacts'}", **overrides
     )
     backend = StandinBackend()
-    app = create_app(settings, dispatcher=False, serving=standin_factory(backend))
+    app = create_app(settings, dispatcher=False, serving=standin_factory(backend), chat=True)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:

@@ -46,7 +46,6 @@ RECONCILER_LOCK = PREFIX + "reconciler:lock"
 LINK_KEY = PREFIX + "link-signing-key"  # hex; generated once, shared by every process, no TTL
 OUTBOX_KEY = PREFIX + "outbox"  # zset: job id → when its final result is next due (ms)
 OUTBOX_ENTRY_PREFIX = PREFIX + "outbox:"
-CHATS_KEY = PREFIX + "chats"  # set: the PRs (`owner/repo#n`, case-folded) with a chat record
 CHAT_CLOSED_TTL = 30 * 24 * 3600  # a closed PR's record is kept this long (its links answer 410)
 
 
