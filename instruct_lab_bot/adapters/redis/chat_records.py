@@ -29,7 +29,7 @@ class ChatRecords:
     async def put(self, record: ChatRecord) -> None:
         """Write every field (nothing of an older record survives) and keep it until removed."""
         key = chat_key(record.pull)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping=record.to_fields())
             pipe.persist(key)
             await pipe.execute()
@@ -47,7 +47,7 @@ class ChatRecords:
             return record
         closed = record.closing(now)
         key = chat_key(pull)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, "closed_at", repr(closed.closed_at))
             pipe.expire(key, CHAT_CLOSED_TTL)
             await pipe.execute()
