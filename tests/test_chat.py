@@ -140,6 +140,8 @@ def test_serve_reply_and_chat_answer_texts() -> None:
     assert "about 1m 35s" in text and "24h 00m 00s without a request" in text
     assert "When no one chats for 10m 00s it scales to zero" in text
     assert "`train-1`" in text and "granite-7b" in text and "gen-1" in text
+    odd = serve_reply(BOT_NAME, replace(RECORD, base_model="granite_7b`x"), served, links)
+    assert "fine-tuned from `granite_7b'x`" in odd  # a code span: no escapes, not ended early
     nasty = "```\n@someone <img src=x> [link](http://evil)\n" + "x" * 10_000
     answer = chat_answer("why @you?", nasty, RECORD, cut_question=True)
     assert "````" in answer  # the fence is longer than any backtick run inside
