@@ -246,6 +246,7 @@ def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
     from instruct_lab_bot.adapters.tracing import configure_tracing
     from instruct_lab_bot.services.doctor import startup_preflight
     from instruct_lab_bot.services.server import create_app
+    from instruct_lab_bot.services.serving import open_serving_backend
 
     if not asyncio.run(startup_preflight(settings, "server")):
         print("instruct-lab-bot: server not started: see preflight.failed", file=sys.stderr)
@@ -253,7 +254,7 @@ def run_server(settings: Settings, *, dispatcher: bool = True) -> int:
     configure_tracing("instruct-lab-bot-server")
     announce = doctor_text.listening(settings.host, settings.port, settings.public_url)
     web.run_app(
-        create_app(settings, dispatcher=dispatcher),
+        create_app(settings, dispatcher=dispatcher, serving=open_serving_backend),
         host=settings.host,
         port=settings.port,
         print=lambda _: structlog.get_logger(__name__).info(announce),

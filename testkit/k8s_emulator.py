@@ -11,8 +11,10 @@ object fails.
 It also plays KServe's controller and Knative: an InferenceService becomes Ready with a
 `status.url` after `ready_after` reads (reconcile steps counted in reads, not time, so tests
 wait on conditions), each has a Knative revision whose `actualReplicas` drops to 0 when a test
-calls `scale_to_zero` (idle), and faults can be switched on: a refused create (quota or RBAC,
-403), an image that cannot be pulled (Ready False with the reason), or never ready.
+calls `scale_to_zero` or, with a `clock`, when the last request is older than the model's
+scale-to-zero retention annotation (a newer request wakes it), and faults can be switched on:
+a refused create (quota or RBAC, 403), an image that cannot be pulled (Ready False with the
+reason), or never ready.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import copy
 import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,7 @@ RBAC_MESSAGE = (
     'cannot create resource "inferenceservices" in API group "serving.kserve.io"'
 )
 PULL_MESSAGE = 'Back-off pulling image "quay.io/example/vllm:missing": ErrImagePull'
+RETENTION = "autoscaling.knative.dev/scale-to-zero-pod-retention-period"
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _CORE_KINDS = {"serviceaccounts": "ServiceAccount", "secrets": "Secret", "services": "Service"}
 
@@ -84,8 +88,8 @@ def _status(code: int, reason: str, message: str) -> web.Response:
 
 def _matches(labels: dict[str, str], selector: str) -> bool:
     for term in filter(None, selector.split(",")):
-        key, _, value = term.partition("=")
-        if labels.get(key) != value:
+        key, equals, value = term.partition("=")
+        if (labels.get(key) != value) if equals else (key not in labels):
             return False
     return True
 
@@ -117,6 +121,10 @@ class K8sEmulator:
     token: str = "emulator-token"  # noqa: S105 - a test credential
     ready_after: int = 2  # reads of an InferenceService before its controller marks it Ready
     model_url: str = ""  # status.url of every ready model ("" = a made-up host)
+    #: Knative's clock: a ready model whose last request (the bot's annotation) is older than
+    #: its retention annotation scales to zero; a newer request wakes it. None: only
+    #: `scale_to_zero`/`wake` change replicas.
+    clock: Callable[[], float] | None = None
     faults: Faults = field(default_factory=Faults)
     isvcs: dict[tuple[str, str], _Served] = field(default_factory=dict)
     objects: dict[tuple[str, str, str], Obj] = field(default_factory=dict)
@@ -197,9 +205,18 @@ class K8sEmulator:
             status["modelStatus"] = {"transitionStatus": "UpToDate"}
             if served.reads == self.ready_after:
                 served.replicas = 1
+            self._idle(served)
         obj["status"] = status
         problems = schema_problems(self.schema_path, obj)
         assert not problems, problems
+
+    def _idle(self, served: _Served) -> None:
+        if self.clock is None:
+            return
+        annotations = served.obj["metadata"].get("annotations", {})
+        last = float(annotations.get("instruct-lab-bot/last-request-at", "0"))
+        retention = annotations.get(RETENTION, "0s").removesuffix("s")
+        served.replicas = 0 if self.clock() - last > float(retention) else 1
 
     # -- HTTP -------------------------------------------------------------------------------
 

@@ -156,11 +156,18 @@ def _download_models(workdir: Path) -> dict[str, str]:
         }
 
 
+def is_built(cache: Path) -> bool:
+    """True when `cache` holds the schema built from the pinned SDK."""
+    target = cache / SCHEMA_FILE
+    marker = target.with_name("schema.version")
+    return target.is_file() and marker.is_file() and marker.read_text().strip() == MARKER
+
+
 def ensure_kserve_schema(cache: Path) -> Path:
     """The schema file in `cache`, built from the pinned SDK unless already there."""
     target = cache / SCHEMA_FILE
     marker = target.with_name("schema.version")
-    if target.is_file() and marker.is_file() and marker.read_text().strip() == MARKER:
+    if is_built(cache):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".pip-download-") as workdir:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testkit.kserve_schema import KSERVE_SDK, SchemaError, ensure_kserve_schema
+from testkit.kserve_schema import KSERVE_SDK, SchemaError, ensure_kserve_schema, is_built
 
 DEFAULT_CACHE = Path(".cache")
 
@@ -220,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         ensure_testdata(args.cache, echo=print)
-        print(f"{KSERVE_SDK}: {ensure_kserve_schema(args.cache)}")
+        state = "cached" if is_built(args.cache) else "fetched"
+        print(f"{KSERVE_SDK}: {state} {ensure_kserve_schema(args.cache)}")
     except (TestDataError, SchemaError) as exc:
         print(f"testdata: {exc}")
         return 1

@@ -76,7 +76,7 @@ REQUIRED_ALERTS = {
     "InstructLabBotGitHubRateLimitLow",
     "InstructLabBotNoLiveWorkers",
     "InstructLabBotWebhookSignatureFailures",
-    "InstructLabBotModelNotReady",
+    "InstructLabBotModelStuckNotReady",
 }
 METRIC_NAME = re.compile(r"\binstruct_lab_bot_[a-z0-9_]+\b")
 RATE_OF = re.compile(r"\b(?:rate|irate|increase)\(\s*(instruct_lab_bot_[a-z0-9_]+)")

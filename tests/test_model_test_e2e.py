@@ -16,7 +16,6 @@ from pathlib import Path
 
 import aioboto3
 import pytest
-from testkit.ilab_model import write_hf_model
 
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.jobs import Job, State
@@ -28,6 +27,7 @@ from instruct_lab_bot.core.model_manifest import (
 )
 from instruct_lab_bot.core.refs import RepoRef
 from testkit.harness import run_bot
+from testkit.ilab_model import write_hf_model
 from testkit.taxonomy import SkillSeed, leaf_files, skill_qna
 from tests.fixtures.bot import MENTION, processes_with_env
 from tests.fixtures.s3 import S3Server

@@ -28,15 +28,21 @@ from instruct_lab_bot.adapters.redis.keys import (
     PREFIX,
     delivery_key,
 )
+from instruct_lab_bot.adapters.redis.serving import ServeRecords
 from instruct_lab_bot.core.jobs import State
+from instruct_lab_bot.core.refs import RepoRef
+from instruct_lab_bot.core.serving import ModelRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.server import create_app
+from instruct_lab_bot.services.serving.local import LocalBackend
+from instruct_lab_bot.services.serving.local_worker import LocalLimits, LocalServeWorker
 from instruct_lab_bot.services.worker.app import open_worker
 from testkit.harness import run_bot
 from testkit.redis_server import RedisServer, free_port
 from testkit.tls_certs import TlsFiles, make_certificates
 from tests.fixtures.bot import ROOT
 from tests.fixtures.world import World
+from tests.test_serving_local import TeacherLauncher
 
 ACL_FILE = ROOT / "k8s" / "redis" / "users.acl"
 ROLES = ("ilab-webhook", "ilab-dispatcher", "ilab-worker")
@@ -201,3 +207,33 @@ async def test_tls_refuses_an_unknown_server_and_a_client_without_certificate(
         assert await good.ping()
     finally:
         await good.aclose()
+
+
+async def test_local_serving_works_with_the_server_and_worker_users(
+    secure_redis: SecureRedis,
+) -> None:
+    """The `local` serving backend's server side (as `ilab-dispatcher` and `ilab-webhook`) and
+    serve worker (as `ilab-worker`) with the shipped ACL: everything they use is allowed."""
+    tls = tls_files(secure_redis.certs)
+    clients = {role: connect(secure_redis.url(role), tls) for role in ROLES}
+    worker = LocalServeWorker(
+        ServeRecords(clients["ilab-worker"]), TeacherLauncher(), LocalLimits(600, 1, 30), name="w"
+    )
+    worker.check_every = 0.01
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        for number, role in enumerate(("ilab-dispatcher", "ilab-webhook"), start=7):
+            pull = RepoRef("instructlab", "taxonomy").pull(number)
+            backend = LocalBackend(ServeRecords(clients[role]), poll_interval=0.01)
+            await backend.deploy(ModelRef(pull, "train-1", "p/model/", "/p/model/"))
+            assert await backend.ready_url(pull, within=60)
+            assert await backend.remove(pull)
+    finally:
+        stop.set()
+        await task
+        for client in clients.values():
+            await client.aclose()
+    with secure_redis.admin() as admin:
+        denied = [(r["username"], r["reason"], r["object"]) for r in admin.acl_log()]
+    assert denied == [], "\n".join(map(str, denied))

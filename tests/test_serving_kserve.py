@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from instruct_lab_bot.adapters.kubernetes import KubeError, open_kube
@@ -13,9 +14,10 @@ from instruct_lab_bot.core import serve_names as names
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.serving import ModelRef, ServeState
 from instruct_lab_bot.core.settings import Settings
-from instruct_lab_bot.services.serving import isvc_options
+from instruct_lab_bot.services.serving import isvc_options, open_serving_backend
 from instruct_lab_bot.services.serving.backend import ServingError
 from instruct_lab_bot.services.serving.kserve import KServeBackend
+from instruct_lab_bot.services.serving.local import LocalBackend
 from instruct_lab_bot.services.serving.sweep import Why, sweep
 from testkit.k8s_emulator import K8sEmulator
 from testkit.kserve_schema import ensure_kserve_schema
@@ -86,6 +88,7 @@ async def test_ready_url_waits_for_ready_then_scaled_to_zero(
     emulator.scale_to_zero(name, NS)
     status = await backend.status(PULL)
     assert status is not None and status.state is ServeState.SCALED_TO_ZERO
+    assert [m.state for m in await backend.list_served()] == [ServeState.SCALED_TO_ZERO]
     assert status.cold_start_seconds == 120.0
     # Knative's activator holds the request during the cold start: the URL comes at once.
     assert await backend.ready_url(PULL, within=60) == "http://127.0.0.1:9/model"
@@ -135,7 +138,7 @@ async def test_never_ready_gives_up_after_within(
 ) -> None:
     emulator.faults.never_ready = True
     await backend.deploy(model())
-    with pytest.raises(ServingError, match="did not become ready"):
+    with pytest.raises(ServingError, match="still starting"):
         await backend.ready_url(PULL, within=0.05)
 
 
@@ -241,3 +244,55 @@ async def test_sweep_removes_a_failed_model(backend: KServeBackend, emulator: K8
     [removed] = await sweep(backend, is_open, now=backend.clock(), ttl=3600, ready_timeout=3600)
     assert removed.why is Why.FAILED and "pulling image" in removed.model.message
     assert emulator.isvcs == {}
+
+
+async def test_scaled_to_zero_after_the_retention_and_woken_by_a_request(
+    backend: KServeBackend, emulator: K8sEmulator
+) -> None:
+    """Knative (the emulator, on the test's clock) scales the model to zero once its last
+    request is older than the retention annotation; a request records itself and wakes it."""
+    now = [1_000_000.0]
+    backend.clock = emulator.clock = lambda: now[0]
+    backend.touch_every = 60
+    await backend.deploy(model())
+    url = await backend.ready_url(PULL, within=60)
+    status = await backend.status(PULL)
+    assert status is not None and status.state is ServeState.READY
+    now[0] += 601  # retention 600 s
+    status = await backend.status(PULL)
+    assert status is not None and status.state is ServeState.SCALED_TO_ZERO
+    assert await backend.ready_url(PULL, within=60) == url
+    status = await backend.status(PULL)
+    assert status is not None and status.state is ServeState.READY
+    assert status.last_request_at == now[0]
+
+
+async def test_core_objects_are_checked_with_kubernetes_validate(
+    emulator: K8sEmulator,
+) -> None:
+    headers = {"Authorization": f"Bearer {emulator.token}"}
+    url = f"{emulator.url}/api/v1/namespaces/{NS}/serviceaccounts"
+    good = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}
+    bad = good | {"automountToken": False}  # misspelt
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.post(url, json=good) as answer:
+            assert answer.status == 201
+        async with session.post(url, json=bad) as answer:
+            assert answer.status == 422
+            assert "automountToken" in (await answer.json())["message"]
+
+
+async def test_open_serving_backend_picks_the_configured_one(
+    emulator: K8sEmulator, tmp_path: Path, redis_url: str
+) -> None:
+    kubeconfig = str(emulator.kubeconfig(tmp_path / "kubeconfig"))
+    settings = Settings(username=BOT_NAME, serve_namespace=NS, serve_backend="kserve")
+    async with open_serving_backend(settings, kubeconfig=kubeconfig) as backend:
+        assert isinstance(backend, KServeBackend)
+        await backend.deploy(model())
+        assert [m.pull for m in await backend.list_served()] == [PULL]
+    local = Settings(username=BOT_NAME, redis_url=redis_url)
+    async with open_serving_backend(local) as backend:
+        assert isinstance(backend, LocalBackend)
+        await backend.deploy(model())
+        assert [m.state for m in await backend.list_served()] == [ServeState.SCALED_TO_ZERO]

@@ -14,11 +14,15 @@ import redis.asyncio as aioredis
 
 from instruct_lab_bot.adapters.redis.serving import ServeRecords
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
-from instruct_lab_bot.core.serving import ModelRef, ServeState
+from instruct_lab_bot.core.serving import ModelRef, ServedModel, ServeState
 from instruct_lab_bot.services.serving.backend import ServingError
 from instruct_lab_bot.services.serving.local import LocalBackend
-from instruct_lab_bot.services.serving.local_worker import LocalServeWorker, ModelServer
-from instruct_lab_bot.services.serving.sweep import Why, sweep
+from instruct_lab_bot.services.serving.local_worker import (
+    LocalLimits,
+    LocalServeWorker,
+    ModelServer,
+)
+from instruct_lab_bot.services.serving.sweep import Why, sweep, why_remove
 from testkit.fake_teacher import Teacher
 
 REPO = RepoRef("instructlab", "taxonomy")
@@ -98,9 +102,7 @@ async def world(redis_url: str) -> AsyncIterator[World]:
     records = ServeRecords(client)
     clock = Clock()
     launcher = TeacherLauncher()
-    worker = LocalServeWorker(
-        records, launcher, name="w1", idle=600, max_models=2, ready_timeout=30, clock=clock
-    )
+    worker = LocalServeWorker(records, launcher, LocalLimits(600, 2, 30), name="w1", clock=clock)
     worker.check_every = 0.01
     backend = LocalBackend(records, clock=clock, poll_interval=0.005)
     stop = asyncio.Event()
@@ -183,10 +185,8 @@ async def test_two_workers_run_a_model_once(world: World) -> None:
     second = LocalServeWorker(
         world.records,
         world.launcher,
+        LocalLimits(600, 2, 30),
         name="w2",
-        idle=600,
-        max_models=2,
-        ready_timeout=30,
         clock=world.clock,
     )
     stop = asyncio.Event()
@@ -200,6 +200,20 @@ async def test_two_workers_run_a_model_once(world: World) -> None:
     finally:
         stop.set()
         await task
+
+
+async def test_a_dead_workers_model_starts_on_a_live_one(world: World) -> None:
+    """The worker running a model dies (its server gone, its lease lapsed, its report left
+    behind): the next request starts the model again instead of answering a dead URL."""
+    await world.backend.deploy(model())
+    url = await world.backend.ready_url(PULL, within=BOUND)
+    running = world.worker.running.pop("instructlab/taxonomy#7")  # it dies: no clean-up
+    await running.server.stop()
+    await world.records.redis.delete("{ilab-bot}:serve:owner:instructlab/taxonomy#7")
+    assert await world.state() is ServeState.SCALED_TO_ZERO
+    again = await world.backend.ready_url(PULL, within=BOUND)
+    assert again != url and await models_at(again) == ["train-1"]
+    assert world.worker.starts == 2
 
 
 async def test_sweep_removes_a_closed_prs_model(world: World) -> None:
@@ -222,3 +236,10 @@ async def _is(state: Awaitable[ServeState | None], wanted: ServeState) -> bool:
 
 async def _gone(url: str) -> bool:
     return await models_at(url) is None
+
+
+def test_a_model_woken_long_after_its_deploy_is_judged_from_the_wake() -> None:
+    woken = ServedModel(PULL, "n", "t", ServeState.DEPLOYING, created_at=0, last_request_at=10_000)
+    assert why_remove(woken, is_open=True, now=10_100, ttl=86_400, ready_timeout=900) is None
+    late = why_remove(woken, is_open=True, now=11_000, ttl=86_400, ready_timeout=900)
+    assert late is Why.NEVER_READY

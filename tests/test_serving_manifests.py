@@ -51,7 +51,7 @@ def test_every_object_is_valid(folder: str, schema: Path) -> None:
             assert schema_problems(schema, obj) == [], obj["metadata"]["name"]
         else:
             kubernetes_validate.validate(obj, kubernetes_validate.utils.latest_version(), True)
-    template = yaml.safe_load((COMPONENTS / "serving" / "storage-secret.template.yaml").read_text())
+    template = yaml.safe_load((COMPONENTS / "serving" / "secret.template.yaml").read_text())
     kubernetes_validate.validate(template, kubernetes_validate.utils.latest_version(), True)
 
 
@@ -63,7 +63,7 @@ def test_names_match_the_settings_defaults() -> None:
     assert runtime["metadata"]["namespace"] == settings.serve_namespace
     assert [f["name"] for f in runtime["spec"]["supportedModelFormats"]] == ["vLLM"]
     account = objects[("ServiceAccount", settings.serve_storage_account)]
-    secret = yaml.safe_load((COMPONENTS / "serving" / "storage-secret.template.yaml").read_text())
+    secret = yaml.safe_load((COMPONENTS / "serving" / "secret.template.yaml").read_text())
     assert account["secrets"] == [{"name": secret["metadata"]["name"]}]
     binding = objects[("RoleBinding", "instruct-lab-bot-serving")]
     base = yaml.safe_load((REPO_ROOT / "k8s" / "base" / "serviceaccount.yaml").read_text())

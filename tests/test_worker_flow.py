@@ -112,6 +112,16 @@ class FakeStore:
         data = self.objects.get(key)
         return None if data is None else data[:limit]
 
+    async def get_file(self, key: str, path: Path) -> int:
+        if key not in self.objects:
+            raise StorageError(f"could not read {key}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.objects[key])
+        return len(self.objects[key])
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        return sorted(k for k in self.objects if k.startswith(prefix))
+
     async def aclose(self) -> None:
         pass
 

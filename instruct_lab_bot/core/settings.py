@@ -170,9 +170,7 @@ class Settings:
     chat_model_concurrency: int = 8  # answers streaming at once per PR model
     chat_cold_start_timeout: float = 600.0  # waiting for a model scaled to zero to answer
     chat_answer_timeout: float = 300.0  # one answer, once the model is up
-    # Serving PR models for chat (issue 15): `local` (`ilab model serve` on a serve worker) or
-    # `kserve` (an InferenceService per PR, scaled to zero by Knative).
-    serve_backend: str = "local"
+    serve_backend: str = "local"  # PR models for chat: `local` (ilab model serve) or `kserve`
     serve_ttl: float = 86400.0  # removed after this long without a request
     serve_ready_timeout: float = 900.0  # never ready within this: removed, the PR is told
     serve_namespace: str = "instruct-lab-bot-models"
@@ -180,7 +178,6 @@ class Settings:
     serve_storage_account: str = "instruct-lab-bot-models"  # reads the models from the store
     serve_gpus: int = 1
     serve_retention: float = 600.0  # Knative keeps the last pod this long after a request
-    serve_cold_start: float = 120.0  # the wait shown for a first answer after scale to zero
     serve_idle: float = 600.0  # local: stopped after this long without a request
     serve_max_models: int = 2  # local: at most this many running (least recently used stops)
     # `train` (core/training.py): the backend, its limits and ilab's hyperparameters
@@ -484,7 +481,6 @@ _FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("SERVE_STORAGE_ACCOUNT", "serve_storage_account", parse_dns_label),
     ("SERVE_GPUS", "serve_gpus", parse_count_or_zero),
     ("SERVE_RETENTION", "serve_retention", parse_duration),
-    ("SERVE_COLD_START", "serve_cold_start", parse_duration),
     ("SERVE_IDLE", "serve_idle", parse_duration),
     ("SERVE_MAX_MODELS", "serve_max_models", parse_positive_int),
     ("TRAIN_BACKEND", "train_backend", parse_choice("worker", "kubeflow")),

@@ -28,6 +28,7 @@ from instruct_lab_bot.adapters.storage import link_signing_key
 from instruct_lab_bot.adapters.storage.local import artifact_routes
 from instruct_lab_bot.adapters.tracing import current_traceparent, server_middlewares
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
+from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.core.webhooks import (
@@ -49,6 +50,11 @@ from instruct_lab_bot.services.metrics import ServerMetrics, metrics_response
 from instruct_lab_bot.services.reconciler import Reconciler
 from instruct_lab_bot.services.serving.chat_app import ServingFactory, chat_ctx, default_serving
 from instruct_lab_bot.services.serving.proxy import CHAT, chat_routes
+from instruct_lab_bot.services.serving.sweep import (
+    ServingSweeper,
+    github_is_open,
+    pr_notifier,
+)
 from instruct_lab_bot.services.status_page import api_errors, status_routes
 
 log = structlog.get_logger(__name__)
@@ -298,6 +304,13 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
             ledger = RedeliveryLedger(app[QUEUE].redis)
             reconciler = Reconciler(github, ledger, interval=settings.reconcile_interval)
             tasks.append(asyncio.create_task(reconciler.run(stop)))
+        chat = app.get(CHAT)
+        if chat is not None and chat.backend is not None:  # nothing served that no PR owns
+            notify = pr_notifier(github, settings, Redactor(settings.secrets()))
+            sweeper = ServingSweeper(
+                chat.backend, github_is_open(github), settings, on_removed=notify
+            )
+            tasks.append(asyncio.create_task(sweeper.run(stop)))
         app[DISPATCHER_TASK] = tasks[0]
         yield
         stop.set()

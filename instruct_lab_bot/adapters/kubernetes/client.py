@@ -114,11 +114,13 @@ class KubeApi:
             raise _error(exc) from None
         return list(found.get("items", []))
 
-    async def list_revisions(self, namespace: str, isvc: str) -> list[Obj]:
-        """The Knative revisions behind an InferenceService (their `actualReplicas`)."""
+    async def list_revisions(self, namespace: str, isvc: str = "") -> list[Obj]:
+        """The Knative revisions behind an InferenceService (their `actualReplicas`), or
+        behind every InferenceService of the namespace."""
+        selector = f"{ISVC_LABEL}={isvc}" if isvc else ISVC_LABEL
         try:
             found = await self._custom.list_namespaced_custom_object(
-                *REVISIONS[:2], namespace, REVISIONS[2], label_selector=f"{ISVC_LABEL}={isvc}"
+                *REVISIONS[:2], namespace, REVISIONS[2], label_selector=selector
             )
         except ApiException as exc:
             raise _error(exc) from None

@@ -78,6 +78,11 @@ class ServeRecords:
             return True
         return False
 
+    async def owner(self, key: str) -> str | None:
+        """The worker holding the model's lease, None when none does (or it died)."""
+        current = await self.redis.get(SERVE_OWNER_PREFIX + key)
+        return _text(current) if current is not None else None
+
     async def release(self, key: str, worker: str) -> None:
         owner_key = SERVE_OWNER_PREFIX + key
         current = await self.redis.get(owner_key)

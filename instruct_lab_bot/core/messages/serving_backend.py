@@ -47,6 +47,14 @@ def never_ready(seconds: float, detail: str = "") -> str:
     )
 
 
+def still_starting(seconds: float) -> str:
+    return (
+        f"The model did not answer within {format_duration(seconds)}; it is still starting. "
+        "Try again in a few minutes (one that never becomes ready is removed, and the pull "
+        "request told why)."
+    )
+
+
 def failed_to_start(detail: str) -> str:
     return (
         f"The model could not start ({cut(detail, 300)}). This is not your fault: an admin "
@@ -69,4 +77,17 @@ def too_many_models(limit: int) -> str:
     return (
         f"{limit} models are already being served and all are busy. Try again in a few "
         "minutes; an admin can raise ILAB_BOT_SERVE_MAX_MODELS."
+    )
+
+
+def removed_notice(why: str, detail: str, seconds: float) -> str:
+    """The PR comment when the sweep removed its model for a reason the PR should know (its
+    closing needs no comment): `why` is the sweep's reason."""
+    if why == "never_ready":
+        return never_ready(seconds, detail)
+    if why == "failed":
+        return failed_to_start(detail) + " It was removed; `serve` tries again."
+    return (
+        f"The model served for chat was removed after {format_duration(seconds)} without a "
+        "request. `serve` deploys it again."
     )

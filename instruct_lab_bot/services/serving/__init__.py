@@ -26,7 +26,6 @@ def isvc_options(settings: Settings) -> IsvcOptions:
         gpus=settings.serve_gpus,
         retention_seconds=int(settings.serve_retention),
         bot=settings.username,
-        cold_start_seconds=settings.serve_cold_start,
     )
 
 
@@ -51,6 +50,6 @@ async def open_serving_backend(
         return
     records = serve_records(settings)
     try:
-        yield LocalBackend(records, cold_start=settings.serve_cold_start)
+        yield LocalBackend(records)
     finally:
         await close(records.redis)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
 from instruct_lab_bot.adapters.kubernetes import KubeApi, KubeError
+from instruct_lab_bot.adapters.kubernetes.client import ISVC_LABEL
 from instruct_lab_bot.core import serve_names as names
 from instruct_lab_bot.core.messages import serving_backend as texts
 from instruct_lab_bot.core.refs import PullRequestRef
@@ -103,7 +105,7 @@ class KServeBackend:
                 await self._touch(pull, served)
                 return served.url
             if time.monotonic() >= deadline:
-                raise ServingError(texts.never_ready(within))
+                raise ServingError(texts.still_starting(within))
             await asyncio.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0)))
 
     async def _touch(self, pull: PullRequestRef, served: ServedModel) -> None:
@@ -135,10 +137,13 @@ class KServeBackend:
     async def list_served(self) -> list[ServedModel]:
         try:
             found = await self.kube.list_isvc(self.namespace, names.selector(self.options.bot))
+            by_isvc: dict[str, list[dict[str, Any]]] = {}
+            for revision in await self.kube.list_revisions(self.namespace):
+                owner = revision["metadata"].get("labels", {}).get(ISVC_LABEL, "")
+                by_isvc.setdefault(owner, []).append(revision)
             served = []
             for obj in found:
-                name = obj["metadata"]["name"]
-                revisions = await self.kube.list_revisions(self.namespace, name)
+                revisions = by_isvc.get(obj["metadata"]["name"], [])
                 model = served_model(obj, revisions, self.options)
                 if model is not None:
                     served.append(model)

@@ -12,6 +12,7 @@ wakes a worker, which stops a server whose record is gone. The worker side is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -20,7 +21,15 @@ import structlog
 from instruct_lab_bot.adapters.redis.serving import ServeRecords
 from instruct_lab_bot.core.messages import serving_backend as texts
 from instruct_lab_bot.core.refs import PullRequestRef
-from instruct_lab_bot.core.serve_record import new_desired, record_key, served
+from instruct_lab_bot.core.serve_record import (
+    ANSWERING,
+    STARTING,
+    STOPPED,
+    Actual,
+    new_desired,
+    record_key,
+    served,
+)
 from instruct_lab_bot.core.serving import ModelRef, ServedModel, ServeState
 from instruct_lab_bot.services.serving.backend import ServingError
 
@@ -50,14 +59,24 @@ class LocalBackend:
         await self.records.put_desired(desired)
         await self.records.wake(desired.key)
         log.info("serving.local.deployed", pull=str(model.pull), train_job=model.train_job)
-        return served(desired, await self.records.actual(desired.key))
+        return served(desired, await self._actual(desired.key))
 
     async def status(self, pull: PullRequestRef) -> ServedModel | None:
         key = record_key(pull)
         desired = await self.records.desired(key)
         if desired is None:
             return None
-        return served(desired, await self.records.actual(key))
+        return served(desired, await self._actual(key))
+
+    async def _actual(self, key: str) -> Actual | None:
+        """The worker's report, unless that worker's lease lapsed (it died): then nothing
+        runs, and the next request starts the model on a live worker."""
+        actual = await self.records.actual(key)
+        if actual is None or actual.phase not in (ANSWERING, STARTING):
+            return actual
+        if await self.records.owner(key) is None:  # as if stopped: scaled to zero
+            return dataclasses.replace(actual, phase=STOPPED, url="")
+        return actual
 
     async def ready_url(self, pull: PullRequestRef, within: float) -> str:
         """Wakes the model (a cold start when stopped) and waits until it answers."""
@@ -66,7 +85,7 @@ class LocalBackend:
         if desired is None:
             raise ServingError(texts.not_served(), not_your_fault=False)
         now = self.clock()
-        model = served(desired, await self.records.actual(key))
+        model = served(desired, await self._actual(key))
         if model.state is ServeState.READY and model.url:
             await self.records.put_desired(desired.with_(last_request_at=now))
             return model.url
@@ -83,7 +102,7 @@ class LocalBackend:
                 return model.url
             if model.state is ServeState.FAILED:
                 raise ServingError(texts.failed_to_start(model.message))
-        raise ServingError(texts.never_ready(within))
+        raise ServingError(texts.still_starting(within))
 
     async def remove(self, pull: PullRequestRef) -> bool:
         removed = await self.records.delete(pull)
@@ -91,7 +110,7 @@ class LocalBackend:
         return removed
 
     async def list_served(self) -> list[ServedModel]:
-        return [served(d, a) for d, a in await self.records.everything()]
+        return [served(d, await self._actual(d.key)) for d, _ in await self.records.everything()]
 
     async def aclose(self) -> None:
         return None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
+from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.redis.serving import ServeRecords
 from instruct_lab_bot.core.serve_record import (
@@ -47,6 +48,15 @@ class Launcher(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class LocalLimits:
+    """`ILAB_BOT_SERVE_IDLE`, `ILAB_BOT_SERVE_MAX_MODELS`, `ILAB_BOT_SERVE_READY_TIMEOUT`."""
+
+    idle: float
+    max_models: int
+    ready_timeout: float
+
+
 @dataclass
 class _Running:
     server: ModelServer
@@ -60,36 +70,55 @@ class LocalServeWorker:
         self,
         records: ServeRecords,
         launcher: Launcher,
+        limits: LocalLimits,
         *,
         name: str,
-        idle: float,
-        max_models: int,
-        ready_timeout: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.records = records
         self.launcher = launcher
         self.name = name
-        self.idle = idle
-        self.max_models = max_models
-        self.ready_timeout = ready_timeout
+        self.idle = limits.idle
+        self.max_models = limits.max_models
+        self.ready_timeout = limits.ready_timeout
         self.clock = clock
-        self.check_every = max(min(idle / 4, 5.0), 0.01)
-        self.lease = max(idle, 30.0) + self.check_every * 4
+        self.check_every = max(min(self.idle / 4, 5.0), 0.01)
+        # Renewed on every check: a dead worker's models are free again after this long.
+        self.lease = max(30.0, self.check_every * 6)
         self.running: dict[str, _Running] = {}
         self.starts = 0  # cold starts this worker made (tests, metrics)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; every server this worker started is stopped on exit."""
+        stopping = asyncio.create_task(stop.wait())
+        failures = 0
         try:
             while not stop.is_set():
-                key = await self.records.next_wake(self.check_every)
-                if key is not None:
-                    await self.handle(key)
-                await self.check()
+                try:
+                    await self._turn(stopping)
+                    failures = 0
+                except (RedisError, OSError) as exc:  # Redis away: the servers keep running
+                    failures += 1
+                    log.warning("serving.local.redis_error", error=str(exc)[:300])
+                    delay = min(0.5 * 2 ** min(failures, 6), 30.0)
+                    await asyncio.wait({stopping}, timeout=delay)
         finally:
+            stopping.cancel()
             for key in list(self.running):
                 await self._stop(key, report=True)
+
+    async def _turn(self, stopping: asyncio.Task[bool]) -> None:
+        """One wait for a wake-up (or `check_every`), then the checks."""
+        waking = asyncio.create_task(self.records.next_wake(self.check_every))
+        await asyncio.wait({waking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not waking.done():  # stopping: do not wait out the blocking pop
+            waking.cancel()
+            await asyncio.gather(waking, return_exceptions=True)
+            return
+        key = waking.result()
+        if key is not None:
+            await self.handle(key)
+        await self.check()
 
     async def handle(self, key: str) -> None:
         """Bring one model to what its desired record asks."""
@@ -151,12 +180,15 @@ class LocalServeWorker:
         if running is None:
             return
         await running.server.stop()
-        await self.records.release(key, self.name)
-        desired = await self.records.desired(key)
-        if desired is None:
-            await self.records.put_actual(key, None)
-        elif report and desired.train_job == running.train_job:
-            await self._report(key, desired, STOPPED, for_wanted=running.for_wanted)
+        try:
+            await self.records.release(key, self.name)
+            desired = await self.records.desired(key)
+            if desired is None:
+                await self.records.put_actual(key, None)
+            elif report and desired.train_job == running.train_job:
+                await self._report(key, desired, STOPPED, for_wanted=running.for_wanted)
+        except (RedisError, OSError) as exc:  # the lease lapses: readers see it stopped
+            log.warning("serving.local.stop_unrecorded", model=key, error=str(exc)[:300])
 
     async def _report(
         self,

@@ -36,6 +36,7 @@ from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.run_compare import leaf_counts_json
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
+from instruct_lab_bot.services.serving.ilab_launcher import serve_models
 from instruct_lab_bot.services.worker import redis_calls
 from instruct_lab_bot.services.worker.consumer import Consumer
 from instruct_lab_bot.services.worker.deps import JobTools, WorkerDeps
@@ -130,7 +131,11 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Take jobs until `stop` is set, then drain running ones; meanwhile post the final
         results still pending in the outbox."""
-        await asyncio.gather(self.consumer.run(stop), self.outbox.run(stop))
+        await asyncio.gather(
+            self.consumer.run(stop),
+            self.outbox.run(stop),
+            serve_models(self.deps, self.name, stop),  # the `local` serving backend's models
+        )
 
     async def _take(self, entry: StreamEntry, takeover: bool) -> None:
         await self.process(entry, takeover=takeover)
