@@ -27,7 +27,7 @@ from instruct_lab_bot.services.serving.backend import ServingBackend
 from instruct_lab_bot.services.serving.chat_app import ServingFactory
 from instruct_lab_bot.services.serving.kserve import KServeBackend
 from instruct_lab_bot.services.serving.local import LocalBackend
-from instruct_lab_bot.services.serving.local_worker import LocalServeWorker
+from instruct_lab_bot.services.serving.local_worker import LocalLimits, LocalServeWorker
 from testkit.fake_teacher import Teacher
 from testkit.harness import run_bot
 from testkit.k8s_emulator import K8sEmulator
@@ -138,9 +138,7 @@ async def local_serving(settings: Settings) -> AsyncIterator[TeacherLauncher]:
     """The `local` backend's serve worker beside the bot (its servers: stand-in models)."""
     records = serve_records(settings)
     launcher = TeacherLauncher()
-    worker = LocalServeWorker(
-        records, launcher, name="serve-1", idle=600, max_models=2, ready_timeout=30
-    )
+    worker = LocalServeWorker(records, launcher, LocalLimits(600, 2, 30), name="serve-1")
     worker.check_every = 0.01
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
