@@ -68,7 +68,7 @@ def main() -> None:
     async def serving(_settings: Settings) -> AsyncIterator[ServingBackend | None]:
         yield backend
 
-    app = create_app(settings, dispatcher=False, serving=serving)
+    app = create_app(settings, dispatcher=False, serving=serving, chat=True)
 
     async def seed(app: web.Application) -> None:
         chat = app[CHAT]

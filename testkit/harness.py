@@ -17,7 +17,7 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.app_keys import QUEUE
 from instruct_lab_bot.services.server import create_app
-from instruct_lab_bot.services.serving.chat_app import ServingFactory, no_serving
+from instruct_lab_bot.services.serving.chat_app import ServingFactory, default_serving
 from instruct_lab_bot.services.worker.app import Worker, open_worker
 
 
@@ -44,7 +44,7 @@ async def run_bot(
     workers: int = 1,
     concurrency: int = 1,
     tracing: bool | None = None,
-    serving: ServingFactory = no_serving,
+    serving: ServingFactory = default_serving,
 ) -> AsyncIterator[RunningBot]:
     """Serve on `settings.host:settings.port` and run `workers` worker loops until exit.
 

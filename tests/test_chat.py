@@ -25,7 +25,7 @@ from instruct_lab_bot.core.chat_access import (
     link_token,
     token_allows,
 )
-from instruct_lab_bot.core.chat_limits import ChatLimits, RateWindow
+from instruct_lab_bot.core.chat_limits import ChatLimits
 from instruct_lab_bot.core.chat_request import ChatRequestError, prepare, sse_delta
 from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.messages.serving import (
@@ -40,6 +40,7 @@ from instruct_lab_bot.core.settings import Secret, Settings
 from instruct_lab_bot.services.app_keys import METRICS
 from instruct_lab_bot.services.metrics import metrics_response
 from instruct_lab_bot.services.server import create_app
+from instruct_lab_bot.services.serving.backend import ServingError
 from instruct_lab_bot.services.serving.proxy import CHAT
 from testkit.serving_standin import StandinBackend, standin_factory
 from tests.fixtures.bot import BOT_NAME, make_settings
@@ -83,20 +84,15 @@ def test_record_round_trip_and_seeds_bounded() -> None:
     assert ChatRecord.from_fields(record.closing(9.0).to_fields()).closed
 
 
-def test_rate_window_and_slots() -> None:
-    rate = RateWindow(2, window=60)
-    assert rate.retry_after("a", 0) == 0 and rate.retry_after("a", 1) == 0
-    assert rate.retry_after("a", 2) == pytest.approx(58)
-    assert rate.retry_after("b", 2) == 0  # per key
-    assert rate.retry_after("a", 60.5) == 0  # the first fell out of the window
-    limits = ChatLimits.build(10, 10, 1, 2)
-    assert limits.admit("u1", "m", 0) is None
-    assert limits.admit("u1", "m", 0) == ("user_concurrency", 1.0)
-    assert limits.admit("u2", "m", 0) is None
-    assert limits.admit("u3", "m", 0) == ("model_concurrency", 1.0)
+def test_concurrency_slots() -> None:
+    limits = ChatLimits.build(1, 2)
+    assert limits.admit("u1", "m") is None
+    assert limits.admit("u1", "m") == ("user_concurrency", 1.0)
+    assert limits.admit("u2", "m") is None
+    assert limits.admit("u3", "m") == ("model_concurrency", 1.0)
     assert limits.user_slots.held("u3") == 0  # a refused request holds nothing
     limits.release("u1", "m")
-    assert limits.admit("u3", "m", 0) is None
+    assert limits.admit("u3", "m") is None
 
 
 def test_requests_are_checked_and_pinned_to_the_pr_model() -> None:
@@ -138,11 +134,14 @@ def test_serve_reply_and_chat_answer_texts() -> None:
                          cold_start_seconds=95)  # fmt: skip
     links = ServeLinks("https://bot/chat/x?token=1.ab", 2_000_000_000, "https://bot/chat/x/v1",
                        "https://bot/repos/x", token_on_status_page=True)  # fmt: skip
-    text = serve_reply(BOT_NAME, RECORD, served, links, idle_removal=86400)
+    text = serve_reply(BOT_NAME, RECORD, served, links, idle_removal=86400, scale_down_after=600)
     assert "https://bot/chat/x?token=1.ab" in text and "curl -N https://bot/chat/x/v1/" in text
     assert "$ILAB_BOT_CHAT_TOKEN" in text and "status page" in text
     assert "about 1m 35s" in text and "24h 00m 00s without a request" in text
+    assert "When no one chats for 10m 00s it scales to zero" in text
     assert "`train-1`" in text and "granite-7b" in text and "gen-1" in text
+    odd = serve_reply(BOT_NAME, replace(RECORD, base_model="granite_7b`x"), served, links)
+    assert "fine-tuned from `granite_7b'x`" in odd  # a code span: no escapes, not ended early
     nasty = "```\n@someone <img src=x> [link](http://evil)\n" + "x" * 10_000
     answer = chat_answer("why @you?", nasty, RECORD, cut_question=True)
     assert "````" in answer  # the fence is longer than any backtick run inside
@@ -184,7 +183,7 @@ async def chat_server(redis_url: str, tmp_path: Path, **overrides: Any) -> Async
         redis_url=redis_url, artifacts_url=f"file://{tmp_path / 'artifacts'}", **overrides
     )
     backend = StandinBackend()
-    app = create_app(settings, dispatcher=False, serving=standin_factory(backend))
+    app = create_app(settings, dispatcher=False, serving=standin_factory(backend), chat=True)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -338,15 +337,28 @@ async def test_cold_start_after_scale_to_zero_and_closed_pr_answers_410(
             assert "closed or merged" in await response.text()
 
 
-async def test_serving_refused_says_whose_fault(redis_url: str, tmp_path: Path) -> None:
+async def test_model_removed_by_the_backend_or_failing(redis_url: str, tmp_path: Path) -> None:
     async with chat_server(redis_url, tmp_path) as chat, aiohttp.ClientSession() as session:
-        await chat.backend.remove(PULL)  # the record stays, the backend lost the model
         ok = {"Authorization": f"Bearer {chat.token}"}
-        async with session.post(
-            chat.url(completions_path()), json=ask_body(), headers=ok
-        ) as response:
+        url = chat.url(completions_path())
+        served = chat.backend.models[PULL]
+        chat.backend.models[PULL] = replace(served, state=ServeState.FAILED)
+        chat.backend.refuse = "image pull failed: quay.io/x/vllm: not found"
+        ready_url = chat.backend.ready_url
+
+        async def failing(pull: Any, within: float) -> str:
+            raise ServingError(chat.backend.refuse)
+
+        chat.backend.ready_url = failing  # type: ignore[method-assign]
+        async with session.post(url, json=ask_body(), headers=ok) as response:
             assert response.status == 503
-            assert "could not be served" in (await response.json())["error"]["message"]
+            message = (await response.json())["error"]["message"]
+        assert "image pull failed" in message and "not caused by your pull request" in message
+        chat.backend.ready_url = ready_url  # type: ignore[method-assign]
+        await chat.backend.remove(PULL)  # removed after its TTL: the record stays
+        async with session.post(url, json=ask_body(), headers=ok) as response:
+            assert response.status == 404
+            assert "No model is being served" in (await response.json())["error"]["message"]
 
 
 async def test_chat_page_access_and_headers(redis_url: str, tmp_path: Path) -> None:
@@ -441,3 +453,25 @@ async def test_serving_the_same_model_again_keeps_links_a_new_model_ends_them(
         await service.deploy(PULL, newer, SEEDS, "maintainer-mo")
         async with session.post(url, json=ask_body(stream=False), headers=ok) as response:
             assert response.status == 401
+
+
+async def test_a_model_that_stops_mid_answer_ends_the_stream_with_an_error_event(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with chat_server(
+        redis_url, tmp_path, chat_answer_timeout=0.5
+    ) as chat, aiohttp.ClientSession() as session:  # fmt: skip
+        chat.backend.pause_stream = threading.Event()  # the model writes one word, then hangs
+        ok = {"Authorization": f"Bearer {chat.token}"}
+        try:
+            async with session.post(
+                chat.url(completions_path()), json=ask_body(), headers=ok
+            ) as response:
+                assert response.status == 200
+                lines = [line async for line in response.content if line.strip()]
+        finally:
+            chat.backend.pause_stream.set()
+        assert sse_delta(lines[1]) == "The"
+        assert b"stopped answering (TimeoutError)" in lines[-1]
+        metrics = metrics_response(chat.server.app[METRICS].registry).text or ""
+        assert 'instruct_lab_bot_chat_proxy_errors_total{reason="upstream_timeout"} 1.0' in metrics

@@ -17,6 +17,7 @@ from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.model_manifest import MODEL_DIR, ModelFile, ModelManifest
 from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.services.precheck import seeds_in_text
+from instruct_lab_bot.services.serving.chat_app import no_serving
 from testkit.harness import run_bot
 from testkit.serving_standin import StandinBackend, standin_factory
 from testkit.taxonomy import file_at
@@ -32,14 +33,21 @@ from tests.test_commands_e2e import (
     settled,
     wait_replies,
 )
+from tests.test_redis_tls_acl import (  # noqa: F401 - the fixture
+    ADMIN_PASSWORD,
+    SecureRedis,
+    password,
+    secure_redis,
+    tls_files,
+)
 
 PULL = RepoRef(OWNER, REPO).pull(PR)
 LINK = re.compile(r"\[open the chat page\]\((?P<url>[^)]+)\)")
 
 
-async def seed_train_job(world: World, artifacts: Path) -> Job:
+async def seed_train_job(world: World, artifacts: Path, queue: Queue | None = None) -> Job:
     """A succeeded train job with its model's manifest where a train job leaves it."""
-    queue = Queue.from_url(world.settings.redis_url)
+    queue = queue or Queue.from_url(world.settings.redis_url)
     job = Job("train00000000000000000001", "train", world.gh.installation_id, OWNER, REPO, PR,
               "maintainer-mo", head_sha=world.remote.head_sha, base_branch="main",
               state=State.SUCCEEDED, source_job="gen00000000000000000001")  # fmt: skip
@@ -117,7 +125,7 @@ async def test_serve_chat_stop_and_close(
 
 
 async def test_serving_not_set_up_and_cluster_refusal(world: World, tmp_path: Path) -> None:
-    async with run_bot(world.settings, workers=0) as bot:
+    async with run_bot(world.settings, workers=0, serving=no_serving) as bot:
         await comment_as(world, bot, "maintainer-mo", f"{MENTION} serve")
         (reply,) = await wait_replies(world, 1)
         assert "not set up" in reply and "not caused by your pull request" in reply
@@ -130,3 +138,40 @@ async def test_serving_not_set_up_and_cluster_refusal(world: World, tmp_path: Pa
         after = await comment_as(world, bot, "reader-rae", f"{MENTION} chat hi")
         (denied,) = await wait_replies(world, 1, after)
         assert "answer to" not in denied
+
+
+async def test_serve_and_chat_need_nothing_the_dispatchers_redis_user_lacks(
+    world: World,
+    secure_redis: SecureRedis,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    """With `k8s/redis/users.acl` loaded: serve, chat through the page's proxy, serve stop,
+    and Redis refuses the `ilab-dispatcher` user nothing."""
+    settings = secure_redis.settings(world.settings, "ilab-dispatcher")
+    admin_url = secure_redis.url("ilab-dispatcher").replace(
+        f"ilab-dispatcher:{password('ilab-dispatcher')}", f"default:{ADMIN_PASSWORD}"
+    )
+    tls = tls_files(secure_redis.certs)
+    await seed_train_job(world, tmp_path / "artifacts", Queue.from_url(admin_url, tls=tls))
+    backend = StandinBackend()
+    async with run_bot(settings, workers=0, serving=standin_factory(backend)) as bot:
+        await comment_as(world, bot, "maintainer-mo", f"{MENTION} serve")
+        (reply,) = await wait_replies(world, 1)
+        link = LINK.search(reply)
+        assert link is not None, reply
+        token = link["url"].split("token=")[1]
+        api = f"{bot.url}/chat/{OWNER}/{REPO}/{PR}/v1/chat/completions"
+        body = {"messages": [{"role": "user", "content": "Hi"}], "stream": True}
+        async with aiohttp.ClientSession() as session:
+            async with session.get(link["url"]) as page:
+                assert page.status == 200
+            async with session.post(
+                api, json=body, headers={"Authorization": f"Bearer {token}"}
+            ) as answer:
+                assert answer.status == 200 and b"Hi" in await answer.read()
+        after = await comment_as(world, bot, "maintainer-mo", f"{MENTION} serve stop")
+        (stopped,) = await wait_replies(world, 1, after)
+        assert "Stopped serving" in stopped
+    with secure_redis.admin() as admin:
+        denied = [(r["username"], r["reason"], r["object"]) for r in admin.acl_log()]
+    assert denied == [], "\n".join(map(str, denied))

@@ -48,7 +48,7 @@ from instruct_lab_bot.services.dispatcher import Dispatcher
 from instruct_lab_bot.services.job_files import job_file_routes, job_files_ctx
 from instruct_lab_bot.services.metrics import ServerMetrics, metrics_response
 from instruct_lab_bot.services.reconciler import Reconciler
-from instruct_lab_bot.services.serving.chat_app import ServingFactory, chat_ctx, no_serving
+from instruct_lab_bot.services.serving.chat_app import ServingFactory, chat_ctx, default_serving
 from instruct_lab_bot.services.serving.proxy import CHAT, chat_routes
 from instruct_lab_bot.services.serving.sweep import (
     ServingSweeper,
@@ -236,12 +236,14 @@ def create_app(
     *,
     dispatcher: bool = True,
     tracing: bool | None = None,
-    serving: ServingFactory = no_serving,
+    serving: ServingFactory = default_serving,
+    chat: bool | None = None,
 ) -> web.Application:
     """Build the server app; resources open and close in cleanup contexts.
 
     `tracing` adds the OpenTelemetry middleware (default: when `OTEL_*` asks for tracing);
-    `serving` opens the backend that serves PR models for chat.
+    `serving` opens the backend that serves PR models for chat; `chat` (default: with the
+    dispatcher, whose Redis user may write chat records) mounts the chat page and proxy.
     """
     middlewares = [*server_middlewares(force=tracing), api_errors]
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
@@ -260,8 +262,9 @@ def create_app(
     if settings.stable_links:
         app.router.add_routes(job_file_routes())
         app.cleanup_ctx.append(job_files_ctx)
-    app.router.add_routes(chat_routes())
-    app.cleanup_ctx.append(chat_ctx(serving))
+    if dispatcher if chat is None else chat:
+        app.router.add_routes(chat_routes())
+        app.cleanup_ctx.append(chat_ctx(serving))
     if dispatcher:
         app.cleanup_ctx.append(_dispatcher_ctx)
     return app

@@ -5,13 +5,21 @@ links then answer 410 for `CHAT_CLOSED_TTL`); the chat proxy and page read it.""
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.adapters.redis.keys import CHAT_CLOSED_TTL, CHATS_KEY, chat_key
+from instruct_lab_bot.adapters.redis.keys import (
+    CHAT_CLOSED_TTL,
+    chat_key,
+    chat_model_window_key,
+    chat_user_window_key,
+)
+from instruct_lab_bot.adapters.redis.scripts import script
 from instruct_lab_bot.core.chat_access import ChatRecord
-from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
+from instruct_lab_bot.core.refs import PullRequestRef
 
 
 class ChatRecords:
@@ -19,11 +27,11 @@ class ChatRecords:
         self.redis = client
 
     async def put(self, record: ChatRecord) -> None:
+        """Write every field (nothing of an older record survives) and keep it until removed."""
         key = chat_key(record.pull)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping=cast(Any, record.to_fields()))
-            pipe.sadd(CHATS_KEY, _member(record.pull))
+            pipe.persist(key)
             await pipe.execute()
 
     async def get(self, pull: PullRequestRef) -> ChatRecord | None:
@@ -39,30 +47,31 @@ class ChatRecords:
             return record
         closed = record.closing(now)
         key = chat_key(pull)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, "closed_at", repr(closed.closed_at))
             pipe.expire(key, CHAT_CLOSED_TTL)
-            pipe.srem(CHATS_KEY, _member(pull))
             await pipe.execute()
         return closed
 
     async def delete(self, pull: PullRequestRef) -> bool:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(chat_key(pull))
-            pipe.srem(CHATS_KEY, _member(pull))
-            deleted, _ = await pipe.execute()
-        return bool(deleted)
+        return bool(await self.redis.delete(chat_key(pull)))
 
-    async def open_pulls(self) -> list[PullRequestRef]:
-        """PRs whose model is served for chat (not closed), sorted."""
-        members: set[str] = await cast(Any, self.redis).smembers(CHATS_KEY)
-        return sorted((_pull(m) for m in members), key=str)
-
-
-def _member(pull: PullRequestRef) -> str:
-    return f"{pull.repo.key}#{pull.number}"
-
-
-def _pull(member: str) -> PullRequestRef:
-    repo, _, number = member.rpartition("#")
-    return RepoRef.parse(repo).pull(int(number))
+    async def take_request(
+        self, user: str, pull: PullRequestRef, per_user: int, per_model: int, window: float
+    ) -> tuple[str, float] | None:
+        """Count one chat request in the person's and the model's sliding windows (shared by
+        every replica); None when both had room, else (which one was full, seconds until it
+        has room again). A refused request is not counted."""
+        keys = [chat_user_window_key(user), chat_model_window_key(pull)]
+        member = f"{time.time():.6f}-{os.urandom(6).hex()}"
+        window_ms = int(window * 1000)
+        verdict = await script(self.redis, "reply_take")(
+            keys=keys, args=[window_ms, per_user, per_model, member]
+        )
+        if verdict == "ok":
+            return None
+        key = keys[0] if verdict == "user" else keys[1]
+        oldest = await cast(Any, self.redis).zrange(key, 0, 0, withscores=True)
+        now_ms = time.time() * 1000
+        wait = (oldest[0][1] + window_ms - now_ms) / 1000 if oldest else window
+        return ("user_rate" if verdict == "user" else "model_rate"), max(wait, 0.001)

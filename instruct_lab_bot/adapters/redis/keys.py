@@ -50,7 +50,6 @@ RECONCILER_LOCK = PREFIX + "reconciler:lock"
 LINK_KEY = PREFIX + "link-signing-key"  # hex; generated once, shared by every process, no TTL
 OUTBOX_KEY = PREFIX + "outbox"  # zset: job id → when its final result is next due (ms)
 OUTBOX_ENTRY_PREFIX = PREFIX + "outbox:"
-CHATS_KEY = PREFIX + "chats"  # set: the PRs (`owner/repo#n`, case-folded) with a chat record
 CHAT_CLOSED_TTL = 30 * 24 * 3600  # a closed PR's record is kept this long (its links answer 410)
 
 
@@ -145,6 +144,16 @@ def user_replies_key(login: str) -> str:
 def pr_replies_key(pull: PullRequestRef) -> str:
     """Sliding window of the limited replies written on one pull request."""
     return f"{PREFIX}replies:pr:{pull.repo.full_name}#{pull.number}".lower()
+
+
+def chat_user_window_key(user: str) -> str:
+    """Sliding window (zset of request times) of one person's chat requests."""
+    return f"{PREFIX}chat-rate:user:{user}"
+
+
+def chat_model_window_key(pull: PullRequestRef) -> str:
+    """Sliding window of the chat requests to one PR's model."""
+    return f"{PREFIX}chat-rate:model:{pull.repo.key}#{pull.number}"
 
 
 def chat_key(pull: PullRequestRef) -> str:

@@ -48,12 +48,17 @@ def _when(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _code(text: str) -> str:
+    """Outside text as an inline code span (no Markdown inside one; a backtick cannot end it)."""
+    return "`" + text.replace("`", "'").replace("\n", " ") + "`"
+
+
 def _model_line(record: ChatRecord) -> str:
-    parts = [f"the model of train job `{escape_md(record.train_job)}`"]
+    parts = [f"the model of train job {_code(record.train_job)}"]
     if record.base_model:
-        parts.append(f"fine-tuned from `{escape_md(record.base_model)}`")
+        parts.append(f"fine-tuned from {_code(record.base_model)}")
     if record.data_job:
-        parts.append(f"on the data of job `{escape_md(record.data_job)}`")
+        parts.append(f"on the data of job {_code(record.data_job)}")
     return " ".join(parts)
 
 
@@ -72,13 +77,18 @@ def curl_example(api_base: str, model_name: str) -> str:
     )
 
 
-def scaling_text(served: ServedModel, idle_removal: float | None) -> str:
+def scaling_text(
+    served: ServedModel, idle_removal: float | None, scale_down_after: float | None = None
+) -> str:
     state = {
         ServeState.DEPLOYING: "is starting",
         ServeState.READY: "is up",
         ServeState.SCALED_TO_ZERO: "is scaled to zero",
     }.get(served.state, f"is {served.state.value.replace('_', ' ')}")
-    text = f"The model {state}. When no one chats it scales to zero and costs nothing"
+    text = f"The model {state}. When no one chats"
+    if scale_down_after:
+        text += f" for {format_duration(scale_down_after)}"
+    text += " it scales to zero and costs nothing"
     if served.cold_start_seconds:
         wait = format_duration(served.cold_start_seconds)
         text += f"; the first answer after that takes about {wait}"
@@ -94,6 +104,7 @@ def serve_reply(
     served: ServedModel,
     links: ServeLinks,
     idle_removal: float | None = None,
+    scale_down_after: float | None = None,
 ) -> str:
     if links.token_on_status_page:
         where = (
@@ -107,7 +118,7 @@ def serve_reply(
             "link expires)"
         )
     lines = [
-        f"Serving {_model_line(record)} as `{escape_md(record.model_name)}`.",
+        f"Serving {_model_line(record)} as {_code(record.model_name)}.",
         "",
         f"- **Chat:** [open the chat page]({links.chat_link}) (answers stream as they are "
         f"written; the link works until {_when(links.link_expires)})",
@@ -116,7 +127,7 @@ def serve_reply(
         "",
         code_block(curl_example(links.api_base, record.model_name).splitlines(), 4000),
         "",
-        scaling_text(served, idle_removal),
+        scaling_text(served, idle_removal, scale_down_after),
     ]
     return "\n".join(lines)
 
@@ -156,7 +167,7 @@ def chat_answer(question: str, answer: str, record: ChatRecord, cut_question: bo
     lines = [
         f"**Question:** {escape_md(shown)}",
         "",
-        f"**Answer** of {_model_line(record)} (`{escape_md(record.model_name)}`):",
+        f"**Answer** of {_model_line(record)} ({_code(record.model_name)}):",
         "",
         code_block(text.splitlines() or [""], MAX_ANSWER_CHARS + 200),
     ]

@@ -48,7 +48,13 @@ class ServingCommands:
         pull, public = request.pull, self.deps.settings.public_url.rstrip("/")
         status_page = f"{public}/repos/{pull.owner}/{pull.name}/pulls/{pull.number}"
         links = await chat.links(record, status_page)
-        text = texts.serve_reply(self.deps.settings.username, record, served, links)
+        settings = self.deps.settings
+        idle = (
+            settings.serve_retention if settings.serve_backend == "kserve" else settings.serve_idle
+        )
+        text = texts.serve_reply(
+            settings.username, record, served, links, settings.serve_ttl, scale_down_after=idle
+        )
         await request.reply.once(request.marker, text, ReplyReason.SERVE)
 
     async def _deploy(
@@ -104,7 +110,8 @@ class ServingCommands:
             await request.reply.once(request.marker, texts.SERVING_OFF, ReplyReason.CHAT)
             return
         record = await chat.records.get(request.pull)
-        if record is None or record.closed:  # not served yet: serve it first
+        gone = chat.backend is None or await chat.backend.status(request.pull) is None
+        if record is None or record.closed or gone:  # not served (or removed): serve it first
             deployed = await self._deploy(chat, request, spec)
             if deployed is None:
                 return

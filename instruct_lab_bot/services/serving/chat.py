@@ -51,6 +51,10 @@ class ColdStartTimeout(Exception):
     """The model did not answer within the cold-start timeout."""
 
 
+class ModelGone(Exception):
+    """The backend no longer serves the PR's model (removed after its TTL, or by an admin)."""
+
+
 @dataclass(frozen=True)
 class Upstream:
     """Where one PR model answers: its `/v1` base URL and the model id it knows itself by."""
@@ -88,9 +92,7 @@ class ChatService:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.limits = ChatLimits.build(
-            s.chat_user_rate, s.chat_model_rate, s.chat_user_concurrency, s.chat_model_concurrency
-        )
+        self.limits = ChatLimits.build(s.chat_user_concurrency, s.chat_model_concurrency)
 
     def _backend(self) -> ServingBackend:
         if self.backend is None:
@@ -178,11 +180,13 @@ class ChatService:
 
     async def upstream(self, pull: PullRequestRef) -> Upstream:
         """The model's URL once it answers (starting it when scaled to zero, counted as a cold
-        start); raises `ServingError` or `ColdStartTimeout`."""
+        start); raises `ServingError`, `ColdStartTimeout` or `ModelGone`."""
         backend = self._backend()
         started = time.perf_counter()
         before = await backend.status(pull)
-        cold = before is None or before.state is not ServeState.READY
+        if before is None or before.state is ServeState.GONE:
+            raise ModelGone(str(pull))
+        cold = before.state is not ServeState.READY
         within = self.settings.chat_cold_start_timeout
         try:
             async with asyncio.timeout(within + 5):

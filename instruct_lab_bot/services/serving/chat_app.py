@@ -19,6 +19,7 @@ from instruct_lab_bot.adapters.storage.local import CachedKey
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.app_keys import METRICS, QUEUE, SETTINGS
+from instruct_lab_bot.services.serving import open_serving_backend
 from instruct_lab_bot.services.serving.backend import ServingBackend, ServingError
 from instruct_lab_bot.services.serving.chat import ChatService
 from instruct_lab_bot.services.serving.proxy import CHAT
@@ -32,7 +33,13 @@ GAUGE_INTERVAL = 30.0
 
 @contextlib.asynccontextmanager
 async def no_serving(_settings: Settings) -> AsyncIterator[ServingBackend | None]:
+    """Serving switched off: `serve` and `chat` answer that it is not set up."""
     yield None
+
+
+def default_serving(settings: Settings) -> AbstractAsyncContextManager[ServingBackend | None]:
+    """The backend `ILAB_BOT_SERVE_BACKEND` names (`local` by default)."""
+    return open_serving_backend(settings)
 
 
 def chat_ctx(
@@ -64,21 +71,25 @@ def chat_ctx(
                 session,
             )
             app[CHAT] = chat
-            gauges = asyncio.create_task(_gauges(chat))
+            stop = asyncio.Event()
+            gauges = asyncio.create_task(_gauges(chat, stop))
             try:
                 yield
             finally:
-                gauges.cancel()
-                await asyncio.gather(gauges, return_exceptions=True)
+                # stopped, not cancelled: redis-py may swallow a cancel in the middle of a call
+                stop.set()
+                await gauges
                 await store.aclose()
 
     return ctx
 
 
-async def _gauges(chat: ChatService) -> None:
-    while True:
+async def _gauges(chat: ChatService, stop: asyncio.Event) -> None:
+    """The served-models gauge, refreshed every `GAUGE_INTERVAL` until `stop` is set."""
+    while not stop.is_set():
         try:
             await chat.refresh_gauges()
         except (ServingError, RedisError, OSError) as exc:
             log.warning("chat.gauges_failed", error=str(exc))
-        await asyncio.sleep(GAUGE_INTERVAL)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), GAUGE_INTERVAL)

@@ -15,7 +15,7 @@ NS = "instruct_lab_bot"
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 PROXY_ERRORS = (
     "bad_request", "unauthorized", "not_served", "closed", "too_large", "limited",
-    "cold_start_timeout", "serving_error", "upstream_error", "upstream_timeout",
+    "cold_start_timeout", "serving_error", "upstream_error", "upstream_timeout", "client_gone",
 )  # fmt: skip
 
 

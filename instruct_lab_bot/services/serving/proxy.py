@@ -23,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from instruct_lab_bot.core.chat_access import ChatRecord, link_token, token_allows, user_key
+from instruct_lab_bot.core.chat_limits import WINDOW
 from instruct_lab_bot.core.chat_request import (
     ChatRequest,
     ChatRequestError,
@@ -37,7 +38,12 @@ from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.status_auth import parse_status_auth
 from instruct_lab_bot.services.serving.backend import ServingError
-from instruct_lab_bot.services.serving.chat import ChatService, ColdStartTimeout, Upstream
+from instruct_lab_bot.services.serving.chat import (
+    ChatService,
+    ColdStartTimeout,
+    ModelGone,
+    Upstream,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -157,7 +163,10 @@ async def completions(request: web.Request) -> web.StreamResponse:
         chat.metrics.proxy_errors.labels(error.reason).inc()
         return _api_error(error)
     user = user_key(token, request.remote or "unknown")
-    refused = chat.limits.admit(user, str(record.pull), chat.clock())
+    s = chat.settings
+    refused = await chat.records.take_request(
+        user, record.pull, s.chat_user_rate, s.chat_model_rate, WINDOW
+    ) or chat.limits.admit(user, str(record.pull))
     if refused is not None:
         which, wait = refused
         chat.metrics.proxy_errors.labels("limited").inc()
@@ -193,6 +202,8 @@ async def _upstream(chat: ChatService, record: ChatRecord) -> Upstream:
     except ColdStartTimeout:
         timeout = chat.settings.chat_cold_start_timeout
         raise Refused(504, texts.cold_start_timeout(timeout), "cold_start_timeout") from None
+    except ModelGone:
+        raise Refused(404, texts.NOT_SERVED, "not_served") from None
     except ServingError as exc:
         message = texts.serving_failed(str(exc), exc.not_your_fault)
         raise Refused(503, message, "serving_error") from None
@@ -241,21 +252,46 @@ async def _stream(
         headers={**_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    tokens, buffer = 0, b""
-    async for chunk in answer.content.iter_any():
-        await response.write(chunk)  # passed on as it came: never held back for counting
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if sse_delta(line) is not None:
-                if tokens == 0:
-                    chat.metrics.first_token.observe(time.perf_counter() - started)
-                tokens += 1
-        buffer = buffer[-MAX_LINE:]  # a line longer than any event is not one to count
-    chat.metrics.tokens.labels(record.model_name).inc(tokens)
-    chat.metrics.requests.labels(record.model_name, "ok").inc()
+    counter = _TokenCounter(chat, started)
+    outcome = "ok"
+    try:
+        async for chunk in answer.content.iter_any():
+            await response.write(chunk)  # passed on as it came: never held back for counting
+            counter.feed(chunk)
+    except ConnectionResetError:  # the reader left: stop, which frees the model's slot
+        outcome = "error"
+        chat.metrics.proxy_errors.labels("client_gone").inc()
+        return response
+    except (aiohttp.ClientError, TimeoutError) as exc:  # the model stopped mid-answer
+        outcome = "error"
+        reason = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_error"
+        chat.metrics.proxy_errors.labels(reason).inc()
+        message = f"the model server stopped answering ({type(exc).__name__})"
+        await response.write(b"data: " + json.dumps({"error": {"message": message}}).encode())
+        await response.write(b"\n\n")
+    finally:
+        chat.metrics.tokens.labels(record.model_name).inc(counter.tokens)
+        chat.metrics.requests.labels(record.model_name, outcome).inc()
     await response.write_eof()
     return response
+
+
+class _TokenCounter:
+    """Counts the answer tokens of a server-sent event stream fed in pieces."""
+
+    def __init__(self, chat: ChatService, started: float) -> None:
+        self.chat, self.started = chat, started
+        self.tokens, self.buffer = 0, b""
+
+    def feed(self, chunk: bytes) -> None:
+        *lines, rest = (self.buffer + chunk).split(b"\n")
+        for line in lines:
+            if sse_delta(line) is None:
+                continue
+            if self.tokens == 0:
+                self.chat.metrics.first_token.observe(time.perf_counter() - self.started)
+            self.tokens += 1
+        self.buffer = rest[-MAX_LINE:]  # a line longer than any event is not one to count
 
 
 async def _whole(

@@ -1,5 +1,6 @@
 -- Count one reply against a person's and a pull request's sliding windows, unless either is
--- full (then nothing is counted: silence costs nothing).
+-- full (then nothing is counted: silence costs nothing). The chat proxy's request rates per
+-- person and per PR model use it too (`ChatRecords.take_request`).
 -- KEYS: the person's window, the pull request's window (zsets of reply times in ms).
 -- ARGV: window ms, the person's limit, the pull request's limit, a unique member.
 -- Returns 'ok', 'user' or 'pull_request'.
