@@ -137,9 +137,14 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = (
 
 COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in COMMAND_TABLE}
 KNOWN_COMMANDS: tuple[str, ...] = tuple(COMMANDS)
+#: The capability of the workers that run PR models for chat (`serve`/`chat` with the `local`
+#: serving backend): a pool with no job kind, whose jobs stream stays empty.
+SERVE_CAPABILITY = "serve"
 #: Every worker capability (pool), in table order: a worker without `--capabilities` has all.
 CAPABILITIES: tuple[str, ...] = tuple(
-    dict.fromkeys(s.capability for s in COMMAND_TABLE if s.capability is not None)
+    dict.fromkeys(
+        [*(s.capability for s in COMMAND_TABLE if s.capability is not None), SERVE_CAPABILITY]
+    )
 )
 #: The job kinds that spend GPU time (metrics count their jobs).
 GPU_JOB_KINDS = frozenset({"generate", "precheck", "train", "test", "serve"})

@@ -18,6 +18,7 @@ import structlog
 from instruct_lab_bot.adapters.ilab_serve import LOOPBACK, IlabServer, ServeFailed, free_port
 from instruct_lab_bot.adapters.redis.serving import ServeRecords
 from instruct_lab_bot.adapters.storage import ArtifactStore
+from instruct_lab_bot.core.command_table import SERVE_CAPABILITY
 from instruct_lab_bot.core.ilab import serve_argv
 from instruct_lab_bot.core.ilab.versions import IlabProfile
 from instruct_lab_bot.core.model_manifest import MANIFEST_NAME
@@ -90,9 +91,9 @@ def _prune(folder: Path, keep: str) -> None:
 
 
 def serves_models(settings: Settings) -> bool:
-    """Whether this worker runs PR models (`local` backend). With worker pools, also require
-    the `serve` capability."""
-    return settings.serve_backend == "local"
+    """Whether this worker runs PR models: the `local` backend, and a worker of the `serve`
+    pool (`--capabilities …,serve`; a worker without `--capabilities` has every pool)."""
+    return settings.serve_backend == "local" and SERVE_CAPABILITY in settings.worker_capabilities
 
 
 async def serve_models(deps: WorkerDeps, name: str, stop: asyncio.Event) -> None:
