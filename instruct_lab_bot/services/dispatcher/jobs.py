@@ -176,12 +176,6 @@ class JobStarter:
             )
             await self.queue.update_job(job.id, check_run_id=check_run_id)
             job = job.evolve(check_run_id=check_run_id)
-        if idle:
-            log.warning("job.no_worker", job_id=job.id, capability=capability)
-            self.deps.metrics.jobs_without_worker.labels(capability).inc()
-            url = check_run_url(self.deps.settings.github_git_url, job)
-            text = no_worker_reply(job, capability, url)
-            await request.reply.once(request.marker, text, ReplyReason.NO_WORKER)
         if not job.stream_id:
             stream_id = await self.queue.enqueue_job(job)
             await self.queue.update_job(job.id, stream_id=stream_id)
@@ -194,6 +188,15 @@ class JobStarter:
                 stream_id=stream_id,
             )
             self.deps.metrics.jobs_enqueued.labels(job.command).inc()
+        if idle:  # said once the job waits on its pool's stream
+            await self._no_worker(request, job, capability)
+
+    async def _no_worker(self, request: Request, job: Job, capability: str) -> None:
+        log.warning("job.no_worker", job_id=job.id, capability=capability)
+        self.deps.metrics.jobs_without_worker.labels(capability).inc()
+        url = check_run_url(self.deps.settings.github_git_url, job)
+        text = no_worker_reply(job, capability, url)
+        await request.reply.once(request.marker, text, ReplyReason.NO_WORKER)
 
     async def _find_or_create_check_run(
         self, gh: Installation, job: Job, fresh: bool, no_worker_for: str = ""
