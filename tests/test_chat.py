@@ -249,6 +249,23 @@ async def test_streamed_answer_passes_through_event_by_event(
         assert tokens in metrics
 
 
+async def test_streamed_answers_pass_through_the_redactor(redis_url: str, tmp_path: Path) -> None:
+    """What leaves the process is redacted, streamed or not: the stand-in echoes the question,
+    so a secret asked about comes back, and must not reach the reader."""
+    async with chat_server(redis_url, tmp_path) as chat, aiohttp.ClientSession() as session:
+        secret = chat.settings.webhook_secret.value
+        question = f"Is {secret} or https://bob:hunter2@example.com the key?"
+        headers = {"Authorization": f"Bearer {chat.token}"}
+        async with session.post(
+            chat.url(completions_path()), json=ask_body(question), headers=headers
+        ) as response:
+            assert response.status == 200
+            raw = await response.read()
+    assert secret.encode() not in raw and b"hunter2" not in raw
+    text = "".join(sse_delta(line) or "" for line in raw.splitlines())
+    assert text.endswith("Is *** or https://***@example.com the key?"), text
+
+
 async def test_refusals(redis_url: str, tmp_path: Path) -> None:
     async with chat_server(
         redis_url, tmp_path, chat_user_rate=2, chat_max_request_bytes=2048

@@ -253,11 +253,16 @@ async def _stream(
     )
     await response.prepare(request)
     counter = _TokenCounter(chat, started)
+    redacting = _RedactedLines(Redactor(chat.settings.secrets()))
     outcome = "ok"
     try:
         async for chunk in answer.content.iter_any():
-            await response.write(chunk)  # passed on as it came: never held back for counting
             counter.feed(chunk)
+            passed = redacting.feed(chunk)  # whole lines, as they came: never held for more
+            if passed:
+                await response.write(passed)
+        if tail := redacting.flush():
+            await response.write(tail)
     except ConnectionResetError:  # the reader left: stop, which frees the model's slot
         outcome = "error"
         chat.metrics.proxy_errors.labels("client_gone").inc()
@@ -274,6 +279,33 @@ async def _stream(
         chat.metrics.requests.labels(record.model_name, outcome).inc()
     await response.write_eof()
     return response
+
+
+class _RedactedLines:
+    """The stream, a whole line at a time, each through the one redactor: an event is one
+    line, so what a model says (or echoes) passes only redacted. A secret split over two
+    events is not seen whole (each event is one token); answers read whole are redacted as
+    a whole (`_whole`)."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor, self.rest = redactor, b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self.rest + chunk
+        cut = data.rfind(b"\n") + 1
+        if len(data) - cut > MAX_LINE:  # no line end in sight: pass what there is
+            cut = len(data)
+        self.rest = data[cut:]
+        return self._redact(data[:cut])
+
+    def flush(self) -> bytes:
+        tail, self.rest = self.rest, b""
+        return self._redact(tail)
+
+    def _redact(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        return self.redactor.redact(data.decode("utf-8", "replace")).encode()
 
 
 class _TokenCounter:
