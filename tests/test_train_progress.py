@@ -48,6 +48,20 @@ def test_real_0_26_simple_run() -> None:
     assert [p.step for p in tracker.loss_curve()] == [12]  # logging_steps=500: the final loss
 
 
+def test_the_bars_last_frames_count_after_the_next_stage_line() -> None:
+    """The bar is on stderr and the stage lines on stdout: merged, the bar's last frames can
+    come after the line that ends training (seen on a real run in CI)."""
+    lines = lines_of((FIXTURES / "real-0.26.1-simple.log").read_bytes().decode())
+    last_frames = [line for line in lines if "| 12/12 [" in line]
+    rest = [line for line in lines if "| 12/12 [" not in line]
+    stage_end = next(i for i, line in enumerate(rest) if "train_loss" in line)
+    late = rest[: stage_end + 1] + last_frames + rest[stage_end + 1 :]
+    tracker = TrainTracker(epochs=2, pipeline="simple")
+    for line in late:
+        tracker.feed(line)
+    assert last_frames and tracker.progress.step == tracker.progress.total_steps == 12
+
+
 def test_training_library_lines_0_18() -> None:
     """instructlab-training 0.4 (ilab 0.18): ANSI-coloured, a scaled-loss line, a JSON block
     per step with `loss` and throughput, then the failure that still exits 0."""

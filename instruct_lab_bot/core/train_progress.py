@@ -250,7 +250,7 @@ class TrainTracker:
             if epoch.isdigit():
                 self._progress = replace(self._progress, epoch=int(epoch) + 1)
             self._set_rate(rate)
-        elif not bar.description and self._counts_steps() and bar.total.isdigit():
+        elif not bar.description and bar.total.isdigit() and self._counts_steps(bar.total):
             done = int(bar.done) if bar.done.isdigit() else 0  # simple: one bar, all epochs
             total, epochs = int(bar.total), self._epochs()
             progress = replace(self._progress, step=done, total_steps=total)
@@ -259,10 +259,15 @@ class TrainTracker:
             self._progress = progress
             self._set_rate(rate)
 
-    def _counts_steps(self) -> bool:
+    def _counts_steps(self, total: str) -> bool:
         """The simple pipeline's training bar has no description: count it once training
-        started (before, the same kind of bar counts the base model's sanity check)."""
-        return self._progress.stage == "Training" and self.pipeline in (None, "simple")
+        started (before, the same kind of bar counts the base model's sanity check), and its
+        last frames after the next stage's line too: the bar is on stderr, the stages on
+        stdout, and how the two interleave is up to the scheduler."""
+        if self.pipeline not in (None, "simple"):
+            return False
+        known = self._progress.total_steps
+        return self._progress.stage == "Training" or (known is not None and str(known) == total)
 
     def _set_rate(self, rate: re.Match[str] | None) -> None:
         if rate is None:
