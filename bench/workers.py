@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry
@@ -222,9 +223,12 @@ async def raw_worker(redis_url: str, concurrency: int) -> None:
 
     async def loop() -> None:
         while not stop.is_set():
-            reply: Any = await client.xreadgroup(
-                RAW_GROUP, name, {RAW_STREAM: ">"}, count=1, block=1000
-            )
+            try:
+                reply: Any = await client.xreadgroup(
+                    RAW_GROUP, name, {RAW_STREAM: ">"}, count=1, block=1000
+                )
+            except redis.exceptions.TimeoutError:  # paused (SIGSTOP) past the read's deadline
+                continue
             for _stream, entries in reply or ():
                 for entry_id, _fields in entries:
                     await client.xack(RAW_STREAM, RAW_GROUP, entry_id)

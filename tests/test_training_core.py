@@ -42,6 +42,7 @@ from instruct_lab_bot.core.training import (
     TrainDecision,
     TrainRefusal,
     checkpoint_dirs,
+    checkpoint_epochs,
     final_model_dir,
     from_job_id,
     live_trainings,
@@ -372,3 +373,11 @@ def test_the_check_run_shows_epoch_step_loss_throughput_eta_and_the_picture() ->
                 "**Throughput:** 12.5 samples/s", "**ETA:** 1m 30s", "Resumed from"):  # fmt: skip
         assert row in summary, row
     assert train_progress_title(TrainProgress()) == "Training"
+
+
+def test_a_checkpoints_epochs_come_from_its_folder_not_the_console() -> None:
+    folders = ["ckpt/hf_format/samples_24", "ckpt/hf_format/samples_8", "ckpt/hf_format/samples_16"]
+    assert [checkpoint_epochs(f, folders) for f in folders] == [3, 1, 2]
+    assert checkpoint_epochs("ckpt/full_state/epoch_0", []) == 1
+    assert checkpoint_epochs("ckpt/full_state/epoch_2", []) == 3
+    assert checkpoint_epochs("training_results/checkpoint-6", folders) == 0

@@ -215,6 +215,25 @@ def checkpoint_dirs(names: Iterable[str], patterns: Sequence[str]) -> list[str]:
     return [folder for pattern in patterns for folder in folders_matching(listed, pattern)]
 
 
+_EPOCH_STATE = re.compile(r"(?:^|/)full_state/epoch_(\d+)$")
+_SAMPLES = re.compile(r"(?:^|/)hf_format/samples_(\d+)$")
+
+
+def checkpoint_epochs(folder: str, folders: Sequence[str]) -> int:
+    """Whole epochs a checkpoint folder holds, read from the folders themselves (not from the
+    console, whose lines can lag behind the files): `full_state/epoch_<e>` holds e + 1;
+    ilab saves `hf_format/samples_<N>` once per epoch, so the k-th lowest N holds k. 0 when
+    the name says nothing."""
+    state = _EPOCH_STATE.search(folder)
+    if state:
+        return int(state.group(1)) + 1
+    mine = _SAMPLES.search(folder)
+    if not mine:
+        return 0
+    seen = sorted({int(m.group(1)) for f in folders if (m := _SAMPLES.search(f))})
+    return sum(1 for n in seen if n <= int(mine.group(1)))
+
+
 # -- the dispatcher's gate for `train` ------------------------------------------------------
 
 

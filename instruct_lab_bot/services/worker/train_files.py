@@ -34,6 +34,7 @@ from instruct_lab_bot.core.model_manifest import (
 from instruct_lab_bot.core.training import (
     TrainLayout,
     checkpoint_dirs,
+    checkpoint_epochs,
     folders_matching,
     training_files,
 )
@@ -126,22 +127,24 @@ class CheckpointUploader:
         if not self.globs:
             return
         names = await asyncio.to_thread(files_under, self.root)
-        for folder in checkpoint_dirs(names, self.globs):
+        folders = checkpoint_dirs(names, self.globs)
+        for folder in folders:
             if folder in self.uploaded:
                 continue
             inside = tuple(n for n in names if n.startswith(folder + "/"))
             sizes = await asyncio.to_thread(_sizes, self.root, inside)
             if self._last_seen.get(folder) == sizes:
-                await self._upload(folder, [n[len(folder) + 1 :] for n in inside])
+                epochs = checkpoint_epochs(folder, folders) or self.epochs_done()
+                await self._upload(folder, [n[len(folder) + 1 :] for n in inside], epochs)
             self._last_seen[folder] = sizes
 
-    async def _upload(self, folder: str, files: Sequence[str]) -> None:
+    async def _upload(self, folder: str, files: Sequence[str], epochs_done: int) -> None:
         sums: dict[str, Checksum] = {}
         for rel in files:
             path = self.root / folder / rel
             sums[rel] = await asyncio.to_thread(checksum_of, path)
             await self.deps.store.put_large_file(f"{self.prefix}{folder}/{rel}", path)
-        done = render_checksums(sums, epochs_done=self.epochs_done()).encode()
+        done = render_checksums(sums, epochs_done=epochs_done).encode()
         await self.deps.store.put_bytes(
             f"{self.prefix}{folder}/{CHECKPOINT_DONE}", done, "application/json"
         )
