@@ -206,14 +206,14 @@ async def test_a_dead_workers_model_starts_on_a_live_one(world: World) -> None:
     """The worker running a model dies (its server gone, its lease lapsed, its report left
     behind): the next request starts the model again instead of answering a dead URL."""
     await world.backend.deploy(model())
-    url = await world.backend.ready_url(PULL, within=BOUND)
+    assert await models_at(await world.backend.ready_url(PULL, within=BOUND)) == ["train-1"]
     running = world.worker.running.pop("instructlab/taxonomy#7")  # it dies: no clean-up
     await running.server.stop()
     await world.records.redis.delete("{ilab-bot}:serve:owner:instructlab/taxonomy#7")
     assert await world.state() is ServeState.SCALED_TO_ZERO
     again = await world.backend.ready_url(PULL, within=BOUND)
-    assert again != url and await models_at(again) == ["train-1"]
-    assert world.worker.starts == 2
+    assert await models_at(again) == ["train-1"]
+    assert world.worker.starts == 2  # a new server (the port may be the dead one's again)
 
 
 async def test_sweep_removes_a_closed_prs_model(world: World) -> None:
