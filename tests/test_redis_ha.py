@@ -50,14 +50,6 @@ from tests.fixtures.world import MAINTAINER, World, publish_pull
 
 GENERATE_STREAM = jobs_stream("generate")  # the generate pool's jobs stream
 
-# A primary killed with -9 leaves redis-py's connections to it closing; redis-py 8 drops them
-# without waiting for their StreamWriter to close, and the garbage collector may report that
-# in whichever test runs next. The transports are closed (their repr says so): not a leak.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <function StreamWriter.__del__"
-    ":pytest.PytestUnraisableExceptionWarning",
-    "ignore:unclosed <StreamWriter:ResourceWarning",
-)
 REPOS = ("taxonomy", "skills", "knowledge")
 
 
