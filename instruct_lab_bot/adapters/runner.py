@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from instruct_lab_bot.adapters.processes import RUN_MARKER, TRACKER
+from instruct_lab_bot.core.line_splitter import LineSplitter
 
 __all__ = [
     "BatchSink",
@@ -56,7 +56,6 @@ _HIGH_WATER = 8
 _LOW_WATER = 2
 _PIPE_GRACE = 2.0
 _STREAMS = {1: "stdout", 2: "stderr"}
-_EOL = re.compile(rb"\r\n|\r|\n")
 
 DEFAULT_DROP_PREFIXES = ("ILAB_BOT_", "AWS_", "GITHUB_", "GH_", "GIT_")
 
@@ -74,66 +73,6 @@ class RunResult:
     duration: float
     signal: int | None
     output_bytes: int
-
-
-class LineSplitter:
-    """Turn a byte stream into text lines with bounded memory (pure, no I/O).
-
-    Lines end at ``\\n``, ``\\r\\n`` or a lone ``\\r`` (tqdm redraws with ``\\r``). Empty lines
-    ended by ``\\n`` are kept (they are real blank lines); an empty segment before a lone ``\\r``
-    is dropped (it is a cursor move, not a line). A line longer than ``max_line`` bytes is cut
-    into pieces at a UTF-8 character boundary, so at most ``max_line`` bytes are ever buffered.
-    """
-
-    def __init__(self, max_line: int) -> None:
-        if max_line < 4:
-            raise ValueError("max_line must be at least 4 bytes (one UTF-8 character)")
-        self._max = max_line
-        self._buf = bytearray()
-        self._skip_lf = False  # the previous chunk ended with '\r': a leading '\n' belongs to it
-
-    def feed(self, data: bytes) -> list[str]:
-        out: list[str] = []
-        pos = 0
-        if self._skip_lf and data[:1] == b"\n":
-            pos = 1
-        self._skip_lf = False
-        for match in _EOL.finditer(data, pos):
-            self._append(data[pos : match.start()], out)
-            if self._buf or match.group() != b"\r":
-                out.append(_decode(self._buf))
-            self._buf.clear()
-            pos = match.end()
-            self._skip_lf = match.group() == b"\r" and pos == len(data)
-        self._append(data[pos:], out)
-        return out
-
-    def close(self) -> list[str]:
-        """Flush the final line that had no terminator."""
-        out = [_decode(self._buf)] if self._buf else []
-        self._buf.clear()
-        self._skip_lf = False
-        return out
-
-    def _append(self, segment: bytes, out: list[str]) -> None:
-        self._buf += segment
-        while len(self._buf) > self._max:
-            cut = _utf8_cut(self._buf, self._max)
-            out.append(_decode(self._buf[:cut]))
-            del self._buf[:cut]
-
-
-def _decode(raw: bytes | bytearray) -> str:
-    return bytes(raw).decode("utf-8", errors="replace")
-
-
-def _utf8_cut(buf: bytearray, limit: int) -> int:
-    """Largest cut <= limit that does not split a UTF-8 sequence (falls back to limit)."""
-    for back in range(4):
-        index = limit - back
-        if buf[index] & 0xC0 != 0x80:  # not a continuation byte: a character starts here
-            return index
-    return limit
 
 
 class _ChildProtocol(asyncio.SubprocessProtocol):
