@@ -25,6 +25,7 @@ _BAR_REST = re.compile(
 )
 _MAX_PCT_DIGITS = 3
 _BLOCK = "Running block: "
+_SEVERE = ("ERROR", "CRITICAL")
 _LOG = re.compile(
     r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+"
     r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?\s+(?P<logger>[^\s:]+)(?::\d+)?:?\s+"
@@ -103,6 +104,46 @@ def _bar(line: str, start: int, mark: int, match: re.Match[str]) -> Bar:
     )
 
 
+def _bar_key(line: str) -> str | None:
+    """The text before the percent of the bar at `line`'s first `%|`, or None when there is no
+    bar there: two lines with the same key have the same bar description."""
+    mark = line.find("%|")
+    start = mark
+    while start > 0 and "0" <= line[start - 1] <= "9":
+        start -= 1
+    if start == mark or _BAR_REST.match(line, mark + 1) is None:
+        return None
+    return line[:start]
+
+
+@dataclass
+class _Wanted:
+    """The fields `Progress.feed_lines` still looks for, scanning a chunk backwards."""
+
+    bar: bool
+    counter: bool
+    stage: bool
+    message: bool
+    error: bool
+    discarded: bool
+
+    def any(self) -> bool:
+        return (
+            self.bar or self.counter or self.stage or self.message or self.error or (self.discarded)
+        )
+
+    def relevant(self, line: str) -> bool:
+        """Whether `line` can set a field still wanted (cheap tests before any parse)."""
+        if "%|" in line and (self.bar or self.counter or self.stage):
+            return True
+        return (
+            (self.message and line.startswith(("INFO", "WARNING")))
+            or (self.error and ("ailed" in line or "rror" in line or line.startswith(_SEVERE)))
+            or (self.discarded and "iscarded" in line)
+            or (self.stage and _BLOCK in line)
+        )
+
+
 def parse_log(line: str) -> LogLine | None:
     match = _LOG.match(line)
     if not match:
@@ -126,6 +167,9 @@ class Progress:
     tail: deque[str] = field(default_factory=deque)
     _last_bar: Bar | None = field(default=None, repr=False)
     _last_line: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.tail = deque(self.tail, maxlen=max(self.tail_lines, 0))
 
     def feed(self, line: str) -> None:
         """Take one output line (already split on `\\n` and `\\r`)."""
@@ -161,37 +205,119 @@ class Progress:
                 self.stage = self.last_message
 
     def feed_lines(self, lines: list[str]) -> None:
-        """`feed` each of `lines`, cheaper (the output pump's path, a chunk at a time): a plain
-        line only joins the tail, and of a run of INFO/WARNING log lines (no bar, error,
-        discard count or SDG block in them) only the last with a message is parsed, the only
-        one that decides `last_message`, all such a line can change besides the tail."""
-        pending: list[str] = []
-        for line in lines:
-            quiet = not ("%|" in line or "ailed" in line or "rror" in line or "iscarded" in line)
-            if quiet and line[:1] not in "DIWEC":
-                self.lines_seen += 1
-                self._append(line)
-            elif quiet and line.startswith(("INFO", "WARNING")) and _BLOCK not in line:
-                self.lines_seen += 1
-                self._append(line)
-                pending.append(line)
-            else:
-                self._settle(pending)
-                self.feed(line)
-        self._settle(pending)
+        """`feed` each of `lines`, a chunk at a time (issue 17: the output pump's path), with
+        exactly the same result. Every field is what its last setter in the chunk made it, so
+        they are found scanning backwards (`_fields`); the tail is built only from the last
+        lines that fill it (`_tail_start`), and of a bar redrawn line after line only what
+        tells its frames apart is looked at (`_fill_tail`)."""
+        start = self._tail_start(lines)
+        self._fill_tail(lines, start)
+        self._fields(lines)
+        self.lines_seen += len(lines)
 
-    def _settle(self, pending: list[str]) -> None:
-        for line in reversed(pending):
-            log = parse_log(line)
-            if log is not None and log.message:
-                self.last_message = log.message[:500]
-                break
-        pending.clear()
+    def _tail_start(self, lines: list[str]) -> int:
+        """Where the lines that decide the tail begin: enough lines without a bar mark (one
+        entry each, whatever came before them) to fill it."""
+        plain = 0
+        for index in range(len(lines) - 1, -1, -1):
+            if "%|" not in lines[index]:
+                plain += 1
+                if plain >= self.tail_lines:
+                    return index
+        return 0
+
+    def _fill_tail(self, lines: list[str], start: int) -> None:
+        """The tail as `feed` leaves it: a bar's redraw replaces its previous frame when that
+        frame is the tail's last entry and the bar's description is the same."""
+        tail = self.tail
+        if not tail.maxlen:
+            return
+        same = self._last_bar is not None and bool(tail) and tail[-1] is self._last_line
+        previous: Bar | str | None = self._last_bar if same and start == 0 else None
+        for line in lines[start:] if start else lines:
+            if "%|" not in line:
+                tail.append(line)
+                previous = None
+            elif previous is None:
+                tail.append(line)
+                previous = line  # parsed only if a redraw follows it
+            else:
+                previous = self._redraw(line, previous)
+
+    def _redraw(self, line: str, previous: Bar | str) -> Bar | str | None:
+        """Put `line` (a bar mark right after a possible bar) into the tail; what it is."""
+        key = _bar_key(line) if isinstance(previous, str) else None
+        if key is not None and key == _bar_key(previous):  # same text before the percent
+            self.tail[-1] = line  # so the same description
+            return line
+        bar = parse_bar(line)
+        if bar is None:
+            self.tail.append(line)
+            return None
+        before = parse_bar(previous) if isinstance(previous, str) else previous
+        if before is not None and before.description == bar.description:
+            self.tail[-1] = line
+        else:
+            self.tail.append(line)
+        return bar
+
+    def _fields(self, lines: list[str]) -> None:
+        """Set each field from its last setter in `lines`, scanning backwards; a field whose
+        marker text is nowhere in the chunk is not looked for."""
+        joined = "\n".join(lines)
+        marks = "%|" in joined
+        wanted = _Wanted(
+            bar=marks,
+            counter=marks,
+            stage=marks or _BLOCK in joined,
+            message="INFO" in joined or "WARNING" in joined,
+            error=any(needle in joined for needle in ("ailed", "rror", *_SEVERE)),
+            discarded="iscarded" in joined,
+        )
+        for line in reversed(lines):
+            if not wanted.any():
+                return
+            if not wanted.relevant(line):
+                continue
+            bar = parse_bar(line) if "%|" in line else None
+            if bar is not None:
+                self._bar_fields(line, bar, wanted)
+            else:
+                self._line_fields(line, wanted)
+
+    def _bar_fields(self, line: str, bar: Bar, wanted: _Wanted) -> None:
+        if wanted.error and (error := error_in(line)):
+            self.error, wanted.error = error, False
+        if not _HOUSEKEEPING.fullmatch(bar.description):
+            if wanted.counter:
+                self.percent, self.eta = bar.percent, bar.eta
+                self.counter, wanted.counter = f"{bar.done}/{bar.total}", False
+            if wanted.stage and bar.description:
+                self.stage, wanted.stage = bar.description, False
+        if wanted.bar:
+            self._last_bar, self._last_line, wanted.bar = bar, line, False
+
+    def _line_fields(self, line: str, wanted: _Wanted) -> None:
+        if wanted.discarded and "iscarded" in line and (found := _DISCARDED.findall(line)):
+            self.discarded, wanted.discarded = sum(int(n) for n in found), False
+        log = parse_log(line) if line[:1] in "DIWEC" else None
+        if log is None:
+            if wanted.error and (error := error_in(line)):
+                self.error, wanted.error = error, False
+            return
+        if log.level in ("ERROR", "CRITICAL"):
+            if wanted.error:
+                failed = _FAILED.search(log.message)
+                self.error = (failed.group("error") if failed else log.message)[:2000]
+                wanted.error = False
+        elif log.level in ("INFO", "WARNING") and log.message:
+            if wanted.message:
+                self.last_message, wanted.message = log.message[:500], False
+            if wanted.stage and log.message.startswith(_BLOCK):
+                self.stage, wanted.stage = log.message[:500], False
 
     def _append(self, line: str) -> None:
-        self.tail.append(line)
-        while len(self.tail) > self.tail_lines:
-            self.tail.popleft()
+        self.tail.append(line)  # a deque of at most `tail_lines` (`__post_init__`)
 
     def _replace_bar_in_tail(self, line: str, bar: Bar) -> None:
         """A redraw replaces the previous frame of the same bar, as a terminal would show."""
