@@ -41,12 +41,13 @@ OnLine = Callable[[str, str], Awaitable[None] | None]
 
 @runtime_checkable
 class BatchSink(Protocol):
-    """An `on_line` that also takes all the lines of one pipe read at once (synchronously):
-    `run_streaming` then calls `lines(stream, lines)` once per chunk instead of per line."""
+    """An `on_line` that also takes all the lines of one pipe read at once: `run_streaming`
+    then calls `lines(stream, lines)` once per chunk instead of per line (and awaits it when
+    it returns an awaitable, as for `on_line`)."""
 
     def __call__(self, stream: str, line: str) -> Awaitable[None] | None: ...
 
-    def lines(self, stream: str, lines: list[str]) -> None: ...
+    def lines(self, stream: str, lines: list[str]) -> Awaitable[None] | None: ...
 
 
 Outcome = Literal["exited", "timed_out", "cancelled"]
@@ -150,8 +151,9 @@ async def _consume(proto: _ChildProtocol, on_line: OnLine, limits: RunLimits) ->
         else:
             lines = splitter.feed(data)
         if batch is not None:
-            if lines:
-                batch(_STREAMS[fd], lines)
+            sent = batch(_STREAMS[fd], lines) if lines else None
+            if sent is not None:
+                await sent
             continue
         for line in lines:
             pending = on_line(_STREAMS[fd], line)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from instruct_lab_bot.adapters.runner import OnLine, RunLimits, RunResult
+from instruct_lab_bot.adapters.runner import BatchSink, OnLine, RunLimits, RunResult
 from instruct_lab_bot.core.runner_protocol import MAX_MESSAGE, Refused, decode, encode
 
 __all__ = ["RunnerClient", "RunnerRefused"]
@@ -106,10 +106,27 @@ async def _follow(
             cancelled = None
         if not reading.done() or reading.cancelled():
             continue
-        message = _answer(reading.result(), "line", "result")
+        message = _answer(reading.result(), "line", "lines", "result")
         if message["type"] == "result":
             return _run_result(message)
-        pending = on_line(str(message.get("stream")), str(message.get("line")))
+        await _deliver(message, on_line)
+
+
+async def _deliver(message: Mapping[str, Any], on_line: OnLine) -> None:
+    """A `line` or `lines` message to `on_line`: a batch at once when it takes batches."""
+    stream = str(message.get("stream"))
+    if message["type"] == "line":
+        lines = [str(message.get("line"))]
+    else:
+        found = message.get("lines")
+        lines = [str(line) for line in found] if isinstance(found, list) else []
+    if isinstance(on_line, BatchSink):
+        pending = on_line.lines(stream, lines) if lines else None
+        if pending is not None:
+            await pending
+        return
+    for line in lines:
+        pending = on_line(stream, line)
         if pending is not None:
             await pending
 

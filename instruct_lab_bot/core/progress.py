@@ -247,7 +247,7 @@ class Progress:
     def _redraw(self, line: str, previous: Bar | str) -> Bar | str | None:
         """Put `line` (a bar mark right after a possible bar) into the tail; what it is."""
         key = _bar_key(line) if isinstance(previous, str) else None
-        if key is not None and key == _bar_key(previous):  # same text before the percent
+        if key is not None and isinstance(previous, str) and key == _bar_key(previous):  # same text before the percent
             self.tail[-1] = line  # so the same description
             return line
         bar = parse_bar(line)

@@ -40,19 +40,24 @@ _AUTH_HEADER = re.compile(r"(?i)(authorization\W{1,4}(?:bearer|token|basic)\s+)[
 
 
 # Literals each pattern needs: a text without any of them cannot match it.
+#: Grouped under a shorter literal each needs (a scan per group, not per token kind).
 _TOKEN_STARTS = (
-    *(b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_", b"v1."),
-    *(b"eyJ", b"AKIA", b"ASIA", b"hf_", b"sk-"),
+    (b"gh", (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_")),
+    (b"IA", (b"AKIA", b"ASIA")),
+    *((start, (start,)) for start in (b"v1.", b"eyJ", b"hf_", b"sk-")),
 )
 _ASSIGNMENT_WORDS = (b"secret", b"passw", b"api", b"access", b"private")
 #: The letters outside ASCII that re's (?i) matches to a letter of the words above (checked
 #: over the Basic Multilingual Plane by the tests): long s, dotless i, dotted capital I.
 ODD_LETTERS = {"ſ": "s", "ı": "i", "İ": "i"}
+_ODD_LEADS = (b"\xc4", b"\xc5")  # their first UTF-8 byte: one memchr each finds them absent
 
 
 def _folded(text: str, raw: bytes) -> bytes:
     """`raw` (`text` encoded) with its letters lowered as (?i) would match them to ASCII ones:
     ASCII lowering of the bytes, after mapping the few other letters that match."""
+    if not any(lead in raw for lead in _ODD_LEADS):
+        return raw.lower()
     odd = [letter for letter in ODD_LETTERS if letter in text]
     for letter in odd:
         text = text.replace(letter, ODD_LETTERS[letter])
@@ -102,7 +107,7 @@ class Redactor:
             text = _AUTH_HEADER.sub(r"\1***", text)
         if any(word in folded for word in _ASSIGNMENT_WORDS):
             text = _SECRET_ASSIGNMENT.sub(r"\1***", text)
-        if any(start in raw for start in _TOKEN_STARTS):
+        if any(group in raw and any(s in raw for s in starts) for group, starts in _TOKEN_STARTS):
             text = _TOKENISH.sub("***", text)
         return text
 

@@ -9,8 +9,11 @@ pass, and the limits are its own.
 
 Requests: `{"op": "version"}` or `{"op": "run", "argv": [...], "cwd": ..., "env": {...},
 "timeout": s, "kill_grace": s, "max_line": bytes}`, then optionally `{"op": "cancel"}`.
-Answers: `{"type": "line", "stream": ..., "line": ...}` lines, then one `result`, `refused`
-or `error` (the program could not start) object. Closing the connection cancels the run.
+Answers: `{"type": "lines", "stream": ..., "lines": [...]}` (the lines of one pipe read, in
+messages of at most `BATCH_CHARS` characters; issue 17: one JSON message per line cost more
+than the line) or `{"type": "line", "stream": ..., "line": ...}`, then one `result`,
+`refused` or `error` (the program could not start) object. Closing the connection cancels
+the run.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from urllib.parse import urlsplit
 from instruct_lab_bot.core.sandbox import FIXED_ENV
 
 __all__ = [
+    "BATCH_CHARS",
     "MAX_MESSAGE",
     "Refused",
     "RunRequest",
     "decode",
     "encode",
     "env_name_allowed",
+    "line_batches",
     "parse_run_request",
     "path_arguments",
     "secrets_in_environment",
@@ -41,6 +46,9 @@ __all__ = [
 #: the runner cuts at `max_line` bytes before JSON escaping).
 MAX_MESSAGE = 1 << 20
 MAX_LINE = 64 * 1024
+#: Characters of output lines per `lines` message: JSON-escaped (at most 6 bytes a character)
+#: it stays within MAX_MESSAGE.
+BATCH_CHARS = 128 * 1024
 MAX_ARGS = 512
 MAX_TIMEOUT = 7 * 86400.0
 MAX_KILL_GRACE = 600.0
@@ -77,6 +85,21 @@ class RunRequest:
 
 def encode(message: Mapping[str, Any]) -> bytes:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def line_batches(lines: list[str], budget: int = BATCH_CHARS) -> list[list[str]]:
+    """`lines` in order, in groups of at most `budget` characters (a longer line alone)."""
+    if sum(map(len, lines)) + len(lines) <= budget:
+        return [lines]
+    groups: list[list[str]] = [[]]
+    size = 0
+    for line in lines:
+        if groups[-1] and size + len(line) + 1 > budget:
+            groups.append([])
+            size = 0
+        groups[-1].append(line)
+        size += len(line) + 1
+    return groups
 
 
 def decode(line: bytes) -> dict[str, Any]:

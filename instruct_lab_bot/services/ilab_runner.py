@@ -31,6 +31,7 @@ from instruct_lab_bot.core.runner_protocol import (
     RunRequest,
     decode,
     encode,
+    line_batches,
     parse_run_request,
     path_arguments,
     secrets_in_environment,
@@ -140,6 +141,23 @@ async def handle(
             await writer.wait_closed()
 
 
+class _Sender:
+    """Output lines to the worker: a pipe read's lines in few `lines` messages (issue 17),
+    then one drain: back-pressure, a slow worker slows ilab and a gone one stops it."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+
+    async def __call__(self, stream: str, line: str) -> None:
+        self.writer.write(encode({"type": "line", "stream": stream, "line": line}))
+        await self.writer.drain()
+
+    async def lines(self, stream: str, lines: list[str]) -> None:
+        for batch in line_batches(lines):
+            self.writer.write(encode({"type": "lines", "stream": stream, "lines": batch}))
+        await self.writer.drain()
+
+
 async def _run(
     config: RunnerConfig,
     request: RunRequest,
@@ -150,17 +168,13 @@ async def _run(
     cancel = asyncio.Event()
     watcher = asyncio.create_task(_watch_for_cancel(reader, cancel))
 
-    async def send(stream: str, line: str) -> None:
-        writer.write(encode({"type": "line", "stream": stream, "line": line}))
-        await writer.drain()  # back-pressure: a slow worker slows ilab; a gone one stops it
-
     log.info("runner.run", argv0=argv[0], cwd=str(cwd))
     try:
         result = await run_streaming(
             argv,
             cwd=cwd,
             env=env,
-            on_line=send,
+            on_line=_Sender(writer),
             cancel=cancel,
             limits=RunLimits(request.timeout, request.kill_grace, request.max_line),
         )

@@ -30,7 +30,11 @@ from instruct_lab_bot.adapters.runner_client import RunnerClient, RunnerRefused
 from instruct_lab_bot.adapters.sandbox import SandboxUnavailable, check_sandbox, ilab_command
 from instruct_lab_bot.core.ilab import PROFILES
 from instruct_lab_bot.core.precheck import Seed
-from instruct_lab_bot.core.runner_protocol import path_arguments, secrets_in_environment
+from instruct_lab_bot.core.runner_protocol import (
+    line_batches,
+    path_arguments,
+    secrets_in_environment,
+)
 from instruct_lab_bot.core.settings import SettingsError, parse_runner_settings, parse_settings
 from instruct_lab_bot.services import precheck
 from testkit.harness import run_bot
@@ -267,6 +271,48 @@ async def test_lines_and_result_come_back(start_runner: StartRunner, tmp_path: P
     env = {"HOME": str(runner.jobs_root), "ILAB_STANDIN_X": "y"}
     result, lines = await run_in(runner, list(ilab), runner.jobs_root, env)
     assert (result.outcome, result.exit_code, lines) == ("exited", 3, ["out y"])
+
+
+class Batches:
+    """An `on_line` that takes a pipe read's lines at once (`BatchSink`), as the worker's."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, _stream: str, line: str) -> None:
+        self.calls.append([line])
+
+    def lines(self, _stream: str, lines: list[str]) -> None:
+        self.calls.append(lines)
+
+
+async def test_output_crosses_the_socket_in_batches(
+    start_runner: StartRunner, tmp_path: Path
+) -> None:
+    """Issue 17: one message per pipe read, not per line; every line, in order."""
+    script = "import sys; sys.stdout.write(''.join(f'line {i}\\n' for i in range(5000)))"
+    ilab = (sys.executable, "-c", script)
+    runner = await start_runner(ilab, tmp_path / "jobs")
+    sink = Batches()
+    result = await runner.client.run(
+        list(ilab),
+        cwd=runner.jobs_root,
+        env={"HOME": str(runner.jobs_root)},
+        on_line=sink,
+        limits=RunLimits(timeout=60, kill_grace=2),
+    )
+    assert result.exit_code == 0
+    assert [line for call in sink.calls for line in call] == [f"line {i}" for i in range(5000)]
+    assert len(sink.calls) < 100  # a 49 KB write arrives in a few pipe reads
+
+
+def test_line_batches_keep_order_within_the_budget() -> None:
+    lines = [f"{i}" * (i % 7) for i in range(500)] + ["x" * 50]
+    groups = line_batches(lines, budget=40)
+    assert [line for group in groups for line in group] == lines
+    assert all(sum(len(line) + 1 for line in group) <= 40 for group in groups[:-1])
+    assert groups[-1] == ["x" * 50]  # longer than the budget: alone
+    assert line_batches(lines[:3], budget=40) == [lines[:3]]
 
 
 async def test_what_ilab_writes_is_handed_back_to_the_workers_group(
