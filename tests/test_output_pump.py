@@ -11,6 +11,7 @@ import pytest
 
 from bench.line_flood import block
 from instruct_lab_bot.core import redaction
+from instruct_lab_bot.core.line_splitter import LineSplitter
 from instruct_lab_bot.core.progress import Progress
 from instruct_lab_bot.core.redaction import Redactor
 from instruct_lab_bot.services.worker.ilab import LineSink
@@ -86,6 +87,29 @@ def test_a_chunk_at_a_time_equals_line_by_line(tmp_path: Path, limit: int) -> No
     assert (tmp_path / "one.log").read_text() == (tmp_path / "many.log").read_text()
     assert "s3cr3t-value" not in (tmp_path / "many.log").read_text()
     assert one_progress == many_progress
+
+
+def test_a_secret_split_across_two_reads_is_still_caught(tmp_path: Path) -> None:
+    """Pipe reads end anywhere; the splitter holds a line's start until its end arrives, so
+    the redactor sees the secret whole at every cut."""
+    data = (
+        b"INFO 2024-07-30 19:57:44,987 x:1: start\n"
+        b"echo s3cr3t-value and ghp_abcdefghijklmnopqrstuvwxyz0123\r"
+        b"Map:  50%|\xe2\x96\x88 | 1/2 PASSWORD=hunter2hunter2\n"
+    )
+    for cut in range(len(data) + 1):
+        sink, log, _ = _sink(tmp_path, f"cut{cut}.log", 1 << 20)
+        splitter = LineSplitter(16 * 1024)
+        for piece in (data[:cut], data[cut:]):
+            if lines := splitter.feed(piece):
+                sink.lines("stdout", lines)
+        log.close()
+        text = (tmp_path / f"cut{cut}.log").read_text()
+        assert text.splitlines() == [
+            "INFO 2024-07-30 19:57:44,987 x:1: start",
+            "echo *** and ***",
+            "Map:  50%|█ | 1/2 PASSWORD=***",
+        ], cut
 
 
 POOL = [

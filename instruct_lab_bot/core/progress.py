@@ -204,15 +204,16 @@ class Progress:
             if log.message.startswith(_BLOCK):  # SDG's step (0.18 draws no bar)
                 self.stage = self.last_message
 
-    def feed_lines(self, lines: list[str]) -> None:
+    def feed_lines(self, lines: list[str], joined: str | None = None) -> None:
         """`feed` each of `lines`, a chunk at a time (issue 17: the output pump's path), with
         exactly the same result. Every field is what its last setter in the chunk made it, so
         they are found scanning backwards (`_fields`); the tail is built only from the last
         lines that fill it (`_tail_start`), and of a bar redrawn line after line only what
-        tells its frames apart is looked at (`_fill_tail`)."""
+        tells its frames apart is looked at (`_fill_tail`). `joined`: `lines` joined by `\\n`,
+        when the caller has it."""
         start = self._tail_start(lines)
         self._fill_tail(lines, start)
-        self._fields(lines)
+        self._fields(lines, "\n".join(lines) if joined is None else joined)
         self.lines_seen += len(lines)
 
     def _tail_start(self, lines: list[str]) -> int:
@@ -247,7 +248,9 @@ class Progress:
     def _redraw(self, line: str, previous: Bar | str) -> Bar | str | None:
         """Put `line` (a bar mark right after a possible bar) into the tail; what it is."""
         key = _bar_key(line) if isinstance(previous, str) else None
-        if key is not None and isinstance(previous, str) and key == _bar_key(previous):  # same text before the percent
+        if (
+            key is not None and isinstance(previous, str) and key == _bar_key(previous)
+        ):  # same text before the percent
             self.tail[-1] = line  # so the same description
             return line
         bar = parse_bar(line)
@@ -261,10 +264,9 @@ class Progress:
             self.tail.append(line)
         return bar
 
-    def _fields(self, lines: list[str]) -> None:
+    def _fields(self, lines: list[str], joined: str) -> None:
         """Set each field from its last setter in `lines`, scanning backwards; a field whose
-        marker text is nowhere in the chunk is not looked for."""
-        joined = "\n".join(lines)
+        marker text is nowhere in the chunk (`joined`) is not looked for."""
         marks = "%|" in joined
         wanted = _Wanted(
             bar=marks,

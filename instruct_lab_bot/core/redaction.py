@@ -61,7 +61,12 @@ def _folded(text: str, raw: bytes) -> bytes:
     odd = [letter for letter in ODD_LETTERS if letter in text]
     for letter in odd:
         text = text.replace(letter, ODD_LETTERS[letter])
-    return (text.encode("utf-8", "surrogatepass") if odd else raw).lower()
+    return (encode(text) if odd else raw).lower()
+
+
+def encode(text: str) -> bytes:
+    """UTF-8; a character that has none (a lone surrogate) becomes `?`, as in a log file."""
+    return text.encode("utf-8", errors="replace")
 
 
 _MIN_SECRET = 4  # shorter "secrets" would blank out ordinary words
@@ -92,10 +97,17 @@ class Redactor:
         self.secrets = tuple(sorted(found, key=len, reverse=True))  # longest first
 
     def redact(self, text: str) -> str:
-        """Each pattern runs only where the literal it cannot match without is present
+        return self.redact_encoded(text)[0]
+
+    def redact_encoded(self, text: str) -> tuple[str, bytes]:
+        """`text` redacted, and encoded as `encode` does (the output pump writes those bytes:
+        nothing redacted, nothing is encoded twice).
+
+        Each pattern runs only where the literal it cannot match without is present
         (searches in bytes are ~100 × faster than these regexes' scans; issue 17: ilab's
         output is redacted a 256 KiB chunk at a time)."""
-        raw = text.encode("utf-8", "surrogatepass")
+        original = text
+        raw = encode(text)
         folded = _folded(text, raw)  # substitutions below add no letters: it stays valid
         for secret in self.secrets:
             text = text.replace(secret, "***")
@@ -109,7 +121,7 @@ class Redactor:
             text = _SECRET_ASSIGNMENT.sub(r"\1***", text)
         if any(group in raw and any(s in raw for s in starts) for group, starts in _TOKEN_STARTS):
             text = _TOKENISH.sub("***", text)
-        return text
+        return text, raw if text is original or text == original else encode(text)
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):

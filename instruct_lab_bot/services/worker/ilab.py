@@ -46,11 +46,11 @@ class LineSink:
 
     def lines(self, _stream: str, lines: list[str]) -> None:
         text = "\n".join(lines)
-        redacted = self.redactor.redact(text)
-        if redacted != text:  # a redaction may span lines (a PEM key): split what remains
+        redacted, data = self.redactor.redact_encoded(text)
+        if redacted is not text:  # a redaction may span lines (a PEM key): split what remains
             lines = redacted.split("\n")
-        self.log_file.write_lines(lines)
-        self.progress.feed_lines(lines)
+        self.log_file.write_lines(lines, data)
+        self.progress.feed_lines(lines, redacted)
 
 
 def line_sink(progress: Progress, log_file: CappedLog, redactor: Redactor) -> LineSink:

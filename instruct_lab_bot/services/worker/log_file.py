@@ -16,6 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from instruct_lab_bot.core.redaction import encode as encoded
+
 __all__ = ["CappedLog", "cut_notice"]
 
 
@@ -26,14 +28,14 @@ def cut_notice(lines: int, size: int, limit: int) -> str:
     )
 
 
-def _open(path: Path) -> IO[str]:
-    return path.open("w", encoding="utf-8", errors="replace")
+def _open(path: Path) -> IO[bytes]:
+    return path.open("wb")  # `redaction.encode`d, once (by the redactor on the pump's path)
 
 
 @dataclass
 class _Segment:
     path: Path
-    out: IO[str]
+    out: IO[bytes]
     lines: int = 0
     size: int = 0
 
@@ -52,33 +54,38 @@ class CappedLog:
         self.cut_bytes = 0
 
     def write_line(self, line: str) -> None:
-        size = len(line.encode("utf-8", errors="replace")) + 1
-        if size <= self._head_left and not self._segments:
-            self._file.write(line + "\n")
-            self._head_left -= size
+        self._write(encoded(line + "\n"), 1)
+
+    def write_lines(self, lines: list[str], data: bytes | None = None) -> None:
+        """`write_line` for each of `lines`, in one write when they all go to one place (the
+        head, or a tail segment with room): the output pump's path, a chunk at a time.
+        `data`, when given, is `lines` joined by `\\n` and `encoded` (the caller has it)."""
+        if not lines:
+            return
+        block = encoded("\n".join(lines)) if data is None else data
+        if self._fits(len(block) + 1, lines[-1]):
+            self._write(block + b"\n", len(lines))
+            return
+        for line in lines:  # crosses a boundary: line by line, as write_line cuts
+            self.write_line(line)
+
+    def _fits(self, size: int, last: str) -> bool:
+        """Whether a block of `size` bytes ending with `last` goes to one place line by line:
+        the head if it all fits there, else the open segment if it has room before `last`."""
+        if not self._segments:
+            return size <= self._head_left
+        room = self.limit // 4 - self._segments[-1].size
+        return size - len(encoded(last)) - 1 < room
+
+    def _write(self, data: bytes, lines: int) -> None:
+        if len(data) <= self._head_left and not self._segments:
+            self._file.write(data)
+            self._head_left -= len(data)
             return
         segment = self._current()
-        segment.out.write(line + "\n")
-        segment.lines += 1
-        segment.size += size
-
-    def write_lines(self, lines: list[str]) -> None:
-        """`write_line` for each of `lines`, in one write when they fit where they go (the
-        head, or a tail segment with room): the output pump's path, a chunk at a time."""
-        text = "\n".join(lines) + "\n"
-        size = len(text.encode("utf-8", errors="replace"))
-        if size <= self._head_left and not self._segments:
-            self._file.write(text)
-            self._head_left -= size
-            return
-        segment = self._segments[-1] if self._segments else None
-        if segment is None or segment.size + size > self.limit // 4:
-            for line in lines:  # crosses a boundary: line by line, as write_line cuts
-                self.write_line(line)
-            return
-        segment.out.write(text)
-        segment.lines += len(lines)
-        segment.size += size
+        segment.out.write(data)
+        segment.lines += lines
+        segment.size += len(data)
 
     def _current(self) -> _Segment:
         if self._segments and self._segments[-1].size < self.limit // 4:
@@ -100,10 +107,11 @@ class CappedLog:
             return
         try:
             if self.cut_lines:
-                self._file.write(cut_notice(self.cut_lines, self.cut_bytes, self.limit) + "\n")
+                notice = cut_notice(self.cut_lines, self.cut_bytes, self.limit)
+                self._file.write(encoded(notice + "\n"))
             for segment in self._segments:
                 segment.out.close()
-                with segment.path.open(encoding="utf-8", errors="replace") as tail:
+                with segment.path.open("rb") as tail:
                     shutil.copyfileobj(tail, self._file)
         finally:
             for segment in self._segments:
