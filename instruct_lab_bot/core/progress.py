@@ -204,16 +204,18 @@ class Progress:
             if log.message.startswith(_BLOCK):  # SDG's step (0.18 draws no bar)
                 self.stage = self.last_message
 
-    def feed_lines(self, lines: list[str], joined: str | None = None) -> None:
+    def feed_lines(self, lines: list[str], encoded: bytes | None = None) -> None:
         """`feed` each of `lines`, a chunk at a time (issue 17: the output pump's path), with
         exactly the same result. Every field is what its last setter in the chunk made it, so
         they are found scanning backwards (`_fields`); the tail is built only from the last
         lines that fill it (`_tail_start`), and of a bar redrawn line after line only what
-        tells its frames apart is looked at (`_fill_tail`). `joined`: `lines` joined by `\\n`,
-        when the caller has it."""
+        tells its frames apart is looked at (`_fill_tail`). `encoded`: `lines` joined by `\\n` in
+        UTF-8, when the caller has it (what is looked for is ASCII: bytes are searched faster)."""
         start = self._tail_start(lines)
         self._fill_tail(lines, start)
-        self._fields(lines, "\n".join(lines) if joined is None else joined)
+        if encoded is None:
+            encoded = "\n".join(lines).encode(errors="replace")
+        self._fields(lines, encoded)
         self.lines_seen += len(lines)
 
     def _tail_start(self, lines: list[str]) -> int:
@@ -264,17 +266,17 @@ class Progress:
             self.tail.append(line)
         return bar
 
-    def _fields(self, lines: list[str], joined: str) -> None:
+    def _fields(self, lines: list[str], encoded: bytes) -> None:
         """Set each field from its last setter in `lines`, scanning backwards; a field whose
-        marker text is nowhere in the chunk (`joined`) is not looked for."""
-        marks = "%|" in joined
+        marker text is nowhere in the chunk (`encoded`) is not looked for."""
+        marks = b"%|" in encoded
         wanted = _Wanted(
             bar=marks,
             counter=marks,
-            stage=marks or _BLOCK in joined,
-            message="INFO" in joined or "WARNING" in joined,
-            error=any(needle in joined for needle in ("ailed", "rror", *_SEVERE)),
-            discarded="iscarded" in joined,
+            stage=marks or b"Running block: " in encoded,
+            message=b"INFO" in encoded or b"WARNING" in encoded,
+            error=any(needle in encoded for needle in (b"ailed", b"rror", b"ERROR", b"CRITICAL")),
+            discarded=b"iscarded" in encoded,
         )
         for line in reversed(lines):
             if not wanted.any():

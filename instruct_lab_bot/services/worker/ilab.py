@@ -50,7 +50,7 @@ class LineSink:
         if redacted is not text:  # a redaction may span lines (a PEM key): split what remains
             lines = redacted.split("\n")
         self.log_file.write_lines(lines, data)
-        self.progress.feed_lines(lines, redacted)
+        self.progress.feed_lines(lines, data)
 
 
 def line_sink(progress: Progress, log_file: CappedLog, redactor: Redactor) -> LineSink:
