@@ -67,7 +67,8 @@ async def measure(quick: bool) -> list[Row]:
             ratio(rate, baseline),
             f"≥ {TARGET_MBPS:.0f} MB/s",
             verdict(rate / MB >= TARGET_MBPS),
-            f"{pumped}, {mine['lines']:,.0f} lines in {mine['seconds']:.1f} s",
+            f"{pumped}, {mine['lines']:,.0f} lines in {mine['seconds']:.1f} s; the reader "
+            f"{mine['bytes'] / MB / mine['cpu_seconds']:,.0f} MB per CPU-second",
         ),
         Row(
             "output pumping: worker RSS growth (MB)",

@@ -3,7 +3,7 @@ its memory can be read from /proc/self/status.
 
 The run stops at BYTES or after SECONDS (the child is then killed: `run_streaming`'s timeout),
 so a slow reader costs bounded time; the rate is over what went through.
-Prints one JSON object: bytes, seconds, lines, rss_before_kb, hwm_kb, rss_after_kb.
+Prints one JSON object: bytes, seconds, cpu_seconds, lines, rss_before_kb, hwm_kb, rss_after_kb.
 Usage: python -m bench.pump_child BYTES SECONDS WORKDIR
 """
 
@@ -70,17 +70,18 @@ async def pump(size: int, limit: float, work: Path) -> dict[str, float]:
 
         rss_before = status_kb("VmRSS")
         peak_reset = reset_peak()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = await run_streaming(
             flood, cwd=work, env=env, on_line=sink, limits=RunLimits(timeout=limit, kill_grace=5)
         )
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     hwm = status_kb("VmHWM")
     log_path.unlink()
     return {
         "bytes": sink.consumed,
         "received": result.output_bytes,
         "seconds": seconds,
+        "cpu_seconds": cpu,  # this process's (the reader's), not the generator's
         "lines": progress.lines_seen,
         "complete": result.outcome == "exited" and result.exit_code == 0,
         "rss_before_kb": rss_before,
