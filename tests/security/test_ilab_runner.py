@@ -387,7 +387,7 @@ async def test_a_worker_dying_mid_run_kills_the_run(
         sys.executable, "-c", worker_code, stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
     assert worker.stdout is not None
-    assert b'"line":"started"' in await worker.stdout.readline()
+    assert b'"lines":["started"]' in await worker.stdout.readline()
     assert processes_with_env(needle)
     worker.kill()
     await worker.wait()
