@@ -126,7 +126,7 @@ async def test_a_skipped_update_goes_out_later_with_the_newest_snapshot(
             return False  # as `Installation.update_check_run` answers a skipped write
         return await record(*args, droppable=droppable)
 
-    checks.update_check_run = budget_skips_the_first  # type: ignore[method-assign]
+    checks.update_check_run = budget_skips_the_first  # type: ignore[method-assign,assignment]
     await r.submit()
     await r.process_next()
 

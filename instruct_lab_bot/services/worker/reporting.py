@@ -28,6 +28,9 @@ log = structlog.get_logger(__name__)
 #: since the last update; a new stage shows at the next interval. A 10-minute job at the
 #: 30 s interval then makes about 10 progress writes instead of 20 (issue 17: <= 25 calls).
 SAME_STAGE_INTERVALS = 2
+#: A stage whose bar reached 100 % waits this many: the next stage or the completion, which
+#: usually come within moments, show it done anyway (no update right before the completion).
+DONE_STAGE_INTERVALS = 4
 
 
 class Reporter:
@@ -38,7 +41,9 @@ class Reporter:
         self.job = job
         self.gh: JobGitHub = deps.github.installation(job.installation_id)
         self._shown: object = None  # the check run's output as GitHub last took it
-        self._stage: str | None = None  # the stage that output showed
+        # The stage that output showed; before any, `Progress`'s own placeholder, which says
+        # no more than `started` did.
+        self._stage: str | None = Progress().stage
 
     async def started(self) -> None:
         # droppable: the first progress update says "in progress" anyway
@@ -47,9 +52,10 @@ class Reporter:
     async def follow(self, progress: Progress, stop: asyncio.Event) -> None:
         """Until `stop`: at most one update per interval, only when what the check run shows
         (title, summary, log tail as rendered) changed, and a change within the same stage
-        only every `SAME_STAGE_INTERVALS`. A write the budget skipped is tried again at the
-        next interval with the newest snapshot (coalesced, never queued). What is pending
-        when `stop` comes is not sent: the completion that follows supersedes it."""
+        only every `SAME_STAGE_INTERVALS` (`DONE_STAGE_INTERVALS` once its bar is full). A
+        write the budget skipped is tried again at the next interval with the newest
+        snapshot (coalesced, never queued). What is pending when `stop` comes is not sent:
+        the completion that follows supersedes it."""
         last_seen, waited = -1, 0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -61,7 +67,7 @@ class Reporter:
             if payload["output"] == self._shown:
                 last_seen = progress.lines_seen  # new lines, nothing new to show
                 self._skipped("unchanged")
-            elif progress.stage == self._stage and waited < SAME_STAGE_INTERVALS:
+            elif progress.stage == self._stage and waited < _spacing(progress):
                 self._skipped("spaced")  # looked at again next interval, with what came since
             elif await self._progress(progress, payload):
                 last_seen, waited = progress.lines_seen, 0
@@ -101,6 +107,11 @@ class Reporter:
                 self.job.repo_ref, self.job.check_run_id, payload, droppable=droppable
             ),
         )
+
+
+def _spacing(progress: Progress) -> int:
+    """Intervals a change within the current stage waits since the last update."""
+    return DONE_STAGE_INTERVALS if progress.percent == 100 else SAME_STAGE_INTERVALS
 
 
 async def best_effort(what: str, call: Awaitable[object]) -> None:
