@@ -41,13 +41,13 @@ from testkit.chaos.world import (
     publish_pulls,
 )
 from testkit.demo import sandbox
-from testkit.github_emulator import GitHubEmulator
+from testkit.github_emulator import Call, GitHubEmulator
 from testkit.harness import run_bot
 
 from .common import Row, verdict
 
 WRITES_PER_MINUTE = 80  # GitHub's guidance, the emulator's limit and the bot's budget
-WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
+SKIPPED = "instruct_lab_bot_check_run_progress_skipped_total"
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,9 @@ class Run:
     one_comment: int  # PRs with exactly one result comment
     writes: int  # accepted installation writes in all
     progress_writes: int  # of those, check-run progress updates (PATCH, not completing)
+    all_queued: float = 0.0  # seconds until the last queued check run was created
+    all_started: float = 0.0  # … until the last job's check run said it runs
+    budget_skipped: int = 0  # progress updates the write budget skipped (worker metric)
 
 
 def sliding_max(times: Sequence[float], window: float) -> int:
@@ -124,12 +127,14 @@ async def measure(jobs: int, scale: float, limit: float) -> Run:
             secret = settings.webhook_secret.value
             deliveries = generate_commands(gh, box.paths, numbers, secret)
             async with run_bot(settings, concurrency=jobs) as bot:
-                started = time.monotonic()
+                started = time.time()
                 await send_all(bot.webhook_url, deliveries)
                 everyone = lambda: all(result_comments(gh, n) for n in numbers)  # noqa: E731
                 async with asyncio.timeout(limit):
                     await gh.wait_for(everyone)
-                seconds = time.monotonic() - started
+                seconds = time.time() - started
+                registry = bot.workers[0].deps.metrics.registry
+                skipped = registry.get_sample_value(SKIPPED, {"reason": "budget"}) or 0
             completed, one = judge(gh, heads)
             writes = gh.write_times()
             progress = [
@@ -140,6 +145,7 @@ async def measure(jobs: int, scale: float, limit: float) -> Run:
                 and "conclusion" not in (c.json or {})
                 and (c.json or {}).get("status") == "in_progress"
             ]
+    queued, running = milestones(gh.calls, started)
     return Run(
         jobs,
         scale,
@@ -150,18 +156,34 @@ async def measure(jobs: int, scale: float, limit: float) -> Run:
         one,
         len(writes),
         len(progress),
+        queued,
+        running,
+        int(skipped),
     )
+
+
+def milestones(calls: Sequence[Call], started: float) -> tuple[float, float]:
+    """Seconds from `started` until the last queued check run was created, and until the
+    last job's check run said it runs."""
+    ok = [c for c in calls if c.status is not None and c.status < 300 and c.json]
+    queued = [c.timestamp for c in ok if c.method == "POST" and c.json.get("status") == "queued"]
+    running = [c.timestamp for c in ok if c.method == "PATCH" and "started_at" in c.json]
+    return _after(queued, started), _after(running, started)
+
+
+def _after(times: Sequence[float], started: float) -> float:
+    return max(times) - started if times else float("nan")
 
 
 def rows(run: Run) -> list[Row]:
     delivered = min(run.completed, run.one_comment)
-    minutes = run.seconds * run.scale / 60
     how = (
         f"{run.jobs} 10-minute `generate` jobs at 1/{run.scale:g} time on {run.jobs} PRs of one "
         f"installation, commented at once; the emulator refuses writes beyond "
         f"{WRITES_PER_MINUTE}/min (GitHub's secondary limit), the bot's budget is the same; "
         f"max over every sliding minute of the writes GitHub accepted; {run.writes} writes in "
-        f"all ({run.progress_writes} progress), {run.refused} refused by the emulator"
+        f"all ({run.progress_writes} progress, {run.budget_skipped} progress updates "
+        f"skipped by the budget), {run.refused} refused by the emulator"
     )
     return [
         Row(
@@ -181,8 +203,11 @@ def rows(run: Run) -> list[Row]:
             f"{run.jobs}/{run.jobs}",
             verdict(delivered == run.jobs),
             f"check run completed with success: {run.completed}; exactly one result "
-            f"comment: {run.one_comment}; all done in {run.seconds:.0f} s at 1/{run.scale:g} "
-            f"time (≈ {minutes:.0f} min real time, the jobs themselves 10 min)",
+            f"comment: {run.one_comment}; all done {run.seconds:.0f} s after the comments "
+            f"(jobs of {600 / run.scale:.0f} s at 1/{run.scale:g} time; checkouts, process "
+            f"starts and the machine's load are not scaled); the last "
+            f"queued check run after {run.all_queued:.0f} s, the last job running after "
+            f"{run.all_started:.0f} s",
         ),
     ]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import json
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -190,29 +189,20 @@ async def jobs_under_write_limit(
     return heads
 
 
-def most_in_window(times: list[float], window: float) -> int:
-    ordered, best, first = sorted(times), 0, 0
-    for last, moment in enumerate(ordered):
-        while ordered[first] <= moment - window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
-
-
 async def test_concurrent_jobs_under_githubs_write_limit_all_deliver_their_result(
     world: World, testdata: TestDataPaths
 ) -> None:
-    """12 jobs at once, GitHub (the emulator) refusing an installation's writes beyond 24 in
-    any 2 s, the bot's budget the same: the budget holds the writes under the limit, drops
-    or defers progress, and every job still ends with its check run completed with success
-    and exactly one result comment."""
-    jobs, limit, window = 12, 24, 2.0
+    """12 jobs at once (~100 writes, ~50 of them in the first seconds), the bot's budget 20
+    writes in any 2 s and GitHub (the emulator) refusing beyond 24: the budget holds the
+    writes under GitHub's limit, skips or defers progress, and every job still ends with
+    its check run completed with success and exactly one result comment."""
+    jobs, budget, window = 12, 20, 2.0
     github = world.gh
-    github.limit_writes(limit, window)
+    github.limit_writes(budget + 4, window)
     settings = dataclasses.replace(
         world.settings,
         progress_interval=0.2,
-        github_write_limit=limit,
+        github_write_limit=budget,
         github_write_window=window,
         github_retry_deadline=60.0,
     )
@@ -222,7 +212,6 @@ async def test_concurrent_jobs_under_githubs_write_limit_all_deliver_their_resul
         (run,) = github.check_runs(OWNER, REPO, sha, GENERATE_CHECK)
         assert (run["status"], run["conclusion"]) == ("completed", "success"), number
         assert len(result_comments(github, number)) == 1, number
-    assert most_in_window(github.write_times(), window) <= limit
-    # The budget, not GitHub's refusals, is what kept the writes in: at most a stray few
-    # refused (a write counted by the budget just as the window moved).
-    assert github.writes_refused <= 2, json.dumps(github.writes_refused)
+    # The bot's budget, not GitHub's refusals, kept the writes in: with room for the few a
+    # window can shift between the budget's count and GitHub's, GitHub refused none.
+    assert github.writes_refused == 0
