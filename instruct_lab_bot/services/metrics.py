@@ -301,13 +301,6 @@ class WorkerMetrics:
             f"{NS}_subprocess_exits", "ilab subprocess exits", ["command", "code"], registry=r
         )
         self.artifact_bytes = Counter(f"{NS}_artifact_bytes_uploaded", "Bytes uploaded", registry=r)
-        self.progress_skipped = Counter(
-            f"{NS}_check_run_progress_skipped",
-            "Check-run progress updates not sent: unchanged (nothing new to show), spaced (a "
-            "change within a stage waits), budget (the write budget or GitHub refused it)",
-            ["reason"],
-            registry=r,
-        )
         self.train = TrainMetrics(r)
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
@@ -338,6 +331,14 @@ class GitHubMetrics:
         self.rate_limit_remaining = Gauge(
             f"{NS}_github_rate_limit_remaining",
             "x-ratelimit-remaining of the latest response",
+            registry=registry,
+        )
+        self.progress_skipped = Counter(
+            f"{NS}_check_run_progress_skipped",
+            "Check-run progress updates a worker did not send: unchanged (nothing new to "
+            "show), spaced (a change within a stage waits), budget (the write budget or "
+            "GitHub refused it)",
+            ["reason"],
             registry=registry,
         )
 

@@ -75,7 +75,7 @@ class Reporter:
                 self._skipped("budget")
 
     def _skipped(self, reason: str) -> None:
-        self.deps.metrics.progress_skipped.labels(reason).inc()
+        self.deps.metrics.github.progress_skipped.labels(reason).inc()
 
     async def _progress(self, progress: Progress, payload: dict[str, Any]) -> bool:
         """Send one progress snapshot; whether GitHub took it."""
