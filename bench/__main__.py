@@ -38,7 +38,7 @@ FIGURES = (
     Figure("feedback", "time to first feedback", 120),
     Figure("queue_throughput", "queue throughput", 180),
     Figure("github_calls", "GitHub calls per job", 150, ("--bench",)),
-    Figure("concurrent_jobs", "50 concurrent jobs under GitHub's write limit", 300),
+    Figure("concurrent_jobs", "50 concurrent jobs under GitHub's write limit", 420),
     Figure("output_pump", "output pumping", 150),
     Figure("idle", "idle footprint", 60),
     Figure("model_upload", "model upload", 900),
