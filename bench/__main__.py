@@ -38,6 +38,7 @@ FIGURES = (
     Figure("feedback", "time to first feedback", 120),
     Figure("queue_throughput", "queue throughput", 180),
     Figure("github_calls", "GitHub calls per job", 150, ("--bench",)),
+    Figure("concurrent_jobs", "50 concurrent jobs under GitHub's write limit", 420),
     Figure("output_pump", "output pumping", 150),
     Figure("idle", "idle footprint", 60),
     Figure("model_upload", "model upload", 900),
@@ -131,7 +132,8 @@ What each figure measures, and how, is in the docstring of its script in `bench/
   `@octokit/webhooks` with `npm ci`. The bench runs them as subprocesses.
 - The GitHub-calls figure runs a 10-minute job at 1/20 scale (30 s, progress every 1.5 s: the
   same 20 progress intervals) so that `make bench` stays under 5 minutes. The 50-job figure
-  projects that job's writes, unthrottled; it does not exercise the write budget.
+  (`bench/concurrent_jobs.py`) runs 50 such jobs at once at the same scale against the
+  emulator refusing writes beyond 80 a (scaled) minute, GitHub's secondary rate limit.
 - First feedback (`bench/feedback.py`): the real server, dispatcher and worker against the
   GitHub emulator answering every call after 150 ms ± 50 ms (`GitHubEmulator.set_latency`);
   webhook sent → the emulator answered the 👀 reaction / the queued check run's POST. The

@@ -50,6 +50,9 @@ CHECK_OUTPUT_MAX = 65535
 JWT_MAX_LIFETIME = 600 + 60
 DROPPED = 499  # the status recorded for a request whose connection was dropped
 TOKEN_LIFETIME = timedelta(hours=1)
+SECONDARY_LIMIT_MESSAGE = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+)
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket")
 # Collaborator role → the legacy `permission` field GitHub also returns.
 LEGACY_PERMISSION = {
@@ -178,7 +181,16 @@ class _HTTPError(Exception):
         self.status = status
         self.message = message or HTTPStatus(status).phrase
         self.errors = errors
+        self.headers: dict[str, str] = {}
         super().__init__(f"{status} {self.message}")
+
+
+class _SecondaryLimit(_HTTPError):
+    """GitHub's answer to too many writes in a short time."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(403, SECONDARY_LIMIT_MESSAGE)
+        self.headers["retry-after"] = str(retry_after)
 
 
 Handler = Callable[[_Ctx], Awaitable[_Reply]]
@@ -282,6 +294,12 @@ class GitHubEmulator:
         self._open = asyncio.Event()  # cleared by `hold`: API calls wait until `release`
         self._open.set()
         self.rate_reset = int(time.time()) + 3600
+        # GitHub's secondary rate limit on content-creating requests (`limit_writes`): per
+        # installation, at most `write_limit` writes in any `write_window` seconds (0: none).
+        self.write_limit = 0
+        self.write_window = 60.0
+        self._write_times: dict[int, list[float]] = {}
+        self.writes_refused = 0  # writes answered with the secondary rate limit
 
         self._ids = itertools.count(1001)
         self._user_ids: dict[str, int] = {}
@@ -404,10 +422,7 @@ class GitHubEmulator:
         return self.outage(
             403,
             headers={"retry-after": str(retry_after)},
-            body=_error_body(
-                "You have exceeded a secondary rate limit. Please wait a few minutes before "
-                "you try again."
-            ),
+            body=_error_body(SECONDARY_LIMIT_MESSAGE),
         )
 
     def take_violations(self) -> list[str]:
@@ -448,6 +463,33 @@ class GitHubEmulator:
         if not self.jitter:
             return self.latency
         return self.latency + self._latency_random.uniform(-self.jitter, self.jitter)
+
+    def limit_writes(self, per_window: int, window: float = 60.0) -> None:
+        """GitHub's secondary rate limit on writes: an installation's POST/PATCH/PUT/DELETE
+        beyond `per_window` in any `window` seconds is refused with 403 and `retry-after`
+        (until the oldest write leaves the window), as GitHub answers ~80 a minute. A
+        benchmark at scaled time scales `window`."""
+        if per_window < 0 or window <= 0:
+            raise ValueError("need per_window >= 0 and window > 0")
+        self.write_limit, self.write_window = per_window, window
+
+    def write_times(self, installation_id: int | None = None) -> list[float]:
+        """When each write of the installation that the limit counted arrived (time.time())."""
+        return list(self._write_times.get(installation_id or self.installation_id, []))
+
+    def _count_write(self, method: str, installation_id: int | None) -> None:
+        """Count an installation's write against `limit_writes`; raise its 403 when over."""
+        if installation_id is None or method not in ("POST", "PATCH", "PUT", "DELETE"):
+            return
+        now = time.time()
+        times = self._write_times.setdefault(installation_id, [])
+        if self.write_limit:
+            recent = [t for t in times if t > now - self.write_window]
+            if len(recent) >= self.write_limit:
+                self.writes_refused += 1
+                wait = max(1, math.ceil(recent[0] + self.write_window - now))
+                raise _SecondaryLimit(wait)
+        times.append(now)
 
     def set_rate_limit(self, *, remaining: int, reset_in: int = 3600) -> None:
         self.rate_used = max(0, self.rate_limit - remaining)
@@ -771,6 +813,7 @@ class GitHubEmulator:
         try:
             installation_id = self._authenticate(operation, request)
             self._spend_rate_limit(installation_id)
+            self._count_write(operation.method, installation_id)
             handler = self._handlers.get((operation.method, operation.template))
             if handler is None:
                 self.unimplemented.append(operation.name)
@@ -785,7 +828,9 @@ class GitHubEmulator:
             )
             return await handler(ctx)
         except _HTTPError as exc:
-            return _Reply(exc.status, _error_body(exc.message, exc.errors, exc.status))
+            reply = _Reply(exc.status, _error_body(exc.message, exc.errors, exc.status))
+            reply.headers.update(exc.headers)
+            return reply
         except Exception as exc:  # an emulator bug: make it visible to the test
             self.emulator_errors.append(f"{operation.name} crashed: {exc!r}")
             return _Reply(500, _error_body(f"emulator error: {exc!r}", status=500))

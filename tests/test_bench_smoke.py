@@ -16,6 +16,7 @@ import redis
 from bench import (
     burst,
     chat_proxy,
+    concurrent_jobs,
     dispatch,
     github_calls,
     idle,
@@ -123,7 +124,7 @@ async def test_github_calls_counts_the_calls_of_one_job(
     monkeypatch.setenv("ILAB_STANDIN_DURATION", "1")  # measure() sets it; restored after
     total, routes = await github_calls.measure(1.0, 0.5)
     assert total == sum(routes.values()) > 0
-    assert len(github_calls.rows(1.0, 0.5, total, routes)) == 2
+    assert len(github_calls.rows(1.0, 0.5, total, routes)) == 1
 
 
 def test_rows_for_a_scaled_ten_minute_job() -> None:
@@ -136,11 +137,19 @@ def test_rows_for_a_scaled_ten_minute_job() -> None:
             "POST /repos/{owner}/{repo}/issues/{issue_number}/comments": 1,
         }
     )
-    calls, writes = github_calls.rows(30.0, 1.5, sum(routes.values()), routes)
+    (calls,) = github_calls.rows(30.0, 1.5, sum(routes.values()), routes)
     assert calls.figure.startswith("GitHub calls for one job (10-min job")
     assert (calls.ours, calls.target, calls.met) == ("26", "≤ 25 (5 + 1 per interval)", "no")
     assert "25 writes" in calls.note
-    assert (writes.ours, writes.met) == ("125", "no")  # 50 jobs × 25 writes per 10 minutes
+
+
+def test_concurrent_jobs_rows_and_the_sliding_window() -> None:
+    assert concurrent_jobs.sliding_max([0.0, 0.5, 1.0, 2.9, 3.0, 3.1], 3.0) == 5
+    assert concurrent_jobs.sliding_max([], 3.0) == 0
+    run = concurrent_jobs.Run(50, 20.0, 90.0, 78, 0, 50, 49, 400, 250)
+    writes, delivered = concurrent_jobs.rows(run)
+    assert (writes.ours, writes.met) == ("78", "yes")
+    assert (delivered.ours, delivered.met) == ("49/50", "no")  # one PR without its one comment
 
 
 def test_table_and_a_failing_figure(tmp_path: Path) -> None:

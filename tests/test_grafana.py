@@ -47,6 +47,7 @@ METRICS: dict[str, str] = {
     "instruct_lab_bot_worker_info": "gauge",
     "instruct_lab_bot_subprocess_exits_total": "counter",
     "instruct_lab_bot_artifact_bytes_uploaded_total": "counter",
+    "instruct_lab_bot_check_run_progress_skipped_total": "counter",
     "instruct_lab_bot_model_bytes_uploaded_total": "counter",
     "instruct_lab_bot_train_device_seconds_total": "counter",
     "instruct_lab_bot_github_api_calls_total": "counter",

@@ -49,11 +49,12 @@ class FakeChecks:
         payload: dict[str, Any],
         *,
         droppable: bool = False,
-    ) -> None:
+    ) -> bool:
         assert (repo, check_run_id) == (RepoRef("o", "r"), CHECK_RUN)
         self.updates.append(payload)
         if kind(payload) == "progress":
             self.progressed.set()
+        return True
 
     async def create_comment(self, pull: PullRequestRef, body: str) -> int:
         self.comments.append((pull.owner, pull.name, pull.number, body))

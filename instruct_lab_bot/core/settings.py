@@ -104,6 +104,8 @@ class Settings:
     welcome: bool = True
     github_max_concurrency: int = 8
     github_write_limit: int = 80
+    # the window `github_write_limit` counts over: a minute; scaled-time benchmarks shrink it
+    github_write_window: float = 60.0
     github_retry_deadline: float = 120.0
     github_max_attempts: int = 5
     reconcile_interval: float | None = 600.0

@@ -103,6 +103,7 @@ FIELDS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("WELCOME", "welcome", parse_bool),
     ("GITHUB_MAX_CONCURRENCY", "github_max_concurrency", parse_positive_int),
     ("GITHUB_WRITES_PER_MINUTE", "github_write_limit", parse_positive_int),
+    ("GITHUB_WRITE_WINDOW", "github_write_window", parse_duration),
     ("GITHUB_RETRY_DEADLINE", "github_retry_deadline", parse_duration),
     ("GITHUB_MAX_ATTEMPTS", "github_max_attempts", parse_positive_int),
     ("RECONCILE_INTERVAL", "reconcile_interval", parse_optional_duration),

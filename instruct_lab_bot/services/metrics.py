@@ -333,6 +333,14 @@ class GitHubMetrics:
             "x-ratelimit-remaining of the latest response",
             registry=registry,
         )
+        self.progress_skipped = Counter(
+            f"{NS}_check_run_progress_skipped",
+            "Check-run progress updates a worker did not send: unchanged (nothing new to "
+            "show), spaced (a change within a stage waits), budget (the write budget or "
+            "GitHub refused it)",
+            ["reason"],
+            registry=registry,
+        )
 
     def observe(self, route: str, status: int | None, headers: Mapping[str, str]) -> None:
         """Callback for the GitHub adapter: one attempt answered (status None: no answer)."""

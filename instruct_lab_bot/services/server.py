@@ -290,7 +290,9 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     timeout = aiohttp.ClientTimeout(total=settings.github_timeout)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        budget = WriteBudget(app[QUEUE].redis, limit=settings.github_write_limit)
+        budget = WriteBudget(
+            app[QUEUE].redis, limit=settings.github_write_limit, window=settings.github_write_window
+        )
         github = build_github_app(
             session, settings, budget, on_response=app[METRICS].github.observe
         )

@@ -77,6 +77,12 @@ class _Token:
     expires_at: float
 
 
+#: Installation tokens per App (API URL, App id, key), shared by every `GitHubApp` of the
+#: process: a server that runs its dispatcher next to a worker asks GitHub once an hour per
+#: installation, not once per client (issue 17: no repeated reads).
+_PROCESS_TOKENS: dict[tuple[str, str, str], dict[int, _Token]] = {}
+
+
 class _Failed(Exception):
     """One attempt got no usable answer; carries what `core.retry` needs to decide."""
 
@@ -142,7 +148,8 @@ class GitHubApp:
         self.budget = budget
         self.on_response = on_response
         self._slots = asyncio.Semaphore(config.max_concurrency)
-        self._tokens: dict[int, _Token] = {}
+        app_key = (self.config.api_url, config.app_id, config.private_key)
+        self._tokens = _PROCESS_TOKENS.setdefault(app_key, {})
         self._locks: dict[int, asyncio.Lock] = {}
         self._jwt: tuple[str, float] | None = None
 

@@ -115,11 +115,12 @@ class Installation:
         payload: dict[str, Any],
         *,
         droppable: bool = False,
-    ) -> None:
+    ) -> bool:
         """`droppable=True` for progress: skipped when the write budget runs short (each
         progress payload is a full snapshot, so the next one supersedes a skipped one), given
-        up on a rate limit rather than waited for. Completions must use the default."""
-        await self._call(
+        up on a rate limit rather than waited for. Completions must use the default. False
+        when the update was skipped."""
+        data = await self._call(
             "update the check run",
             "PATCH",
             "/repos/{owner}/{repo}/check-runs/{check_run_id}",
@@ -127,6 +128,7 @@ class Installation:
             payload,
             write_class=WriteClass.PROGRESS if droppable else WriteClass.FINAL,
         )
+        return data is not None
 
     # -- reads for permissions, validation and welcome ------------------------------------
 

@@ -158,9 +158,11 @@ def progress_title(progress: Progress) -> str:
 
 
 def check_run_progress(job: Job, progress: Progress) -> dict[str, object]:
+    """What the check run shows while the job runs: a function of the job and its output
+    only (no clock: GitHub shows the run's elapsed time from `started_at` itself), so an
+    update that would show the same is recognised and not sent (issue 17)."""
     summary = [
-        f"Running `{job.command}` on {short_sha(job.head_sha)} "
-        f"for {format_duration(job.duration)}.",
+        f"Running `{job.command}` on {short_sha(job.head_sha)}.",
         "",
         f"- **Stage:** {escape_md(progress.stage)}",
     ]

@@ -78,7 +78,9 @@ async def open_worker(
     timeout = aiohttp.ClientTimeout(total=settings.github_timeout)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            budget = WriteBudget(queue.redis, limit=settings.github_write_limit)
+            budget = WriteBudget(
+                queue.redis, limit=settings.github_write_limit, window=settings.github_write_window
+            )
             github = build_github_app(session, settings, budget, on_response=metrics.github.observe)
             tools = JobTools(run=process_runner(settings))
             deps = WorkerDeps(
