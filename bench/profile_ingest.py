@@ -70,7 +70,7 @@ def profile(seconds: float, svg: Path, work: Path) -> str:
             f"http://127.0.0.1:{port}/healthz",
         )
         with ingest.serving(server, work) as url:
-            pid = _server_pid(port)
+            pid = ingest.listener_pid(port)
             collapsed = work / "ingest.collapsed"
             recorders = [
                 subprocess.Popen(
@@ -98,15 +98,6 @@ def profile(seconds: float, svg: Path, work: Path) -> str:
             for recorder in recorders:
                 recorder.wait(timeout=seconds + 60)
     return summarize(collapsed)
-
-
-def _server_pid(port: int) -> int:
-    """The process listening on `port` (the server: `bot_argv` may wrap it in a launcher)."""
-    done = subprocess.run(
-        ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=True
-    )
-    field = done.stdout.split("pid=", 1)[1]
-    return int(field.split(",", 1)[0])
 
 
 def main() -> None:

@@ -188,7 +188,7 @@ async def _store(
         log.info("webhook.duplicate", delivery_id=delivery.delivery_id)
         outcome.result, outcome.status = "duplicate", 200
         return _json(_DUPLICATE, 200)
-    log.info(
+    log.debug(  # no info line per delivery: the dispatcher logs `dispatcher.event`
         "webhook.queued",
         delivery_id=delivery.delivery_id,
         entry=entry,
