@@ -34,7 +34,7 @@ class Figure:
 
 FIGURES = (
     Figure("ingest", "webhook ingest", 180),
-    Figure("dispatch", "dispatch latency", 150),
+    Figure("dispatch", "dispatch latency", 300),  # the whole path runs again (12 jobs, ~1 s each)
     Figure("feedback", "time to first feedback", 120),
     Figure("queue_throughput", "queue throughput", 180),
     Figure("github_calls", "GitHub calls per job", 150, ("--bench",)),

@@ -32,6 +32,7 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -144,13 +145,17 @@ async def full_path(work: Path, samples: int) -> tuple[list[float], list[float]]
     from testkit.payloads import pr_comment
     from testkit.testdata import load_webhook_example
 
-    log = work / "full.log"
+    # `ilab` runs in bubblewrap, which gives it a private /tmp: the stand-in's log lies in a
+    # folder the sandbox is told to leave writable (SANDBOX_WRITABLE), as an operator would.
+    stamps = work / "full-stamps"
+    stamps.mkdir()
+    log = stamps / "full.log"
     from_event: list[float] = []
     from_job: list[float] = []
     with open(os.devnull, "w") as quiet:  # noqa: PTH123 - the sandbox wants a text stream
         async with (
             sandbox(work / "sandbox", ilab_command=tuple(standin(log)), log_file=quiet) as box,
-            run_bot(box.settings) as bot,
+            run_bot(replace(box.settings, sandbox_writable=(stamps,))) as bot,
             aiohttp.ClientSession() as session,
         ):
             example = load_webhook_example(box.paths, "issue_comment", action="created")

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +206,9 @@ class Results:
     p99: dict[str, LoadResult]
     problems: dict[str, str]
     stored: dict[str, tuple[int, int]]
+    #: CPU seconds the server process used per answered request under wrk (load-independent:
+    #: a process that owns a core answers 1 / this many requests a second).
+    cpu: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 def run_all(redis_url: str, work: Path, quick: bool) -> tuple[Results, dict[str, Body]]:
@@ -223,9 +226,12 @@ def run_all(redis_url: str, work: Path, quick: bool) -> tuple[Results, dict[str,
         try:
             with serving(server, work) as url:
                 max_throughput(url, payloads["plain"], 1, work)  # warm-up, not counted
+                pid = listener_pid(int(server.health.rsplit(":", 1)[1].split("/")[0]))
                 for kind, body in payloads.items():
                     client.flushall()
+                    before = cpu_seconds(pid)
                     result = max_throughput(url, body, seconds, work)
+                    results.cpu[(name, kind)] = (cpu_seconds(pid) - before) / max(1, result.ok)
                     results.throughput[(name, kind)] = result
                     if name == "ours" and kind == "command":
                         stored = int(client.xlen(EVENTS_STREAM))
@@ -250,6 +256,20 @@ def run_all(redis_url: str, work: Path, quick: bool) -> tuple[Results, dict[str,
             results.problems[name] = str(exc)[:300]
     client.close()
     return results, payloads
+
+
+def listener_pid(port: int) -> int:
+    """The process listening on `port` (the server: `bot_argv` may wrap it in a launcher)."""
+    done = subprocess.run(
+        ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=True
+    )
+    return int(done.stdout.split("pid=", 1)[1].split(",", 1)[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` (/proc/PID/stat), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _servers(redis_url: str, work: Path, secret: str) -> dict[str, Server | str]:
@@ -317,6 +337,7 @@ def rows(results: Results, payloads: dict[str, Body]) -> list[Row]:
                     note,
                 )
             )
+    out += cpu_rows(results, labels)
     out += scaling_rows(results, labels["command"])
     ours_p99 = results.p99.get("ours")
     figure = f"ingest, command: p99 at {RATE:,.0f} req/s (open loop)"
@@ -338,6 +359,34 @@ def rows(results: Results, payloads: dict[str, Body]) -> list[Row]:
             f"{ours_p99.rps:,.0f}/s, {ours_p99.requests - ours_p99.ok} non-2xx{extra}",
         )
     )
+    return out
+
+
+def cpu_rows(results: Results, labels: dict[str, str]) -> list[Row]:
+    """Server CPU per request against bare aiohttp's: the same targets as the req/s rows
+    (≥ 0.5 × bare is ≤ 2 × its CPU per request), but they hold on a loaded machine too."""
+    out: list[Row] = []
+    for kind, goal in (("command", 0.5), ("plain", 0.7)):
+        figure = f"{labels[kind]}: server CPU per request (µs) vs bare"
+        target = f"≤ {1 / goal:.2f} × bare (= ≥ {goal:.0%} of its req/s)"
+        ours, bare = results.cpu.get(("ours", kind)), results.cpu.get(("bare", kind))
+        if not ours or not bare:
+            out.append(Row.unavailable(figure, results.problems.get("ours", "not measured")))
+            continue
+        octo = results.cpu.get(("octokit", kind))
+        extra = f"; octokit {octo * 1e6:.0f} µs (Node)" if octo else ""
+        out.append(
+            Row(
+                figure,
+                f"{ours * 1e6:.0f}",
+                f"{bare * 1e6:.0f}",
+                ratio(ours, bare),
+                target,
+                verdict(ours <= bare / goal),
+                f"utime+stime of the server process over the wrk run ÷ 2xx answers; "
+                f"bare ÷ ours = {bare / ours:.2f}{extra}",
+            )
+        )
     return out
 
 

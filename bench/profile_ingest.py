@@ -3,6 +3,7 @@ sends it signed command comments at its maximum rate (as `bench.ingest` does), a
 flame graph (SVG) plus the functions that hold the most samples (self and total).
 
 Usage: python -m bench.profile_ingest [--seconds 8] [--svg docs/images/ingest-flame.svg]
+[--kind command|plain]
 (needs `wrk` and `py-spy`, and ptrace rights over the server: root, or ptrace_scope 0).
 """
 
@@ -57,10 +58,10 @@ def _short(frame: str) -> str:
     return f"{name} ({module})" if module else name
 
 
-def profile(seconds: float, svg: Path, work: Path) -> str:
+def profile(seconds: float, svg: Path, work: Path, kind: str = "command") -> str:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     secret = os.urandom(32).hex()
-    body = ingest.bodies(work, secret)["command"]
+    body = ingest.bodies(work, secret)[kind]
     with redis_server() as redis_url:
         port = free_port()
         server = ingest.Server(
@@ -70,7 +71,7 @@ def profile(seconds: float, svg: Path, work: Path) -> str:
             f"http://127.0.0.1:{port}/healthz",
         )
         with ingest.serving(server, work) as url:
-            pid = _server_pid(port)
+            pid = ingest.listener_pid(port)
             collapsed = work / "ingest.collapsed"
             recorders = [
                 subprocess.Popen(
@@ -100,23 +101,15 @@ def profile(seconds: float, svg: Path, work: Path) -> str:
     return summarize(collapsed)
 
 
-def _server_pid(port: int) -> int:
-    """The process listening on `port` (the server: `bot_argv` may wrap it in a launcher)."""
-    done = subprocess.run(
-        ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=True
-    )
-    field = done.stdout.split("pid=", 1)[1]
-    return int(field.split(",", 1)[0])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--svg", type=Path, default=ROOT / "docs" / "images" / "ingest-flame.svg")
+    parser.add_argument("--kind", choices=("command", "plain"), default="command")
     args = parser.parse_args()
     args.svg.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ilab-bench-profile-") as tmp:
-        print(profile(args.seconds, args.svg.resolve(), Path(tmp)))
+        print(profile(args.seconds, args.svg.resolve(), Path(tmp), args.kind))
     print(f"wrote {args.svg}")
 
 

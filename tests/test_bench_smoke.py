@@ -51,8 +51,11 @@ async def test_ingest_stores_one_event_per_command_and_reports(
     )
     results = ingest.Results({}, {}, {}, {})
     with ingest.serving(server, tmp_path) as url:
+        pid = ingest.listener_pid(port)
         rate = ingest._loadgen(url, payloads["command"], tmp_path, "rate", 0.2)
         closed = ingest._loadgen(url, payloads["plain"], tmp_path, "closed", 0.3)
+        used = ingest.cpu_seconds(pid)  # the server's, since it started
+    assert used > 0
     stored = redis.Redis.from_url(redis_url).xlen(EVENTS_STREAM)
     assert rate.requests > 0 and rate.ok == rate.requests
     assert closed.requests > 0 and closed.ok == closed.requests
@@ -60,6 +63,7 @@ async def test_ingest_stores_one_event_per_command_and_reports(
     for kind, result in (("command", rate), ("plain", closed)):
         results.throughput[("ours", kind)] = result
         results.throughput[("bare", kind)] = result
+        results.cpu[("ours", kind)] = results.cpu[("bare", kind)] = used / result.requests
     for processes in ingest.SCALING:  # `server --workers N`: the same numbers, as rows
         results.throughput[(f"ours-{processes}", "command")] = rate
     results.p99["ours"] = rate

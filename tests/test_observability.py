@@ -440,8 +440,8 @@ async def test_one_trace_from_webhook_to_worker(
     inside = [e for e in events if e.get("job_id") == job_id]
     assert {"job.started", "job.uploaded", "job.finished"} <= {e["event"] for e in inside}
     assert all(e.get("trace_id") == trace_hex for e in inside), inside
-    queued = [e for e in events if e["event"] == "webhook.queued"]
-    assert queued and queued[0]["trace_id"] == trace_hex
+    taken = [e for e in events if e["event"] == "dispatcher.event"]
+    assert taken and taken[0]["trace_id"] == trace_hex
     print(f"\nspan tree of one job (trace {trace_hex}):\n{span_tree(in_trace)}")
 
 
@@ -625,8 +625,8 @@ async def test_job_log_holds_no_secret(
     text = buffer.getvalue()
     events = log_events(buffer)
     names = {e["event"] for e in events}
-    assert {"webhook.queued", "job.queued", "job.started", "job.finished"} <= names
-    assert any(e.get("delivery_id") for e in events if e["event"] == "webhook.queued")
+    assert {"dispatcher.event", "job.queued", "job.started", "job.finished"} <= names
+    assert any(e.get("delivery_id") for e in events if e["event"] == "dispatcher.event")
     in_job = [e for e in events if e["event"] in ("job.started", "job.uploaded", "job.finished")]
     assert in_job and all(
         (e["job_id"], e["repo"], e["pr"], e["command"])

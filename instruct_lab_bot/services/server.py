@@ -185,10 +185,10 @@ async def _store(
         log.error("webhook.store_failed", delivery_id=delivery.delivery_id, error=repr(exc))
         return _reject(outcome, 503, "could not store the delivery; please redeliver", "error")
     if entry is None:
-        log.info("webhook.duplicate", delivery_id=delivery.delivery_id)
+        log.debug("webhook.duplicate", delivery_id=delivery.delivery_id)  # counted, not logged
         outcome.result, outcome.status = "duplicate", 200
         return _json(_DUPLICATE, 200)
-    log.info(
+    log.debug(  # no info line per delivery: the dispatcher logs `dispatcher.event`
         "webhook.queued",
         delivery_id=delivery.delivery_id,
         entry=entry,

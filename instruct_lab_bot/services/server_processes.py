@@ -39,6 +39,7 @@ def _serve(settings: Settings, dispatcher: bool, *, reuse_port: bool) -> None:
         reuse_port=reuse_port,
         print=lambda _: structlog.get_logger(__name__).info(announce),
         shutdown_timeout=30,
+        access_log=None,  # no line per request (issue 17); the webhook metrics count them
     )
 
 

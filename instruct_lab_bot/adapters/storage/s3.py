@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-import aioboto3
 import aiohttp
-from aiobotocore.config import AioConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -35,7 +33,9 @@ from instruct_lab_bot.adapters.storage.resumable import (
 )
 from instruct_lab_bot.core.artifacts import MAX_KEY_BYTES, guess_content_type, validate_key
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # aioboto3 is imported when a store is made: a server on local files never
+    # pays for it (~40 MB of boto), and `from botocore.exceptions` alone is small
+    from aiobotocore.config import AioConfig
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
 
@@ -264,6 +264,8 @@ class S3Store:
             if self._closed:
                 raise StorageError("the artifact store is closed")
             if self._client is None:
+                import aioboto3  # heavy: imported once a store is used (see TYPE_CHECKING)
+
                 session = aioboto3.Session()
                 self._client = await self._stack.enter_async_context(
                     session.client(
@@ -383,6 +385,8 @@ async def _stream_to_file(path: Path, read: Callable[[int], Awaitable[bytes]]) -
 def _client_config(config: S3Config) -> AioConfig:
     """botocore retries each S3 request itself ("standard" mode: throttling, 5xx, timeouts,
     with the body rewound): it knows S3's error codes, so uploads do not retry on top."""
+    from aiobotocore.config import AioConfig  # heavy: see TYPE_CHECKING
+
     extra: dict[str, Any] = {}
     if config.endpoint_url:
         # S3-compatible stores (MinIO, Ceph, moto) want path-style addressing, and several of

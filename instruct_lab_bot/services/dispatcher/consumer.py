@@ -158,6 +158,12 @@ class Dispatcher:
                         delivery=delivery_id,
                     ),
                 ):
+                    if attempt == 1:  # the server logs no line per delivery (issue 17)
+                        bound.info(
+                            "dispatcher.event",
+                            kind=intent.kind,
+                            repo=f"{intent.owner}/{intent.repo}",
+                        )
                     await self.dispatch(delivery_id, intent)
                 break
             except GitHubError as exc:

@@ -7,13 +7,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from instruct_lab_bot.adapters.kubernetes import open_kube
 from instruct_lab_bot.adapters.redis.connection import RedisTls, close, connect
 from instruct_lab_bot.adapters.redis.serving import ServeRecords
 from instruct_lab_bot.core.serve_manifest import IsvcOptions
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.serving.backend import ServingBackend
-from instruct_lab_bot.services.serving.kserve import KServeBackend
 from instruct_lab_bot.services.serving.local import LocalBackend
 
 
@@ -42,6 +40,10 @@ async def open_serving_backend(
     """The backend `ILAB_BOT_SERVE_BACKEND` names, closed on exit. `kserve` uses the pod's
     service account in a cluster, else `kubeconfig` (default: `KUBECONFIG`, ~/.kube/config)."""
     if settings.serve_backend == "kserve":
+        # kubernetes_asyncio (~30 MB of generated models) only for the backend that uses it.
+        from instruct_lab_bot.adapters.kubernetes import open_kube
+        from instruct_lab_bot.services.serving.kserve import KServeBackend
+
         kserve = KServeBackend(await open_kube(kubeconfig), isvc_options(settings))
         try:
             yield kserve
