@@ -60,6 +60,7 @@ class BurstResult:
     jobs: dict[str, int] = field(default_factory=dict)  # jobs by state at the end
     github_calls: dict[str, int] = field(default_factory=dict)  # "METHOD route" -> count
     live_left: int = 0  # jobs still queued or running when the drain limit was reached
+    events_drain_seconds: float = math.inf  # from the last request until every event was handled
 
     @property
     def accepted_commands(self) -> int:
@@ -107,6 +108,7 @@ class BurstResult:
                 else f"{self.left} events and {self.live_left} live jobs left after the drain "
                 f"limit ({self.dispatch_rate:.1f} events/s)"
             ),
+            f"events handled {self.events_drain_seconds:.1f} s after the burst; "
             f"jobs ({self.pulls} PRs): {self.jobs}",
             f"GitHub calls: {sum(self.github_calls.values())} "
             f"({sum(self.github_calls.values()) / max(1, self.accepted_commands):.2f} per "
@@ -277,10 +279,13 @@ async def _burst(
     return result
 
 
-async def _drained(queue: Queue, config: BurstConfig) -> bool:
-    """Every event handled and (with workers) every job final."""
+async def _drained(queue: Queue, config: BurstConfig, result: BurstResult, ended: float) -> bool:
+    """Every event handled (noted in `result` the first time) and (with workers) every job
+    final."""
     if await backlog(queue):
         return False
+    if not math.isfinite(result.events_drain_seconds):
+        result.events_drain_seconds = time.monotonic() - ended
     return not config.workers or not (await live_jobs(queue))[0]
 
 
@@ -291,7 +296,7 @@ async def _drain(queue: Queue, result: BurstResult, config: BurstConfig) -> None
     try:
         async with asyncio.timeout(config.drain_limit):
             while True:
-                if await _drained(queue, config):
+                if await _drained(queue, config, result, ended):
                     break
                 await asyncio.sleep(0.5)
         result.drain_seconds = time.monotonic() - ended
