@@ -89,8 +89,9 @@ class CommandHandlers:
             await self._react(gh, pull, intent)
 
     async def _likely_repeat(self, pull: PullRequestRef, intent: CommandIntent) -> bool:
-        """Whether every command asks for a job of a kind the PR has queued or running."""
-        kinds = [c.spec.job_kind if c.spec else None for c in intent.commands]
+        """Whether every command asks, without arguments, for a job of a kind the PR has
+        queued or running."""
+        kinds = [c.spec.job_kind if c.spec and not c.args else None for c in intent.commands]
         if not intent.on_pull_request or not kinds or None in kinds:
             return False
         return set(kinds) <= await self.deps.queue.active_commands(pull)

@@ -94,10 +94,12 @@ class JobStarter:
             log.warning("job.unknown_kind", kind=kind)
             return None, False
         data = await request.pull_data()
-        other = await self.queue.active_job(request.pull, str(data["head"]["sha"]), kind)
-        if other is not None and other.id != request.job_id:  # before any gate's GitHub call
-            await self._duplicate(request, other)
-            return None, False
+        if not request.args:  # a bare repeat, before any gate's GitHub call (with arguments,
+            # e.g. `train --from`, the gates say what they refuse: they run first)
+            other = await self.queue.active_job(request.pull, str(data["head"]["sha"]), kind)
+            if other is not None and other.id != request.job_id:
+                await self._duplicate(request, other)
+                return None, False
         files = await self._files_past_gates(request, spec, data)
         if files is None:
             return None, False
