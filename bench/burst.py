@@ -1,11 +1,13 @@
 """`make burst`: a burst of webhooks (default 1,000/s for 30 s, half `generate` commands, half
-plain comments) into 2 `instruct-lab-bot server` processes with their dispatchers.
+plain comments, spread over 50 PRs; `--pulls 1`: all on one) into 2 `instruct-lab-bot server`
+processes with their dispatchers, and `--workers` worker processes running the stand-in.
 
 Four open-loop load generators (`bench.loadgen`, each its own process: commands and plain
 comments into each server) measure every answer from its scheduled send time. Afterwards:
 every accepted command delivery must be stored exactly once (events stream length = 202
 answers), no 5xx (Redis stays up), the p99 of the answers; the dispatchers' lag as their
-`/metrics` showed it during the burst, and the time the dispatchers took to drain it.
+`/metrics` showed it during the burst, and the time to drain after the burst: the events
+stream handled and (with workers) every job in a final state.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import json
 import math
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,6 +56,11 @@ class BurstResult:
     samples: list[tuple[float, int]] = field(default_factory=list)  # (t, backlog in Redis)
     left: int = 0  # backlog still there when the drain limit was reached
     dispatch_rate: float = 0.0  # events/s dispatched meanwhile (when not drained)
+    pulls: int = 1  # PRs the comments were spread over
+    jobs: dict[str, int] = field(default_factory=dict)  # jobs by state at the end
+    github_calls: dict[str, int] = field(default_factory=dict)  # "METHOD route" -> count
+    live_left: int = 0  # jobs still queued or running when the drain limit was reached
+    events_drain_seconds: float = math.inf  # from the last request until every event was handled
 
     @property
     def accepted_commands(self) -> int:
@@ -96,8 +105,14 @@ class BurstResult:
             + (
                 f"drained {self.drain_seconds:.1f} s after the burst"
                 if math.isfinite(self.drain_seconds)
-                else f"{self.left} left after the drain limit ({self.dispatch_rate:.1f}/s)"
+                else f"{self.left} events and {self.live_left} live jobs left after the drain "
+                f"limit ({self.dispatch_rate:.1f} events/s)"
             ),
+            f"events handled {self.events_drain_seconds:.1f} s after the burst; "
+            f"jobs ({self.pulls} PRs): {self.jobs}",
+            f"GitHub calls: {sum(self.github_calls.values())} "
+            f"({sum(self.github_calls.values()) / max(1, self.accepted_commands):.2f} per "
+            f"accepted command): {self.github_calls}",
         ]
 
 
@@ -105,6 +120,16 @@ TEXTS = {
     "command": f"Looks ready.\n\n@{Settings().username} generate",
     "plain": "Thanks, looks right to me. Merging once CI is green.",
 }
+
+
+@dataclass(frozen=True)
+class BurstConfig:
+    rate: float = 1000.0  # webhooks per second, in all
+    seconds: float = 30.0
+    writes_per_minute: int = 0  # > 0: replaces the bot's GitHub write budget
+    drain_limit: float = 600.0  # bounds the wait for the dispatchers and workers to catch up
+    pulls: int = 50  # open PRs the comments are spread over (round robin)
+    workers: int = 0  # worker processes (2 jobs each, the 1 s stand-in); 0: jobs stay queued
 
 
 def write_body(work: Path, secret: str, kind: str, comment_id: int) -> tuple[Path, str]:
@@ -127,6 +152,7 @@ class Load:
     rate: float
     out: Path
     first_comment: int
+    pulls: int = 1
 
 
 async def load(spec: Load, seconds: float, secret: str) -> None:
@@ -136,7 +162,7 @@ async def load(spec: Load, seconds: float, secret: str) -> None:
     argv = [sys.executable, "-m", "bench.loadgen", url, str(body[0]), "--event"]
     argv += ["issue_comment", "--signature", body[1], "--mode", "rate", "--rate", str(rate)]
     argv += ["--duration", str(seconds), "--connections", "16", "--json", str(out)]
-    argv += ["--vary-comment", str(spec.first_comment)]
+    argv += ["--vary-comment", str(spec.first_comment), "--vary-pr", str(spec.pulls)]
     env = {**os.environ, "LOADGEN_WEBHOOK_SECRET": secret}
     process = await asyncio.create_subprocess_exec(*argv, cwd=ROOT, env=env)
     if await process.wait() != 0:
@@ -157,9 +183,14 @@ async def backlog(queue: Queue) -> int:
     return stats.lag + stats.pending
 
 
-async def run_burst(
-    rate: float, seconds: float, work: Path, writes_per_minute: int = 0, drain_limit: float = 600
-) -> BurstResult:
+async def live_jobs(queue: Queue) -> tuple[int, dict[str, int]]:
+    """(jobs still queued or running, every job's count by state)."""
+    jobs = await queue.get_jobs(await queue.recent_job_ids(count=1_000_000))
+    states = Counter(str(job.state) for job in jobs)
+    return sum(not job.state.terminal for job in jobs), dict(states)
+
+
+async def run_burst(config: BurstConfig, work: Path) -> BurstResult:
     """`writes_per_minute` > 0 replaces the bot's GitHub write budget (80 a minute per
     installation: every command here is on one installation, so it paces the dispatchers)."""
     secret = os.urandom(32).hex()
@@ -168,7 +199,7 @@ async def run_burst(
     remote = build_remote(work)
     with redis_server() as redis_url:
         async with GitHubEmulator(spec, app_id=key.app_id, public_key_pem=key.public_key_pem) as gh:
-            publish_pulls(gh, remote, 1)
+            publish_pulls(gh, remote, config.pulls)
             extra = {
                 "GITHUB_APP_ID": str(key.app_id),
                 "GITHUB_PRIVATE_KEY": key.private_key_pem,
@@ -176,10 +207,10 @@ async def run_burst(
                 "GITHUB_GIT_URL": remote.git_url_base,
                 "RECONCILE_INTERVAL": "off",
             }
-            if writes_per_minute > 0:
-                extra["GITHUB_WRITES_PER_MINUTE"] = str(writes_per_minute)
+            if config.writes_per_minute > 0:
+                extra["GITHUB_WRITES_PER_MINUTE"] = str(config.writes_per_minute)
             ports = [free_port(), free_port()]
-            servers = [
+            processes = [
                 spawn(
                     bot_argv("server"),
                     env=bot_env(redis_url, work, port, secret, **extra),
@@ -188,30 +219,39 @@ async def run_burst(
                 )
                 for n, port in enumerate(ports)
             ]
+            processes += _workers(config.workers, redis_url, work, secret, extra)
             try:
-                for port, process in zip(ports, servers, strict=True):
+                for port, process in zip(ports, processes, strict=False):
                     await asyncio.to_thread(
                         wait_http, f"http://127.0.0.1:{port}/healthz", process, 180
                     )
-                plan = Plan(rate, seconds, drain_limit)
-                return await _burst(ports, redis_url, plan, work, secret)
+                result = await _burst(ports, redis_url, config, work, secret)
             finally:
-                for process in servers:
+                for process in processes:
                     stop(process)
+            result.github_calls = dict(Counter(f"{c.method} {c.route}" for c in gh.calls))
+            return result
     raise AssertionError("unreachable")
 
 
-@dataclass(frozen=True)
-class Plan:
-    rate: float
-    seconds: float
-    drain_limit: float  # bounds the wait for the dispatchers to catch up
+def _workers(
+    count: int, redis_url: str, work: Path, secret: str, extra: dict[str, str]
+) -> list[subprocess.Popen[bytes]]:
+    """`count` worker processes (2 jobs each), each with its own work folder and the 1 s
+    stand-in for `ilab`."""
+    argv = bot_argv("worker", "--concurrency", "2", "--metrics-port", "0")
+    started = []
+    for n in range(count):
+        env = bot_env(redis_url, work, free_port(), secret, **extra)
+        env |= {"ILAB_BOT_WORK_DIR": str(work / f"worker-{n}"), "ILAB_STANDIN_DURATION": "1"}
+        started.append(spawn(argv, env=env, cwd=work, log=work / f"worker-{n}.log"))
+    return started
 
 
 async def _burst(
-    ports: list[int], redis_url: str, plan: Plan, work: Path, secret: str
+    ports: list[int], redis_url: str, config: BurstConfig, work: Path, secret: str
 ) -> BurstResult:
-    rate, seconds, drain_limit = plan.rate, plan.seconds, plan.drain_limit
+    rate, seconds = config.rate, config.seconds
     loads = {}
     for k, kind in enumerate(TEXTS):
         for n, port in enumerate(ports):
@@ -222,30 +262,49 @@ async def _burst(
                 rate / 4,
                 work / f"load-{kind}-{n}.json",
                 first,
+                config.pulls,
             )
     queue = Queue.from_url(redis_url)
-    result = BurstResult(rate, seconds, {}, 0, 0.0, 0.0)
+    result = BurstResult(rate, seconds, {}, 0, 0.0, 0.0, pulls=config.pulls)
     started = time.monotonic()
     async with aiohttp.ClientSession() as session:
         sampler = asyncio.create_task(_sample(session, ports, queue, result, started))
         await asyncio.gather(*(load(spec, seconds, secret) for spec in loads.values()))
-        ended, at_end = time.monotonic(), await backlog(queue)
-        try:
-            async with asyncio.timeout(drain_limit):
-                while True:
-                    if not await backlog(queue):
-                        break
-                    await asyncio.sleep(0.2)
-            result.drain_seconds = time.monotonic() - ended
-        except TimeoutError:  # report how far the dispatchers got instead
-            result.left = await backlog(queue)
-            result.drain_seconds = math.inf
-            result.dispatch_rate = (at_end - result.left) / drain_limit
+        await _drain(queue, result, config)
         sampler.cancel()
     result.loads = {name: load_result(spec.out) for name, spec in loads.items()}
     result.stored = int(await queue.redis.xlen(EVENTS_STREAM))
+    result.jobs = (await live_jobs(queue))[1]
     await queue.aclose()
     return result
+
+
+async def _drained(queue: Queue, config: BurstConfig, result: BurstResult, ended: float) -> bool:
+    """Every event handled (noted in `result` the first time) and (with workers) every job
+    final."""
+    if await backlog(queue):
+        return False
+    if not math.isfinite(result.events_drain_seconds):
+        result.events_drain_seconds = time.monotonic() - ended
+    return not config.workers or not (await live_jobs(queue))[0]
+
+
+async def _drain(queue: Queue, result: BurstResult, config: BurstConfig) -> None:
+    """Wait until every event is handled and (with workers) every job is final: the time to
+    drain; or, past the drain limit, what was left and the dispatch rate meanwhile."""
+    ended, at_end = time.monotonic(), await backlog(queue)
+    try:
+        async with asyncio.timeout(config.drain_limit):
+            while True:
+                if await _drained(queue, config, result, ended):
+                    break
+                await asyncio.sleep(0.5)
+        result.drain_seconds = time.monotonic() - ended
+    except TimeoutError:  # report how far the dispatchers got instead
+        result.left = await backlog(queue)
+        result.live_left = (await live_jobs(queue))[0]
+        result.drain_seconds = math.inf
+        result.dispatch_rate = (at_end - result.left) / config.drain_limit
 
 
 async def _sample(
@@ -268,11 +327,14 @@ def main() -> None:
     parser.add_argument(
         "--writes-per-minute", type=int, default=0, help="GitHub write budget (0: the bot's)"
     )
+    parser.add_argument("--pulls", type=int, default=50, help="PRs the comments go to")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (2 jobs each)")
     args = parser.parse_args()
+    config = BurstConfig(
+        args.rate, args.seconds, args.writes_per_minute, args.drain_limit, args.pulls, args.workers
+    )
     with tempfile.TemporaryDirectory(prefix="ilab-burst-") as tmp:
-        result = asyncio.run(
-            run_burst(args.rate, args.seconds, Path(tmp), args.writes_per_minute, args.drain_limit)
-        )
+        result = asyncio.run(run_burst(config, Path(tmp)))
     print("\n".join(result.lines()))
     if args.json is not None:
         args.json.write_text(json.dumps(asdict(result), indent=1))

@@ -62,6 +62,7 @@ class Request:
         *,
         vary: bytes = b"",
         secret: bytes = b"",
+        pulls: int = 1,
     ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -78,6 +79,10 @@ class Request:
         self._secret = secret
         self._prefix = os.urandom(4).hex()
         self._count = 0
+        self._pull = _pull_number(body) if pulls > 1 and self._vary else 0
+        self._pulls = pulls
+        if self._pull:
+            assert len(str(self._pull + pulls - 1)) == len(str(self._pull)), "same width"
 
     def next(self) -> bytes:
         self._count += 1
@@ -85,10 +90,19 @@ class Request:
         if self._vary:
             own = str(int(self._vary) + self._count).encode()
             body = body.replace(self._vary, own.rjust(len(self._vary), b"0"), 1)
+            if self._pull:  # the next of `pulls` PRs, round robin
+                number = self._pull + self._count % self._pulls
+                old, new = f'"number":{self._pull},', f'"number":{number},'
+                body = body.replace(old.encode(), new.encode(), 1)
             digest = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
             signature = f"sha256={digest}".encode()
         delivery = f"{self._prefix}-{self._count}\r\n\r\n".encode()
         return b"".join((self._head, signature, self._rest, delivery, body))
+
+
+def _pull_number(body: bytes) -> int:
+    """The issue (PR) number of a comment's payload (compact JSON)."""
+    return int(json.loads(body)["issue"]["number"])
 
 
 class Connection:
@@ -217,6 +231,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--vary-comment", default="", help="comment id to vary per request")
+    parser.add_argument(
+        "--vary-pr", type=int, default=1, help="spread comments over this many PRs from the body's"
+    )
     args = parser.parse_args()
     secret = os.environ.get("LOADGEN_WEBHOOK_SECRET", "").encode()
     request = Request(
@@ -226,6 +243,7 @@ def main() -> None:
         args.signature,
         vary=args.vary_comment.encode(),
         secret=secret,
+        pulls=args.vary_pr,
     )
     if args.mode == "rate":
         result = asyncio.run(run_rate(request, args.rate, args.duration, args.connections))

@@ -167,11 +167,15 @@ def test_table_and_a_failing_figure(tmp_path: Path) -> None:
 
 
 async def test_burst_counts_stored_deliveries_and_drains(tmp_path: Path) -> None:
-    result = await burst.run_burst(rate=40.0, seconds=1.0, work=tmp_path)
+    config = burst.BurstConfig(rate=40.0, seconds=1.0, pulls=4, workers=0)
+    result = await burst.run_burst(config, tmp_path)
     assert result.sent == 40
     assert result.server_errors == 0
     assert result.accepted_commands == 20 == result.stored  # the plain comments stored nothing
     assert result.stored_once
+    assert result.jobs == {"queued": 4}  # one per PR; the other 16 commands repeat one
+    files = result.github_calls.get("GET /repos/{owner}/{repo}/pulls/{pull_number}/files", 0)
+    assert files < 20  # a repetition does not read the PR's files
     assert all(line for line in result.lines())
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from instruct_lab_bot.adapters.redis.keys import job_key, jobs_stream
+from instruct_lab_bot.adapters.redis.keys import OUTBOX_KEY, job_key, jobs_stream
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry
 from instruct_lab_bot.core.final_result import final_result
@@ -52,6 +52,33 @@ async def test_racing_posters_leave_one_result_comment(world: World) -> None:
         await posting
     kept = [c["id"] for c in world.bot_comments() if c["body"] == comment]
     assert kept == [racer["id"]]  # the older copy stays, ours was deleted
+    assert world.gh.take_violations() == []
+
+
+async def test_a_first_post_that_lost_its_claim_meanwhile_keeps_the_older_copy(
+    world: World,
+) -> None:
+    """The race left before (docs/reliability.md): a first poster, which does not look for
+    an earlier comment, whose POST GitHub takes only after a second poster posted and made
+    its last list. The first checks its claim after posting, finds it lost, and looks."""
+    job = taken_over_job(world).evolve(attempts=1)
+    result = JobResult(state=State.SUCCEEDED, duration=1.0)
+    comment = final_result(job, result).comment
+    async with open_worker(world.settings) as worker:
+        await worker.outbox.record(job, result)
+        held = world.gh.hold_one("POST", COMMENTS)
+        posting = asyncio.create_task(worker.outbox.deliver(job.id))
+        await held.arrived.wait()  # the first poster's comment is in flight
+        queue = worker.deps.queue
+        await queue.redis.zadd(OUTBOX_KEY, {job.id: 0}, xx=True)  # its lease runs out
+        (claim,) = await queue.claim_results("second-poster", 60.0, job_id=job.id)
+        assert claim.attempts == 2  # the second poster looks, finds nothing yet, posts
+        racer = world.gh.add_bot_comment("instructlab", "taxonomy", 7, comment)
+        assert held.gate is not None
+        held.gate.set()
+        await posting
+    kept = [c["id"] for c in world.bot_comments() if c["body"] == comment]
+    assert kept == [racer["id"]]  # the older copy stays, the late one was deleted
     assert world.gh.take_violations() == []
 
 

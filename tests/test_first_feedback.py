@@ -64,9 +64,12 @@ async def test_reaction_pull_request_and_files_are_asked_at_once(
             assert not gh.calls_matching("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs")
             first = len(gh.calls)
             gh.hold()
-            seeded = gh.add_comment(OWNER, REPO, PR, body + " again", user_login=REVIEWER)
+            # Another kind: a repeat of the live `generate` would wait for its answer, unread
+            # files and no 👀 (`test_duplicates.py`).
+            other = f"@{box.settings.username} precheck"
+            seeded = gh.add_comment(OWNER, REPO, PR, other, user_login=REVIEWER)
             payload["comment"]["id"] = int(seeded["id"])
-            payload["comment"]["body"] = body + " again"
+            payload["comment"]["body"] = other
             await _post(session, bot.webhook_url, payload, box.settings)
 
             def asked(method: str, route: str) -> bool:

@@ -67,6 +67,7 @@ class Silenced(enum.StrEnum):
     USER = "user"
     PULL_REQUEST = "pull_request"
     BUDGET = "budget"  # the replies' share of the GitHub write budget was spent
+    REPEAT = "repeat"  # the same answer to the same person moments ago (a repeated command)
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,12 @@ def worker_key(name: str) -> str:
 
 def active_key(job: Job) -> str:
     """One live job per (repo, PR, head sha, command): a second request links to it."""
-    return f"{PREFIX}active:{job.owner}/{job.repo}#{job.pr_number}:{job.head_sha}:{job.command}"
+    return active_key_at(job.pull_request, job.head_sha, job.command)
+
+
+def active_key_at(pull: PullRequestRef, head_sha: str, command: str) -> str:
+    """`active_key` of the job a request for `command` at `head_sha` would make."""
+    return f"{PREFIX}active:{pull.repo.full_name}#{pull.number}:{head_sha}:{command}"
 
 
 def github_writes_key(installation_id: int) -> str:

@@ -65,23 +65,40 @@ class CommandHandlers:
 
     async def comment(self, gh: Installation, delivery_id: str, intent: CommandIntent) -> None:
         """Acknowledge the comment, then act on each of its commands in order. The reaction
-        and GitHub's view of the PR are asked for at once, while the configuration loads."""
+        and GitHub's view of the PR are asked for at once, while the configuration loads.
+
+        A comment that likely repeats live jobs (a Redis hint) waits for the answer instead:
+        a repeat is acknowledged by its "already running" reply, not by a 👀 too, and its
+        PR's files are not read (a burst of repeats costs one PR read each)."""
         pull = PullRequestRef(RepoRef(intent.owner, intent.repo), intent.pr_number)
-        reaction = asyncio.create_task(self._react(gh, pull.repo, intent.comment_id))
+        repeat = await self._likely_repeat(pull, intent)
+        reaction = None if repeat else asyncio.create_task(self._react(gh, pull, intent))
         prefetch: PullPrefetch | None = None
         if intent.on_pull_request and any(_needs_pull(c) for c in intent.commands):
             prefetch = PullPrefetch(gh, pull, self.deps.validator)
-            prefetch.start()
+            prefetch.start(files=not repeat)
+        duplicates: list[str] = []
         try:
-            await self._act(gh, delivery_id, intent, pull, prefetch)
+            await self._act(gh, delivery_id, intent, pull, prefetch, duplicates)
         finally:
             if prefetch is not None:
                 await prefetch.aclose()
-            await reaction
+            if reaction is not None:
+                await reaction
+        if reaction is None and len(duplicates) < len(intent.commands):  # not a repeat
+            await self._react(gh, pull, intent)
 
-    async def _react(self, gh: Installation, repo: RepoRef, comment_id: int) -> None:
+    async def _likely_repeat(self, pull: PullRequestRef, intent: CommandIntent) -> bool:
+        """Whether every command asks, without arguments, for a job of a kind the PR has
+        queued or running."""
+        kinds = [c.spec.job_kind if c.spec and not c.args else None for c in intent.commands]
+        if not intent.on_pull_request or not kinds or None in kinds:
+            return False
+        return set(kinds) <= await self.deps.queue.active_commands(pull)
+
+    async def _react(self, gh: Installation, pull: PullRequestRef, intent: CommandIntent) -> None:
         try:
-            await gh.add_reaction(repo, comment_id, "eyes")
+            await gh.add_reaction(pull.repo, intent.comment_id, "eyes")
         except GitHubError as exc:  # an acknowledgement only: never worth losing the job for
             log.warning("dispatcher.reaction_failed", error=str(exc))
 
@@ -92,6 +109,7 @@ class CommandHandlers:
         intent: CommandIntent,
         pull: PullRequestRef,
         prefetch: PullPrefetch | None,
+        duplicates: list[str],
     ) -> None:
         reply = Replies(
             self.deps.queue, gh, pull, delivery_id, intent.sender, self.deps.reply_guard
@@ -120,6 +138,7 @@ class CommandHandlers:
                 args=command.args,
                 config=config,
                 prefetch=prefetch,
+                duplicates=duplicates,
             )
             await self.command(request, command)
 

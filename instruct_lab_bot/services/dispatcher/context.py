@@ -51,6 +51,8 @@ class Request:
     args: tuple[str, ...] = ()  # the command's arguments as typed
     config: LoadedConfig = field(default_factory=LoadedConfig)  # the repository's own
     prefetch: PullPrefetch | None = None  # the PR and its files, asked once per delivery
+    #: Ids of the live jobs this delivery's commands repeated (shared by its requests).
+    duplicates: list[str] = field(default_factory=list)
 
     @property
     def delivery_id(self) -> str:

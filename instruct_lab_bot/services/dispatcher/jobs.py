@@ -42,6 +42,8 @@ from instruct_lab_bot.services.validator import Changes
 
 log = structlog.get_logger(__name__)
 
+REPEAT_WINDOW = 60  # seconds: one "already running" reply per person and job in this window
+
 
 @dataclass(frozen=True)
 class JobOrigin:
@@ -92,6 +94,12 @@ class JobStarter:
             log.warning("job.unknown_kind", kind=kind)
             return None, False
         data = await request.pull_data()
+        if not request.args:  # a bare repeat, before any gate's GitHub call (with arguments,
+            # e.g. `train --from`, the gates say what they refuse: they run first)
+            other = await self.queue.active_job(request.pull, str(data["head"]["sha"]), kind)
+            if other is not None and other.id != request.job_id:
+                await self._duplicate(request, other)
+                return None, False
         files = await self._files_past_gates(request, spec, data)
         if files is None:
             return None, False
@@ -156,14 +164,23 @@ class JobStarter:
         if created.status == "active":
             other = await self.queue.get_job(created.job_id)
             if other is not None:
-                log.info("job.duplicate", job_id=job.id, existing=other.id)
-                url = check_run_url(self.deps.settings.github_git_url, other)
-                text = already_running(other, url)
-                await request.reply.once(request.marker, text, ReplyReason.ALREADY_RUNNING)
+                await self._duplicate(request, other)
             return None, False
         if created.status == "exists":
             return await self.queue.get_job(job.id) or job, False
         return job, True
+
+    async def _duplicate(self, request: Request, other: Job) -> None:
+        """A request for a job that is already queued or running: linked to it, in one reply
+        per person and job a `REPEAT_WINDOW` (a burst of the same command costs no more)."""
+        log.info("job.duplicate", job_id=request.job_id, existing=other.id)
+        self.deps.metrics.commands.labels(other.command, "duplicate").inc()
+        request.duplicates.append(other.id)
+        url = check_run_url(self.deps.settings.github_git_url, other)
+        text = already_running(other, url)
+        shared = f"{other.id}:{request.sender}"
+        reason = ReplyReason.ALREADY_RUNNING
+        await request.reply.once_across(shared, REPEAT_WINDOW, request.marker, text, reason)
 
     async def _queue(self, request: Request, job: Job, *, fresh: bool = False) -> None:
         """Give the job its check run, then queue it on its pool's stream; a pool without a

@@ -27,10 +27,12 @@ class PullPrefetch:
         self._files: asyncio.Task[Changes] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
-    def start(self) -> None:
-        """Ask for the PR and for its files now, concurrently."""
+    def start(self, files: bool = True) -> None:
+        """Ask for the PR and (unless the command likely repeats a live job, which needs no
+        files) for its files now, concurrently."""
         if self._data is None:
             self._data = self._task(self.gh.get_pull(self.pull))
+        if files and self._files is None:
             self._files = self._task(self.validator.pull_changes(self.gh, self.pull))
 
     def _task(self, coro: Any) -> asyncio.Task[Any]:
@@ -39,7 +41,7 @@ class PullPrefetch:
         return task
 
     async def pull_data(self) -> dict[str, Any]:
-        self.start()
+        self.start(files=False)
         assert self._data is not None
         return await asyncio.shield(self._data)
 
@@ -47,8 +49,9 @@ class PullPrefetch:
         """The files changed at `head` against `base`: the prefetched list when the
         prefetched PR has that base and head, else asked now (the compare API)."""
         data = await self.pull_data()
-        same = _refs(data) == (base, head)
-        if same and self._files is not None:
+        if _refs(data) == (base, head):
+            self.start(files=True)
+            assert self._files is not None
             return await asyncio.shield(self._files)
         return await self.validator.changed_taxonomy_files(self.gh, self.pull.repo, base, head)
 

@@ -62,6 +62,21 @@ class Replies:
             self._count(reason, Silenced.BUDGET)
         return posted is not None
 
+    async def once_across(
+        self, shared: str, ttl: int, marker: str, body: str, reason: ReplyReason
+    ) -> bool:
+        """As `once`, and at most once in `ttl` seconds for every delivery that names the same
+        `shared` key: one answer to someone who repeats a command, not one per repetition."""
+        if not await self.queue.claim_once(f"reply-shared:{shared}", ttl):
+            self._count(reason, Silenced.REPEAT)
+            return False
+        try:
+            return await self.once(marker, body, reason)
+        except GitHubError:
+            with contextlib.suppress(RedisError):
+                await self.queue.release_once(f"reply-shared:{shared}")
+            raise
+
     async def _silenced(self, reason: ReplyReason) -> bool:
         if self.guard is None or not is_limited(reason):
             return False

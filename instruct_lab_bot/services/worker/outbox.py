@@ -92,13 +92,16 @@ class ResultOutbox:
 
     async def _post(self, claimed: ClaimedResult) -> None:
         entry = FinalResult.from_json(claimed.payload)
-        sending = asyncio.create_task(self._send(entry, claimed.attempts))
+        commenting = asyncio.Event()  # set once the comment's POST may be on its way
+        sending = asyncio.create_task(self._send(entry, claimed.attempts, commenting))
         renewing = asyncio.create_task(self._renew(claimed.job_id))
         try:
             await asyncio.wait((sending, renewing), return_when=asyncio.FIRST_COMPLETED)
-            if not sending.done():  # the claim is lost or about to be: stop before posting
-                return
-            comment_id = sending.result()
+            if not sending.done() and not commenting.is_set():
+                return  # the claim is lost or about to be: stop before posting
+            # A POST in flight is seen through, not abandoned: GitHub may take it later, so
+            # its poster must look afterwards (`_send_now`: the claim check, `_keep_first`).
+            comment_id = await sending
         except GitHubError as exc:
             await self._failed(claimed, exc)
             return
@@ -115,7 +118,9 @@ class ResultOutbox:
             update = queue.update_job(entry.job_id, result_comment_id=comment_id)
             await redis_calls.best_effort(update)
 
-    async def _send(self, entry: FinalResult, attempts: int) -> int | None:
+    async def _send(
+        self, entry: FinalResult, attempts: int, commenting: asyncio.Event
+    ) -> int | None:
         """Complete the check run (idempotent), then comment unless a comment with the
         entry's marker is on the PR already; the new comment's id, if one was posted.
         Bounded: a poster stuck past every GitHub deadline gives the entry back for later,
@@ -124,12 +129,14 @@ class ResultOutbox:
         bound = 2 * (settings.github_retry_deadline + settings.github_timeout)
         try:
             async with asyncio.timeout(bound):
-                return await self._send_now(entry, attempts)
+                return await self._send_now(entry, attempts, commenting)
         except TimeoutError:
             log.warning("outbox.post_timed_out", job_id=entry.job_id, after=bound)
             raise GitHubError("posting the result took too long", transient=True) from None
 
-    async def _send_now(self, entry: FinalResult, attempts: int) -> int | None:
+    async def _send_now(
+        self, entry: FinalResult, attempts: int, commenting: asyncio.Event
+    ) -> int | None:
         gh = self.deps.github.installation(entry.installation_id)
         if entry.check_run_id:
             await gh.update_check_run(entry.pull.repo, entry.check_run_id, entry.check_run)
@@ -137,10 +144,20 @@ class ResultOutbox:
         if suspect and await gh.has_comment_with(entry.pull, entry.marker):
             log.info("job.result_found_posted", job_id=entry.job_id)
             return None
+        commenting.set()
         comment_id = await gh.create_comment(entry.pull, entry.comment)
-        if suspect:
+        if suspect or not await self._still_held(entry.job_id):
             return await self._keep_first(entry, comment_id)
         return comment_id
+
+    async def _still_held(self, job_id: str) -> bool:
+        """Whether this poster's claim outlived its post (the fencing check, one Redis call):
+        if not, another poster may have looked for the marker before this copy existed and
+        posted its own, so this one looks last and keeps the oldest copy."""
+        try:
+            return await self.deps.queue.renew_result(job_id, self.owner, self.lease)
+        except redis_calls.REDIS_ERRORS:  # unknown: look, as if lost
+            return False
 
     async def _keep_first(self, entry: FinalResult, posted: int) -> int | None:
         """After a post that raced another poster (a lost claim, a failover): keep the oldest
