@@ -4,27 +4,14 @@ write that must survive a failover waits for replicas."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.redis.scripts import script
+from instruct_lab_bot.adapters.redis.tick import TickBatch, check_replicas
 from instruct_lab_bot.core.jobs import bounded_field
-
-if TYPE_CHECKING:
-    from instruct_lab_bot.adapters.redis.tick import TickBatch
-
-
-class ReplicaWaitTimeout(RedisError):
-    """Fewer replicas than `ILAB_BOT_REDIS_WAIT_REPLICAS` confirmed a write in time: it is on
-    the primary, but a failover now could lose it (the caller answers 503 / retries).
-    `result` is what the write returned on the primary."""
-
-    def __init__(self, message: str, result: Any = None) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 class RedisPart:
@@ -51,18 +38,6 @@ class RedisPart:
 
     def _check_replicas(self, confirmed: Any, result: Any = None) -> None:
         check_replicas(confirmed, self.wait_replicas, self.wait_timeout_ms, result)
-
-
-def check_replicas(confirmed: Any, wanted: int, timeout_ms: int, result: Any = None) -> None:
-    """Raise unless `WAIT`'s reply `confirmed` counts `wanted` replicas (ReplicaWaitTimeout,
-    carrying the write's `result`; WAIT's own error if it failed)."""
-    if isinstance(confirmed, Exception):  # WAIT itself failed (a pipeline kept its error)
-        raise confirmed
-    if int(confirmed) < wanted:
-        raise ReplicaWaitTimeout(
-            f"{confirmed} of {wanted} replicas confirmed the write within {timeout_ms} ms",
-            result,
-        )
 
 
 def flat(fields: Mapping[str, Any]) -> list[str]:

@@ -17,10 +17,31 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
-from instruct_lab_bot.adapters.redis.base import check_replicas
 from instruct_lab_bot.adapters.redis.scripts import script, source
+
+
+class ReplicaWaitTimeout(RedisError):
+    """Fewer replicas than `ILAB_BOT_REDIS_WAIT_REPLICAS` confirmed a write in time: it is on
+    the primary, but a failover now could lose it (the caller answers 503 / retries).
+    `result` is what the write returned on the primary."""
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def check_replicas(confirmed: Any, wanted: int, timeout_ms: int, result: Any = None) -> None:
+    """Raise unless `WAIT`'s reply `confirmed` counts `wanted` replicas (ReplicaWaitTimeout,
+    carrying the write's `result`; WAIT's own error if it failed)."""
+    if isinstance(confirmed, Exception):  # WAIT itself failed (a pipeline kept its error)
+        raise confirmed
+    if int(confirmed) < wanted:
+        raise ReplicaWaitTimeout(
+            f"{confirmed} of {wanted} replicas confirmed the write within {timeout_ms} ms",
+            result,
+        )
 
 
 @dataclass
