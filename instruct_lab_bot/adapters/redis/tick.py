@@ -6,7 +6,8 @@ trip (on loopback, a `send` that wakes Redis and a context switch each way: most
 worker's CPU). `TickBatch` queues the calls of one tick and sends them in one pipeline at its
 end. Each call is still its own command or atomic script with its own reply or error (a broken
 connection fails them all, and each caller retries as it would have), so batching changes no
-guarantee, only how many round trips carry the calls.
+guarantee, only how many round trips carry the calls. A write that must survive a failover
+shares the pipeline's one `WAIT` (`ReplicaWaitTimeout` when too few replicas confirm it).
 """
 
 from __future__ import annotations
