@@ -7,9 +7,11 @@ keeps the two phases apart, so the figure is what the workers move, not what one
 process can feed them on two shared cores.
 
 - ours: producer = the dispatcher's Redis bookkeeping (get_job, create_job, update_job, XADD,
-  update_job); worker = the real `Worker.run`/`process`/`finish` (XREADGROUP, get_job,
-  `start_job` Lua, get_job, lease heartbeat task, no-op body, `finish_job` Lua that stores the
-  end state and XACKs; no GitHub calls), at concurrency 10;
+  update_job); worker = the real `Worker.run`/`process`/`finish` (one XREADGROUP for as many
+  entries as it has free slots, then per job `start_job` Lua, lease heartbeat task, no-op
+  body, HMGET of the run facts, `finish_job` Lua that stores the end state and XACKs, the
+  outbox claim; the calls of the jobs of one batch share round trips; no GitHub calls), at
+  concurrency 10;
 - raw: XADD / XREADGROUP COUNT 1 + XACK, 10 loops per process (no job state at all);
 - arq 0.28, saq 0.26: their own enqueue and worker at defaults (10 jobs at once per worker;
   arq also polls every 0.5 s and reads at most 100 job ids per poll, which caps it at ~200

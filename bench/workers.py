@@ -1,6 +1,6 @@
 """Worker and producer processes for the queue figures: ours and a raw Redis Streams loop.
 
-"ours" is the real `Worker` (its `run` loop; `process`: `get_job`, `start_job` Lua, lease
+"ours" is the real `Worker` (its `run` loop: a batch read; `process`: `start_job` Lua, lease
 heartbeat; `finish`: `finish_job` Lua that stores the end state and XACKs) with the job body
 replaced: a no-op command, or spawning the stand-in through the real `run_streaming` for the
 dispatch-latency figure; nothing is reported to GitHub. The producer does the dispatcher's

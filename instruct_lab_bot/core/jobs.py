@@ -7,6 +7,7 @@ allowed, so the rules are unit-testable and the same for every process.
 from __future__ import annotations
 
 import enum
+import functools
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -210,23 +211,28 @@ class Job:
     @classmethod
     def from_fields(cls, data: dict[str, str]) -> Job:
         kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in data:
+        for name, kind in _field_kinds():
+            if name not in data:
                 continue
-            raw = data[f.name]
-            kind = f.type
+            raw = data[name]
             if kind == "int":
-                kwargs[f.name] = int(raw or 0)
+                kwargs[name] = int(raw or 0)
             elif kind == "float":
-                kwargs[f.name] = float(raw or 0)
+                kwargs[name] = float(raw or 0)
             elif kind == "bool":
-                kwargs[f.name] = raw == "True"
+                kwargs[name] = raw == "True"
             elif kind == "State":
-                kwargs[f.name] = State(raw)
+                kwargs[name] = State(raw)
             else:
-                kwargs[f.name] = raw
+                kwargs[name] = raw
         return cls(**kwargs)
 
     def artifact_key_prefix(self) -> str:
         """`<owner>/<repo>/pr-<n>/<sha>/<job id>/`: one folder per run, grouped by PR."""
         return f"{self.owner}/{self.repo}/pr-{self.pr_number}/{self.head_sha}/{self.id}/"
+
+
+@functools.cache
+def _field_kinds() -> tuple[tuple[str, str], ...]:
+    """`Job`'s fields and their types' names, looked up once (a worker decodes a job per run)."""
+    return tuple((f.name, str(f.type)) for f in fields(Job))

@@ -8,20 +8,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
 
-from instruct_lab_bot.adapters.redis.scripts import script, source
+from instruct_lab_bot.adapters.redis.scripts import script
+from instruct_lab_bot.adapters.redis.tick import TickBatch, check_replicas
 from instruct_lab_bot.core.jobs import bounded_field
-
-
-class ReplicaWaitTimeout(RedisError):
-    """Fewer replicas than `ILAB_BOT_REDIS_WAIT_REPLICAS` confirmed a write in time: it is on
-    the primary, but a failover now could lose it (the caller answers 503 / retries).
-    `result` is what the write returned on the primary."""
-
-    def __init__(self, message: str, result: Any = None) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 class RedisPart:
@@ -32,35 +22,22 @@ class RedisPart:
     history_ttl: int
     wait_replicas: int  # 0: never wait
     wait_timeout_ms: int
+    _tick: TickBatch  # per-job calls of one event-loop tick share a round trip
 
     def _script(self, name: str) -> AsyncScript:
         return script(self.redis, name)
 
     async def _durable_script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a script whose write must survive a failover: with replicas to wait for, the
-        script and `WAIT` go down one connection (WAIT covers only its own connection's
-        writes) and too few confirmations raise `ReplicaWaitTimeout`."""
-        if not self.wait_replicas:
-            return await self._script(name)(keys=list(keys), args=list(args))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.eval(source(name), len(keys), *keys, *args)
-            self._wait(pipe)
-            result, confirmed = await pipe.execute()
-        self._check_replicas(confirmed, result)
-        return result
+        scripts of this tick and one `WAIT` go down one connection (WAIT covers only its own
+        connection's writes) and too few confirmations raise `ReplicaWaitTimeout`."""
+        return await self._tick.script(name, keys, args, durable=True)
 
     def _wait(self, pipe: Any) -> None:
         pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
 
     def _check_replicas(self, confirmed: Any, result: Any = None) -> None:
-        if isinstance(confirmed, Exception):  # WAIT itself failed (a pipeline kept its error)
-            raise confirmed
-        if int(confirmed) < self.wait_replicas:
-            raise ReplicaWaitTimeout(
-                f"{confirmed} of {self.wait_replicas} replicas confirmed the write within "
-                f"{self.wait_timeout_ms} ms",
-                result,
-            )
+        check_replicas(confirmed, self.wait_replicas, self.wait_timeout_ms, result)
 
 
 def flat(fields: Mapping[str, Any]) -> list[str]:

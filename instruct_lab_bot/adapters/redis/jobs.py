@@ -25,7 +25,14 @@ from instruct_lab_bot.adapters.redis.keys import (
     result_claim_key,
 )
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, append_trimmed, min_id
-from instruct_lab_bot.core.jobs import Job, State, bounded_field, bounded_fields, can_transition
+from instruct_lab_bot.core.jobs import (
+    RUN_FACTS,
+    Job,
+    State,
+    bounded_field,
+    bounded_fields,
+    can_transition,
+)
 from instruct_lab_bot.core.refs import PullRequestRef
 
 
@@ -91,7 +98,14 @@ class JobStore(RedisPart):
                 return CreateResult(status, job_id)
 
     async def get_job(self, job_id: str) -> Job | None:
-        return await read_job(self.redis, job_id)
+        data: dict[str, str] = await self._tick.command("HGETALL", job_key(job_id))
+        return Job.from_fields(data) if data and "state" in data else None
+
+    async def run_facts(self, job_id: str) -> dict[str, str]:
+        """The `RUN_FACTS` recorded on a job's hash while it ran (those set; a finishing worker
+        reads just these, not the whole record it has)."""
+        values = await self._tick.command("HMGET", job_key(job_id), *RUN_FACTS)
+        return {name: value for name, value in zip(RUN_FACTS, values, strict=True) if value}
 
     async def get_jobs(self, job_ids: list[str]) -> list[Job]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -165,9 +179,10 @@ class JobStore(RedisPart):
         """queued → running for exactly one worker; with `takeover`, also a job whose worker
         lost its lease. `exhausted` (in `status`) means the attempts are used up. `job` is the
         job as stored after the step (None if there is no such job)."""
-        reply = await self._script("start_job")(
-            keys=[job_key(job_id), result_claim_key(job_id)],
-            args=[worker, repr(time.time()), max_attempts, "1" if takeover else "0", lease],
+        reply = await self._tick.script(
+            "start_job",
+            [job_key(job_id), result_claim_key(job_id)],
+            [worker, repr(time.time()), max_attempts, "1" if takeover else "0", lease],
         )
         status, previous = reply[0], reply[1]
         pairs = reply[2] if len(reply) > 2 else []

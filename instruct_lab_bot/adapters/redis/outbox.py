@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from instruct_lab_bot.adapters.redis.base import RedisPart, ReplicaWaitTimeout
+from instruct_lab_bot.adapters.redis.base import RedisPart
 from instruct_lab_bot.adapters.redis.keys import (
     OUTBOX_KEY,
     OUTBOX_TTL,
     outbox_entry_key,
     result_claim_key,
 )
+from instruct_lab_bot.adapters.redis.tick import ReplicaWaitTimeout
 
 
 @dataclass(frozen=True)

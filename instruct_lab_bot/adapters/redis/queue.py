@@ -18,6 +18,7 @@ from instruct_lab_bot.adapters.redis.outbox import Outbox
 from instruct_lab_bot.adapters.redis.reply_limits import ReplyCounters
 from instruct_lab_bot.adapters.redis.stats import QueueStats
 from instruct_lab_bot.adapters.redis.streams import EventStream
+from instruct_lab_bot.adapters.redis.tick import TickBatch
 from instruct_lab_bot.adapters.redis.workers import WorkerRegistry
 from instruct_lab_bot.core.settings import Settings
 
@@ -40,6 +41,7 @@ class Queue(
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = max(1, int(wait_timeout * 1000))
         self._event_batch = None
+        self._tick = TickBatch(client, wait_replicas, self.wait_timeout_ms)
 
     @classmethod
     def from_url(

@@ -180,7 +180,7 @@ class EventStream(RedisPart):
         ]
 
     async def ack(self, entry: StreamEntry, group: str) -> None:
-        await self.redis.xack(entry.stream, group, entry.id)
+        await self._tick.command("XACK", entry.stream, group, entry.id)
 
     async def claim_stale(
         self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int = 10
@@ -214,18 +214,37 @@ class EventStream(RedisPart):
     async def read_one(
         self, streams: Sequence[str], group: str, consumer: str, *, block_ms: int = 1000
     ) -> StreamEntry | None:
-        """At most one new entry from any of `streams` (a worker's pools), the first listed
-        that has one: each is asked in turn without blocking, then one XREADGROUP blocks on
-        all of them. Should that return entries of several streams at once, the others are
-        put back at their stream's end for any worker (`release_entry`)."""
-        for stream in streams if len(streams) > 1 else ():  # one stream: just block on it
-            found = await self.read(stream, group, consumer, count=1, block_ms=None)
-            if found:
-                return found[0]
-        found = await self.read(streams, group, consumer, count=1, block_ms=block_ms)
-        for extra in found[1:]:
-            await self.release_entry(extra, group, consumer)
+        """At most one new entry from any of `streams` (`read_batch` of one)."""
+        found = await self.read_batch(streams, group, consumer, count=1, block_ms=block_ms)
         return found[0] if found else None
+
+    async def read_batch(
+        self,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        count: int,
+        block_ms: int = 1000,
+    ) -> list[StreamEntry]:
+        """At most `count` new entries (a worker's free slots) from `streams` (its pools), the
+        first listed first: each is asked in turn without blocking for the room left, then, if
+        none had any, one XREADGROUP blocks on all of them. Should that return entries of
+        several streams at once (its COUNT is per stream), those past `count` are put back at
+        their stream's end for any worker (`release_entry`)."""
+        found: list[StreamEntry] = []
+        for stream in streams if len(streams) > 1 else ():  # one stream: just block on it
+            found += await self.read(
+                stream, group, consumer, count=count - len(found), block_ms=None
+            )
+            if len(found) >= count:
+                break
+        if found:
+            return found
+        found = await self.read(streams, group, consumer, count=count, block_ms=block_ms)
+        for extra in found[count:]:
+            await self.release_entry(extra, group, consumer)
+        return found[:count]
 
     async def release_entry(self, entry: StreamEntry, group: str, consumer: str) -> str | None:
         """Put an entry `consumer` read but will not run back at its stream's end, for any

@@ -31,7 +31,7 @@ from instruct_lab_bot.adapters.tracing import continue_trace, record_span, span
 from instruct_lab_bot.core import messages
 from instruct_lab_bot.core.artifacts import parse_artifacts_url
 from instruct_lab_bot.core.ilab import IlabRelease, with_ilab_config
-from instruct_lab_bot.core.jobs import CONCLUSIONS, RUN_FACTS, Job, State
+from instruct_lab_bot.core.jobs import CONCLUSIONS, Job, State
 from instruct_lab_bot.core.messages import JobResult
 from instruct_lab_bot.core.run_compare import leaf_counts_json
 from instruct_lab_bot.core.settings import Settings
@@ -273,14 +273,11 @@ class Worker:
         """The job with the facts recorded on its hash while it ran (ilab version, teacher,
         pipeline: the reply renders whichever are there)."""
         try:
-            stored = await self.deps.queue.get_job(job.id)
+            facts = await self.deps.queue.run_facts(job.id)
         except (RedisError, OSError) as exc:
             log.warning("job.facts_unread", error=str(exc))
             return job
-        if stored is None:
-            return job
-        facts = {name: getattr(stored, name) for name in RUN_FACTS if getattr(stored, name)}
-        return job.evolve(**facts)
+        return job.evolve(**facts) if facts else job
 
     async def _report(self, job: Job, result: JobResult) -> None:
         """Record the check-run completion and the comment in the outbox, once per job

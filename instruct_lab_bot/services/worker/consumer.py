@@ -69,21 +69,24 @@ class Consumer:
             asyncio.create_task(self.deps.metrics.queue.run(self.deps.queue, stop)),
         ]
         while await self._take_slot(stop):
-            entries, takeover = await self._next(stop)
-            if not entries:
+            room = 1 + await self._take_free_slots()
+            entries, takeover = await self._next(stop, room)
+            for _unused in range(room - len(entries)):
                 self._slots.release()
-                continue
-            task = asyncio.create_task(self._handle_and_release(entries[0], takeover))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            # Started in one tick: their first Redis calls share round trips (`TickBatch`).
+            for entry in entries:
+                task = asyncio.create_task(self._handle_and_release(entry, takeover))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         await self._drain()
         await asyncio.gather(*background, return_exceptions=True)
         with contextlib.suppress(*redis_calls.REDIS_ERRORS):
             await self.deps.queue.unregister_worker(self.name)
         log.info("worker.stopped", worker=self.name)
 
-    async def _next(self, stop: asyncio.Event) -> Batch:
-        """The next entry, waiting out a Redis outage (nothing once `stop` is set)."""
+    async def _next(self, stop: asyncio.Event, room: int) -> Batch:
+        """The next entries (at most `room`: the slots this loop holds), waiting out a Redis
+        outage (nothing once `stop` is set)."""
 
         async def pause(seconds: float) -> None:
             with contextlib.suppress(TimeoutError):
@@ -93,10 +96,10 @@ class Consumer:
             self._groups_ready = False
 
         return await redis_calls.consume(
-            "worker", lambda: self._poll(stop), sleep=pause, on_error=forget_groups
+            "worker", lambda: self._poll(stop, room), sleep=pause, on_error=forget_groups
         )
 
-    async def _poll(self, stop: asyncio.Event) -> Batch:
+    async def _poll(self, stop: asyncio.Event, room: int) -> Batch:
         if stop.is_set():
             return [], False
         queue, settings = self.deps.queue, self.deps.settings
@@ -108,11 +111,11 @@ class Consumer:
             self._next_reclaim = time.monotonic() + settings.heartbeat_interval
             lease_ms = int(settings.lease_timeout * 1000)
             for stream in streams:
-                stale = await queue.claim_stale(stream, WORKER_GROUP, self.name, lease_ms, count=1)
+                stale = await queue.claim_stale(stream, WORKER_GROUP, self.name, lease_ms, room)
                 if stale:
                     return stale, True
-        fresh = await queue.read_one(streams, WORKER_GROUP, self.name, block_ms=1000)
-        return ([fresh] if fresh else []), False
+        fresh = await queue.read_batch(streams, WORKER_GROUP, self.name, count=room, block_ms=1000)
+        return fresh, False
 
     async def _announce(self, stop: asyncio.Event) -> None:
         """Keep this worker's registration (status page, `workers_live`) alive while it runs."""
@@ -148,6 +151,14 @@ class Consumer:
             slot.cancel()
             return False
         return True
+
+    async def _take_free_slots(self) -> int:
+        """Take every slot free now, without waiting: how many (a read may fill them all)."""
+        taken = 0
+        while not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once
+            taken += 1
+        return taken
 
     async def _drain(self) -> None:
         """Let running jobs finish within the shutdown grace, then hand them back."""
