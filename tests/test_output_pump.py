@@ -163,3 +163,11 @@ def test_progress_feed_lines_equals_feed_line_by_line(tail_lines: int) -> None:
 def _ends_with_bar(progress: Progress) -> bool:
     """What decides whether the next redraw replaces the tail's last entry."""
     return bool(progress.tail) and progress.tail[-1] is progress._last_line
+
+
+def test_each_token_start_holds_its_group_literal() -> None:
+    """A group literal is searched first: a token start that does not contain it is never
+    looked for (`github_pat_` under `gh` let fine-grained tokens through)."""
+    for group, starts in redaction._TOKEN_STARTS:
+        for start in starts:
+            assert group in start, (group, start)

@@ -42,9 +42,9 @@ _AUTH_HEADER = re.compile(r"(?i)(authorization\W{1,4}(?:bearer|token|basic)\s+)[
 # Literals each pattern needs: a text without any of them cannot match it.
 #: Grouped under a shorter literal each needs (a scan per group, not per token kind).
 _TOKEN_STARTS = (
-    (b"gh", (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_")),
+    (b"gh", (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_")),
     (b"IA", (b"AKIA", b"ASIA")),
-    *((start, (start,)) for start in (b"v1.", b"eyJ", b"hf_", b"sk-")),
+    *((start, (start,)) for start in (b"github_pat_", b"v1.", b"eyJ", b"hf_", b"sk-")),
 )
 _ASSIGNMENT_WORDS = (b"secret", b"passw", b"api", b"access", b"private")
 #: The letters outside ASCII that re's (?i) matches to a letter of the words above (checked
