@@ -140,9 +140,8 @@ def baseline(system: str, redis_url: str, work: Path, samples: int) -> Latencies
 
 async def full_path(work: Path, samples: int) -> tuple[list[float], list[float]]:
     """(event stored → ilab started, job XADD → ilab started) through the real bot."""
-    from testkit.demo import OWNER, PR, REPO, REVIEWER, sandbox
+    from testkit.demo import reviewer_comment, sandbox
     from testkit.harness import run_bot
-    from testkit.payloads import pr_comment
     from testkit.testdata import load_webhook_example
 
     # `ilab` runs in bubblewrap, which gives it a private /tmp: the stand-in's log lies in a
@@ -163,17 +162,7 @@ async def full_path(work: Path, samples: int) -> tuple[list[float], list[float]]
             try:
                 for number in range(1, samples + 1):
                     body = f"Run {number}, please.\n\n@{box.settings.username} generate"
-                    seeded = box.gh.add_comment(OWNER, REPO, PR, body, user_login=REVIEWER)
-                    payload = pr_comment(
-                        example,
-                        body=body,
-                        owner=OWNER,
-                        repo=REPO,
-                        pr_number=PR,
-                        comment_id=int(seeded["id"]),
-                        login=REVIEWER,  # has write access: the default policy lets it run
-                        installation_id=box.gh.installation_id,
-                    )
+                    payload = reviewer_comment(box.gh, example, body)
                     entry = await _post(session, bot.webhook_url, payload, box.settings)
                     await _wait_lines(log, number, within=20)
                     started = started_times(log)[-1]

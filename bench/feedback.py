@@ -44,9 +44,8 @@ async def measure_feedback(
     work: Path, samples: int, latency: float = LATENCY, jitter: float = JITTER
 ) -> dict[str, list[float]]:
     """{"reaction": [...], "queued": [...], "calls": [...]} in seconds, one per sample."""
-    from testkit.demo import OWNER, PR, REPO, REVIEWER, sandbox
+    from testkit.demo import reviewer_comment, sandbox
     from testkit.harness import run_bot
-    from testkit.payloads import pr_comment
     from testkit.testdata import load_webhook_example
 
     out: dict[str, list[float]] = {"reaction": [], "queued": [], "calls": []}
@@ -63,17 +62,7 @@ async def measure_feedback(
             try:
                 for number in range(1, samples + 1):
                     body = f"Run {number}, please.\n\n@{box.settings.username} generate"
-                    seeded = box.gh.add_comment(OWNER, REPO, PR, body, user_login=REVIEWER)
-                    payload = pr_comment(
-                        example,
-                        body=body,
-                        owner=OWNER,
-                        repo=REPO,
-                        pr_number=PR,
-                        comment_id=int(seeded["id"]),
-                        login=REVIEWER,
-                        installation_id=box.gh.installation_id,
-                    )
+                    payload = reviewer_comment(box.gh, example, body)
                     first_call = len(box.gh.calls)
                     sent = time.time()
                     await _post(session, bot.webhook_url, payload, box.settings)

@@ -225,14 +225,13 @@ async def start_bot(settings: Settings) -> AsyncIterator[RunningBot]:
         raise SystemExit(f"demo: {exc}\n(`make demo` installs bubblewrap)") from None
 
 
-async def play(
-    gh: GitHubEmulator, webhook_url: str, settings: Settings, paths: TestDataPaths
-) -> dict[str, Any]:
-    """A reviewer comments the command; print what follows as the PR shows it; return the reply."""
-    body = f"Seed examples look fine, let's see the data.\n\n@{settings.username} generate"
+def reviewer_comment(gh: GitHubEmulator, example: dict[str, Any], body: str) -> dict[str, Any]:
+    """`REVIEWER` comments `body` on the demo PR: the comment is added to the emulator (the bot
+    reacts to it and reads it back) and the `issue_comment.created` delivery for it returned,
+    built from the real `example`. One place for the demo, the benchmarks and the tests."""
     seeded = gh.add_comment(OWNER, REPO, PR, body, user_login=REVIEWER)
-    payload = pr_comment(
-        load_webhook_example(paths, "issue_comment", action="created"),
+    return pr_comment(
+        example,
         body=body,
         owner=OWNER,
         repo=REPO,
@@ -241,6 +240,15 @@ async def play(
         login=REVIEWER,
         installation_id=gh.installation_id,
     )
+
+
+async def play(
+    gh: GitHubEmulator, webhook_url: str, settings: Settings, paths: TestDataPaths
+) -> dict[str, Any]:
+    """A reviewer comments the command; print what follows as the PR shows it; return the reply."""
+    body = f"Seed examples look fine, let's see the data.\n\n@{settings.username} generate"
+    example = load_webhook_example(paths, "issue_comment", action="created")
+    payload = reviewer_comment(gh, example, body)
     data = json.dumps(payload).encode()
     say(f"── {OWNER}/{REPO} #{PR}: Add a skill: formal register synonyms " + "─" * 10)
     say(f"{REVIEWER} commented:\n    {body.replace(chr(10), chr(10) + '    ')}")
@@ -257,7 +265,7 @@ async def play(
                 f"webhook:   {response.status} {await response.text()} "
                 f"({(time.monotonic() - started) * 1000:.1f} ms)"
             )
-    comment = await follow(gh, seeded["id"])
+    comment = await follow(gh, payload["comment"]["id"])
     say("\ninstruct-lab-bot[bot] commented:")
     for line in comment["body"].splitlines():
         say("    " + line)

@@ -15,9 +15,8 @@ import pytest
 from bench import feedback
 from bench.dispatch import _post, standin
 from instruct_lab_bot.core.messages.format import check_name
-from testkit.demo import OWNER, PR, REPO, REVIEWER, sandbox
+from testkit.demo import reviewer_comment, sandbox
 from testkit.harness import run_bot
-from testkit.payloads import pr_comment
 from testkit.testdata import load_webhook_example
 
 PULL = "/repos/{owner}/{repo}/pulls/{pull_number}"
@@ -38,18 +37,8 @@ async def test_reaction_pull_request_and_files_are_asked_at_once(
         ):
             gh = box.gh
             body = f"@{box.settings.username} generate"
-            seeded = gh.add_comment(OWNER, REPO, PR, body, user_login=REVIEWER)
             example = load_webhook_example(box.paths, "issue_comment", action="created")
-            payload = pr_comment(
-                example,
-                body=body,
-                owner=OWNER,
-                repo=REPO,
-                pr_number=PR,
-                comment_id=int(seeded["id"]),
-                login=REVIEWER,
-                installation_id=gh.installation_id,
-            )
+            payload = reviewer_comment(gh, example, body)
             # The first comment warms the installation token (every call needs it).
             await _post(session, bot.webhook_url, payload, box.settings)
             name = check_name("generate")
@@ -66,10 +55,7 @@ async def test_reaction_pull_request_and_files_are_asked_at_once(
             gh.hold()
             # Another kind: a repeat of the live `generate` would wait for its answer, unread
             # files and no 👀 (`test_duplicates.py`).
-            other = f"@{box.settings.username} precheck"
-            seeded = gh.add_comment(OWNER, REPO, PR, other, user_login=REVIEWER)
-            payload["comment"]["id"] = int(seeded["id"])
-            payload["comment"]["body"] = other
+            payload = reviewer_comment(gh, example, f"@{box.settings.username} precheck")
             await _post(session, bot.webhook_url, payload, box.settings)
 
             def asked(method: str, route: str) -> bool:

@@ -29,8 +29,9 @@ from testkit.github_emulator import Call, GitHubEmulator
 from testkit.harness import run_bot
 from testkit.testdata import TestDataPaths
 from tests import test_worker_flow
+from tests.fixtures.worker import FakeChecks, kind
 from tests.fixtures.world import World
-from tests.test_worker_flow import Argv, Cancel, FakeChecks, Rig, ended, kind
+from tests.test_worker_flow import Argv, Cancel, Rig, ended
 
 rig = test_worker_flow.rig  # the worker-flow tests' rig: a real Redis, in-memory GitHub
 

@@ -142,6 +142,33 @@ async def _train(
     return result, lines
 
 
+def hang_in_training(
+    world: World, then: Callable[[EmulatedRun], object] = lambda run: None
+) -> asyncio.Event:
+    """The run's training task hangs once running; at that moment `then(run)` is called and the
+    event returned is set."""
+    world.emulator.hang_task = "train-model"
+    running = asyncio.Event()
+
+    async def on_task(run: EmulatedRun, task: str, state: str) -> None:
+        if (task, state) == ("train-model", "RUNNING"):
+            then(run)
+            running.set()
+
+    world.emulator.on_task = on_task
+    return running
+
+
+async def a_worker_dies_mid_training(world: World) -> None:
+    """A first worker submits the run and is gone (cancelled) while it trains."""
+    running = hang_in_training(world)
+    first = asyncio.create_task(_train(world))
+    await running.wait()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
 async def test_a_run_is_submitted_followed_and_its_model_picked_up(world: World) -> None:
     world.emulator.on_task = pods(world)
     result, lines = await _train(world)
@@ -192,14 +219,7 @@ async def test_a_failed_step_outside_training_is_the_backends_failure(world: Wor
 
 
 async def test_cancel_terminates_the_run(world: World) -> None:
-    cancel = asyncio.Event()
-    world.emulator.hang_task = "train-model"
-
-    async def on_task(run: EmulatedRun, task: str, state: str) -> None:
-        if (task, state) == ("train-model", "RUNNING"):
-            cancel.set()
-
-    world.emulator.on_task = on_task
+    cancel = hang_in_training(world)  # cancelled as soon as it trains
     result, lines = await _train(world, cancel)
     assert result.outcome == "cancelled"
     (run,) = world.emulator.runs.values()
@@ -217,19 +237,7 @@ async def test_the_training_timeout_terminates_the_run(world: World) -> None:
 
 
 async def test_a_taken_over_job_follows_its_run_instead_of_training_twice(world: World) -> None:
-    world.emulator.hang_task = "train-model"
-    running = asyncio.Event()
-
-    async def on_task(run: EmulatedRun, task: str, state: str) -> None:
-        if (task, state) == ("train-model", "RUNNING"):
-            running.set()
-
-    world.emulator.on_task = on_task
-    first = asyncio.create_task(_train(world))
-    await running.wait()
-    first.cancel()  # the first worker dies mid-training
-    with pytest.raises(asyncio.CancelledError):
-        await first
+    await a_worker_dies_mid_training(world)
     world.emulator.hang_task = ""
     world.emulator.on_task = pods(world)
     result, lines = await _train(world)
@@ -304,13 +312,8 @@ async def test_doctor_checks_the_pipelines_api_with_the_workers_token(world: Wor
 
 
 async def test_a_run_deleted_while_followed_ends_the_job_with_that_reason(world: World) -> None:
-    world.emulator.hang_task = "train-model"
-
-    async def on_task(run: EmulatedRun, task: str, state: str) -> None:
-        if (task, state) == ("train-model", "RUNNING"):
-            del world.emulator.runs[run.run_id]  # someone deleted it in the dashboard
-
-    world.emulator.on_task = on_task
+    # someone deletes it in the dashboard while it trains
+    hang_in_training(world, lambda run: world.emulator.runs.pop(run.run_id))
     result, _ = await _train(world)
     assert result.exit_code is None and "is gone" in result.error
 
@@ -338,19 +341,7 @@ async def test_a_job_cancelled_before_it_trains_submits_nothing(world: World) ->
 
 async def test_a_followed_run_keeps_its_own_deadline(world: World) -> None:
     """A worker that takes the job over gives the run what is left of the training timeout."""
-    world.emulator.hang_task = "train-model"
-    running = asyncio.Event()
-
-    async def on_task(run: EmulatedRun, task: str, state: str) -> None:
-        if (task, state) == ("train-model", "RUNNING"):
-            running.set()
-
-    world.emulator.on_task = on_task
-    first = asyncio.create_task(_train(world))
-    await running.wait()
-    first.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await first
+    await a_worker_dies_mid_training(world)
     (run,) = world.emulator.runs.values()
     run.body["created_at"] = "2020-01-01T00:00:00Z"  # submitted long ago
     result, _ = await _train(world, timeout=12 * 3600.0)

@@ -31,8 +31,8 @@ from testkit.ilab_model import write_hf_model
 from testkit.kfp_emulator import EmulatedRun, KfpEmulator
 from tests.fixtures.bot import make_settings
 from tests.fixtures.s3 import S3Server
+from tests.fixtures.worker import FakeGitHub, fetch, kind
 from tests.test_train_worker import HEAD, TrainRig, bar, full_line
-from tests.test_worker_flow import FakeGitHub, fetch, kind
 
 LINES = [
     ("stdout", "NUM EPOCHS IS: 1"),

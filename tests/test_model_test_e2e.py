@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -124,6 +125,27 @@ async def seed_trained_model(
     return job
 
 
+SeedModel = Callable[..., Awaitable[Job]]
+
+
+@pytest.fixture
+def seed_model(test_world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> SeedModel:
+    """`seed_trained_model` into this test's world and bucket (`tamper=True` as there)."""
+
+    async def seed(*, tamper: bool = False) -> Job:
+        return await seed_trained_model(test_world, s3_server, s3_bucket, tmp_path, tamper=tamper)
+
+    return seed
+
+
+async def ask_test(world: World) -> str:
+    """`@bot test` with a worker running; the body of the result comment."""
+    async with run_bot(world.settings) as bot:
+        await world.comment(bot, f"{MENTION} test")
+        comment = await world.result_comment(timeout=120)
+    return str(comment["body"])
+
+
 async def first_reply(world: World) -> str:
     async with asyncio.timeout(60):
         while not world.bot_comments():
@@ -138,19 +160,16 @@ def stray_servers() -> list[int]:
 @pytest.mark.parametrize("release", ["0.26.1", "0.18.4"])  # 0.18 takes its port from a config
 async def test_test_answers_with_the_table(
     test_world: World,
+    seed_model: SeedModel,
     s3_server: S3Server,
     s3_bucket: str,
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     release: str,
 ) -> None:
     monkeypatch.setenv("ILAB_STANDIN_VERSION", release)
     world = test_world
-    train = await seed_trained_model(world, s3_server, s3_bucket, tmp_path)
-    async with run_bot(world.settings) as bot:
-        await world.comment(bot, f"{MENTION} test")
-        comment = await world.result_comment(timeout=120)
-    body = comment["body"]
+    train = await seed_model()
+    body = await ask_test(world)
     print("\n" + body)
     assert "### ✅ `test` succeeded" in body, body
     assert "**Trained model closer on 5 of 5 questions.**" in body
@@ -190,11 +209,9 @@ async def test_without_a_trained_model_it_says_to_train_first(test_world: World)
     assert world.gh.check_runs(OWNER, REPO, name="instruct-lab-bot/test") == []
 
 
-async def test_a_model_of_another_pr_is_refused(
-    test_world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path
-) -> None:
+async def test_a_model_of_another_pr_is_refused(test_world: World, seed_model: SeedModel) -> None:
     world = test_world
-    await seed_trained_model(world, s3_server, s3_bucket, tmp_path)
+    await seed_model()
     async with run_bot(world.settings, workers=0) as bot:
         await world.comment(bot, f"{MENTION} test --model train-of-pr-8")
         reply = await first_reply(world)
@@ -203,49 +220,35 @@ async def test_a_model_of_another_pr_is_refused(
 
 
 async def test_a_model_that_does_not_match_its_manifest_is_not_served(
-    test_world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+    test_world: World, seed_model: SeedModel
 ) -> None:
     world = test_world
-    await seed_trained_model(world, s3_server, s3_bucket, tmp_path, tamper=True)
-    async with run_bot(world.settings) as bot:
-        await world.comment(bot, f"{MENTION} test")
-        comment = await world.result_comment(timeout=120)
-    body = comment["body"]
+    await seed_model(tamper=True)
+    body = await ask_test(world)
     assert "### ❌ `test` failed" in body
     assert "do not match its manifest" in body and "model.safetensors" in body
     assert serve_runs(world) == []
 
 
 async def test_a_server_that_never_answers_is_stopped_and_reported(
-    test_world: World,
-    s3_server: S3Server,
-    s3_bucket: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    test_world: World, seed_model: SeedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = test_world
     world.settings = replace(world.settings, test_ready_timeout=3.0)
     monkeypatch.setenv("ILAB_STANDIN_SERVE_MODE", "never-ready")
-    await seed_trained_model(world, s3_server, s3_bucket, tmp_path)
-    async with run_bot(world.settings) as bot:
-        await world.comment(bot, f"{MENTION} test")
-        comment = await world.result_comment(timeout=120)
-    body = comment["body"]
+    await seed_model()
+    body = await ask_test(world)
     assert "### ❌ `test` failed" in body
     assert "could not be served" in body and "did not answer within 3 s" in body
     assert stray_servers() == []
 
 
 async def test_cancel_while_the_models_start_stops_both_servers(
-    test_world: World,
-    s3_server: S3Server,
-    s3_bucket: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    test_world: World, seed_model: SeedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = test_world
     monkeypatch.setenv("ILAB_STANDIN_SERVE_MODE", "never-ready")
-    await seed_trained_model(world, s3_server, s3_bucket, tmp_path)
+    await seed_model()
     async with run_bot(world.settings) as bot:
         await world.comment(bot, f"{MENTION} test")
         async with asyncio.timeout(60):  # both servers started, and the check run says so
@@ -289,16 +292,13 @@ async def test_generate_then_train_then_test_on_one_pr(test_world: World) -> Non
 
 
 async def test_with_a_judge_it_adds_the_branch_evaluation(
-    test_world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+    test_world: World, seed_model: SeedModel, tmp_path: Path
 ) -> None:
     world = test_world
     judge = write_hf_model(tmp_path / "models" / "judge")
     world.settings = replace(world.settings, test_judge_model=str(judge))
-    await seed_trained_model(world, s3_server, s3_bucket, tmp_path)
-    async with run_bot(world.settings) as bot:
-        await world.comment(bot, f"{MENTION} test")
-        comment = await world.result_comment(timeout=120)
-    body = comment["body"]
+    await seed_model()
+    body = await ask_test(world)
     print("\n" + body)
     assert "### ✅ `test` succeeded" in body
     assert "**`ilab model evaluate --benchmark mt_bench_branch`**" in body
@@ -308,21 +308,14 @@ async def test_with_a_judge_it_adds_the_branch_evaluation(
 
 
 async def test_an_evaluation_that_fails_is_reported_beside_the_table(
-    test_world: World,
-    s3_server: S3Server,
-    s3_bucket: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    test_world: World, seed_model: SeedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = test_world
     monkeypatch.setenv("ILAB_STANDIN_EVAL_MODE", "fail")
     judge = write_hf_model(tmp_path / "models" / "judge")
     world.settings = replace(world.settings, test_judge_model=str(judge))
-    await seed_trained_model(world, s3_server, s3_bucket, tmp_path)
-    async with run_bot(world.settings) as bot:
-        await world.comment(bot, f"{MENTION} test")
-        comment = await world.result_comment(timeout=120)
-    body = comment["body"]
+    await seed_model()
+    body = await ask_test(world)
     print("\n" + body)
     assert "### ✅ `test` succeeded" in body  # the answers are there; the judge's part is not
     assert "Trained model closer on 5 of 5 questions" in body

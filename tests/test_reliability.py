@@ -56,7 +56,9 @@ def fast(world: World, **changes: Any) -> Settings:
     return world.settings
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+async def until(predicate: Callable[[], bool], timeout: float | None = 30, what: str = "") -> None:
+    """Wait until `predicate()`; `timeout=None` for a wait only the test's own timeout bounds
+    (one that spans starting a process, which a loaded machine can stretch past any guess)."""
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.05)

@@ -120,3 +120,26 @@ async def test_a_cancel_stops_the_wait(
         with pytest.raises(ServeFailed, match="cancelled"):
             await server.start(session, ready_within=600, cancel=cancel)
     assert not server.running
+
+
+async def test_a_start_cancelled_from_outside_stops_the_server(
+    settings: Settings, tmp_path: Path, tag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard is the adapter's: a caller keeping the server (the `local` backend) has none."""
+    monkeypatch.setenv("ILAB_STANDIN_SERVE_MODE", "never-ready")
+    model = write_hf_model(tmp_path / "models" / "m")
+    server = _server(settings, tmp_path, model)
+    polled = asyncio.Event()
+
+    async def on_request(*_: object) -> None:
+        polled.set()
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_start.append(on_request)
+    async with aiohttp.ClientSession(trace_configs=[tracing]) as session:
+        starting = asyncio.create_task(server.start(session, ready_within=600, cancel=None))
+        await polled.wait()  # it is waiting for the server to answer
+        starting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+    assert not server.running

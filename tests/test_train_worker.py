@@ -30,7 +30,7 @@ from instruct_lab_bot.services.worker.deps import JobTools, WorkerDeps
 from instruct_lab_bot.services.worker.train_backend import OnTrainLine, TrainBackend
 from tests.fixtures.bot import MENTION, make_settings
 from tests.fixtures.s3 import S3Server
-from tests.test_worker_flow import CHECK_RUN, FakeGitHub, fetch, kind
+from tests.fixtures.worker import CHECK_RUN, FakeGitHub, fetch, kind
 
 HEAD = "b" * 40
 SAMPLES = "checkpoints/hf_format/samples_"

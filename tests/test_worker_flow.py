@@ -13,135 +13,21 @@ from typing import Any
 
 import pytest
 
-from instruct_lab_bot.adapters.git import CheckoutResult
 from instruct_lab_bot.adapters.redis.keys import WORKER_GROUP, jobs_stream
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.runner import OnLine, Outcome, RunLimits, RunResult
-from instruct_lab_bot.adapters.storage import LargeUpload, OnPart, StorageError
 from instruct_lab_bot.core.jobs import Job, State
-from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
 from instruct_lab_bot.core.settings import Settings
 from instruct_lab_bot.services.metrics import WorkerMetrics
 from instruct_lab_bot.services.worker.app import Worker
-from instruct_lab_bot.services.worker.deps import JobGitHub, JobTools, WorkerDeps
+from instruct_lab_bot.services.worker.deps import JobTools, WorkerDeps
 from tests.fixtures.bot import WEBHOOK_SECRET, make_settings
 from tests.fixtures.ilab_outputs import skill_leaf, write_026
+from tests.fixtures.worker import CHECK_RUN, FakeGitHub, FakeStore, fetch
 
 GENERATE_STREAM = jobs_stream("generate")  # the generate pool's jobs stream
 
-CHECK_RUN = 77
 BAR = "Generating synthetic data: 40%|████      | 2/5 [00:02<00:03, 1.0it/s]"
-
-
-@dataclass
-class FakeChecks:
-    """An installation that records check-run updates and comments."""
-
-    updates: list[dict[str, Any]] = field(default_factory=list)
-    comments: list[tuple[str, str, int, str]] = field(default_factory=list)
-    progressed: asyncio.Event = field(default_factory=asyncio.Event)
-    commented: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def update_check_run(
-        self,
-        repo: RepoRef,
-        check_run_id: int,
-        payload: dict[str, Any],
-        *,
-        droppable: bool = False,
-    ) -> bool:
-        assert (repo, check_run_id) == (RepoRef("o", "r"), CHECK_RUN)
-        self.updates.append(payload)
-        if kind(payload) == "progress":
-            self.progressed.set()
-        return True
-
-    async def create_comment(self, pull: PullRequestRef, body: str) -> int:
-        self.comments.append((pull.owner, pull.name, pull.number, body))
-        self.commented.set()
-        return 900 + len(self.comments)
-
-    async def has_comment_with(self, pull: PullRequestRef, marker: str) -> bool:
-        return any(marker in body for (_o, _r, _n, body) in self.comments)
-
-    async def comments_with(self, pull: PullRequestRef, marker: str) -> list[int]:
-        return [901 + i for i, c in enumerate(self.comments) if marker in c[3]]
-
-    async def delete_comment(self, repo: RepoRef, comment_id: int) -> None:
-        del self.comments[comment_id - 901]
-
-    def kinds(self) -> list[str]:
-        return [kind(p) for p in self.updates]
-
-
-def kind(payload: Mapping[str, Any]) -> str:
-    if "conclusion" in payload:
-        return "completed:" + str(payload["conclusion"])
-    if "started_at" in payload:
-        return "started"
-    return "queued" if payload["status"] == "queued" else "progress"
-
-
-@dataclass
-class FakeGitHub:
-    checks: FakeChecks = field(default_factory=FakeChecks)
-    tokens: list[int] = field(default_factory=list)
-
-    def installation(self, installation_id: int) -> JobGitHub:
-        assert installation_id == 5
-        return self.checks
-
-    async def token(self, installation_id: int) -> str:
-        self.tokens.append(installation_id)
-        return "installation-token"
-
-
-@dataclass
-class FakeStore:
-    objects: dict[str, bytes] = field(default_factory=dict)
-    broken: bool = False
-
-    async def put_file(self, key: str, path: Path, content_type: str | None = None) -> int:
-        if self.broken:
-            raise StorageError("cannot upload: bucket unreachable")
-        self.objects[key] = path.read_bytes()
-        return len(self.objects[key])
-
-    async def put_bytes(self, key: str, data: bytes, content_type: str) -> int:
-        self.objects[key] = data
-        return len(data)
-
-    async def link(self, key: str) -> str:
-        return f"https://store.example/{key}"
-
-    async def exists(self, key: str) -> bool:
-        return key in self.objects
-
-    async def read_head(self, key: str, limit: int) -> bytes | None:
-        data = self.objects.get(key)
-        return None if data is None else data[:limit]
-
-    async def put_large_file(
-        self,
-        key: str,
-        path: Path,
-        content_type: str | None = None,
-        on_part: OnPart | None = None,
-    ) -> LargeUpload:
-        return LargeUpload(await self.put_file(key, path, content_type), 1, 0)
-
-    async def get_file(self, key: str, path: Path) -> int:
-        if key not in self.objects:
-            raise StorageError(f"could not read {key}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.objects[key])
-        return len(self.objects[key])
-
-    async def list_keys(self, prefix: str) -> list[str]:
-        return sorted(k for k in self.objects if k.startswith(prefix))
-
-    async def aclose(self) -> None:
-        pass
 
 
 Argv = Sequence[str]
@@ -172,12 +58,6 @@ class StandInRunner:
 
 def ended(outcome: Outcome, exit_code: int | None) -> RunResult:
     return RunResult(exit_code, outcome, 1.0, None, 0)
-
-
-async def fetch(settings: Settings, job: Job, dest: Path, token: str | None) -> CheckoutResult:
-    assert token == "installation-token"
-    dest.mkdir(parents=True)
-    return CheckoutResult(dest, job.head_sha, f"origin/{job.base_branch}")
 
 
 @dataclass

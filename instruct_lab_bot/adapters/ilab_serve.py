@@ -4,8 +4,9 @@ The real `ilab model serve` exits 0 even when it could not serve (port taken, mo
 so "ready" is never its exit code: it is a `GET /v1/models` that answers 200 while the process
 still runs. The process runs in the job's sandbox like every `ilab` (through `process_runner`,
 `ilab_command`), with the host's network (the worker must reach its port; the server binds to
-the loopback address only) and is stopped whatever happens: `IlabServer` is an async context
-manager, and `stop()` is safe to call twice.
+the loopback address only) and is stopped whatever happens: a failed `start()` stops it,
+`IlabServer` is an async context manager that stops it on the way out, and `stop()` is safe to
+call twice. Its users (`test`, the `local` serving backend) keep no guard of their own.
 
 Used by `test` (base and trained model side by side) and by the `local` serving backend.
 """
@@ -150,9 +151,20 @@ class IlabServer:
     ) -> list[str]:
         """Start the server and wait until it answers; the model ids it serves.
 
-        Raises ServeFailed (the server stopped) when it exits, does not answer within
-        `ready_within` seconds, or `cancel` is set first."""
+        Raises ServeFailed when it exits, does not answer within `ready_within` seconds, or
+        `cancel` is set first. However start fails (cancelled too) the server is stopped
+        before it raises: a caller keeping the server has one to stop only once this returned.
+        """
         self._launch(ready_within)
+        try:
+            return await self._until_ready(session, ready_within, cancel)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _until_ready(
+        self, session: aiohttp.ClientSession, ready_within: float, cancel: asyncio.Event | None
+    ) -> list[str]:
         assert self._task is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ready_within
@@ -162,7 +174,6 @@ class IlabServer:
                 return models
             why = self._not_ready_reason(loop.time() >= deadline, cancel, ready_within)
             if why:
-                await self.stop()
                 raise ServeFailed(why)
             await asyncio.wait({self._task}, timeout=POLL_INTERVAL)
 

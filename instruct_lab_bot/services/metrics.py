@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 from redis.exceptions import RedisError
 
@@ -32,10 +32,10 @@ from instruct_lab_bot.adapters.redis.stats import StreamStats
 from instruct_lab_bot.core.command_table import CAPABILITIES, GPU_COMMANDS, KNOWN_COMMANDS
 from instruct_lab_bot.core.jobs import CONCLUSIONS
 from instruct_lab_bot.core.reply_limits import ReplyReason, Silenced, is_limited
+from instruct_lab_bot.services.metric_kinds import NS, counter, gauge
 from instruct_lab_bot.services.serving.chat_metrics import ChatMetrics
 
 log = structlog.get_logger(__name__)
-NS = "instruct_lab_bot"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 JOB_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
 WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600)
@@ -44,57 +44,51 @@ WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600)
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 
+#: A stream's gauges (label `stream`: "events", or "jobs" for all pools together), by the
+#: `StreamStats` field each shows: field -> (name, help).
+_STREAM_GAUGES = {
+    "length": ("queue_length", "Entries in the stream"),
+    "pending": ("queue_pending", "Entries delivered, not yet acknowledged"),
+    "lag": ("queue_lag", "Entries not yet delivered to the group"),
+}
+#: A worker pool's gauges (label `capability`): what it shows -> (name, help).
+_POOL_GAUGES = {
+    "waiting": ("pool_waiting_jobs", "Jobs on the pool's stream no worker has taken yet"),
+    "running": ("pool_running_jobs", "Jobs of the pool taken by a worker, not yet finished"),
+    "oldest_age": ("pool_oldest_age_seconds", "Age of the pool's oldest job not yet started"),
+    "workers_live": ("pool_workers_live", "Live workers that take the pool's jobs"),
+}
+
+
 class QueueGauges:
     """Stream length, pending, lag, oldest queued age, dead letters and live workers."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.length = Gauge(
-            f"{NS}_queue_length", "Entries in the stream", ["stream"], registry=registry
+        r = registry
+        self.streams = {
+            field: gauge(r, name, doc, ["stream"]) for field, (name, doc) in _STREAM_GAUGES.items()
+        }
+        self.oldest_age = gauge(
+            r, "queue_oldest_age_seconds", "Age of the oldest job not yet started"
         )
-        self.pending = Gauge(
-            f"{NS}_queue_pending",
-            "Entries delivered, not yet acknowledged",
-            ["stream"],
-            registry=registry,
-        )
-        self.lag = Gauge(
-            f"{NS}_queue_lag",
-            "Entries not yet delivered to the group",
-            ["stream"],
-            registry=registry,
-        )
-        self.oldest_age = Gauge(
-            f"{NS}_queue_oldest_age_seconds",
-            "Age of the oldest job not yet started",
-            registry=registry,
-        )
-        self.dead_letters = Gauge(
-            f"{NS}_dead_letters", "Jobs in the dead-letter stream", registry=registry
-        )
-        self.workers_live = Gauge(
-            f"{NS}_workers_live", "Workers with a live registration", registry=registry
-        )
-        self.pools = PoolGauges(registry)
-        self.worker_heartbeat = Gauge(
-            f"{NS}_worker_last_heartbeat_timestamp_seconds",
-            "Last heartbeat of each live worker",
+        self.dead_letters = gauge(r, "dead_letters", "Jobs in the dead-letter stream")
+        self.workers_live = gauge(r, "workers_live", "Workers with a live registration")
+        self.pools = PoolGauges(r)
+        self.worker_heartbeat = gauge(
+            r, "worker_last_heartbeat_timestamp_seconds", "Last heartbeat of each live worker",
             ["worker"],
-            registry=registry,
+        )  # fmt: skip
+        self.redis_up = gauge(
+            r, "redis_up", "1 if the last read of the queue gauges from Redis worked"
         )
-        self.redis_up = Gauge(
-            f"{NS}_redis_up",
-            "1 if the last read of the queue gauges from Redis worked",
-            registry=registry,
-        )
-        self.redis_changes = Counter(
-            f"{NS}_redis_changes",
+        self.redis_changes = counter(
+            r,
+            "redis_changes",
             "Redis seen again after an outage (reconnect), or a new server behind the same "
             "address (server: a restart or a failover)",
             ["kind"],
-            registry=registry,
+            zero=[("reconnect",), ("server",)],
         )
-        for kind in ("reconnect", "server"):
-            self.redis_changes.labels(kind)
         self._run_id = ""
         self._down = False
 
@@ -121,14 +115,8 @@ class QueueGauges:
 
     async def refresh(self, queue: Queue) -> None:
         """The events stream, each pool and (`stream="jobs"`) all pools together."""
-        stats = await queue.stream_stats(EVENTS_STREAM, DISPATCH_GROUP)
-        self.length.labels("events").set(stats.length)
-        self.pending.labels("events").set(stats.pending)
-        self.lag.labels("events").set(stats.lag)
-        totals = await self.pools.refresh(queue)
-        self.length.labels("jobs").set(totals.length)
-        self.pending.labels("jobs").set(totals.pending)
-        self.lag.labels("jobs").set(totals.lag)
+        self._show("events", await queue.stream_stats(EVENTS_STREAM, DISPATCH_GROUP))
+        self._show("jobs", await self.pools.refresh(queue))
         self.oldest_age.set(max(self.pools.oldest_ages.values(), default=0.0))
         self.dead_letters.set(await queue.dead_letter_count())
         workers = await queue.live_workers()
@@ -138,6 +126,10 @@ class QueueGauges:
             self.worker_heartbeat.labels(worker.get("name", "?")).set(
                 float(worker.get("heartbeat_at", 0) or 0)
             )
+
+    def _show(self, stream: str, stats: StreamStats) -> None:
+        for field, metric in self.streams.items():
+            metric.labels(stream).set(getattr(stats, field))
 
     async def run(self, queue: Queue, stop: asyncio.Event, interval: float = 10.0) -> None:
         while not stop.is_set():
@@ -151,30 +143,10 @@ class PoolGauges:
     and the live workers that take its jobs (alerts fire on a pool with work and none)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.waiting = Gauge(
-            f"{NS}_pool_waiting_jobs",
-            "Jobs on the pool's stream no worker has taken yet",
-            ["capability"],
-            registry=registry,
-        )
-        self.running = Gauge(
-            f"{NS}_pool_running_jobs",
-            "Jobs of the pool taken by a worker, not yet finished",
-            ["capability"],
-            registry=registry,
-        )
-        self.oldest_age = Gauge(
-            f"{NS}_pool_oldest_age_seconds",
-            "Age of the pool's oldest job not yet started",
-            ["capability"],
-            registry=registry,
-        )
-        self.workers_live = Gauge(
-            f"{NS}_pool_workers_live",
-            "Live workers that take the pool's jobs",
-            ["capability"],
-            registry=registry,
-        )
+        self.gauges = {
+            key: gauge(registry, name, doc, ["capability"])
+            for key, (name, doc) in _POOL_GAUGES.items()
+        }
         self.oldest_ages: dict[str, float] = {}
 
     async def refresh(self, queue: Queue) -> StreamStats:
@@ -185,10 +157,14 @@ class PoolGauges:
             stream = jobs_stream(capability)
             stats = await queue.stream_stats(stream, WORKER_GROUP)
             age = await queue.oldest_waiting_age(stream, WORKER_GROUP)
-            self.waiting.labels(capability).set(stats.lag)
-            self.running.labels(capability).set(stats.pending)
-            self.oldest_age.labels(capability).set(age)
-            self.workers_live.labels(capability).set(live.get(capability, 0))
+            shown = {
+                "waiting": stats.lag,
+                "running": stats.pending,
+                "oldest_age": age,
+                "workers_live": live.get(capability, 0),
+            }
+            for key, value in shown.items():
+                self.gauges[key].labels(capability).set(value)
             self.oldest_ages[capability] = age
             length, pending, lag = length + stats.length, pending + stats.pending, lag + stats.lag
         return StreamStats(length=length, pending=pending, lag=lag)
@@ -196,15 +172,13 @@ class PoolGauges:
 
 def _without_worker_counter(registry: CollectorRegistry) -> Counter:
     """Jobs the dispatcher queued for a pool no live worker serves (each also answered so)."""
-    counter = Counter(
-        f"{NS}_jobs_queued_without_worker",
+    return counter(
+        registry,
+        "jobs_queued_without_worker",
         "Jobs queued for a worker pool (capability) that had no live worker",
         ["capability"],
-        registry=registry,
+        zero=[(capability,) for capability in CAPABILITIES],
     )
-    for capability in CAPABILITIES:
-        counter.labels(capability)
-    return counter
 
 
 class ServerMetrics:
@@ -260,12 +234,11 @@ class TrainMetrics:
     `ilab_bot_train_device_seconds_total{device="cuda"} / 3600`)."""
 
     def __init__(self, r: CollectorRegistry) -> None:
-        self.model_bytes = Counter(f"{NS}_model_bytes_uploaded", "Model bytes stashed", registry=r)
-        self.device_seconds = Counter(
-            f"{NS}_train_device_seconds", "Seconds of training, by device", ["device"], registry=r
-        )
-        for device in ("cpu", "cuda", "hpu", "mps", "default"):  # ILAB_BOT_TRAIN_DEVICE
-            self.device_seconds.labels(device)
+        self.model_bytes = counter(r, "model_bytes_uploaded", "Model bytes stashed")
+        self.device_seconds = counter(
+            r, "train_device_seconds", "Seconds of training, by device", ["device"],
+            zero=[(d,) for d in ("cpu", "cuda", "hpu", "mps", "default")],  # ILAB_BOT_TRAIN_DEVICE
+        )  # fmt: skip
 
 
 class WorkerMetrics:
@@ -293,10 +266,8 @@ class WorkerMetrics:
             buckets=WAIT_BUCKETS,
             registry=r,
         )
-        self.busy = Gauge(f"{NS}_worker_busy_jobs", "Jobs running in this process", registry=r)
-        self.concurrency = Gauge(
-            f"{NS}_worker_concurrency", "Jobs this process may run at once", registry=r
-        )
+        self.busy = gauge(r, "worker_busy_jobs", "Jobs running in this process")
+        self.concurrency = gauge(r, "worker_concurrency", "Jobs this process may run at once")
         self.exits = Counter(
             f"{NS}_subprocess_exits", "ilab subprocess exits", ["command", "code"], registry=r
         )
@@ -304,11 +275,11 @@ class WorkerMetrics:
         self.train = TrainMetrics(r)
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
-        self.info = Gauge(
-            f"{NS}_worker_info",
+        self.info = gauge(
+            r,
+            "worker_info",
             "1, labelled with the ilab release this worker found and the profile it drives",
             ["ilab_version", "profile"],
-            registry=r,
         )
         for command in GPU_COMMANDS:
             self.jobs_started.labels(command)
@@ -328,10 +299,8 @@ class GitHubMetrics:
         self.calls = Counter(
             f"{NS}_github_api_calls", "GitHub API calls", ["route", "status"], registry=registry
         )
-        self.rate_limit_remaining = Gauge(
-            f"{NS}_github_rate_limit_remaining",
-            "x-ratelimit-remaining of the latest response",
-            registry=registry,
+        self.rate_limit_remaining = gauge(
+            registry, "github_rate_limit_remaining", "x-ratelimit-remaining of the latest response"
         )
         self.progress_skipped = Counter(
             f"{NS}_check_run_progress_skipped",

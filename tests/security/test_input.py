@@ -72,8 +72,12 @@ async def server(redis_url: str, artifacts_dir: Path) -> AsyncIterator[TestServe
 # --- Finding 12: wrong-typed fields in a correctly signed payload -> 400, never 500 ----------
 
 
-def _real_deliveries(webhook_example: WebhookExample) -> list[Delivery]:
-    """Real Octokit examples, shaped so that classification reaches every field it reads."""
+@pytest.fixture(scope="module")
+def real_deliveries(webhook_example: WebhookExample) -> list[Delivery]:
+    """Real Octokit examples, shaped so that classification reaches every field it reads.
+
+    Built once: building them per example (six deep copies) took 90% of the fuzzing's time,
+    which under load ran into the suite's 120 s timeout."""
     comment = pr_comment(
         webhook_example("issue_comment", "created"), body=f"@{USERNAME} generate --x"
     )
@@ -132,11 +136,11 @@ def _classify_safely(delivery: Delivery) -> object:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_classifier_fuzzed_with_wrong_types(
-    webhook_example: WebhookExample, data: st.DataObject
+    real_deliveries: list[Delivery], data: st.DataObject
 ) -> None:
     """Property: real payloads with any fields set to a wrong type (or deleted) classify to
     an intent, "nothing to do", or WebhookError(400) with a message; nothing else."""
-    delivery = data.draw(st.sampled_from(_real_deliveries(webhook_example)), label="delivery")
+    delivery = data.draw(st.sampled_from(real_deliveries), label="delivery")
     payload = copy.deepcopy(delivery.payload)
     for _ in range(data.draw(st.integers(1, 3), label="mutations")):
         paths = _paths(payload)

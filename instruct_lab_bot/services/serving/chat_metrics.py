@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Histogram
 
 from instruct_lab_bot.core.serving import ServedModel, ServeState
+from instruct_lab_bot.services.metric_kinds import NS, counter, gauge
 
-NS = "instruct_lab_bot"
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 PROXY_ERRORS = (
     "bad_request", "unauthorized", "not_served", "closed", "too_large", "limited",
@@ -22,12 +22,13 @@ PROXY_ERRORS = (
 class ChatMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         r = registry
-        self.served = Gauge(
-            f"{NS}_models_served", "PR models the serving backend has, by state", ["state"],
-            registry=r,
-        )  # fmt: skip
-        self.cold_starts = Counter(
-            f"{NS}_model_cold_starts", "Requests that had to wait for a model to start", registry=r
+        self.served = gauge(
+            r, "models_served", "PR models the serving backend has, by state", ["state"]
+        )
+        for state in ServeState:
+            self.served.labels(state.value)
+        self.cold_starts = counter(
+            r, "model_cold_starts", "Requests that had to wait for a model to start"
         )
         self.cold_start_seconds = Histogram(
             f"{NS}_model_cold_start_seconds", "Wait for a model to answer after a cold start",
@@ -38,21 +39,16 @@ class ChatMetrics:
             "From a chat request reaching the proxy to the first answer token leaving it",
             buckets=TTFT_BUCKETS, registry=r,
         )  # fmt: skip
-        self.requests = Counter(
-            f"{NS}_chat_requests", "Chat requests through the proxy", ["model", "outcome"],
-            registry=r,
-        )  # fmt: skip
-        self.tokens = Counter(
-            f"{NS}_chat_tokens", "Answer tokens streamed through the proxy", ["model"], registry=r
+        self.requests = counter(
+            r, "chat_requests", "Chat requests through the proxy", ["model", "outcome"]
         )
-        self.proxy_errors = Counter(
-            f"{NS}_chat_proxy_errors", "Chat requests the proxy refused or failed", ["reason"],
-            registry=r,
+        self.tokens = counter(
+            r, "chat_tokens", "Answer tokens streamed through the proxy", ["model"]
+        )
+        self.proxy_errors = counter(
+            r, "chat_proxy_errors", "Chat requests the proxy refused or failed", ["reason"],
+            zero=[(reason,) for reason in PROXY_ERRORS],
         )  # fmt: skip
-        for state in ServeState:
-            self.served.labels(state.value)
-        for reason in PROXY_ERRORS:
-            self.proxy_errors.labels(reason)
 
     def observe_served(self, models: list[ServedModel]) -> None:
         for state in ServeState:

@@ -59,10 +59,10 @@ class IlabLauncher:
         run = serve_argv(
             self.profile, self.settings.ilab_command, dest, LOOPBACK, port, dest.parent
         )
-        if run.config_file is not None and run.config_text is not None:  # 0.18: the port
-            await asyncio.to_thread(run.config_file.write_text, run.config_text, "utf-8")
-        server = IlabServer(self.settings, run.argv, port=port, workspace=folder, cwd=dest.parent)
-        try:
+        server = await IlabServer.from_run(
+            self.settings, run, port=port, workspace=folder, cwd=dest.parent
+        )
+        try:  # a failed start has stopped the server: only a started one is returned
             await server.start(self.session, ready_within, None)
         except ServeFailed as exc:
             raise ServingError(str(exc)) from None

@@ -171,9 +171,9 @@ class ModelTest:
             self.deps.settings, run, port=port, workspace=self.workspace.root, cwd=folder
         )
         try:
-            yield server
+            async with server:  # stopped on the way out, whatever happens
+                yield server
         finally:
-            await server.stop()
             for line in server.tail:
                 self.progress.feed(self.deps.redactor.redact(f"[{which}] {line}"))
 
