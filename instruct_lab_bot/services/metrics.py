@@ -302,13 +302,14 @@ class GitHubMetrics:
         self.rate_limit_remaining = gauge(
             registry, "github_rate_limit_remaining", "x-ratelimit-remaining of the latest response"
         )
-        self.progress_skipped = Counter(
-            f"{NS}_check_run_progress_skipped",
+        self.progress_skipped = counter(
+            registry,
+            "check_run_progress_skipped",
             "Check-run progress updates a worker did not send: unchanged (nothing new to "
             "show), spaced (a change within a stage waits), budget (the write budget or "
             "GitHub refused it)",
             ["reason"],
-            registry=registry,
+            zero=[("unchanged",), ("spaced",), ("budget",)],
         )
 
     def observe(self, route: str, status: int | None, headers: Mapping[str, str]) -> None:
