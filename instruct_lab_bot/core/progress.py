@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 _BAR_REST = re.compile(
     r"\|[^|]*\|[ \t]{0,40}"
     r"(?P<n>\d{1,15}(?:\.\d{1,6})?[kMG]?)/(?P<total>\d{1,15}(?:\.\d{1,6})?[kMG]?|\?)"
-    r"(?:[ \t]{0,40}\[(?P<elapsed>[\d:]{1,20})(?:<(?P<eta>[\d:?]{1,20}))?[^\]]{0,200}\])?"
+    r"(?:[ \t]{0,40}\[(?P<elapsed>[\d:]{1,20})(?:<(?P<eta>[\d:?]{1,20}))?(?P<rest>[^\]]{0,200})\])?"
 )
 _MAX_PCT_DIGITS = 3
+_RATE = re.compile(r"(\d+(?:\.\d+)?)(it/s|s/it)")
 _BLOCK = "Running block: "
 _SEVERE = ("ERROR", "CRITICAL")
 _LOG = re.compile(
@@ -68,6 +69,16 @@ class Bar:
     total: str
     elapsed: str | None
     eta: str | None
+    rest: str = ""  # what follows the ETA in the brackets: the rate, tqdm's postfix
+
+    @property
+    def steps_per_second(self) -> float | None:
+        """tqdm's rate (`2.00it/s`, or `1.50s/it` when slower) in iterations per second;
+        None when not shown yet. Parsed on demand: generate's hot path never asks."""
+        found = _RATE.search(self.rest)
+        if found is None or (value := float(found.group(1))) <= 0:
+            return None
+        return value if found.group(2) == "it/s" else 1 / value
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,7 @@ def _bar(line: str, start: int, mark: int, match: re.Match[str]) -> Bar:
         total=match.group("total"),
         elapsed=match.group("elapsed"),
         eta=None if eta in (None, "?") else eta,
+        rest=match.group("rest") or "",
     )
 
 
