@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 _BAR_REST = re.compile(
     r"\|[^|]*\|[ \t]{0,40}"
     r"(?P<n>\d{1,15}(?:\.\d{1,6})?[kMG]?)/(?P<total>\d{1,15}(?:\.\d{1,6})?[kMG]?|\?)"
-    r"(?:[ \t]{0,40}\[(?P<elapsed>[\d:]{1,20})(?:<(?P<eta>[\d:?]{1,20}))?(?P<rest>[^\]]{0,200})\])?"
+    r"(?:[ \t]{0,40}\[(?P<elapsed>[\d:]{1,20})(?:<(?P<eta>[\d:?]{1,20}))?[^\]]{0,200}\])?"
 )
 _MAX_PCT_DIGITS = 3
 _RATE = re.compile(r"(\d+(?:\.\d+)?)(it/s|s/it)")
@@ -69,16 +69,6 @@ class Bar:
     total: str
     elapsed: str | None
     eta: str | None
-    rest: str = ""  # what follows the ETA in the brackets: the rate, tqdm's postfix
-
-    @property
-    def steps_per_second(self) -> float | None:
-        """tqdm's rate (`2.00it/s`, or `1.50s/it` when slower) in iterations per second;
-        None when not shown yet. Parsed on demand: generate's hot path never asks."""
-        found = _RATE.search(self.rest)
-        if found is None or (value := float(found.group(1))) <= 0:
-            return None
-        return value if found.group(2) == "it/s" else 1 / value
 
 
 @dataclass(frozen=True)
@@ -102,6 +92,16 @@ def parse_bar(line: str) -> Bar | None:
     return None
 
 
+def bar_rate(line: str) -> float | None:
+    """The rate of a bar `parse_bar` found in `line` (`2.00it/s`, or `1.50s/it` when slower)
+    in iterations per second; None when not shown yet. Apart from `Bar`: train asks for it,
+    generate's chunked path (`Progress.feed_lines`) never pays for it."""
+    found = _RATE.search(line, max(line.find("%|"), 0))
+    if found is None or (value := float(found.group(1))) <= 0:
+        return None
+    return value if found.group(2) == "it/s" else 1 / value
+
+
 def _bar(line: str, start: int, mark: int, match: re.Match[str]) -> Bar:
     digits = line[start:mark]
     eta = match.group("eta")
@@ -112,7 +112,6 @@ def _bar(line: str, start: int, mark: int, match: re.Match[str]) -> Bar:
         total=match.group("total"),
         elapsed=match.group("elapsed"),
         eta=None if eta in (None, "?") else eta,
-        rest=match.group("rest") or "",
     )
 
 

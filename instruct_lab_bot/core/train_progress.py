@@ -28,7 +28,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
-from instruct_lab_bot.core.progress import ANSI, parse_bar, parse_log
+from instruct_lab_bot.core.progress import ANSI, bar_rate, parse_bar, parse_log
 
 __all__ = [
     "LossPoint",
@@ -242,7 +242,7 @@ class TrainTracker:
         bar = parse_bar(line)
         if bar is None:
             return
-        rate = bar.steps_per_second
+        rate = bar_rate(line)
         if bar.description.startswith("Epoch ") and bar.total.isdigit():
             self._steps_per_epoch = int(bar.total)
             epoch = bar.description[6:].strip()
