@@ -10,12 +10,13 @@ import dataclasses
 import itertools
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from instruct_lab_bot.adapters.runner import OnLine, RunResult
 from instruct_lab_bot.core.settings import Settings
+from instruct_lab_bot.services.worker.app import Worker
 from testkit.chaos.checks import result_comments
 from testkit.chaos.world import (
     GENERATE_CHECK,
@@ -43,7 +44,14 @@ STAGE_B = "gen_knowledge Prompt Generation:  20%|██        | 1/5 [00:01<00:0
 SKIPPED = "instruct_lab_bot_check_run_progress_skipped_total"
 
 
-def skipped(r: Rig, reason: str) -> float:
+class HasWorker(Protocol):
+    """A test rig (generate's `Rig`, train's `TrainRig`): its worker's metrics."""
+
+    @property
+    def worker(self) -> Worker: ...
+
+
+def skipped(r: HasWorker, reason: str) -> float:
     value = r.worker.deps.metrics.registry.get_sample_value(SKIPPED, {"reason": reason})
     return value or 0.0
 

@@ -24,6 +24,7 @@ _BAR_REST = re.compile(
     r"(?:[ \t]{0,40}\[(?P<elapsed>[\d:]{1,20})(?:<(?P<eta>[\d:?]{1,20}))?[^\]]{0,200}\])?"
 )
 _MAX_PCT_DIGITS = 3
+_RATE = re.compile(r"(\d+(?:\.\d+)?)(it/s|s/it)")
 _BLOCK = "Running block: "
 _SEVERE = ("ERROR", "CRITICAL")
 _LOG = re.compile(
@@ -89,6 +90,16 @@ def parse_bar(line: str) -> Bar | None:
             return _bar(line, start, mark, match)
         mark = line.find("%|", mark + 2)
     return None
+
+
+def bar_rate(line: str) -> float | None:
+    """The rate of a bar `parse_bar` found in `line` (`2.00it/s`, or `1.50s/it` when slower)
+    in iterations per second; None when not shown yet. Apart from `Bar`: train asks for it,
+    generate's chunked path (`Progress.feed_lines`) never pays for it."""
+    found = _RATE.search(line, max(line.find("%|"), 0))
+    if found is None or (value := float(found.group(1))) <= 0:
+        return None
+    return value if found.group(2) == "it/s" else 1 / value
 
 
 def _bar(line: str, start: int, mark: int, match: re.Match[str]) -> Bar:

@@ -28,7 +28,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
-from instruct_lab_bot.core.progress import ANSI, parse_bar, parse_log
+from instruct_lab_bot.core.progress import ANSI, bar_rate, parse_bar, parse_log
 
 __all__ = [
     "LossPoint",
@@ -53,7 +53,6 @@ _NUM_EPOCHS = re.compile(r"^LINUX_TRAIN\.PY: NUM EPOCHS IS:\s+(\d{1,6})")
 _NUM_BATCHES = re.compile(r"^\s*num_batches: (\d{1,12})\s*$")
 _STAGE = re.compile(r"^LINUX_TRAIN\.PY: ([A-Z][A-Za-z0-9 -]{0,60})$")
 _SAVED = re.compile(r"^(?:Model saved in|Saving Model to:|Model state saved in:) (\S.{0,500})$")
-_RATE = re.compile(r"(\d+(?:\.\d+)?)(it/s|s/it)")
 _FAILURES = (
     "Accelerated Training failed with ",
     "Operation failed, terminating process.",
@@ -243,7 +242,7 @@ class TrainTracker:
         bar = parse_bar(line)
         if bar is None:
             return
-        rate = _RATE.search(line[line.find("%|") :])
+        rate = bar_rate(line)
         if bar.description.startswith("Epoch ") and bar.total.isdigit():
             self._steps_per_epoch = int(bar.total)
             epoch = bar.description[6:].strip()
@@ -269,12 +268,9 @@ class TrainTracker:
         known = self._progress.total_steps
         return self._progress.stage == "Training" or (known is not None and str(known) == total)
 
-    def _set_rate(self, rate: re.Match[str] | None) -> None:
-        if rate is None:
-            return
-        value = float(rate.group(1))
-        if value > 0:
-            self._steps_per_second = value if rate.group(2) == "it/s" else 1 / value
+    def _set_rate(self, rate: float | None) -> None:
+        if rate is not None:
+            self._steps_per_second = rate
 
     def _apply(self, event: TrainEvent) -> None:
         progress = self._progress

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import structlog
 
@@ -33,6 +34,32 @@ SAME_STAGE_INTERVALS = 2
 DONE_STAGE_INTERVALS = 4
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What a job's check run would show now, and what the policy needs to know of it."""
+
+    payload: dict[str, Any]  # the check-run update, redacted
+    stage: str | None  # a change within the same stage waits (`SAME_STAGE_INTERVALS`)
+    full: bool  # the stage's bar is full (`DONE_STAGE_INTERVALS`)
+    job_fields: dict[str, Any]  # the job record's progress fields for `ilab-bot jobs`
+
+
+class ProgressView(Protocol):
+    """One kind of job's progress as its check run shows it (generate's `Progress`, train's
+    numbers and loss curve): `Reporter.follow_view` decides when it goes to GitHub."""
+
+    def lines_seen(self) -> int:
+        """Output lines taken so far: no new line, nothing new to look at."""
+        ...
+
+    async def snapshot(self) -> Snapshot: ...
+
+
+#: Called at the start of every interval before the progress is looked at (train uploads
+#: finished checkpoints there).
+Tick = Callable[[], Awaitable[None]]
+
+
 class Reporter:
     """Writes one job's check run while it runs."""
 
@@ -50,50 +77,55 @@ class Reporter:
         await self._update("start", messages.check_run_started(self.job), droppable=True)
 
     async def follow(self, progress: Progress, stop: asyncio.Event) -> None:
-        """Until `stop`: at most one update per interval, only when what the check run shows
-        (title, summary, log tail as rendered) changed, and a change within the same stage
-        only every `SAME_STAGE_INTERVALS` (`DONE_STAGE_INTERVALS` once its bar is full). A
-        write the budget skipped is tried again at the next interval with the newest
-        snapshot (coalesced, never queued). What is pending when `stop` comes is not sent:
-        the completion that follows supersedes it."""
+        """`follow_view` for a generate or model-test job's `Progress`."""
+        await self.follow_view(_ProgressView(self.deps, self.job, progress), stop)
+
+    async def follow_view(
+        self, view: ProgressView, stop: asyncio.Event, each_interval: Tick | None = None
+    ) -> None:
+        """Until `stop`: at most one update per interval (after `each_interval`, if given),
+        only when what the check run shows (title, summary, log tail, image as rendered)
+        changed, and a change within the same stage only every `SAME_STAGE_INTERVALS`
+        (`DONE_STAGE_INTERVALS` once its bar is full). A write the budget skipped is tried
+        again at the next interval with the newest snapshot (coalesced, never queued). What
+        is pending when `stop` comes is not sent: the completion that follows supersedes it."""
         last_seen, waited = -1, 0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.deps.settings.progress_interval)
             waited += 1
-            if stop.is_set() or progress.lines_seen == last_seen:
+            if stop.is_set():
                 continue
-            payload = self.deps.redactor.value(messages.check_run_progress(self.job, progress))
-            if payload["output"] == self._shown:
-                last_seen = progress.lines_seen  # new lines, nothing new to show
+            if each_interval is not None:
+                await each_interval()
+            seen = view.lines_seen()
+            if seen == last_seen:
+                continue
+            shot = await view.snapshot()
+            if shot.payload["output"] == self._shown:
+                last_seen = seen  # new lines, nothing new to show
                 self._skipped("unchanged")
-            elif progress.stage == self._stage and waited < _spacing(progress):
+            elif shot.stage == self._stage and waited < _spacing(shot):
                 self._skipped("spaced")  # looked at again next interval, with what came since
-            elif await self._progress(progress, payload):
-                last_seen, waited = progress.lines_seen, 0
+            elif await self._progress(shot):
+                last_seen, waited = seen, 0
             else:
                 self._skipped("budget")
 
     def _skipped(self, reason: str) -> None:
         self.deps.metrics.github.progress_skipped.labels(reason).inc()
 
-    async def _progress(self, progress: Progress, payload: dict[str, Any]) -> bool:
+    async def _progress(self, shot: Snapshot) -> bool:
         """Send one progress snapshot; whether GitHub took it."""
         sent = await best_effort_sent(
             "check_run.progress",
             self.gh.update_check_run(
-                self.job.repo_ref, self.job.check_run_id, payload, droppable=True
+                self.job.repo_ref, self.job.check_run_id, shot.payload, droppable=True
             ),
         )
         if sent:
-            self._shown, self._stage = payload["output"], progress.stage
-        await redis_calls.best_effort(
-            self.deps.queue.update_job(
-                self.job.id,
-                progress=progress.percent or 0,
-                stage=messages.progress_title(progress),
-            )
-        )
+            self._shown, self._stage = shot.payload["output"], shot.stage
+        await redis_calls.best_effort(self.deps.queue.update_job(self.job.id, **shot.job_fields))
         return sent
 
     async def handed_back(self) -> None:
@@ -109,9 +141,25 @@ class Reporter:
         )
 
 
-def _spacing(progress: Progress) -> int:
+class _ProgressView:
+    """A generate or model-test job's `Progress` as its check run shows it."""
+
+    def __init__(self, deps: WorkerDeps, job: Job, progress: Progress) -> None:
+        self.deps, self.job, self.progress = deps, job, progress
+
+    def lines_seen(self) -> int:
+        return self.progress.lines_seen
+
+    async def snapshot(self) -> Snapshot:
+        progress = self.progress
+        payload = self.deps.redactor.value(messages.check_run_progress(self.job, progress))
+        fields = {"progress": progress.percent or 0, "stage": messages.progress_title(progress)}
+        return Snapshot(payload, progress.stage, progress.percent == 100, fields)
+
+
+def _spacing(shot: Snapshot) -> int:
     """Intervals a change within the current stage waits since the last update."""
-    return DONE_STAGE_INTERVALS if progress.percent == 100 else SAME_STAGE_INTERVALS
+    return DONE_STAGE_INTERVALS if shot.full else SAME_STAGE_INTERVALS
 
 
 async def best_effort(what: str, call: Awaitable[object]) -> None:

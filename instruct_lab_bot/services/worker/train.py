@@ -6,7 +6,6 @@ curve, upload checkpoints as they appear, then stash the model with its `model.j
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import shutil
 import time
@@ -37,7 +36,7 @@ from instruct_lab_bot.core.model_manifest import (
     ModelManifest,
 )
 from instruct_lab_bot.core.progress import Progress
-from instruct_lab_bot.core.train_progress import TrainTracker
+from instruct_lab_bot.core.train_progress import LossPoint, TrainTracker
 from instruct_lab_bot.core.training import (
     DISK_FULL,
     ILAB_DEFAULT_BASE_MODEL,
@@ -52,7 +51,7 @@ from instruct_lab_bot.services.worker import redis_calls
 from instruct_lab_bot.services.worker.deps import WorkerDeps
 from instruct_lab_bot.services.worker.ilab import JobFailed, shown_command
 from instruct_lab_bot.services.worker.log_file import CappedLog
-from instruct_lab_bot.services.worker.reporting import Reporter, best_effort
+from instruct_lab_bot.services.worker.reporting import Reporter, Snapshot
 from instruct_lab_bot.services.worker.train_backend import (
     OnTrainLine,
     TrainBackend,
@@ -116,6 +115,7 @@ class TrainJob:
         self.resumed = ""
         self.disk_full = False
         self.curve_url = ""
+        self._drawn: list[LossPoint] = []  # the points behind `curve_url`
 
     async def run(self) -> JobResult:
         source = await self._source()
@@ -221,36 +221,25 @@ class TrainJob:
         return sink
 
     async def _follow(self, uploader: CheckpointUploader, stop: asyncio.Event) -> None:
-        """Every progress interval: upload finished checkpoints, redraw the loss curve and
-        update the check run (each best effort: a failed update never fails the training)."""
-        seen = -1
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.deps.settings.progress_interval)
-            if stop.is_set():
-                break
+        """Every progress interval: upload finished checkpoints, then the check run under the
+        reporter's policy (only what shows something new; each best effort: a failed update
+        never fails the training)."""
+
+        async def scan() -> None:
             try:
                 await uploader.scan()
             except (StorageError, OSError) as exc:  # tried again at the next interval
                 log.warning("train.checkpoint_upload_failed", error=str(exc))
-            if self.x.progress.lines_seen != seen:
-                seen = self.x.progress.lines_seen
-                await self._report()
 
-    async def _report(self) -> None:
-        await self._report_curve_quietly()
-        tail = self.x.progress.last_lines(self.x.progress.tail_lines)
-        payload = check_run_training(
-            self.job, self.tracker.progress, tail, image_url=self.curve_url, resumed=self.resumed
-        )
-        payload = self.deps.redactor.value(payload)
-        gh = self.x.reporter.gh
-        await best_effort(
-            "check_run.train_progress",
-            gh.update_check_run(self.job.repo_ref, self.job.check_run_id, payload, droppable=True),
-        )
-        stage = train_progress_title(self.tracker.progress)
-        await redis_calls.best_effort(self.deps.queue.update_job(self.job.id, stage=stage))
+        await self.x.reporter.follow_view(_TrainView(self), stop, scan)
+
+    async def refresh_curve(self) -> None:
+        """Redraw the loss curve only when its points changed: a new link to the same
+        picture would make the check run look changed when it is not."""
+        points = self.tracker.loss_curve()
+        if points and points != self._drawn:
+            await self._report_curve_quietly()
+            self._drawn = points
 
     async def _upload_curve(self) -> str:
         points = [(p.step, p.loss) for p in self.tracker.loss_curve()]
@@ -357,3 +346,21 @@ class TrainJob:
             self.curve_url = await self._upload_curve()
         except (StorageError, OSError, ValueError) as exc:  # the picture is a nicety
             log.warning("train.loss_curve_failed", error=str(exc))
+
+
+class _TrainView:
+    """A train job's numbers, loss curve and newest lines as its check run shows them."""
+
+    def __init__(self, train: TrainJob) -> None:
+        self.train = train
+
+    def lines_seen(self) -> int:
+        return self.train.x.progress.lines_seen
+
+    async def snapshot(self) -> Snapshot:
+        t = self.train
+        await t.refresh_curve()
+        status, tail = t.tracker.progress, t.x.progress.last_lines(t.x.progress.tail_lines)
+        payload = check_run_training(t.job, status, tail, image_url=t.curve_url, resumed=t.resumed)
+        fields = {"stage": train_progress_title(status)}
+        return Snapshot(t.deps.redactor.value(payload), status.stage, status.percent == 100, fields)
