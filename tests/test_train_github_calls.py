@@ -12,9 +12,9 @@ from instruct_lab_bot.core.jobs import State
 from instruct_lab_bot.core.training import TrainRequest, TrainRunResult
 from instruct_lab_bot.services.worker.train_backend import OnTrainLine
 from tests import test_train_worker
+from tests.fixtures.worker import kind
 from tests.test_github_calls import skipped, until
 from tests.test_train_worker import TrainRig, bar, full_line, write_model
-from tests.test_worker_flow import kind
 
 train_rig = test_train_worker.train_rig  # a real Redis and S3 (moto), in-memory GitHub
 
