@@ -1,5 +1,10 @@
 """Shared fixtures: each real service the tests use lives in one plugin module."""
 
+import gc
+from collections.abc import Iterator
+
+import pytest
+
 pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.github",
@@ -8,3 +13,11 @@ pytest_plugins = [
     "tests.fixtures.bot",
     "tests.fixtures.world",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _collect_after_each_test() -> Iterator[None]:
+    """An object a test leaked is reported (as an error) by the test that leaked it, not by
+    whichever test the garbage collector happens to run in later (~15 ms a test)."""
+    yield
+    gc.collect()
