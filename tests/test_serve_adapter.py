@@ -53,6 +53,15 @@ def settings(ilab_standin: str, tmp_path: Path) -> Settings:
     )
 
 
+@pytest.fixture
+def never_ready_server(
+    settings: Settings, tmp_path: Path, tag: str, monkeypatch: pytest.MonkeyPatch
+) -> IlabServer:
+    """A model server (the stand-in) that starts but never answers."""
+    monkeypatch.setenv("ILAB_STANDIN_SERVE_MODE", "never-ready")
+    return _server(settings, tmp_path, write_hf_model(tmp_path / "models" / "m"))
+
+
 async def test_a_served_model_answers_and_is_stopped(
     settings: Settings, tmp_path: Path, tag: str
 ) -> None:
@@ -97,23 +106,17 @@ async def test_a_server_that_exits_0_without_serving_is_a_failure(
 
 
 async def test_a_server_that_never_answers_is_given_up_and_stopped(
-    settings: Settings, tmp_path: Path, tag: str, monkeypatch: pytest.MonkeyPatch
+    never_ready_server: IlabServer,
 ) -> None:
-    monkeypatch.setenv("ILAB_STANDIN_SERVE_MODE", "never-ready")
-    model = write_hf_model(tmp_path / "models" / "m")
-    server = _server(settings, tmp_path, model)
+    server = never_ready_server
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ServeFailed, match="did not answer within 1 s"):
             await server.start(session, ready_within=1, cancel=None)
     assert not server.running
 
 
-async def test_a_cancel_stops_the_wait(
-    settings: Settings, tmp_path: Path, tag: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ILAB_STANDIN_SERVE_MODE", "never-ready")
-    model = write_hf_model(tmp_path / "models" / "m")
-    server = _server(settings, tmp_path, model)
+async def test_a_cancel_stops_the_wait(never_ready_server: IlabServer) -> None:
+    server = never_ready_server
     cancel = asyncio.Event()
     cancel.set()
     async with aiohttp.ClientSession() as session:
@@ -123,12 +126,10 @@ async def test_a_cancel_stops_the_wait(
 
 
 async def test_a_start_cancelled_from_outside_stops_the_server(
-    settings: Settings, tmp_path: Path, tag: str, monkeypatch: pytest.MonkeyPatch
+    never_ready_server: IlabServer,
 ) -> None:
     """The guard is the adapter's: a caller keeping the server (the `local` backend) has none."""
-    monkeypatch.setenv("ILAB_STANDIN_SERVE_MODE", "never-ready")
-    model = write_hf_model(tmp_path / "models" / "m")
-    server = _server(settings, tmp_path, model)
+    server = never_ready_server
     polled = asyncio.Event()
 
     async def on_request(*_: object) -> None:

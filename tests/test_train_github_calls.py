@@ -40,9 +40,7 @@ async def test_a_training_redraw_that_shows_the_same_is_not_sent(
         return TrainRunResult("exited", 0, 3.0)
 
     r = train_rig(script, train_epochs=2)
-    await r.generate_job()
-    await r.train_job()
-    job = await r.process_next()
+    job = await r.train_after_generate()
 
     assert job.state is State.SUCCEEDED, job.error
     assert r.github.checks.kinds() == ["started", "progress", "progress", "completed:success"]

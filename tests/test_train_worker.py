@@ -146,6 +146,12 @@ class TrainRig:
         assert job is not None
         return job
 
+    async def train_after_generate(self) -> Job:
+        """A generate job's data, a `train` job on it, and the worker's run of it."""
+        await self.generate_job()
+        await self.train_job()
+        return await self.process_next()
+
     def comment(self) -> str:
         (comment,) = self.github.checks.comments
         return comment[3]
@@ -214,9 +220,7 @@ async def test_train_reports_progress_with_a_loss_curve_and_stashes_the_model(
         return TrainRunResult("exited", 0, 3.0)
 
     r = train_rig(script, train_epochs=2)
-    await r.generate_job()
-    await r.train_job()
-    job = await r.process_next()
+    job = await r.train_after_generate()
 
     assert job.state is State.SUCCEEDED, job.error
     epochs = json.loads(
@@ -306,9 +310,7 @@ async def test_a_training_that_goes_wrong_fails_with_a_clear_reason(
         return TrainRunResult("exited", 0, 1.0)  # 0.18 exits 0 after a failure
 
     r = train_rig(script)
-    await r.generate_job()
-    await r.train_job()
-    job = await r.process_next()
+    job = await r.train_after_generate()
     assert job.state is State.FAILED
     assert error in job.error
     assert error in r.comment()
