@@ -17,8 +17,9 @@ Switches (environment):
                             point on; training still ends "successfully") | no-checkpoint
                             (prints a success, writes no model)
   ILAB_STANDIN_TRAIN_FAIL_AT  fraction of the steps where fail/hang/nan start (default 0.5)
-  ILAB_STANDIN_TRAIN_STEP_SECONDS  sleep per step (default 0), so a test can kill a run
-                            once a checkpoint appeared
+  ILAB_STANDIN_TRAIN_STEP_SECONDS  sleep per step (default 0)
+  ILAB_STANDIN_TRAIN_HOLD   a path: after saving its first model a run waits until that file
+                            exists, so a test can kill it mid-training on a condition
   ILAB_STANDIN_TRAIN_MODEL_BYTES  size of the weights file each model folder gets (default 4096)
   ILAB_STANDIN_TRAIN_LOG_STEPS  the Trainer's logging_steps in the simple pipeline (default 500)
   ILAB_STANDIN_FLOOD_LINES  lines printed in flood mode (default 100000)
@@ -82,6 +83,7 @@ class TrainKnobs:
     model_bytes: int = 4096
     log_steps: int = 500
     flood_lines: int = 100000
+    hold: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TrainKnobs:
@@ -95,6 +97,7 @@ class TrainKnobs:
             model_bytes=int(env.get("ILAB_STANDIN_TRAIN_MODEL_BYTES") or 4096),
             log_steps=int(env.get("ILAB_STANDIN_TRAIN_LOG_STEPS") or 500),
             flood_lines=int(env.get("ILAB_STANDIN_FLOOD_LINES") or 100000),
+            hold=Path(hold) if (hold := env.get("ILAB_STANDIN_TRAIN_HOLD")) else None,
         )
 
 
@@ -131,6 +134,12 @@ class Training:
     def pause(self) -> None:
         if self.knobs.step_seconds:
             time.sleep(self.knobs.step_seconds)
+
+    def hold_after_save(self) -> None:
+        """Wait (no deadline: the test kills us or releases us) for the hold file."""
+        hold = self.knobs.hold
+        while hold is not None and not hold.exists():
+            time.sleep(0.02)
 
     def writes_models(self) -> bool:
         return self.knobs.mode != "no-checkpoint"
@@ -331,6 +340,7 @@ def _accelerated(training: Training, opts: Mapping[str, Any]) -> int:
         if stopped:
             return _stop_accelerated(training)
         _save_accelerated(training, epoch, seen)
+        training.hold_after_save()
     out.write("\033[92mOperation completed successfully! 🎉\033[0m\n")
     out.flush()
     return 0
@@ -402,6 +412,7 @@ def _full(training: Training, opts: Mapping[str, Any]) -> int:
             )
             return 1
         _save_full(training, epoch)
+        training.hold_after_save()
     sys.stdout.write("ᕦ(òᴗóˇ)ᕤ Full model training completed successfully! ᕦ(òᴗóˇ)ᕤ\n")
     return 0
 

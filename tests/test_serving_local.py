@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 import pytest
@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from instruct_lab_bot.adapters.redis.serving import ServeRecords
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
+from instruct_lab_bot.core.serve_record import ANSWERING, Actual, new_desired, served
 from instruct_lab_bot.core.serving import ModelRef, ServedModel, ServeState
 from instruct_lab_bot.services.serving.backend import ServingError
 from instruct_lab_bot.services.serving.local import LocalBackend
@@ -214,6 +215,17 @@ async def test_a_dead_workers_model_starts_on_a_live_one(world: World) -> None:
     again = await world.backend.ready_url(PULL, within=BOUND)
     assert await models_at(again) == ["train-1"]
     assert world.worker.starts == 2  # a new server (the port may be the dead one's again)
+
+
+def test_an_answering_report_older_than_a_request_is_not_ready() -> None:
+    """A dead worker's `answering at URL` is left behind; once a request wanted a start after
+    it, the model is deploying until a live worker answers that request, never ready at the
+    dead URL (a worker claims a model a moment before it reports `starting`)."""
+    desired = new_desired(model(), now=1.0, cold_start=0.0).with_(wanted_at=5.0)
+    stale = Actual("train-1", ANSWERING, at=2.0, url="http://dead:1/v1", for_wanted=3.0)
+    assert served(desired, stale).state is ServeState.DEPLOYING
+    answered = served(desired, replace(stale, url="http://live:2/v1", for_wanted=5.0))
+    assert (answered.state, answered.url) == (ServeState.READY, "http://live:2/v1")
 
 
 async def test_sweep_removes_a_closed_prs_model(world: World) -> None:

@@ -216,7 +216,8 @@ async def test_kill_9_mid_training_resumes_from_the_last_checkpoint_once(
         shutdown_grace=0.5,
         kill_grace=1.0,
     )
-    monkeypatch.setenv("ILAB_STANDIN_TRAIN_STEP_SECONDS", "0.5")
+    release = world.record.path.parent / "release-training"  # writable in the sandbox
+    monkeypatch.setenv("ILAB_STANDIN_TRAIN_HOLD", str(release))
     queue = Queue.from_url(settings.redis_url)
     try:
         async with run_bot(settings, workers=0) as bot:
@@ -227,13 +228,15 @@ async def test_kill_9_mid_training_resumes_from_the_last_checkpoint_once(
             job = await until(lambda: train_job(queue))
             prefix = job.artifact_key_prefix() + "checkpoints/"
             root = tmp_path / "artifacts"
-            # the condition: a whole checkpoint is stored (its checkpoint.json comes last)
+            # the condition: a whole checkpoint is stored (its checkpoint.json comes last);
+            # the first `ilab` holds after it until killed
             await until(lambda: done_checkpoint(root / prefix), timeout=120)
             first.signal(signal.SIGKILL)
             for entry in world.record.entries():  # the dead worker's orphaned `ilab`
                 if entry.get("command") == "model train":
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(int(entry["pid"]), signal.SIGKILL)
+            release.touch()  # the resumed run goes to the end
             second = worker_processes(settings)
             _, trained = await train_results(world, 2, timeout=120)
             done = await queue.get_job(job.id)
@@ -247,11 +250,10 @@ async def test_kill_9_mid_training_resumes_from_the_last_checkpoint_once(
     resumed = trains[1]["argv"]
     assert "/checkpoints/hf_format/samples_" in resumed[resumed.index("--model-path") + 1]
     assert int(resumed[resumed.index("--num-epochs") + 1]) < 3
-    history = world.gh.check_run_history(check_run_of(world, "train")["id"])
-    assert any(
-        "Resumed from the last uploaded checkpoint" in h.get("output", {}).get("summary", "")
-        for h in history
-    )
+    # the completed check run says so too (progress while resuming: tests/test_train_worker.py)
+    final = world.gh.check_run_history(check_run_of(world, "train")["id"])[-1]
+    assert final["conclusion"] == "success"
+    assert "Resumed from checkpoint" in final["output"]["summary"]
     assert [e for e in second.events() if e.get("event") == "job.taken_over"]
 
 

@@ -80,10 +80,13 @@ def served(desired: Desired, actual: Actual | None) -> ServedModel:
     phase = actual.phase if actual is not None and current else STOPPED
     since = actual.for_wanted if actual is not None and current else 0.0
     url, message = "", ""
-    if phase == ANSWERING:
+    if phase == ANSWERING and desired.wanted_at <= since:
         state, url = ServeState.READY, actual.url if actual else ""
-    elif phase == STARTING or desired.wanted_at > since:
-        state = ServeState.DEPLOYING  # a request since the last report wants it started
+    elif phase in (STARTING, ANSWERING) or desired.wanted_at > since:
+        # a request since the last report wants it started: that report (even an answering
+        # URL, left by a worker that died) is older than the request; the worker that takes
+        # the request reports again
+        state = ServeState.DEPLOYING
     elif phase == FAILED:
         state, message = ServeState.FAILED, actual.message if actual else ""
     else:
