@@ -130,6 +130,7 @@ class BurstConfig:
     drain_limit: float = 600.0  # bounds the wait for the dispatchers and workers to catch up
     pulls: int = 50  # open PRs the comments are spread over (round robin)
     workers: int = 0  # worker processes (2 jobs each, the 1 s stand-in); 0: jobs stay queued
+    quota: int = 5000  # calls an hour the installation may make (GitHub's: 5,000; more on GHEC)
 
 
 def write_body(work: Path, secret: str, kind: str, comment_id: int) -> tuple[Path, str]:
@@ -200,6 +201,7 @@ async def run_burst(config: BurstConfig, work: Path) -> BurstResult:
     with redis_server() as redis_url:
         async with GitHubEmulator(spec, app_id=key.app_id, public_key_pem=key.public_key_pem) as gh:
             publish_pulls(gh, remote, config.pulls)
+            gh.rate_limit = config.quota
             extra = {
                 "GITHUB_APP_ID": str(key.app_id),
                 "GITHUB_PRIVATE_KEY": key.private_key_pem,
@@ -329,9 +331,18 @@ def main() -> None:
     )
     parser.add_argument("--pulls", type=int, default=50, help="PRs the comments go to")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2 jobs each)")
+    parser.add_argument(
+        "--quota", type=int, default=5000, help="GitHub calls an hour for the installation"
+    )
     args = parser.parse_args()
     config = BurstConfig(
-        args.rate, args.seconds, args.writes_per_minute, args.drain_limit, args.pulls, args.workers
+        args.rate,
+        args.seconds,
+        args.writes_per_minute,
+        args.drain_limit,
+        args.pulls,
+        args.workers,
+        args.quota,
     )
     with tempfile.TemporaryDirectory(prefix="ilab-burst-") as tmp:
         result = asyncio.run(run_burst(config, Path(tmp)))

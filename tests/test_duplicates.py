@@ -1,23 +1,26 @@
-"""Commands that repeat a live job (issue 18, the burst): one job, and per repetition one PR
-read and O(1) Redis work; no 👀, no file list, no validation, one reply per person and job.
-A request that is not a repetition (another head, another kind, the job over) makes a job."""
+"""Commands that repeat a live job, or one that succeeded at the same head (issue 18, the
+burst): one job, and per repetition one PR read and O(1) Redis work; no 👀, no file list, no
+validation, one reply per person and job. A request that is not a repetition (another head,
+another kind, the job failed or was cancelled, GitHub's "Re-run") makes a job."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import aiohttp
 import pytest
 
 from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
 from instruct_lab_bot.adapters.redis.queue import Queue
-from instruct_lab_bot.core.jobs import Job
+from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.refs import RepoRef
 from testkit.harness import RunningBot, run_bot
 from testkit.taxonomy import file_at
-from tests.fixtures.bot import MENTION
-from tests.fixtures.world import World
+from tests.fixtures.bot import MENTION, post_webhook
+from tests.fixtures.world import MAINTAINER, World
 
 PULL = RepoRef("instructlab", "taxonomy").pull(7)
 REACTIONS = "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"
@@ -47,6 +50,14 @@ async def comment(world: World, bot: RunningBot, queue: Queue, body: str) -> Non
 
 async def jobs(queue: Queue) -> list[Job]:
     return await queue.get_jobs(await queue.pr_job_ids(PULL))
+
+
+async def ended(queue: Queue) -> list[Job]:
+    """Wait until every job of the PR is in a final state."""
+    async with asyncio.timeout(60):
+        while not all(j.state.terminal for j in await jobs(queue)):
+            await asyncio.sleep(0.05)
+    return await jobs(queue)
 
 
 def reacted(world: World, comment_id: int) -> bool:
@@ -111,3 +122,49 @@ async def test_a_request_that_repeats_no_live_job_makes_a_job(world: World, queu
         ("generate", True, True),
         ("precheck", False, True),
     ]
+
+
+def rerun(world: World, job: Job, webhook_example: Callable[..., Any]) -> dict[str, Any]:
+    """GitHub's "Re-run" on `job`'s check run, as the maintainer."""
+    payload: dict[str, Any] = webhook_example("check_run", "rerequested")
+    payload["check_run"].update(
+        id=job.check_run_id,
+        name=f"instruct-lab-bot/{job.command}",
+        external_id=job.id,
+        head_sha=job.head_sha,
+    )
+    payload["installation"] = {"id": world.gh.installation_id}
+    payload["repository"].update(name=PULL.name, full_name=PULL.repo.full_name)
+    payload["repository"]["owner"]["login"] = PULL.owner
+    payload["sender"]["login"] = MAINTAINER
+    return payload
+
+
+async def test_a_repeat_of_a_job_that_succeeded_at_the_head_is_answered_with_it(
+    world: World, queue: Queue, webhook_example: Callable[..., Any]
+) -> None:
+    repeats = 3
+    async with run_bot(world.settings, workers=1) as bot:
+        await comment(world, bot, queue, f"{MENTION} generate")
+        (job,) = await ended(queue)
+        assert job.state is State.SUCCEEDED
+        before = len(world.gh.calls)
+        for _ in range(repeats):
+            await comment(world, bot, queue, f"{MENTION} generate")
+        calls = Counter(f"{c.method} {c.route}" for c in world.gh.calls[before:])
+        assert [j.id for j in await jobs(queue)] == [job.id]  # nothing new queued
+        # GitHub's "Re-run" on its check run asks for it again: a new job
+        async with aiohttp.ClientSession() as session:
+            payload = rerun(world, job, webhook_example)
+            status, _ = await post_webhook(session, bot.webhook_url, "check_run", payload)
+        assert status == 202
+        await handled(queue)
+        again = await ended(queue)
+    assert calls["GET /repos/{owner}/{repo}/pulls/{pull_number}"] == repeats  # the head sha
+    assert calls[f"POST {REACTIONS}"] == 0
+    assert calls["GET /repos/{owner}/{repo}/pulls/{pull_number}/files"] == 0
+    assert calls["POST /repos/{owner}/{repo}/check-runs"] == 0
+    assert calls["POST /repos/{owner}/{repo}/issues/{issue_number}/comments"] == 1
+    (link,) = [c for c in world.bot_comments() if "already succeeded" in c["body"]]
+    assert f"/runs/{job.check_run_id}" in link["body"]
+    assert sorted(str(j.state) for j in again) == ["succeeded", "succeeded"]

@@ -156,6 +156,16 @@ def test_denied_and_refusals_name_the_command() -> None:
     assert "`ready`" in messages.labels_needed("precheck", ("ready",))
 
 
+def test_a_repeat_links_the_live_or_succeeded_job() -> None:
+    url = "https://github.com/o/taxonomy/runs/3"
+    live = messages.already_running(JOB.evolve(state=State.RUNNING), url)
+    assert "already running" in live and f"({url})" in live and "@alice" in live
+    done = messages.already_succeeded(JOB.evolve(state=State.SUCCEEDED), url)
+    assert "`generate` already succeeded for aaaaaaa" in done and f"({url})" in done
+    assert "Nothing new was queued" in done and "Re-run" in done
+    assert "job `job1`" in messages.already_succeeded(JOB.evolve(check_run_id=0), url)
+
+
 def test_facade_re_exports_each_subject_module() -> None:
     for module in (msg_commands, msg_generate, msg_precheck, msg_status, msg_welcome):
         for name in dir(module):

@@ -57,6 +57,7 @@ TOKEN_REFRESH_MARGIN = 10 * 60  # refresh an installation token this long before
 JWT_REUSE = 5 * 60  # an app JWT lives 10 minutes; sign a new one after this
 DEFAULT_CONCURRENCY = 8
 _BUDGET_SPREAD = 0.05  # jitter on a write-budget wait, so waiting writers do not collide
+_WAIT_WORTH_LOGGING = 0.1  # seconds: a write that waited this long for a slot is logged
 
 
 @dataclass(frozen=True)
@@ -350,8 +351,9 @@ class GitHubApp:
             raise _NoWriteSlot(wait)
 
         loop = asyncio.get_running_loop()
+        asked = loop.time()
         until_deadline = RetryPolicy(
-            deadline=state.deadline - loop.time(), max_attempts=UNLIMITED_ATTEMPTS
+            deadline=state.deadline - asked, max_attempts=UNLIMITED_ATTEMPTS
         )
         try:
             return await retry(
@@ -364,6 +366,10 @@ class GitHubApp:
         except _NoWriteSlot:
             message = f"GitHub call failed ({state.call.what}): write budget exhausted"
             raise GitHubError(message, transient=True) from None
+        finally:
+            waited = loop.time() - asked
+            if waited >= _WAIT_WORTH_LOGGING:  # what a dispatcher or worker waits on
+                log.info("github.write_waited", what=state.call.what, seconds=round(waited, 3))
 
 
 def build_github_app(

@@ -117,16 +117,16 @@ class JobStore(RedisPart):
     async def recent_job_ids(self, count: int = 100) -> list[str]:
         return cast(list[str], await self.redis.zrevrange(ALL_JOBS_KEY, 0, count - 1))
 
-    async def active_job(self, pull: PullRequestRef, head_sha: str, command: str) -> Job | None:
-        """The queued or running job holding the (PR, head sha, command) slot, if any: two
-        reads, whatever the number of requests that came before."""
+    async def slot_job(self, pull: PullRequestRef, head_sha: str, command: str) -> Job | None:
+        """The newest job of the (PR, head sha, command) slot, if any, live (it holds the slot)
+        or ended (kept as long as its history): two reads, whatever the number of requests
+        that came before."""
         holder = cast(str | None, await self.redis.get(active_key_at(pull, head_sha, command)))
-        job = await read_job(self.redis, holder) if holder else None
-        return job if job is not None and not job.state.terminal else None
+        return await read_job(self.redis, holder) if holder else None
 
-    async def active_commands(self, pull: PullRequestRef, newest: int = 20) -> set[str]:
-        """The commands of the PR's queued or running jobs among its `newest` ones (a bounded
-        read: a hint, `active_job` is the authority)."""
+    async def repeatable_commands(self, pull: PullRequestRef, newest: int = 20) -> set[str]:
+        """The commands of the PR's queued, running or succeeded jobs among its `newest` ones
+        (a bounded read: a hint, `slot_job` is the authority)."""
         ids = cast(list[str], await self.redis.zrevrange(pr_jobs_key(pull), 0, newest - 1))
         if not ids:
             return set()
@@ -134,7 +134,8 @@ class JobStore(RedisPart):
             for job_id in ids:
                 pipe.hmget(job_key(job_id), "state", "command")
             found: list[list[str | None]] = await pipe.execute()
-        return {str(command) for state, command in found if state in ("queued", "running")}
+        repeatable = ("queued", "running", "succeeded")
+        return {str(command) for state, command in found if state in repeatable}
 
     async def pr_job_ids(self, pull: PullRequestRef) -> list[str]:
         return cast(list[str], await self.redis.zrange(pr_jobs_key(pull), 0, -1))

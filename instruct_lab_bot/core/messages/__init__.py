@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from instruct_lab_bot.core.messages.commands import (
     already_running,
+    already_succeeded,
     cancelled,
     denied,
     help_text,
@@ -99,6 +100,7 @@ __all__ = [
     "Artifact",
     "JobResult",
     "already_running",
+    "already_succeeded",
     "cancelled",
     "cancelled_check_run",
     "check_name",

@@ -164,3 +164,14 @@ def already_running(job: Job, url: str) -> str:
         f"⏳ `{job.command}` for {short_sha(job.head_sha)} is already {job.state} "
         f"(requested by @{job.requester}): see the {where}. Nothing new was queued."
     )
+
+
+def already_succeeded(job: Job, url: str) -> str:
+    """A request for a command that already succeeded on the PR's head: the same inputs give
+    the same results, so link them instead of running it again."""
+    where = f"[check run]({url})" if job.check_run_id else f"job `{job.id}`"
+    return (
+        f"✅ `{job.command}` already succeeded for {short_sha(job.head_sha)} "
+        f"(requested by @{job.requester}): see the {where} for its results. Nothing new was "
+        "queued: the check run's **Re-run** (or a new commit) runs it again."
+    )

@@ -67,9 +67,10 @@ class CommandHandlers:
         """Acknowledge the comment, then act on each of its commands in order. The reaction
         and GitHub's view of the PR are asked for at once, while the configuration loads.
 
-        A comment that likely repeats live jobs (a Redis hint) waits for the answer instead:
-        a repeat is acknowledged by its "already running" reply, not by a 👀 too, and its
-        PR's files are not read (a burst of repeats costs one PR read each)."""
+        A comment that likely repeats live or succeeded jobs (a Redis hint) waits for the
+        answer instead: a repeat is acknowledged by its "already running" or "already
+        succeeded" reply, not by a 👀 too, and its PR's files are not read (a burst of
+        repeats costs one PR read each)."""
         pull = PullRequestRef(RepoRef(intent.owner, intent.repo), intent.pr_number)
         repeat = await self._likely_repeat(pull, intent)
         reaction = None if repeat else asyncio.create_task(self._react(gh, pull, intent))
@@ -90,11 +91,11 @@ class CommandHandlers:
 
     async def _likely_repeat(self, pull: PullRequestRef, intent: CommandIntent) -> bool:
         """Whether every command asks, without arguments, for a job of a kind the PR has
-        queued or running."""
+        queued, running or succeeded."""
         kinds = [c.spec.job_kind if c.spec and not c.args else None for c in intent.commands]
         if not intent.on_pull_request or not kinds or None in kinds:
             return False
-        return set(kinds) <= await self.deps.queue.active_commands(pull)
+        return set(kinds) <= await self.deps.queue.repeatable_commands(pull)
 
     async def _react(self, gh: Installation, pull: PullRequestRef, intent: CommandIntent) -> None:
         try:

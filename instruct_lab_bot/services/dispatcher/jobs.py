@@ -20,9 +20,10 @@ from instruct_lab_bot.core.dispatch_rules import (
     retry_source,
 )
 from instruct_lab_bot.core.job_view import check_run_url
-from instruct_lab_bot.core.jobs import Job
+from instruct_lab_bot.core.jobs import Job, State
 from instruct_lab_bot.core.messages.commands import (
     already_running,
+    already_succeeded,
     labels_check_run,
     labels_needed,
     no_taxonomy_change,
@@ -59,13 +60,15 @@ class JobStarter:
         self.queue = deps.queue
 
     async def start(
-        self, request: Request, kind: str, origin: JobOrigin | None = None
+        self, request: Request, kind: str, origin: JobOrigin | None = None, *, again: bool = False
     ) -> Job | None:
-        """Create the job (unless a redelivery did already) and queue it."""
+        """Create the job (unless a redelivery did already) and queue it. `again`: asked to
+        run again (`retry`, GitHub's "Re-run"): only a live job at the head makes it a repeat,
+        not one that succeeded there."""
         job = await self.queue.get_job(request.job_id)
         fresh = False  # created by this call: no check run can exist for it yet
         if job is None:
-            job, fresh = await self._create(request, kind, origin or JobOrigin())
+            job, fresh = await self._create(request, kind, origin or JobOrigin(), again)
             if job is None:
                 return None
         await self._queue(request, job, fresh=fresh)
@@ -84,10 +87,10 @@ class JobStarter:
             return
         if source.command == "train" and source.source_job:  # the same data again
             request = replace(request, args=("--from", source.source_job))
-        await self.start(request, source.command)
+        await self.start(request, source.command, again=True)
 
     async def _create(
-        self, request: Request, kind: str, origin: JobOrigin
+        self, request: Request, kind: str, origin: JobOrigin, again: bool
     ) -> tuple[Job | None, bool]:
         spec = spec_for_job(kind)
         if spec is None:
@@ -96,8 +99,8 @@ class JobStarter:
         data = await request.pull_data()
         if not request.args:  # a bare repeat, before any gate's GitHub call (with arguments,
             # e.g. `train --from`, the gates say what they refuse: they run first)
-            other = await self.queue.active_job(request.pull, str(data["head"]["sha"]), kind)
-            if other is not None and other.id != request.job_id:
+            other = await self.queue.slot_job(request.pull, str(data["head"]["sha"]), kind)
+            if other is not None and other.id != request.job_id and _repeats(other, again):
                 await self._duplicate(request, other)
                 return None, False
         files = await self._files_past_gates(request, spec, data)
@@ -171,13 +174,15 @@ class JobStarter:
         return job, True
 
     async def _duplicate(self, request: Request, other: Job) -> None:
-        """A request for a job that is already queued or running: linked to it, in one reply
-        per person and job a `REPEAT_WINDOW` (a burst of the same command costs no more)."""
-        log.info("job.duplicate", job_id=request.job_id, existing=other.id)
+        """A request for a job that is already queued, running or succeeded at this head:
+        linked to it, in one reply per person and job a `REPEAT_WINDOW` (a burst of the same
+        command costs no more)."""
+        log.info("job.duplicate", job_id=request.job_id, existing=other.id, state=other.state)
         self.deps.metrics.commands.labels(other.command, "duplicate").inc()
         request.duplicates.append(other.id)
         url = check_run_url(self.deps.settings.github_git_url, other)
-        text = already_running(other, url)
+        done = other.state is State.SUCCEEDED
+        text = already_succeeded(other, url) if done else already_running(other, url)
         shared = f"{other.id}:{request.sender}"
         reason = ReplyReason.ALREADY_RUNNING
         await request.reply.once_across(shared, REPEAT_WINDOW, request.marker, text, reason)
@@ -233,6 +238,14 @@ class JobStarter:
         if no_worker_for:
             payload = no_worker_check_run(payload, no_worker_for)
         return await gh.create_check_run(job.repo_ref, payload)
+
+
+def _repeats(other: Job, again: bool) -> bool:
+    """Whether a bare request for `other`'s command at its head is answered with `other`: it
+    is live, or it succeeded (the same inputs, the same results: GitHub's "Re-run" or a new
+    commit runs it again) and the request is not an explicit run-again. A failed, cancelled
+    or timed-out one is run again."""
+    return not other.state.terminal or (other.state is State.SUCCEEDED and not again)
 
 
 def _refusal_text(
