@@ -161,6 +161,8 @@ async def full_path(work: Path, samples: int) -> tuple[list[float], list[float]]
             queue = Queue.from_url(box.settings.redis_url)
             try:
                 for number in range(1, samples + 1):
+                    if number > 1:
+                        await _push_new_head(box, session, bot.webhook_url)
                     body = f"Run {number}, please.\n\n@{box.settings.username} generate"
                     payload = reviewer_comment(box.gh, example, body)
                     entry = await _post(session, bot.webhook_url, payload, box.settings)
@@ -175,11 +177,15 @@ async def full_path(work: Path, samples: int) -> tuple[list[float], list[float]]
 
 
 async def _post(
-    session: aiohttp.ClientSession, url: str, payload: dict[str, Any], settings: Any
+    session: aiohttp.ClientSession,
+    url: str,
+    payload: dict[str, Any],
+    settings: Any,
+    event: str = "issue_comment",
 ) -> str:
     data = json.dumps(payload).encode()
     headers = {
-        "X-GitHub-Event": "issue_comment",
+        "X-GitHub-Event": event,
         "X-GitHub-Delivery": str(uuid.uuid4()),
         "X-Hub-Signature-256": sign(data, settings.webhook_secret.value.encode()),
         "Content-Type": "application/json",
@@ -189,6 +195,27 @@ async def _post(
         if response.status != 202:
             raise RuntimeError(f"webhook answered {response.status}: {answer}")
         return str(answer["entry"])
+
+
+async def _push_new_head(box: Any, session: aiohttp.ClientSession, url: str) -> None:
+    """Before each sample but the first: the contributor pushes, and the bot has handled the
+    push (its validation check run on the new head completed), so each sample's `generate`
+    asks for a head nothing ran on yet (a repeat at a head where `generate` succeeded is
+    answered with that job instead), validated as on a busy PR."""
+    from testkit.demo import OWNER, REPO, push_new_head
+    from testkit.testdata import load_webhook_example
+
+    example = load_webhook_example(box.paths, "pull_request", action="synchronize")
+    sha, payload = push_new_head(box, example)
+    await _post(session, url, payload, box.settings, event="pull_request")
+    gh = box.gh
+
+    def validated() -> bool:
+        runs = gh.check_runs(OWNER, REPO, head_sha=sha)
+        return any(run["status"] == "completed" for run in runs)
+
+    async with asyncio.timeout(60):
+        await gh.wait_for(validated)
 
 
 async def _wait_finished(queue: Queue, count: int) -> dict[str, str]:

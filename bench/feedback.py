@@ -5,12 +5,12 @@ against the GitHub emulator with GitHub's own latency added to every API call (1
 uniform: `GitHubEmulator.set_latency`). Each sample posts a signed `@bot generate` comment as a
 reviewer with write access, then reads the emulator's call log: the reaction's POST and the
 `generate` check run's POST (status "queued"), each taken when the emulator answered it.
-Samples go one after another (each waits for its job to end, so the next is not "already
-running"), with the write budget raised out of the way. Targets (issue 17): ≤ 2 × the
-per-call latency for the reaction, ≤ 3 × for the queued check run. The first sample is cold
-(installation token, permission, repository configuration and validation all asked for); the
-rest are warm as on a busy PR: the PR's head was validated when it was pushed (the
-`pull_request` event) and is remembered.
+Samples go one after another, each on a new head the contributor pushed (each waits for its
+job to end, and for the bot to handle the push), with the write budget raised out of the way.
+Targets (issue 17): ≤ 2 × the per-call latency for the reaction, ≤ 3 × for the queued check
+run. The first sample is cold (installation token, permission, repository configuration and
+validation all asked for); the rest are warm as on a busy PR: the PR's head was validated
+when it was pushed (the `pull_request` event) and is remembered.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.messages.format import check_name
 
 from .common import Row, figure_main, percentile, verdict
-from .dispatch import _post, _wait_finished, standin
+from .dispatch import _post, _push_new_head, _wait_finished, standin
 
 LATENCY = 0.150  # seconds per GitHub call, as GitHub answers in 100–300 ms
 JITTER = 0.050
@@ -61,6 +61,8 @@ async def measure_feedback(
             queue = Queue.from_url(box.settings.redis_url)
             try:
                 for number in range(1, samples + 1):
+                    if number > 1:
+                        await _push_new_head(box, session, bot.webhook_url)
                     body = f"Run {number}, please.\n\n@{box.settings.username} generate"
                     payload = reviewer_comment(box.gh, example, body)
                     first_call = len(box.gh.calls)

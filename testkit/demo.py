@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,9 +36,11 @@ from instruct_lab_bot.services import logs
 from .github_emulator import GitHubEmulator, generate_app_key
 from .harness import RunningBot, run_bot
 from .openapi import OpenAPISpec
-from .payloads import pr_comment
+from .payloads import pr_comment, pr_pushed
 from .redis_server import RedisUnavailable, running_redis
 from .taxonomy import (
+    TaxonomyRemote,
+    add_pr_commit,
     build_taxonomy_remote,
     default_skill_seeds,
     file_at,
@@ -102,6 +104,7 @@ class Sandbox:
     settings: Settings
     paths: TestDataPaths
     var: Path
+    remote: TaxonomyRemote
 
 
 @contextlib.asynccontextmanager
@@ -181,7 +184,7 @@ async def sandbox(
                 log_file = stack.enter_context((var / "bot.log").open("w", encoding="utf-8"))
             logs.configure("json", settings.secrets(), stream=log_file)
             try:
-                yield Sandbox(gh, settings, paths, var)
+                yield Sandbox(gh, settings, paths, var, remote)
             finally:
                 structlog.reset_defaults()  # the log file closes with this sandbox
 
@@ -240,6 +243,29 @@ def reviewer_comment(gh: GitHubEmulator, example: dict[str, Any], body: str) -> 
         login=REVIEWER,
         installation_id=gh.installation_id,
     )
+
+
+def push_new_head(box: Sandbox, example: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The contributor pushes a new commit to the demo PR (its files touched again, so the
+    head is new while the change is the same): the emulator shows it; returns the new head
+    sha and the `pull_request.synchronize` delivery GitHub sends for it (from `example`)."""
+    remote = box.remote
+    files = {path: file_at(remote, remote.head_sha, path) for path in remote.changed_files}
+    sha = add_pr_commit(remote, PR, files)
+    box.remote = replace(remote, head_sha=sha)
+    box.gh.update_pull(OWNER, REPO, PR, head_sha=sha)
+    for path, text in files.items():
+        box.gh.set_content(OWNER, REPO, path, text, ref=sha)
+    payload = pr_pushed(
+        example,
+        head_sha=sha,
+        head_ref=remote.head_ref,
+        owner=OWNER,
+        repo=REPO,
+        pr_number=PR,
+        installation_id=box.gh.installation_id,
+    )
+    return sha, payload
 
 
 async def play(

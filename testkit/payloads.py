@@ -45,3 +45,27 @@ def pr_comment(
         "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ==",
     }
     return payload
+
+
+def pr_pushed(
+    example: dict[str, Any],
+    *,
+    head_sha: str,
+    head_ref: str,
+    owner: str = "instructlab",
+    repo: str = "taxonomy",
+    pr_number: int = 7,
+    installation_id: int = 1,
+) -> dict[str, Any]:
+    """A real `pull_request.synchronize` example turned into a push of `head_sha` to our PR."""
+    payload = copy.deepcopy(example)
+    payload["action"] = "synchronize"
+    payload["installation"] = {"id": installation_id}
+    payload["repository"].update(name=repo, full_name=f"{owner}/{repo}")
+    payload["repository"]["owner"]["login"] = owner
+    pull = payload["pull_request"]
+    pull.update(number=pr_number, state="open", labels=[])
+    pull["head"].update(sha=head_sha, ref=head_ref)
+    pull["base"]["ref"] = "main"
+    pull["user"]["login"] = "contributor"
+    return payload
