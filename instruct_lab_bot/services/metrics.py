@@ -215,6 +215,12 @@ class ServerMetrics:
             ["reason", "limit"],
             registry=r,
         )
+        self.events_held_for_quota = counter(
+            r,
+            "dispatcher_events_held_for_quota",
+            "Times an event was left pending (not an attempt) because its installation's "
+            "GitHub hourly quota was spent",
+        )
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
         self.chat = ChatMetrics(r)
@@ -302,6 +308,12 @@ class GitHubMetrics:
         self.rate_limit_remaining = gauge(
             registry, "github_rate_limit_remaining", "x-ratelimit-remaining of the latest response"
         )
+        self.quota_waiting = gauge(
+            registry,
+            "github_quota_waiting",
+            "Installations this process holds back until GitHub's hourly quota resets "
+            "(their events stay pending, their results in the outbox)",
+        )
         self.progress_skipped = counter(
             registry,
             "check_run_progress_skipped",
@@ -311,6 +323,10 @@ class GitHubMetrics:
             ["reason"],
             zero=[("unchanged",), ("spaced",), ("budget",)],
         )
+
+    def quota_changed(self, waiting: int) -> None:
+        """Callback for the GitHub adapter: installations waiting for their quota."""
+        self.quota_waiting.set(waiting)
 
     def observe(self, route: str, status: int | None, headers: Mapping[str, str]) -> None:
         """Callback for the GitHub adapter: one attempt answered (status None: no answer)."""

@@ -294,7 +294,11 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
             app[QUEUE].redis, limit=settings.github_write_limit, window=settings.github_write_window
         )
         github = build_github_app(
-            session, settings, budget, on_response=app[METRICS].github.observe
+            session,
+            settings,
+            budget,
+            on_response=app[METRICS].github.observe,
+            on_quota=app[METRICS].github.quota_changed,
         )
         app[GITHUB] = github
         stop = asyncio.Event()

@@ -11,6 +11,9 @@ write budget, and every call goes through `request`:
   droppable writes (progress updates, replies to commands: `WriteClass`) are skipped when it
   runs short, final results wait;
 - installation tokens refreshed well before they expire, and once more if GitHub refuses one;
+- an installation whose hourly quota GitHub says is spent is marked so until GitHub's reset,
+  for every process (`quota.QuotaMarks`): its calls fail at once with `QuotaSpent` meanwhile,
+  never asking GitHub, and the callers wait for the reset;
 - `on_response(route_template, status, headers)` after every response (status None when no
   response came), for metrics.
 """
@@ -33,10 +36,12 @@ import structlog
 
 from instruct_lab_bot.adapters.github.errors import GitHubError
 from instruct_lab_bot.adapters.github.installation import Installation
+from instruct_lab_bot.adapters.github.quota import OnQuota, QuotaMarks
 from instruct_lab_bot.adapters.github.rate_limits import (
     WRITE_METHODS,
     Outcome,
     RetryAdvice,
+    quota_reset,
     retry_delay,
 )
 from instruct_lab_bot.adapters.github.transport import (
@@ -143,11 +148,13 @@ class GitHubApp:
         *,
         budget: WriteGate | None = None,
         on_response: ResponseHook | None = None,
+        on_quota: OnQuota | None = None,
     ) -> None:
         self._session = session
         self.config = replace(config, api_url=config.api_url.rstrip("/"))
         self.budget = budget
         self.on_response = on_response
+        self.quota = QuotaMarks(budget, on_quota)
         self._slots = asyncio.Semaphore(config.max_concurrency)
         app_key = (self.config.api_url, config.app_id, config.private_key)
         self._tokens = _PROCESS_TOKENS.setdefault(app_key, {})
@@ -276,12 +283,16 @@ class GitHubApp:
             and state.call.method in WRITE_METHODS
         )
         while True:
+            if installation_id is not None:
+                await self.quota.check(installation_id, state.call.what)
             state.sends += 1
             token = await self.token(installation_id) if installation_id is not None else None
             if budgeted and not await self._take_budget(state):
                 return None
             outcome, response = await self._exchange(state.call, token)
             if response is not None:
+                if installation_id is not None:
+                    self.quota.answered(installation_id)
                 return response
             if outcome.status == 401 and token is not None and not state.refreshed:
                 assert installation_id is not None
@@ -292,7 +303,12 @@ class GitHubApp:
 
     async def _failed(self, state: _CallState, outcome: Outcome) -> NoReturn:
         """Raise what `core.retry` decides on; a rate limit also pauses the installation's
-        other writers, and gives up a droppable write at once."""
+        other writers, and gives up a droppable write at once; a spent hourly quota marks the
+        installation and is not retried before its reset."""
+        reset = quota_reset(outcome)
+        if reset is not None and reset > time.time() and state.installation_id is not None:
+            log.warning("github.call_failed", what=state.call.what, error=_describe(outcome))
+            raise await self.quota.spent(state.installation_id, reset, state.call.what)
         advice = retry_delay(outcome, state.sends, self.config.retry)
         if advice is not None and advice.rate_limited:
             if state.installation_id is not None and self.budget is not None:
@@ -377,6 +393,7 @@ def build_github_app(
     settings: Settings,
     budget: WriteGate | None,
     on_response: ResponseHook | None = None,
+    on_quota: OnQuota | None = None,
 ) -> GitHubApp:
     """The one way every process builds its GitHub client (same retries, same budget)."""
     config = GitHubAppConfig(
@@ -389,7 +406,7 @@ def build_github_app(
             deadline=settings.github_retry_deadline, max_attempts=settings.github_max_attempts
         ),
     )
-    return GitHubApp(session, config, budget=budget, on_response=on_response)
+    return GitHubApp(session, config, budget=budget, on_response=on_response, on_quota=on_quota)
 
 
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="next"')

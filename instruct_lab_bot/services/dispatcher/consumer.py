@@ -2,7 +2,9 @@
 
 Each step records its result before the next one runs, and job ids and reply markers derive
 from the delivery id, so a redelivered or reclaimed event resumes where it stopped: one check
-run, one job, one reply, however often it is processed.
+run, one job, one reply, however often it is processed. An event whose installation has spent
+GitHub's hourly quota is left pending, not acknowledged and not counted as an attempt: it is
+claimed again once its lease runs out, and handled after GitHub's reset.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 import structlog
 from redis.exceptions import RedisError
 
-from instruct_lab_bot.adapters.github import GitHubApp, GitHubError
+from instruct_lab_bot.adapters.github import GitHubApp, GitHubError, QuotaSpent
 from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
@@ -166,6 +168,13 @@ class Dispatcher:
                         )
                     await self.dispatch(delivery_id, intent)
                 break
+            except QuotaSpent as exc:
+                # Not an attempt, and not acknowledged: the entry stays pending, claimed again
+                # (by any dispatcher) once idle for a lease; until the reset that costs one
+                # Redis read, never a GitHub call. Its steps so far are recorded: it resumes.
+                self.metrics.events_held_for_quota.inc()
+                bound.debug("dispatcher.quota_wait", until=round(exc.until, 3))
+                return
             except GitHubError as exc:
                 bound.warning("dispatcher.github_failed", error=str(exc), attempt=attempt)
                 if attempt == MAX_ATTEMPTS or not exc.transient:

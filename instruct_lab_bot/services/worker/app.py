@@ -81,7 +81,13 @@ async def open_worker(
             budget = WriteBudget(
                 queue.redis, limit=settings.github_write_limit, window=settings.github_write_window
             )
-            github = build_github_app(session, settings, budget, on_response=metrics.github.observe)
+            github = build_github_app(
+                session,
+                settings,
+                budget,
+                on_response=metrics.github.observe,
+                on_quota=metrics.github.quota_changed,
+            )
             tools = JobTools(run=process_runner(settings))
             deps = WorkerDeps(
                 settings, queue, github, store, metrics, tools, link_key=link_key, ilab=release
