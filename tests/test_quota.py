@@ -1,0 +1,97 @@
+"""GitHub's hourly quota per installation (issue 18, the burst drain): when GitHub says it is
+spent, no command is dropped. The installation is marked spent until GitHub's reset, for every
+process; meanwhile its events stay pending (no attempt counted) and no call asks GitHub; after
+the reset each command gets exactly one job or one answer."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+
+from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
+from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.core.refs import RepoRef
+from instruct_lab_bot.services.app_keys import METRICS
+from testkit.github_emulator import Call
+from testkit.harness import run_bot
+from tests.fixtures.bot import MENTION
+from tests.fixtures.world import World
+
+PULL = RepoRef("instructlab", "taxonomy").pull(7)
+RESET_IN = 4  # seconds until GitHub gives the installation its hour back
+NS = "instruct_lab_bot"
+
+
+@pytest.fixture
+async def queue(world: World) -> AsyncIterator[Queue]:
+    queue = Queue.from_url(world.settings.redis_url)
+    yield queue
+    await queue.aclose()
+
+
+async def handled(queue: Queue) -> None:
+    """Until the dispatcher has acknowledged every stored event (bounded only to fail)."""
+    async with asyncio.timeout(90):
+        while True:
+            stats = await queue.stream_stats(EVENTS_STREAM, DISPATCH_GROUP)
+            if stats.lag == 0 and stats.pending == 0:
+                return
+            await asyncio.sleep(0.05)
+
+
+def refused(calls: list[Call]) -> list[Call]:
+    return [c for c in calls if c.status in (403, 429)]
+
+
+async def test_commands_refused_by_the_spent_quota_are_each_answered_once_after_its_reset(
+    world: World, queue: Queue
+) -> None:
+    # A short lease, so that an event left pending is claimed again soon after the reset; a
+    # request deadline shorter than the reset, so that no call simply waits it out in place
+    # (as with a reset an hour away).
+    settings = dataclasses.replace(
+        world.settings, lease_timeout=2.0, heartbeat_interval=1.0, github_retry_deadline=1.0
+    )
+    bodies = [f"{MENTION} generate", f"{MENTION} precheck", f"{MENTION} help"]
+    async with run_bot(settings, workers=0) as bot:
+        metrics = bot.app[METRICS].registry
+        # The installation token is fetched, then the quota runs out during the commands.
+        world.gh.set_rate_limit(remaining=3, reset_in=RESET_IN)
+        reset = world.gh.rate_reset
+        for body in bodies:
+            assert (await world.comment(bot, body))[0] == 202
+        await handled(queue)
+        calls = list(world.gh.calls)
+        held = metrics.get_sample_value(f"{NS}_dispatcher_events_held_for_quota_total")
+        waiting = metrics.get_sample_value(f"{NS}_github_quota_waiting")
+
+    jobs = await queue.get_jobs(await queue.pr_job_ids(PULL))
+    assert sorted(j.command for j in jobs) == ["generate", "precheck"]  # one job each
+    help_replies = [c for c in world.bot_comments() if "restricted" in c["body"]]
+    assert len(help_replies) == 1  # and one answer to `help`
+
+    no = refused(calls)
+    assert no, "the quota never ran out: the test did not test it"
+    # No hammering: a call GitHub refused for the quota was not asked again before the reset
+    # (only the calls already on their way when the first refusal came back were refused).
+    again = [path for path, n in Counter(c.path for c in no).items() if n > 1]
+    assert not again, again
+    assert all(c.timestamp < reset for c in no)
+    # Everything that needed GitHub waited for the reset, then went through.
+    answered_after = [c for c in calls if c.status is not None and c.status < 300]
+    assert any(c.timestamp >= reset for c in answered_after)
+    assert held and held >= 1  # events left pending for the quota were counted
+    assert waiting == 0  # and the wait ended
+
+
+def test_the_emulator_gives_the_hour_back_after_the_reset(world: World) -> None:
+    gh = world.gh
+    gh.set_rate_limit(remaining=0, reset_in=-1)
+    gh._spend_rate_limit(gh.installation_id)  # refills first, as GitHub does past the reset
+    assert gh.rate_used == 1
+    assert gh.rate_reset > time.time() + 3000
