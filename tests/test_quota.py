@@ -11,18 +11,25 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
+from instruct_lab_bot.adapters.github import GitHubApp, GitHubAppConfig, QuotaSpent
 from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
 from instruct_lab_bot.adapters.redis.queue import Queue
+from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
 from instruct_lab_bot.core.refs import RepoRef
+from instruct_lab_bot.core.retry import RetryPolicy
 from instruct_lab_bot.services.app_keys import METRICS
-from testkit.github_emulator import Call
+from testkit.github_emulator import AppKey, Call, GitHubEmulator
 from testkit.harness import run_bot
 from tests.fixtures.bot import MENTION
 from tests.fixtures.world import World
 
 PULL = RepoRef("instructlab", "taxonomy").pull(7)
+PULL_ROUTE = "/repos/{owner}/{repo}/pulls/{pull_number}"
+FAST = RetryPolicy(deadline=10, max_attempts=6, base_delay=0.01, max_delay=0.05)
 RESET_IN = 4  # seconds until GitHub gives the installation its hour back
 NS = "instruct_lab_bot"
 
@@ -95,3 +102,69 @@ def test_the_emulator_gives_the_hour_back_after_the_reset(world: World) -> None:
     gh._spend_rate_limit(gh.installation_id)  # refills first, as GitHub does past the reset
     assert gh.rate_used == 1
     assert gh.rate_reset > time.time() + 3000
+
+
+@pytest.fixture
+async def processes(
+    github: GitHubEmulator, github_app_key: AppKey, redis_url: str
+) -> AsyncIterator[tuple[GitHubApp, GitHubApp, WriteBudget]]:
+    """Two bot processes' GitHub clients (as two replicas), each with its own Redis client."""
+    github.add_pull("o", "r", 1, head_sha="a" * 40, head_ref="topic")
+    config = GitHubAppConfig(
+        app_id=str(github_app_key.app_id),
+        private_key=github_app_key.private_key_pem,
+        api_url=github.url,
+        timeout=5,
+        retry=FAST,
+    )
+    clients = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
+    budgets = [WriteBudget(client) for client in clients]
+    async with aiohttp.ClientSession() as one, aiohttp.ClientSession() as two:
+        yield (
+            GitHubApp(one, config, budget=budgets[0]),
+            GitHubApp(two, config, budget=budgets[1]),
+            budgets[1],
+        )
+    for client in clients:
+        await client.aclose()
+
+
+async def test_a_spent_quota_holds_every_process_and_only_that_installation(
+    processes: tuple[GitHubApp, GitHubApp, WriteBudget], github: GitHubEmulator
+) -> None:
+    first, second, budget = processes
+    repo = RepoRef("o", "r")
+    await first.installation(github.installation_id).get_pull(repo.pull(1))  # token in hand
+    github.set_rate_limit(remaining=0, reset_in=3600)
+    with pytest.raises(QuotaSpent) as spent:  # the reset is past the call's deadline
+        await first.installation(github.installation_id).get_pull(repo.pull(1))
+    assert spent.value.transient and spent.value.until >= github.rate_reset
+    asked = len(github.calls)
+    gh = second.installation(github.installation_id)
+    with pytest.raises(QuotaSpent):  # another process: told by Redis, GitHub is not asked
+        await gh.get_pull(repo.pull(1))
+    with pytest.raises(QuotaSpent):  # nor for a write
+        await gh.create_comment(repo.pull(1), "hello")
+    assert len(github.calls) == asked
+    assert await budget.quota_spent_until(github.installation_id) >= github.rate_reset
+    assert await budget.quota_spent_until(github.installation_id + 1) == 0.0
+
+
+async def test_a_reset_within_the_deadline_is_waited_for_and_asked_once(
+    processes: tuple[GitHubApp, GitHubApp, WriteBudget], github: GitHubEmulator
+) -> None:
+    first, second, _ = processes
+    repo = RepoRef("o", "r")
+    await first.installation(github.installation_id).get_pull(repo.pull(1))
+    github.set_rate_limit(remaining=0, reset_in=2)
+    reset = github.rate_reset
+    await asyncio.gather(
+        first.installation(github.installation_id).get_pull(repo.pull(1)),
+        second.installation(github.installation_id).get_pull(repo.pull(1)),
+    )
+    calls = github.calls_matching("GET", PULL_ROUTE)[1:]
+    # the one refused, or two if both were on their way together; then each once more
+    refused_calls = refused(calls)
+    assert 1 <= len(refused_calls) <= 2
+    answered = [c for c in calls if c.status == 200]
+    assert len(answered) == 2 and all(c.timestamp >= reset for c in answered)

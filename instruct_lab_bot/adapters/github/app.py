@@ -12,8 +12,8 @@ write budget, and every call goes through `request`:
   runs short, final results wait;
 - installation tokens refreshed well before they expire, and once more if GitHub refuses one;
 - an installation whose hourly quota GitHub says is spent is marked so until GitHub's reset,
-  for every process (`quota.QuotaMarks`): its calls fail at once with `QuotaSpent` meanwhile,
-  never asking GitHub, and the callers wait for the reset;
+  for every process (`quota.QuotaMarks`): meanwhile its calls never ask GitHub; they wait for
+  the reset within their deadline, or fail at once with `QuotaSpent` and the caller waits;
 - `on_response(route_template, status, headers)` after every response (status None when no
   response came), for metrics.
 """
@@ -36,7 +36,7 @@ import structlog
 
 from instruct_lab_bot.adapters.github.errors import GitHubError
 from instruct_lab_bot.adapters.github.installation import Installation
-from instruct_lab_bot.adapters.github.quota import OnQuota, QuotaMarks
+from instruct_lab_bot.adapters.github.quota import OnQuota, QuotaMarks, fits
 from instruct_lab_bot.adapters.github.rate_limits import (
     WRITE_METHODS,
     Outcome,
@@ -284,7 +284,8 @@ class GitHubApp:
         )
         while True:
             if installation_id is not None:
-                await self.quota.check(installation_id, state.call.what)
+                time_left = state.deadline - asyncio.get_running_loop().time()
+                await self.quota.check(installation_id, state.call.what, time_left)
             state.sends += 1
             token = await self.token(installation_id) if installation_id is not None else None
             if budgeted and not await self._take_budget(state):
@@ -304,11 +305,14 @@ class GitHubApp:
     async def _failed(self, state: _CallState, outcome: Outcome) -> NoReturn:
         """Raise what `core.retry` decides on; a rate limit also pauses the installation's
         other writers, and gives up a droppable write at once; a spent hourly quota marks the
-        installation and is not retried before its reset."""
+        installation, and the call waits for the reset only if it comes within its deadline."""
         reset = quota_reset(outcome)
         if reset is not None and reset > time.time() and state.installation_id is not None:
-            log.warning("github.call_failed", what=state.call.what, error=_describe(outcome))
-            raise await self.quota.spent(state.installation_id, reset, state.call.what)
+            spent = await self.quota.spent(state.installation_id, reset, state.call.what)
+            time_left = state.deadline - asyncio.get_running_loop().time()
+            if state.droppable or not fits(spent.until, time_left):
+                log.warning("github.call_failed", what=state.call.what, error=_describe(outcome))
+                raise spent
         advice = retry_delay(outcome, state.sends, self.config.retry)
         if advice is not None and advice.rate_limited:
             if state.installation_id is not None and self.budget is not None:

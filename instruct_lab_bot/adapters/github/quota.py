@@ -3,20 +3,23 @@
 When GitHub refuses a call because the installation's quota is spent (`x-ratelimit-remaining:
 0` with `x-ratelimit-reset`), asking again before the reset only earns another refusal. So the
 first refusal marks the installation spent until GitHub's reset, in the shared write gate
-(Redis: every replica and process honours it) and in this process; until then every call for
-that installation fails at once with `QuotaSpent` (naming the time), without asking GitHub,
-and the callers wait for it: the dispatcher leaves the event pending, the outbox keeps the
-result. The first answered call after the reset ends the wait.
+(Redis: every replica and process honours it) and in this process. Until then no call for
+that installation asks GitHub: one whose deadline reaches past the reset waits for it in
+place (as any rate limit within the deadline always did); any other fails at once with
+`QuotaSpent` (naming the time), and its caller waits: the dispatcher leaves the event pending,
+the outbox keeps the result. The first answered call after the reset ends the wait.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
 import structlog
 
 from instruct_lab_bot.adapters.github.errors import QuotaSpent
+from instruct_lab_bot.core.retry import jittered
 from instruct_lab_bot.core.write_gate import WriteGate
 
 log = structlog.get_logger(__name__)
@@ -24,6 +27,8 @@ log = structlog.get_logger(__name__)
 # Seconds past GitHub's reset (whole seconds) before asking again, so clocks a little apart
 # do not meet a quota not yet refilled.
 RESET_MARGIN = 1.0
+# Spread over a wait for the reset, so processes told the same time do not return together.
+RESET_SPREAD = 0.25
 
 #: Told how many installations this process knows to be waiting for their quota.
 OnQuota = Callable[[int], None]
@@ -42,16 +47,22 @@ class QuotaMarks:
     def waiting(self) -> int:
         return len(self._until)
 
-    async def check(self, installation_id: int, what: str) -> None:
-        """Raise `QuotaSpent` if the installation's quota is marked spent (here or shared)."""
+    async def check(self, installation_id: int, what: str, time_left: float) -> None:
+        """Return once the installation's quota is not marked spent (here or shared): at
+        once, or after waiting for its reset when that comes within `time_left` seconds;
+        else raise `QuotaSpent`."""
         now = time.time()
         until = self._until.get(installation_id, 0.0)
         if until <= now and self.gate is not None:
             until = await self.gate.quota_spent_until(installation_id)
             if until > now:
                 self._remember(installation_id, until)
-        if until > now:
-            raise QuotaSpent(what, installation_id, until)
+        if until <= now:
+            return
+        if fits(until, time_left):
+            await asyncio.sleep(jittered(until - now, RESET_SPREAD))
+            return
+        raise QuotaSpent(what, installation_id, until)
 
     async def spent(self, installation_id: int, reset: float, what: str) -> QuotaSpent:
         """GitHub refused a call for a spent quota that comes back at `reset` (epoch s):
@@ -88,3 +99,8 @@ class QuotaMarks:
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change(self.waiting)
+
+
+def fits(until: float, time_left: float) -> bool:
+    """Whether a call with `time_left` seconds can wait for a reset at `until` (epoch s)."""
+    return until + RESET_SPREAD - time.time() <= time_left
