@@ -19,6 +19,7 @@ from instruct_lab_bot.adapters.github import GitHubApp, GitHubAppConfig, QuotaSp
 from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
+from instruct_lab_bot.core.jobs import State
 from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.core.retry import RetryPolicy
 from instruct_lab_bot.services.app_keys import METRICS
@@ -102,6 +103,35 @@ def test_the_emulator_gives_the_hour_back_after_the_reset(world: World) -> None:
     gh._spend_rate_limit(gh.installation_id)  # refills first, as GitHub does past the reset
     assert gh.rate_used == 1
     assert gh.rate_reset > time.time() + 3000
+
+
+async def test_a_result_finished_while_the_quota_is_spent_is_posted_once_after_its_reset(
+    world: World, queue: Queue
+) -> None:
+    settings = dataclasses.replace(world.settings, github_retry_deadline=1.0)
+    async with run_bot(settings, workers=1) as bot:
+        assert (await world.comment(bot, f"{MENTION} generate"))[0] == 202
+        async with asyncio.timeout(60):
+            while not [
+                j
+                for j in await queue.get_jobs(await queue.pr_job_ids(PULL))
+                if j.state is State.RUNNING
+            ]:
+                await asyncio.sleep(0.05)
+        world.gh.set_rate_limit(remaining=0, reset_in=RESET_IN)  # while the job runs
+        reset = world.gh.rate_reset
+        result = await world.result_comment(timeout=90)
+        calls = list(world.gh.calls)
+    assert result["created_at"]
+    assert world.check_run()["status"] == "completed"
+    (job,) = await queue.get_jobs(await queue.pr_job_ids(PULL))
+    assert job.state is State.SUCCEEDED
+    no = refused(calls)
+    assert no, "the quota never ran out: the test did not test it"
+    again = [path for path, n in Counter(c.path for c in no).items() if n > 1]
+    assert not again, again  # the outbox did not ask again before the reset
+    posted = [c for c in calls if c.method == "POST" and c.status == 201 and "/comments" in c.path]
+    assert posted and all(c.timestamp >= reset for c in posted[-1:])
 
 
 @pytest.fixture
