@@ -118,7 +118,8 @@ async def test_a_result_finished_while_the_quota_is_spent_is_posted_once_after_i
                 if j.state is State.RUNNING
             ]:
                 await asyncio.sleep(0.05)
-        world.gh.set_rate_limit(remaining=0, reset_in=RESET_IN)  # while the job runs
+        # while the job runs; the reset comes after its end (the stand-in runs 2.5 s)
+        world.gh.set_rate_limit(remaining=0, reset_in=2 * RESET_IN)
         reset = world.gh.rate_reset
         result = await world.result_comment(timeout=90)
         calls = list(world.gh.calls)
