@@ -11,45 +11,32 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from instruct_lab_bot.adapters.github import GitHubApp, GitHubAppConfig, QuotaSpent
-from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
+from instruct_lab_bot.adapters.github import GitHubApp, QuotaSpent
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
 from instruct_lab_bot.core.jobs import State
 from instruct_lab_bot.core.refs import RepoRef
-from instruct_lab_bot.core.retry import RetryPolicy
 from instruct_lab_bot.services.app_keys import METRICS
-from testkit.github_emulator import AppKey, Call, GitHubEmulator
+from testkit.github_emulator import Call, GitHubEmulator
 from testkit.harness import run_bot
+from tests import test_duplicates, test_github_client
 from tests.fixtures.bot import MENTION
 from tests.fixtures.world import World
+from tests.test_github_client import MakeApp
 
 PULL = RepoRef("instructlab", "taxonomy").pull(7)
 PULL_ROUTE = "/repos/{owner}/{repo}/pulls/{pull_number}"
-FAST = RetryPolicy(deadline=10, max_attempts=6, base_delay=0.01, max_delay=0.05)
 RESET_IN = 4  # seconds until GitHub gives the installation its hour back
 NS = "instruct_lab_bot"
 
 
-@pytest.fixture
-async def queue(world: World) -> AsyncIterator[Queue]:
-    queue = Queue.from_url(world.settings.redis_url)
-    yield queue
-    await queue.aclose()
-
-
-async def handled(queue: Queue) -> None:
-    """Until the dispatcher has acknowledged every stored event (bounded only to fail)."""
-    async with asyncio.timeout(90):
-        while True:
-            stats = await queue.stream_stats(EVENTS_STREAM, DISPATCH_GROUP)
-            if stats.lag == 0 and stats.pending == 0:
-                return
-            await asyncio.sleep(0.05)
+queue = test_duplicates.queue  # a Redis queue of the world's bot
+handled = test_duplicates.handled  # until every stored event is acknowledged
+session = test_github_client.session
+make_app = test_github_client.make_app  # a GitHubApp on the emulator with fast retries
 
 
 def refused(calls: list[Call]) -> list[Call]:
@@ -137,25 +124,13 @@ async def test_a_result_finished_while_the_quota_is_spent_is_posted_once_after_i
 
 @pytest.fixture
 async def processes(
-    github: GitHubEmulator, github_app_key: AppKey, redis_url: str
+    github: GitHubEmulator, make_app: MakeApp, redis_url: str
 ) -> AsyncIterator[tuple[GitHubApp, GitHubApp, WriteBudget]]:
     """Two bot processes' GitHub clients (as two replicas), each with its own Redis client."""
     github.add_pull("o", "r", 1, head_sha="a" * 40, head_ref="topic")
-    config = GitHubAppConfig(
-        app_id=str(github_app_key.app_id),
-        private_key=github_app_key.private_key_pem,
-        api_url=github.url,
-        timeout=5,
-        retry=FAST,
-    )
     clients = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
     budgets = [WriteBudget(client) for client in clients]
-    async with aiohttp.ClientSession() as one, aiohttp.ClientSession() as two:
-        yield (
-            GitHubApp(one, config, budget=budgets[0]),
-            GitHubApp(two, config, budget=budgets[1]),
-            budgets[1],
-        )
+    yield make_app(budget=budgets[0]), make_app(budget=budgets[1]), budgets[1]
     for client in clients:
         await client.aclose()
 

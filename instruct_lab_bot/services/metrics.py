@@ -181,6 +181,15 @@ def _without_worker_counter(registry: CollectorRegistry) -> Counter:
     )
 
 
+def _held_for_quota_counter(registry: CollectorRegistry) -> Counter:
+    return counter(
+        registry,
+        "dispatcher_events_held_for_quota",
+        "Times an event was left pending (not an attempt) because its installation's "
+        "GitHub hourly quota was spent",
+    )
+
+
 class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -215,12 +224,7 @@ class ServerMetrics:
             ["reason", "limit"],
             registry=r,
         )
-        self.events_held_for_quota = counter(
-            r,
-            "dispatcher_events_held_for_quota",
-            "Times an event was left pending (not an attempt) because its installation's "
-            "GitHub hourly quota was spent",
-        )
+        self.events_held_for_quota = _held_for_quota_counter(r)
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
         self.chat = ChatMetrics(r)

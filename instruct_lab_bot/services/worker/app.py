@@ -81,12 +81,9 @@ async def open_worker(
             budget = WriteBudget(
                 queue.redis, limit=settings.github_write_limit, window=settings.github_write_window
             )
+            hooks = metrics.github
             github = build_github_app(
-                session,
-                settings,
-                budget,
-                on_response=metrics.github.observe,
-                on_quota=metrics.github.quota_changed,
+                session, settings, budget, on_response=hooks.observe, on_quota=hooks.quota_changed
             )
             tools = JobTools(run=process_runner(settings))
             deps = WorkerDeps(
