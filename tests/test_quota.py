@@ -152,6 +152,7 @@ async def test_a_spent_quota_holds_every_process_and_only_that_installation(
     with pytest.raises(QuotaSpent):  # nor for a write
         await gh.create_comment(repo.pull(1), "hello")
     assert len(github.calls) == asked
+    assert first.quota.waiting == second.quota.waiting == 1  # the gauge each process shows
     assert await budget.quota_spent_until(github.installation_id) >= github.rate_reset
     assert await budget.quota_spent_until(github.installation_id + 1) == 0.0
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import structlog
 from aiohttp import web
@@ -328,9 +328,10 @@ class GitHubMetrics:
             zero=[("unchanged",), ("spaced",), ("budget",)],
         )
 
-    def quota_changed(self, waiting: int) -> None:
-        """Callback for the GitHub adapter: installations waiting for their quota."""
-        self.quota_waiting.set(waiting)
+    def watch_quota(self, waiting: Callable[[], int]) -> None:
+        """Report `waiting()` (the GitHub adapter's installations waiting for their quota)
+        at each scrape."""
+        self.quota_waiting.set_function(waiting)
 
     def observe(self, route: str, status: int | None, headers: Mapping[str, str]) -> None:
         """Callback for the GitHub adapter: one attempt answered (status None: no answer)."""

@@ -294,12 +294,9 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
             app[QUEUE].redis, limit=settings.github_write_limit, window=settings.github_write_window
         )
         github = build_github_app(
-            session,
-            settings,
-            budget,
-            on_response=app[METRICS].github.observe,
-            on_quota=app[METRICS].github.quota_changed,
+            session, settings, budget, on_response=app[METRICS].github.observe
         )
+        app[METRICS].github.watch_quota(lambda: github.quota.waiting)
         app[GITHUB] = github
         stop = asyncio.Event()
         dispatcher = Dispatcher(

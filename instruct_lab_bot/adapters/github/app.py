@@ -36,7 +36,7 @@ import structlog
 
 from instruct_lab_bot.adapters.github.errors import GitHubError
 from instruct_lab_bot.adapters.github.installation import Installation
-from instruct_lab_bot.adapters.github.quota import OnQuota, QuotaMarks, fits
+from instruct_lab_bot.adapters.github.quota import QuotaMarks, fits
 from instruct_lab_bot.adapters.github.rate_limits import (
     WRITE_METHODS,
     Outcome,
@@ -148,13 +148,12 @@ class GitHubApp:
         *,
         budget: WriteGate | None = None,
         on_response: ResponseHook | None = None,
-        on_quota: OnQuota | None = None,
     ) -> None:
         self._session = session
         self.config = replace(config, api_url=config.api_url.rstrip("/"))
         self.budget = budget
         self.on_response = on_response
-        self.quota = QuotaMarks(budget, on_quota)
+        self.quota = QuotaMarks(budget)
         self._slots = asyncio.Semaphore(config.max_concurrency)
         app_key = (self.config.api_url, config.app_id, config.private_key)
         self._tokens = _PROCESS_TOKENS.setdefault(app_key, {})
@@ -397,7 +396,6 @@ def build_github_app(
     settings: Settings,
     budget: WriteGate | None,
     on_response: ResponseHook | None = None,
-    on_quota: OnQuota | None = None,
 ) -> GitHubApp:
     """The one way every process builds its GitHub client (same retries, same budget)."""
     config = GitHubAppConfig(
@@ -410,7 +408,7 @@ def build_github_app(
             deadline=settings.github_retry_deadline, max_attempts=settings.github_max_attempts
         ),
     )
-    return GitHubApp(session, config, budget=budget, on_response=on_response, on_quota=on_quota)
+    return GitHubApp(session, config, budget=budget, on_response=on_response)
 
 
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="next"')

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import structlog
 
@@ -30,22 +29,20 @@ RESET_MARGIN = 1.0
 # Spread over a wait for the reset, so processes told the same time do not return together.
 RESET_SPREAD = 0.25
 
-#: Told how many installations this process knows to be waiting for their quota.
-OnQuota = Callable[[int], None]
-
 
 class QuotaMarks:
     """Which installations wait for their quota, until when: shared through `gate` (when
     there is one), remembered locally so a waiting process does not ask Redis each time."""
 
-    def __init__(self, gate: WriteGate | None, on_change: OnQuota | None = None) -> None:
+    def __init__(self, gate: WriteGate | None) -> None:
         self.gate = gate
-        self.on_change = on_change
         self._until: dict[int, float] = {}  # installation → when its quota comes back
 
     @property
     def waiting(self) -> int:
-        return len(self._until)
+        """Installations this process knows to be waiting for their reset now."""
+        now = time.time()
+        return sum(1 for until in self._until.values() if until > now)
 
     async def check(self, installation_id: int, what: str, time_left: float) -> None:
         """Return once the installation's quota is not marked spent (here or shared): at
@@ -83,7 +80,6 @@ class QuotaMarks:
                 installation_id=installation_id,
                 late=round(time.time() - until, 3),
             )
-            self._changed()
 
     def _remember(self, installation_id: int, until: float) -> None:
         known = installation_id in self._until
@@ -94,11 +90,6 @@ class QuotaMarks:
                 installation_id=installation_id,
                 seconds=round(until - time.time(), 3),
             )
-            self._changed()
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change(self.waiting)
 
 
 def fits(until: float, time_left: float) -> bool:
