@@ -151,6 +151,8 @@ async def test_a_spent_quota_holds_every_process_and_only_that_installation(
         await gh.get_pull(repo.pull(1))
     with pytest.raises(QuotaSpent):  # nor for a write
         await gh.create_comment(repo.pull(1), "hello")
+    with pytest.raises(QuotaSpent):  # a file unread for the quota is not an "error" file
+        await gh.file_at(repo, "README.md", "a" * 40)
     assert len(github.calls) == asked
     assert first.quota.waiting == second.quota.waiting == 1  # the gauge each process shows
     assert await budget.quota_spent_until(github.installation_id) >= github.rate_reset
