@@ -856,7 +856,6 @@ class GitHubEmulator:
         call.status = reply.status
         call.answered = time.time()
         self._notify()
-        self._refill_rate_limit()
         headers = {
             "x-ratelimit-limit": str(self.rate_limit),
             "x-ratelimit-remaining": str(max(0, self.rate_limit - self.rate_used)),
