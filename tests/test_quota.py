@@ -15,11 +15,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from instruct_lab_bot.adapters.github import GitHubApp, QuotaSpent
+from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.write_budget import WriteBudget
 from instruct_lab_bot.core.jobs import State
 from instruct_lab_bot.core.refs import RepoRef
 from instruct_lab_bot.services.app_keys import METRICS
+from instruct_lab_bot.services.dispatcher.parked import Parked
 from testkit.github_emulator import Call, GitHubEmulator
 from testkit.harness import run_bot
 from tests import test_duplicates, test_github_client
@@ -46,12 +48,10 @@ def refused(calls: list[Call]) -> list[Call]:
 async def test_commands_refused_by_the_spent_quota_are_each_answered_once_after_its_reset(
     world: World, queue: Queue
 ) -> None:
-    # A short lease, so that an event left pending is claimed again soon after the reset; a
-    # request deadline shorter than the reset, so that no call simply waits it out in place
-    # (as with a reset an hour away).
-    settings = dataclasses.replace(
-        world.settings, lease_timeout=2.0, heartbeat_interval=1.0, github_retry_deadline=1.0
-    )
+    # A request deadline shorter than the reset, so that no call simply waits it out in place
+    # (as with a reset an hour away). The lease is the default minute: the events are taken
+    # back at the reset, not a lease later (`handled` would time out first).
+    settings = dataclasses.replace(world.settings, github_retry_deadline=1.0)
     bodies = [f"{MENTION} generate", f"{MENTION} precheck", f"{MENTION} help"]
     async with run_bot(settings, workers=0) as bot:
         metrics = bot.app[METRICS].registry
@@ -177,3 +177,25 @@ async def test_a_reset_within_the_deadline_is_waited_for_and_asked_once(
     assert 1 <= len(refused_calls) <= 2
     answered = [c for c in calls if c.status == 200]
     assert len(answered) == 2 and all(c.timestamp >= reset for c in answered)
+
+
+async def test_a_parked_event_is_taken_back_after_the_reset_unless_someone_else_took_it(
+    redis_url: str,
+) -> None:
+    queue = Queue.from_url(redis_url)
+    try:
+        await queue.ensure_groups()
+        ids = [str(await queue.add_event(f"d{n}", {"type": "x", "intent": "{}"})) for n in (1, 2)]
+        read = await queue.read(EVENTS_STREAM, DISPATCH_GROUP, "a", count=2, block_ms=100)
+        assert [e.id for e in read] == ids
+        parked = Parked(queue, "a")
+        parked.park(ids[0], until=time.time() + 3600)  # not due yet
+        # due; set aside (as if) ten seconds ago, and taken by another dispatcher since
+        parked.park(ids[1], until=time.time(), now=time.time() - 10)
+        assert await queue.claim_untouched(EVENTS_STREAM, DISPATCH_GROUP, "b", ids[1], 0)
+        assert await parked.due(10) == []  # so "a" leaves it to "b"; the other is not due
+        parked.park(ids[0], until=time.time())
+        (back,) = await parked.due(10)  # untouched since it was set aside: taken back
+        assert back.id == ids[0] and len(parked) == 0
+    finally:
+        await queue.aclose()
