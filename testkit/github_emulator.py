@@ -912,7 +912,15 @@ class GitHubEmulator:
         if int(claims["exp"]) - int(claims["iat"]) > JWT_MAX_LIFETIME:
             raise _HTTPError(401, "'Expiration time' claim ('exp') is too far in the future")
 
+    def _refill_rate_limit(self) -> None:
+        """As GitHub: once the reset time has passed, the hour starts again in full."""
+        now = time.time()
+        if now >= self.rate_reset:
+            self.rate_used = 0
+            self.rate_reset = int(now) + 3600
+
     def _spend_rate_limit(self, installation_id: int | None) -> None:
+        self._refill_rate_limit()
         if self.rate_used >= self.rate_limit:
             raise _HTTPError(403, f"API rate limit exceeded for installation ID {installation_id}.")
         self.rate_used += 1
@@ -1153,6 +1161,7 @@ class GitHubEmulator:
         return _Reply(200, body, headers)
 
     async def _get_rate_limit(self, ctx: _Ctx) -> _Reply:
+        self._refill_rate_limit()
         body: JSON = self.spec.example("rate-limit-overview")
         core = {
             "limit": self.rate_limit,

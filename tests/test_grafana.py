@@ -52,6 +52,8 @@ METRICS: dict[str, str] = {
     "instruct_lab_bot_train_device_seconds_total": "counter",
     "instruct_lab_bot_github_api_calls_total": "counter",
     "instruct_lab_bot_github_rate_limit_remaining": "gauge",
+    "instruct_lab_bot_github_quota_waiting": "gauge",
+    "instruct_lab_bot_dispatcher_events_held_for_quota_total": "counter",
     # queue-wide, computed from Redis by every process
     "instruct_lab_bot_queue_length": "gauge",
     "instruct_lab_bot_queue_pending": "gauge",

@@ -3,7 +3,8 @@
 GitHub punishes bursts of content-creating requests with secondary rate limits, so every
 process shares one budget per installation. The GitHub adapter knows only this interface; the
 services hand it the Redis implementation (`adapters.redis.write_budget.WriteBudget`), and
-tests may hand it anything with these two methods.
+tests may hand it anything with these methods. It also holds the mark of an installation
+whose hourly quota GitHub says is spent, which every read and write honours.
 
 Writes come in three classes (`WriteClass`), so that what the bot promised always has room:
 final results may use the whole budget; replies to commands (refusals, help, unknown
@@ -42,4 +43,14 @@ class WriteGate(Protocol):
 
     async def pause(self, installation_id: int, seconds: float) -> None:
         """Hold every process's writes for this installation for `seconds`; never raises."""
+        ...
+
+    async def spend_quota(self, installation_id: int, until: float) -> None:
+        """Mark this installation's hourly quota spent until `until` (epoch seconds) for every
+        process: its reads and writes wait until then. Never raises."""
+        ...
+
+    async def quota_spent_until(self, installation_id: int) -> float:
+        """The epoch second the installation's spent quota comes back, or 0.0 when it is not
+        marked spent (or the mark cannot be read). Never raises."""
         ...

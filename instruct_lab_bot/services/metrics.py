@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import structlog
 from aiohttp import web
@@ -181,6 +181,15 @@ def _without_worker_counter(registry: CollectorRegistry) -> Counter:
     )
 
 
+def _held_for_quota_counter(registry: CollectorRegistry) -> Counter:
+    return counter(
+        registry,
+        "dispatcher_events_held_for_quota",
+        "Times an event was left pending (not an attempt) because its installation's "
+        "GitHub hourly quota was spent",
+    )
+
+
 class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -215,6 +224,7 @@ class ServerMetrics:
             ["reason", "limit"],
             registry=r,
         )
+        self.events_held_for_quota = _held_for_quota_counter(r)
         self.github = GitHubMetrics(r)
         self.queue = QueueGauges(r)
         self.chat = ChatMetrics(r)
@@ -302,6 +312,12 @@ class GitHubMetrics:
         self.rate_limit_remaining = gauge(
             registry, "github_rate_limit_remaining", "x-ratelimit-remaining of the latest response"
         )
+        self.quota_waiting = gauge(
+            registry,
+            "github_quota_waiting",
+            "Installations this process holds back until GitHub's hourly quota resets "
+            "(their events stay pending, their results in the outbox)",
+        )
         self.progress_skipped = counter(
             registry,
             "check_run_progress_skipped",
@@ -311,6 +327,11 @@ class GitHubMetrics:
             ["reason"],
             zero=[("unchanged",), ("spaced",), ("budget",)],
         )
+
+    def watch_quota(self, waiting: Callable[[], int]) -> None:
+        """Report `waiting()` (the GitHub adapter's installations waiting for their quota)
+        at each scrape."""
+        self.quota_waiting.set_function(waiting)
 
     def observe(self, route: str, status: int | None, headers: Mapping[str, str]) -> None:
         """Callback for the GitHub adapter: one attempt answered (status None: no answer)."""

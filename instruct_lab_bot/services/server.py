@@ -296,6 +296,7 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         github = build_github_app(
             session, settings, budget, on_response=app[METRICS].github.observe
         )
+        app[METRICS].github.watch_quota(lambda: github.quota.waiting)
         app[GITHUB] = github
         stop = asyncio.Event()
         dispatcher = Dispatcher(

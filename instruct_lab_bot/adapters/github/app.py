@@ -11,6 +11,9 @@ write budget, and every call goes through `request`:
   droppable writes (progress updates, replies to commands: `WriteClass`) are skipped when it
   runs short, final results wait;
 - installation tokens refreshed well before they expire, and once more if GitHub refuses one;
+- an installation whose hourly quota GitHub says is spent is marked so until GitHub's reset,
+  for every process (`quota.QuotaMarks`): meanwhile its calls never ask GitHub; they wait for
+  the reset within their deadline, or fail at once with `QuotaSpent` and the caller waits;
 - `on_response(route_template, status, headers)` after every response (status None when no
   response came), for metrics.
 """
@@ -33,10 +36,12 @@ import structlog
 
 from instruct_lab_bot.adapters.github.errors import GitHubError
 from instruct_lab_bot.adapters.github.installation import Installation
+from instruct_lab_bot.adapters.github.quota import QuotaMarks, fits
 from instruct_lab_bot.adapters.github.rate_limits import (
     WRITE_METHODS,
     Outcome,
     RetryAdvice,
+    quota_reset,
     retry_delay,
 )
 from instruct_lab_bot.adapters.github.transport import (
@@ -148,6 +153,7 @@ class GitHubApp:
         self.config = replace(config, api_url=config.api_url.rstrip("/"))
         self.budget = budget
         self.on_response = on_response
+        self.quota = QuotaMarks(budget)
         self._slots = asyncio.Semaphore(config.max_concurrency)
         app_key = (self.config.api_url, config.app_id, config.private_key)
         self._tokens = _PROCESS_TOKENS.setdefault(app_key, {})
@@ -276,12 +282,17 @@ class GitHubApp:
             and state.call.method in WRITE_METHODS
         )
         while True:
+            if installation_id is not None:
+                time_left = state.deadline - asyncio.get_running_loop().time()
+                await self.quota.check(installation_id, state.call.what, time_left)
             state.sends += 1
             token = await self.token(installation_id) if installation_id is not None else None
             if budgeted and not await self._take_budget(state):
                 return None
             outcome, response = await self._exchange(state.call, token)
             if response is not None:
+                if installation_id is not None:
+                    self.quota.answered(installation_id)
                 return response
             if outcome.status == 401 and token is not None and not state.refreshed:
                 assert installation_id is not None
@@ -292,7 +303,15 @@ class GitHubApp:
 
     async def _failed(self, state: _CallState, outcome: Outcome) -> NoReturn:
         """Raise what `core.retry` decides on; a rate limit also pauses the installation's
-        other writers, and gives up a droppable write at once."""
+        other writers, and gives up a droppable write at once; a spent hourly quota marks the
+        installation, and the call waits for the reset only if it comes within its deadline."""
+        reset = quota_reset(outcome)
+        if reset is not None and reset > time.time() and state.installation_id is not None:
+            spent = await self.quota.spent(state.installation_id, reset, state.call.what)
+            time_left = state.deadline - asyncio.get_running_loop().time()
+            if state.droppable or not fits(spent.until, time_left):
+                log.warning("github.call_failed", what=state.call.what, error=_describe(outcome))
+                raise spent
         advice = retry_delay(outcome, state.sends, self.config.retry)
         if advice is not None and advice.rate_limited:
             if state.installation_id is not None and self.budget is not None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol, cast
 from urllib.parse import quote
 
-from instruct_lab_bot.adapters.github.errors import GitHubError
+from instruct_lab_bot.adapters.github.errors import GitHubError, QuotaSpent
 from instruct_lab_bot.adapters.github.transport import ApiCall, Response
 from instruct_lab_bot.core.permissions import role_from_permission
 from instruct_lab_bot.core.refs import PullRequestRef, RepoRef
@@ -212,13 +212,16 @@ class Installation:
     async def file_at(self, repo: RepoRef, path: str, ref: str) -> RepoFile:
         """What `path` is at `ref` (file, symlink, submodule, folder, missing), with its size
         and bytes; an API error is kind "error", never an exception, so a caller that must
-        not pass what it could not read (validation) can say so."""
+        not pass what it could not read (validation) can say so. Except `QuotaSpent`: that says
+        nothing of the file, and its caller waits for the reset to read it then."""
         try:
             data = await self._optional(
                 "read a file",
                 "/repos/{owner}/{repo}/contents/{+path}{?ref}",
                 {**_repo_vars(repo), "path": quote(path, safe="/"), "ref": ref},
             )
+        except QuotaSpent:
+            raise
         except GitHubError as exc:
             return RepoFile(path, "error", detail=str(exc))
         return _repo_file(path, data)

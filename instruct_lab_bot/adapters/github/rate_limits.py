@@ -73,6 +73,18 @@ def rate_limit_wait(status: int, headers: Mapping[str, str], message: str = "") 
     return None
 
 
+def quota_reset(outcome: Outcome) -> float | None:
+    """When the installation's primary (hourly) quota comes back, as epoch seconds, if this
+    answer says it is spent (403/429 with `x-ratelimit-remaining: 0` and a reset, no
+    `retry-after`: that one is a secondary limit); else None."""
+    if outcome.status not in (403, 429):
+        return None
+    lower = {k.lower(): v for k, v in outcome.headers.items()}
+    if "retry-after" in lower or lower.get("x-ratelimit-remaining") != "0":
+        return None
+    return _float(lower.get("x-ratelimit-reset"))
+
+
 def _seconds_from_retry_after(value: str | None) -> float | None:
     if value is None:
         return None

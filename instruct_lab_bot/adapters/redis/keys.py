@@ -136,6 +136,12 @@ def github_pause_key(installation_id: int) -> str:
     return f"{PREFIX}gh:pause:{installation_id}"
 
 
+def github_quota_key(installation_id: int) -> str:
+    """Set while this installation's hourly quota is spent: holds the reset (epoch seconds)
+    GitHub named, and expires then."""
+    return f"{PREFIX}gh:quota:{installation_id}"
+
+
 def redelivered_key(guid: str) -> str:
     """Marks a webhook delivery (by GUID) the reconciler asked GitHub to redeliver."""
     return f"{PREFIX}redelivered:{guid}"

@@ -198,6 +198,19 @@ class EventStream(RedisPart):
             await self.redis.xack(stream, group, *gone)
         return [StreamEntry(stream, i, dict(v)) for i, v in claimed if v]
 
+    async def claim_untouched(
+        self, stream: str, group: str, consumer: str, entry_id: str, idle_ms: int
+    ) -> StreamEntry | None:
+        """Take back one pending entry this consumer set aside `idle_ms` ago, unless anyone
+        claimed or renewed it since (its idle time is then shorter): None then, or when the
+        entry is gone from the stream (it is acknowledged)."""
+        reply: Any = await self.redis.xclaim(stream, group, consumer, max(0, idle_ms), [entry_id])
+        claimed = [(i, v) for i, v in reply or []]
+        gone = [i for i, v in claimed if not v]
+        if gone:
+            await self.redis.xack(stream, group, *gone)
+        return next((StreamEntry(stream, i, dict(v)) for i, v in claimed if v), None)
+
     async def renew_claims(
         self, stream: str, group: str, consumer: str, entry_ids: Sequence[str]
     ) -> list[str]:

@@ -7,7 +7,9 @@ limit holds across replicas. Progress updates and replies to commands are *dropp
 only go out while a reserve is left, so check-run completions and result comments always find
 room; replies also stay within a share of their own (`reply_share`), so a stranger flooding a
 PR with commands cannot spend the budget either. A rate-limit answer from GitHub pauses every
-process's writes for that installation until GitHub's stated time.
+process's writes for that installation until GitHub's stated time; a spent hourly quota marks
+the installation (one key holding GitHub's reset, expiring then), and every process's reads
+and writes for it wait for that time instead of asking GitHub.
 
 `WriteBudget` is the Redis implementation of `core.write_gate.WriteGate`; the services hand
 one to `build_github_app`.
@@ -26,6 +28,7 @@ from redis.exceptions import RedisError
 
 from instruct_lab_bot.adapters.redis.keys import (
     github_pause_key,
+    github_quota_key,
     github_reply_writes_key,
     github_writes_key,
 )
@@ -60,6 +63,7 @@ class WriteBudget:
         self.window = window
         self.droppable_limit = limit - math.ceil(limit * reserve)
         self.reply_limit = min(self.droppable_limit, max(1, int(limit * reply_share)))
+        self._client = client
         self._take = script(client, "write_take")
         self._pause = script(client, "write_pause")
 
@@ -88,3 +92,25 @@ class WriteBudget:
             )
         except (RedisError, OSError) as exc:
             log.warning("github.pause_not_shared", error=repr(exc))
+
+    async def spend_quota(self, installation_id: int, until: float) -> None:
+        """Mark the installation's hourly quota spent until `until` (epoch seconds)."""
+        ttl_ms = int((until - time.time()) * 1000)
+        if ttl_ms <= 0:
+            return
+        try:
+            await self._client.set(github_quota_key(installation_id), f"{until:.3f}", px=ttl_ms)
+        except (RedisError, OSError) as exc:
+            log.warning("github.quota_not_shared", error=repr(exc))
+
+    async def quota_spent_until(self, installation_id: int) -> float:
+        """When the installation's spent quota comes back (epoch seconds); 0.0 if not spent."""
+        try:
+            value = await self._client.get(github_quota_key(installation_id))
+        except (RedisError, OSError) as exc:
+            log.warning("github.quota_unreadable", error=repr(exc))
+            return 0.0
+        try:
+            return float(value) if value is not None else 0.0
+        except (TypeError, ValueError):
+            return 0.0

@@ -2,7 +2,9 @@
 
 Each step records its result before the next one runs, and job ids and reply markers derive
 from the delivery id, so a redelivered or reclaimed event resumes where it stopped: one check
-run, one job, one reply, however often it is processed.
+run, one job, one reply, however often it is processed. An event whose installation has spent
+GitHub's hourly quota is left pending, not acknowledged and not counted as an attempt, and
+taken back once GitHub's reset has passed (`parked.Parked`; or by anyone after its lease).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 import structlog
 from redis.exceptions import RedisError
 
-from instruct_lab_bot.adapters.github import GitHubApp, GitHubError
+from instruct_lab_bot.adapters.github import GitHubApp, GitHubError, QuotaSpent
 from instruct_lab_bot.adapters.redis.keys import DISPATCH_GROUP, EVENTS_STREAM
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.adapters.redis.streams import StreamEntry, consumer_name
@@ -32,6 +34,7 @@ from instruct_lab_bot.services.dispatcher.commands import CommandHandlers
 from instruct_lab_bot.services.dispatcher.context import Deps
 from instruct_lab_bot.services.dispatcher.inflight import InFlight
 from instruct_lab_bot.services.dispatcher.jobs import JobStarter
+from instruct_lab_bot.services.dispatcher.parked import Parked
 from instruct_lab_bot.services.dispatcher.pull_requests import PullRequestEvents
 from instruct_lab_bot.services.dispatcher.repo_configs import RepoConfigs
 from instruct_lab_bot.services.dispatcher.stopping import JobStopper
@@ -61,6 +64,7 @@ class Dispatcher:
         self.policy = Policy.from_settings(settings)
         self.validator = Validator(settings, queue)
         self.consumer = consumer_name()
+        self.parked = Parked(queue, self.consumer)
         configs = RepoConfigs(settings, queue)
         deps = Deps(settings, queue, self.metrics, self.policy, self.validator, configs, chat)
         gatekeeper = Gatekeeper(self.policy, self.metrics)
@@ -121,16 +125,19 @@ class Dispatcher:
         )
 
     async def _next_entries(self, inflight: InFlight) -> list[StreamEntry]:
-        """Entries another dispatcher left pending too long, then new ones: as many as there
-        are free slots (an entry this dispatcher is still handling is not taken twice)."""
-        entries = await self.queue.claim_stale(
-            EVENTS_STREAM,
-            DISPATCH_GROUP,
-            self.consumer,
-            int(self.settings.lease_timeout * 1000),
-            count=inflight.free,
-        )
-        entries = [entry for entry in entries if entry.id not in inflight]
+        """Entries set aside for a quota that has reset, entries another dispatcher left
+        pending too long, then new ones: as many as there are free slots (an entry this
+        dispatcher is still handling is not taken twice)."""
+        entries = [e for e in await self.parked.due(inflight.free) if e.id not in inflight]
+        if inflight.free > len(entries):
+            stale = await self.queue.claim_stale(
+                EVENTS_STREAM,
+                DISPATCH_GROUP,
+                self.consumer,
+                int(self.settings.lease_timeout * 1000),
+                count=inflight.free - len(entries),
+            )
+            entries += [entry for entry in stale if entry.id not in inflight]
         wanted = inflight.free - len(entries)
         if wanted > 0:
             entries += await self.queue.read(
@@ -141,6 +148,7 @@ class Dispatcher:
     async def handle(self, entry: StreamEntry) -> None:
         delivery_id = entry.fields.get("delivery", "")
         bound = log.bind(delivery_id=delivery_id, entry=entry.id)
+        self.parked.forget(entry.id)
         try:
             intent = intent_from_json(entry.fields.get("type", ""), entry.fields["intent"])
         except (KeyError, ValueError, TypeError) as exc:
@@ -166,6 +174,14 @@ class Dispatcher:
                         )
                     await self.dispatch(delivery_id, intent)
                 break
+            except QuotaSpent as exc:
+                # Not an attempt, and not acknowledged: the entry stays pending, taken back at
+                # the reset (or claimed by anyone after its lease: until the reset that costs
+                # one Redis read, never a GitHub call). Its recorded steps make it resume.
+                self.parked.park(entry.id, exc.until)
+                self.metrics.events_held_for_quota.inc()
+                bound.debug("dispatcher.quota_wait", until=round(exc.until, 3))
+                return
             except GitHubError as exc:
                 bound.warning("dispatcher.github_failed", error=str(exc), attempt=attempt)
                 if attempt == MAX_ATTEMPTS or not exc.transient:

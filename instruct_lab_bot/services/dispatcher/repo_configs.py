@@ -15,7 +15,7 @@ from collections.abc import Callable
 import structlog
 from redis.exceptions import RedisError
 
-from instruct_lab_bot.adapters.github import GitHubError, Installation
+from instruct_lab_bot.adapters.github import GitHubError, Installation, QuotaSpent
 from instruct_lab_bot.adapters.redis.queue import Queue
 from instruct_lab_bot.core.messages.repo_config import config_check_run
 from instruct_lab_bot.core.refs import RepoRef
@@ -47,7 +47,8 @@ class RepoConfigs:
         self._configs: dict[tuple[int, str, str], tuple[float, LoadedConfig]] = {}
 
     async def load(self, gh: Installation, repo: RepoRef, default_branch: str) -> LoadedConfig:
-        """The configuration that applies to `repo` now; never raises for GitHub's errors."""
+        """The configuration that applies to `repo` now; never raises for GitHub's errors but
+        `QuotaSpent`: the event then waits for the reset rather than go on with defaults."""
         if not default_branch:
             return LoadedConfig()
         try:
@@ -60,6 +61,8 @@ class RepoConfigs:
                 return cached[1]
             path = self.settings.repo_config_path
             loaded = self._parse(repo, sha, await gh.file_at(repo, path, sha))
+        except QuotaSpent:
+            raise
         except GitHubError as exc:
             log.warning("repo_config.unreadable", repo=str(repo), error=str(exc))
             return LoadedConfig()

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from instruct_lab_bot.adapters.github import GitHubError
+from instruct_lab_bot.adapters.github import GitHubError, QuotaSpent
 from instruct_lab_bot.core.chat_access import ChatRecord
 from instruct_lab_bot.core.command_table import CommandSpec
 from instruct_lab_bot.core.comment_parser import MAX_ARGS
@@ -95,6 +95,8 @@ class ServingCommands:
                     text = found.content.decode("utf-8", "replace")
                     questions += [seed.question for seed in seeds_in_text(path, text)]
             return questions
+        except QuotaSpent:
+            raise  # the event waits for the reset: the seeds are read then
         except GitHubError as exc:
             log.warning("serve.seeds_unread", pull=str(request.pull), error=str(exc))
             return []

@@ -82,6 +82,7 @@ async def open_worker(
                 queue.redis, limit=settings.github_write_limit, window=settings.github_write_window
             )
             github = build_github_app(session, settings, budget, on_response=metrics.github.observe)
+            metrics.github.watch_quota(lambda: github.quota.waiting)
             tools = JobTools(run=process_runner(settings))
             deps = WorkerDeps(
                 settings, queue, github, store, metrics, tools, link_key=link_key, ilab=release

@@ -11,7 +11,7 @@ from dataclasses import replace
 import structlog
 
 from instruct_lab_bot.adapters.git import CheckoutResult, GitError
-from instruct_lab_bot.adapters.github import GitHubError
+from instruct_lab_bot.adapters.github import GitHubError, QuotaSpent
 from instruct_lab_bot.adapters.storage import StorageError
 from instruct_lab_bot.adapters.tracing import span
 from instruct_lab_bot.core import messages
@@ -43,7 +43,11 @@ log = structlog.get_logger(__name__)
 #: Failures a contributor can act on (or retry): reported on the PR as they are.
 REPORTED_FAILURES = (JobFailed, GitError, StorageError, GitHubError)
 #: Those that are outages, not the contributor's doing (the reply says so).
-_OUTAGES: dict[type[Exception], str] = {StorageError: "storage", GitHubError: "github"}
+_OUTAGES: dict[type[Exception], str] = {
+    StorageError: "storage",
+    GitHubError: "github",
+    QuotaSpent: "github",
+}
 
 
 def status_page_url(public_url: str, job: Job) -> str:

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import structlog
 
-from instruct_lab_bot.adapters.github import GitHubError
+from instruct_lab_bot.adapters.github import GitHubError, QuotaSpent
 from instruct_lab_bot.adapters.redis.outbox import ClaimedResult
 from instruct_lab_bot.core.final_result import FinalResult, final_result
 from instruct_lab_bot.core.jobs import Job
@@ -178,6 +178,8 @@ class ResultOutbox:
             await redis_calls.best_effort(queue.result_done(claimed.job_id, self.owner))
             return
         delay = OUTBOX_BACKOFF.backoff(claimed.attempts)
+        if isinstance(exc, QuotaSpent):  # no try before the installation's quota is back
+            delay = max(delay, exc.until - time.time())
         log.warning(
             "job.result_retry",
             job_id=claimed.job_id,
